@@ -1,0 +1,291 @@
+package decision_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/mcp-pdp/pdp/internal/decision"
+	"github.com/mcp-pdp/pdp/policies"
+)
+
+const resource = "http://127.0.0.1:8181/mcp"
+
+func loadDefault(t testing.TB) *decision.Policy {
+	t.Helper()
+	p, err := decision.Load(context.Background(), decision.Source{FS: policies.FS})
+	if err != nil {
+		t.Fatalf("load default policy: %v", err)
+	}
+	return p
+}
+
+func mustToken(t testing.TB, sub, client string, scopes []string, claims map[string]any) *decision.Token {
+	t.Helper()
+	if claims == nil {
+		claims = map[string]any{}
+	}
+	tok, err := decision.NewToken(sub, client, "https://issuer.example", "user", scopes, nil, claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func call(method, name string, tok *decision.Token) *decision.Input {
+	return &decision.Input{Resource: resource, Method: method, Class: decision.ClassifyMethod(method), Target: name, Token: tok}
+}
+
+func TestDefaultPolicyCalls(t *testing.T) {
+	p := loadDefault(t)
+	withQR := mustToken(t, "alice", "demo", []string{"qr:generate"}, nil)
+	noScopes := mustToken(t, "bob", "demo", nil, nil)
+	admin := mustToken(t, "carol", "demo", []string{"qr:admin"}, nil)
+	tests := []struct {
+		name        string
+		in          *decision.Input
+		allow       bool
+		visible     bool
+		required    []string
+		missing     []string
+		reasonMatch string
+	}{
+		{"anonymous public tool", call("tools/call", "lookup_product", nil), true, true, []string{}, []string{}, "public"},
+		{"anonymous step-up tool", call("tools/call", "generate_qr_url", nil), false, true, []string{"qr:generate"}, []string{"qr:generate"}, "authorization required"},
+		{"token without scope", call("tools/call", "generate_qr_url", noScopes), false, true, []string{"qr:generate"}, []string{"qr:generate"}, "missing scopes: qr:generate"},
+		{"token with scope", call("tools/call", "generate_qr_url", withQR), true, true, []string{"qr:generate"}, []string{}, "step_up"},
+		{"scope via hierarchy", call("tools/call", "generate_qr_url", admin), true, true, []string{"qr:generate"}, []string{}, "step_up"},
+		{"unknown tool hidden", call("tools/call", "drop_tables", withQR), false, false, []string{}, []string{}, "hidden"},
+		{"lifecycle", call("initialize", "", nil), true, true, []string{}, []string{}, "lifecycle"},
+		{"notification", call("notifications/initialized", "", nil), true, true, []string{}, []string{}, "lifecycle"},
+		{"listed other method", call("completion/complete", "", nil), true, true, []string{}, []string{}, "public"},
+		{"unlisted other method", call("sampling/createMessage", "", withQR), false, false, []string{}, []string{}, "hidden"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := p.Decide(context.Background(), tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Allow != tc.allow || res.Visible != tc.visible {
+				t.Fatalf("allow=%v visible=%v, want %v %v (reason %q)", res.Allow, res.Visible, tc.allow, tc.visible, res.Reason)
+			}
+			if !reflect.DeepEqual(res.RequiredScopes, tc.required) {
+				t.Errorf("required = %#v, want %#v", res.RequiredScopes, tc.required)
+			}
+			if !reflect.DeepEqual(res.MissingScopes, tc.missing) {
+				t.Errorf("missing = %#v, want %#v", res.MissingScopes, tc.missing)
+			}
+			if !strings.Contains(res.Reason, tc.reasonMatch) {
+				t.Errorf("reason = %q, want it to contain %q", res.Reason, tc.reasonMatch)
+			}
+			if !strings.HasPrefix(res.Revision, "sha256:") {
+				t.Errorf("revision = %q", res.Revision)
+			}
+		})
+	}
+}
+
+func TestDefaultPolicyListOneEvaluation(t *testing.T) {
+	p := loadDefault(t)
+	in := &decision.Input{Resource: resource, Method: "tools/list", Class: decision.ClassifyMethod("tools/list")}
+	for _, n := range []string{"ping", "generate_qr_url", "secret_tool"} {
+		in.Items = append(in.Items, decision.Item{Name: n})
+	}
+	res, err := p.Decide(context.Background(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]decision.ItemDecision{
+		"ping":            {Access: "public", Scopes: []string{}},
+		"generate_qr_url": {Access: "step_up", Scopes: []string{"qr:generate"}},
+	}
+	if !reflect.DeepEqual(res.Items, want) {
+		t.Fatalf("items = %#v, want %#v", res.Items, want)
+	}
+}
+
+// A policy directory with a custom catalog, restricted tools, roles, wildcards,
+// argument conditions and revocation: every branch of the default policy.
+func TestCustomCatalog(t *testing.T) {
+	dir := t.TempDir()
+	copyDefault(t, dir)
+	writeFile(t, filepath.Join(dir, "data.yaml"), `
+mcp:
+  default_catalog: ops
+  resources: {}
+  revoked: {clients: ["evil"], subjects: []}
+  catalogs:
+    ops:
+      unknown: {access: public}
+      scope_implies:
+        "repo:write": ["repo:read"]
+      tools:
+        read_repo: {access: restricted, scopes: ["repo:read"]}
+        deploy: {access: restricted, scopes: ["mcp:tools:deploy"], roles: ["sre"]}
+        transfer: {access: step_up, scopes: ["pay"]}
+        beta: {access: step_up, clients: ["beta-client"]}
+      resources:
+        "file:///public/*": {access: public}
+        "file:///public/secret/*": {access: deny}
+`)
+	writeFile(t, filepath.Join(dir, "limits.rego"), `package mcp.authz
+
+deny contains "amount exceeds 100" if {
+	input.tool.name == "transfer"
+	input.tool.arguments.amount > 100
+}
+`)
+	p, err := decision.Load(context.Background(), decision.Source{Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writer := mustToken(t, "u", "c", []string{"repo:write"}, nil)
+	wild := mustToken(t, "u", "c", []string{"mcp:tools:*"}, map[string]any{"groups": []any{"sre"}})
+	wildNoRole := mustToken(t, "u", "c", []string{"mcp:tools:*"}, map[string]any{"roles": "dev ops"})
+	payer := mustToken(t, "u", "c", []string{"pay"}, nil)
+	evil := mustToken(t, "u", "evil", []string{"pay"}, nil)
+	beta := mustToken(t, "u", "beta-client", nil, nil)
+	args := func(amount int) ast.Value {
+		return ast.NewObject(ast.Item(ast.StringTerm("amount"), ast.IntNumberTerm(amount)))
+	}
+	tests := []struct {
+		name           string
+		in             *decision.Input
+		allow, visible bool
+	}{
+		{"restricted hidden from anonymous", call("tools/call", "read_repo", nil), false, false},
+		{"restricted via implied scope", call("tools/call", "read_repo", writer), true, true},
+		{"wildcard scope and role", call("tools/call", "deploy", wild), true, true},
+		{"wildcard scope without role", call("tools/call", "deploy", wildNoRole), false, false},
+		{"unknown is public here", call("tools/call", "whatever", nil), true, true},
+		{"argument within limit", withArgs(call("tools/call", "transfer", payer), args(50)), true, true},
+		{"argument over limit", withArgs(call("tools/call", "transfer", payer), args(500)), false, true},
+		{"revoked client", withArgs(call("tools/call", "transfer", evil), args(5)), false, true},
+		{"client allow-list: other client", call("tools/call", "beta", payer), false, false},
+		{"client allow-list: listed client", call("tools/call", "beta", beta), true, true},
+		{"resource prefix", call("resources/read", "file:///public/a.txt", nil), true, true},
+		{"longest prefix wins", call("resources/read", "file:///public/secret/k", nil), false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := p.Decide(context.Background(), tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Allow != tc.allow || res.Visible != tc.visible {
+				t.Fatalf("allow=%v visible=%v, want %v %v (reason %q)", res.Allow, res.Visible, tc.allow, tc.visible, res.Reason)
+			}
+		})
+	}
+	res, err := p.Decide(context.Background(), withArgs(call("tools/call", "transfer", payer), args(500)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Reason != "amount exceeds 100" {
+		t.Errorf("reason = %q", res.Reason)
+	}
+}
+
+func withArgs(in *decision.Input, v ast.Value) *decision.Input { in.Arguments = v; return in }
+
+func TestLoadErrors(t *testing.T) {
+	tests := []struct {
+		name, file, content, want string
+	}{
+		{"syntax error names file and line", "authz.rego", "package mcp.authz\n\ndecision := {\n", "authz.rego:4: rego_parse_error"},
+		{"no decision rule", "authz.rego", "package mcp.authz\n\nallow := true\n", "no rule defines data.mcp.authz.decision"},
+		{"bad data", "data.json", "{not json", "data.json"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, filepath.Join(dir, tc.file), tc.content)
+			if tc.file != "authz.rego" {
+				writeFile(t, filepath.Join(dir, "authz.rego"), "package mcp.authz\n\ndecision := {\"allow\": true}\n")
+			}
+			_, err := decision.Load(context.Background(), decision.Source{Path: dir})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestEvaluationErrorsFailClosed(t *testing.T) {
+	tests := []struct {
+		name, policy string
+		want         string
+	}{
+		{"undefined decision", "package mcp.authz\n\ndecision := true if false\n", "no decision"},
+		{"wrong type", "package mcp.authz\n\ndecision := \"yes\"\n", "want an object"},
+		{"allow not boolean", "package mcp.authz\n\ndecision := {\"allow\": \"true\"}\n", "want a boolean"},
+		{"conflict", "package mcp.authz\n\ndecision := {\"allow\": true} if input.method\ndecision := {\"allow\": false} if input.resource\n", "conflict"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, filepath.Join(dir, "authz.rego"), tc.policy)
+			p, err := decision.Load(context.Background(), decision.Source{Path: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := decision.NewEngine(p).Decide(context.Background(), call("tools/call", "x", nil))
+			if err == nil || res != nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("res=%v err=%v, want error containing %q", res, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestEvaluationBudget(t *testing.T) {
+	dir := t.TempDir()
+	// numbers.range over a huge range: a pathological policy.
+	writeFile(t, filepath.Join(dir, "authz.rego"), `package mcp.authz
+
+decision := {"allow": count([x | some x in numbers.range(1, 100000000); x % 7 == 0]) > 0}
+`)
+	p, err := decision.Load(context.Background(), decision.Source{Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	res, err := p.Decide(ctx, call("tools/call", "x", nil))
+	if err == nil || res != nil || !strings.Contains(err.Error(), "stopped") {
+		t.Fatalf("res=%v err=%v, want a stopped evaluation", res, err)
+	}
+}
+
+func TestNotReady(t *testing.T) {
+	if _, err := decision.NewEngine(nil).Decide(context.Background(), call("ping", "", nil)); err != decision.ErrNotReady {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func copyDefault(t *testing.T, dir string) {
+	t.Helper()
+	for _, f := range []string{"authz.rego", "lib/scopes.rego"} {
+		b, err := policies.FS.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, f), string(b))
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

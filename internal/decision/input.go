@@ -1,0 +1,187 @@
+package decision
+
+import (
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// Operation classifies an MCP method for the policy.
+type Operation string
+
+const (
+	// OpCall acts on one named target: tools/call, prompts/get, resources/read, ...
+	OpCall Operation = "call"
+	// OpList lists targets: tools/list, prompts/list, resources/list, ...
+	OpList Operation = "list"
+	// OpLifecycle is initialize, ping and notifications/*.
+	OpLifecycle Operation = "lifecycle"
+	// OpOther is every other method (completion/complete, logging/setLevel, ...).
+	OpOther Operation = "other"
+)
+
+// Kind is what a call or list is about.
+type Kind string
+
+const (
+	KindNone             Kind = ""
+	KindTool             Kind = "tool"
+	KindPrompt           Kind = "prompt"
+	KindResource         Kind = "resource"
+	KindResourceTemplate Kind = "resource_template"
+)
+
+// Method describes how an MCP method maps onto the policy input.
+type Method struct {
+	Operation Operation
+	Kind      Kind
+	// ListKey is the result field holding the items of a list method
+	// ("tools", "prompts", "resources", "resourceTemplates").
+	ListKey string
+	// NameKey is the field naming an item or target ("name", "uri", "uriTemplate").
+	NameKey string
+}
+
+var methods = map[string]Method{
+	"tools/call":               {OpCall, KindTool, "", "name"},
+	"prompts/get":              {OpCall, KindPrompt, "", "name"},
+	"resources/read":           {OpCall, KindResource, "", "uri"},
+	"resources/subscribe":      {OpCall, KindResource, "", "uri"},
+	"resources/unsubscribe":    {OpCall, KindResource, "", "uri"},
+	"tools/list":               {OpList, KindTool, "tools", "name"},
+	"prompts/list":             {OpList, KindPrompt, "prompts", "name"},
+	"resources/list":           {OpList, KindResource, "resources", "uri"},
+	"resources/templates/list": {OpList, KindResourceTemplate, "resourceTemplates", "uriTemplate"},
+	"initialize":               {OpLifecycle, KindNone, "", ""},
+	"ping":                     {OpLifecycle, KindNone, "", ""},
+}
+
+// ClassifyMethod tells how method is decided. Notifications are lifecycle;
+// methods the table does not know are OpOther.
+func ClassifyMethod(method string) Method {
+	if m, ok := methods[method]; ok {
+		return m
+	}
+	if len(method) > len("notifications/") && method[:len("notifications/")] == "notifications/" {
+		return Method{Operation: OpLifecycle}
+	}
+	return Method{Operation: OpOther}
+}
+
+// Actor is one link of an RFC 8693 delegation chain.
+type Actor struct {
+	Subject  string
+	ClientID string
+}
+
+// Token is the verified caller as the policy sees it. Build it once per
+// verified token with NewToken and reuse it: its Rego value is computed once.
+type Token struct {
+	Subject, ClientID, Issuer, Grant string
+	Scopes                           []string
+	Act                              []Actor
+	term                             *ast.Term
+}
+
+// NewToken builds the policy view of a verified token. claims are all of the
+// token's claims as JSON-compatible values (input.token.claims).
+func NewToken(sub, clientID, issuer, grant string, scopes []string, act []Actor, claims map[string]any) (*Token, error) {
+	t := &Token{Subject: sub, ClientID: clientID, Issuer: issuer, Grant: grant, Scopes: scopes, Act: act}
+	claimsValue, err := ast.InterfaceToValue(claims)
+	if err != nil {
+		return nil, err
+	}
+	scopeTerms := make([]*ast.Term, len(scopes))
+	for i, s := range scopes {
+		scopeTerms[i] = ast.StringTerm(s)
+	}
+	actTerms := make([]*ast.Term, len(act))
+	for i, a := range act {
+		actTerms[i] = ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("sub"), ast.StringTerm(a.Subject)),
+			ast.Item(ast.InternedTerm("client_id"), ast.StringTerm(a.ClientID)),
+		)
+	}
+	t.term = ast.ObjectTerm(
+		ast.Item(ast.InternedTerm("present"), ast.InternedTerm(true)),
+		ast.Item(ast.InternedTerm("valid"), ast.InternedTerm(true)),
+		ast.Item(ast.InternedTerm("sub"), ast.StringTerm(sub)),
+		ast.Item(ast.InternedTerm("client_id"), ast.StringTerm(clientID)),
+		ast.Item(ast.InternedTerm("iss"), ast.StringTerm(issuer)),
+		ast.Item(ast.InternedTerm("grant"), ast.StringTerm(grant)),
+		ast.Item(ast.InternedTerm("scopes"), ast.ArrayTerm(scopeTerms...)),
+		ast.Item(ast.InternedTerm("act"), ast.ArrayTerm(actTerms...)),
+		ast.Item(ast.InternedTerm("claims"), ast.NewTerm(claimsValue)),
+	)
+	return t, nil
+}
+
+// anonymous is the token object of a caller without a token.
+var anonymous = ast.ObjectTerm(
+	ast.Item(ast.InternedTerm("present"), ast.InternedTerm(false)),
+	ast.Item(ast.InternedTerm("valid"), ast.InternedTerm(false)),
+	ast.Item(ast.InternedTerm("scopes"), ast.ArrayTerm()),
+	ast.Item(ast.InternedTerm("claims"), ast.ObjectTerm()),
+)
+
+// Item is one entry of a list result, as the policy sees it.
+type Item struct {
+	Name string
+	// Annotations are the item's MCP annotations (e.g. readOnlyHint), or nil.
+	Annotations ast.Value
+}
+
+// Input is one request to decide.
+type Input struct {
+	Resource  string
+	Method    string
+	Class     Method
+	Target    string    // tool or prompt name, resource URI (calls)
+	Arguments ast.Value // call arguments, or nil
+	Token     *Token    // nil: anonymous
+	Items     []Item    // list methods
+}
+
+// Value builds the Rego input document:
+//
+//	{"resource", "method", "operation", "kind",
+//	 "target": {"kind", "name", "arguments"}, "tool": <target, tools only>,
+//	 "token": {...}, "items": [{"name", "annotations"}]}
+func (in *Input) Value() ast.Value {
+	tok := anonymous
+	if in.Token != nil {
+		tok = in.Token.term
+	}
+	obj := ast.NewObjectWithCapacity(8)
+	obj.Insert(ast.InternedTerm("resource"), ast.StringTerm(in.Resource))
+	obj.Insert(ast.InternedTerm("method"), ast.StringTerm(in.Method))
+	obj.Insert(ast.InternedTerm("operation"), ast.StringTerm(string(in.Class.Operation)))
+	obj.Insert(ast.InternedTerm("kind"), ast.StringTerm(string(in.Class.Kind)))
+	obj.Insert(ast.InternedTerm("token"), tok)
+	switch in.Class.Operation {
+	case OpCall:
+		args := ast.NewTerm(ast.NewObject())
+		if in.Arguments != nil {
+			args = ast.NewTerm(in.Arguments)
+		}
+		target := ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("kind"), ast.StringTerm(string(in.Class.Kind))),
+			ast.Item(ast.InternedTerm("name"), ast.StringTerm(in.Target)),
+			ast.Item(ast.InternedTerm("arguments"), args),
+		)
+		obj.Insert(ast.InternedTerm("target"), target)
+		if in.Class.Kind == KindTool {
+			obj.Insert(ast.InternedTerm("tool"), target)
+		}
+	case OpList:
+		items := make([]*ast.Term, len(in.Items))
+		for i, it := range in.Items {
+			o := ast.NewObjectWithCapacity(2)
+			o.Insert(ast.InternedTerm("name"), ast.StringTerm(it.Name))
+			if it.Annotations != nil {
+				o.Insert(ast.InternedTerm("annotations"), ast.NewTerm(it.Annotations))
+			}
+			items[i] = ast.NewTerm(o)
+		}
+		obj.Insert(ast.InternedTerm("items"), ast.ArrayTerm(items...))
+	}
+	return obj
+}

@@ -1,0 +1,155 @@
+package decision
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/bundle"
+	"github.com/open-policy-agent/opa/v1/loader"
+	"github.com/open-policy-agent/opa/v1/rego"
+)
+
+// Query is the single entry point every policy must define.
+const Query = "data.mcp.authz.decision"
+
+// Source says where a policy comes from: a directory or bundle file on disk
+// (Path), or a directory inside FS (the policy embedded in the binary).
+type Source struct {
+	Path string
+	FS   fs.FS
+	// Verification, when set, requires a valid bundle signature (.signatures.json).
+	Verification *bundle.VerificationConfig
+}
+
+func (s Source) String() string {
+	if s.FS != nil {
+		return "embedded:" + s.Path
+	}
+	return s.Path
+}
+
+// Policy is a compiled, prepared policy. It is immutable and safe for
+// concurrent use.
+type Policy struct {
+	query    rego.PreparedEvalQuery
+	revision string
+	source   string
+	bundle   *bundle.Bundle
+}
+
+// Revision is the bundle manifest revision, or a content hash
+// ("sha256:<12 hex>") for directories without one.
+func (p *Policy) Revision() string { return p.revision }
+
+// Source names where the policy was loaded from.
+func (p *Policy) Source() string { return p.source }
+
+// Bundle returns the loaded bundle (modules and data).
+func (p *Policy) Bundle() *bundle.Bundle { return p.bundle }
+
+// testFile reports Rego test files, which are never part of a served policy.
+func testFile(abspath string, info fs.FileInfo, depth int) bool {
+	return !info.IsDir() && strings.HasSuffix(info.Name(), "_test.rego")
+}
+
+// ReadBundle loads src as an OPA bundle (directory tree or .tar.gz), without
+// compiling it.
+func ReadBundle(src Source) (*bundle.Bundle, error) {
+	fl := loader.NewFileLoader().WithRegoVersion(ast.RegoV1).WithFilter(testFile)
+	if src.FS != nil {
+		fl = fl.WithFS(src.FS)
+	}
+	if src.Verification != nil {
+		fl = fl.WithBundleVerificationConfig(src.Verification)
+	} else {
+		fl = fl.WithSkipBundleVerification(true)
+	}
+	path := src.Path
+	if path == "" {
+		path = "."
+	}
+	b, err := fl.AsBundle(path)
+	if err != nil {
+		return nil, fmt.Errorf("load policy %s: %w", src, err)
+	}
+	return b, nil
+}
+
+// Load reads, compiles and prepares the policy at src.
+func Load(ctx context.Context, src Source) (*Policy, error) {
+	b, err := ReadBundle(src)
+	if err != nil {
+		return nil, err
+	}
+	return Prepare(ctx, b, src.String())
+}
+
+// Prepare compiles a loaded bundle and prepares the decision query.
+func Prepare(ctx context.Context, b *bundle.Bundle, source string) (*Policy, error) {
+	if len(b.Modules) == 0 {
+		return nil, fmt.Errorf("policy %s: no Rego modules found", source)
+	}
+	r := rego.New(
+		rego.Query(Query),
+		rego.ParsedBundle("mcp", b),
+		rego.SetRegoVersion(ast.RegoV1),
+		rego.StoreReadAST(true),
+		rego.StrictBuiltinErrors(false),
+	)
+	pq, err := r.PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("compile policy %s: %w", source, err)
+	}
+	if !definesDecision(b) {
+		return nil, fmt.Errorf("policy %s: no rule defines %s (package mcp.authz, rule decision)", source, Query)
+	}
+	rev := b.Manifest.Revision
+	if rev == "" {
+		rev = contentRevision(b)
+	}
+	return &Policy{query: pq, revision: rev, source: source, bundle: b}, nil
+}
+
+func definesDecision(b *bundle.Bundle) bool {
+	want := ast.MustParseRef("data.mcp.authz")
+	for _, m := range b.Modules {
+		if m.Parsed == nil || !m.Parsed.Package.Path.Equal(want) {
+			continue
+		}
+		for _, r := range m.Parsed.Rules {
+			if r.Head.Ref().String() == "decision" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// contentRevision hashes module sources and data so that the same policy
+// content always has the same revision.
+func contentRevision(b *bundle.Bundle) string {
+	h := sha256.New()
+	mods := make([]bundle.ModuleFile, len(b.Modules))
+	copy(mods, b.Modules)
+	sort.Slice(mods, func(i, j int) bool { return mods[i].Path < mods[j].Path })
+	for _, m := range mods {
+		h.Write([]byte(m.Path))
+		h.Write([]byte{0})
+		h.Write(m.Raw)
+		h.Write([]byte{0})
+	}
+	data, _ := json.Marshal(b.Data) // maps marshal with sorted keys
+	h.Write(data)
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// ErrNoDecision is returned when the policy leaves the decision undefined.
+var ErrNoDecision = errors.New("policy returned no decision (data.mcp.authz.decision is undefined)")
