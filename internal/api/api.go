@@ -1,0 +1,237 @@
+// Package api is the HTTP surface of mcp-pdp (echo v5): POST /v1/decide, the
+// RFC 9728 protected resource metadata, health, readiness and metrics. It
+// parses and limits requests and maps errors to status codes; deciding is
+// the job of internal/core.
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mcp-pdp/pdp/internal/core"
+	"github.com/mcp-pdp/pdp/internal/stepup"
+)
+
+// Decider is the decision core.
+type Decider interface {
+	Decide(ctx context.Context, req *core.Request, pep string) (*core.Response, error)
+	Ready() bool
+}
+
+// MetadataDoc is one protected resource metadata document to serve.
+type MetadataDoc struct {
+	// Host is the resource URI's host, used when two resources share a path.
+	Host     string
+	Path     string
+	Document stepup.Metadata
+}
+
+// ReadinessCheck reports a reason the PDP is not ready, or nil.
+type ReadinessCheck func() error
+
+// Options configure the HTTP API.
+type Options struct {
+	Core         Decider
+	Metadata     []MetadataDoc
+	MaxBodyBytes int64
+	// Ready checks beyond "a policy is loaded" (e.g. audit spool writable).
+	Ready []ReadinessCheck
+	// Status returns extra fields for /readyz (e.g. policy revision).
+	Status   func() map[string]any
+	Registry *prometheus.Registry
+	Logger   *slog.Logger
+	// Mount adds extra routes (e.g. the dev issuer under /dev/).
+	Mount func(e *echo.Echo)
+}
+
+// Server is the HTTP handler.
+type Server struct {
+	opts    Options
+	echo    *echo.Echo
+	log     *slog.Logger
+	metrics *metrics
+}
+
+// New builds the handler.
+func New(o Options) *Server {
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 1 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{opts: o, log: o.Logger, metrics: newMetrics(o.Registry)}
+	e := echo.New()
+	e.Logger = o.Logger
+	e.HTTPErrorHandler = s.handleError
+	e.POST("/v1/decide", s.decide)
+	e.GET(stepup.WellKnownPath, s.metadata)
+	e.GET(stepup.WellKnownPath+"/*", s.metadata)
+	e.GET("/healthz", func(c *echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", s.ready)
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{})))
+	if o.Mount != nil {
+		o.Mount(e)
+	}
+	s.echo = e
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// apiError is the JSON body of every non-200 answer of the API.
+type apiError struct {
+	Status      int    `json:"-"`
+	Code        string `json:"error"`
+	Description string `json:"error_description"`
+}
+
+func (e *apiError) Error() string { return e.Code + ": " + e.Description }
+
+func (s *Server) handleError(c *echo.Context, err error) {
+	if resp, _ := echo.UnwrapResponse(c.Response()); resp != nil && resp.Committed {
+		return
+	}
+	var ae *apiError
+	var re *core.RequestError
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &ae):
+	case errors.As(err, &re):
+		ae = &apiError{Status: re.Status, Code: re.Code, Description: re.Description}
+	case errors.As(err, &he):
+		ae = &apiError{Status: he.Code, Code: strings.ReplaceAll(strings.ToLower(http.StatusText(he.Code)), " ", "_"), Description: he.Message}
+	default:
+		s.log.Error("internal error", "path", c.Request().URL.Path, "err", err)
+		ae = &apiError{Status: http.StatusInternalServerError, Code: "internal_error", Description: "internal error"}
+	}
+	s.metrics.apiErrors.WithLabelValues(ae.Code).Inc()
+	_ = c.JSON(ae.Status, ae)
+}
+
+func (s *Server) decide(c *echo.Context) error {
+	start := time.Now()
+	r := c.Request()
+	if !s.opts.Core.Ready() {
+		return &apiError{http.StatusServiceUnavailable, "not_ready", "no policy is loaded yet"}
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json"}
+		}
+	} else {
+		return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json"}
+	}
+	req, err := readRequest(r.Body, s.opts.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	resp, err := s.opts.Core.Decide(r.Context(), req, "")
+	if err != nil {
+		return err
+	}
+	s.metrics.observe(resp, time.Since(start))
+	return c.JSON(http.StatusOK, resp)
+}
+
+// readRequest decodes one JSON object within limit bytes.
+func readRequest(body io.Reader, limit int64) (*core.Request, error) {
+	buf, err := io.ReadAll(io.LimitReader(body, limit+1))
+	if err != nil {
+		return nil, &apiError{http.StatusBadRequest, "invalid_request", "reading the body failed: " + err.Error()}
+	}
+	if int64(len(buf)) > limit {
+		return nil, &apiError{http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("the body exceeds the limit of %d bytes", limit)}
+	}
+	if len(bytes.TrimSpace(buf)) == 0 {
+		return nil, &apiError{http.StatusBadRequest, "invalid_request", "the body is empty; send a JSON object"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(buf))
+	dec.DisallowUnknownFields()
+	var req core.Request
+	if err := dec.Decode(&req); err != nil {
+		return nil, &apiError{http.StatusBadRequest, "invalid_json", describeJSONError(err)}
+	}
+	if dec.More() {
+		return nil, &apiError{http.StatusBadRequest, "invalid_json", "unexpected data after the JSON object"}
+	}
+	return &req, nil
+}
+
+func describeJSONError(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("malformed JSON at offset %d: %v", se.Offset, se)
+	case errors.As(err, &te):
+		return fmt.Sprintf("field %q must be %s, not %s", te.Field, te.Type, te.Value)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "malformed JSON: unexpected end of input"
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return strings.TrimPrefix(err.Error(), "json: ") + "; known fields: resource, authorization, message, result"
+	}
+	return "malformed JSON: " + err.Error()
+}
+
+func (s *Server) metadata(c *echo.Context) error {
+	path := c.Request().URL.EscapedPath()
+	host := c.Request().Host
+	var match *MetadataDoc
+	for i := range s.opts.Metadata {
+		m := &s.opts.Metadata[i]
+		if m.Path != path {
+			continue
+		}
+		if match == nil || strings.EqualFold(m.Host, host) {
+			match = m
+		}
+	}
+	if match == nil {
+		return &apiError{http.StatusNotFound, "not_found", "no protected resource is configured for " + path}
+	}
+	c.Response().Header().Set("Cache-Control", "public, max-age=300")
+	return c.JSON(http.StatusOK, match.Document)
+}
+
+func (s *Server) ready(c *echo.Context) error {
+	body := map[string]any{"status": "ready"}
+	if s.opts.Status != nil {
+		for k, v := range s.opts.Status() {
+			body[k] = v
+		}
+	}
+	var problems []string
+	if !s.opts.Core.Ready() {
+		problems = append(problems, "no policy loaded")
+	}
+	for _, check := range s.opts.Ready {
+		if err := check(); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
+	if len(problems) > 0 {
+		body["status"] = "not_ready"
+		body["problems"] = problems
+		return c.JSON(http.StatusServiceUnavailable, body)
+	}
+	return c.JSON(http.StatusOK, body)
+}

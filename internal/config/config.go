@@ -1,0 +1,452 @@
+// Package config loads and validates the mcp-pdp YAML configuration. It
+// applies defaults and reports every problem with the key that holds it and
+// the fix. It imports nothing else of mcp-pdp; cmd/pdp maps it onto the
+// options of the other packages.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Duration is a time.Duration written as "30s", "5m", "1h30m" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: want a duration such as \"30s\" or \"5m\"", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (use e.g. \"30s\", \"5m\", \"1h\")", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Config is the whole configuration file.
+type Config struct {
+	// Listen is the HTTP listen address (default 127.0.0.1:8181).
+	Listen string `yaml:"listen"`
+	// DataDir holds the embedded NATS store, the audit spool and dev keys (default .pdp-data).
+	DataDir string `yaml:"data_dir"`
+	// Instance names this PDP in audit events (default: host name).
+	Instance string `yaml:"instance"`
+	// Insecure allows a non-loopback listener without PEP authentication.
+	Insecure  bool       `yaml:"insecure"`
+	Resources []Resource `yaml:"resources"`
+	Policy    Policy     `yaml:"policy"`
+	Limits    Limits     `yaml:"limits"`
+	Audit     Audit      `yaml:"audit"`
+	JWKS      JWKS       `yaml:"jwks"`
+	Log       Log        `yaml:"log"`
+}
+
+// Resource is one protected MCP server.
+type Resource struct {
+	// URI is the canonical resource URI (RFC 8707), e.g. https://mcp.example.com/mcp.
+	URI string `yaml:"uri"`
+	// Key names the resource in audit subjects (default: derived from the URI).
+	Key string `yaml:"key"`
+	// Issuer is the exact `iss` of accepted tokens.
+	Issuer string `yaml:"issuer"`
+	// JWKSURI is optional; discovered from the issuer's metadata when empty.
+	JWKSURI string `yaml:"jwks_uri"`
+	// Audiences accepted in `aud` (default: [URI]).
+	Audiences []string `yaml:"audiences"`
+	// AuthorizationServers listed in the protected resource metadata (default: [Issuer]).
+	AuthorizationServers []string `yaml:"authorization_servers"`
+	// ScopesSupported listed in the protected resource metadata.
+	ScopesSupported []string `yaml:"scopes_supported"`
+	// ChallengeScopes: "operation" (default) or "accumulate".
+	ChallengeScopes string `yaml:"challenge_scopes"`
+	// ResourceMetadataURL overrides the RFC 9728 metadata URL sent in challenges.
+	ResourceMetadataURL string `yaml:"resource_metadata_url"`
+	// Algorithms allowed for token signatures (default: RS*, PS*, ES*, EdDSA).
+	Algorithms []string `yaml:"algorithms"`
+	// ClockSkew tolerated on exp/nbf/iat (default 30s).
+	ClockSkew Duration `yaml:"clock_skew"`
+	// AuditArguments records tool arguments in audit events, with fields redacted.
+	AuditArguments AuditArguments `yaml:"audit_arguments"`
+}
+
+// AuditArguments controls recording of call arguments.
+type AuditArguments struct {
+	Enabled bool     `yaml:"enabled"`
+	Redact  []string `yaml:"redact"`
+}
+
+// Policy says where the Rego policy comes from.
+type Policy struct {
+	// Path is a directory or a bundle file (.tar.gz). Empty: the embedded default policy.
+	Path string `yaml:"path"`
+}
+
+// Limits bound the work one request may cause.
+type Limits struct {
+	// MaxBodyBytes of a /v1/decide request (default 1 MiB).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// DecisionTimeout is the budget of one decision including policy evaluation (default 250ms).
+	DecisionTimeout Duration `yaml:"decision_timeout"`
+	// ReadTimeout / WriteTimeout / IdleTimeout of the HTTP server.
+	ReadTimeout  Duration `yaml:"read_timeout"`
+	WriteTimeout Duration `yaml:"write_timeout"`
+	IdleTimeout  Duration `yaml:"idle_timeout"`
+	// TokenCacheSize bounds the verified-token cache (default 10000).
+	TokenCacheSize int `yaml:"token_cache_size"`
+}
+
+// JWKS tunes signing key fetching.
+type JWKS struct {
+	RefreshInterval    Duration `yaml:"refresh_interval"`
+	MinRefetchInterval Duration `yaml:"min_refetch_interval"`
+	FetchTimeout       Duration `yaml:"fetch_timeout"`
+	MaxBodyBytes       int64    `yaml:"max_body_bytes"`
+}
+
+// Audit configures decision audit events.
+type Audit struct {
+	Enabled *bool `yaml:"enabled"`
+	// Mode: "async" (default) or "sync".
+	Mode string `yaml:"mode"`
+	// OnFailure: "open" (default: answer, report loudly) or "deny".
+	OnFailure       string   `yaml:"on_failure"`
+	Stream          string   `yaml:"stream"`
+	SubjectPrefix   string   `yaml:"subject_prefix"`
+	Replicas        int      `yaml:"replicas"`
+	MaxAge          Duration `yaml:"max_age"`
+	DuplicateWindow Duration `yaml:"duplicate_window"`
+	QueueSize       int      `yaml:"queue_size"`
+	SpoolDir        string   `yaml:"spool_dir"`
+	NATS            NATS     `yaml:"nats"`
+}
+
+// IsEnabled reports whether audit is on (the default).
+func (a Audit) IsEnabled() bool { return a.Enabled == nil || *a.Enabled }
+
+// NATS says where audit events go.
+type NATS struct {
+	// URL is "embedded" (default) or a comma-separated list of nats:// URLs.
+	URL         string `yaml:"url"`
+	Credentials string `yaml:"credentials"`
+	NKeySeed    string `yaml:"nkey_seed"`
+	TLSCA       string `yaml:"tls_ca"`
+	TLSCert     string `yaml:"tls_cert"`
+	TLSKey      string `yaml:"tls_key"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level: debug, info (default), warn, error.
+	Level string `yaml:"level"`
+	// Format: text (default) or json.
+	Format string `yaml:"format"`
+}
+
+// Load reads and validates the file at path.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	c, err := Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes YAML, rejecting unknown keys, then applies defaults and validates.
+func Parse(r io.Reader) (*Config, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, explainYAML(err)
+	}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func explainYAML(err error) error {
+	msg := err.Error()
+	if strings.Contains(msg, "not found in type") {
+		// yaml.v3: "line 3: field lisen not found in type config.Config"
+		msg = strings.Replace(msg, "not found in type", "is not a known key in", 1)
+		return fmt.Errorf("%s (check the spelling against docs/configuration.md)", msg)
+	}
+	return err
+}
+
+// Default values.
+const (
+	DefaultListen          = "127.0.0.1:8181"
+	DefaultDataDir         = ".pdp-data"
+	DefaultMaxBodyBytes    = 1 << 20
+	DefaultDecisionTimeout = 250 * time.Millisecond
+	DefaultTokenCacheSize  = 10000
+)
+
+// ApplyDefaults fills unset fields.
+func (c *Config) ApplyDefaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.Instance == "" {
+		if h, err := os.Hostname(); err == nil {
+			c.Instance = h
+		} else {
+			c.Instance = "pdp"
+		}
+	}
+	for i := range c.Resources {
+		r := &c.Resources[i]
+		if len(r.Audiences) == 0 && r.URI != "" {
+			r.Audiences = []string{r.URI}
+		}
+		if len(r.AuthorizationServers) == 0 && r.Issuer != "" {
+			r.AuthorizationServers = []string{r.Issuer}
+		}
+		if r.ChallengeScopes == "" {
+			r.ChallengeScopes = "operation"
+		}
+		if r.ClockSkew == 0 {
+			r.ClockSkew = Duration(30 * time.Second)
+		}
+		if r.Key == "" && r.URI != "" {
+			r.Key = ResourceKey(r.URI)
+		}
+	}
+	l := &c.Limits
+	if l.MaxBodyBytes == 0 {
+		l.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if l.DecisionTimeout == 0 {
+		l.DecisionTimeout = Duration(DefaultDecisionTimeout)
+	}
+	if l.ReadTimeout == 0 {
+		l.ReadTimeout = Duration(10 * time.Second)
+	}
+	if l.WriteTimeout == 0 {
+		l.WriteTimeout = Duration(10 * time.Second)
+	}
+	if l.IdleTimeout == 0 {
+		l.IdleTimeout = Duration(120 * time.Second)
+	}
+	if l.TokenCacheSize == 0 {
+		l.TokenCacheSize = DefaultTokenCacheSize
+	}
+	j := &c.JWKS
+	if j.RefreshInterval == 0 {
+		j.RefreshInterval = Duration(5 * time.Minute)
+	}
+	if j.MinRefetchInterval == 0 {
+		j.MinRefetchInterval = Duration(10 * time.Second)
+	}
+	if j.FetchTimeout == 0 {
+		j.FetchTimeout = Duration(5 * time.Second)
+	}
+	if j.MaxBodyBytes == 0 {
+		j.MaxBodyBytes = 1 << 20
+	}
+	a := &c.Audit
+	if a.Mode == "" {
+		a.Mode = "async"
+	}
+	if a.OnFailure == "" {
+		a.OnFailure = "open"
+	}
+	if a.Stream == "" {
+		a.Stream = "MCP_AUDIT"
+	}
+	if a.SubjectPrefix == "" {
+		a.SubjectPrefix = "mcp.audit"
+	}
+	if a.Replicas == 0 {
+		a.Replicas = 1
+	}
+	if a.DuplicateWindow == 0 {
+		a.DuplicateWindow = Duration(2 * time.Minute)
+	}
+	if a.QueueSize == 0 {
+		a.QueueSize = 8192
+	}
+	if a.NATS.URL == "" {
+		a.NATS.URL = "embedded"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+}
+
+// ResourceKey derives a NATS-subject-safe key from a resource URI:
+// host and path with every character outside [A-Za-z0-9_-] turned into '_'.
+func ResourceKey(uri string) string {
+	u, err := url.Parse(uri)
+	s := uri
+	if err == nil && u.Host != "" {
+		s = u.Host + u.Path
+	}
+	s = strings.TrimSuffix(s, "/")
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	if b.Len() == 0 {
+		return "default"
+	}
+	return b.String()
+}
+
+var allowedAlgs = map[string]bool{
+	"RS256": true, "RS384": true, "RS512": true, "PS256": true, "PS384": true, "PS512": true,
+	"ES256": true, "ES384": true, "ES512": true, "EdDSA": true,
+}
+
+// Validate reports every invalid value at once, each naming its key and the fix.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "%q is not host:port (e.g. 127.0.0.1:8181)", c.Listen)
+	}
+	if len(c.Resources) == 0 {
+		bad("resources", "at least one resource is required (or run `pdp serve --dev`)")
+	}
+	seen := map[string]bool{}
+	keys := map[string]bool{}
+	for i, r := range c.Resources {
+		k := fmt.Sprintf("resources[%d]", i)
+		u, err := url.Parse(r.URI)
+		switch {
+		case r.URI == "":
+			bad(k+".uri", "required: the canonical URI of the MCP server, e.g. https://mcp.example.com/mcp")
+		case err != nil || u.Scheme == "" || u.Host == "":
+			bad(k+".uri", "%q is not an absolute URI with scheme and host", r.URI)
+		case u.Fragment != "":
+			bad(k+".uri", "%q must not have a fragment (RFC 8707 §2)", r.URI)
+		}
+		if seen[r.URI] {
+			bad(k+".uri", "%q is configured twice", r.URI)
+		}
+		seen[r.URI] = true
+		if keys[r.Key] {
+			bad(k+".key", "%q is used by another resource; set a distinct key", r.Key)
+		}
+		keys[r.Key] = true
+		if r.Issuer == "" {
+			bad(k+".issuer", "required: the exact `iss` of the authorization server's tokens")
+		} else if iu, err := url.Parse(r.Issuer); err != nil || iu.Scheme == "" || iu.Host == "" {
+			bad(k+".issuer", "%q is not an absolute URL", r.Issuer)
+		}
+		if r.JWKSURI != "" {
+			if ju, err := url.Parse(r.JWKSURI); err != nil || (ju.Scheme != "https" && ju.Scheme != "http") {
+				bad(k+".jwks_uri", "%q is not an http(s) URL", r.JWKSURI)
+			}
+		}
+		if r.ChallengeScopes != "operation" && r.ChallengeScopes != "accumulate" {
+			bad(k+".challenge_scopes", "%q is not one of: operation, accumulate", r.ChallengeScopes)
+		}
+		for _, a := range r.Algorithms {
+			if !allowedAlgs[a] {
+				bad(k+".algorithms", "%q is not allowed; use asymmetric algorithms only (RS256..RS512, PS256..PS512, ES256..ES512, EdDSA)", a)
+			}
+		}
+		if r.ClockSkew < 0 || r.ClockSkew.D() > 5*time.Minute {
+			bad(k+".clock_skew", "%s is out of range; use 0s to 5m", r.ClockSkew.D())
+		}
+		for _, s := range r.ScopesSupported {
+			if !validScope(s) {
+				bad(k+".scopes_supported", "%q is not a valid scope token (RFC 6749 §3.3)", s)
+			}
+		}
+	}
+	if c.Limits.MaxBodyBytes < 1024 {
+		bad("limits.max_body_bytes", "%d is too small; use at least 1024", c.Limits.MaxBodyBytes)
+	}
+	if c.Limits.DecisionTimeout <= 0 {
+		bad("limits.decision_timeout", "must be positive")
+	}
+	if c.Limits.TokenCacheSize < 0 {
+		bad("limits.token_cache_size", "must not be negative (0 = default)")
+	}
+	if c.Audit.Mode != "async" && c.Audit.Mode != "sync" {
+		bad("audit.mode", "%q is not one of: async, sync", c.Audit.Mode)
+	}
+	if c.Audit.OnFailure != "open" && c.Audit.OnFailure != "deny" {
+		bad("audit.on_failure", "%q is not one of: open, deny", c.Audit.OnFailure)
+	}
+	if c.Audit.Replicas < 1 || c.Audit.Replicas > 5 {
+		bad("audit.replicas", "%d is out of range; use 1 to 5 (3 recommended for a cluster)", c.Audit.Replicas)
+	}
+	if c.Audit.NATS.URL != "embedded" {
+		for _, s := range strings.Split(c.Audit.NATS.URL, ",") {
+			u, err := url.Parse(strings.TrimSpace(s))
+			if err != nil || (u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+				bad("audit.nats.url", "%q is not \"embedded\" or a nats://host:port URL list", c.Audit.NATS.URL)
+				break
+			}
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not one of: debug, info, warn, error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", "%q is not one of: text, json", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// validScope checks RFC 6749 scope-token characters.
+func validScope(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if ch != 0x21 && (ch < 0x23 || ch > 0x5B) && (ch < 0x5D || ch > 0x7E) {
+			return false
+		}
+	}
+	return true
+}

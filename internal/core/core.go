@@ -1,0 +1,446 @@
+// Package core is the decision core of mcp-pdp as a Go API: it verifies the
+// caller's token, evaluates the policy once, filters lists, builds the
+// step-up answer and records the audit event. The HTTP API calls it; a
+// future in-process gateway will call it the same way.
+package core
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nuid"
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/mcp-pdp/pdp/internal/auditsink"
+	"github.com/mcp-pdp/pdp/internal/decision"
+	"github.com/mcp-pdp/pdp/internal/listfilter"
+	"github.com/mcp-pdp/pdp/internal/stepup"
+	"github.com/mcp-pdp/pdp/internal/token"
+)
+
+// Verifier verifies a raw bearer token for one resource.
+type Verifier interface {
+	Verify(ctx context.Context, raw string) (*token.Claims, error)
+}
+
+// Auditor records audit events; *auditsink.Sink implements it. Record
+// returns an error only when the event could not be made durable.
+type Auditor interface {
+	Record(ctx context.Context, ev *auditsink.Event) error
+}
+
+// Resource is one protected MCP server as the core sees it.
+type Resource struct {
+	URI string
+	// Key names the resource in audit subjects.
+	Key       string
+	Verifier  Verifier
+	Challenge stepup.Resource
+	// AuditArguments records call arguments in audit events, with the
+	// fields named in Redact (at any depth) replaced by "[REDACTED]".
+	AuditArguments bool
+	Redact         []string
+}
+
+// Options configure a Service.
+type Options struct {
+	Engine    *decision.Engine
+	Resources []*Resource
+	// Auditor may be nil: no audit.
+	Auditor Auditor
+	// DenyUnaudited denies a decision whose audit event could not be made durable.
+	DenyUnaudited bool
+	// DecisionTimeout bounds token verification and policy evaluation.
+	DecisionTimeout time.Duration
+	Logger          *slog.Logger
+}
+
+// Service decides requests. It is safe for concurrent use.
+type Service struct {
+	engine    *decision.Engine
+	resources map[string]*Resource
+	auditor   Auditor
+	denyUnaud bool
+	timeout   time.Duration
+	log       *slog.Logger
+	ids       sync.Pool
+}
+
+// New returns a Service.
+func New(o Options) (*Service, error) {
+	if o.Engine == nil {
+		return nil, errors.New("core: no decision engine")
+	}
+	s := &Service{
+		engine:    o.Engine,
+		resources: make(map[string]*Resource, len(o.Resources)),
+		auditor:   o.Auditor,
+		denyUnaud: o.DenyUnaudited,
+		timeout:   o.DecisionTimeout,
+		log:       o.Logger,
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.timeout <= 0 {
+		s.timeout = 250 * time.Millisecond
+	}
+	for _, r := range o.Resources {
+		if r.Verifier == nil {
+			return nil, fmt.Errorf("core: resource %s has no token verifier", r.URI)
+		}
+		s.resources[r.URI] = r
+	}
+	s.ids.New = func() any { return nuid.New() }
+	return s, nil
+}
+
+// Resource returns the configured resource with this URI, or nil.
+func (s *Service) Resource(uri string) *Resource { return s.resources[uri] }
+
+// Ready reports whether a policy is loaded.
+func (s *Service) Ready() bool { return s.engine.Policy() != nil }
+
+func (s *Service) newID() string {
+	n := s.ids.Get().(*nuid.NUID)
+	id := n.Next()
+	s.ids.Put(n)
+	return id
+}
+
+// message is the part of a JSON-RPC request the PDP reads.
+type message struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Method  *string         `json:"method"`
+	Params  json.RawMessage `json:"params"`
+}
+
+type callParams struct {
+	Name      string          `json:"name"`
+	URI       string          `json:"uri"`
+	Arguments json.RawMessage `json:"arguments"`
+}
+
+func badRequest(code, format string, args ...any) *RequestError {
+	return &RequestError{Status: http.StatusBadRequest, Code: code, Description: fmt.Sprintf(format, args...)}
+}
+
+// Decide answers one request. pep names the authenticated caller (audit).
+// A *RequestError means the request could not be decided (HTTP 4xx); any
+// other failure is answered as a deny inside the Response.
+func (s *Service) Decide(ctx context.Context, req *Request, pep string) (*Response, error) {
+	start := time.Now()
+	if req.Resource == "" {
+		return nil, badRequest("invalid_request", "resource is required")
+	}
+	res := s.resources[req.Resource]
+	if res == nil {
+		return nil, badRequest("unknown_resource", "resource %q is not configured on this PDP", req.Resource)
+	}
+	if len(req.Message) == 0 || bytes.Equal(req.Message, []byte("null")) {
+		return nil, badRequest("invalid_request", "message is required: the JSON-RPC request the MCP server received")
+	}
+	var msg message
+	if err := json.Unmarshal(req.Message, &msg); err != nil {
+		return nil, badRequest("invalid_message", "message must be a JSON-RPC request object: %v", jsonErr(err))
+	}
+	if msg.JSONRPC != "2.0" {
+		return nil, badRequest("invalid_message", `message.jsonrpc must be "2.0"`)
+	}
+	if msg.Method == nil || *msg.Method == "" {
+		return nil, badRequest("invalid_message", "message.method is required")
+	}
+	in := decision.Input{Resource: res.URI, Method: *msg.Method, Class: decision.ClassifyMethod(*msg.Method)}
+	d := &pending{svc: s, res: res, in: &in, id: msg.ID, pep: pep, start: start}
+
+	if in.Class.Operation == decision.OpList && (len(req.Result) == 0 || bytes.Equal(req.Result, []byte("null"))) {
+		return nil, badRequest("invalid_request", "result is required for %s: the list result the MCP server would return", in.Method)
+	}
+	if in.Class.Operation == decision.OpCall {
+		var p callParams
+		if len(msg.Params) > 0 {
+			if err := json.Unmarshal(msg.Params, &p); err != nil {
+				return d.invalidParams(ctx, "params must be an object")
+			}
+		}
+		in.Target = p.Name
+		if in.Class.NameKey == "uri" {
+			in.Target = p.URI
+		}
+		if in.Target == "" {
+			return d.invalidParams(ctx, "params."+in.Class.NameKey+" is required")
+		}
+		if len(p.Arguments) > 0 && !bytes.Equal(p.Arguments, []byte("null")) {
+			v, err := ast.ValueFromReader(bytes.NewReader(p.Arguments))
+			if _, isObj := v.(ast.Object); err != nil || !isObj {
+				return d.invalidParams(ctx, "params.arguments must be an object")
+			}
+			in.Arguments = v
+			d.args = p.Arguments
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+
+	// The token. An invalid token is refused with 401 whatever the method;
+	// the policy is still evaluated (as anonymous) to tell the scopes needed.
+	var tokErr *token.Error
+	raw, err := token.ParseAuthorization(req.Authorization)
+	if err == nil && raw != "" {
+		d.claims, err = res.Verifier.Verify(ctx, raw)
+		if err == nil {
+			in.Token, err = policyToken(d.claims)
+		}
+	}
+	if err != nil {
+		d.claims = nil
+		if !errors.As(err, &tokErr) {
+			tokErr = &token.Error{Code: "invalid_token", Description: "token verification failed"}
+			s.log.Warn("token verification error", "resource", res.URI, "err", err)
+		}
+	}
+
+	var result *decision.Result
+	if in.Class.Operation == decision.OpList {
+		var f *listfilter.Filtered
+		f, err = listfilter.Filter(ctx, s.engine, &in, req.Result)
+		if errors.Is(err, listfilter.ErrInvalidResult) {
+			return nil, badRequest("invalid_result", "%v", err)
+		}
+		if err == nil {
+			result = f.Decision
+			d.filtered = f
+		}
+	} else {
+		result, err = s.engine.Decide(ctx, &in)
+	}
+	return d.finish(ctx, result, err, tokErr)
+}
+
+func jsonErr(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("invalid JSON at offset %d", se.Offset)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("field %s must be %s, not %s", te.Field, te.Type, te.Value)
+	}
+	return err.Error()
+}
+
+// policyToken converts verified claims into the policy's view of the token.
+func policyToken(c *token.Claims) (*decision.Token, error) {
+	act := make([]decision.Actor, len(c.Act))
+	for i, a := range c.Act {
+		act[i] = decision.Actor{Subject: a.Subject, ClientID: a.ClientID}
+	}
+	return decision.NewToken(c.Subject, c.ClientID, c.Issuer, c.Grant, c.Scopes, act, c.Raw)
+}
+
+// pending carries one request through to its answer and audit event.
+type pending struct {
+	svc      *Service
+	res      *Resource
+	in       *decision.Input
+	id       json.RawMessage
+	pep      string
+	start    time.Time
+	claims   *token.Claims
+	args     json.RawMessage
+	filtered *listfilter.Filtered
+}
+
+func (d *pending) invalidParams(ctx context.Context, why string) (*Response, error) {
+	resp := &Response{
+		Allow:        false,
+		HTTPStatus:   http.StatusOK,
+		Reason:       "invalid params: " + why,
+		JSONRPCError: &stepup.JSONRPCError{Code: stepup.CodeInvalidParams, Message: "Invalid params: " + why},
+	}
+	return d.answer(ctx, resp, OutcomeDeny, nil)
+}
+
+func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr error, tokErr *token.Error) (*Response, error) {
+	resp := &Response{RequiredScopes: []string{}, MissingScopes: []string{}}
+	ref := stepup.Refusal{Method: d.in.Method, Target: d.in.Target}
+	if result != nil {
+		resp.PolicyRevision = result.Revision
+		ref.Required = result.RequiredScopes
+		if result.RequiredScopes != nil {
+			resp.RequiredScopes = result.RequiredScopes
+		}
+		if result.MissingScopes != nil {
+			resp.MissingScopes = result.MissingScopes
+		}
+		resp.Reason = result.Reason
+	}
+	if d.claims != nil {
+		ref.Granted = d.claims.Scopes
+	}
+	switch {
+	case evalErr != nil:
+		ref.Kind = stepup.Unavailable
+		resp.Reason = "decision failed: " + evalErr.Error()
+		d.svc.log.Error("decision failed", "resource", d.res.URI, "method", d.in.Method, "target", d.in.Target, "err", evalErr)
+	case tokErr != nil:
+		ref.Kind = stepup.InvalidToken
+		if tokErr.Code == "invalid_request" {
+			ref.Kind = stepup.InvalidRequest
+		}
+		ref.Description = tokErr.Description
+		if !result.Visible {
+			ref.Required = nil // do not reveal what a hidden target needs
+		}
+		resp.RequiredScopes = ref.Required
+		if resp.RequiredScopes == nil {
+			resp.RequiredScopes = []string{}
+		}
+		resp.MissingScopes = resp.RequiredScopes
+		resp.Reason = tokErr.Description
+	case result.Allow:
+		ref.Kind = stepup.Allowed
+	case !result.Visible:
+		ref.Kind = stepup.Hidden
+		resp.RequiredScopes, resp.MissingScopes = []string{}, []string{}
+	case d.in.Token == nil:
+		ref.Kind = stepup.NoToken
+	case len(result.MissingScopes) > 0:
+		ref.Kind = stepup.InsufficientScope
+		ref.Required = result.RequiredScopes
+		ref.Description = result.Reason
+	default:
+		ref.Kind = stepup.Forbidden
+		ref.Description = result.Reason
+	}
+	ans := d.res.Challenge.Answer(ref)
+	resp.Allow = ref.Kind == stepup.Allowed
+	resp.HTTPStatus = ans.HTTPStatus
+	resp.WWWAuthenticate = ans.WWWAuthenticate
+	resp.JSONRPCError = ans.JSONRPCError
+	if d.in.Class.Kind == decision.KindTool && d.in.Class.Operation == decision.OpCall {
+		resp.ToolResult = ans.ToolResult
+	}
+	var outcome string
+	switch ref.Kind {
+	case stepup.Allowed:
+		outcome = OutcomeAllow
+		if d.filtered != nil {
+			outcome = OutcomeFiltered
+			resp.Result = d.filtered.Result
+		}
+	case stepup.NoToken, stepup.InvalidToken, stepup.InvalidRequest, stepup.InsufficientScope:
+		outcome = OutcomeChallenge
+	default:
+		outcome = OutcomeDeny
+	}
+	return d.answer(ctx, resp, outcome, result)
+}
+
+// answer assigns the decision id, records the audit event and, when the
+// event cannot be made durable and the PDP is set to deny unaudited
+// decisions, turns the answer into a deny.
+func (d *pending) answer(ctx context.Context, resp *Response, outcome string, result *decision.Result) (*Response, error) {
+	resp.DecisionID = d.svc.newID()
+	resp.Outcome = outcome
+	if resp.RequiredScopes == nil {
+		resp.RequiredScopes = []string{}
+	}
+	if resp.MissingScopes == nil {
+		resp.MissingScopes = []string{}
+	}
+	if d.svc.auditor == nil {
+		return resp, nil
+	}
+	ev := d.event(resp)
+	if err := d.svc.auditor.Record(ctx, ev); err != nil {
+		d.svc.log.Error("audit event not durable", "decision_id", resp.DecisionID, "err", err)
+		if d.svc.denyUnaud && resp.Allow {
+			ans := d.res.Challenge.Answer(stepup.Refusal{Kind: stepup.Unavailable, Method: d.in.Method, Target: d.in.Target})
+			*resp = Response{
+				DecisionID: resp.DecisionID, Outcome: OutcomeDeny, HTTPStatus: ans.HTTPStatus,
+				JSONRPCError: ans.JSONRPCError, RequiredScopes: []string{}, MissingScopes: []string{},
+				Reason: "audit unavailable: decisions are denied until audit events can be recorded", PolicyRevision: resp.PolicyRevision,
+			}
+		}
+	}
+	return resp, nil
+}
+
+func (d *pending) event(resp *Response) *auditsink.Event {
+	ev := &auditsink.Event{
+		ID:             resp.DecisionID,
+		Time:           d.start.UTC(),
+		Schema:         auditsink.SchemaVersion,
+		PEP:            d.pep,
+		Resource:       d.res.URI,
+		ResourceKey:    d.res.Key,
+		Method:         d.in.Method,
+		Target:         d.in.Target,
+		Outcome:        resp.Outcome,
+		HTTPStatus:     resp.HTTPStatus,
+		RequiredScopes: resp.RequiredScopes,
+		MissingScopes:  resp.MissingScopes,
+		Reason:         resp.Reason,
+		PolicyRevision: resp.PolicyRevision,
+		LatencyMicros:  time.Since(d.start).Microseconds(),
+		JSONRPCID:      d.id,
+	}
+	if c := d.claims; c != nil {
+		ev.Subject, ev.ClientID, ev.Grant, ev.Issuer = c.Subject, c.ClientID, c.Grant, c.Issuer
+		ev.TokenFingerprint = c.Fingerprint
+		for _, a := range c.Act {
+			ev.Act = append(ev.Act, auditsink.Actor{Subject: a.Subject, ClientID: a.ClientID})
+		}
+	}
+	if d.filtered != nil {
+		ev.Visible, ev.Hidden = d.filtered.Visible, d.filtered.Hidden
+	}
+	if d.res.AuditArguments && d.args != nil {
+		var args map[string]any
+		if json.Unmarshal(d.args, &args) == nil {
+			ev.Arguments = redact(args, d.res.Redact)
+		}
+	}
+	return ev
+}
+
+// redact replaces the values of the named fields, at any depth.
+func redact(v map[string]any, fields []string) map[string]any {
+	for k, x := range v {
+		if containsFold(fields, k) {
+			v[k] = "[REDACTED]"
+			continue
+		}
+		switch t := x.(type) {
+		case map[string]any:
+			redact(t, fields)
+		case []any:
+			for _, e := range t {
+				if m, ok := e.(map[string]any); ok {
+					redact(m, fields)
+				}
+			}
+		}
+	}
+	return v
+}
+
+func containsFold(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return true
+		}
+	}
+	return false
+}

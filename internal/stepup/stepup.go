@@ -1,0 +1,232 @@
+// Package stepup turns a decision into what the enforcement point sends: the
+// HTTP status, an RFC 6750 §3 WWW-Authenticate challenge carrying the scopes
+// the operation needs (MCP authorization, SEP-2350), the in-band forms some
+// clients act on (a JSON-RPC error, or a tool result with
+// _meta["mcp/www_authenticate"]), and the RFC 9728 protected resource
+// metadata documents the challenges point to.
+package stepup
+
+import (
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+)
+
+// Strategy chooses the scopes a challenge asks for.
+type Strategy string
+
+const (
+	// Operation asks for exactly the scopes the current operation needs.
+	Operation Strategy = "operation"
+	// Accumulate asks for those plus the caller's granted scopes that apply
+	// to this resource, for clients that replace rather than union scopes.
+	Accumulate Strategy = "accumulate"
+)
+
+// Resource holds what challenges for one protected resource need.
+type Resource struct {
+	URI string
+	// MetadataURL is the RFC 9728 protected resource metadata URL.
+	MetadataURL string
+	Strategy    Strategy
+	// ScopesSupported limits which granted scopes Accumulate carries over
+	// (empty: all granted scopes).
+	ScopesSupported []string
+}
+
+// MetadataURL derives the RFC 9728 §3.1 well-known URL of a resource:
+// "/.well-known/oauth-protected-resource" inserted between host and path.
+func MetadataURL(resource string) (string, error) {
+	u, err := url.Parse(resource)
+	if err != nil {
+		return "", err
+	}
+	p := strings.TrimSuffix(u.EscapedPath(), "/")
+	out := url.URL{Scheme: u.Scheme, Host: u.Host, RawQuery: u.RawQuery}
+	return out.String() + WellKnownPath + p, nil
+}
+
+// WellKnownPath is the RFC 9728 well-known path prefix.
+const WellKnownPath = "/.well-known/oauth-protected-resource"
+
+// Kind is why a request is refused.
+type Kind int
+
+const (
+	// Allowed: no refusal.
+	Allowed Kind = iota
+	// NoToken: an anonymous caller needs a token (401, no error code).
+	NoToken
+	// InvalidToken: the token was rejected (401 invalid_token).
+	InvalidToken
+	// InvalidRequest: the Authorization header is malformed (400 invalid_request).
+	InvalidRequest
+	// InsufficientScope: the token lacks scopes (403 insufficient_scope).
+	InsufficientScope
+	// Hidden: the target does not exist for this caller (in-band "unknown").
+	Hidden
+	// Forbidden: policy refuses for a reason new scopes cannot fix (in-band).
+	Forbidden
+	// Unavailable: the decision could not be made (policy error, timeout): deny.
+	Unavailable
+)
+
+// Refusal describes a denied request.
+type Refusal struct {
+	Kind Kind
+	// Method is the MCP method; Target the tool/prompt name or resource URI.
+	Method, Target string
+	// Required are the scopes the operation needs; Granted the caller's scopes.
+	Required, Granted []string
+	// Description is the human readable reason (error_description).
+	Description string
+}
+
+// JSONRPCError is the error object of a JSON-RPC response.
+type JSONRPCError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+// Content is one content block of a tool result.
+type Content struct {
+	Type string `json:"type"`
+	Text string `json:"text"`
+}
+
+// ToolResult is an MCP CallToolResult carrying an error and, for step-up,
+// the challenge in _meta["mcp/www_authenticate"].
+type ToolResult struct {
+	IsError bool           `json:"isError"`
+	Content []Content      `json:"content"`
+	Meta    map[string]any `json:"_meta,omitempty"`
+}
+
+// Answer is what the enforcement point must send.
+type Answer struct {
+	HTTPStatus      int
+	WWWAuthenticate string
+	JSONRPCError    *JSONRPCError
+	ToolResult      *ToolResult
+}
+
+// JSON-RPC error codes used for in-band refusals.
+const (
+	CodeInvalidParams    = -32602
+	CodeMethodNotFound   = -32601
+	CodeInternalError    = -32603
+	CodeResourceNotFound = -32002
+	// CodeForbidden is used for policy refusals outside tools/call.
+	CodeForbidden = -32001
+)
+
+// Answer builds the answer for a refusal against this resource.
+func (r *Resource) Answer(f Refusal) Answer {
+	switch f.Kind {
+	case Allowed:
+		return Answer{HTTPStatus: http.StatusOK}
+	case NoToken:
+		h := Header("", "", r.MetadataURL, r.challengeScopes(f.Required, nil))
+		return Answer{HTTPStatus: http.StatusUnauthorized, WWWAuthenticate: h, ToolResult: toolChallenge(f, h)}
+	case InvalidToken, InvalidRequest:
+		code := "invalid_token"
+		status := http.StatusUnauthorized
+		if f.Kind == InvalidRequest {
+			code, status = "invalid_request", http.StatusBadRequest
+		}
+		h := Header(code, f.Description, r.MetadataURL, r.challengeScopes(f.Required, nil))
+		return Answer{HTTPStatus: status, WWWAuthenticate: h, ToolResult: toolChallenge(f, h)}
+	case InsufficientScope:
+		h := Header("insufficient_scope", f.Description, r.MetadataURL, r.challengeScopes(f.Required, f.Granted))
+		return Answer{HTTPStatus: http.StatusForbidden, WWWAuthenticate: h, ToolResult: toolChallenge(f, h)}
+	case Hidden:
+		return Answer{HTTPStatus: http.StatusOK, JSONRPCError: hiddenError(f.Method, f.Target)}
+	case Forbidden:
+		if f.Method == "tools/call" {
+			return Answer{HTTPStatus: http.StatusOK, ToolResult: &ToolResult{
+				IsError: true,
+				Content: []Content{{Type: "text", Text: "Denied by policy: " + f.Description}},
+			}}
+		}
+		return Answer{HTTPStatus: http.StatusOK, JSONRPCError: &JSONRPCError{Code: CodeForbidden, Message: "Forbidden: " + f.Description}}
+	default: // Unavailable
+		return Answer{HTTPStatus: http.StatusServiceUnavailable, JSONRPCError: &JSONRPCError{Code: CodeInternalError, Message: "Authorization unavailable"}}
+	}
+}
+
+// hiddenError answers as if the target did not exist, so its existence is not revealed.
+func hiddenError(method, target string) *JSONRPCError {
+	switch method {
+	case "tools/call":
+		return &JSONRPCError{Code: CodeInvalidParams, Message: "Unknown tool: " + target}
+	case "prompts/get":
+		return &JSONRPCError{Code: CodeInvalidParams, Message: "Unknown prompt: " + target}
+	case "resources/read", "resources/subscribe", "resources/unsubscribe":
+		return &JSONRPCError{Code: CodeResourceNotFound, Message: "Resource not found: " + target}
+	default:
+		return &JSONRPCError{Code: CodeMethodNotFound, Message: "Method not found: " + method}
+	}
+}
+
+// toolChallenge is the in-band form of a challenge for tools/call.
+func toolChallenge(f Refusal, header string) *ToolResult {
+	if f.Method != "tools/call" {
+		return nil
+	}
+	var text string
+	switch f.Kind {
+	case NoToken:
+		text = "Authorization required to call " + f.Target
+	case InsufficientScope:
+		text = "Additional permission required to call " + f.Target
+	default:
+		text = "The access token was rejected"
+	}
+	if f.Description != "" && f.Kind != NoToken {
+		text += ": " + f.Description
+	}
+	if len(f.Required) > 0 {
+		text += " (scopes needed: " + strings.Join(f.Required, " ") + ")"
+	}
+	return &ToolResult{
+		IsError: true,
+		Content: []Content{{Type: "text", Text: text}},
+		Meta:    map[string]any{"mcp/www_authenticate": []string{header}},
+	}
+}
+
+// challengeScopes applies the strategy: the operation's scopes, plus for
+// Accumulate the caller's granted scopes that apply to this resource.
+func (r *Resource) challengeScopes(required, granted []string) []string {
+	out := make([]string, 0, len(required)+len(granted))
+	seen := make(map[string]bool, len(required)+len(granted))
+	for _, s := range required {
+		if ValidScope(s) && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	if r.Strategy != Accumulate {
+		return out
+	}
+	var extra []string
+	for _, s := range granted {
+		if !ValidScope(s) || seen[s] || (len(r.ScopesSupported) > 0 && !contains(r.ScopesSupported, s)) {
+			continue
+		}
+		seen[s] = true
+		extra = append(extra, s)
+	}
+	sort.Strings(extra)
+	return append(out, extra...)
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
