@@ -49,7 +49,9 @@ func Header(errCode, description, metadataURL string, scopes []string) string {
 // descriptionSafe keeps the characters RFC 6750 §3 allows in
 // error_description (%x20-21 / %x23-5B / %x5D-7E) and replaces others.
 func descriptionSafe(s string) string {
-	return mapASCII(s, func(c byte) bool { return c == 0x20 || c == 0x21 || (c >= 0x23 && c <= 0x5B) || (c >= 0x5D && c <= 0x7E) })
+	return mapASCII(s, func(c byte) bool {
+		return c == 0x20 || c == 0x21 || (c >= 0x23 && c <= 0x5B) || (c >= 0x5D && c <= 0x7E)
+	})
 }
 
 // quotedSafe keeps printable ASCII except '"' and '\' (URIs never need them).
@@ -235,4 +237,6 @@ type ParseError struct {
 	Msg    string
 }
 
-func (e *ParseError) Error() string { return "www-authenticate: " + e.Msg + " at offset " + strconv.Itoa(e.Offset) }
+func (e *ParseError) Error() string {
+	return "www-authenticate: " + e.Msg + " at offset " + strconv.Itoa(e.Offset)
+}

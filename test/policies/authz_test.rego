@@ -1,0 +1,99 @@
+package mcp.authz_test
+
+import data.mcp.authz
+
+resource := "http://127.0.0.1:8181/mcp"
+
+anonymous := {"present": false, "valid": false, "scopes": [], "claims": {}}
+
+token(scopes) := {
+	"present": true, "valid": true, "sub": "alice", "client_id": "demo",
+	"grant": "user", "scopes": scopes, "claims": {},
+}
+
+call(name, tok) := {
+	"resource": resource, "method": "tools/call", "operation": "call", "kind": "tool",
+	"target": {"kind": "tool", "name": name, "arguments": {}},
+	"tool": {"kind": "tool", "name": name, "arguments": {}},
+	"token": tok,
+}
+
+list(names, tok) := {
+	"resource": resource, "method": "tools/list", "operation": "list", "kind": "tool",
+	"token": tok, "items": [{"name": n} | some n in names],
+}
+
+test_anonymous_may_call_public_tool if {
+	d := authz.decision with input as call("lookup_product", anonymous)
+	d.allow
+	d.required_scopes == []
+}
+
+test_anonymous_step_up_tool_needs_scope if {
+	d := authz.decision with input as call("generate_qr_url", anonymous)
+	not d.allow
+	d.visible
+	d.required_scopes == ["qr:generate"]
+	d.missing_scopes == ["qr:generate"]
+	d.reason == "authorization required"
+}
+
+test_token_without_scope_is_told_the_missing_scope if {
+	d := authz.decision with input as call("generate_qr_url", token(["other"]))
+	not d.allow
+	d.missing_scopes == ["qr:generate"]
+}
+
+test_token_with_scope_may_generate if {
+	d := authz.decision with input as call("generate_qr_url", token(["qr:generate"]))
+	d.allow
+	d.missing_scopes == []
+}
+
+test_scope_hierarchy_from_catalog if {
+	d := authz.decision with input as call("generate_qr_url", token(["qr:admin"]))
+	d.allow
+}
+
+test_unknown_tool_is_hidden if {
+	d := authz.decision with input as call("format_disk", token(["qr:generate"]))
+	not d.allow
+	not d.visible
+}
+
+test_revoked_client_is_denied if {
+	d := authz.decision with input as call("generate_qr_url", token(["qr:generate"]))
+		with data.mcp.revoked.clients as ["demo"]
+	not d.allow
+	d.visible
+	d.reason == "client \"demo\" is revoked"
+}
+
+test_lifecycle_methods_allowed if {
+	every m in ["initialize", "ping", "notifications/initialized"] {
+		d := authz.decision with input as {"resource": resource, "method": m, "operation": "lifecycle", "kind": "", "token": anonymous}
+		d.allow
+	}
+}
+
+test_list_is_filtered_in_one_decision if {
+	d := authz.decision with input as list(["ping", "generate_qr_url", "hidden_thing"], anonymous)
+	d.allow
+	d.items == {
+		"ping": {"access": "public", "scopes": []},
+		"generate_qr_url": {"access": "step_up", "scopes": ["qr:generate"]},
+	}
+}
+
+test_resource_without_catalog_uses_demo if {
+	d := authz.decision with input as object.union(call("ping", anonymous), {"resource": "https://other.example/mcp"})
+	d.allow
+}
+
+test_resource_with_own_catalog if {
+	d := authz.decision with input as object.union(call("ping", anonymous), {"resource": "https://other.example/mcp"})
+		with data.mcp.resources as {"https://other.example/mcp": {"catalog": "empty"}}
+		with data.mcp.catalogs.empty as {"tools": {}}
+	not d.allow
+	not d.visible
+}
