@@ -1,0 +1,61 @@
+// Command pdp is mcp-pdp: a policy decision point for Model Context Protocol
+// servers. See `pdp help`.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `pdp - policy decision point for MCP servers
+
+Usage:
+  pdp serve [--config pdp.yaml | --dev]   run the PDP (HTTP API on 127.0.0.1:8181 by default)
+  pdp token [--scope S] [--sub U] ...     mint a token from the running dev server's issuer
+  pdp test [-v] [--coverage] [paths...]   run Rego unit tests (default: policies test/policies)
+  pdp audit tail|export [flags]           read decision audit events from NATS JetStream
+  pdp version                             print the version
+
+Run 'pdp <command> -h' for the flags of a command.
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return runServe(ctx, rest, stdout, stderr)
+	case "token":
+		return runToken(ctx, rest, stdout, stderr)
+	case "test":
+		return runTest(ctx, rest, stdout, stderr)
+	case "audit":
+		return runAudit(ctx, rest, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "pdp", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "pdp: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+}
