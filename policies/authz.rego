@@ -6,6 +6,9 @@
 #   target; for list methods it decides every listed item in one evaluation.
 #   Tool, prompt and resource requirements live in data (data.mcp.catalogs),
 #   so protecting a new tool is a data change. See docs/policy.md.
+#
+#   The rules are written for OPA's rule indexing and early exit: a call is a
+#   handful of object lookups, never an iteration over the catalog.
 package mcp.authz
 
 import data.mcp.lib
@@ -27,11 +30,11 @@ sections := {
 
 section := object.get(catalog, sections[input.kind], {})
 
-# An unknown name is treated as the catalog's "unknown" entry: denied and
-# hidden unless the catalog says otherwise.
+# An unknown name gets the catalog's "unknown" entry: denied and hidden
+# unless the catalog says otherwise.
 unknown_entry := object.get(catalog, "unknown", {"access": "deny"})
 
-# entry_for finds the catalog entry of a name: an exact key first, else the
+# entry_for finds the catalog entry of a name: the exact key, else the
 # longest "prefix*" key that matches (useful for resource URIs), else unknown.
 entry_for(name) := e if {
 	e := section[name]
@@ -49,24 +52,37 @@ longest_prefix(name) := max({p |
 # ---------------------------------------------------------------------------
 # The caller.
 
-granted := lib.expand(input.token.scopes, object.get(catalog, "scope_implies", {})) if input.token.present
+# granted: the token's scopes plus every scope they imply (scope_implies).
+granted := lib.expand(input.token.scopes, catalog.scope_implies) if {
+	input.token.present
+	count(catalog.scope_implies) > 0
+} else := {s | some s in input.token.scopes}
 
-else := set()
-
-caller_roles := lib.claim_values(input.token.claims, "roles") | lib.claim_values(input.token.claims, "groups") if input.token.present
-
-else := set()
+caller_roles := lib.claim_values(input.token.claims, "roles") | lib.claim_values(input.token.claims, "groups")
 
 # ---------------------------------------------------------------------------
-# Access classes:
-#   public     visible to all, callable anonymously ("scopes" optional extras)
+# Access classes of catalog entries:
+#   public     visible to all, callable anonymously ("scopes" lists optional extras)
 #   step_up    visible to all, callable with a token holding "scopes" (and "roles")
 #   restricted visible and callable only with a token holding "scopes" (and "roles")
 #   deny       hidden and never callable
+# "clients" limits an entry to some client_ids: others do not see it.
 
 required(e) := [] if e.access == "public"
 
 else := object.get(e, "scopes", [])
+
+default public_access := {"public": true}
+
+open_classes := {"public": true, "step_up": true}
+
+entitled(e) if {
+	input.token.present
+	every s in object.get(e, "scopes", []) {
+		lib.satisfied(s, granted)
+	}
+	roles_ok(e)
+}
 
 roles_ok(e) if not e.roles
 
@@ -79,26 +95,21 @@ clients_ok(e) if not e.clients
 
 clients_ok(e) if input.token.client_id in e.clients
 
-entitled(e) if {
-	input.token.present
-	every s in required(e) {
-		lib.satisfied(s, granted)
-	}
-	roles_ok(e)
+visible(e) if {
+	open_classes[e.access]
 	clients_ok(e)
 }
 
-visible(e) if e.access in {"public", "step_up"}
-
 visible(e) if {
 	e.access == "restricted"
+	clients_ok(e)
 	entitled(e)
 }
 
 allowed(e) if e.access == "public"
 
 allowed(e) if {
-	e.access in {"step_up", "restricted"}
+	e.access != "public"
 	entitled(e)
 }
 
@@ -109,31 +120,16 @@ allowed(e) if {
 #   hide contains name    -- hides an item in lists and makes calls "unknown"
 
 # Revoked clients and subjects (data.mcp.revoked) may do nothing but public work.
-deny contains sprintf("client %q is revoked", [input.token.client_id]) if {
-	input.token.present
-	input.token.client_id in revoked_clients
+deny contains concat("", ["client ", input.token.client_id, " is revoked"]) if {
+	data.mcp.revoked.clients[input.token.client_id]
 }
 
-deny contains sprintf("subject %q is revoked", [input.token.sub]) if {
-	input.token.present
-	input.token.sub in revoked_subjects
+deny contains concat("", ["subject ", input.token.sub, " is revoked"]) if {
+	data.mcp.revoked.subjects[input.token.sub]
 }
 
-revoked_clients contains c if some c in data.mcp.revoked.clients
-
-revoked_subjects contains s if some s in data.mcp.revoked.subjects
-
-# Entries limited to some clients ("clients": [...]) are hidden from the others.
-hide contains name if {
-	some name in names
-	e := entry_for(name)
-	e.clients
-	not clients_ok(e)
-}
-
-names := {input.target.name} if input.operation == "call"
-
-else := {item.name | some item in input.items}
+# Names listed in data.mcp.hidden are hidden from everyone (e.g. during an incident).
+hide contains name if some name in data.mcp.hidden
 
 # ---------------------------------------------------------------------------
 # The decision.
@@ -156,52 +152,58 @@ decision := {
 } if input.operation == "lifecycle"
 
 # A single target: tools/call, prompts/get, resources/read, resources/subscribe.
-decision := single_decision(entry_for(input.target.name), input.target.name) if input.operation == "call"
+decision := {
+	"allow": target_allowed,
+	"visible": target_visible,
+	"access": target_entry.access,
+	"required_scopes": target_required,
+	"missing_scopes": target_missing,
+	"reason": target_reason,
+} if input.operation in {"call", "other"}
 
-# Any other method is looked up in the catalog's "methods" section.
-decision := single_decision(object.get(catalog, ["methods", input.method], unknown_method), input.method) if input.operation == "other"
+# The entry deciding a single-target operation; other methods are looked up
+# in the catalog's "methods" section.
+target_entry := entry_for(input.target.name) if input.operation == "call"
 
-unknown_method := {"access": "deny"}
+else := object.get(catalog, ["methods", input.method], {"access": "deny"})
 
-single_decision(e, name) := {
-	"allow": single_allow(e, name),
-	"visible": single_visible(e, name),
-	"access": e.access,
-	"required_scopes": sort(required(e)),
-	"missing_scopes": lib.missing(required(e), granted),
-	"reason": single_reason(e, name),
-}
+target_name := input.target.name if input.operation == "call"
 
-single_visible(e, name) := true if {
-	visible(e)
-	not name in hide
+else := input.method
+
+target_required := sort(required(target_entry))
+
+target_missing := lib.missing(target_required, granted)
+
+target_visible := true if {
+	visible(target_entry)
+	not hide[target_name]
 } else := false
 
-single_allow(e, name) := true if {
-	single_visible(e, name)
-	allowed(e)
+target_allowed := true if {
+	target_visible
+	allowed(target_entry)
 	count(deny) == 0
 } else := false
 
-single_reason(e, name) := "hidden from this caller" if not single_visible(e, name)
+target_reason := "hidden from this caller" if not target_visible
 
 else := "authorization required" if {
 	not input.token.present
-	not allowed(e)
+	not allowed(target_entry)
 }
 
-else := sprintf("missing scopes: %s", [concat(" ", lib.missing(required(e), granted))]) if {
-	count(lib.missing(required(e), granted)) > 0
-}
+else := concat("", ["missing scopes: ", concat(" ", target_missing)]) if count(target_missing) > 0
 
-else := "missing role" if not roles_ok(e)
+else := "missing role" if not roles_ok(target_entry)
 
 else := concat("; ", sort(deny)) if count(deny) > 0
 
-else := sprintf("%s access", [e.access])
+else := concat("", [target_entry.access, " access"])
 
 # A list: every item decided in this one evaluation. Only visible items are
-# returned, each with what it needs; the PDP hides the others.
+# returned, each with its catalog entry (access and scopes); the PDP hides
+# the others.
 decision := {
 	"allow": true,
 	"visible": true,
@@ -211,10 +213,9 @@ decision := {
 	"items": visible_items,
 } if input.operation == "list"
 
-visible_items[name] := {"access": e.access, "scopes": object.get(e, "scopes", [])} if {
+visible_items[item.name] := e if {
 	some item in input.items
-	name := item.name
-	not name in hide
-	e := entry_for(name)
+	e := entry_for(item.name)
 	visible(e)
+	not hide[item.name]
 }

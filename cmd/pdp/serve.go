@@ -344,7 +344,8 @@ func (a *app) startAudit(ctx context.Context, reg prometheus.Registerer) error {
 	}
 	nc, err := auditsink.Connect(ctx, natsURL, auditsink.ConnectOptions{
 		Name: "mcp-pdp " + a.cfg.Instance, CredsFile: ac.NATS.Credentials, NKeySeedFile: ac.NATS.NKeySeed,
-		TLSCA: ac.NATS.TLSCA, TLSCert: ac.NATS.TLSCert, TLSKey: ac.NATS.TLSKey, Logger: a.log.With("component", "nats-client"),
+		TLSCAFile: ac.NATS.TLSCA, TLSCertFile: ac.NATS.TLSCert, TLSKeyFile: ac.NATS.TLSKey,
+		RetryOnFailedConnect: true, Logger: a.log.With("component", "nats-client"),
 	})
 	if err != nil {
 		return fmt.Errorf("audit: connect to NATS %s: %w", redactURL(natsURL), err)

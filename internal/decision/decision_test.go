@@ -103,7 +103,7 @@ func TestDefaultPolicyListOneEvaluation(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]decision.ItemDecision{
-		"ping":            {Access: "public", Scopes: []string{}},
+		"ping":            {Access: "public"},
 		"generate_qr_url": {Access: "step_up", Scopes: []string{"qr:generate"}},
 	}
 	if !reflect.DeepEqual(res.Items, want) {
@@ -120,7 +120,7 @@ func TestCustomCatalog(t *testing.T) {
 mcp:
   default_catalog: ops
   resources: {}
-  revoked: {clients: ["evil"], subjects: []}
+  revoked: {clients: {evil: "key leaked"}, subjects: {}}
   catalogs:
     ops:
       unknown: {access: public}

@@ -63,10 +63,10 @@ test_unknown_tool_is_hidden if {
 
 test_revoked_client_is_denied if {
 	d := authz.decision with input as call("generate_qr_url", token(["qr:generate"]))
-		with data.mcp.revoked.clients as ["demo"]
+		with data.mcp.revoked.clients as {"demo": "key leaked"}
 	not d.allow
 	d.visible
-	d.reason == "client \"demo\" is revoked"
+	d.reason == "client demo is revoked"
 }
 
 test_lifecycle_methods_allowed if {
@@ -80,9 +80,19 @@ test_list_is_filtered_in_one_decision if {
 	d := authz.decision with input as list(["ping", "generate_qr_url", "hidden_thing"], anonymous)
 	d.allow
 	d.items == {
-		"ping": {"access": "public", "scopes": []},
+		"ping": {"access": "public"},
 		"generate_qr_url": {"access": "step_up", "scopes": ["qr:generate"]},
 	}
+}
+
+test_hidden_names_are_hidden_everywhere if {
+	l := authz.decision with input as list(["ping", "generate_qr_url"], anonymous)
+		with data.mcp.hidden as ["generate_qr_url"]
+	object.keys(l.items) == {"ping"}
+	c := authz.decision with input as call("generate_qr_url", token(["qr:generate"]))
+		with data.mcp.hidden as ["generate_qr_url"]
+	not c.visible
+	not c.allow
 }
 
 test_resource_without_catalog_uses_demo if {

@@ -1,0 +1,113 @@
+package core_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/mcp-pdp/pdp/internal/core"
+	"github.com/mcp-pdp/pdp/internal/decision"
+	"github.com/mcp-pdp/pdp/internal/devissuer"
+	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
+	"github.com/mcp-pdp/pdp/internal/stepup"
+	"github.com/mcp-pdp/pdp/internal/token"
+	"github.com/mcp-pdp/pdp/policies"
+)
+
+const resource = "https://mcp.example.com/mcp"
+
+func newService(tb testing.TB) (*core.Service, *devissuertest.Server) {
+	tb.Helper()
+	iss := devissuertest.New(tb, "ES256")
+	pol, err := decision.Load(context.Background(), decision.Source{FS: policies.FS})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	v, err := token.NewVerifier(token.Config{Resource: resource, Issuer: iss.URL, JWKSURI: iss.JWKSURI()},
+		token.NewKeySets(token.KeySetsConfig{}), token.NewCache(10000), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := core.New(core.Options{
+		Engine: decision.NewEngine(pol),
+		Resources: []*core.Resource{{URI: resource, Key: "k", Verifier: v,
+			Challenge: stepup.Resource{URI: resource, MetadataURL: "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"}}},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return s, iss
+}
+
+func callRequest(authz, tool string) *core.Request {
+	return &core.Request{
+		Resource:      resource,
+		Authorization: authz,
+		Message:       json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"` + tool + `","arguments":{"gtin":"4006381333931"}}}`),
+	}
+}
+
+func listRequest(n int) *core.Request {
+	tools := make([]map[string]any, n)
+	names := []string{"ping", "generate_qr_url", "lookup_product", "unknown_tool"}
+	for i := range tools {
+		name := names[i%len(names)]
+		if i >= len(names) {
+			name = fmt.Sprintf("%s_%d", name, i)
+		}
+		tools[i] = map[string]any{"name": name, "description": "d", "inputSchema": map[string]any{"type": "object", "properties": map[string]any{"q": map[string]any{"type": "string"}}}}
+	}
+	result, _ := json.Marshal(map[string]any{"tools": tools})
+	return &core.Request{Resource: resource, Message: json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`), Result: result}
+}
+
+// BenchmarkDecideCallCachedToken is a tools/call decision with a token
+// already in the verified-token cache: the hot path of a session.
+func BenchmarkDecideCallCachedToken(b *testing.B) {
+	s, iss := newService(b)
+	tok := "Bearer " + iss.Mint(b, devissuer.MintOptions{Subject: "alice", ClientID: "demo", Audience: []string{resource}, Scopes: []string{"qr:generate"}})
+	req := callRequest(tok, "generate_qr_url")
+	ctx := context.Background()
+	if r, err := s.Decide(ctx, req, ""); err != nil || !r.Allow {
+		b.Fatalf("%+v %v", r, err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := s.Decide(ctx, req, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecideCallAnonymous is an anonymous call of a protected tool:
+// policy evaluation plus a 401 challenge.
+func BenchmarkDecideCallAnonymous(b *testing.B) {
+	s, _ := newService(b)
+	req := callRequest("", "generate_qr_url")
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if r, err := s.Decide(ctx, req, ""); err != nil || r.HTTPStatus != 401 {
+			b.Fatal(r, err)
+		}
+	}
+}
+
+// BenchmarkDecideList filters tools/list results of n tools, one evaluation each.
+func BenchmarkDecideList(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("tools=%d", n), func(b *testing.B) {
+			s, _ := newService(b)
+			req := listRequest(n)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if r, err := s.Decide(ctx, req, ""); err != nil || !r.Allow {
+					b.Fatal(r, err)
+				}
+			}
+		})
+	}
+}

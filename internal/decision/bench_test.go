@@ -1,0 +1,70 @@
+package decision_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/mcp-pdp/pdp/internal/decision"
+)
+
+// BenchmarkBarePreparedEval is the floor: the prepared OPA query of the
+// default policy with a prebuilt input value, results left as OPA returns them.
+func BenchmarkBarePreparedEval(b *testing.B) {
+	p := loadDefault(b)
+	tok := mustToken(b, "alice", "demo", []string{"qr:generate"}, map[string]any{"sub": "alice"})
+	in := call("tools/call", "generate_qr_url", tok)
+	in.Arguments = ast.NewObject(ast.Item(ast.StringTerm("gtin"), ast.StringTerm("4006381333931")))
+	pq, err := rego.New(rego.Query(decision.Query), rego.ParsedBundle("mcp", p.Bundle()), rego.StoreReadAST(true)).PrepareForEval(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	v := in.Value()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		rs, err := pq.Eval(ctx, rego.EvalParsedInput(v))
+		if err != nil || len(rs) != 1 {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecideCall is Policy.Decide for a tools/call: input built, evaluated, result typed.
+func BenchmarkDecideCall(b *testing.B) {
+	p := loadDefault(b)
+	tok := mustToken(b, "alice", "demo", []string{"qr:generate"}, map[string]any{"sub": "alice"})
+	in := call("tools/call", "generate_qr_url", tok)
+	in.Arguments = ast.NewObject(ast.Item(ast.StringTerm("gtin"), ast.StringTerm("4006381333931")))
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if r, err := p.Decide(ctx, in); err != nil || !r.Allow {
+			b.Fatal(r, err)
+		}
+	}
+}
+
+// BenchmarkDecideList is one evaluation over a list of n tools.
+func BenchmarkDecideList(b *testing.B) {
+	p := loadDefault(b)
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("tools=%d", n), func(b *testing.B) {
+			in := &decision.Input{Resource: resource, Method: "tools/list", Class: decision.ClassifyMethod("tools/list")}
+			for i := range n {
+				in.Items = append(in.Items, decision.Item{Name: fmt.Sprintf("tool_%d", i)})
+			}
+			in.Items[0].Name = "ping"
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := p.Decide(ctx, in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
