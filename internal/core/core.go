@@ -72,6 +72,7 @@ type Service struct {
 	timeout   time.Duration
 	log       *slog.Logger
 	ids       sync.Pool
+	tokens    *tokenMemo
 }
 
 // New returns a Service.
@@ -100,6 +101,7 @@ func New(o Options) (*Service, error) {
 		s.resources[r.URI] = r
 	}
 	s.ids.New = func() any { return nuid.New() }
+	s.tokens = newTokenMemo(10000)
 	return s, nil
 }
 
@@ -199,7 +201,7 @@ func (s *Service) Decide(ctx context.Context, req *Request, pep string) (*Respon
 	if err == nil && raw != "" {
 		d.claims, err = res.Verifier.Verify(ctx, raw)
 		if err == nil {
-			in.Token, err = policyToken(d.claims)
+			in.Token, err = s.tokens.get(d.claims)
 		}
 	}
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/topdown"
 )
@@ -66,9 +67,31 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (*Result, error) {
 	return p.Decide(ctx, in)
 }
 
-// Decide evaluates in against this policy.
-func (p *Policy) Decide(ctx context.Context, in *Input, opts ...rego.EvalOption) (*Result, error) {
-	opts = append(opts, rego.EvalParsedInput(in.Value()))
+// Decide evaluates in against this policy. The Result may be shared with
+// other callers (decision cache): treat it as read-only.
+func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
+	v := in.Value()
+	var h uint64
+	if p.cache != nil {
+		h = uint64(v.Hash())
+		if r := p.cache.get(h, v); r != nil {
+			return r, nil
+		}
+	}
+	res, err := p.Eval(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	if p.cache != nil {
+		p.cache.put(h, v, res)
+	}
+	return res, nil
+}
+
+// Eval evaluates an input document, bypassing the decision cache. opts may
+// add tracers (pdp eval --explain).
+func (p *Policy) Eval(ctx context.Context, input ast.Value, opts ...rego.EvalOption) (*Result, error) {
+	opts = append(opts, rego.EvalParsedInput(input))
 	rs, err := p.query.Eval(ctx, opts...)
 	if err != nil {
 		if topdown.IsCancel(err) || ctx.Err() != nil {

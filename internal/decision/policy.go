@@ -43,6 +43,10 @@ type Policy struct {
 	revision string
 	source   string
 	bundle   *bundle.Bundle
+	// cache memoizes results by input; nil when disabled or when the
+	// policy calls a non-deterministic built-in (named in nondeterministic).
+	cache            *resultCache
+	nondeterministic string
 }
 
 // Revision is the bundle manifest revision, or a content hash
@@ -83,17 +87,32 @@ func ReadBundle(src Source) (*bundle.Bundle, error) {
 	return b, nil
 }
 
+// Options tune a prepared policy.
+type Options struct {
+	// CacheSize bounds the decision cache (entries); 0 = DefaultCacheSize,
+	// negative disables it. The cache is only used when the policy is
+	// deterministic (see Policy.Deterministic).
+	CacheSize int
+}
+
+// DefaultCacheSize is the decision cache size when Options.CacheSize is 0.
+const DefaultCacheSize = 16384
+
 // Load reads, compiles and prepares the policy at src.
-func Load(ctx context.Context, src Source) (*Policy, error) {
+func Load(ctx context.Context, src Source, opts ...Options) (*Policy, error) {
 	b, err := ReadBundle(src)
 	if err != nil {
 		return nil, err
 	}
-	return Prepare(ctx, b, src.String())
+	return Prepare(ctx, b, src.String(), opts...)
 }
 
 // Prepare compiles a loaded bundle and prepares the decision query.
-func Prepare(ctx context.Context, b *bundle.Bundle, source string) (*Policy, error) {
+func Prepare(ctx context.Context, b *bundle.Bundle, source string, opts ...Options) (*Policy, error) {
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
 	if len(b.Modules) == 0 {
 		return nil, fmt.Errorf("policy %s: no Rego modules found", source)
 	}
@@ -115,7 +134,20 @@ func Prepare(ctx context.Context, b *bundle.Bundle, source string) (*Policy, err
 	if rev == "" {
 		rev = contentRevision(b)
 	}
-	return &Policy{query: pq, revision: rev, source: source, bundle: b}, nil
+	p := &Policy{query: pq, revision: rev, source: source, bundle: b}
+	mods := make([]*ast.Module, 0, len(b.Modules))
+	for _, m := range b.Modules {
+		mods = append(mods, m.Parsed)
+	}
+	p.nondeterministic = nondeterministicCall(mods)
+	if o.CacheSize >= 0 && p.nondeterministic == "" {
+		size := o.CacheSize
+		if size == 0 {
+			size = DefaultCacheSize
+		}
+		p.cache = newResultCache(size)
+	}
+	return p, nil
 }
 
 func definesDecision(b *bundle.Bundle) bool {

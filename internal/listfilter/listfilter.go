@@ -3,6 +3,10 @@
 // evaluation over the whole list, and annotates the tools it keeps with the
 // security schemes they need (OpenAI Apps SDK securitySchemes, top level and
 // _meta).
+//
+// Items are passed through byte for byte except for the added schemes; the
+// JSON of a list is scanned a bounded number of times and never rebuilt
+// through maps, so a list of 1000 tools costs little beyond the evaluation.
 package listfilter
 
 import (
@@ -11,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
@@ -29,85 +34,191 @@ type Filtered struct {
 	Result json.RawMessage
 	// Visible and Hidden name the items, in list order.
 	Visible, Hidden []string
-	// Decision is the policy's result for the whole list.
+	// Decision is the policy's result for the whole list (read-only).
 	Decision *decision.Result
 }
 
 // ErrInvalidResult reports a result that is not a list result of the method.
 var ErrInvalidResult = errors.New("invalid list result")
 
+// head is what the filter reads of an item; everything else is skipped.
+type head struct {
+	Name            *string         `json:"name"`
+	URI             *string         `json:"uri"`
+	URITemplate     *string         `json:"uriTemplate"`
+	Annotations     json.RawMessage `json:"annotations"`
+	SecuritySchemes json.RawMessage `json:"securitySchemes"`
+	Meta            json.RawMessage `json:"_meta"`
+}
+
+func (h *head) name(key string) *string {
+	switch key {
+	case "uri":
+		return h.URI
+	case "uriTemplate":
+		return h.URITemplate
+	default:
+		return h.Name
+	}
+}
+
+// List is a parsed list result.
+type List struct {
+	fields map[string]json.RawMessage
+	raws   []json.RawMessage
+	heads  []head
+	// Items are the items as the policy sees them.
+	Items []decision.Item
+}
+
 // Parse extracts the items of a list result. It fails on a result that is
 // not an object, whose list field is missing or not an array, or whose items
-// lack their name field.
-func Parse(class decision.Method, result json.RawMessage) (fields map[string]json.RawMessage, items []decision.Item, objs []map[string]json.RawMessage, err error) {
-	if err := json.Unmarshal(result, &fields); err != nil || fields == nil {
-		return nil, nil, nil, fmt.Errorf("%w: result must be a JSON object", ErrInvalidResult)
+// lack their name field. One streaming pass reads the result; each item is
+// scanned once more to read its head.
+func Parse(class decision.Method, result json.RawMessage) (*List, error) {
+	l := &List{fields: map[string]json.RawMessage{}}
+	dec := json.NewDecoder(bytes.NewReader(result))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, fmt.Errorf("%w: result must be a JSON object", ErrInvalidResult)
 	}
-	list, ok := fields[class.ListKey]
-	if !ok {
-		return nil, nil, nil, fmt.Errorf("%w: result has no %q array", ErrInvalidResult, class.ListKey)
-	}
-	if err := json.Unmarshal(list, &objs); err != nil {
-		return nil, nil, nil, fmt.Errorf("%w: result.%s must be an array of objects", ErrInvalidResult, class.ListKey)
-	}
-	items = make([]decision.Item, len(objs))
-	for i, obj := range objs {
-		if obj == nil {
-			return nil, nil, nil, fmt.Errorf("%w: result.%s[%d] must be an object", ErrInvalidResult, class.ListKey, i)
+	found := false
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalidResult, err)
 		}
-		var name string
-		if err := json.Unmarshal(obj[class.NameKey], &name); err != nil || name == "" {
-			return nil, nil, nil, fmt.Errorf("%w: result.%s[%d].%s must be a non-empty string", ErrInvalidResult, class.ListKey, i, class.NameKey)
-		}
-		items[i].Name = name
-		if ann, ok := obj["annotations"]; ok && !bytes.Equal(ann, []byte("null")) {
-			v, err := ast.ValueFromReader(bytes.NewReader(ann))
-			if err != nil {
-				return nil, nil, nil, fmt.Errorf("%w: result.%s[%d].annotations: %v", ErrInvalidResult, class.ListKey, i, err)
+		key, _ := t.(string)
+		if key != class.ListKey {
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				return nil, fmt.Errorf("%w: result.%s: %v", ErrInvalidResult, key, err)
 			}
-			items[i].Annotations = v
+			l.fields[key] = raw
+			continue
+		}
+		if found {
+			return nil, fmt.Errorf("%w: result has %q twice", ErrInvalidResult, key)
+		}
+		found = true
+		l.fields[key] = nil
+		if err := l.parseItems(dec, result, class); err != nil {
+			return nil, err
 		}
 	}
-	return fields, items, objs, nil
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidResult, err)
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: result has no %q array", ErrInvalidResult, class.ListKey)
+	}
+	return l, nil
+}
+
+func (l *List) parseItems(dec *json.Decoder, result []byte, class decision.Method) error {
+	if t, err := dec.Token(); err != nil || t != json.Delim('[') {
+		return fmt.Errorf("%w: result.%s must be an array", ErrInvalidResult, class.ListKey)
+	}
+	for i := 0; dec.More(); i++ {
+		start := skipSpaceComma(result, int(dec.InputOffset()))
+		if start >= len(result) || result[start] != '{' {
+			return fmt.Errorf("%w: result.%s[%d] must be an object", ErrInvalidResult, class.ListKey, i)
+		}
+		var h head
+		if err := dec.Decode(&h); err != nil {
+			return fmt.Errorf("%w: result.%s[%d]: %v", ErrInvalidResult, class.ListKey, i, err)
+		}
+		raw := result[start:dec.InputOffset()]
+		name := h.name(class.NameKey)
+		if name == nil || *name == "" {
+			return fmt.Errorf("%w: result.%s[%d].%s must be a non-empty string", ErrInvalidResult, class.ListKey, i, class.NameKey)
+		}
+		it := decision.Item{Name: *name}
+		if len(h.Annotations) > 0 && !bytes.Equal(h.Annotations, []byte("null")) {
+			v, err := ast.ValueFromReader(bytes.NewReader(h.Annotations))
+			if err != nil {
+				return fmt.Errorf("%w: result.%s[%d].annotations: %v", ErrInvalidResult, class.ListKey, i, err)
+			}
+			it.Annotations = v
+		}
+		l.raws = append(l.raws, raw)
+		l.heads = append(l.heads, h)
+		l.Items = append(l.Items, it)
+	}
+	if _, err := dec.Token(); err != nil { // ']'
+		return fmt.Errorf("%w: result.%s: %v", ErrInvalidResult, class.ListKey, err)
+	}
+	return nil
+}
+
+func skipSpaceComma(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r' || b[i] == ',') {
+		i++
+	}
+	return i
 }
 
 // Filter decides every item of result in one evaluation of in (whose Items
 // it fills) and returns the filtered result.
 func Filter(ctx context.Context, d Decider, in *decision.Input, result json.RawMessage) (*Filtered, error) {
-	fields, items, objs, err := Parse(in.Class, result)
+	l, err := Parse(in.Class, result)
 	if err != nil {
 		return nil, err
 	}
-	in.Items = items
+	in.Items = l.Items
 	res, err := d.Decide(ctx, in)
 	if err != nil {
 		return nil, err
 	}
-	out := &Filtered{Decision: res}
-	kept := make([]map[string]json.RawMessage, 0, len(objs))
-	for i, it := range items {
-		dec, ok := res.Items[it.Name]
-		if !ok {
-			out.Hidden = append(out.Hidden, it.Name)
+	out := &Filtered{Decision: res, Visible: make([]string, 0, len(l.Items))}
+	var buf bytes.Buffer
+	buf.Grow(len(result) + 64*len(l.Items))
+	buf.WriteByte('{')
+	keys := make([]string, 0, len(l.fields))
+	for k := range l.fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		writeKey(&buf, k)
+		if k != in.Class.ListKey {
+			buf.Write(l.fields[k])
 			continue
 		}
-		out.Visible = append(out.Visible, it.Name)
-		if in.Class.Kind == decision.KindTool {
-			if err := annotate(objs[i], dec); err != nil {
+		buf.WriteByte('[')
+		n := 0
+		for j, it := range l.Items {
+			dec, ok := res.Items[it.Name]
+			if !ok {
+				out.Hidden = append(out.Hidden, it.Name)
+				continue
+			}
+			out.Visible = append(out.Visible, it.Name)
+			if n > 0 {
+				buf.WriteByte(',')
+			}
+			n++
+			if in.Class.Kind != decision.KindTool {
+				buf.Write(l.raws[j])
+				continue
+			}
+			if err := annotate(&buf, l.raws[j], &l.heads[j], dec); err != nil {
 				return nil, err
 			}
 		}
-		kept = append(kept, objs[i])
+		buf.WriteByte(']')
 	}
-	list, err := json.Marshal(kept)
-	if err != nil {
-		return nil, err
-	}
-	fields[in.Class.ListKey] = list
-	if out.Result, err = json.Marshal(fields); err != nil {
-		return nil, err
-	}
+	buf.WriteByte('}')
+	out.Result = buf.Bytes()
 	return out, nil
+}
+
+func writeKey(buf *bytes.Buffer, k string) {
+	b, _ := json.Marshal(k) // a string always marshals
+	buf.Write(b)
+	buf.WriteByte(':')
 }
 
 // Scheme is one entry of a tool's securitySchemes.
@@ -134,20 +245,52 @@ func Schemes(d decision.ItemDecision) []Scheme {
 	}
 }
 
-// annotate sets securitySchemes at the top level of a tool and in its _meta.
-func annotate(tool map[string]json.RawMessage, d decision.ItemDecision) error {
-	schemes, err := json.Marshal(Schemes(d))
-	if err != nil {
-		return err
+var noauth = []byte(`[{"type":"noauth"}]`)
+
+// annotate writes the tool with securitySchemes set at the top level and in
+// _meta. A tool without either field is spliced (its bytes kept as they
+// are); otherwise it is rebuilt with those two fields replaced.
+func annotate(buf *bytes.Buffer, raw json.RawMessage, h *head, d decision.ItemDecision) error {
+	schemes := noauth
+	if d.Access != "public" || len(d.Scopes) > 0 {
+		var err error
+		if schemes, err = json.Marshal(Schemes(d)); err != nil {
+			return err
+		}
+	}
+	if h.SecuritySchemes == nil && h.Meta == nil {
+		rest := bytes.TrimLeft(raw[1:], " \t\r\n")
+		buf.WriteString(`{"securitySchemes":`)
+		buf.Write(schemes)
+		buf.WriteString(`,"_meta":{"securitySchemes":`)
+		buf.Write(schemes)
+		buf.WriteByte('}')
+		if len(rest) > 0 && rest[0] != '}' {
+			buf.WriteByte(',')
+		}
+		buf.Write(rest)
+		return nil
+	}
+	var tool map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &tool); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidResult, err)
 	}
 	tool["securitySchemes"] = schemes
 	meta := map[string]json.RawMessage{}
-	if m, ok := tool["_meta"]; ok && !bytes.Equal(m, []byte("null")) {
-		if err := json.Unmarshal(m, &meta); err != nil {
-			return fmt.Errorf("%w: tool %s: _meta must be an object", ErrInvalidResult, tool["name"])
+	if len(h.Meta) > 0 && !bytes.Equal(h.Meta, []byte("null")) {
+		if err := json.Unmarshal(h.Meta, &meta); err != nil {
+			return fmt.Errorf("%w: tool %s: _meta must be an object", ErrInvalidResult, *h.Name)
 		}
 	}
 	meta["securitySchemes"] = schemes
-	tool["_meta"], err = json.Marshal(meta)
-	return err
+	var err error
+	if tool["_meta"], err = json.Marshal(meta); err != nil {
+		return err
+	}
+	b, err := json.Marshal(tool)
+	if err != nil {
+		return err
+	}
+	buf.Write(b)
+	return nil
 }
