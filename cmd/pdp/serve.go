@@ -219,7 +219,7 @@ func newApp(ctx context.Context, cfg *config.Config, iss *devissuer.Issuer, log 
 	if src.Path == "" {
 		src = decision.Source{FS: policies.FS}
 	}
-	pol, err := decision.Load(ctx, src)
+	pol, err := decision.Load(ctx, src, decision.Options{CacheSize: cfg.Policy.DecisionCacheSize})
 	if err != nil {
 		return a, err
 	}

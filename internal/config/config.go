@@ -57,7 +57,48 @@ type Config struct {
 	Audit     Audit      `yaml:"audit"`
 	JWKS      JWKS       `yaml:"jwks"`
 	Log       Log        `yaml:"log"`
+	// Auth is how enforcement points (PEPs) authenticate to the PDP API.
+	Auth Auth `yaml:"auth"`
+	// TLS for the listener.
+	TLS TLS `yaml:"tls"`
 }
+
+// Auth configures who may query /v1/... (the metadata endpoints stay public).
+type Auth struct {
+	// APIKeys are accepted as "Authorization: Bearer <key>" or "X-PDP-API-Key: <key>".
+	APIKeys []APIKey `yaml:"api_keys"`
+	// MTLS accepts clients presenting a certificate from ClientCA (requires tls).
+	MTLS MTLS `yaml:"mtls"`
+}
+
+// Enabled reports whether any PEP authentication is configured.
+func (a Auth) Enabled() bool { return len(a.APIKeys) > 0 || a.MTLS.ClientCA != "" }
+
+// APIKey is one accepted key, stored as the hex SHA-256 of the key.
+type APIKey struct {
+	// Name identifies the PEP in audit events and metrics.
+	Name string `yaml:"name"`
+	// SHA256 is hex(sha256(key)); create with `pdp apikey`.
+	SHA256 string `yaml:"sha256"`
+}
+
+// MTLS configures client certificate authentication.
+type MTLS struct {
+	// ClientCA is a PEM file of CAs that sign PEP client certificates.
+	ClientCA string `yaml:"client_ca"`
+	// AllowedSubjects, when set, limits accepted certificates to these
+	// subject common names (or DNS SANs).
+	AllowedSubjects []string `yaml:"allowed_subjects"`
+}
+
+// TLS configures HTTPS for the listener; files are reloaded when they change.
+type TLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Enabled reports whether the listener serves HTTPS.
+func (t TLS) Enabled() bool { return t.CertFile != "" }
 
 // Resource is one protected MCP server.
 type Resource struct {
@@ -95,9 +136,32 @@ type AuditArguments struct {
 
 // Policy says where the Rego policy comes from.
 type Policy struct {
-	// Path is a directory or a bundle file (.tar.gz). Empty: the embedded default policy.
+	// Path is a directory, a bundle file (.tar.gz) or an http(s) bundle URL.
+	// Empty: the policy embedded in the binary.
 	Path string `yaml:"path"`
+	// PollInterval between checks for a new policy (file changes, or the
+	// bundle URL with ETag); default 10s for files, 30s for URLs; "0s" disables reloading.
+	PollInterval *Duration `yaml:"poll_interval"`
+	// Verification requires bundles signed with this key (OPA bundle signing).
+	Verification Verification `yaml:"verification"`
+	// DecisionCacheSize bounds the decision cache (0 = default 16384, -1 = off).
+	DecisionCacheSize int `yaml:"decision_cache_size"`
 }
+
+// Verification of signed bundles.
+type Verification struct {
+	// KeyFile is a PEM public key (RS*/PS*/ES*) or an HMAC secret file.
+	KeyFile string `yaml:"key_file"`
+	// KeyID names the key in .signatures.json (default "default").
+	KeyID string `yaml:"key_id"`
+	// Algorithm of the key (default RS256).
+	Algorithm string `yaml:"algorithm"`
+	// Scope the signature must carry (optional).
+	Scope string `yaml:"scope"`
+}
+
+// Enabled reports whether bundles must be signed.
+func (v Verification) Enabled() bool { return v.KeyFile != "" }
 
 // Limits bound the work one request may cause.
 type Limits struct {
@@ -111,6 +175,12 @@ type Limits struct {
 	IdleTimeout  Duration `yaml:"idle_timeout"`
 	// TokenCacheSize bounds the verified-token cache (default 10000).
 	TokenCacheSize int `yaml:"token_cache_size"`
+	// MaxConcurrent bounds /v1/decide requests in progress; more get 503 (default 1024).
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// RatePerPEP is the sustained requests/second allowed per authenticated
+	// PEP (0 = unlimited); RateBurst the burst (default = RatePerPEP). Over it: 429.
+	RatePerPEP float64 `yaml:"rate_per_pep"`
+	RateBurst  int     `yaml:"rate_burst"`
 }
 
 // JWKS tunes signing key fetching.
@@ -264,6 +334,20 @@ func (c *Config) ApplyDefaults() {
 	if l.TokenCacheSize == 0 {
 		l.TokenCacheSize = DefaultTokenCacheSize
 	}
+	if l.MaxConcurrent == 0 {
+		l.MaxConcurrent = 1024
+	}
+	if l.RateBurst == 0 && l.RatePerPEP > 0 {
+		l.RateBurst = int(l.RatePerPEP) + 1
+	}
+	if c.Policy.Verification.Enabled() {
+		if c.Policy.Verification.KeyID == "" {
+			c.Policy.Verification.KeyID = "default"
+		}
+		if c.Policy.Verification.Algorithm == "" {
+			c.Policy.Verification.Algorithm = "RS256"
+		}
+	}
 	j := &c.JWKS
 	if j.RefreshInterval == 0 {
 		j.RefreshInterval = Duration(5 * time.Minute)
@@ -407,6 +491,42 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.TokenCacheSize < 0 {
 		bad("limits.token_cache_size", "must not be negative (0 = default)")
+	}
+	if c.Limits.MaxConcurrent < 0 {
+		bad("limits.max_concurrent", "must not be negative")
+	}
+	if c.Limits.RatePerPEP < 0 || c.Limits.RateBurst < 0 {
+		bad("limits.rate_per_pep", "must not be negative (0 = unlimited)")
+	}
+	if c.Policy.PollInterval != nil && *c.Policy.PollInterval < 0 {
+		bad("policy.poll_interval", "must not be negative (0s disables reloading)")
+	}
+	if c.Policy.DecisionCacheSize < -1 {
+		bad("policy.decision_cache_size", "use -1 (off), 0 (default) or a positive size")
+	}
+	if strings.HasPrefix(c.Policy.Path, "http://") || strings.HasPrefix(c.Policy.Path, "https://") {
+		if _, err := url.Parse(c.Policy.Path); err != nil {
+			bad("policy.path", "%q is not a valid URL", c.Policy.Path)
+		}
+	}
+	names := map[string]bool{}
+	for i, k := range c.Auth.APIKeys {
+		key := fmt.Sprintf("auth.api_keys[%d]", i)
+		if k.Name == "" {
+			bad(key+".name", "required: the PEP's name, used in audit events")
+		} else if names[k.Name] {
+			bad(key+".name", "%q is used twice", k.Name)
+		}
+		names[k.Name] = true
+		if len(k.SHA256) != 64 || strings.Trim(strings.ToLower(k.SHA256), "0123456789abcdef") != "" {
+			bad(key+".sha256", "must be the 64 hex digits of sha256(key); create one with `pdp apikey --name %s`", k.Name)
+		}
+	}
+	if c.Auth.MTLS.ClientCA != "" && !c.TLS.Enabled() {
+		bad("auth.mtls.client_ca", "mutual TLS needs tls.cert_file and tls.key_file")
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls", "set both cert_file and key_file")
 	}
 	if c.Audit.Mode != "async" && c.Audit.Mode != "sync" {
 		bad("audit.mode", "%q is not one of: async, sync", c.Audit.Mode)
