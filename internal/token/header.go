@@ -1,0 +1,126 @@
+package token
+
+// MaxTokenBytes is the largest bearer token accepted, both by
+// [ParseAuthorization] and by [Verifier.Verify]. Real access tokens are 1-2 KiB.
+const MaxTokenBytes = 8 << 10
+
+// ParseAuthorization extracts the bearer token from an HTTP Authorization
+// header value (RFC 6750 §2.1).
+//
+// An empty value means an anonymous request and yields ("", nil). Otherwise
+// the scheme must be "Bearer" (ASCII case-insensitive) followed by one or more
+// spaces and exactly one b64token (ALPHA / DIGIT / "-" / "." / "_" / "~" / "+"
+// / "/", then optional trailing "="). Surrounding spaces and tabs are ignored.
+// Every rejection is an *Error: "invalid_request" for a malformed header and
+// "invalid_token" ("token too large") for a token longer than MaxTokenBytes.
+// It never panics and does not allocate on success.
+func ParseAuthorization(h string) (string, error) {
+	if h == "" {
+		return "", nil
+	}
+	// Bound the work before looking at the content.
+	if len(h) > MaxTokenBytes+256 {
+		return "", invalidToken(descTooLarge)
+	}
+	h = trimOWS(h)
+	if h == "" {
+		return "", invalidRequest(descEmptyHeader)
+	}
+	scheme, rest := h, ""
+	for i := 0; i < len(h); i++ {
+		if h[i] == ' ' {
+			scheme, rest = h[:i], h[i+1:]
+			break
+		}
+	}
+	if !isBearer(scheme) {
+		return "", invalidRequest(descBadScheme)
+	}
+	for len(rest) > 0 && rest[0] == ' ' {
+		rest = rest[1:]
+	}
+	if rest == "" {
+		return "", invalidRequest(descMissingToken)
+	}
+	if len(rest) > MaxTokenBytes {
+		return "", invalidToken(descTooLarge)
+	}
+	padding := false
+	for i := 0; i < len(rest); i++ {
+		switch charClass[rest[i]] {
+		case ccB64URL, ccB64Token, ccDot:
+			if padding { // "=" only at the end
+				return "", invalidRequest(descBadTokenChars)
+			}
+		case ccPad:
+			if i == 0 {
+				return "", invalidRequest(descBadTokenChars)
+			}
+			padding = true
+		case ccSep:
+			return "", invalidRequest(descMultipleTokens)
+		default:
+			return "", invalidRequest(descBadTokenChars)
+		}
+	}
+	return rest, nil
+}
+
+func trimOWS(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
+
+// isBearer compares ASCII case-insensitively (no Unicode folding).
+func isBearer(s string) bool {
+	const want = "bearer"
+	if len(s) != len(want) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Character classes for token scanning, indexed by byte.
+const (
+	ccInvalid  = iota
+	ccB64URL   // A-Z a-z 0-9 - _
+	ccB64Token // ~ + / (b64token, not base64url)
+	ccDot      // .
+	ccPad      // =
+	ccSep      // space, comma, tab
+)
+
+// charClass is a read-only lookup table (a string constant, so immutable).
+const charClass = "" +
+	"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x05\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00" +
+	"\x05\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x05\x01\x03\x02\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x00\x00\x00\x04\x00\x00" +
+	"\x00\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x00\x00\x00\x00\x01" +
+	"\x00\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x00\x00\x00\x02\x00" +
+	"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00" +
+	"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00" +
+	"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00" +
+	"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+
+// isB64TokenChar reports whether c is in the RFC 6750 b64token alphabet
+// (without the trailing "=" padding).
+func isB64TokenChar(c byte) bool {
+	switch charClass[c] {
+	case ccB64URL, ccB64Token, ccDot:
+		return true
+	}
+	return false
+}
