@@ -233,7 +233,9 @@ func newApp(ctx context.Context, cfg *config.Config, iss *devissuer.Issuer, log 
 		Logger:             log.With("component", "jwks"),
 	})
 	go a.keys.Run(bg)
-	a.cache = token.NewCache(cfg.Limits.TokenCacheSize)
+	// Cached tokens are re-verified at least every 10 minutes, so a key removed
+	// from the JWKS stops being trusted within that bound.
+	a.cache = token.NewCacheWithConfig(token.CacheConfig{MaxEntries: cfg.Limits.TokenCacheSize, MaxTTL: 10 * time.Minute})
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pdp_token_cache_entries", Help: "Verified tokens cached."}, func() float64 { return float64(a.cache.Len()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pdp_token_cache_hits_total", Help: "Verified-token cache hits."}, func() float64 { return float64(a.cache.Hits()) }),

@@ -204,6 +204,13 @@ func (s *Service) Decide(ctx context.Context, req *Request, pep string) (*Respon
 			in.Token, err = s.tokens.get(d.claims)
 		}
 	}
+	if errors.Is(err, token.ErrKeysUnavailable) {
+		// Not the caller's fault: a 401 would send the client to
+		// re-authorize for nothing. Deny as unavailable (503).
+		s.log.Warn("signing keys unavailable", "resource", res.URI, "err", err)
+		d.claims = nil
+		return d.finish(ctx, nil, fmt.Errorf("token verification: %w", err), nil)
+	}
 	if err != nil {
 		d.claims = nil
 		if !errors.As(err, &tokErr) {
