@@ -119,7 +119,8 @@ allowed(e) if {
 #   deny contains reason  -- refuses a single-target operation (tools/call, ...)
 #   hide contains name    -- hides an item in lists and makes calls "unknown"
 
-# Revoked clients and subjects (data.mcp.revoked) may do nothing but public work.
+# Revoked clients and subjects (data.mcp.revoked) are refused every operation
+# they attempt with their token (lists stay filtered as for any caller).
 deny contains concat("", ["client ", input.token.client_id, " is revoked"]) if {
 	data.mcp.revoked.clients[input.token.client_id]
 }
@@ -159,6 +160,7 @@ decision := {
 	"required_scopes": target_required,
 	"missing_scopes": target_missing,
 	"reason": target_reason,
+	"forbidden": target_forbidden,
 } if input.operation in {"call", "other"}
 
 # The entry deciding a single-target operation; other methods are looked up
@@ -186,7 +188,15 @@ target_allowed := true if {
 	count(deny) == 0
 } else := false
 
+# An explicit deny (revocation, argument limits, ...) is final: no step-up.
+target_forbidden := true if {
+	target_visible
+	count(deny) > 0
+} else := false
+
 target_reason := "hidden from this caller" if not target_visible
+
+else := concat("; ", sort(deny)) if count(deny) > 0
 
 else := "authorization required" if {
 	not input.token.present
@@ -196,8 +206,6 @@ else := "authorization required" if {
 else := concat("", ["missing scopes: ", concat(" ", target_missing)]) if count(target_missing) > 0
 
 else := "missing role" if not roles_ok(target_entry)
-
-else := concat("; ", sort(deny)) if count(deny) > 0
 
 else := concat("", [target_entry.access, " access"])
 

@@ -191,6 +191,9 @@ func (s *Service) Decide(ctx context.Context, req *Request, pep string) (*Respon
 		}
 	}
 
+	// The budget covers token verification and policy evaluation; the audit
+	// record (a JetStream ack in sync mode) has its own timeout in the sink.
+	reqCtx := ctx
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 
@@ -209,7 +212,7 @@ func (s *Service) Decide(ctx context.Context, req *Request, pep string) (*Respon
 		// re-authorize for nothing. Deny as unavailable (503).
 		s.log.Warn("signing keys unavailable", "resource", res.URI, "err", err)
 		d.claims = nil
-		return d.finish(ctx, nil, fmt.Errorf("token verification: %w", err), nil)
+		return d.finish(reqCtx, nil, fmt.Errorf("token verification: %w", err), nil)
 	}
 	if err != nil {
 		d.claims = nil
@@ -233,7 +236,7 @@ func (s *Service) Decide(ctx context.Context, req *Request, pep string) (*Respon
 	} else {
 		result, err = s.engine.Decide(ctx, &in)
 	}
-	return d.finish(ctx, result, err, tokErr)
+	return d.finish(reqCtx, result, err, tokErr)
 }
 
 func jsonErr(err error) string {
@@ -243,9 +246,28 @@ func jsonErr(err error) string {
 	}
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		return fmt.Sprintf("field %s must be %s, not %s", te.Field, te.Type, te.Value)
+		if te.Field == "" {
+			return "want a JSON object, not " + te.Value
+		}
+		return fmt.Sprintf("field %s must be %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
 	}
 	return err.Error()
+}
+
+// jsonKind names a Go kind the way a JSON user would.
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "struct", "map", "ptr":
+		return "an object"
+	case "slice", "array":
+		return "an array"
+	case "bool":
+		return "a boolean"
+	default:
+		return "a number"
+	}
 }
 
 // policyToken converts verified claims into the policy's view of the token.
@@ -303,10 +325,10 @@ func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr e
 		resp.Reason = "decision failed: " + evalErr.Error()
 		d.svc.log.Error("decision failed", "resource", d.res.URI, "method", d.in.Method, "target", d.in.Target, "err", evalErr)
 	case tokErr != nil:
+		// A malformed Authorization header (Basic scheme, two tokens, ...)
+		// is answered like an invalid token: 401 invalid_token sends MCP
+		// clients back to authorization; a 400 would leave them stuck.
 		ref.Kind = stepup.InvalidToken
-		if tokErr.Code == "invalid_request" {
-			ref.Kind = stepup.InvalidRequest
-		}
 		ref.Description = tokErr.Description
 		if !result.Visible {
 			ref.Required = nil // do not reveal what a hidden target needs
@@ -322,6 +344,9 @@ func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr e
 	case !result.Visible:
 		ref.Kind = stepup.Hidden
 		resp.RequiredScopes, resp.MissingScopes = []string{}, []string{}
+	case result.Forbidden:
+		ref.Kind = stepup.Forbidden
+		ref.Description = result.Reason
 	case d.in.Token == nil:
 		ref.Kind = stepup.NoToken
 	case len(result.MissingScopes) > 0:

@@ -20,6 +20,9 @@ type Result struct {
 	RequiredScopes []string
 	MissingScopes  []string
 	Reason         string
+	// Forbidden is set when an explicit deny rule refused the request:
+	// new scopes would not help, so no step-up challenge is due.
+	Forbidden bool
 	// Items holds, for list methods, the visible items and what each needs.
 	Items map[string]ItemDecision
 	// Revision of the policy that decided.
@@ -125,6 +128,9 @@ func parseResult(v any) (*Result, error) {
 	}
 	if _, present := obj["visible"]; !present {
 		res.Visible = res.Allow
+	}
+	if res.Forbidden, err = boolField(obj, "forbidden", false); err != nil {
+		return nil, err
 	}
 	res.Access, _ = obj["access"].(string)
 	res.Reason, _ = obj["reason"].(string)

@@ -31,6 +31,9 @@ type Source struct {
 
 func (s Source) String() string {
 	if s.FS != nil {
+		if s.Path == "" || s.Path == "." {
+			return "embedded"
+		}
 		return "embedded:" + s.Path
 	}
 	return s.Path

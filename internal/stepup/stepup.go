@@ -36,15 +36,20 @@ type Resource struct {
 }
 
 // MetadataURL derives the RFC 9728 §3.1 well-known URL of a resource:
-// "/.well-known/oauth-protected-resource" inserted between host and path.
+// "/.well-known/oauth-protected-resource" inserted between the host and the
+// path and query components.
 func MetadataURL(resource string) (string, error) {
 	u, err := url.Parse(resource)
 	if err != nil {
 		return "", err
 	}
 	p := strings.TrimSuffix(u.EscapedPath(), "/")
-	out := url.URL{Scheme: u.Scheme, Host: u.Host, RawQuery: u.RawQuery}
-	return out.String() + WellKnownPath + p, nil
+	out := url.URL{Scheme: u.Scheme, Host: u.Host}
+	s := out.String() + WellKnownPath + p
+	if u.RawQuery != "" {
+		s += "?" + u.RawQuery
+	}
+	return s, nil
 }
 
 // WellKnownPath is the RFC 9728 well-known path prefix.

@@ -14,6 +14,7 @@ func TestMetadataURL(t *testing.T) {
 		{"https://mcp.example.com", "https://mcp.example.com/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource"},
 		{"https://mcp.example.com/", "https://mcp.example.com/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource"},
 		{"http://127.0.0.1:8181/a/b", "http://127.0.0.1:8181/.well-known/oauth-protected-resource/a/b", "/.well-known/oauth-protected-resource/a/b"},
+		{"https://mcp.example.com/mcp?tenant=a", "https://mcp.example.com/.well-known/oauth-protected-resource/mcp?tenant=a", "/.well-known/oauth-protected-resource/mcp"},
 	}
 	for _, tc := range tests {
 		got, err := stepup.MetadataURL(tc.resource)

@@ -1,0 +1,195 @@
+package core_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mcp-pdp/pdp/internal/core"
+	"github.com/mcp-pdp/pdp/internal/decision"
+	"github.com/mcp-pdp/pdp/internal/devissuer"
+	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
+	"github.com/mcp-pdp/pdp/internal/stepup"
+	"github.com/mcp-pdp/pdp/internal/token"
+	"github.com/mcp-pdp/pdp/policies"
+)
+
+// customPolicy is the default policy plus an argument limit, with a
+// step-up tool "transfer" needing scope "pay".
+func customPolicy(t *testing.T) *decision.Policy {
+	t.Helper()
+	dir := t.TempDir()
+	for _, f := range []string{"authz.rego", "lib/scopes.rego"} {
+		b, err := policies.FS.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := map[string]string{
+		"data.yaml": `mcp:
+  default_catalog: bank
+  catalogs:
+    bank:
+      tools:
+        transfer: {access: step_up, scopes: [pay]}
+`,
+		"limits.rego": `package mcp.authz
+
+deny contains "amount exceeds the limit of 100" if input.tool.arguments.amount > 100
+`,
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := decision.Load(context.Background(), decision.Source{Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func service(t *testing.T, pol *decision.Policy, v core.Verifier) *core.Service {
+	t.Helper()
+	s, err := core.New(core.Options{
+		Engine: decision.NewEngine(pol),
+		Resources: []*core.Resource{{URI: resource, Key: "k", Verifier: v,
+			Challenge: stepup.Resource{URI: resource, MetadataURL: "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func transfer(authz string, amount int) *core.Request {
+	msg, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+		"params": map[string]any{"name": "transfer", "arguments": map[string]any{"amount": amount}}})
+	return &core.Request{Resource: resource, Authorization: authz, Message: msg}
+}
+
+// An explicit deny is final: no step-up challenge even when scopes are
+// missing too, and the answer is an in-band tool error.
+func TestExplicitDenyIsNotAChallenge(t *testing.T) {
+	iss := devissuertest.New(t, "ES256")
+	v, err := token.NewVerifier(token.Config{Resource: resource, Issuer: iss.URL}, token.NewKeySets(token.KeySetsConfig{}), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := service(t, customPolicy(t), v)
+	mint := func(scopes ...string) string {
+		return "Bearer " + iss.Mint(t, devissuer.MintOptions{Subject: "u", ClientID: "c", Audience: []string{resource}, Scopes: scopes})
+	}
+	tests := []struct {
+		name    string
+		req     *core.Request
+		allow   bool
+		status  int
+		outcome string
+		header  bool
+	}{
+		{"within limit with scope", transfer(mint("pay"), 50), true, 200, core.OutcomeAllow, false},
+		{"over limit with scope", transfer(mint("pay"), 500), false, 200, core.OutcomeDeny, false},
+		{"over limit without scope", transfer(mint(), 500), false, 200, core.OutcomeDeny, false},
+		{"within limit without scope", transfer(mint(), 50), false, 403, core.OutcomeChallenge, true},
+		{"anonymous within limit", transfer("", 50), false, 401, core.OutcomeChallenge, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := s.Decide(context.Background(), tc.req, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Allow != tc.allow || r.HTTPStatus != tc.status || r.Outcome != tc.outcome || (r.WWWAuthenticate != "") != tc.header {
+				t.Fatalf("%+v", r)
+			}
+			if tc.outcome == core.OutcomeDeny && (r.ToolResult == nil || !strings.Contains(r.ToolResult.Content[0].Text, "limit of 100") || r.ToolResult.Meta != nil) {
+				t.Fatalf("deny tool_result = %+v", r.ToolResult)
+			}
+		})
+	}
+}
+
+// When the issuer's keys cannot be fetched the caller is not at fault: the
+// decision is a deny with 503, not a 401 that would send the client to
+// re-authorize for nothing.
+func TestKeysUnavailable(t *testing.T) {
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusBadGateway)
+	}))
+	defer down.Close()
+	iss := devissuertest.New(t, "ES256")
+	v, err := token.NewVerifier(token.Config{Resource: resource, Issuer: iss.URL, JWKSURI: down.URL + "/jwks.json"}, token.NewKeySets(token.KeySetsConfig{}), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := decision.Load(context.Background(), decision.Source{FS: policies.FS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := service(t, pol, v)
+	tok := "Bearer " + iss.Mint(t, devissuer.MintOptions{Subject: "u", Audience: []string{resource}})
+	r, err := s.Decide(context.Background(), callRequest(tok, "lookup_product"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Allow || r.HTTPStatus != 503 || r.WWWAuthenticate != "" || !strings.Contains(r.Reason, "signing keys") {
+		t.Fatalf("%+v", r)
+	}
+}
+
+func TestRequestErrors(t *testing.T) {
+	s, _ := newService(t)
+	tests := []struct {
+		name string
+		req  *core.Request
+		code string
+	}{
+		{"no resource", &core.Request{Message: json.RawMessage(`{}`)}, "invalid_request"},
+		{"unknown resource", &core.Request{Resource: "https://x", Message: json.RawMessage(`{}`)}, "unknown_resource"},
+		{"null message", &core.Request{Resource: resource, Message: json.RawMessage(`null`)}, "invalid_request"},
+		{"string message", &core.Request{Resource: resource, Message: json.RawMessage(`"x"`)}, "invalid_message"},
+		{"method not a string", &core.Request{Resource: resource, Message: json.RawMessage(`{"jsonrpc":"2.0","method":5}`)}, "invalid_message"},
+		{"jsonrpc 1.0", &core.Request{Resource: resource, Message: json.RawMessage(`{"jsonrpc":"1.0","method":"ping"}`)}, "invalid_message"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := s.Decide(context.Background(), tc.req, "")
+			var re *core.RequestError
+			if !errors.As(err, &re) || re.Code != tc.code || re.Status != 400 || strings.Contains(re.Description, "core.") {
+				t.Fatalf("err = %#v, want %s", err, tc.code)
+			}
+		})
+	}
+}
+
+func TestInvalidParamsAreInBand(t *testing.T) {
+	s, _ := newService(t)
+	for _, msg := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":"x"}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ping","arguments":[1]}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"name":"x"}}`,
+	} {
+		r, err := s.Decide(context.Background(), &core.Request{Resource: resource, Message: json.RawMessage(msg)}, "")
+		if err != nil {
+			t.Fatalf("%s: %v", msg, err)
+		}
+		if r.Allow || r.JSONRPCError == nil || r.JSONRPCError.Code != stepup.CodeInvalidParams {
+			t.Fatalf("%s: %+v", msg, r)
+		}
+	}
+}
