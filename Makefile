@@ -6,7 +6,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 FUZZTIME ?= 10s
 
-.PHONY: run build test vet rego-test bench fuzz clean
+.PHONY: run build test vet rego-test bench fuzz clean client-test
 
 ## run: the PDP on its embedded defaults (dev issuer, demo policy, embedded NATS) on 127.0.0.1:8181
 run:
@@ -16,11 +16,17 @@ run:
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/pdp
 
-## test: gofmt, go vet, Go tests (race detector), Rego tests via `pdp test`, a short fuzz pass
+## test: gofmt, go vet, Go tests (race detector), Rego tests via `pdp test`, a short fuzz pass,
+## and the real-client step-up tests (official MCP TypeScript SDK; needs node >= 20 and npm)
 test: vet
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(GO) run ./cmd/pdp test policies test/policies
 	$(MAKE) fuzz FUZZTIME=5s
+	$(MAKE) client-test
+
+## client-test: an MCP client (official TypeScript SDK) steps up on the PDP's challenges
+client-test:
+	test/clients/run.sh
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi

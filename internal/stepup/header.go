@@ -8,10 +8,16 @@ import (
 )
 
 // Header builds a Bearer challenge (RFC 6750 §3): parameters quoted, each at
-// most once, in the order error, error_description, resource_metadata,
-// scope, except that insufficient_scope puts scope right after error as in
-// RFC 6750's examples. Empty values are left out. Values are sanitized to the
-// characters RFC 6750 allows in them.
+// most once, in the order error, resource_metadata, scope,
+// error_description (insufficient_scope: error, scope, resource_metadata,
+// error_description, as in the MCP specification's example); empty values
+// are left out.
+//
+// error_description always comes last and never holds '=' or ',': it may
+// carry text from the token (an alg, a kid), and MCP clients read
+// parameters with unanchored patterns ("resource_metadata=" anywhere in the
+// header), so a description must not be able to pose as a parameter.
+// Values are sanitized to the characters RFC 6750 allows in them.
 func Header(errCode, description, metadataURL string, scopes []string) string {
 	var b strings.Builder
 	b.Grow(64 + len(description) + len(metadataURL) + 16*len(scopes))
@@ -37,20 +43,20 @@ func Header(errCode, description, metadataURL string, scopes []string) string {
 	if errCode == "insufficient_scope" {
 		param("scope", scope)
 		param("resource_metadata", quotedSafe(metadataURL))
-		param("error_description", descriptionSafe(description))
-		return b.String()
+	} else {
+		param("resource_metadata", quotedSafe(metadataURL))
+		param("scope", scope)
 	}
 	param("error_description", descriptionSafe(description))
-	param("resource_metadata", quotedSafe(metadataURL))
-	param("scope", scope)
 	return b.String()
 }
 
 // descriptionSafe keeps the characters RFC 6750 §3 allows in
-// error_description (%x20-21 / %x23-5B / %x5D-7E) and replaces others.
+// error_description (%x20-21 / %x23-5B / %x5D-7E) except '=' and ',', and
+// replaces the others.
 func descriptionSafe(s string) string {
 	return mapASCII(s, func(c byte) bool {
-		return c == 0x20 || c == 0x21 || (c >= 0x23 && c <= 0x5B) || (c >= 0x5D && c <= 0x7E)
+		return c != '=' && c != ',' && (c == 0x20 || c == 0x21 || (c >= 0x23 && c <= 0x5B) || (c >= 0x5D && c <= 0x7E))
 	})
 }
 

@@ -47,9 +47,9 @@ func TestAnswers(t *testing.T) {
 		{"no token, no scopes needed", op, stepup.Refusal{Kind: stepup.NoToken, Method: "tools/call", Target: "x"},
 			401, `Bearer resource_metadata="` + prm + `"`, 0},
 		{"invalid token", op, stepup.Refusal{Kind: stepup.InvalidToken, Method: "tools/call", Target: "x", Required: []string{"qr:generate"}, Description: "token expired"},
-			401, `Bearer error="invalid_token", error_description="token expired", resource_metadata="` + prm + `", scope="qr:generate"`, 0},
+			401, `Bearer error="invalid_token", resource_metadata="` + prm + `", scope="qr:generate", error_description="token expired"`, 0},
 		{"invalid request", op, stepup.Refusal{Kind: stepup.InvalidRequest, Method: "tools/list", Description: "two tokens"},
-			400, `Bearer error="invalid_request", error_description="two tokens", resource_metadata="` + prm + `"`, 0},
+			400, `Bearer error="invalid_request", resource_metadata="` + prm + `", error_description="two tokens"`, 0},
 		{"insufficient scope, operation", op, stepup.Refusal{Kind: stepup.InsufficientScope, Method: "tools/call", Target: "x", Required: []string{"qr:generate"}, Granted: []string{"a"}, Description: "missing scopes: qr:generate"},
 			403, `Bearer error="insufficient_scope", scope="qr:generate", resource_metadata="` + prm + `", error_description="missing scopes: qr:generate"`, 0},
 		{"insufficient scope, accumulate", acc, stepup.Refusal{Kind: stepup.InsufficientScope, Method: "tools/call", Target: "x", Required: []string{"qr:generate"}, Granted: []string{"b", "other-resource", "a"}, Description: "d"},
@@ -92,6 +92,18 @@ func TestAnswers(t *testing.T) {
 	f := op.Answer(stepup.Refusal{Kind: stepup.Forbidden, Method: "tools/call", Target: "t", Description: "amount over limit"})
 	if f.ToolResult == nil || !strings.Contains(f.ToolResult.Content[0].Text, "amount over limit") || f.ToolResult.Meta != nil {
 		t.Fatalf("forbidden tools/call = %+v", f.ToolResult)
+	}
+}
+
+// A description carrying token-controlled text cannot pose as a parameter
+// to clients that search the header for "name=".
+func TestHeaderDescriptionCannotInjectParameters(t *testing.T) {
+	h := stepup.Header("invalid_token", `unknown signing key (kid 'resource_metadata=https://evil/prm, scope=admin')`, prm, nil)
+	if strings.Count(h, "resource_metadata=") != 1 || strings.Contains(h, "scope=") {
+		t.Fatalf("injected parameters in %q", h)
+	}
+	if !strings.HasSuffix(h, `')"`) || strings.Index(h, "error_description") < strings.Index(h, "resource_metadata") {
+		t.Fatalf("error_description must come last: %q", h)
 	}
 }
 
