@@ -44,6 +44,23 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzHeader$$' -fuzztime $(FUZZTIME) ./internal/stepup
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAuthorization$$' -fuzztime $(FUZZTIME) ./internal/token
 	$(GO) test -run '^$$' -fuzz '^FuzzFilter$$' -fuzztime $(FUZZTIME) ./internal/listfilter
+	$(GO) test -run '^$$' -fuzz '^FuzzSpoolSegment$$' -fuzztime $(FUZZTIME) ./internal/auditsink
 
 clean:
 	rm -rf bin .pdp-data
+
+## loadbench: mcp-pdp vs OPA's REST server vs a plain net/http floor, measured side by side
+## in one run on this machine (~15 min; first run also mints 100k RS256 tokens, ~1 min).
+## Results: printed and written to bench/results/<date>.md (+ .json). See docs/performance.md.
+LOADBENCH_FLAGS ?=
+.PHONY: loadbench loadbench-quick loadbench-profile
+loadbench:
+	$(GO) run ./bench/run $(LOADBENCH_FLAGS)
+
+## loadbench-quick: smoke run of the same harness: short windows, one run, small series (~3 min)
+loadbench-quick:
+	$(GO) run ./bench/run -quick $(LOADBENCH_FLAGS)
+
+## loadbench-profile: CPU profiles of mcp-pdp's decision path under load (bench/pdpprof)
+loadbench-profile:
+	$(GO) run ./bench/run -what profile $(LOADBENCH_FLAGS)

@@ -1,0 +1,127 @@
+package auditsink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// ConnectOptions are the ways to reach and authenticate to an existing
+// NATS deployment (all optional).
+type ConnectOptions struct {
+	// Name of the connection as shown by the server (default "mcp-pdp").
+	Name string
+	// CredsFile is a NATS .creds file (user JWT + NKey seed).
+	CredsFile string
+	// NKeySeedFile is a file holding an NKey user seed.
+	NKeySeedFile string
+	// TLSCAFile verifies the server; TLSCertFile + TLSKeyFile present a
+	// client certificate.
+	TLSCAFile   string
+	TLSCertFile string
+	TLSKeyFile  string
+	// RetryOnFailedConnect returns a connection that keeps trying in the
+	// background when the servers are down at start (what the PDP wants:
+	// events are spooled meanwhile). False fails fast (what the CLI wants).
+	RetryOnFailedConnect bool
+	// ReconnectWait between reconnect attempts (default 250ms).
+	ReconnectWait time.Duration
+	// Logger for connection state changes (nil = discard).
+	Logger *slog.Logger
+}
+
+// Connect connects to url, a comma-separated list of nats:// URLs. The
+// connection reconnects forever and has no reconnect buffer: while it is
+// disconnected, publishes fail at once and the sink spools instead of
+// holding events in a client buffer that a crash would lose.
+func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, error) {
+	if strings.TrimSpace(url) == "" {
+		return nil, errors.New("auditsink: NATS url is empty")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("auditsink: connect: %w", err)
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	name := o.Name
+	if name == "" {
+		name = "mcp-pdp"
+	}
+	wait := o.ReconnectWait
+	if wait <= 0 {
+		wait = 250 * time.Millisecond
+	}
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(wait),
+		nats.ReconnectJitter(50*time.Millisecond, 250*time.Millisecond),
+		nats.ReconnectBufSize(-1),
+		nats.RetryOnFailedConnect(o.RetryOnFailedConnect),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("NATS disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			log.Info("NATS connected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ClosedHandler(func(_ *nats.Conn) { log.Debug("NATS connection closed") }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Warn("NATS async error", "err", err)
+		}),
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d > 0 {
+			opts = append(opts, nats.Timeout(d))
+		}
+	}
+	if o.CredsFile != "" && o.NKeySeedFile != "" {
+		return nil, errors.New("auditsink: set either a credentials file or an NKey seed file, not both")
+	}
+	if o.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(o.CredsFile))
+	}
+	if o.NKeySeedFile != "" {
+		opt, err := nats.NkeyOptionFromSeed(o.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("auditsink: nkey seed file %s: %w", o.NKeySeedFile, err)
+		}
+		opts = append(opts, opt)
+	}
+	if o.TLSCAFile != "" {
+		opts = append(opts, nats.RootCAs(o.TLSCAFile))
+	}
+	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
+		return nil, errors.New("auditsink: TLS client certificate needs both a cert file and a key file")
+	}
+	if o.TLSCertFile != "" {
+		opts = append(opts, nats.ClientCert(o.TLSCertFile, o.TLSKeyFile))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("auditsink: connect to NATS %s: %w", redactURLs(url), err)
+	}
+	return nc, nil
+}
+
+// redactURLs hides user:password in URLs for messages.
+func redactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if at := strings.LastIndex(p, "@"); at >= 0 {
+			if sch := strings.Index(p, "://"); sch >= 0 && sch < at {
+				parts[i] = p[:sch+3] + "***" + p[at:]
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,185 @@
+// Package auditsink turns every decision of mcp-pdp into one audit event in
+// NATS JetStream, durably.
+//
+// Events are published with Nats-Msg-Id = event ID (the decision ID), so a
+// retry or a replay inside the stream's duplicate window is stored once. In
+// the default asynchronous mode Record only enqueues; a publisher goroutine
+// publishes with async acks. While NATS is unreachable, or when the queue is
+// full, events are appended to a local spool (segment files of
+// length-prefixed, CRC-checked records, fsynced in small batches) and
+// replayed in order when NATS is back, also after a restart. See
+// docs/audit.md for the schema and the guarantees of each mode.
+package auditsink
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// SchemaVersion is written into every event's "schema" field. A change that
+// removes or renames a field or changes its meaning gets a new version.
+const SchemaVersion = "mcp-pdp.audit/v1"
+
+// Outcomes of a decision.
+const (
+	OutcomeAllow     = "allow"
+	OutcomeDeny      = "deny"
+	OutcomeChallenge = "challenge"
+	OutcomeFiltered  = "filtered"
+)
+
+// Actor is one link of the RFC 8693 "act" delegation chain, outermost
+// (the current actor) first.
+type Actor struct {
+	Subject  string `json:"sub,omitempty"`
+	ClientID string `json:"client_id,omitempty"`
+}
+
+// Event is one audit event: one decision of the PDP.
+type Event struct {
+	// ID is the decision ID; it is also the Nats-Msg-Id (dedup key).
+	ID     string    `json:"id"`
+	Time   time.Time `json:"time"`
+	Schema string    `json:"schema"`
+	// PDP is the name of the PDP instance that decided.
+	PDP string `json:"pdp"`
+	// PEP is the authenticated name of the caller of /v1/decide.
+	PEP string `json:"pep,omitempty"`
+
+	Resource    string `json:"resource"`
+	ResourceKey string `json:"resource_key"`
+	Method      string `json:"method"`
+	// Target is the tool or prompt name or the resource URI.
+	Target string `json:"target,omitempty"`
+	// Outcome is one of allow, deny, challenge, filtered.
+	Outcome        string   `json:"outcome"`
+	HTTPStatus     int      `json:"http_status"`
+	RequiredScopes []string `json:"required_scopes,omitempty"`
+	MissingScopes  []string `json:"missing_scopes,omitempty"`
+	Reason         string   `json:"reason,omitempty"`
+
+	Subject  string  `json:"sub,omitempty"`
+	ClientID string  `json:"client_id,omitempty"`
+	Act      []Actor `json:"act,omitempty"`
+	// Grant is the OAuth grant behind the token: "user" flows
+	// (authorization_code, ...) or "client_credentials".
+	Grant  string `json:"grant,omitempty"`
+	Issuer string `json:"issuer,omitempty"`
+	// TokenFingerprint identifies the token without revealing it (a hash
+	// computed by internal/token); the token itself is never recorded.
+	TokenFingerprint string `json:"token_fingerprint,omitempty"`
+
+	PolicyRevision string `json:"policy_revision,omitempty"`
+	LatencyMicros  int64  `json:"latency_us"`
+
+	// Visible and Hidden are the item names of a filtered list.
+	Visible []string `json:"visible,omitempty"`
+	Hidden  []string `json:"hidden,omitempty"`
+
+	// Arguments are recorded only when a resource enables it, already
+	// redacted by the caller.
+	Arguments map[string]any `json:"arguments,omitempty"`
+	// JSONRPCID is the id of the JSON-RPC request decided on.
+	JSONRPCID json.RawMessage `json:"jsonrpc_id,omitempty"`
+
+	// Truncated is set by the sink when the event was too large for one
+	// NATS message and arguments and item lists were dropped from it.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// NATSSubject returns "<prefix>.<resource_key>.<method>.<outcome>" with
+// each token sanitized for NATS (see SanitizeToken). An empty resource key
+// falls back to a key derived from Resource. (It cannot be called Subject:
+// that is the field holding the token's "sub".)
+func (e *Event) NATSSubject(prefix string) string {
+	rk := e.ResourceKey
+	if rk == "" {
+		rk = ResourceKey(e.Resource)
+	}
+	var b strings.Builder
+	b.Grow(len(prefix) + len(rk) + len(e.Method) + len(e.Outcome) + 3)
+	b.WriteString(prefix)
+	b.WriteByte('.')
+	b.WriteString(SanitizeToken(rk))
+	b.WriteByte('.')
+	b.WriteString(SanitizeToken(e.Method))
+	b.WriteByte('.')
+	b.WriteString(SanitizeToken(e.Outcome))
+	return b.String()
+}
+
+// SanitizeToken makes s usable as one NATS subject token: '.', '*', '>',
+// whitespace and control characters become '_', invalid UTF-8 becomes '_',
+// and an empty token becomes "_". Other characters, '/' included, are kept,
+// so "tools/call" stays "tools/call".
+func SanitizeToken(s string) string {
+	if s == "" {
+		return "_"
+	}
+	clean := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '.' || c == '*' || c == '>' || c <= ' ' || c >= utf8.RuneSelf {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for _, r := range s {
+		switch {
+		case r == '.' || r == '*' || r == '>' || r == utf8.RuneError:
+			b.WriteByte('_')
+		case unicode.IsSpace(r) || unicode.IsControl(r):
+			b.WriteByte('_')
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// ResourceKey derives a subject token from a resource URI: the scheme is
+// dropped, letters are lower-cased, and every character other than
+// [a-z0-9_-] becomes '_' ("https://mcp.example.com/mcp" ->
+// "mcp_example_com_mcp"). Callers with a configured, stable resource key
+// should use that instead.
+func ResourceKey(resource string) string {
+	s := resource
+	if i := strings.Index(s, "://"); i >= 0 {
+		s = s[i+3:]
+	}
+	s = strings.TrimRight(s, "/")
+	if s == "" {
+		return "_"
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '_', c == '-':
+			b = append(b, c)
+		case c >= 'A' && c <= 'Z':
+			b = append(b, c+('a'-'A'))
+		default:
+			b = append(b, '_')
+		}
+	}
+	return string(b)
+}
+
+// NewID returns a random 128-bit hex ID, for events recorded without a
+// decision ID.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go >= 1.24)
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,251 @@
+package auditsink
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/mcp-pdp/pdp/internal/natsembed"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// generous waits: these tests must pass on a loaded 2-core machine.
+const waitLong = 60 * time.Second
+
+func testCtx(t testing.TB) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitLong)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("AUDITSINK_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// natsNode is a single embedded server that can be stopped and restarted
+// on the same port and store.
+type natsNode struct {
+	t    testing.TB
+	opts natsembed.Options
+	srv  *natsembed.Server
+}
+
+func startNATS(t testing.TB) *natsNode {
+	t.Helper()
+	n := &natsNode{t: t, opts: natsembed.Options{StoreDir: filepath.Join(t.TempDir(), "jetstream"), Port: natsembed.RandomPort}}
+	n.start()
+	u, err := url.Parse(n.srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.opts.Port, _ = strconv.Atoi(u.Port())
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *natsNode) start() {
+	n.t.Helper()
+	s, err := natsembed.Start(context.Background(), n.opts)
+	if err != nil {
+		n.t.Fatalf("start nats: %v", err)
+	}
+	n.srv = s
+}
+
+func (n *natsNode) stop() {
+	if n.srv != nil {
+		n.srv.Shutdown()
+		n.srv = nil
+	}
+}
+
+func (n *natsNode) url() string {
+	return fmt.Sprintf("nats://127.0.0.1:%d", n.opts.Port)
+}
+
+func connect(t testing.TB, url string) *nats.Conn {
+	t.Helper()
+	nc, err := Connect(context.Background(), url, ConnectOptions{RetryOnFailedConnect: true, ReconnectWait: 50 * time.Millisecond, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func baseConfig(t testing.TB, spoolDir string) Config {
+	return Config{
+		Enabled:    true,
+		SpoolDir:   spoolDir,
+		PDP:        "test-pdp",
+		AckTimeout: 3 * time.Second,
+		Logger:     testLogger(t),
+	}
+}
+
+func newSink(t testing.TB, cfg Config, nc *nats.Conn) *Sink {
+	t.Helper()
+	s, err := New(testCtx(t), cfg, nc)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	return s
+}
+
+// waitFor polls cond until it is true or the deadline passes.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLong)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", waitLong, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitDrained waits until every event handed to s is acked by JetStream.
+func waitDrained(t testing.TB, s *Sink) {
+	t.Helper()
+	waitFor(t, "the sink to drain", func() bool {
+		st := s.Stats()
+		return st.Pending == 0 && !st.Spooling && st.SpoolBytes == 0
+	})
+}
+
+func testEvent(i int) *Event {
+	outcomes := []string{OutcomeAllow, OutcomeDeny, OutcomeChallenge, OutcomeFiltered}
+	ev := &Event{
+		ID:               fmt.Sprintf("dec-%06d", i),
+		Time:             time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Millisecond),
+		PEP:              "gateway-1",
+		Resource:         "https://mcp.example.com/mcp",
+		ResourceKey:      "demo",
+		Method:           "tools/call",
+		Target:           fmt.Sprintf("tool_%d", i%7),
+		Outcome:          outcomes[i%4],
+		HTTPStatus:       200,
+		RequiredScopes:   []string{"qr:generate"},
+		Reason:           "policy says so",
+		Subject:          fmt.Sprintf("user-%d", i%5),
+		ClientID:         fmt.Sprintf("client-%d", i%3),
+		Act:              []Actor{{Subject: "agent-1", ClientID: "claude"}},
+		Grant:            "user",
+		Issuer:           "https://issuer.example.com",
+		TokenFingerprint: "sha256:abcd",
+		PolicyRevision:   "rev-1",
+		LatencyMicros:    int64(100 + i%50),
+	}
+	if ev.Outcome == OutcomeFiltered {
+		ev.Method = "tools/list"
+		ev.Target = ""
+		ev.Visible = []string{"a", "b"}
+		ev.Hidden = []string{"c"}
+	}
+	if ev.Outcome == OutcomeDeny {
+		ev.HTTPStatus = 403
+		ev.MissingScopes = []string{"qr:generate"}
+	}
+	return ev
+}
+
+func ids(from, to int) []string {
+	out := make([]string, 0, to-from)
+	for i := from; i < to; i++ {
+		out = append(out, testEvent(i).ID)
+	}
+	return out
+}
+
+// streamEvents reads every message of the stream (with a raw ordered
+// consumer, not the code under test) and returns the events and the
+// count of each Nats-Msg-Id.
+func streamEvents(t testing.TB, nc *nats.Conn, stream string) ([]*Event, map[string]int) {
+	t.Helper()
+	ctx := testCtx(t)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st jetstream.Stream
+	waitFor(t, "stream info", func() bool {
+		st, err = js.Stream(ctx, stream)
+		return err == nil
+	})
+	total := st.CachedInfo().State.Msgs
+	counts := map[string]int{}
+	var evs []*Event
+	if total == 0 {
+		return nil, counts
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Stop()
+	for uint64(len(evs)) < total {
+		nctx, cancel := context.WithTimeout(ctx, waitLong)
+		msg, err := it.Next(jetstream.NextContext(nctx))
+		cancel()
+		if err != nil {
+			t.Fatalf("read stream after %d of %d messages: %v", len(evs), total, err)
+		}
+		var ev Event
+		if err := json.Unmarshal(msg.Data(), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if h := msg.Headers().Get(jetstream.MsgIDHeader); h != ev.ID {
+			t.Fatalf("Nats-Msg-Id %q != event id %q", h, ev.ID)
+		}
+		if want := ev.NATSSubject("mcp.audit"); msg.Subject() != want {
+			t.Fatalf("subject %q, want %q", msg.Subject(), want)
+		}
+		counts[ev.ID]++
+		evs = append(evs, &ev)
+	}
+	return evs, counts
+}
+
+// assertExactlyOnce checks that the stream holds each of want exactly once
+// and nothing else.
+func assertExactlyOnce(t testing.TB, counts map[string]int, want []string) {
+	t.Helper()
+	missing, dup := 0, 0
+	for _, id := range want {
+		switch c := counts[id]; {
+		case c == 0:
+			missing++
+			if missing <= 5 {
+				t.Errorf("event %s missing from the stream", id)
+			}
+		case c > 1:
+			dup++
+			if dup <= 5 {
+				t.Errorf("event %s stored %d times", id, c)
+			}
+		}
+	}
+	if len(counts) != len(want) {
+		t.Errorf("stream has %d distinct events, want %d", len(counts), len(want))
+	}
+	if missing+dup > 0 {
+		t.Fatalf("%d missing, %d duplicated of %d", missing, dup, len(want))
+	}
+}

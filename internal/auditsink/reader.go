@@ -1,0 +1,277 @@
+package auditsink
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Filter selects events for `pdp audit tail|export`. Empty fields match
+// everything. Outcome may list several outcomes separated by commas.
+type Filter struct {
+	// Resource matches the resource key or the resource URI.
+	Resource string
+	// Tool matches the target (tool or prompt name, resource URI).
+	Tool     string
+	Outcome  string
+	Subject  string
+	ClientID string
+	Method   string
+	// Since and Until bound the event time (inclusive; zero = open).
+	Since, Until time.Time
+}
+
+// startSkew is how far before Since the server-side start time is set:
+// the stream's timestamps are the NATS servers' clocks, the event time is
+// the PDP's, and a replayed event is stored after its event time.
+const startSkew = time.Minute
+
+// subjects returns the server-side filter subjects: resource key, method
+// and outcome are subject tokens; the rest is filtered here.
+func (f Filter) subjects(prefix string) []string {
+	rk := "*"
+	if f.Resource != "" && SanitizeToken(f.Resource) == f.Resource && ResourceKey(f.Resource) == f.Resource {
+		rk = f.Resource
+	}
+	method := "*"
+	if f.Method != "" {
+		method = SanitizeToken(f.Method)
+	}
+	outcomes := f.outcomes()
+	for i, o := range outcomes {
+		outcomes[i] = SanitizeToken(o)
+	}
+	if len(outcomes) == 0 {
+		outcomes = []string{"*"}
+	}
+	subs := make([]string, 0, len(outcomes))
+	for _, o := range outcomes {
+		s := prefix + "." + rk + "." + method + "." + o
+		if !slices.Contains(subs, s) {
+			subs = append(subs, s)
+		}
+	}
+	return subs
+}
+
+func (f Filter) outcomes() []string {
+	var out []string
+	for _, o := range strings.Split(f.Outcome, ",") {
+		if o = strings.ToLower(strings.TrimSpace(o)); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// Match reports whether ev passes every set field of the filter.
+func (f Filter) Match(ev *Event) bool {
+	if f.Resource != "" && ev.ResourceKey != f.Resource && ev.Resource != f.Resource {
+		return false
+	}
+	if f.Tool != "" && ev.Target != f.Tool {
+		return false
+	}
+	if os := f.outcomes(); len(os) > 0 && !slices.Contains(os, ev.Outcome) {
+		return false
+	}
+	if f.Subject != "" && ev.Subject != f.Subject {
+		return false
+	}
+	if f.ClientID != "" && ev.ClientID != f.ClientID {
+		return false
+	}
+	if f.Method != "" && ev.Method != f.Method {
+		return false
+	}
+	if !f.Since.IsZero() && ev.Time.Before(f.Since) {
+		return false
+	}
+	if !f.Until.IsZero() && ev.Time.After(f.Until) {
+		return false
+	}
+	return true
+}
+
+// Read calls fn for every event of the stream that matches f, in stream
+// order, using an ordered consumer with server-side subject filters for
+// resource key, method and outcome. Without follow it returns after the
+// last event stored when it started; with follow it waits for new events
+// until ctx ends (and then returns nil). fn returning an error stops Read
+// with that error.
+func Read(ctx context.Context, js jetstream.JetStream, stream, prefix string, f Filter, follow bool, fn func(*Event) error) error {
+	if prefix == "" {
+		prefix = DefaultSubjectPrefix
+	}
+	if stream == "" {
+		stream = DefaultStream
+	}
+	str, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("auditsink: stream %s: %w", stream, err)
+	}
+	lastSeq := str.CachedInfo().State.LastSeq
+	if !follow && lastSeq == 0 {
+		return nil
+	}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: f.subjects(prefix), DeliverPolicy: jetstream.DeliverAllPolicy}
+	if !f.Since.IsZero() {
+		start := f.Since.Add(-startSkew)
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		cfg.OptStartTime = &start
+	} else if follow && !f.Until.IsZero() && f.Until.Before(time.Now()) {
+		follow = false
+	}
+	if len(cfg.FilterSubjects) == 1 && cfg.FilterSubjects[0] == prefix+".*.*.*" {
+		cfg.FilterSubjects = nil // everything
+	}
+	cons, err := str.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("auditsink: ordered consumer on %s: %w", stream, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("auditsink: consume %s: %w", stream, err)
+	}
+	defer it.Stop()
+	for {
+		if ctx.Err() != nil {
+			if follow {
+				return nil
+			}
+			return fmt.Errorf("auditsink: read %s: %w", stream, ctx.Err())
+		}
+		nctx, cancel := context.WithTimeout(ctx, time.Second)
+		msg, err := it.Next(jetstream.NextContext(nctx))
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				continue
+			}
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+				if follow {
+					continue
+				}
+				// Nothing came for a while: done if nothing is pending.
+				info, ierr := cons.Info(ctx)
+				if ierr == nil && info.NumPending == 0 {
+					return nil
+				}
+				continue
+			}
+			return fmt.Errorf("auditsink: read %s: %w", stream, err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("auditsink: message metadata: %w", err)
+		}
+		if !follow && meta.Sequence.Stream > lastSeq {
+			return nil
+		}
+		var ev Event
+		if err := json.Unmarshal(msg.Data(), &ev); err != nil {
+			return fmt.Errorf("auditsink: stream %s sequence %d (subject %s) is not an audit event: %w", stream, meta.Sequence.Stream, msg.Subject(), err)
+		}
+		if f.Match(&ev) {
+			if err := fn(&ev); err != nil {
+				return err
+			}
+		}
+		if !follow && (meta.NumPending == 0 || meta.Sequence.Stream >= lastSeq) {
+			return nil
+		}
+	}
+}
+
+// ParseTimeArg parses a --since/--until value: a duration before now
+// ("24h", "90m", "7d"), an RFC 3339 time, or a date (2006-01-02, UTC).
+func ParseTimeArg(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(d); err == nil && n >= 0 {
+			return now.Add(-time.Duration(n) * 24 * time.Hour), nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("time %q: a duration means 'that long ago' and must not be negative", s)
+		}
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("time %q: use a duration like 24h, 30m or 7d, an RFC 3339 time like 2025-01-02T15:04:05Z, or a date like 2025-01-02", s)
+}
+
+// Table columns: time, outcome, http_status, method, target, subject,
+// client_id, reason (truncated). Fixed widths, so rows line up when they
+// are printed one by one (tail --follow).
+const tableFormat = "%-24s %-9s %4s %-16s %-28s %-20s %-20s %s\n"
+
+// WriteTableHeader writes the header line of the human table.
+func WriteTableHeader(w io.Writer) error {
+	_, err := fmt.Fprintf(w, tableFormat, "TIME", "OUTCOME", "HTTP", "METHOD", "TARGET", "SUBJECT", "CLIENT_ID", "REASON")
+	return err
+}
+
+// WriteTableRow writes one event as a line of the human table.
+func WriteTableRow(w io.Writer, ev *Event) error {
+	status := ""
+	if ev.HTTPStatus != 0 {
+		status = strconv.Itoa(ev.HTTPStatus)
+	}
+	target := ev.Target
+	if ev.Outcome == OutcomeFiltered && target == "" {
+		target = fmt.Sprintf("(%d shown, %d hidden)", len(ev.Visible), len(ev.Hidden))
+	}
+	_, err := fmt.Fprintf(w, tableFormat,
+		ev.Time.UTC().Format("2006-01-02T15:04:05.000Z"),
+		trunc(ev.Outcome, 9), status, trunc(ev.Method, 16), trunc(target, 28),
+		trunc(ev.Subject, 20), trunc(ev.ClientID, 20), trunc(oneLine(ev.Reason), 60))
+	return err
+}
+
+// WriteJSONLine writes ev as one line of JSON.
+func WriteJSONLine(w io.Writer, ev *Event) error {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("auditsink: encode event %s: %w", ev.ID, err)
+	}
+	b = append(b, '\n')
+	_, err = w.Write(b)
+	return err
+}
+
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == '\t' {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// trunc shortens s to n runes, marking the cut with "…".
+func trunc(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}

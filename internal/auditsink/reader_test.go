@@ -1,0 +1,286 @@
+package auditsink
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func TestNATSSubjectSanitizing(t *testing.T) {
+	tests := []struct {
+		name string
+		ev   Event
+		want string
+	}{
+		{"plain", Event{ResourceKey: "demo", Method: "tools/call", Outcome: "allow"}, "mcp.audit.demo.tools/call.allow"},
+		{"dots in key", Event{ResourceKey: "mcp.example.com", Method: "tools/list", Outcome: "filtered"}, "mcp.audit.mcp_example_com.tools/list.filtered"},
+		{"wildcards", Event{ResourceKey: "a*b>c", Method: "x>y", Outcome: "*"}, "mcp.audit.a_b_c.x_y._"},
+		{"whitespace and control", Event{ResourceKey: "a b\tc\nd\x00", Method: "m", Outcome: "deny"}, "mcp.audit.a_b_c_d_.m.deny"},
+		{"empty tokens", Event{}, "mcp.audit._._._"},
+		{"key from resource", Event{Resource: "https://MCP.example.com/mcp/", Method: "prompts/get", Outcome: "challenge"}, "mcp.audit.mcp_example_com_mcp.prompts/get.challenge"},
+		{"unicode kept, invalid utf8 replaced", Event{ResourceKey: "ré\xff", Method: "m", Outcome: "allow"}, "mcp.audit.ré_.m.allow"},
+		{"non-breaking space", Event{ResourceKey: "a\u00a0b", Method: "m", Outcome: "allow"}, "mcp.audit.a_b.m.allow"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.ev.NATSSubject("mcp.audit"); got != tt.want {
+				t.Fatalf("NATSSubject = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestResourceKey(t *testing.T) {
+	tests := map[string]string{
+		"https://mcp.example.com/mcp": "mcp_example_com_mcp",
+		"http://localhost:8080/":      "localhost_8080",
+		"demo":                        "demo",
+		"":                            "_",
+		"urn:x:Y":                     "urn_x_y",
+	}
+	for in, want := range tests {
+		if got := ResourceKey(in); got != want {
+			t.Errorf("ResourceKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestEventJSONFieldNames(t *testing.T) {
+	ev := testEvent(1)
+	ev.Schema, ev.PDP = SchemaVersion, "pdp-1"
+	ev.Arguments = map[string]any{"gtin": "[REDACTED]"}
+	ev.JSONRPCID = json.RawMessage(`7`)
+	b, err := json.Marshal(ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"id", "time", "schema", "pdp", "pep", "resource", "resource_key", "method", "target", "outcome",
+		"http_status", "required_scopes", "missing_scopes", "reason", "sub", "client_id", "act", "grant", "issuer",
+		"token_fingerprint", "policy_revision", "latency_us", "arguments", "jsonrpc_id"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("field %q missing from %s", k, b)
+		}
+	}
+	if len(m) != 24 {
+		t.Errorf("unexpected fields in %s", b)
+	}
+}
+
+func TestParseTimeArg(t *testing.T) {
+	now := time.Date(2025, 6, 2, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		in      string
+		want    time.Time
+		wantErr bool
+	}{
+		{"", time.Time{}, false},
+		{"24h", now.Add(-24 * time.Hour), false},
+		{"90m", now.Add(-90 * time.Minute), false},
+		{"7d", now.Add(-7 * 24 * time.Hour), false},
+		{"2025-06-01T10:00:00Z", time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC), false},
+		{"2025-06-01T10:00:00.5+02:00", time.Date(2025, 6, 1, 8, 0, 0, 5e8, time.UTC), false},
+		{"2025-06-01", time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC), false},
+		{"-1h", time.Time{}, true},
+		{"yesterday", time.Time{}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseTimeArg(tt.in, now)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if !got.Equal(tt.want) {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTableAndJSONOutput(t *testing.T) {
+	var buf bytes.Buffer
+	if err := WriteTableHeader(&buf); err != nil {
+		t.Fatal(err)
+	}
+	ev := testEvent(1) // deny
+	ev.Reason = strings.Repeat("scope missing; ", 10) + "\nsecond line"
+	ev.Target = "a_really_long_tool_name_that_does_not_fit"
+	if err := WriteTableRow(&buf, ev); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want 2 lines, got %q", buf.String())
+	}
+	for _, want := range []string{"TIME", "OUTCOME", "HTTP", "METHOD", "TARGET", "SUBJECT", "CLIENT_ID", "REASON"} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("header %q lacks %s", lines[0], want)
+		}
+	}
+	for _, want := range []string{"2025-06-01T12:00:00.001Z", "deny", "403", "tools/call", "a_really_long_tool_name_tha…", "user-1", "client-1", "scope missing;"} {
+		if !strings.Contains(lines[1], want) {
+			t.Errorf("row %q lacks %q", lines[1], want)
+		}
+	}
+	if strings.Contains(lines[1], "second line") {
+		t.Errorf("reason not truncated: %q", lines[1])
+	}
+	// Columns line up: OUTCOME starts at the same place.
+	if strings.Index(lines[0], "OUTCOME") != strings.Index(lines[1], "deny") {
+		t.Errorf("columns misaligned:\n%s\n%s", lines[0], lines[1])
+	}
+	buf.Reset()
+	if err := WriteJSONLine(&buf, ev); err != nil {
+		t.Fatal(err)
+	}
+	var back Event
+	if err := json.Unmarshal(buf.Bytes(), &back); err != nil || back.ID != ev.ID || !strings.HasSuffix(buf.String(), "}\n") {
+		t.Fatalf("JSON line %q: %v", buf.String(), err)
+	}
+}
+
+func TestFilterSubjects(t *testing.T) {
+	tests := []struct {
+		f    Filter
+		want []string
+	}{
+		{Filter{}, []string{"p.*.*.*"}},
+		{Filter{Resource: "demo", Method: "tools/call", Outcome: "deny"}, []string{"p.demo.tools/call.deny"}},
+		{Filter{Resource: "https://mcp.example.com/mcp"}, []string{"p.*.*.*"}}, // a URI: matched client-side
+		{Filter{Outcome: "deny, challenge,deny"}, []string{"p.*.*.deny", "p.*.*.challenge"}},
+		{Filter{Tool: "x", Subject: "alice", ClientID: "c"}, []string{"p.*.*.*"}},
+	}
+	for _, tt := range tests {
+		if got := tt.f.subjects("p"); !slices.Equal(got, tt.want) {
+			t.Errorf("%+v: subjects %v, want %v", tt.f, got, tt.want)
+		}
+	}
+}
+
+// Read against a real stream, with server-side and client-side filters.
+func TestReadFilters(t *testing.T) {
+	n := startNATS(t)
+	nc := connect(t, n.url())
+	s := newSink(t, baseConfig(t, t.TempDir()), nc)
+	const total = 40
+	for i := range total {
+		ev := testEvent(i)
+		if i%2 == 1 {
+			ev.ResourceKey, ev.Resource = "other", "https://other.example.com/mcp"
+		}
+		if err := s.Record(context.Background(), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitDrained(t, s)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := testEvent(0).Time
+	match := func(pred func(i int, ev *Event) bool) []string {
+		var out []string
+		for i := range total {
+			ev := testEvent(i)
+			if i%2 == 1 {
+				ev.ResourceKey, ev.Resource = "other", "https://other.example.com/mcp"
+			}
+			if pred(i, ev) {
+				out = append(out, ev.ID)
+			}
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		f    Filter
+		want []string
+	}{
+		{"all", Filter{}, ids(0, total)},
+		{"resource key", Filter{Resource: "other"}, match(func(i int, _ *Event) bool { return i%2 == 1 })},
+		{"resource URI", Filter{Resource: "https://mcp.example.com/mcp"}, match(func(i int, _ *Event) bool { return i%2 == 0 })},
+		{"outcome", Filter{Outcome: "deny"}, match(func(_ int, ev *Event) bool { return ev.Outcome == "deny" })},
+		{"outcomes", Filter{Outcome: "deny,challenge"}, match(func(_ int, ev *Event) bool { return ev.Outcome == "deny" || ev.Outcome == "challenge" })},
+		{"method", Filter{Method: "tools/list"}, match(func(_ int, ev *Event) bool { return ev.Method == "tools/list" })},
+		{"tool", Filter{Tool: "tool_3"}, match(func(_ int, ev *Event) bool { return ev.Target == "tool_3" })},
+		{"subject and client", Filter{Subject: "user-2", ClientID: "client-1"}, match(func(_ int, ev *Event) bool { return ev.Subject == "user-2" && ev.ClientID == "client-1" })},
+		{"since/until", Filter{Since: base.Add(10 * time.Millisecond), Until: base.Add(19 * time.Millisecond)}, ids(10, 20)},
+		{"nothing matches", Filter{Subject: "nobody"}, nil},
+		{"no subject matches", Filter{Resource: "nope"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			err := Read(testCtx(t), js, "", "", tt.f, false, func(ev *Event) error {
+				got = append(got, ev.ID)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("got %v\nwant %v", got, tt.want)
+			}
+		})
+	}
+
+	t.Run("fn error stops", func(t *testing.T) {
+		stop := errors.New("enough")
+		calls := 0
+		err := Read(testCtx(t), js, DefaultStream, DefaultSubjectPrefix, Filter{}, false, func(*Event) error { calls++; return stop })
+		if !errors.Is(err, stop) || calls != 1 {
+			t.Fatalf("err %v after %d calls", err, calls)
+		}
+	})
+
+	t.Run("follow", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(testCtx(t))
+		defer cancel()
+		got := make(chan string, 100)
+		errc := make(chan error, 1)
+		go func() {
+			errc <- Read(ctx, js, DefaultStream, DefaultSubjectPrefix, Filter{Subject: "late-user"}, true, func(ev *Event) error {
+				got <- ev.ID
+				return nil
+			})
+		}()
+		late := testEvent(1000)
+		late.Subject = "late-user"
+		if err := s.Record(context.Background(), late); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case id := <-got:
+			if id != late.ID {
+				t.Fatalf("followed %s, want %s", id, late.ID)
+			}
+		case <-time.After(waitLong):
+			t.Fatal("follow did not deliver the new event")
+		}
+		cancel()
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Fatalf("Read with follow returned %v after cancel, want nil", err)
+			}
+		case <-time.After(waitLong):
+			t.Fatal("Read with follow did not return after cancel")
+		}
+	})
+
+	t.Run("missing stream", func(t *testing.T) {
+		if err := Read(testCtx(t), js, "NOPE", "", Filter{}, false, func(*Event) error { return nil }); err == nil {
+			t.Fatal("want an error")
+		}
+	})
+}
