@@ -50,6 +50,8 @@ type Policy struct {
 	// policy calls a non-deterministic built-in (named in nondeterministic).
 	cache            *resultCache
 	nondeterministic string
+	// warnings are data problems that did not refuse the policy.
+	warnings []Problem
 }
 
 // Revision is the bundle manifest revision, or a content hash
@@ -85,7 +87,7 @@ func ReadBundle(src Source) (*bundle.Bundle, error) {
 	}
 	b, err := fl.AsBundle(path)
 	if err != nil {
-		return nil, fmt.Errorf("load policy %s: %w", src, err)
+		return nil, policyError(src.String(), "load", err)
 	}
 	return b, nil
 }
@@ -96,6 +98,12 @@ type Options struct {
 	// negative disables it. The cache is only used when the policy is
 	// deterministic (see Policy.Deterministic).
 	CacheSize int
+	// Strict compiles with OPA's strict mode: unused variables and imports
+	// and deprecated built-ins are errors (pdp check --strict).
+	Strict bool
+	// Locate, when set, finds the data files and lines of data paths for
+	// the messages of data problems. Load sets it from the Source.
+	Locate func() *DataLocations
 }
 
 // DefaultCacheSize is the decision cache size when Options.CacheSize is 0.
@@ -107,7 +115,17 @@ func Load(ctx context.Context, src Source, opts ...Options) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	return Prepare(ctx, b, src.String(), opts...)
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	if o.Locate == nil {
+		o.Locate = func() *DataLocations {
+			l, _ := LocateSource(src) // best effort: problems keep their data path
+			return l
+		}
+	}
+	return Prepare(ctx, b, src.String(), o)
 }
 
 // Prepare compiles a loaded bundle and prepares the decision query.
@@ -125,19 +143,31 @@ func Prepare(ctx context.Context, b *bundle.Bundle, source string, opts ...Optio
 		rego.SetRegoVersion(ast.RegoV1),
 		rego.StoreReadAST(true),
 		rego.StrictBuiltinErrors(false),
+		rego.Strict(o.Strict),
 	)
 	pq, err := r.PrepareForEval(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("compile policy %s: %w", source, err)
+		return nil, policyError(source, "compile", err)
 	}
 	if !definesDecision(b) {
 		return nil, fmt.Errorf("policy %s: no rule defines %s (package mcp.authz, rule decision)", source, Query)
+	}
+	problems := ValidateData(b.Data)
+	if len(problems) > 0 && o.Locate != nil {
+		o.Locate().LocateProblems(problems)
+	}
+	var warnings []Problem
+	for _, pr := range problems {
+		if !pr.Warning {
+			return nil, &PolicyError{Source: source, Stage: "validate", Problems: problems}
+		}
+		warnings = append(warnings, pr)
 	}
 	rev := b.Manifest.Revision
 	if rev == "" {
 		rev = contentRevision(b)
 	}
-	p := &Policy{query: pq, revision: rev, source: source, bundle: b}
+	p := &Policy{query: pq, revision: rev, source: source, bundle: b, warnings: warnings}
 	mods := make([]*ast.Module, 0, len(b.Modules))
 	for _, m := range b.Modules {
 		mods = append(mods, m.Parsed)
@@ -167,6 +197,10 @@ func definesDecision(b *bundle.Bundle) bool {
 	}
 	return false
 }
+
+// ContentHash identifies the content (modules and data) of a bundle:
+// "sha256:<12 hex>". Equal content has an equal hash.
+func ContentHash(b *bundle.Bundle) string { return contentRevision(b) }
 
 // contentRevision hashes module sources and data so that the same policy
 // content always has the same revision.

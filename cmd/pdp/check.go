@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/mcp-pdp/pdp/internal/config"
+	"github.com/mcp-pdp/pdp/internal/decision"
+)
+
+func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pdp check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: pdp check [--strict] [paths...]
+       pdp check --config pdp.yaml
+
+Checks each path (a policy directory or bundle file) as the PDP would load
+it: Rego compile errors, a data.mcp.authz.decision rule, and the catalog
+data format, each reported as file:line with a hint. Exit status 1 when any
+path would be refused. Paths default to: policies
+
+With --config, checks the configured policy (policy.path, fetched and
+signature-verified as the server does).
+
+`)
+		fs.PrintDefaults()
+	}
+	strict := fs.Bool("strict", false, "OPA strict mode: unused variables and imports, deprecated built-ins are errors")
+	werror := fs.Bool("warnings-as-errors", false, "exit 1 on warnings too")
+	cfgPath := fs.String("config", "", "check the policy configured in this file instead of paths")
+	paths, err := parseInterspersed(fs, args)
+	if err != nil {
+		return 2
+	}
+	type result struct {
+		name string
+		pol  *decision.Policy
+		err  error
+		lint []decision.Problem
+	}
+	var results []result
+	if *cfgPath != "" {
+		if len(paths) > 0 {
+			fmt.Fprintln(stderr, "pdp check: give paths or --config, not both")
+			return 2
+		}
+		cfg, err := config.Load(*cfgPath)
+		if err != nil {
+			fmt.Fprintln(stderr, "pdp check:", err)
+			return 1
+		}
+		cfg.ApplyDefaults()
+		name := cfg.Policy.Path
+		if name == "" {
+			name = "embedded policy"
+		}
+		pol, _, err := loadPolicy(ctx, cfg.Policy, slog.New(slog.DiscardHandler))
+		results = append(results, result{name: name, pol: pol, err: err})
+	} else {
+		if len(paths) == 0 {
+			paths = []string{"policies"}
+		}
+		for _, p := range paths {
+			pol, err := decision.Load(ctx, decision.Source{Path: p}, decision.Options{CacheSize: -1, Strict: *strict})
+			results = append(results, result{name: p, pol: pol, err: err, lint: ignoredDataFiles(p)})
+		}
+	}
+	code := 0
+	for _, r := range results {
+		if r.err != nil {
+			code = 1
+			fmt.Fprintf(stdout, "%s: refused\n", r.name)
+			if ps := decision.ProblemsOf(r.err); len(ps) > 0 {
+				for _, p := range ps {
+					fmt.Fprintln(stdout, p)
+				}
+			} else {
+				fmt.Fprintln(stdout, r.err)
+			}
+			continue
+		}
+		warnings := slices.Concat(r.pol.Warnings(), r.lint)
+		for _, w := range warnings {
+			fmt.Fprintln(stdout, w)
+		}
+		if len(warnings) > 0 && *werror {
+			code = 1
+		}
+		fmt.Fprintf(stdout, "%s: ok: revision %s, %d modules, %d warnings\n", r.name, r.pol.Revision(), len(r.pol.Bundle().Modules), len(warnings))
+	}
+	return code
+}
+
+// ignoredDataFiles warns about JSON and YAML files that a bundle silently
+// ignores: bundle data files must be named data.json, data.yaml or data.yml.
+func ignoredDataFiles(root string) []decision.Problem {
+	fi, err := os.Stat(root)
+	if err != nil || !fi.IsDir() {
+		return nil
+	}
+	var out []decision.Problem
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		name := d.Name()
+		ext := strings.ToLower(filepath.Ext(name))
+		if ext != ".json" && ext != ".yaml" && ext != ".yml" {
+			return nil
+		}
+		switch name {
+		case "data.json", "data.yaml", "data.yml", ".manifest", ".signatures.json":
+			return nil
+		}
+		out = append(out, decision.Problem{
+			File: p, Warning: true, Message: "ignored: only files named data.json, data.yaml or data.yml are policy data",
+			Hint: "rename it to data.yaml; its directory decides where it is mounted (mcp/data.yaml is data.mcp)",
+		})
+		return nil
+	})
+	return out
+}

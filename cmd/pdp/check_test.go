@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func polDir(t *testing.T, files map[string]string) string {
+	t.Helper()
+	d := t.TempDir()
+	for name, content := range files {
+		polWriteTestFile(t, filepath.Join(d, name), content)
+	}
+	return d
+}
+
+func TestCheck(t *testing.T) {
+	ok := "package mcp.authz\n\ndecision := {\"allow\": false}\n"
+	tests := []struct {
+		name  string
+		args  []string
+		code  int
+		wants []string
+	}{
+		{"default policy", []string{"../../policies"}, 0, []string{"../../policies: ok: revision sha256:", "0 warnings"}},
+		{"compile error with file:line and hint", []string{polDir(t, map[string]string{"authz.rego": "package mcp.authz\n\ndecision := {\"allow\": allowed}\n"})}, 1,
+			[]string{"refused", "authz.rego:3: rego_unsafe_var_error: var allowed is unsafe", "hint: "}},
+		{"catalog error", []string{polDir(t, map[string]string{"authz.rego": ok, "mcp/data.yaml": "catalogs:\n  c:\n    tools:\n      t: {access: step_up, scope: [a]}\n"})}, 1,
+			[]string{`mcp/data.yaml:4: data.mcp.catalogs.c.tools.t.scope: unknown key "scope": did you mean "scopes"?`}},
+		{"no decision rule", []string{polDir(t, map[string]string{"authz.rego": "package mcp.authz\n\nallow := true\n"})}, 1,
+			[]string{"no rule defines data.mcp.authz.decision"}},
+		{"ignored data file warns", []string{polDir(t, map[string]string{"authz.rego": ok, "mcp/catalog.yaml": "x: 1\n"})}, 0,
+			[]string{"catalog.yaml: warning: ignored: only files named data.json", "1 warnings"}},
+		{"warnings as errors", []string{"--warnings-as-errors", polDir(t, map[string]string{"authz.rego": ok, "catalog.json": "{}"})}, 1, []string{"ignored"}},
+		{"strict mode", []string{polDir(t, map[string]string{"authz.rego": "package mcp.authz\n\nimport data.mcp.lib\n\ndecision := {\"allow\": false}\n"}), "--strict"}, 1,
+			[]string{"authz.rego:3: rego_compile_error: import data.mcp.lib unused"}},
+		{"several paths, one bad", []string{"../../policies", polDir(t, map[string]string{"authz.rego": "package mcp.authz\n\ndecision := {\n"})}, 1,
+			[]string{"../../policies: ok", "refused", "rego_parse_error"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := runCheck(context.Background(), tc.args, &out, &errOut)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s%s", code, tc.code, out.String(), errOut.String())
+			}
+			for _, want := range tc.wants {
+				if !strings.Contains(out.String(), want) {
+					t.Fatalf("output lacks %q:\n%s", want, out.String())
+				}
+			}
+		})
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	dir := polDir(t, markedPolicyFiles())
+	cfg := filepath.Join(t.TempDir(), "pdp.yaml")
+	polWriteTestFile(t, cfg, "resources:\n  - uri: https://mcp.example.com/mcp\n    issuer: https://issuer.example\npolicy:\n  path: "+dir+"\n")
+	var out, errOut bytes.Buffer
+	if code := runCheck(context.Background(), []string{"--config", cfg}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out.String(), errOut.String())
+	}
+	if !strings.Contains(out.String(), dir+": ok") {
+		t.Fatalf("output: %s", out.String())
+	}
+}
+
+func markedPolicyFiles() map[string]string { return polMarkedPolicy("a") }
+
+// `pdp test` fails on a failing Rego test and passes on passing ones.
+func TestPdpTestExitStatus(t *testing.T) {
+	policy := "package acme\n\nallow if input.user == \"alice\"\n"
+	tests := []struct {
+		name, test string
+		code       int
+		want       string
+	}{
+		{"passing", "package acme_test\n\nimport data.acme\n\ntest_alice if acme.allow with input as {\"user\": \"alice\"}\n", 0, "PASS: 1/1"},
+		{"failing", "package acme_test\n\nimport data.acme\n\ntest_bob if acme.allow with input as {\"user\": \"bob\"}\n", 1, "FAIL: 1/1"},
+		{"undefined expression", "package acme_test\n\ntest_div if 1 / 0\n", 1, "FAIL: 1/1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := polDir(t, map[string]string{"acme.rego": policy, "acme_test.rego": tc.test})
+			var out, errOut bytes.Buffer
+			code := runTest(context.Background(), []string{dir}, &out, &errOut)
+			if code != tc.code || !strings.Contains(out.String()+errOut.String(), tc.want) {
+				t.Fatalf("exit %d, want %d and %q:\n%s%s", code, tc.code, tc.want, out.String(), errOut.String())
+			}
+		})
+	}
+}

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/mcp-pdp/pdp/internal/config"
+	"github.com/mcp-pdp/pdp/internal/core"
+	"github.com/mcp-pdp/pdp/internal/decision"
+	"github.com/mcp-pdp/pdp/internal/devissuer"
+	"github.com/mcp-pdp/pdp/internal/token"
+)
+
+// evalIssuer is the issuer of the stand-in resource when eval runs without
+// a configuration; .invalid never resolves.
+const evalIssuer = "https://pdp-eval.invalid"
+
+// evalMinTimeout: a first JWKS fetch must not make eval answer "keys
+// unavailable" because of the serving budget (limits.decision_timeout).
+const evalMinTimeout = 10 * time.Second
+
+func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pdp eval", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: pdp eval --input request.json [--config pdp.yaml] [--claims claims.json] [--explain fails|notes|full]
+
+Answers a /v1/decide request body exactly as the server configured by
+--config would (token verification, policy, list filtering, step-up), and
+prints the response. --explain adds the rules that produced the decision and
+OPA's evaluation trace of the very input the PDP built.
+
+Without --config the request's resource is served by the configured (or
+embedded) policy with no token issuer: pass --claims to stand in for a token.
+--claims takes the token's claims as JSON ({"sub": ..., "scope": ...}) and
+skips signature and issuer checks; missing iss, aud and exp are filled in.
+
+`)
+		fs.PrintDefaults()
+	}
+	cfgPath := fs.String("config", "", "configuration file (resources, policy); default: none, the policy from --policy or the embedded one")
+	policyPath := fs.String("policy", "", "policy directory, bundle file or URL (overrides policy.path)")
+	inputPath := fs.String("input", "", "the /v1/decide request body (JSON file, - for stdin); required")
+	claimsPath := fs.String("claims", "", "token claims (JSON file) to decide with instead of the request's Authorization")
+	explain := fs.String("explain", "", "explain the decision: fails, notes or full")
+	failDeny := fs.Bool("fail", false, "exit with status 3 when the request is not allowed")
+	showInput := fs.Bool("show-input", false, "also print the Rego input document the PDP built (input.* in the policy)")
+	if _, err := parseInterspersed(fs, args); err != nil {
+		return 2
+	}
+	if *inputPath == "" {
+		fmt.Fprintln(stderr, "pdp eval: --input is required")
+		return 2
+	}
+	var mode decision.ExplainMode
+	if *explain != "" {
+		m, err := decision.ParseExplainMode(*explain)
+		if err != nil {
+			fmt.Fprintln(stderr, "pdp eval:", err)
+			return 2
+		}
+		mode = m
+	}
+	res, err := evalRequest(ctx, evalOptions{
+		configPath: *cfgPath, policyPath: *policyPath, inputPath: *inputPath, claimsPath: *claimsPath, explain: mode,
+		stderr: stderr,
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "pdp eval:", err)
+		return 1
+	}
+	resp, ex := res.resp, res.explanation
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(resp); err != nil {
+		fmt.Fprintln(stderr, "pdp eval:", err)
+		return 1
+	}
+	if *showInput {
+		if res.input == nil {
+			fmt.Fprintln(stdout, "\nno input document: the request was answered before the policy")
+		} else {
+			fmt.Fprintln(stdout, "\ninput document:")
+			if err := enc.Encode(res.input); err != nil {
+				fmt.Fprintln(stderr, "pdp eval:", err)
+				return 1
+			}
+		}
+	}
+	if ex != nil {
+		fmt.Fprintln(stdout)
+		if _, err := ex.WriteTo(stdout); err != nil {
+			fmt.Fprintln(stderr, "pdp eval:", err)
+			return 1
+		}
+	} else if mode != "" {
+		fmt.Fprintln(stdout, "\nno policy evaluation took place for this request (it was answered before the policy, e.g. invalid params)")
+	}
+	if *failDeny && !resp.Allow {
+		return 3
+	}
+	return 0
+}
+
+type evalOptions struct {
+	configPath, policyPath, inputPath, claimsPath string
+	explain                                       decision.ExplainMode
+	stderr                                        io.Writer
+}
+
+type evalResult struct {
+	resp        *core.Response
+	input       any // the Rego input document, nil when the policy was not evaluated
+	explanation *decision.Explanation
+}
+
+// evalRequest wires the PDP as `pdp serve` does (newApp) without audit and
+// without policy watching, and answers one request through the decision
+// core. The active policy is a recording copy, so that the explanation is
+// of the exact input the core built.
+func evalRequest(ctx context.Context, o evalOptions) (*evalResult, error) {
+	raw, err := readInput(o.inputPath)
+	if err != nil {
+		return nil, err
+	}
+	var req core.Request
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, fmt.Errorf("%s is not a /v1/decide request body: %w", o.inputPath, err)
+	}
+	var cfg *config.Config
+	if o.configPath != "" {
+		if cfg, err = config.Load(o.configPath); err != nil {
+			return nil, err
+		}
+		cfg.ApplyDefaults()
+		if err := cfg.Validate(); err != nil {
+			return nil, err
+		}
+	} else {
+		if req.Resource == "" {
+			return nil, errors.New("the request has no resource")
+		}
+		if req.Authorization != "" && o.claimsPath == "" {
+			return nil, errors.New("the request carries a token, but without --config there is no issuer to verify it: give --config, or --claims")
+		}
+		cfg = &config.Config{Resources: []config.Resource{{URI: req.Resource, Issuer: evalIssuer, JWKSURI: evalIssuer + "/jwks"}}}
+		cfg.ApplyDefaults()
+	}
+	if o.policyPath != "" {
+		cfg.Policy.Path = o.policyPath
+	}
+	off := false
+	cfg.Audit.Enabled = &off
+	noPoll := config.Duration(0)
+	cfg.Policy.PollInterval = &noPoll
+	cfg.Limits.DecisionTimeout = config.Duration(max(cfg.Limits.DecisionTimeout.D(), evalMinTimeout))
+
+	// eval reports its own errors; the server's logs would only repeat them.
+	log := slog.New(slog.DiscardHandler)
+	a, err := newApp(ctx, cfg, nil, log)
+	if err != nil {
+		return nil, err
+	}
+	defer a.Close(context.WithoutCancel(ctx))
+	if o.claimsPath != "" {
+		res := a.core.Resource(req.Resource)
+		if res == nil {
+			return nil, fmt.Errorf("resource %q is not configured in %s", req.Resource, o.configPath)
+		}
+		authz, v, err := claimsToken(o.claimsPath, res, cfg, o.stderr)
+		if err != nil {
+			return nil, err
+		}
+		res.Verifier = v
+		req.Authorization = authz
+	}
+	pol := a.engine.Policy()
+	rec := pol.Recording()
+	a.engine.Swap(rec)
+	resp, err := a.core.Decide(ctx, &req, "pdp-eval")
+	if err != nil {
+		return nil, err
+	}
+	res := &evalResult{resp: resp}
+	inputs := rec.RecordedInputs()
+	if len(inputs) == 0 {
+		return res, nil
+	}
+	if res.input, err = ast.JSON(inputs[0]); err != nil {
+		return nil, fmt.Errorf("input document: %w", err)
+	}
+	if o.explain != "" {
+		if res.explanation, err = pol.Explain(ctx, inputs[0], o.explain); err != nil {
+			return nil, fmt.Errorf("explain: %w", err)
+		}
+	}
+	return res, nil
+}
+
+func readInput(path string) ([]byte, error) {
+	if path == "-" {
+		return io.ReadAll(os.Stdin)
+	}
+	return os.ReadFile(path)
+}
+
+// claimsToken turns a claims file into a token the real verifier accepts:
+// the claims are signed with a throwaway key whose JWKS is served in memory,
+// so the claims-to-policy mapping (scopes, grant, act) is the server's own.
+// Signature, issuer, audience and expiry are thereby not checked: missing
+// iss, aud and exp are filled in, given ones are accepted.
+func claimsToken(path string, res *core.Resource, cfg *config.Config, stderr io.Writer) (string, *token.Verifier, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", nil, fmt.Errorf("claims: %w", err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(raw, &claims); err != nil || claims == nil {
+		return "", nil, fmt.Errorf("claims %s: want a JSON object of token claims (%v)", path, err)
+	}
+	var rc config.Resource
+	for _, r := range cfg.Resources {
+		if r.URI == res.URI {
+			rc = r
+		}
+	}
+	iss, _ := claims["iss"].(string)
+	if iss == "" {
+		iss = rc.Issuer
+		claims["iss"] = iss
+	}
+	auds := rc.Audiences
+	switch aud := claims["aud"].(type) {
+	case nil:
+		claims["aud"] = res.URI
+		auds = []string{res.URI}
+	case string:
+		auds = []string{aud}
+	case []any:
+		auds = nil
+		for _, x := range aud {
+			if s, ok := x.(string); ok {
+				auds = append(auds, s)
+			}
+		}
+	}
+	now := time.Now()
+	if _, ok := claims["exp"]; !ok {
+		claims["exp"] = now.Add(time.Hour).Unix()
+	} else if exp, ok := claims["exp"].(float64); ok && time.Unix(int64(exp), 0).Before(now) {
+		fmt.Fprintln(stderr, "pdp eval: note: claims.exp is in the past; the PDP refuses expired tokens (remove exp to skip the check)")
+	}
+	signer, err := devissuer.New(evalIssuer, "ES256")
+	if err != nil {
+		return "", nil, err
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", nil, err
+	}
+	tok, err := signer.SignJSON(map[string]any{"typ": "at+jwt"}, payload)
+	if err != nil {
+		return "", nil, err
+	}
+	jwks := signer.JWKS()
+	keys := token.NewKeySets(token.KeySetsConfig{HTTPClient: &http.Client{Transport: staticJWKS(jwks)}})
+	v, err := token.NewVerifier(token.Config{
+		Resource: res.URI, Issuer: iss, Audiences: auds, JWKSURI: evalIssuer + "/jwks", Algorithms: []string{"ES256"},
+		ClockSkew: rc.ClockSkew.D(),
+	}, keys, token.NewCache(8), nil)
+	if err != nil {
+		return "", nil, fmt.Errorf("claims: %w", err)
+	}
+	return "Bearer " + tok, v, nil
+}
+
+// staticJWKS answers every request with one JWKS document, in memory.
+type staticJWKS []byte
+
+func (s staticJWKS) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{
+		StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:  http.Header{"Content-Type": []string{"application/jwk-set+json"}},
+		Body:    io.NopCloser(bytes.NewReader(s)),
+		Request: r, ContentLength: int64(len(s)),
+	}, nil
+}

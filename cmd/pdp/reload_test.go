@@ -1,0 +1,476 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/bundle"
+
+	"github.com/mcp-pdp/pdp/internal/config"
+	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
+	"github.com/mcp-pdp/pdp/internal/policysource"
+)
+
+const polEvalResource = "https://mcp.example.com/mcp"
+
+// polRsaKeys writes an RSA key pair as PEM files.
+func polRsaKeys(t *testing.T) (priv, pub string) {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(k)
+	pubDER, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	dir := t.TempDir()
+	priv, pub = filepath.Join(dir, "key.pem"), filepath.Join(dir, "pub.pem")
+	polWriteTestFile(t, priv, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+	polWriteTestFile(t, pub, string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})))
+	return priv, pub
+}
+
+func polWriteTestFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// polMarkedPolicy is a policy whose rules and data both carry name, so that a
+// decision made from the rules of one bundle and the data of another would
+// show as "rules-a/data-b".
+func polMarkedPolicy(name string) map[string]string {
+	return map[string]string{
+		"authz.rego": fmt.Sprintf(`package mcp.authz
+
+decision := {"allow": true, "reason": concat("/", ["rules-%s", data.marker])}
+`, name),
+		"data.json": fmt.Sprintf(`{"marker": "data-%s"}`, name),
+	}
+}
+
+// polRawBundle writes files into a bundle without compiling them (so that it
+// may be broken), signed with key when key is not "".
+func polRawBundle(t *testing.T, files map[string]string, revision, key string) []byte {
+	t.Helper()
+	b := bundle.Bundle{Manifest: bundle.Manifest{Revision: revision}, Data: map[string]any{}}
+	for name, content := range files {
+		switch {
+		case strings.HasSuffix(name, ".rego"):
+			b.Modules = append(b.Modules, bundle.ModuleFile{URL: "/" + name, Path: "/" + name, Raw: []byte(content)})
+		case name == "data.json":
+			if err := json.Unmarshal([]byte(content), &b.Data); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	b.Manifest.Init()
+	if key != "" {
+		if err := b.GenerateSignature(bundle.NewSigningConfig(key, "RS256", ""), "default", true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	if err := bundle.NewWriter(&out).UseModulePath(true).DisableFormat(true).Write(b); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// polBundleHTTP serves a bundle (ETag, 304) or a failure.
+type polBundleHTTP struct {
+	*httptest.Server
+	mu   sync.Mutex
+	body []byte
+	mode string
+}
+
+func polNewBundleHTTP(t *testing.T, body []byte) *polBundleHTTP {
+	s := &polBundleHTTP{body: body, mode: "ok"}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		body, mode := s.body, s.mode
+		s.mu.Unlock()
+		switch mode {
+		case "500":
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		case "garbage":
+			_, _ = w.Write([]byte("garbage, not a tarball"))
+			return
+		}
+		sum := sha256.Sum256(body)
+		etag := `"` + hex.EncodeToString(sum[:8]) + `"`
+		w.Header().Set("ETag", etag)
+		if strings.Contains(r.Header.Get("If-None-Match"), etag) {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *polBundleHTTP) set(mode string, body []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mode, s.body = mode, body
+}
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// polTestApp wires the PDP with newApp (no audit) in front of an httptest
+// server; logs go to logs when it is not nil.
+func polTestApp(t *testing.T, pc config.Policy, logs ...*syncBuffer) (base string, a *app) {
+	t.Helper()
+	iss := devissuertest.New(t, "ES256")
+	cfg := &config.Config{
+		Listen: "127.0.0.1:0", DataDir: t.TempDir(),
+		Resources: []config.Resource{{URI: polEvalResource, Issuer: iss.URL}},
+		Policy:    pc,
+	}
+	off := false
+	cfg.Audit.Enabled = &off
+	cfg.ApplyDefaults()
+	log := slog.New(slog.DiscardHandler)
+	if len(logs) > 0 {
+		log = slog.New(slog.NewTextHandler(logs[0], nil))
+	}
+	a, err := newApp(context.Background(), cfg, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a.api)
+	t.Cleanup(func() {
+		srv.Close()
+		_ = a.Close(context.Background())
+	})
+	return srv.URL, a
+}
+
+func polPollEvery(d time.Duration) *config.Duration {
+	c := config.Duration(d)
+	return &c
+}
+
+type polDecideResult struct {
+	status   int
+	allow    bool
+	reason   string
+	revision string
+}
+
+var polPublicCall = []byte(`{"resource": "` + polEvalResource + `", "message": {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "anything"}}}`)
+
+func polDecideOnce(client *http.Client, base string) (polDecideResult, error) {
+	resp, err := client.Post(base+"/v1/decide", "application/json", bytes.NewReader(polPublicCall))
+	if err != nil {
+		return polDecideResult{}, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Allow          bool   `json:"allow"`
+		Reason         string `json:"reason"`
+		PolicyRevision string `json:"policy_revision"`
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(raw, &body); err != nil {
+		return polDecideResult{status: resp.StatusCode}, fmt.Errorf("HTTP %d %s", resp.StatusCode, raw)
+	}
+	return polDecideResult{resp.StatusCode, body.Allow, body.Reason, body.PolicyRevision}, nil
+}
+
+func polMetricValue(t *testing.T, base, series string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(raw), "\n") {
+		if strings.HasPrefix(line, series+" ") {
+			var v float64
+			fmt.Sscanf(strings.TrimPrefix(line, series+" "), "%g", &v)
+			return v
+		}
+	}
+	return 0
+}
+
+func polWaitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestReloadUnderLoad swaps signed bundles from a bundle server while
+// clients keep deciding, interleaved with every kind of bad bundle: each
+// bad one is refused, the last good policy stays active, and every single
+// decision is answered by one whole policy (rules, data and revision from
+// the same bundle).
+func TestReloadUnderLoad(t *testing.T) {
+	priv, pub := polRsaKeys(t)
+	otherPriv, _ := polRsaKeys(t)
+	srv := polNewBundleHTTP(t, polRawBundle(t, polMarkedPolicy("a"), "rev-a", priv))
+	logs := &syncBuffer{}
+	base, a := polTestApp(t, config.Policy{
+		Path: srv.URL + "/bundles/mcp.tar.gz", PollInterval: polPollEvery(5 * time.Millisecond),
+		Verification: config.Verification{KeyFile: pub},
+	}, logs)
+	if rev := a.engine.Policy().Revision(); rev != "rev-a" {
+		t.Fatalf("start-up revision %q", rev)
+	}
+
+	// Load: clients decide continuously and record every answer.
+	ctx, stop := context.WithCancel(context.Background())
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		answers  = map[string]int{} // revision -> count
+		failures []string
+		total    atomic.Int64
+	)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := &http.Client{Timeout: 30 * time.Second}
+			for ctx.Err() == nil {
+				r, err := polDecideOnce(client, base)
+				total.Add(1)
+				mu.Lock()
+				name := strings.TrimPrefix(r.revision, "rev-")
+				switch {
+				case err != nil:
+					failures = append(failures, err.Error())
+				case r.status != http.StatusOK || !r.allow:
+					failures = append(failures, fmt.Sprintf("HTTP %d allow=%v reason=%q", r.status, r.allow, r.reason))
+				case r.reason != "rules-"+name+"/data-"+name:
+					failures = append(failures, fmt.Sprintf("mixed decision: revision %s, reason %q", r.revision, r.reason))
+				default:
+					answers[r.revision]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	seen := func(rev string) func() bool {
+		return func() bool { mu.Lock(); defer mu.Unlock(); return answers[rev] > 0 }
+	}
+	errorsSoFar := func() float64 { return polMetricValue(t, base, `pdp_policy_reloads_total{result="error"}`) }
+
+	polWaitFor(t, "answers from rev-a", seen("rev-a"))
+	bad := []struct {
+		name string
+		log  string // the clear error in the log
+		set  func()
+	}{
+		{"does not compile", "rego_unsafe_var_error", func() {
+			srv.set("ok", polRawBundle(t, map[string]string{"authz.rego": "package mcp.authz\n\ndecision := {\"allow\": x}\n"}, "rev-broken", priv))
+		}},
+		{"invalid catalog", `is not an access class`, func() {
+			files := polMarkedPolicy("x")
+			files["data.json"] = `{"marker": "data-x", "mcp": {"catalogs": {"c": {"tools": {"t": {"access": "publik"}}}}}}`
+			srv.set("ok", polRawBundle(t, files, "rev-invalid", priv))
+		}},
+		{"no decision rule", "no rule defines data.mcp.authz.decision", func() {
+			srv.set("ok", polRawBundle(t, map[string]string{"authz.rego": "package mcp.authz\n\nallow := true\n"}, "rev-nodecision", priv))
+		}},
+		{"unsigned", "unsigned bundle refused", func() { srv.set("ok", polRawBundle(t, polMarkedPolicy("u"), "rev-unsigned", "")) }},
+		{"wrongly signed", "does not verify with the configured key", func() { srv.set("ok", polRawBundle(t, polMarkedPolicy("w"), "rev-wrong", otherPriv)) }},
+		{"server error", "HTTP 500", func() { srv.set("500", nil) }},
+		{"garbage", "not a bundle", func() { srv.set("garbage", nil) }},
+	}
+	good := []string{"b", "c", "d"}
+	for i, g := range good {
+		for _, b := range bad {
+			before, logged := errorsSoFar(), strings.Count(logs.String(), b.log)
+			b.set()
+			// Its own error, not a late report of the previous one.
+			polWaitFor(t, b.name+" refused", func() bool {
+				return strings.Count(logs.String(), b.log) > logged && errorsSoFar() > before
+			})
+			if polMetricValue(t, base, "pdp_policy_last_reload_successful") != 0 {
+				t.Fatalf("%s: last reload reported successful", b.name)
+			}
+			want := "rev-a"
+			if i > 0 {
+				want = "rev-" + good[i-1]
+			}
+			if rev := a.engine.Policy().Revision(); rev != want {
+				t.Fatalf("after %s the active policy is %q, want the last good %q", b.name, rev, want)
+			}
+		}
+		srv.set("ok", polRawBundle(t, polMarkedPolicy(g), "rev-"+g, priv))
+		polWaitFor(t, "answers from rev-"+g, seen("rev-"+g))
+	}
+	// Keep load on the final policy for a moment, then stop.
+	n := total.Load()
+	polWaitFor(t, "more decisions", func() bool { return total.Load() > n+50 })
+	stop()
+	wg.Wait()
+
+	for _, b := range bad {
+		if !strings.Contains(logs.String(), b.log) {
+			t.Errorf("%s: no %q in the log", b.name, b.log)
+		}
+	}
+	if len(failures) > 0 {
+		t.Fatalf("%d failed or mixed decisions of %d, e.g. %v", len(failures), total.Load(), failures[:min(5, len(failures))])
+	}
+	for rev := range answers {
+		switch rev {
+		case "rev-a", "rev-b", "rev-c", "rev-d":
+		default:
+			t.Fatalf("a decision came from the refused bundle %q", rev)
+		}
+	}
+	if got := polMetricValue(t, base, `pdp_policy_info{revision="rev-d"}`); got != 1 {
+		t.Fatalf("pdp_policy_info{revision=rev-d} = %v", got)
+	}
+	if got := polMetricValue(t, base, `pdp_policy_reloads_total{result="success"}`); got < 3 {
+		t.Fatalf("pdp_policy_reloads_total{result=success} = %v", got)
+	}
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(raw), `"policy_revision":"rev-d"`) {
+		t.Fatalf("/readyz = %s", raw)
+	}
+	t.Logf("%d decisions across %v", total.Load(), answers)
+}
+
+// A policy directory is watched: edits are swapped in, a broken edit is
+// refused with file:line, and the fix is swapped in.
+func TestReloadDirectory(t *testing.T) {
+	dir := t.TempDir()
+	for name, content := range polMarkedPolicy("a") {
+		polWriteTestFile(t, filepath.Join(dir, name), content)
+	}
+	base, a := polTestApp(t, config.Policy{Path: dir, PollInterval: polPollEvery(5 * time.Millisecond)})
+	client := &http.Client{Timeout: 30 * time.Second}
+	reason := func() string {
+		r, err := polDecideOnce(client, base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.reason
+	}
+	if reason() != "rules-a/data-a" {
+		t.Fatalf("start: %q", reason())
+	}
+	polWriteTestFile(t, filepath.Join(dir, "data.json"), `{"marker": "data-b"}`)
+	polWaitFor(t, "data edit", func() bool { return reason() == "rules-a/data-b" })
+	active := a.engine.Policy().Revision()
+
+	before := polMetricValue(t, base, `pdp_policy_reloads_total{result="error"}`)
+	polWriteTestFile(t, filepath.Join(dir, "authz.rego"), "package mcp.authz\n\ndecision := {\"allow\": true, \"reason\": y}\n")
+	polWaitFor(t, "broken edit refused", func() bool {
+		return polMetricValue(t, base, `pdp_policy_reloads_total{result="error"}`) > before
+	})
+	if a.engine.Policy().Revision() != active || reason() != "rules-a/data-b" {
+		t.Fatal("a broken edit replaced the active policy")
+	}
+	polWriteTestFile(t, filepath.Join(dir, "authz.rego"), polMarkedPolicy("c")["authz.rego"])
+	polWaitFor(t, "fixed edit", func() bool { return reason() == "rules-c/data-b" })
+}
+
+// At start-up there is no last good policy: a policy that cannot be served
+// fails start-up with an error that says why and where.
+func TestStartupRefusals(t *testing.T) {
+	priv, pub := polRsaKeys(t)
+	_, otherPub := polRsaKeys(t)
+	dir := func(files map[string]string) string {
+		d := t.TempDir()
+		for name, content := range files {
+			polWriteTestFile(t, filepath.Join(d, name), content)
+		}
+		return d
+	}
+	file := func(archive []byte) string {
+		p := filepath.Join(t.TempDir(), "mcp.tar.gz")
+		if err := policysource.WriteFileAtomic(p, archive); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tests := []struct {
+		name string
+		pc   config.Policy
+		want string
+	}{
+		{"compile error", config.Policy{Path: dir(map[string]string{"authz.rego": "package mcp.authz\n\ndecision := {\"allow\": x}\n"})}, "authz.rego:3: rego_unsafe_var_error"},
+		{"invalid catalog", config.Policy{Path: dir(map[string]string{
+			"authz.rego": "package mcp.authz\n\ndecision := {\"allow\": false}\n",
+			"data.yaml":  "mcp:\n  catalogs:\n    c:\n      tools:\n        t: {access: publik}\n",
+		})}, `data.yaml:5: data.mcp.catalogs.c.tools.t.access: "publik" is not an access class`},
+		{"unsigned bundle", config.Policy{Path: file(polRawBundle(t, polMarkedPolicy("a"), "r", "")), Verification: config.Verification{KeyFile: pub}}, "unsigned bundle refused"},
+		{"wrongly signed bundle", config.Policy{Path: file(polRawBundle(t, polMarkedPolicy("a"), "r", priv)), Verification: config.Verification{KeyFile: otherPub}}, "does not verify"},
+		{"verification without path", config.Policy{Verification: config.Verification{KeyFile: pub}}, "policy.path is empty"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			iss := devissuertest.New(t, "ES256")
+			cfg := &config.Config{DataDir: t.TempDir(), Resources: []config.Resource{{URI: polEvalResource, Issuer: iss.URL}}, Policy: tc.pc}
+			off := false
+			cfg.Audit.Enabled = &off
+			cfg.ApplyDefaults()
+			a, err := newApp(context.Background(), cfg, nil, slog.New(slog.DiscardHandler))
+			if err == nil {
+				_ = a.Close(context.Background())
+				t.Fatal("start-up succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+}

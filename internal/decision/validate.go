@@ -1,0 +1,388 @@
+package decision
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// The catalog format (data.mcp, docs/policy.md) is checked when a policy is
+// prepared, so that a typo in data cannot silently open or close a tool:
+//
+//	mcp:
+//	  default_catalog: <name>
+//	  resources: {<resource URI>: {catalog: <name>, ...}}
+//	  revoked: {clients: {<client_id>: <note>}, subjects: {<sub>: <note>}}
+//	  hidden: [<name>, ...]
+//	  catalogs:
+//	    <name>:
+//	      unknown: <entry>
+//	      scope_implies: {<scope>: [<scope>, ...]}
+//	      tools | prompts | resources | resource_templates | methods: {<name>: <entry>}
+//
+//	<entry> = {access: public|step_up|restricted|deny, scopes: [..], roles: [..], clients: [..]}
+//
+// Keys the format does not know are allowed (policies may read their own
+// data) unless they look like a misspelling of a known key.
+
+// AccessClasses are the values of a catalog entry's "access".
+var AccessClasses = []string{"public", "step_up", "restricted", "deny"}
+
+var (
+	mcpKeys     = []string{"default_catalog", "resources", "revoked", "hidden", "catalogs"}
+	catalogKeys = []string{"unknown", "scope_implies", "tools", "prompts", "resources", "resource_templates", "methods"}
+	entryKeys   = []string{"access", "scopes", "roles", "clients"}
+	sectionKeys = []string{"tools", "prompts", "resources", "resource_templates", "methods"}
+)
+
+// ValidateData checks data.mcp against the catalog format. Problems carry
+// their data path; LocateProblems adds files and lines.
+func ValidateData(data map[string]any) []Problem {
+	raw, ok := data["mcp"]
+	if !ok {
+		return nil
+	}
+	v := &validator{}
+	mcp, ok := raw.(map[string]any)
+	if !ok {
+		v.errorf([]string{"mcp"}, "must be an object (the policy data), not %s", kindOf(raw))
+		return v.problems
+	}
+	v.mcp(mcp)
+	sort.SliceStable(v.problems, func(i, j int) bool { return v.problems[i].Path < v.problems[j].Path })
+	return v.problems
+}
+
+type validator struct {
+	problems []Problem
+}
+
+func (v *validator) add(path []string, warning bool, hint, format string, args ...any) {
+	segs := append([]string(nil), path...)
+	v.problems = append(v.problems, Problem{
+		Path: FormatDataPath(segs), Code: codeCatalog, Message: fmt.Sprintf(format, args...),
+		Hint: hint, Warning: warning, segs: segs,
+	})
+}
+
+func (v *validator) errorf(path []string, format string, args ...any) {
+	v.add(path, false, "", format, args...)
+}
+
+func (v *validator) warnf(path []string, format string, args ...any) {
+	v.add(path, true, "", format, args...)
+}
+
+func join(path []string, more ...string) []string {
+	out := make([]string, 0, len(path)+len(more))
+	return append(append(out, path...), more...)
+}
+
+// misspelt reports keys of obj that look like a misspelling of a known key.
+func (v *validator) misspelt(path []string, obj map[string]any, known []string) {
+	for _, k := range sortedKeys(obj) {
+		if s := suggest(k, known); s != "" {
+			v.add(join(path, k), false, "", "unknown key %q: did you mean %q?", k, s)
+		}
+	}
+}
+
+func (v *validator) mcp(mcp map[string]any) {
+	root := []string{"mcp"}
+	v.misspelt(root, mcp, mcpKeys)
+	var catalogs map[string]any
+	if raw, ok := mcp["catalogs"]; ok {
+		if catalogs, ok = raw.(map[string]any); !ok {
+			v.errorf(join(root, "catalogs"), "must be an object mapping catalog names to catalogs, not %s", kindOf(raw))
+		}
+		for _, name := range sortedKeys(catalogs) {
+			v.catalog(join(root, "catalogs", name), catalogs[name])
+		}
+	}
+	hasCatalog := func(name string) bool { _, ok := catalogs[name]; return ok }
+	if raw, ok := mcp["default_catalog"]; ok {
+		p := join(root, "default_catalog")
+		if name, ok := raw.(string); !ok {
+			v.errorf(p, "must be the name of a catalog (a string), not %s", kindOf(raw))
+		} else if !hasCatalog(name) {
+			v.add(p, false, "resources without their own catalog would have none, and every request to them would be denied",
+				"names catalog %q, which data.mcp.catalogs does not define%s", name, didYouMean(name, sortedKeys(catalogs)))
+		}
+	} else if len(catalogs) > 0 {
+		v.add(join(root, "default_catalog"), true, "requests for resources not listed in data.mcp.resources are denied",
+			"is not set")
+	}
+	if raw, ok := mcp["resources"]; ok {
+		p := join(root, "resources")
+		res, ok := raw.(map[string]any)
+		if !ok {
+			v.errorf(p, "must be an object mapping resource URIs to {catalog: <name>}, not %s", kindOf(raw))
+		}
+		for _, uri := range sortedKeys(res) {
+			rp := join(p, uri)
+			r, ok := res[uri].(map[string]any)
+			if !ok {
+				v.errorf(rp, "must be an object such as {catalog: <name>}, not %s", kindOf(res[uri]))
+				continue
+			}
+			v.misspelt(rp, r, []string{"catalog"})
+			if c, ok := r["catalog"]; ok {
+				if name, ok := c.(string); !ok {
+					v.errorf(join(rp, "catalog"), "must be the name of a catalog (a string), not %s", kindOf(c))
+				} else if !hasCatalog(name) {
+					v.errorf(join(rp, "catalog"), "names catalog %q, which data.mcp.catalogs does not define%s", name, didYouMean(name, sortedKeys(catalogs)))
+				}
+			}
+		}
+	}
+	if raw, ok := mcp["revoked"]; ok {
+		p := join(root, "revoked")
+		rev, ok := raw.(map[string]any)
+		if !ok {
+			v.errorf(p, "must be an object {clients: {...}, subjects: {...}}, not %s", kindOf(raw))
+		}
+		v.misspelt(p, rev, []string{"clients", "subjects"})
+		for _, k := range []string{"clients", "subjects"} {
+			x, ok := rev[k]
+			if !ok {
+				continue
+			}
+			if _, isObj := x.(map[string]any); !isObj {
+				v.add(join(p, k), false, `write {"some-id": "why it is revoked"}: the policy looks ids up as keys, so a list would revoke nobody`,
+					"must be an object mapping each revoked id to a note, not %s", kindOf(x))
+			}
+		}
+	}
+	if raw, ok := mcp["hidden"]; ok {
+		p := join(root, "hidden")
+		if arr, ok := raw.([]any); !ok {
+			v.errorf(p, "must be a list of names, not %s", kindOf(raw))
+		} else {
+			for i, x := range arr {
+				if _, ok := x.(string); !ok {
+					v.errorf(join(p, fmt.Sprint(i)), "must be a name (a string), not %s", kindOf(x))
+				}
+			}
+		}
+	}
+}
+
+func (v *validator) catalog(path []string, raw any) {
+	cat, ok := raw.(map[string]any)
+	if !ok {
+		v.errorf(path, "must be an object with tools, prompts, resources, ... sections, not %s", kindOf(raw))
+		return
+	}
+	v.misspelt(path, cat, catalogKeys)
+	if _, ok := cat["resourceTemplates"]; ok {
+		v.errorf(join(path, "resourceTemplates"), `unknown key: the section is called "resource_templates"`)
+	}
+	if raw, ok := cat["unknown"]; ok {
+		v.entry(join(path, "unknown"), raw)
+	}
+	if raw, ok := cat["scope_implies"]; ok {
+		p := join(path, "scope_implies")
+		imp, ok := raw.(map[string]any)
+		if !ok {
+			v.errorf(p, `must be an object mapping a scope to the scopes it implies, e.g. {"files:write": ["files:read"]}, not %s`, kindOf(raw))
+		}
+		for _, s := range sortedKeys(imp) {
+			v.scopeList(join(p, s), imp[s], "scopes")
+		}
+	}
+	for _, sec := range sectionKeys {
+		raw, ok := cat[sec]
+		if !ok {
+			continue
+		}
+		p := join(path, sec)
+		entries, ok := raw.(map[string]any)
+		if !ok {
+			v.errorf(p, "must be an object mapping names to entries such as {access: public}, not %s", kindOf(raw))
+			continue
+		}
+		for _, name := range sortedKeys(entries) {
+			if i := strings.IndexByte(name, '*'); i >= 0 && i != len(name)-1 {
+				v.warnf(join(p, name), "only a trailing * is a wildcard (a prefix match); this name matches only itself")
+			}
+			v.entry(join(p, name), entries[name])
+		}
+	}
+}
+
+func (v *validator) entry(path []string, raw any) {
+	e, ok := raw.(map[string]any)
+	if !ok {
+		v.errorf(path, "must be an object such as {access: step_up, scopes: [\"files:read\"]}, not %s", kindOf(raw))
+		return
+	}
+	v.misspelt(path, e, entryKeys)
+	access, hasAccess := e["access"]
+	switch a, isStr := access.(string); {
+	case !hasAccess:
+		v.add(join(path, "access"), false, "without it the entry is hidden and denied",
+			"is required: one of %s", strings.Join(AccessClasses, ", "))
+	case !isStr:
+		v.errorf(join(path, "access"), "must be one of %s, not %s", strings.Join(AccessClasses, ", "), kindOf(access))
+	case !contains(AccessClasses, a):
+		v.errorf(join(path, "access"), "%q is not an access class; use one of %s%s", a, strings.Join(AccessClasses, ", "), didYouMean(a, AccessClasses))
+	}
+	for _, k := range []string{"scopes", "roles", "clients"} {
+		if x, ok := e[k]; ok {
+			v.scopeList(join(path, k), x, k)
+		}
+	}
+	if a, _ := access.(string); a == "public" {
+		if _, ok := e["roles"]; ok {
+			v.warnf(join(path, "roles"), "has no effect on a public entry: anyone may call it; use step_up or restricted to require roles")
+		}
+	}
+}
+
+// scopeList checks a list of scopes, roles or client ids.
+func (v *validator) scopeList(path []string, raw any, what string) {
+	arr, ok := raw.([]any)
+	if !ok {
+		if s, isStr := raw.(string); isStr {
+			v.errorf(path, "must be a list, not a string: write [%q]", s)
+			return
+		}
+		v.errorf(path, "must be a list of strings, not %s", kindOf(raw))
+		return
+	}
+	if len(arr) == 0 && (what == "roles" || what == "clients") {
+		v.add(path, false, "remove the key to allow any "+strings.TrimSuffix(what, "s")+", or list at least one",
+			"is empty: no caller could ever match it")
+	}
+	for i, x := range arr {
+		s, ok := x.(string)
+		switch {
+		case !ok:
+			v.errorf(join(path, fmt.Sprint(i)), "must be a string, not %s", kindOf(x))
+		case s == "":
+			v.errorf(join(path, fmt.Sprint(i)), "must not be empty")
+		case what != "clients" && strings.ContainsFunc(s, unicode.IsSpace):
+			v.errorf(join(path, fmt.Sprint(i)), "%q contains white space: a token's scopes are split on spaces, so it could never be granted; list each one separately", s)
+		}
+	}
+}
+
+// FormatDataPath writes a data path the way Rego refers to it:
+// mcp.resources["https://mcp.example.com/mcp"].catalog.
+func FormatDataPath(segs []string) string {
+	var b strings.Builder
+	for i, s := range segs {
+		if _, err := strconv.Atoi(s); err == nil && i > 0 {
+			fmt.Fprintf(&b, "[%s]", s)
+		} else if isIdent(s) {
+			if i > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(s)
+		} else {
+			fmt.Fprintf(&b, "[%q]", s)
+		}
+	}
+	return b.String()
+}
+
+func isIdent(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		if r != '_' && !unicode.IsLetter(r) && (i == 0 || !unicode.IsDigit(r)) {
+			return false
+		}
+	}
+	return true
+}
+
+func kindOf(x any) string {
+	switch x.(type) {
+	case nil:
+		return "null"
+	case map[string]any:
+		return "an object"
+	case []any:
+		return "a list"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	default:
+		return "a number"
+	}
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// suggest returns the known key that k looks like a misspelling of: equal
+// but for case, or one edit away. It returns "" for known keys.
+func suggest(k string, known []string) string {
+	if contains(known, k) {
+		return ""
+	}
+	for _, c := range known {
+		if strings.EqualFold(k, c) || (len(k) >= 4 && editDistance(k, c) == 1) {
+			return c
+		}
+	}
+	return ""
+}
+
+func didYouMean(s string, known []string) string {
+	best, bestD := "", 3
+	for _, c := range known {
+		if d := editDistance(strings.ToLower(s), strings.ToLower(c)); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
+}
+
+// Warnings are the data problems that did not refuse the policy.
+func (p *Policy) Warnings() []Problem { return p.warnings }
