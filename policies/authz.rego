@@ -72,8 +72,6 @@ required(e) := [] if e.access == "public"
 
 else := object.get(e, "scopes", [])
 
-default public_access := {"public": true}
-
 open_classes := {"public": true, "step_up": true}
 
 entitled(e) if {
@@ -177,19 +175,19 @@ target_required := sort(required(target_entry))
 
 target_missing := lib.missing(target_required, granted)
 
-target_visible := true if {
+target_visible if {
 	visible(target_entry)
 	not hide[target_name]
 } else := false
 
-target_allowed := true if {
+target_allowed if {
 	target_visible
 	allowed(target_entry)
 	count(deny) == 0
 } else := false
 
 # An explicit deny (revocation, argument limits, ...) is final: no step-up.
-target_forbidden := true if {
+target_forbidden if {
 	target_visible
 	count(deny) > 0
 } else := false
