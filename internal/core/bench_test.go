@@ -111,3 +111,54 @@ func BenchmarkDecideList(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecideCallDistinctArguments is a session: the same token and
+// tool, different arguments and JSON-RPC id on every call.
+func BenchmarkDecideCallDistinctArguments(b *testing.B) {
+	s, iss := newService(b)
+	tok := "Bearer " + iss.Mint(b, devissuer.MintOptions{Subject: "alice", ClientID: "demo", Audience: []string{resource}, Scopes: []string{"qr:generate"}})
+	reqs := make([]*core.Request, 1024)
+	for i := range reqs {
+		reqs[i] = &core.Request{Resource: resource, Authorization: tok,
+			Message: json.RawMessage(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"generate_qr_url","arguments":{"gtin":"%013d"}}}`, i, i))}
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if r, err := s.Decide(ctx, reqs[i%len(reqs)], ""); err != nil || !r.Allow {
+			b.Fatal(r, err)
+		}
+		i++
+	}
+}
+
+// BenchmarkDecideCallUncached is a tools/call with the decision cache off:
+// every call evaluates the policy (the cost of a first call, or of a policy
+// that reads arguments).
+func BenchmarkDecideCallUncached(b *testing.B) {
+	iss := devissuertest.New(b, "ES256")
+	pol, err := decision.Load(context.Background(), decision.Source{FS: policies.FS}, decision.Options{CacheSize: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, err := token.NewVerifier(token.Config{Resource: resource, Issuer: iss.URL, JWKSURI: iss.JWKSURI()},
+		token.NewKeySets(token.KeySetsConfig{}), token.NewCache(10000), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := core.New(core.Options{Engine: decision.NewEngine(pol), Resources: []*core.Resource{{URI: resource, Key: "k", Verifier: v,
+		Challenge: stepup.Resource{URI: resource, MetadataURL: "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok := "Bearer " + iss.Mint(b, devissuer.MintOptions{Subject: "alice", ClientID: "demo", Audience: []string{resource}, Scopes: []string{"qr:generate"}})
+	req := callRequest(tok, "generate_qr_url")
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if r, err := s.Decide(ctx, req, ""); err != nil || !r.Allow {
+			b.Fatal(r, err)
+		}
+	}
+}

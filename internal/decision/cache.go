@@ -16,24 +16,28 @@ import (
 
 const cacheShards = 16
 
+// The cache is bounded by weight, not entries: an entry weighs one unit
+// plus one per list item, so a few large tools/list inputs cannot hold
+// more memory than many small calls (roughly 200-500 bytes per unit).
 type resultCache struct {
 	shards  [cacheShards]cacheShard
-	perMax  int
+	perMax  int // weight units per shard
 	hits    atomic.Uint64
 	misses  atomic.Uint64
 	entries atomic.Int64
 }
 
 type cacheShard struct {
-	mu    sync.Mutex
-	m     map[uint64]cacheEntry
-	order []uint64 // insertion ring for eviction
-	next  int
+	mu     sync.Mutex
+	m      map[uint64]cacheEntry
+	order  []uint64 // insertion order (FIFO) for eviction
+	weight int
 }
 
 type cacheEntry struct {
 	input  ast.Value
 	result *Result
+	weight int
 }
 
 func newResultCache(max int) *resultCache {
@@ -43,8 +47,7 @@ func newResultCache(max int) *resultCache {
 	}
 	c := &resultCache{perMax: per}
 	for i := range c.shards {
-		c.shards[i].m = make(map[uint64]cacheEntry, per)
-		c.shards[i].order = make([]uint64, 0, per)
+		c.shards[i].m = make(map[uint64]cacheEntry)
 	}
 	return c
 }
@@ -62,23 +65,35 @@ func (c *resultCache) get(h uint64, input ast.Value) *Result {
 	return nil
 }
 
-func (c *resultCache) put(h uint64, input ast.Value, r *Result) {
+func (c *resultCache) put(h uint64, input ast.Value, r *Result, weight int) {
+	if weight > c.perMax {
+		return // larger than a whole shard: not worth keeping
+	}
 	s := &c.shards[h%cacheShards]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.m[h]; ok {
-		s.m[h] = cacheEntry{input, r}
-		return
+	if old, ok := s.m[h]; ok {
+		s.weight -= old.weight
+		delete(s.m, h)
+		c.entries.Add(-1)
+		// its slot in order is skipped when it comes up (not in m, or re-added)
 	}
-	if len(s.order) < c.perMax {
-		s.order = append(s.order, h)
-		c.entries.Add(1)
-	} else {
-		delete(s.m, s.order[s.next])
-		s.order[s.next] = h
-		s.next = (s.next + 1) % len(s.order)
+	for s.weight+weight > c.perMax && len(s.order) > 0 {
+		victim := s.order[0]
+		s.order = s.order[1:]
+		if e, ok := s.m[victim]; ok {
+			s.weight -= e.weight
+			delete(s.m, victim)
+			c.entries.Add(-1)
+		}
 	}
-	s.m[h] = cacheEntry{input, r}
+	s.m[h] = cacheEntry{input: input, result: r, weight: weight}
+	s.order = append(s.order, h)
+	s.weight += weight
+	c.entries.Add(1)
+	if cap(s.order) > 4*c.perMax+64 {
+		s.order = append([]uint64(nil), s.order...) // drop the consumed prefix
+	}
 }
 
 // CacheStats are the decision cache counters of a policy.
@@ -129,4 +144,62 @@ func nondeterministicCall(modules []*ast.Module) string {
 		})
 	}
 	return found
+}
+
+// ReadsArguments reports whether a rule may read call arguments
+// (input.tool.arguments, input.target.arguments, or input as a whole).
+func (p *Policy) ReadsArguments() bool { return p.readsArgs }
+
+// readsArguments is a conservative static check over the modules: it is
+// false only when every reference to input names a path that cannot reach
+// the call arguments. Imports of input, input as a whole, dynamic keys
+// (input[x], input.tool[x]) and input.tool / input.target as values all
+// count as reading them.
+func readsArguments(modules []*ast.Module) bool {
+	reads := false
+	for _, m := range modules {
+		for _, imp := range m.Imports {
+			if r, ok := imp.Path.Value.(ast.Ref); ok && r.HasPrefix(ast.InputRootRef) {
+				return true
+			}
+		}
+		ast.NewGenericVisitor(func(x any) bool {
+			if reads {
+				return true
+			}
+			switch x := x.(type) {
+			case ast.Ref:
+				if x.HasPrefix(ast.InputRootRef) {
+					reads = refReadsArguments(x)
+					return true // the head var is not a bare input
+				}
+			case ast.Var:
+				// A bare input (x := input, walk(input)) is a Var outside a Ref.
+				reads = x.Equal(ast.InputRootDocument.Value)
+			}
+			return reads
+		}).Walk(m)
+		if reads {
+			return true
+		}
+	}
+	return false
+}
+
+func refReadsArguments(r ast.Ref) bool {
+	if len(r) < 2 {
+		return true
+	}
+	k, ok := r[1].Value.(ast.String)
+	if !ok {
+		return true
+	}
+	if k != "tool" && k != "target" {
+		return false
+	}
+	if len(r) < 3 {
+		return true
+	}
+	f, ok := r[2].Value.(ast.String)
+	return !ok || f == "arguments"
 }

@@ -2,6 +2,7 @@ package decision_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -287,5 +288,90 @@ func writeFile(t *testing.T, path, content string) {
 	}
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestReadsArguments(t *testing.T) {
+	tests := []struct {
+		name, module string
+		want         bool
+	}{
+		{"default policy shape", "package mcp.authz\n\ndecision := {\"allow\": input.tool.name == \"x\", \"k\": input.target.kind}\n", false},
+		{"tool arguments", "package mcp.authz\n\ndecision := {\"allow\": input.tool.arguments.amount < 5}\n", true},
+		{"target arguments", "package mcp.authz\n\ndecision := {\"allow\": count(input.target.arguments) == 0}\n", true},
+		{"whole tool", "package mcp.authz\n\ndecision := {\"allow\": true, \"t\": input.tool}\n", true},
+		{"whole input", "package mcp.authz\n\ndecision := {\"allow\": true, \"i\": input}\n", true},
+		{"dynamic key", "package mcp.authz\n\ndecision := {\"allow\": true} if { some k; input.tool[k] }\n", true},
+		{"dynamic top key", "package mcp.authz\n\ndecision := {\"allow\": true} if { some k; input[k] }\n", true},
+		{"import", "package mcp.authz\n\nimport input.tool as t\n\ndecision := {\"allow\": t.name == \"x\"}\n", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, filepath.Join(dir, "authz.rego"), tc.module)
+			p, err := decision.Load(context.Background(), decision.Source{Path: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.ReadsArguments() != tc.want {
+				t.Fatalf("ReadsArguments = %v, want %v", p.ReadsArguments(), tc.want)
+			}
+		})
+	}
+	if loadDefault(t).ReadsArguments() {
+		t.Fatal("the default policy does not read arguments")
+	}
+}
+
+// A policy that reads arguments must see them, also through the cache.
+func TestArgumentsReachPolicyThroughCache(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "authz.rego"), "package mcp.authz\n\ndecision := {\"allow\": input.tool.arguments.amount < 5}\n")
+	p, err := decision.Load(context.Background(), decision.Source{Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		amount int
+		allow  bool
+	}{{1, true}, {9, false}, {1, true}, {9, false}} {
+		in := call("tools/call", "t", nil)
+		in.Arguments = ast.NewObject(ast.Item(ast.StringTerm("amount"), ast.IntNumberTerm(tc.amount)))
+		r, err := p.Decide(context.Background(), in)
+		if err != nil || r.Allow != tc.allow {
+			t.Fatalf("amount %d: %+v %v", tc.amount, r, err)
+		}
+	}
+}
+
+// The decision cache is bounded by weight: large lists cannot pile up.
+func TestDecisionCacheBounded(t *testing.T) {
+	p, err := decision.Load(context.Background(), decision.Source{FS: policies.FS}, decision.Options{CacheSize: 1600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 200 {
+		in := &decision.Input{Resource: resource, Method: "tools/list", Class: decision.ClassifyMethod("tools/list")}
+		for j := range 50 {
+			in.Items = append(in.Items, decision.Item{Name: fmt.Sprintf("t%d_%d", i, j)})
+		}
+		if _, err := p.Decide(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := p.CacheStats()
+	// 16 shards of 100 units: at most one 51-unit list per shard.
+	if !st.Enabled || st.Entries > 16 || st.Misses != 200 {
+		t.Fatalf("cache stats %+v", st)
+	}
+	// Small decisions still hit.
+	in := call("tools/call", "ping", nil)
+	for range 3 {
+		if _, err := p.Decide(context.Background(), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st2 := p.CacheStats(); st2.Hits != 2 {
+		t.Fatalf("cache stats %+v", st2)
 	}
 }

@@ -73,7 +73,10 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (*Result, error) {
 // Decide evaluates in against this policy. The Result may be shared with
 // other callers (decision cache): treat it as read-only.
 func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
-	v := in.Value()
+	// A policy that never reads call arguments decides the same for any
+	// arguments: leaving them out of the input makes the calls of one
+	// session share one cache entry.
+	v := in.value(p.readsArgs)
 	var h uint64
 	if p.cache != nil {
 		h = uint64(v.Hash())
@@ -86,7 +89,7 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 		return nil, err
 	}
 	if p.cache != nil {
-		p.cache.put(h, v, res)
+		p.cache.put(h, v, res, 1+len(in.Items))
 	}
 	return res, nil
 }

@@ -145,7 +145,11 @@ type Input struct {
 //	{"resource", "method", "operation", "kind",
 //	 "target": {"kind", "name", "arguments"}, "tool": <target, tools only>,
 //	 "token": {...}, "items": [{"name", "annotations"}]}
-func (in *Input) Value() ast.Value {
+func (in *Input) Value() ast.Value { return in.value(true) }
+
+// value builds the input document; without args, call arguments are left
+// out (for policies that never read them, see readsArguments).
+func (in *Input) value(args bool) ast.Value {
 	tok := anonymous
 	if in.Token != nil {
 		tok = in.Token.term
@@ -158,14 +162,14 @@ func (in *Input) Value() ast.Value {
 	obj.Insert(ast.InternedTerm("token"), tok)
 	switch in.Class.Operation {
 	case OpCall:
-		args := ast.NewTerm(ast.NewObject())
-		if in.Arguments != nil {
-			args = ast.NewTerm(in.Arguments)
+		argsTerm := ast.NewTerm(ast.NewObject())
+		if args && in.Arguments != nil {
+			argsTerm = ast.NewTerm(in.Arguments)
 		}
 		target := ast.ObjectTerm(
 			ast.Item(ast.InternedTerm("kind"), ast.StringTerm(string(in.Class.Kind))),
 			ast.Item(ast.InternedTerm("name"), ast.StringTerm(in.Target)),
-			ast.Item(ast.InternedTerm("arguments"), args),
+			ast.Item(ast.InternedTerm("arguments"), argsTerm),
 		)
 		obj.Insert(ast.InternedTerm("target"), target)
 		if in.Class.Kind == KindTool {

@@ -50,6 +50,8 @@ type Policy struct {
 	// policy calls a non-deterministic built-in (named in nondeterministic).
 	cache            *resultCache
 	nondeterministic string
+	// readsArgs is false when no rule can read call arguments.
+	readsArgs bool
 	// warnings are data problems that did not refuse the policy.
 	warnings []Problem
 }
@@ -94,7 +96,8 @@ func ReadBundle(src Source) (*bundle.Bundle, error) {
 
 // Options tune a prepared policy.
 type Options struct {
-	// CacheSize bounds the decision cache (entries); 0 = DefaultCacheSize,
+	// CacheSize bounds the decision cache in weight units (one per decision
+	// plus one per list item); 0 = DefaultCacheSize,
 	// negative disables it. The cache is only used when the policy is
 	// deterministic (see Policy.Deterministic).
 	CacheSize int
@@ -106,8 +109,9 @@ type Options struct {
 	Locate func() *DataLocations
 }
 
-// DefaultCacheSize is the decision cache size when Options.CacheSize is 0.
-const DefaultCacheSize = 16384
+// DefaultCacheSize is the decision cache size when Options.CacheSize is 0,
+// in weight units (one per decision plus one per list item).
+const DefaultCacheSize = 65536
 
 // Load reads, compiles and prepares the policy at src.
 func Load(ctx context.Context, src Source, opts ...Options) (*Policy, error) {
@@ -173,6 +177,7 @@ func Prepare(ctx context.Context, b *bundle.Bundle, source string, opts ...Optio
 		mods = append(mods, m.Parsed)
 	}
 	p.nondeterministic = nondeterministicCall(mods)
+	p.readsArgs = readsArguments(mods)
 	if o.CacheSize >= 0 && p.nondeterministic == "" {
 		size := o.CacheSize
 		if size == 0 {
