@@ -42,7 +42,7 @@ func ParseExplainMode(s string) (ExplainMode, error) {
 // is the recorder; use it for one request at a time.
 func (p *Policy) Recording() *Policy {
 	cp := *p
-	cp.cache = newResultCache(cacheShards)
+	cp.cache = newResultCache(cacheShards << 20) // room for any list: one entry per shard
 	return &cp
 }
 
