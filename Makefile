@@ -31,6 +31,8 @@ client-test:
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) tool opa fmt --list --fail policies test/policies
+	$(GO) run ./cmd/pdp check --strict policies
 
 rego-test:
 	$(GO) run ./cmd/pdp test -v --coverage policies test/policies
@@ -45,6 +47,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseAuthorization$$' -fuzztime $(FUZZTIME) ./internal/token
 	$(GO) test -run '^$$' -fuzz '^FuzzFilter$$' -fuzztime $(FUZZTIME) ./internal/listfilter
 	$(GO) test -run '^$$' -fuzz '^FuzzSpoolSegment$$' -fuzztime $(FUZZTIME) ./internal/auditsink
+	$(GO) test -run '^$$' -fuzz '^FuzzDecideRequest$$' -fuzztime $(FUZZTIME) ./internal/api
+	$(GO) test -run '^$$' -fuzz '^FuzzDecide$$' -fuzztime $(FUZZTIME) ./internal/core
+	$(GO) test -run '^$$' -fuzz '^FuzzScopeClaims$$' -fuzztime $(FUZZTIME) ./internal/core
 
 clean:
 	rm -rf bin .pdp-data
@@ -64,3 +69,12 @@ loadbench-quick:
 ## loadbench-profile: CPU profiles of mcp-pdp's decision path under load (bench/pdpprof)
 loadbench-profile:
 	$(GO) run ./bench/run -what profile $(LOADBENCH_FLAGS)
+
+## soak: the built PDP under fixed-rate mixed traffic (valid, anonymous, hostile, unauthenticated, over-rate)
+## for SOAK_DURATION after a warm-up; reports p50/p99, errors by kind, RSS/heap/goroutines at start and end,
+## and fails if answers are wrong or memory or goroutines grow. Minutes; not part of `make test`.
+SOAK_DURATION ?= 3m
+SOAK_FLAGS ?=
+.PHONY: soak
+soak: build
+	$(GO) run ./bench/soak -pdp $(BIN) -duration $(SOAK_DURATION) $(SOAK_FLAGS)

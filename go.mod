@@ -104,3 +104,5 @@ require (
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 	oras.land/oras-go/v2 v2.6.2 // indirect
 )
+
+tool github.com/open-policy-agent/opa

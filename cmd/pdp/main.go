@@ -17,7 +17,11 @@ Usage:
   pdp serve [--config pdp.yaml | --dev]   run the PDP (HTTP API on 127.0.0.1:8181 by default)
   pdp token [--scope S] [--sub U] ...     mint a token from the running dev server's issuer
   pdp test [-v] [--coverage] [paths...]   run Rego unit tests (default: policies test/policies)
+  pdp check [--strict] [paths...]         compile a policy and validate its catalog data (CI)
+  pdp eval --input req.json [--explain M] the decision for a /v1/decide body, with the rules behind it
+  pdp bundle build|verify [flags]         build (and sign) an OPA bundle, or verify one
   pdp audit tail|export [flags]           read decision audit events from NATS JetStream
+  pdp apikey [--name N]                   print a new PEP API key and its config entry
   pdp version                             print the version
 
 Run 'pdp <command> -h' for the flags of a command.
@@ -46,8 +50,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runToken(ctx, rest, stdout, stderr)
 	case "test":
 		return runTest(ctx, rest, stdout, stderr)
+	case "check":
+		return runCheck(ctx, rest, stdout, stderr)
+	case "eval":
+		return runEval(ctx, rest, stdout, stderr)
+	case "bundle":
+		return runBundle(ctx, rest, stdout, stderr)
 	case "audit":
 		return runAudit(ctx, rest, stdout, stderr)
+	case "apikey":
+		return runAPIKey(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "pdp", version)
 		return 0

@@ -29,7 +29,6 @@ import (
 	"github.com/mcp-pdp/pdp/internal/natsembed"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/internal/token"
-	"github.com/mcp-pdp/pdp/policies"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -101,8 +100,20 @@ func serve(ctx context.Context, cfg *config.Config, dev bool, log *slog.Logger, 
 	}
 	defer ln.Close()
 	base := "http://" + ln.Addr().String()
-	if !isLoopback(ln.Addr()) && !cfg.Insecure {
-		return fmt.Errorf("listen %s: refusing a non-loopback address without PEP authentication; set insecure: true to override (see docs/security.md)", cfg.Listen)
+	if cfg.TLS.Enabled() {
+		base = "https://" + ln.Addr().String()
+	}
+	if !isLoopback(ln.Addr()) && !cfg.Auth.Enabled() && !cfg.Insecure {
+		return fmt.Errorf("listen %s: refusing a non-loopback address without PEP authentication; configure auth.api_keys or auth.mtls, or set insecure: true to override (see docs/security.md)", cfg.Listen)
+	}
+	if !isLoopback(ln.Addr()) && len(cfg.Auth.APIKeys) > 0 && !cfg.TLS.Enabled() {
+		log.Warn("API keys are accepted over plain HTTP on a non-loopback address: anyone on the path can read them; configure tls (see docs/security.md)", "listen", cfg.Listen)
+	}
+	var ltls *listenerTLS
+	if cfg.TLS.Enabled() {
+		if ltls, err = newListenerTLS(cfg.TLS, cfg.Auth.MTLS, len(cfg.Auth.APIKeys) > 0, log.With("component", "tls")); err != nil {
+			return err
+		}
 	}
 	var iss *devissuer.Issuer
 	if dev {
@@ -126,7 +137,12 @@ func serve(ctx context.Context, cfg *config.Config, dev bool, log *slog.Logger, 
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	if ltls != nil {
+		srv.TLSConfig = ltls.Config()
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
 	log.Info("mcp-pdp serving", "addr", base, "dev", dev, "policy", a.engine.Policy().Source(), "revision", a.engine.Policy().Revision())
 	for _, r := range cfg.Resources {
 		log.Info("protected resource", "uri", r.URI, "issuer", r.Issuer)
@@ -215,15 +231,12 @@ func newApp(ctx context.Context, cfg *config.Config, iss *devissuer.Issuer, log 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	src := decision.Source{Path: cfg.Policy.Path}
-	if src.Path == "" {
-		src = decision.Source{FS: policies.FS}
-	}
-	pol, err := decision.Load(ctx, src, decision.Options{CacheSize: cfg.Policy.DecisionCacheSize})
+	pol, watcher, err := loadPolicy(ctx, cfg.Policy, log)
 	if err != nil {
 		return a, err
 	}
 	a.engine = decision.NewEngine(pol)
+	startPolicyReload(bg, a.engine, watcher, cfg.Policy, reg, log)
 
 	a.keys = token.NewKeySets(token.KeySetsConfig{
 		RefreshInterval:    cfg.JWKS.RefreshInterval.D(),
@@ -302,6 +315,14 @@ func newApp(ctx context.Context, cfg *config.Config, iss *devissuer.Issuer, log 
 	if err != nil {
 		return a, err
 	}
+	auth := api.PEPAuth{MTLS: cfg.Auth.MTLS.ClientCA != "", AllowedSubjects: cfg.Auth.MTLS.AllowedSubjects}
+	for _, k := range cfg.Auth.APIKeys {
+		key, err := api.ParseAPIKey(k.Name, k.SHA256)
+		if err != nil {
+			return a, fmt.Errorf("auth.api_keys: %w", err)
+		}
+		auth.APIKeys = append(auth.APIKeys, key)
+	}
 	var mount func(*echo.Echo)
 	if iss != nil {
 		h := echo.WrapHandler(iss.Handler())
@@ -321,6 +342,8 @@ func newApp(ctx context.Context, cfg *config.Config, iss *devissuer.Issuer, log 
 			return map[string]any{"policy_revision": p.Revision(), "policy_source": p.Source()}
 		},
 		Registry: reg, Logger: log, Mount: mount,
+		Auth:   auth,
+		Limits: api.Limits{RatePerPEP: cfg.Limits.RatePerPEP, RateBurst: cfg.Limits.RateBurst, MaxConcurrent: cfg.Limits.MaxConcurrent},
 	})
 	return a, nil
 }

@@ -55,6 +55,10 @@ type Options struct {
 	Logger   *slog.Logger
 	// Mount adds extra routes (e.g. the dev issuer under /dev/).
 	Mount func(e *echo.Echo)
+	// Auth is how PEPs authenticate to /v1/... (see auth.go); zero: open.
+	Auth PEPAuth
+	// Limits are the per-PEP rate and the concurrency limit of /v1/... (see limits.go).
+	Limits Limits
 }
 
 // Server is the HTTP handler.
@@ -63,6 +67,8 @@ type Server struct {
 	echo    *echo.Echo
 	log     *slog.Logger
 	metrics *metrics
+	auth    *authenticator
+	limits  *limiter
 }
 
 // New builds the handler.
@@ -77,9 +83,12 @@ func New(o Options) *Server {
 		o.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{opts: o, log: o.Logger, metrics: newMetrics(o.Registry)}
+	s.auth = newAuthenticator(o.Auth, o.Registry, o.Logger)
+	s.limits = newLimiter(o.Limits, o.Registry)
 	e := echo.New()
 	e.Logger = o.Logger
-	e.HTTPErrorHandler = s.handleError
+	e.HTTPErrorHandler = s.handleRouteErrors
+	e.Pre(s.guard)
 	e.POST("/v1/decide", s.decide)
 	e.GET(stepup.WellKnownPath, s.metadata)
 	e.GET(stepup.WellKnownPath+"/*", s.metadata)
@@ -140,11 +149,18 @@ func (s *Server) decide(c *echo.Context) error {
 	} else {
 		return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json"}
 	}
+	pep, ok := s.authenticatedPEP(c)
+	if !ok {
+		return s.auth.refuse(r, authMissing)
+	}
+	if r.ContentLength > s.opts.MaxBodyBytes {
+		return &apiError{http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("the body exceeds the limit of %d bytes", s.opts.MaxBodyBytes)}
+	}
 	req, err := readRequest(r.Body, s.opts.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
-	resp, err := s.opts.Core.Decide(r.Context(), req, "")
+	resp, err := s.opts.Core.Decide(r.Context(), req, pep)
 	if err != nil {
 		return err
 	}

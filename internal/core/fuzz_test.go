@@ -1,0 +1,279 @@
+package core_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode"
+
+	"github.com/mcp-pdp/pdp/internal/auditsink"
+	"github.com/mcp-pdp/pdp/internal/core"
+	"github.com/mcp-pdp/pdp/internal/decision"
+	"github.com/mcp-pdp/pdp/internal/devissuer"
+	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
+	"github.com/mcp-pdp/pdp/internal/stepup"
+	"github.com/mcp-pdp/pdp/internal/token"
+	"github.com/mcp-pdp/pdp/policies"
+)
+
+// eventLog keeps the audit events of a fuzz run, JSON-encoded as the sink
+// would publish them.
+type eventLog struct {
+	mu     sync.Mutex
+	events []*auditsink.Event
+	errs   []error
+}
+
+func (l *eventLog) Record(_ context.Context, ev *auditsink.Event) error {
+	_, err := json.Marshal(ev)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, ev)
+	if err != nil {
+		l.errs = append(l.errs, err)
+	}
+	return nil
+}
+
+func (l *eventLog) take() ([]*auditsink.Event, []error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ev, errs := l.events, l.errs
+	l.events, l.errs = nil, nil
+	return ev, errs
+}
+
+type fuzzEnv struct {
+	svc   *core.Service
+	iss   *devissuertest.Server
+	v     *token.Verifier
+	audit *eventLog
+}
+
+// newFuzzEnv is the real core: the default policy, a real verifier against
+// a real (dev) issuer, audit of call arguments with redaction.
+func newFuzzEnv(tb testing.TB) *fuzzEnv {
+	tb.Helper()
+	iss := devissuertest.New(tb, "ES256")
+	pol, err := decision.Load(context.Background(), decision.Source{FS: policies.FS})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	v, err := token.NewVerifier(token.Config{Resource: resource, Issuer: iss.URL, JWKSURI: iss.JWKSURI()},
+		token.NewKeySets(token.KeySetsConfig{}), token.NewCache(1000), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	audit := &eventLog{}
+	s, err := core.New(core.Options{
+		Engine: decision.NewEngine(pol),
+		Resources: []*core.Resource{{URI: resource, Key: "k", Verifier: v,
+			Challenge:      stepup.Resource{URI: resource, MetadataURL: "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"},
+			AuditArguments: true, Redact: []string{"password"}}},
+		Auditor: audit,
+		// Generous: the properties must not depend on the machine's load.
+		DecisionTimeout: 30 * time.Second,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &fuzzEnv{svc: s, iss: iss, v: v, audit: audit}
+}
+
+var outcomes = []string{core.OutcomeAllow, core.OutcomeFiltered, core.OutcomeChallenge, core.OutcomeDeny}
+
+// checkAnswer asserts what every answer of Decide must be: a RequestError
+// (4xx, no audit event) or a well-formed, fail-closed Response with exactly
+// one audit event.
+func (e *fuzzEnv) checkAnswer(t *testing.T, req *core.Request, resp *core.Response, err error) {
+	t.Helper()
+	events, encErrs := e.audit.take()
+	if len(encErrs) > 0 {
+		t.Fatalf("audit event does not encode: %v", encErrs[0])
+	}
+	if err != nil {
+		var re *core.RequestError
+		if !errors.As(err, &re) {
+			t.Fatalf("error %T %v, want *core.RequestError", err, err)
+		}
+		if resp != nil || re.Status < 400 || re.Status > 499 || re.Code == "" || re.Description == "" {
+			t.Fatalf("resp %v, request error %+v", resp, re)
+		}
+		if len(events) != 0 {
+			t.Fatalf("%d audit events for a request error", len(events))
+		}
+		return
+	}
+	if resp == nil {
+		t.Fatal("nil response and nil error")
+	}
+	if len(events) != 1 || events[0].ID != resp.DecisionID || events[0].Outcome != resp.Outcome {
+		t.Fatalf("audit events %+v for decision %s", events, resp.DecisionID)
+	}
+	if resp.DecisionID == "" || !slices.Contains(outcomes, resp.Outcome) || resp.RequiredScopes == nil || resp.MissingScopes == nil {
+		t.Fatalf("malformed response %+v", resp)
+	}
+	switch resp.HTTPStatus {
+	case 200, 400, 401, 403, 503:
+	default:
+		t.Fatalf("http_status %d", resp.HTTPStatus)
+	}
+	if resp.Allow {
+		if (resp.Outcome != core.OutcomeAllow && resp.Outcome != core.OutcomeFiltered) || resp.HTTPStatus != 200 || resp.JSONRPCError != nil || resp.WWWAuthenticate != "" {
+			t.Fatalf("inconsistent allow %+v", resp)
+		}
+	} else if resp.Outcome != core.OutcomeChallenge && resp.Outcome != core.OutcomeDeny {
+		t.Fatalf("deny with outcome %s", resp.Outcome)
+	}
+	if resp.Outcome == core.OutcomeChallenge {
+		if _, err := stepup.ParseChallenges(resp.WWWAuthenticate); err != nil {
+			t.Fatalf("challenge %q does not parse: %v", resp.WWWAuthenticate, err)
+		}
+	}
+	if resp.Outcome == core.OutcomeFiltered && !json.Valid(resp.Result) {
+		t.Fatalf("filtered result is not JSON: %q", resp.Result)
+	}
+	if _, err := json.Marshal(resp); err != nil {
+		t.Fatalf("response does not encode: %v", err)
+	}
+	// A malformed Authorization header never yields an allow.
+	if _, perr := token.ParseAuthorization(req.Authorization); perr != nil && resp.Allow {
+		t.Fatalf("allowed with a malformed Authorization %q", req.Authorization)
+	}
+	// No raw token in what leaves the core.
+	if raw, perr := token.ParseAuthorization(req.Authorization); perr == nil && len(raw) >= 16 {
+		out, _ := json.Marshal(resp)
+		ev, _ := json.Marshal(events[0])
+		if bytes.Contains(out, []byte(raw)) || bytes.Contains(ev, []byte(raw)) {
+			t.Fatal("the token leaks into the answer or the audit event")
+		}
+	}
+}
+
+// FuzzDecide sends random JSON-RPC messages, list results and Authorization
+// values through core.Decide with the real default policy and verifier.
+func FuzzDecide(f *testing.F) {
+	e := newFuzzEnv(f)
+	good := "Bearer " + e.iss.Mint(f, devissuer.MintOptions{Subject: "alice", ClientID: "c", Audience: []string{resource}, Scopes: []string{"qr:generate"}})
+	list := []byte(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`)
+	tools := []byte(`{"tools":[{"name":"ping","inputSchema":{"type":"object"}},{"name":"generate_qr_url","inputSchema":{"type":"object"},"_meta":{"a":1}},{"name":"internal_admin"}],"nextCursor":"x"}`)
+	seeds := []struct {
+		authz   string
+		msg     string
+		result  []byte
+		comment string
+	}{
+		{"", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"lookup_product","arguments":{"gtin":"1"}}}`, nil, "public call"},
+		{good, `{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"generate_qr_url","arguments":{"password":"p","x":{"password":1}}}}`, nil, "allowed call"},
+		{"", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"generate_qr_url"}}`, nil, "step-up"},
+		{good, string(list), tools, "list with token"},
+		{"", string(list), tools, "anonymous list"},
+		{"", `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///etc/passwd"}}`, nil, "resource read"},
+		{"", `{"jsonrpc":"2.0","id":1,"method":"prompts/list"}`, []byte(`{"prompts":[{"name":"p"}]}`), "prompts"},
+		{"", `{"jsonrpc":"2.0","method":"notifications/initialized"}`, nil, "notification"},
+		{"Basic YTpi", `{"jsonrpc":"2.0","id":1,"method":"ping"}`, nil, "basic"},
+		{"Bearer a.b.c", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"lookup_product"}}`, nil, "garbage token"},
+		{"", `[{"jsonrpc":"2.0","id":1,"method":"ping"}]`, nil, "batch"},
+		{"", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[1]}`, nil, "params array"},
+		{"", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":[]}}`, nil, "arguments array"},
+		{"", `{"jsonrpc":"2.0","id":1,"method":"tools/list"}`, []byte(`{"tools":[{"name":1}]}`), "bad list"},
+		{"", `{"jsonrpc":"1.0","id":1,"method":"ping"}`, nil, "jsonrpc 1.0"},
+	}
+	for _, s := range seeds {
+		f.Add(s.authz, []byte(s.msg), s.result)
+	}
+	f.Fuzz(func(t *testing.T, authz string, msg, result []byte) {
+		req := &core.Request{Resource: resource, Authorization: authz, Message: msg, Result: result}
+		resp, err := e.svc.Decide(context.Background(), req, "fuzz")
+		e.checkAnswer(t, req, resp, err)
+	})
+}
+
+// FuzzScopeClaims mints real tokens whose `scope` (string) and `scp`
+// (string or array) claims are fuzzed, and checks the scopes the verifier
+// grants and the decision they lead to.
+func FuzzScopeClaims(f *testing.F) {
+	e := newFuzzEnv(f)
+	for _, s := range []struct {
+		scope, scp string
+		arr        bool
+	}{
+		{"qr:generate", "", false},
+		{"openid  qr:generate\tprofile", "", false},
+		{"", "qr:generate,other", true},
+		{"a b a", "b c", false},
+		{"qr:generate\u00a0admin", "", false},
+		{"qr:generatex", "QR:GENERATE", false},
+		{"\x00qr:generate", "", false},
+		{"", ",,", true},
+	} {
+		f.Add(s.scope, s.scp, s.arr)
+	}
+	f.Fuzz(func(t *testing.T, scope, scp string, arr bool) {
+		if len(scope)+len(scp) > 2048 {
+			t.Skip("token would exceed the size limit")
+		}
+		extra := map[string]any{"scope": scope}
+		var scpVal any = scp
+		if arr {
+			scpVal = strings.Split(scp, ",")
+		}
+		extra["scp"] = scpVal
+		raw := e.iss.Mint(t, devissuer.MintOptions{Subject: "alice", Audience: []string{resource}, Extra: extra})
+		claims, err := e.v.Verify(context.Background(), raw)
+		if err != nil {
+			t.Fatalf("a well-formed token was refused: %v", err)
+		}
+		// What the verifier saw after JSON (invalid UTF-8 becomes U+FFFD).
+		var seen struct {
+			Scope string `json:"scope"`
+			Scp   any    `json:"scp"`
+		}
+		b, _ := json.Marshal(extra)
+		_ = json.Unmarshal(b, &seen)
+		var want []string
+		want = append(want, strings.Fields(seen.Scope)...)
+		switch v := seen.Scp.(type) {
+		case string:
+			want = append(want, strings.Fields(v)...)
+		case []any:
+			for _, x := range v {
+				want = append(want, strings.Fields(x.(string))...)
+			}
+		}
+		var dedup []string
+		for _, s := range want {
+			if !slices.Contains(dedup, s) {
+				dedup = append(dedup, s)
+			}
+		}
+		if !slices.Equal(claims.Scopes, dedup) && (len(claims.Scopes) > 0 || len(dedup) > 0) {
+			t.Fatalf("scopes %q, want %q", claims.Scopes, dedup)
+		}
+		for _, s := range claims.Scopes {
+			if s == "" || strings.IndexFunc(s, unicode.IsSpace) >= 0 {
+				t.Fatalf("scope %q", s)
+			}
+		}
+		// End to end: the step-up tool is allowed iff qr:generate is granted:
+		// directly, through "qr:admin" (the demo catalog's scope_implies) or
+		// through a wildcard from the token ("qr:*", "q*", "*"; see
+		// docs/stepup.md).
+		req := &core.Request{Resource: resource, Authorization: "Bearer " + raw,
+			Message: json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"generate_qr_url"}}`)}
+		resp, err := e.svc.Decide(context.Background(), req, "fuzz")
+		e.checkAnswer(t, req, resp, err)
+		granted := slices.ContainsFunc(dedup, func(s string) bool {
+			return s == "qr:generate" || s == "qr:admin" || (strings.HasSuffix(s, "*") && strings.HasPrefix("qr:generate", strings.TrimSuffix(s, "*")))
+		})
+		if resp.Allow != granted {
+			t.Fatalf("allow=%v with scopes %q", resp.Allow, claims.Scopes)
+		}
+	})
+}
