@@ -79,7 +79,7 @@ func main() {
 	flag.Float64Var(&o.memSlackMB, "mem-slack-mb", 24, "allowed absolute growth (MiB) on top of the relative tolerance")
 	flag.IntVar(&o.goTol, "goroutine-tolerance", 10, "allowed growth of goroutines (and open files) from start to end, both quiesced")
 	flag.Float64Var(&o.maxErrRate, "max-error-rate", 0.001, "allowed fraction of wrong answers and transport errors")
-	flag.Float64Var(&o.bigArgs, "big-args-rate", 0, "extra anonymous calls per second with distinct ~0.5 MB arguments (a memory attack through a legitimate PEP; off by default: see docs/security.md, known issues)")
+	flag.Float64Var(&o.bigArgs, "big-args-rate", 0, "extra anonymous calls per second with distinct ~0.5 MB arguments (a memory attack through a legitimate PEP; see docs/security.md, known issue 1)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (config, logs, NATS store)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

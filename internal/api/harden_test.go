@@ -365,44 +365,77 @@ func TestJWKSMisbehavingThroughAPI(t *testing.T) {
 
 // TestHostileArgumentsDoNotPinMemory: a client (anonymous, through any
 // legitimate PEP) sends calls with large, always different arguments. What
-// the PDP keeps afterwards must not grow with them.
+// the PDP keeps afterwards must not grow with them, whether or not the
+// policy reads the arguments.
 //
-// KNOWN ISSUE, skipped until fixed in internal/decision: the decision cache
-// is bounded by entries (16384), not bytes, and keeps the whole Rego input,
-// arguments included; ~0.8 MiB stays per 0.5 MB request, so a default PDP
-// can be made to hold ~13 GiB. Set PDP_TEST_KNOWN_ISSUES=1 to run it.
+// KNOWN ISSUE for policies that read input.tool.arguments (skipped until
+// fixed in internal/decision): the decision cache weighs a call as one unit
+// whatever the size of its arguments, and keeps the whole input; ~0.8 MiB
+// stays per 0.5 MB request. Set PDP_TEST_KNOWN_ISSUES=1 to run that case.
+// (The default policy does not read arguments: they are left out of its
+// input and cache key.)
 func TestHostileArgumentsDoNotPinMemory(t *testing.T) {
-	if os.Getenv("PDP_TEST_KNOWN_ISSUES") == "" {
-		t.Skip("known issue: the decision cache is not bounded in bytes (see the comment); PDP_TEST_KNOWN_ISSUES=1 runs it")
+	readsArgs := `package mcp.authz
+
+decision := {"allow": true, "reason": "arguments read"} if {
+	count(object.keys(input.tool.arguments)) >= 0
+}
+`
+	tests := []struct {
+		name   string
+		policy string // "" = the default policy
+		known  bool
+	}{
+		{"default policy", "", false},
+		{"policy reading the arguments", readsArgs, true},
 	}
-	e := newHEnv(t, hopts{api: func(o *api.Options) { o.MaxBodyBytes = 1 << 20 }})
-	body := func(i int) []byte {
-		var b strings.Builder
-		b.WriteString(`{"resource":"` + resource + `","message":{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"lookup_product","arguments":{"q":[`)
-		for j := range 5000 {
-			if j > 0 {
-				b.WriteByte(',')
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.known && os.Getenv("PDP_TEST_KNOWN_ISSUES") == "" {
+				t.Skip("known issue: the decision cache does not weigh call arguments (see the comment); PDP_TEST_KNOWN_ISSUES=1 runs it")
 			}
-			fmt.Fprintf(&b, `"%d-%d-%s"`, i, j, strings.Repeat("x", 90))
-		}
-		b.WriteString(`]}}}}`)
-		return []byte(b.String())
-	}
-	heap := func() uint64 {
-		var ms runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&ms)
-		return ms.HeapAlloc
-	}
-	before := heap()
-	const n = 200 // 100 MB of arguments in all
-	for i := range n {
-		if resp, out := e.decide(t, nil, body(i)); resp.StatusCode != 200 || out["allow"] != true {
-			t.Fatalf("request %d: %d %v", i, resp.StatusCode, out)
-		}
-	}
-	if grew := int64(heap()) - int64(before); grew > 32<<20 {
-		t.Fatalf("%d MiB kept after %d calls with distinct 0.5 MB arguments", grew>>20, n)
+			o := hopts{api: func(o *api.Options) { o.MaxBodyBytes = 1 << 20 }}
+			if tc.policy != "" {
+				dir := t.TempDir()
+				if err := os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(tc.policy), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				p, err := decision.Load(context.Background(), decision.Source{Path: dir})
+				if err != nil {
+					t.Fatal(err)
+				}
+				o.core = func(co *core.Options) { co.Engine = decision.NewEngine(p) }
+			}
+			e := newHEnv(t, o)
+			body := func(i int) []byte {
+				var b strings.Builder
+				b.WriteString(`{"resource":"` + resource + `","message":{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"lookup_product","arguments":{"q":[`)
+				for j := range 5000 {
+					if j > 0 {
+						b.WriteByte(',')
+					}
+					fmt.Fprintf(&b, `"%d-%d-%s"`, i, j, strings.Repeat("x", 90))
+				}
+				b.WriteString(`]}}}}`)
+				return []byte(b.String())
+			}
+			heap := func() uint64 {
+				var ms runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&ms)
+				return ms.HeapAlloc
+			}
+			before := heap()
+			const n = 200 // 100 MB of arguments in all
+			for i := range n {
+				if resp, out := e.decide(t, nil, body(i)); resp.StatusCode != 200 || out["allow"] != true {
+					t.Fatalf("request %d: %d %v", i, resp.StatusCode, out)
+				}
+			}
+			if grew := int64(heap()) - int64(before); grew > 32<<20 {
+				t.Fatalf("%d MiB kept after %d calls with distinct 0.5 MB arguments", grew>>20, n)
+			}
+		})
 	}
 }
 
