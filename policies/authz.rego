@@ -52,11 +52,27 @@ longest_prefix(name) := max({p |
 # ---------------------------------------------------------------------------
 # The caller.
 
+# token_scopes: the token's scopes. A scope ending in "*" acts as a wildcard
+# (lib.satisfied) only when the catalog lists it in wildcard_scopes: a token
+# carrying "*" or "mcp:*" is not granted everything just because its
+# authorization server wrote that string.
+token_scopes contains s if {
+	some s in input.token.scopes
+	not endswith(s, "*")
+}
+
+token_scopes contains s if {
+	some s in input.token.scopes
+	endswith(s, "*")
+	s in object.get(catalog, "wildcard_scopes", [])
+}
+
 # granted: the token's scopes plus every scope they imply (scope_implies).
-granted := lib.expand(input.token.scopes, catalog.scope_implies) if {
+# Implied scopes come from data, so wildcards among them are honoured.
+granted := lib.expand(token_scopes, catalog.scope_implies) if {
 	input.token.present
 	count(catalog.scope_implies) > 0
-} else := {s | some s in input.token.scopes}
+} else := token_scopes
 
 caller_roles := lib.claim_values(input.token.claims, "roles") | lib.claim_values(input.token.claims, "groups")
 

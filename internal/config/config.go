@@ -509,15 +509,17 @@ func (c *Config) Validate() error {
 			bad("policy.path", "%q is not a valid URL", c.Policy.Path)
 		}
 	}
-	names := map[string]bool{}
+	// Two keys may share a name: that is how a PEP's key is rotated.
+	hashes := map[string]bool{}
 	for i, k := range c.Auth.APIKeys {
 		key := fmt.Sprintf("auth.api_keys[%d]", i)
 		if k.Name == "" {
 			bad(key+".name", "required: the PEP's name, used in audit events")
-		} else if names[k.Name] {
-			bad(key+".name", "%q is used twice", k.Name)
 		}
-		names[k.Name] = true
+		if hashes[strings.ToLower(k.SHA256)] {
+			bad(key+".sha256", "the same key is listed twice")
+		}
+		hashes[strings.ToLower(k.SHA256)] = true
 		if len(k.SHA256) != 64 || strings.Trim(strings.ToLower(k.SHA256), "0123456789abcdef") != "" {
 			bad(key+".sha256", "must be the 64 hex digits of sha256(key); create one with `pdp apikey --name %s`", k.Name)
 		}

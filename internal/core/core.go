@@ -101,7 +101,7 @@ func New(o Options) (*Service, error) {
 		s.resources[r.URI] = r
 	}
 	s.ids.New = func() any { return nuid.New() }
-	s.tokens = newTokenMemo(10000)
+	s.tokens = newTokenMemo(2048)
 	return s, nil
 }
 

@@ -10,7 +10,8 @@ import (
 // tokenMemo remembers the policy view of verified tokens. The verified-token
 // cache hands out the same *token.Claims for the same token, so building the
 // Rego value of its claims once per token (not once per request) saves most
-// of the input construction. Bounded: when full it starts over.
+// of the input construction. Bounded: when full, one entry (chosen by map
+// order, effectively at random) makes room, so memory stays level.
 type tokenMemo struct {
 	mu  sync.Mutex
 	m   map[*token.Claims]*decision.Token
@@ -33,8 +34,11 @@ func (t *tokenMemo) get(c *token.Claims) (*decision.Token, error) {
 		return nil, err
 	}
 	t.mu.Lock()
-	if len(t.m) >= t.max {
-		clear(t.m)
+	for k := range t.m {
+		if len(t.m) < t.max {
+			break
+		}
+		delete(t.m, k)
 	}
 	t.m[c] = v
 	t.mu.Unlock()

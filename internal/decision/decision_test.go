@@ -125,6 +125,7 @@ mcp:
   catalogs:
     ops:
       unknown: {access: public}
+      wildcard_scopes: ["mcp:tools:*"]
       scope_implies:
         "repo:write": ["repo:read"]
       tools:
@@ -165,6 +166,8 @@ deny contains "amount exceeds 100" if {
 		{"restricted via implied scope", call("tools/call", "read_repo", writer), true, true},
 		{"wildcard scope and role", call("tools/call", "deploy", wild), true, true},
 		{"wildcard scope without role", call("tools/call", "deploy", wildNoRole), false, false},
+		{"token wildcard not listed in the catalog", call("tools/call", "read_repo", mustToken(t, "u", "c", []string{"*"}, nil)), false, false},
+		{"token wildcard of another prefix", call("tools/call", "read_repo", mustToken(t, "u", "c", []string{"repo:*"}, nil)), false, false},
 		{"unknown is public here", call("tools/call", "whatever", nil), true, true},
 		{"argument within limit", withArgs(call("tools/call", "transfer", payer), args(50)), true, true},
 		{"argument over limit", withArgs(call("tools/call", "transfer", payer), args(500)), false, true},

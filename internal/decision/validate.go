@@ -32,7 +32,7 @@ var AccessClasses = []string{"public", "step_up", "restricted", "deny"}
 
 var (
 	mcpKeys     = []string{"default_catalog", "resources", "revoked", "hidden", "catalogs"}
-	catalogKeys = []string{"unknown", "scope_implies", "tools", "prompts", "resources", "resource_templates", "methods"}
+	catalogKeys = []string{"unknown", "scope_implies", "wildcard_scopes", "tools", "prompts", "resources", "resource_templates", "methods"}
 	entryKeys   = []string{"access", "scopes", "roles", "clients"}
 	sectionKeys = []string{"tools", "prompts", "resources", "resource_templates", "methods"}
 )

@@ -125,9 +125,14 @@ func scopesOf(m map[string]any) ([]string, *Error) {
 	return dedup(out), nil
 }
 
+// appendFields splits a scope string on spaces only (RFC 6749 §3.3:
+// scope-tokens are separated by %x20); other whitespace stays part of a
+// token, which then matches no configured scope.
 func appendFields(out []string, s string) []string {
-	for f := range strings.FieldsSeq(s) {
-		out = append(out, f)
+	for f := range strings.SplitSeq(s, " ") {
+		if f != "" {
+			out = append(out, f)
+		}
 	}
 	return out
 }

@@ -119,7 +119,9 @@ func NewKeySets(cfg KeySetsConfig) *KeySets {
 	}
 	client := cfg.HTTPClient
 	if client == nil {
-		client = &http.Client{}
+		// No redirects: a JWKS or metadata URL answers itself. A redirect
+		// is a failed fetch, so an endpoint cannot send the PDP elsewhere.
+		client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	return &KeySets{
 		cfg:    cfg,

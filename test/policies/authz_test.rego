@@ -107,3 +107,10 @@ test_resource_with_own_catalog if {
 	not d.allow
 	not d.visible
 }
+
+test_token_wildcard_needs_catalog_listing if {
+	not authz.decision.allow with input as call("generate_qr_url", token(["*"]))
+	not authz.decision.allow with input as call("generate_qr_url", token(["qr:*"]))
+	authz.decision.allow with input as call("generate_qr_url", token(["qr:*"]))
+		with data.mcp.catalogs.demo.wildcard_scopes as ["qr:*"]
+}
