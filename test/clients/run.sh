@@ -133,5 +133,7 @@ passed=$(grep -Eo '^ℹ pass [0-9]+' "$tmp/test.log" | grep -Eo '[0-9]+' || echo
 failed=$(grep -Eo '^ℹ fail [0-9]+' "$tmp/test.log" | grep -Eo '[0-9]+' || echo 0)
 todo=$(grep -Eo '^ℹ todo [0-9]+' "$tmp/test.log" | grep -Eo '[0-9]+' || echo 0)
 if [[ $rc -ne 0 && "$failed" == 0 ]]; then failed=1; fi
-echo "client tests: $passed passed, $failed failed, $todo todo (known issues, see stepup.test.mjs)"
+if [[ "$todo" != 0 ]]; then echo "($todo todo: known issues, see stepup.test.mjs)"; fi
+# The closing line, in the plain form CI reads.
+echo "clients: $passed passed, $failed failed"
 exit $rc
