@@ -43,11 +43,17 @@ entry_for(name) := e if {
 } else := unknown_entry
 
 longest_prefix(name) := max({p |
-	some k, _ in section
-	endswith(k, "*")
-	p := trim_suffix(k, "*")
+	some p in prefix_keys
 	startswith(name, p)
 })
+
+# prefix_keys are the "prefix*" keys of the section, without the star:
+# computed once per evaluation, so an unknown name costs a scan of the
+# (usually empty) prefix keys, not of the whole catalog.
+prefix_keys contains trim_suffix(k, "*") if {
+	some k, _ in section
+	endswith(k, "*")
+}
 
 # ---------------------------------------------------------------------------
 # The caller.

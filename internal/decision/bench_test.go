@@ -9,6 +9,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/rego"
 
 	"github.com/mcp-pdp/pdp/internal/decision"
+	"github.com/mcp-pdp/pdp/policies"
 )
 
 // BenchmarkBarePreparedEval is the floor: the prepared OPA query of the
@@ -51,6 +52,31 @@ func BenchmarkDecideCall(b *testing.B) {
 // BenchmarkDecideList is one evaluation over a list of n tools.
 func BenchmarkDecideList(b *testing.B) {
 	p := loadDefault(b)
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("tools=%d", n), func(b *testing.B) {
+			in := &decision.Input{Resource: resource, Method: "tools/list", Class: decision.ClassifyMethod("tools/list")}
+			for i := range n {
+				in.Items = append(in.Items, decision.Item{Name: fmt.Sprintf("tool_%d", i)})
+			}
+			in.Items[0].Name = "ping"
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := p.Decide(ctx, in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDecideListUncached is one evaluation over n tools with the
+// decision cache off: the cost of a list the PDP has not seen before.
+func BenchmarkDecideListUncached(b *testing.B) {
+	p, err := decision.Load(context.Background(), decision.Source{FS: policies.FS}, decision.Options{CacheSize: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, n := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("tools=%d", n), func(b *testing.B) {
 			in := &decision.Input{Resource: resource, Method: "tools/list", Class: decision.ClassifyMethod("tools/list")}
