@@ -55,8 +55,8 @@ func runAPIKey(_ context.Context, args []string, stdout, stderr io.Writer) int {
 # Give the key above to the PEP %q; it sends it as
 #   Authorization: Bearer <key>   or   X-PDP-API-Key: <key>
 # Add this to the PDP configuration under auth.api_keys. To rotate a key, add
-# the new one next to the old one (config names are unique, e.g. "gw" and
-# "gw-next"), switch the PEP over, then remove the old entry.
+# the new one next to the old one under the same name, switch the PEP over,
+# then remove the old entry.
 auth:
   api_keys:
     - name: %s

@@ -144,7 +144,8 @@ type Policy struct {
 	PollInterval *Duration `yaml:"poll_interval"`
 	// Verification requires bundles signed with this key (OPA bundle signing).
 	Verification Verification `yaml:"verification"`
-	// DecisionCacheSize bounds the decision cache (0 = default 16384, -1 = off).
+	// DecisionCacheSize bounds the decision cache in weight units, one per
+	// decision plus one per list item (0 = default 65536, -1 = off).
 	DecisionCacheSize int `yaml:"decision_cache_size"`
 }
 
@@ -178,7 +179,7 @@ type Limits struct {
 	// MaxConcurrent bounds /v1/decide requests in progress; more get 503 (default 1024).
 	MaxConcurrent int `yaml:"max_concurrent"`
 	// RatePerPEP is the sustained requests/second allowed per authenticated
-	// PEP (0 = unlimited); RateBurst the burst (default = RatePerPEP). Over it: 429.
+	// PEP (0 = unlimited); RateBurst the burst (default = RatePerPEP + 1). Over it: 429.
 	RatePerPEP float64 `yaml:"rate_per_pep"`
 	RateBurst  int     `yaml:"rate_burst"`
 }
@@ -495,8 +496,11 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxConcurrent < 0 {
 		bad("limits.max_concurrent", "must not be negative")
 	}
-	if c.Limits.RatePerPEP < 0 || c.Limits.RateBurst < 0 {
+	if c.Limits.RatePerPEP < 0 {
 		bad("limits.rate_per_pep", "must not be negative (0 = unlimited)")
+	}
+	if c.Limits.RateBurst < 0 {
+		bad("limits.rate_burst", "must not be negative")
 	}
 	if c.Policy.PollInterval != nil && *c.Policy.PollInterval < 0 {
 		bad("policy.poll_interval", "must not be negative (0s disables reloading)")
