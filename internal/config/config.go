@@ -145,7 +145,7 @@ type Policy struct {
 	// Verification requires bundles signed with this key (OPA bundle signing).
 	Verification Verification `yaml:"verification"`
 	// DecisionCacheSize bounds the decision cache in weight units, one per
-	// decision plus one per list item (0 = default 65536, -1 = off).
+	// decision, one per list item, eight per token (0 = default 16384, -1 = off).
 	DecisionCacheSize int `yaml:"decision_cache_size"`
 }
 

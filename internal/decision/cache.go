@@ -16,9 +16,13 @@ import (
 
 const cacheShards = 16
 
+// tokenWeight is the weight of a token's claims in a cache entry.
+const tokenWeight = 8
+
 // The cache is bounded by weight, not entries: an entry weighs one unit
-// plus one per list item, so a few large tools/list inputs cannot hold
-// more memory than many small calls (roughly 200-500 bytes per unit).
+// plus one per list item plus tokenWeight when a token is present, so a
+// few large tools/list inputs or many one-off tokens cannot hold more
+// memory than intended (roughly 200-1000 bytes per unit).
 type resultCache struct {
 	shards  [cacheShards]cacheShard
 	perMax  int // weight units per shard

@@ -89,7 +89,14 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 		return nil, err
 	}
 	if p.cache != nil {
-		p.cache.put(h, v, res, 1+len(in.Items))
+		// Weight: one unit, one per list item, and tokenWeight for the
+		// token's claims, so that a stream of one-off tokens cannot fill
+		// memory with entries that will never be hit again.
+		w := 1 + len(in.Items)
+		if in.Token != nil {
+			w += tokenWeight
+		}
+		p.cache.put(h, v, res, w)
 	}
 	return res, nil
 }

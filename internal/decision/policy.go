@@ -96,8 +96,8 @@ func ReadBundle(src Source) (*bundle.Bundle, error) {
 
 // Options tune a prepared policy.
 type Options struct {
-	// CacheSize bounds the decision cache in weight units (one per decision
-	// plus one per list item); 0 = DefaultCacheSize,
+	// CacheSize bounds the decision cache in weight units (one per decision,
+	// one per list item, eight per token); 0 = DefaultCacheSize,
 	// negative disables it. The cache is only used when the policy is
 	// deterministic (see Policy.Deterministic).
 	CacheSize int
@@ -110,8 +110,8 @@ type Options struct {
 }
 
 // DefaultCacheSize is the decision cache size when Options.CacheSize is 0,
-// in weight units (one per decision plus one per list item).
-const DefaultCacheSize = 65536
+// in weight units (one per decision, one per list item, eight per token).
+const DefaultCacheSize = 16384
 
 // Load reads, compiles and prepares the policy at src.
 func Load(ctx context.Context, src Source, opts ...Options) (*Policy, error) {
