@@ -1,6 +1,7 @@
 // Command pdpprof serves mcp-pdp's /v1/decide exactly as `pdp serve
 // --config` wires it (the same packages: internal/decision, token, core,
-// api; audit off) and adds net/http/pprof under /debug/pprof/, so that the
+// api, and with audit.enabled the async audit sink on an embedded NATS
+// JetStream) and adds net/http/pprof under /debug/pprof/, so that the
 // load benchmark can take a CPU profile of the decision path under load
 // (make loadbench-profile). It is a benchmark fixture, not part of the
 // product: keep its wiring in step with cmd/pdp/serve.go newApp.
@@ -17,20 +18,24 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcp-pdp/pdp/internal/api"
+	"github.com/mcp-pdp/pdp/internal/auditsink"
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/core"
 	"github.com/mcp-pdp/pdp/internal/decision"
+	"github.com/mcp-pdp/pdp/internal/natsembed"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/internal/token"
 )
 
 func main() {
-	cfgPath := flag.String("config", "", "mcp-pdp configuration file (audit is ignored: always off here)")
+	cfgPath := flag.String("config", "", "mcp-pdp configuration file (audit: only the embedded NATS is supported here)")
 	flag.Parse()
 	if err := run(*cfgPath); err != nil {
 		fmt.Fprintln(os.Stderr, "pdpprof:", err)
@@ -85,7 +90,16 @@ func run(cfgPath string) error {
 			Challenge: stepup.Resource{URI: r.URI, MetadataURL: md, Strategy: stepup.Strategy(r.ChallengeScopes), ScopesSupported: r.ScopesSupported},
 		})
 	}
-	svc, err := core.New(core.Options{Engine: engine, Resources: resources, DecisionTimeout: cfg.Limits.DecisionTimeout.D(), Logger: log})
+	var auditor core.Auditor
+	if cfg.Audit.IsEnabled() {
+		sink, closeAudit, err := startAudit(ctx, cfg, log)
+		if err != nil {
+			return err
+		}
+		defer closeAudit()
+		auditor = sink
+	}
+	svc, err := core.New(core.Options{Engine: engine, Resources: resources, Auditor: auditor, DecisionTimeout: cfg.Limits.DecisionTimeout.D(), Logger: log})
 	if err != nil {
 		return err
 	}
@@ -114,4 +128,43 @@ func run(cfgPath string) error {
 		return err
 	}
 	return nil
+}
+
+// startAudit is cmd/pdp/serve.go startAudit for an embedded NATS.
+func startAudit(ctx context.Context, cfg *config.Config, log *slog.Logger) (*auditsink.Sink, func(), error) {
+	ac := cfg.Audit
+	if ac.NATS.URL != "embedded" {
+		return nil, nil, fmt.Errorf("audit.nats.url: only \"embedded\" is supported by pdpprof")
+	}
+	ns, err := natsembed.Start(ctx, natsembed.Options{StoreDir: filepath.Join(cfg.DataDir, "nats"), Port: natsembed.RandomPort, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := auditsink.Connect(ctx, ns.ClientURL(), auditsink.ConnectOptions{Name: "pdpprof", RetryOnFailedConnect: true, Logger: log})
+	if err != nil {
+		ns.Shutdown()
+		return nil, nil, err
+	}
+	spool := ac.SpoolDir
+	if spool == "" {
+		spool = filepath.Join(cfg.DataDir, "spool")
+	}
+	sink, err := auditsink.New(ctx, auditsink.Config{
+		Enabled: true, Mode: ac.Mode, OnFailure: ac.OnFailure,
+		Stream: ac.Stream, SubjectPrefix: ac.SubjectPrefix, Replicas: ac.Replicas,
+		MaxAge: ac.MaxAge.D(), DuplicateWindow: ac.DuplicateWindow.D(), QueueSize: ac.QueueSize,
+		SpoolDir: spool, PDP: cfg.Instance, Logger: log, Registerer: prometheus.NewRegistry(),
+	}, nc)
+	if err != nil {
+		nc.Close()
+		ns.Shutdown()
+		return nil, nil, err
+	}
+	return sink, func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = sink.Close(cctx)
+		nc.Close()
+		ns.Shutdown()
+	}, nil
 }

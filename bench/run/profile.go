@@ -28,19 +28,21 @@ func (b *bench) profile(ctx context.Context) error {
 	for _, sc := range []struct {
 		key  string
 		body fixture.Body
+		mode pdpMode
 	}{
-		{"session", fixture.CallBody(fixture.PDP, fixture.ProtectedTool, fixture.Same(b.session), true)},
-		{"session-same", fixture.CallBody(fixture.PDP, fixture.ProtectedTool, fixture.Same(b.session), false)},
-		{"fresh", fixture.CallBody(fixture.PDP, fixture.ProtectedTool, fixture.Cycle(b.pool, new(atomic.Uint64)), true)},
-		{"list", fixture.ListBody(fixture.PDP, b.opts.listSize, fixture.Same(b.session), true)},
+		{"session", fixture.CallBody(fixture.PDP, fixture.ProtectedTool, fixture.Same(b.session), true), pdpDefault},
+		{"session-same", fixture.CallBody(fixture.PDP, fixture.ProtectedTool, fixture.Same(b.session), false), pdpDefault},
+		{"fresh", fixture.CallBody(fixture.PDP, fixture.ProtectedTool, fixture.Cycle(b.pool, new(atomic.Uint64)), true), pdpDefault},
+		{"list", fixture.ListBody(fixture.PDP, b.opts.listSize, fixture.Same(b.session), true), pdpDefault},
+		{"session+audit", fixture.CallBody(fixture.PDP, fixture.ProtectedTool, fixture.Same(b.session), true), pdpAudit},
 	} {
 		// A fresh process per workload: one's decision cache and heap do not
 		// weigh on the next.
-		s, err := b.startPDPBinary(ctx, "pdpprof-"+sc.key, b.bins.pdpprof, b.opts.catalog, pdpDefault, false)
+		s, err := b.startPDPBinary(ctx, "pdpprof-"+strings.ReplaceAll(sc.key, "+", "-"), b.bins.pdpprof, b.opts.catalog, sc.mode, false)
 		if err != nil {
 			return err
 		}
-		file := filepath.Join(b.opts.outDir, fmt.Sprintf("%s-profile-%s.pprof", stamp, sc.key))
+		file := filepath.Join(b.opts.outDir, fmt.Sprintf("%s-profile-%s.pprof", stamp, strings.ReplaceAll(sc.key, "+", "-")))
 		secs := int(b.opts.profileFor.Seconds())
 		if secs < 1 {
 			secs = 1
@@ -140,6 +142,9 @@ var categoryRules = []struct{ name, prefix string }{
 	{"token verification (crypto, jwx)", "math/big"},
 	{"token verification (crypto, jwx)", "github.com/lestrrat-go/"},
 	{"mcp-pdp's own code", "github.com/mcp-pdp/"},
+	{"audit (NATS client and server, JetStream)", "github.com/nats-io/"},
+	{"audit (NATS client and server, JetStream)", "github.com/klauspost/"},
+	{"audit (NATS client and server, JetStream)", "github.com/minio/highwayhash"},
 	{"syscalls (loopback I/O)", "internal/runtime/syscall"},
 	{"syscalls (loopback I/O)", "syscall."},
 	{"HTTP, JSON, echo", "net/"},

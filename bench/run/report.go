@@ -276,6 +276,9 @@ func (r *report) markdown() string {
 			h, m := a.metrics["pdp_token_cache_hits_total"], a.metrics["pdp_token_cache_misses_total"]
 			if h+m > 0 {
 				p("Fresh-token rows: mcp-pdp's verified-token cache answered %.1f%% of lookups (%.0f hits, %.0f misses, warm-up included).\n", 100*h/(h+m), h, m)
+				if h > 0.01*(h+m) {
+					p("**The token pool (-pool %d) wrapped around: these fresh-token rows are not a cache-miss measurement; use a larger -pool.**\n", o.poolSize)
+				}
 			}
 		}
 		var gens []string
@@ -293,7 +296,7 @@ func (r *report) markdown() string {
 	r.seriesMarkdown(p)
 	if len(r.profile) > 0 {
 		p("## CPU profile of the decision path under load\n\n")
-		p("bench/pdpprof serves /v1/decide with the same packages and wiring as `pdp serve` plus net/http/pprof (a fresh process per workload), %d connections, audit off. "+
+		p("bench/pdpprof serves /v1/decide with the same packages and wiring as `pdp serve` plus net/http/pprof (a fresh process per workload), %d connections, audit off except in *session+audit* (async, embedded NATS in the same process). "+
 			"Where the server's CPU goes, by the package of the function that burns it (flat samples: Rego's deep stacks are truncated by the profiler, so cumulative figures under net/http undercount it); "+
 			"µs/decision is the share times the measured CPU/decision.\n\n", slices.Max(o.conns))
 		p("%s", "| | "+strings.Join(func() []string {
