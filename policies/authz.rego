@@ -16,10 +16,14 @@ import data.mcp.lib
 # ---------------------------------------------------------------------------
 # Catalog selection: data.mcp.resources[<resource URI>].catalog names the
 # catalog of a resource; resources without one use data.mcp.default_catalog.
+# The hot path never materializes a catalog: it looks entries up by
+# reference (data.mcp.catalogs[name].tools[tool]), a few map lookups.
 
-catalog := c if {
-	c := data.mcp.catalogs[data.mcp.resources[input.resource].catalog]
-} else := data.mcp.catalogs[data.mcp.default_catalog]
+catalog_name := n if {
+	n := data.mcp.resources[input.resource].catalog
+} else := data.mcp.default_catalog
+
+catalog := data.mcp.catalogs[catalog_name]
 
 sections := {
 	"tool": "tools",
@@ -28,17 +32,25 @@ sections := {
 	"resource_template": "resource_templates",
 }
 
-section := object.get(catalog, sections[input.kind], {})
+section := s if {
+	s := data.mcp.catalogs[catalog_name][sections[input.kind]]
+} else := {}
 
 # An unknown name gets the catalog's "unknown" entry: denied and hidden
 # unless the catalog says otherwise.
-unknown_entry := object.get(catalog, "unknown", {"access": "deny"})
+unknown_entry := e if {
+	e := data.mcp.catalogs[catalog_name].unknown
+} else := {"access": "deny"}
 
 # entry_for finds the catalog entry of a name: the exact key, else the
 # longest "prefix*" key that matches (useful for resource URIs), else unknown.
 entry_for(name) := e if {
 	e := section[name]
-} else := e if {
+} else := fallback_entry(name)
+
+# fallback_entry is the entry of a name without an exact key.
+fallback_entry(name) := e if {
+	count(prefix_keys) > 0
 	e := section[concat("", [longest_prefix(name), "*"])]
 } else := unknown_entry
 
@@ -48,9 +60,8 @@ longest_prefix(name) := max({p |
 })
 
 # prefix_keys are the "prefix*" keys of the section, without the star:
-# computed once per evaluation, so an unknown name costs a scan of the
-# (usually empty) prefix keys, not of the whole catalog.
-prefix_keys contains trim_suffix(k, "*") if {
+# computed once per evaluation and only when a name has no exact key.
+prefix_keys := {trim_suffix(k, "*") |
 	some k, _ in section
 	endswith(k, "*")
 }
@@ -62,25 +73,55 @@ prefix_keys contains trim_suffix(k, "*") if {
 # (lib.satisfied) only when the catalog lists it in wildcard_scopes: a token
 # carrying "*" or "mcp:*" is not granted everything just because its
 # authorization server wrote that string.
-token_scopes contains s if {
+token_scopes := {s |
 	some s in input.token.scopes
 	not endswith(s, "*")
-}
-
-token_scopes contains s if {
+} | {s |
 	some s in input.token.scopes
 	endswith(s, "*")
-	s in object.get(catalog, "wildcard_scopes", [])
+	s in data.mcp.catalogs[catalog_name].wildcard_scopes
 }
+
+scope_implies := m if {
+	m := data.mcp.catalogs[catalog_name].scope_implies
+	count(m) > 0
+} else := {}
 
 # granted: the token's scopes plus every scope they imply (scope_implies).
 # Implied scopes come from data, so wildcards among them are honoured.
-granted := lib.expand(token_scopes, catalog.scope_implies) if {
+# The expansion runs only when a token scope implies others.
+granted := lib.expand(token_scopes, scope_implies) if {
 	input.token.present
-	count(catalog.scope_implies) > 0
+	some s in token_scopes
+	scope_implies[s]
 } else := token_scopes
 
-caller_roles := lib.claim_values(input.token.claims, "roles") | lib.claim_values(input.token.claims, "groups")
+# granted_prefixes are the granted wildcards without their star.
+granted_prefixes := {trim_suffix(w, "*") |
+	some w in granted
+	endswith(w, "*")
+}
+
+# has_scope: granted directly or through a granted wildcard (lib.satisfied).
+has_scope(s) if granted[s]
+
+has_scope(s) if {
+	some p in granted_prefixes
+	startswith(s, p)
+}
+
+# caller_roles: the token's "roles" and "groups" claims (arrays or
+# space-separated strings). Claims are read by name: the PDP then leaves
+# the claims no rule reads out of the input (docs/policy.md, "Claims").
+caller_roles := lib.values(roles_claim) | lib.values(groups_claim)
+
+roles_claim := v if v := input.token.claims.roles
+
+else := null
+
+groups_claim := v if v := input.token.claims.groups
+
+else := null
 
 # ---------------------------------------------------------------------------
 # Access classes of catalog entries:
@@ -92,14 +133,22 @@ caller_roles := lib.claim_values(input.token.claims, "roles") | lib.claim_values
 
 required(e) := [] if e.access == "public"
 
-else := object.get(e, "scopes", [])
+else := s if s := e.scopes
+
+else := []
 
 open_classes := {"public": true, "step_up": true}
 
 entitled(e) if {
 	input.token.present
-	every s in object.get(e, "scopes", []) {
-		lib.satisfied(s, granted)
+	not e.scopes
+	roles_ok(e)
+}
+
+entitled(e) if {
+	input.token.present
+	every s in e.scopes {
+		has_scope(s)
 	}
 	roles_ok(e)
 }
@@ -108,7 +157,7 @@ roles_ok(e) if not e.roles
 
 roles_ok(e) if {
 	some r in e.roles
-	r in caller_roles
+	caller_roles[r]
 }
 
 clients_ok(e) if not e.clients
@@ -185,9 +234,14 @@ decision := {
 
 # The entry deciding a single-target operation; other methods are looked up
 # in the catalog's "methods" section.
-target_entry := entry_for(input.target.name) if input.operation == "call"
-
-else := object.get(catalog, ["methods", input.method], {"access": "deny"})
+target_entry := e if {
+	input.operation == "call"
+	e := section[input.target.name]
+} else := fallback_entry(input.target.name) if {
+	input.operation == "call"
+} else := e if {
+	e := data.mcp.catalogs[catalog_name].methods[input.method]
+} else := {"access": "deny"}
 
 target_name := input.target.name if input.operation == "call"
 
@@ -195,7 +249,10 @@ else := input.method
 
 target_required := sort(required(target_entry))
 
-target_missing := lib.missing(target_required, granted)
+# An allowed target misses nothing (allowed implies every scope is held).
+target_missing := [] if target_allowed
+
+else := lib.missing(target_required, granted)
 
 target_visible if {
 	visible(target_entry)
@@ -218,10 +275,9 @@ target_reason := "hidden from this caller" if not target_visible
 
 else := concat("; ", sort(deny)) if count(deny) > 0
 
-else := "authorization required" if {
-	not input.token.present
-	not allowed(target_entry)
-}
+else := concat("", [target_entry.access, " access"]) if target_allowed
+
+else := "authorization required" if not input.token.present
 
 else := concat("", ["missing scopes: ", concat(" ", target_missing)]) if count(target_missing) > 0
 
@@ -241,9 +297,37 @@ decision := {
 	"items": visible_items,
 } if input.operation == "list"
 
-visible_items[item.name] := e if {
-	some item in input.items
-	e := entry_for(item.name)
+list_names := [item.name | some item in input.items]
+
+# The entries of the listed names that have an exact key, taken from the
+# catalog in one built-in call.
+listed_entries := object.filter(section, list_names)
+
+# Entries are decided once per distinct entry, not once per item: a catalog
+# repeats a few shapes ({"access": "public"}, ...).
+visible_entries := {e |
+	some e in {e | some _, e in listed_entries}
 	visible(e)
-	not hide[item.name]
 }
+
+visible_listed := {name: e |
+	some name, e in listed_entries
+	visible_entries[e]
+}
+
+# Names without an exact key are decided one by one, and only when a
+# "prefix*" key or a visible "unknown" entry can make one visible.
+visible_fallback := {name: e |
+	count(listed_entries) < count(list_names)
+	fallback_may_show
+	some name in list_names
+	not section[name]
+	e := fallback_entry(name)
+	visible(e)
+}
+
+fallback_may_show if count(prefix_keys) > 0
+
+fallback_may_show if visible(unknown_entry)
+
+visible_items := object.remove(object.union(visible_listed, visible_fallback), hide)

@@ -94,3 +94,72 @@ func BenchmarkDecideListUncached(b *testing.B) {
 		})
 	}
 }
+
+// bigCatalogPolicy is the default policy with n extra tools in the demo
+// catalog, a mix of the access classes (every 10th restricted, every 3rd
+// step_up, the rest public), decision cache off.
+func bigCatalogPolicy(b *testing.B, n int) (*decision.Policy, []decision.Item) {
+	b.Helper()
+	bu, err := decision.ReadBundle(decision.Source{FS: policies.FS})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tools := bu.Data["mcp"].(map[string]any)["catalogs"].(map[string]any)["demo"].(map[string]any)["tools"].(map[string]any)
+	var items []decision.Item
+	for i := range n {
+		name := fmt.Sprintf("tool_%d", i)
+		switch {
+		case i%10 == 0:
+			tools[name] = map[string]any{"access": "restricted", "scopes": []any{"qr:generate"}}
+		case i%3 == 0:
+			tools[name] = map[string]any{"access": "step_up", "scopes": []any{"qr:generate"}}
+		default:
+			tools[name] = map[string]any{"access": "public"}
+		}
+		items = append(items, decision.Item{Name: name})
+	}
+	p, err := decision.Prepare(context.Background(), bu, "bench", decision.Options{CacheSize: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p, items
+}
+
+// BenchmarkDecideUncached is Policy.Decide with the decision cache off: the
+// full cost of a decision the PDP has not seen before (a fresh token, a
+// first call), against a catalog of 1000 tools.
+func BenchmarkDecideUncached(b *testing.B) {
+	p, items := bigCatalogPolicy(b, 1000)
+	tok := mustToken(b, "alice", "demo", []string{"qr:generate"}, map[string]any{"sub": "alice"})
+	ctx := context.Background()
+	b.Run("call", func(b *testing.B) {
+		in := call("tools/call", "generate_qr_url", tok)
+		b.ReportAllocs()
+		for b.Loop() {
+			if r, err := p.Decide(ctx, in); err != nil || !r.Allow {
+				b.Fatal(r, err)
+			}
+		}
+	})
+	b.Run("call-anonymous", func(b *testing.B) {
+		in := call("tools/call", "generate_qr_url", nil)
+		b.ReportAllocs()
+		for b.Loop() {
+			if r, err := p.Decide(ctx, in); err != nil || r.Allow {
+				b.Fatal(r, err)
+			}
+		}
+	})
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("list-known=%d", n), func(b *testing.B) {
+			in := &decision.Input{Resource: resource, Method: "tools/list", Class: decision.ClassifyMethod("tools/list"), Token: tok, Items: items[:n]}
+			b.ReportAllocs()
+			for b.Loop() {
+				r, err := p.Decide(ctx, in)
+				if err != nil || len(r.Items) != n {
+					b.Fatal(len(r.Items), err)
+				}
+			}
+		})
+	}
+}

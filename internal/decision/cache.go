@@ -1,6 +1,8 @@
 package decision
 
 import (
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -206,4 +208,98 @@ func refReadsArguments(r ast.Ref) bool {
 	}
 	f, ok := r[2].Value.(ast.String)
 	return !ok || f == "arguments"
+}
+
+// ReadClaims reports which token claims the policy's rules can read: all
+// (true, nil) or only the named ones (false, names). Unread claims are left
+// out of input.token.claims.
+func (p *Policy) ReadClaims() (all bool, names []string) {
+	if p.claimKeys == nil {
+		return true, nil
+	}
+	for _, k := range p.claimKeys.names {
+		names = append(names, string(k.Value.(ast.String)))
+	}
+	return false, names
+}
+
+// claimKeys is the set of claim names a policy reads, as Rego string terms.
+type claimKeys struct {
+	names []*ast.Term
+}
+
+// claimsRead is a conservative static check over the modules: it returns
+// the claims a rule can read through input.token.claims.<name>, or nil when
+// a rule may read any claim: an import of input, input, input.token or
+// input.token.claims as a value (passed to a function, iterated, walked),
+// or a dynamic key at any of those levels.
+func claimsRead(modules []*ast.Module) *claimKeys {
+	all := false
+	names := map[string]bool{}
+	for _, m := range modules {
+		for _, imp := range m.Imports {
+			if r, ok := imp.Path.Value.(ast.Ref); ok && r.HasPrefix(ast.InputRootRef) {
+				return nil
+			}
+		}
+		ast.NewGenericVisitor(func(x any) bool {
+			if all {
+				return true
+			}
+			switch x := x.(type) {
+			case ast.Ref:
+				if x.HasPrefix(ast.InputRootRef) {
+					name, ok := refClaim(x)
+					switch {
+					case !ok:
+						all = true
+					case name != "":
+						names[name] = true
+					}
+					return true
+				}
+			case ast.Var:
+				all = x.Equal(ast.InputRootDocument.Value)
+			}
+			return all
+		}).Walk(m)
+		if all {
+			return nil
+		}
+	}
+	keys := &claimKeys{}
+	for _, n := range slices.Sorted(maps.Keys(names)) {
+		keys.names = append(keys.names, ast.StringTerm(n))
+	}
+	return keys
+}
+
+// refClaim classifies a reference into input: ok with name "" when it
+// cannot reach a claim, ok with a name when it reads that one claim, not ok
+// when it may read any.
+func refClaim(r ast.Ref) (name string, ok bool) {
+	key := func(i int) (string, bool) {
+		if len(r) <= i {
+			return "", false
+		}
+		s, ok := r[i].Value.(ast.String)
+		return string(s), ok
+	}
+	k, ok := key(1)
+	if !ok {
+		return "", false // input or input[x]
+	}
+	if k != "token" {
+		return "", true
+	}
+	if k, ok = key(2); !ok {
+		return "", false // input.token or input.token[x]
+	}
+	if k != "claims" {
+		return "", true
+	}
+	if k, ok = key(3); !ok {
+		return "", false // input.token.claims or input.token.claims[x]
+	}
+	return k, true
 }

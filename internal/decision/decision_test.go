@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -376,5 +377,78 @@ func TestDecisionCacheBounded(t *testing.T) {
 	}
 	if st2 := p.CacheStats(); st2.Hits != 2 {
 		t.Fatalf("cache stats %+v", st2)
+	}
+}
+
+func TestReadClaims(t *testing.T) {
+	tests := []struct {
+		name, module string
+		all          bool
+		names        []string
+	}{
+		{"no claims", "package mcp.authz\n\ndecision := {\"allow\": input.token.sub == \"x\"}\n", false, nil},
+		{"named claims", "package mcp.authz\n\ndecision := {\"allow\": true} if { input.token.claims.tenant == \"a\"; input.token.claims[\"https://x/roles\"] }\n", false, []string{"https://x/roles", "tenant"}},
+		{"nested claim", "package mcp.authz\n\ndecision := {\"allow\": input.token.claims.realm_access.roles[_] == \"a\"}\n", false, []string{"realm_access"}},
+		{"claims as a value", "package mcp.authz\n\ndecision := {\"allow\": count(input.token.claims) > 0}\n", true, nil},
+		{"token as a value", "package mcp.authz\n\nf(t) := t.claims.x\n\ndecision := {\"allow\": f(input.token)}\n", true, nil},
+		{"dynamic claim", "package mcp.authz\n\ndecision := {\"allow\": true} if { some k; input.token.claims[k] }\n", true, nil},
+		{"dynamic token key", "package mcp.authz\n\ndecision := {\"allow\": true} if { some k; input.token[k] }\n", true, nil},
+		{"whole input", "package mcp.authz\n\ndecision := {\"allow\": true, \"i\": input}\n", true, nil},
+		{"import", "package mcp.authz\n\nimport input.token.claims as c\n\ndecision := {\"allow\": c.x}\n", true, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, filepath.Join(dir, "authz.rego"), tc.module)
+			p, err := decision.Load(context.Background(), decision.Source{Path: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			all, names := p.ReadClaims()
+			if all != tc.all || !slices.Equal(names, tc.names) {
+				t.Fatalf("ReadClaims = %v %q, want %v %q", all, names, tc.all, tc.names)
+			}
+		})
+	}
+	all, names := loadDefault(t).ReadClaims()
+	if all || !slices.Equal(names, []string{"groups", "roles"}) {
+		t.Fatalf("default policy ReadClaims = %v %q, want roles and groups only", all, names)
+	}
+}
+
+// Claims a policy reads reach it; claims it cannot read are left out of
+// the input, so tokens differing only in those share a cache entry.
+func TestClaimsProjection(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "authz.rego"), "package mcp.authz\n\ndefault allow := false\n\nallow if input.token.claims.tenant == \"a\"\n\ndecision := {\"allow\": allow}\n")
+	p, err := decision.Load(context.Background(), decision.Source{Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		claims map[string]any
+		allow  bool
+	}{
+		{map[string]any{"tenant": "a", "jti": "1"}, true},
+		{map[string]any{"tenant": "a", "jti": "2"}, true},
+		{map[string]any{"tenant": "b", "jti": "3"}, false},
+		{map[string]any{"jti": "4"}, false},
+	}
+	for _, tc := range tests {
+		tok := mustToken(t, "alice", "demo", nil, tc.claims)
+		r, err := p.Decide(context.Background(), call("tools/call", "t", tok))
+		if err != nil || r.Allow != tc.allow {
+			t.Fatalf("claims %v: %+v %v", tc.claims, r, err)
+		}
+		// The full view (pdp eval, explain) keeps every claim.
+		full := call("tools/call", "t", tok).Value().(ast.Object)
+		got, err := full.Find(ast.Ref{ast.StringTerm("token"), ast.StringTerm("claims"), ast.StringTerm("jti")})
+		if err != nil || got == nil {
+			t.Fatalf("Input.Value lost the jti claim: %v", err)
+		}
+	}
+	// jti 1 and 2 are one entry: 3 misses, 1 hit.
+	if st := p.CacheStats(); st.Hits != 1 || st.Misses != 3 {
+		t.Fatalf("cache stats %+v, want 1 hit and 3 misses", st)
 	}
 }

@@ -76,7 +76,7 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 	// A policy that never reads call arguments decides the same for any
 	// arguments: leaving them out of the input makes the calls of one
 	// session share one cache entry.
-	v := in.value(p.readsArgs)
+	v := in.value(p.readsArgs, p.claimKeys)
 	var h uint64
 	if p.cache != nil {
 		h = uint64(v.Hash())
@@ -93,7 +93,7 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 		// token's claims, so that a stream of one-off tokens cannot fill
 		// memory with entries that will never be hit again.
 		w := 1 + len(in.Items)
-		if in.Token != nil {
+		if in.Token != nil && p.claimKeys == nil {
 			w += tokenWeight
 		}
 		p.cache.put(h, v, res, w)
@@ -104,7 +104,10 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 // Eval evaluates an input document, bypassing the decision cache. opts may
 // add tracers (pdp eval --explain).
 func (p *Policy) Eval(ctx context.Context, input ast.Value, opts ...rego.EvalOption) (*Result, error) {
-	opts = append(opts, rego.EvalParsedInput(input))
+	// The result is read from OPA's own value (keepTerm), not from a
+	// conversion to map[string]any: a list result with a thousand items
+	// would otherwise be converted twice.
+	opts = append(opts, rego.EvalParsedInput(input), rego.EvalGenerateJSON(keepTerm))
 	rs, err := p.query.Eval(ctx, opts...)
 	if err != nil {
 		if topdown.IsCancel(err) || ctx.Err() != nil {
@@ -115,7 +118,11 @@ func (p *Policy) Eval(ctx context.Context, input ast.Value, opts ...rego.EvalOpt
 	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
 		return nil, ErrNoDecision
 	}
-	res, err := parseResult(rs[0].Expressions[0].Value)
+	t, ok := rs[0].Expressions[0].Value.(*ast.Term)
+	if !ok {
+		return nil, fmt.Errorf("policy decision is %T, want a Rego value", rs[0].Expressions[0].Value)
+	}
+	res, err := parseResult(t.Value)
 	if err != nil {
 		return nil, err
 	}
@@ -123,86 +130,137 @@ func (p *Policy) Eval(ctx context.Context, input ast.Value, opts ...rego.EvalOpt
 	return res, nil
 }
 
-func parseResult(v any) (*Result, error) {
-	obj, ok := v.(map[string]any)
+func keepTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
+
+// Field names of the decision object, interned once.
+var (
+	fieldAllow     = ast.StringTerm("allow")
+	fieldVisible   = ast.StringTerm("visible")
+	fieldForbidden = ast.StringTerm("forbidden")
+	fieldAccess    = ast.StringTerm("access")
+	fieldReason    = ast.StringTerm("reason")
+	fieldRequired  = ast.StringTerm("required_scopes")
+	fieldMissing   = ast.StringTerm("missing_scopes")
+	fieldItems     = ast.StringTerm("items")
+	fieldScopes    = ast.StringTerm("scopes")
+)
+
+func parseResult(v ast.Value) (*Result, error) {
+	obj, ok := v.(ast.Object)
 	if !ok {
-		return nil, fmt.Errorf("policy decision is %T, want an object", v)
+		return nil, fmt.Errorf("policy decision is %s, want an object", ast.ValueName(v))
 	}
 	res := &Result{}
 	var err error
-	if res.Allow, err = boolField(obj, "allow", true); err != nil {
+	if res.Allow, err = boolField(obj, fieldAllow, true); err != nil {
 		return nil, err
 	}
-	if res.Visible, err = boolField(obj, "visible", false); err != nil {
+	if res.Visible, err = boolField(obj, fieldVisible, false); err != nil {
 		return nil, err
 	}
-	if _, present := obj["visible"]; !present {
+	if obj.Get(fieldVisible) == nil {
 		res.Visible = res.Allow
 	}
-	if res.Forbidden, err = boolField(obj, "forbidden", false); err != nil {
+	if res.Forbidden, err = boolField(obj, fieldForbidden, false); err != nil {
 		return nil, err
 	}
-	res.Access, _ = obj["access"].(string)
-	res.Reason, _ = obj["reason"].(string)
-	if res.RequiredScopes, err = stringsField(obj, "required_scopes"); err != nil {
+	res.Access = stringField(obj, fieldAccess)
+	res.Reason = stringField(obj, fieldReason)
+	if res.RequiredScopes, err = stringsField(obj, fieldRequired); err != nil {
 		return nil, err
 	}
-	if res.MissingScopes, err = stringsField(obj, "missing_scopes"); err != nil {
+	if res.MissingScopes, err = stringsField(obj, fieldMissing); err != nil {
 		return nil, err
 	}
-	if raw, ok := obj["items"]; ok {
-		items, ok := raw.(map[string]any)
+	if raw := obj.Get(fieldItems); raw != nil {
+		items, ok := raw.Value.(ast.Object)
 		if !ok {
-			return nil, fmt.Errorf("policy decision field items is %T, want an object of name -> {access, scopes}", raw)
+			return nil, fmt.Errorf("policy decision field items is %s, want an object of name -> {access, scopes}", ast.ValueName(raw.Value))
 		}
-		res.Items = make(map[string]ItemDecision, len(items))
-		for name, iv := range items {
-			io, ok := iv.(map[string]any)
+		res.Items = make(map[string]ItemDecision, items.Len())
+		err := items.Iter(func(k, iv *ast.Term) error {
+			name, ok := k.Value.(ast.String)
 			if !ok {
-				return nil, fmt.Errorf("policy decision items[%q] is %T, want an object", name, iv)
+				return fmt.Errorf("policy decision items has a key %v, want strings", k)
 			}
-			var d ItemDecision
-			d.Access, _ = io["access"].(string)
-			if d.Scopes, err = stringsField(io, "scopes"); err != nil {
-				return nil, fmt.Errorf("items[%q]: %w", name, err)
+			io, ok := iv.Value.(ast.Object)
+			if !ok {
+				return fmt.Errorf("policy decision items[%q] is %s, want an object", string(name), ast.ValueName(iv.Value))
 			}
-			res.Items[name] = d
+			d := ItemDecision{Access: stringField(io, fieldAccess)}
+			var err error
+			if d.Scopes, err = stringsField(io, fieldScopes); err != nil {
+				return fmt.Errorf("items[%q]: %w", string(name), err)
+			}
+			res.Items[string(name)] = d
+			return nil
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
 	return res, nil
 }
 
-func boolField(obj map[string]any, key string, required bool) (bool, error) {
-	raw, ok := obj[key]
-	if !ok {
+func boolField(obj ast.Object, key *ast.Term, required bool) (bool, error) {
+	raw := obj.Get(key)
+	if raw == nil {
 		if required {
-			return false, fmt.Errorf("policy decision has no %q field", key)
+			return false, fmt.Errorf("policy decision has no %v field", key)
 		}
 		return false, nil
 	}
-	b, ok := raw.(bool)
+	b, ok := raw.Value.(ast.Boolean)
 	if !ok {
-		return false, fmt.Errorf("policy decision field %q is %T, want a boolean", key, raw)
+		return false, fmt.Errorf("policy decision field %v is %s, want a boolean", key, ast.ValueName(raw.Value))
 	}
-	return b, nil
+	return bool(b), nil
 }
 
-func stringsField(obj map[string]any, key string) ([]string, error) {
-	raw, ok := obj[key]
-	if !ok || raw == nil {
+func stringField(obj ast.Object, key *ast.Term) string {
+	if raw := obj.Get(key); raw != nil {
+		if s, ok := raw.Value.(ast.String); ok {
+			return string(s)
+		}
+	}
+	return ""
+}
+
+// stringsField reads an array (or set) of strings; absent or null is nil.
+func stringsField(obj ast.Object, key *ast.Term) ([]string, error) {
+	raw := obj.Get(key)
+	if raw == nil {
 		return nil, nil
 	}
-	arr, ok := raw.([]any)
-	if !ok {
-		return nil, fmt.Errorf("policy decision field %q is %T, want an array of strings", key, raw)
-	}
-	out := make([]string, 0, len(arr))
-	for _, x := range arr {
-		s, ok := x.(string)
+	var out []string
+	add := func(t *ast.Term) error {
+		s, ok := t.Value.(ast.String)
 		if !ok {
-			return nil, fmt.Errorf("policy decision field %q holds %T, want strings", key, x)
+			return fmt.Errorf("policy decision field %v holds %s, want strings", key, ast.ValueName(t.Value))
 		}
-		out = append(out, s)
+		out = append(out, string(s))
+		return nil
+	}
+	switch x := raw.Value.(type) {
+	case ast.Null:
+		return nil, nil
+	case *ast.Array:
+		out = make([]string, 0, x.Len())
+		for i := range x.Len() {
+			if err := add(x.Elem(i)); err != nil {
+				return nil, err
+			}
+		}
+	case ast.Set:
+		out = make([]string, 0, x.Len())
+		sorted := x.Sorted()
+		for i := range sorted.Len() {
+			if err := add(sorted.Elem(i)); err != nil {
+				return nil, err
+			}
+		}
+	default:
+		return nil, fmt.Errorf("policy decision field %v is %s, want an array of strings", key, ast.ValueName(raw.Value))
 	}
 	return out, nil
 }

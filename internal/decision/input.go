@@ -1,6 +1,8 @@
 package decision
 
 import (
+	"sync/atomic"
+
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -73,12 +75,22 @@ type Actor struct {
 }
 
 // Token is the verified caller as the policy sees it. Build it once per
-// verified token with NewToken and reuse it: its Rego value is computed once.
+// verified token with NewToken and reuse it: its Rego value is computed once
+// (and once more per policy that reads only some claims, see claimsRead).
 type Token struct {
 	Subject, ClientID, Issuer, Grant string
 	Scopes                           []string
 	Act                              []Actor
+	fields                           []*ast.Term // the token object's items but claims, as key, value pairs
+	claims                           ast.Object
 	term                             *ast.Term
+	projected                        atomic.Pointer[projectedToken]
+}
+
+// projectedToken is a token's Rego value with only the claims one policy reads.
+type projectedToken struct {
+	keys *claimKeys
+	term *ast.Term
 }
 
 // NewToken builds the policy view of a verified token. claims are all of the
@@ -89,6 +101,11 @@ func NewToken(sub, clientID, issuer, grant string, scopes []string, act []Actor,
 	if err != nil {
 		return nil, err
 	}
+	obj, ok := claimsValue.(ast.Object)
+	if !ok {
+		obj = ast.NewObject()
+	}
+	t.claims = obj
 	scopeTerms := make([]*ast.Term, len(scopes))
 	for i, s := range scopes {
 		scopeTerms[i] = ast.StringTerm(s)
@@ -100,18 +117,51 @@ func NewToken(sub, clientID, issuer, grant string, scopes []string, act []Actor,
 			ast.Item(ast.InternedTerm("client_id"), ast.StringTerm(a.ClientID)),
 		)
 	}
-	t.term = ast.ObjectTerm(
-		ast.Item(ast.InternedTerm("present"), ast.InternedTerm(true)),
-		ast.Item(ast.InternedTerm("valid"), ast.InternedTerm(true)),
-		ast.Item(ast.InternedTerm("sub"), ast.StringTerm(sub)),
-		ast.Item(ast.InternedTerm("client_id"), ast.StringTerm(clientID)),
-		ast.Item(ast.InternedTerm("iss"), ast.StringTerm(issuer)),
-		ast.Item(ast.InternedTerm("grant"), ast.StringTerm(grant)),
-		ast.Item(ast.InternedTerm("scopes"), ast.ArrayTerm(scopeTerms...)),
-		ast.Item(ast.InternedTerm("act"), ast.ArrayTerm(actTerms...)),
-		ast.Item(ast.InternedTerm("claims"), ast.NewTerm(claimsValue)),
-	)
+	t.fields = []*ast.Term{
+		ast.InternedTerm("present"), ast.InternedTerm(true),
+		ast.InternedTerm("valid"), ast.InternedTerm(true),
+		ast.InternedTerm("sub"), ast.StringTerm(sub),
+		ast.InternedTerm("client_id"), ast.StringTerm(clientID),
+		ast.InternedTerm("iss"), ast.StringTerm(issuer),
+		ast.InternedTerm("grant"), ast.StringTerm(grant),
+		ast.InternedTerm("scopes"), ast.ArrayTerm(scopeTerms...),
+		ast.InternedTerm("act"), ast.ArrayTerm(actTerms...),
+	}
+	t.term = t.build(obj)
 	return t, nil
+}
+
+// build returns the token object with the given claims object.
+func (t *Token) build(claims ast.Object) *ast.Term {
+	o := ast.NewObjectWithCapacity(len(t.fields)/2 + 1)
+	for i := 0; i < len(t.fields); i += 2 {
+		o.Insert(t.fields[i], t.fields[i+1])
+	}
+	o.Insert(ast.InternedTerm("claims"), ast.NewTerm(claims))
+	return ast.NewTerm(o)
+}
+
+// termFor returns the token's Rego value as a policy reading keys sees it:
+// all claims when keys is nil, else only the claims it names. A policy
+// that reads no claim then decides the same for two tokens that differ only
+// in claims it never looks at (jti, iat, exp, ...), and the decision cache
+// does not keep claims nobody reads.
+func (t *Token) termFor(keys *claimKeys) *ast.Term {
+	if keys == nil {
+		return t.term
+	}
+	if p := t.projected.Load(); p != nil && p.keys == keys {
+		return p.term
+	}
+	claims := ast.NewObjectWithCapacity(len(keys.names))
+	for _, k := range keys.names {
+		if v := t.claims.Get(k); v != nil {
+			claims.Insert(k, v)
+		}
+	}
+	term := t.build(claims)
+	t.projected.Store(&projectedToken{keys: keys, term: term})
+	return term
 }
 
 // anonymous is the token object of a caller without a token.
@@ -145,14 +195,15 @@ type Input struct {
 //	{"resource", "method", "operation", "kind",
 //	 "target": {"kind", "name", "arguments"}, "tool": <target, tools only>,
 //	 "token": {...}, "items": [{"name", "annotations"}]}
-func (in *Input) Value() ast.Value { return in.value(true) }
+func (in *Input) Value() ast.Value { return in.value(true, nil) }
 
 // value builds the input document; without args, call arguments are left
-// out (for policies that never read them, see readsArguments).
-func (in *Input) value(args bool) ast.Value {
+// out (for policies that never read them, see readsArguments); with claim
+// keys, only those claims are in input.token.claims (see claimsRead).
+func (in *Input) value(args bool, keys *claimKeys) ast.Value {
 	tok := anonymous
 	if in.Token != nil {
-		tok = in.Token.term
+		tok = in.Token.termFor(keys)
 	}
 	obj := ast.NewObjectWithCapacity(8)
 	obj.Insert(ast.InternedTerm("resource"), ast.StringTerm(in.Resource))

@@ -52,6 +52,8 @@ type Policy struct {
 	nondeterministic string
 	// readsArgs is false when no rule can read call arguments.
 	readsArgs bool
+	// claimKeys are the only token claims a rule can read; nil: any claim.
+	claimKeys *claimKeys
 	// warnings are data problems that did not refuse the policy.
 	warnings []Problem
 }
@@ -178,6 +180,7 @@ func Prepare(ctx context.Context, b *bundle.Bundle, source string, opts ...Optio
 	}
 	p.nondeterministic = nondeterministicCall(mods)
 	p.readsArgs = readsArguments(mods)
+	p.claimKeys = claimsRead(mods)
 	if o.CacheSize >= 0 && p.nondeterministic == "" {
 		size := o.CacheSize
 		if size == 0 {
