@@ -163,3 +163,35 @@ func BenchmarkDecideUncached(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRegoListFloor is what any Rego list filter pays before deciding
+// anything: one evaluation that only collects the names of n listed items
+// (a comprehension over input.items), result converted as the PDP reads it.
+// It bounds what a one-evaluation tools/list can cost on this machine.
+func BenchmarkRegoListFloor(b *testing.B) {
+	pq, err := rego.New(
+		rego.Query("data.floor.names"),
+		rego.Module("floor.rego", "package floor\n\nnames := [item.name | some item in input.items]\n"),
+	).PrepareForEval(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("tools=%d", n), func(b *testing.B) {
+			in := &decision.Input{Resource: resource, Method: "tools/list", Class: decision.ClassifyMethod("tools/list")}
+			for i := range n {
+				in.Items = append(in.Items, decision.Item{Name: fmt.Sprintf("tool_%d", i)})
+			}
+			v := in.Value()
+			ctx := context.Background()
+			keep := rego.EvalGenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil })
+			b.ReportAllocs()
+			for b.Loop() {
+				rs, err := pq.Eval(ctx, rego.EvalParsedInput(v), keep)
+				if err != nil || len(rs) != 1 {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
