@@ -287,7 +287,8 @@ else := concat("", [target_entry.access, " access"])
 
 # A list: every item decided in this one evaluation. Only visible items are
 # returned, each with its catalog entry (access and scopes); the PDP hides
-# the others.
+# the others. "items" is a list of objects (name -> entry) that the PDP
+# merges: one per group of identical entries, so no rule runs per item.
 decision := {
 	"allow": true,
 	"visible": true,
@@ -297,22 +298,33 @@ decision := {
 	"items": visible_items,
 } if input.operation == "list"
 
-list_names := [item.name | some item in input.items]
+# input.names are the listed names, in order (input.items has them too,
+# with annotations; the PDP builds items only for policies that read it).
+list_names := input.names
 
-# The entries of the listed names that have an exact key, taken from the
-# catalog in one built-in call.
+# With the catalog index the PDP builds when it loads the policy
+# (data.pdp.catalog_index: a section's names grouped by identical entry),
+# each group is decided once and its listed members are picked out by one
+# built-in call. Without it (pdp test, more than 64 distinct entries in a
+# section), each distinct listed entry is decided once.
+visible_groups := [object.filter(g.members, list_names) |
+	some g in index_groups
+	visible(g.entry)
+] if {
+	index_groups
+} else := [{name: e |
+	some name, e in listed_entries
+	visible_entries[e]
+}]
+
+index_groups := data.pdp.catalog_index[catalog_name][sections[input.kind]]
+
+# The entries of the listed names that have an exact key.
 listed_entries := object.filter(section, list_names)
 
-# Entries are decided once per distinct entry, not once per item: a catalog
-# repeats a few shapes ({"access": "public"}, ...).
 visible_entries := {e |
 	some e in {e | some _, e in listed_entries}
 	visible(e)
-}
-
-visible_listed := {name: e |
-	some name, e in listed_entries
-	visible_entries[e]
 }
 
 # Names without an exact key are decided one by one, and only when a
@@ -330,4 +342,6 @@ fallback_may_show if count(prefix_keys) > 0
 
 fallback_may_show if visible(unknown_entry)
 
-visible_items := object.remove(object.union(visible_listed, visible_fallback), hide)
+visible_items := array.concat(visible_groups, [visible_fallback]) if count(hide) == 0
+
+else := [object.remove(g, hide) | some g in array.concat(visible_groups, [visible_fallback])]

@@ -72,6 +72,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "pdp serve:", err)
 		return 1
 	}
+	gc, err := planGC(os.Getenv("GOGC"), os.Getenv("GOMEMLIMIT"), cfg.Runtime)
+	if err != nil {
+		fmt.Fprintln(stderr, "pdp serve:", err)
+		return 1
+	}
+	applyGC(gc, log)
 	if err := serve(ctx, cfg, *dev, log, nil); err != nil {
 		log.Error("pdp serve stopped", "err", err)
 		return 1

@@ -5,12 +5,9 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -132,7 +129,7 @@ func (s *Server) handleError(c *echo.Context, err error) {
 		ae = &apiError{Status: http.StatusInternalServerError, Code: "internal_error", Description: "internal error"}
 	}
 	s.metrics.apiErrors.WithLabelValues(ae.Code).Inc()
-	_ = c.JSON(ae.Status, ae)
+	_ = writeJSON(c, ae.Status, ae)
 }
 
 func (s *Server) decide(c *echo.Context) error {
@@ -141,12 +138,7 @@ func (s *Server) decide(c *echo.Context) error {
 	if !s.opts.Core.Ready() {
 		return &apiError{http.StatusServiceUnavailable, "not_ready", "no policy is loaded yet"}
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || mt != "application/json" {
-			return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json"}
-		}
-	} else {
+	if !isJSONContentType(r.Header.Get("Content-Type")) {
 		return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json"}
 	}
 	pep, ok := s.authenticatedPEP(c)
@@ -156,7 +148,7 @@ func (s *Server) decide(c *echo.Context) error {
 	if r.ContentLength > s.opts.MaxBodyBytes {
 		return &apiError{http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("the body exceeds the limit of %d bytes", s.opts.MaxBodyBytes)}
 	}
-	req, err := readRequest(r.Body, s.opts.MaxBodyBytes)
+	req, err := readRequest(r.Body, r.ContentLength, s.opts.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
@@ -165,47 +157,20 @@ func (s *Server) decide(c *echo.Context) error {
 		return err
 	}
 	s.metrics.observe(resp, time.Since(start))
-	return c.JSON(http.StatusOK, resp)
+	return writeJSON(c, http.StatusOK, resp)
 }
 
-// readRequest decodes one JSON object within limit bytes.
-func readRequest(body io.Reader, limit int64) (*core.Request, error) {
-	buf, err := io.ReadAll(io.LimitReader(body, limit+1))
-	if err != nil {
-		return nil, &apiError{http.StatusBadRequest, "invalid_request", "reading the body failed: " + err.Error()}
+// isJSONContentType reports whether a Content-Type names application/json
+// (parameters such as charset allowed). The plain spelling skips parsing.
+func isJSONContentType(ct string) bool {
+	if ct == "application/json" {
+		return true
 	}
-	if int64(len(buf)) > limit {
-		return nil, &apiError{http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("the body exceeds the limit of %d bytes", limit)}
+	if ct == "" {
+		return false
 	}
-	if len(bytes.TrimSpace(buf)) == 0 {
-		return nil, &apiError{http.StatusBadRequest, "invalid_request", "the body is empty; send a JSON object"}
-	}
-	dec := json.NewDecoder(bytes.NewReader(buf))
-	dec.DisallowUnknownFields()
-	var req core.Request
-	if err := dec.Decode(&req); err != nil {
-		return nil, &apiError{http.StatusBadRequest, "invalid_json", describeJSONError(err)}
-	}
-	if dec.More() {
-		return nil, &apiError{http.StatusBadRequest, "invalid_json", "unexpected data after the JSON object"}
-	}
-	return &req, nil
-}
-
-func describeJSONError(err error) string {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		return fmt.Sprintf("malformed JSON at offset %d: %v", se.Offset, se)
-	case errors.As(err, &te):
-		return fmt.Sprintf("field %q must be %s, not %s", te.Field, te.Type, te.Value)
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "malformed JSON: unexpected end of input"
-	case strings.HasPrefix(err.Error(), "json: unknown field"):
-		return strings.TrimPrefix(err.Error(), "json: ") + "; known fields: resource, authorization, message, result"
-	}
-	return "malformed JSON: " + err.Error()
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
 }
 
 func (s *Server) metadata(c *echo.Context) error {

@@ -241,6 +241,9 @@ func (a *authenticator) refuse(r *http.Request, reason string) error {
 // API. It errs on the side of "yes": any spelling that could route to
 // /v1/... (escaped, unclean, other case) is treated as the API.
 func isAPIPath(r *http.Request) bool {
+	if r.URL.RawPath == "" && r.URL.Path == "/v1/decide" {
+		return true // the common case, without cleaning
+	}
 	for _, p := range [...]string{r.URL.Path, r.URL.RawPath} {
 		if p == "" {
 			continue
@@ -273,11 +276,10 @@ func (s *Server) guard(next echo.HandlerFunc) echo.HandlerFunc {
 		if err := s.limits.rate(c, pep); err != nil {
 			return err
 		}
-		release, err := s.limits.acquire(c)
-		if err != nil {
+		if err := s.limits.acquire(c); err != nil {
 			return err
 		}
-		defer release()
+		defer s.limits.release()
 		return next(c)
 	}
 }

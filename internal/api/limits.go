@@ -131,20 +131,29 @@ func (l *limiter) bucket(pep string, now time.Time) *bucket {
 	return b
 }
 
-// acquire takes a concurrency slot or answers 503 overloaded at once.
-func (l *limiter) acquire(c *echo.Context) (func(), error) {
+// acquire takes a concurrency slot or answers 503 overloaded at once. On
+// success the caller must call release.
+func (l *limiter) acquire(c *echo.Context) error {
 	if l.sem == nil {
 		l.inFlight.Inc()
-		return l.inFlight.Dec, nil
+		return nil
 	}
 	select {
 	case l.sem <- struct{}{}:
 		l.inFlight.Inc()
-		return func() { l.inFlight.Dec(); <-l.sem }, nil
+		return nil
 	default:
 		l.overloaded.Inc()
 		c.Response().Header().Set("Retry-After", "1")
-		return nil, &apiError{http.StatusServiceUnavailable, "overloaded",
+		return &apiError{http.StatusServiceUnavailable, "overloaded",
 			"the PDP is answering as many requests as it is configured for (limits.max_concurrent); retry shortly"}
+	}
+}
+
+// release gives back the slot of a successful acquire.
+func (l *limiter) release() {
+	l.inFlight.Dec()
+	if l.sem != nil {
+		<-l.sem
 	}
 }

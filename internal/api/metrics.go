@@ -1,7 +1,10 @@
 package api
 
 import (
+	"maps"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +16,17 @@ type metrics struct {
 	decisions *prometheus.CounterVec
 	latency   prometheus.Histogram
 	apiErrors *prometheus.CounterVec
+
+	// counters holds the resolved decisions counters by label values, so
+	// that a decision costs a map lookup, not a label hash and a status
+	// formatted to text. Copy on write: a new map per new pair of labels.
+	counters atomic.Pointer[map[decisionLabels]prometheus.Counter]
+	mu       sync.Mutex // serialises writers of counters
+}
+
+type decisionLabels struct {
+	outcome string
+	status  int
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -28,11 +42,33 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "pdp_api_errors_total", Help: "Requests answered with an API error, by error code.",
 		}, []string{"error"}),
 	}
+	m.counters.Store(&map[decisionLabels]prometheus.Counter{})
 	reg.MustRegister(m.decisions, m.latency, m.apiErrors)
 	return m
 }
 
 func (m *metrics) observe(r *core.Response, d time.Duration) {
-	m.decisions.WithLabelValues(r.Outcome, strconv.Itoa(r.HTTPStatus)).Inc()
+	m.decisionCounter(r.Outcome, r.HTTPStatus).Inc()
 	m.latency.Observe(d.Seconds())
+}
+
+// decisionCounter returns the decisions counter of one outcome and status,
+// resolving it once. The label values come from the decision core (a few
+// outcomes, a few statuses), so the map stays small.
+func (m *metrics) decisionCounter(outcome string, status int) prometheus.Counter {
+	k := decisionLabels{outcome, status}
+	if c, ok := (*m.counters.Load())[k]; ok {
+		return c
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := *m.counters.Load()
+	if c, ok := old[k]; ok {
+		return c
+	}
+	c := m.decisions.WithLabelValues(outcome, strconv.Itoa(status))
+	next := maps.Clone(old)
+	next[k] = c
+	m.counters.Store(&next)
+	return c
 }

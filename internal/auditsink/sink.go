@@ -2,7 +2,6 @@ package auditsink
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -264,6 +263,9 @@ type Sink struct {
 	log      *slog.Logger
 	sp       *spool
 	m        *metrics
+	// streamHeader is the Nats-Expected-Stream header value, shared by all
+	// messages (nats.go only reads it).
+	streamHeader []string
 
 	queue    chan *item
 	inflight chan *flight
@@ -333,18 +335,19 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Sink, error) {
 	}
 	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Sink{
-		cfg:      cfg,
-		nc:       nc,
-		js:       js,
-		log:      log,
-		sp:       sp,
-		queue:    make(chan *item, cfg.QueueSize),
-		inflight: make(chan *flight, cfg.MaxPending),
-		kick:     make(chan struct{}, 1),
-		abort:    make(chan struct{}),
-		killed:   make(chan struct{}),
-		ctx:      bctx,
-		cancel:   cancel,
+		cfg:          cfg,
+		nc:           nc,
+		js:           js,
+		log:          log,
+		sp:           sp,
+		streamHeader: []string{cfg.Stream},
+		queue:        make(chan *item, cfg.QueueSize),
+		inflight:     make(chan *flight, cfg.MaxPending),
+		kick:         make(chan struct{}, 1),
+		abort:        make(chan struct{}),
+		killed:       make(chan struct{}),
+		ctx:          bctx,
+		cancel:       cancel,
 	}
 	var setupErr error
 	if nc.IsConnected() {
@@ -526,7 +529,7 @@ func (s *Sink) aborted() bool {
 func (s *Sink) msg(subject, id string, data []byte) *nats.Msg {
 	return &nats.Msg{Subject: subject, Data: data, Header: nats.Header{
 		jetstream.MsgIDHeader:          []string{id},
-		jetstream.ExpectedStreamHeader: []string{s.cfg.Stream},
+		jetstream.ExpectedStreamHeader: s.streamHeader,
 	}}
 }
 
@@ -832,8 +835,18 @@ func isPermanent(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum
 }
 
+// eventCopies are the scratch copies encode fills in defaults on (ev is
+// the caller's and stays untouched); pooled, as a copy handed to
+// json.Marshal escapes to the heap.
+var eventCopies = sync.Pool{New: func() any { return new(Event) }}
+
 func (s *Sink) encode(ev *Event) (*item, error) {
-	e := *ev
+	e := eventCopies.Get().(*Event)
+	defer func() {
+		*e = Event{} // drop the references to the caller's data
+		eventCopies.Put(e)
+	}()
+	*e = *ev
 	if e.ID == "" {
 		e.ID = NewID()
 	}
@@ -849,7 +862,7 @@ func (s *Sink) encode(ev *Event) (*item, error) {
 	if e.PDP == "" {
 		e.PDP = s.cfg.PDP
 	}
-	data, err := json.Marshal(&e)
+	data, err := marshalEvent(e)
 	if err != nil {
 		return nil, err
 	}
@@ -858,7 +871,7 @@ func (s *Sink) encode(ev *Event) (*item, error) {
 		if len(e.Reason) > 1024 {
 			e.Reason = e.Reason[:1024]
 		}
-		if data, err = json.Marshal(&e); err != nil {
+		if data, err = marshalEvent(e); err != nil {
 			return nil, err
 		}
 		if len(data) > limit {

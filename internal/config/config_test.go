@@ -29,6 +29,46 @@ func TestDefaults(t *testing.T) {
 	if r.Key != "mcp_example_com_mcp" || r.AuthorizationServers[0] != "https://auth.example.com" {
 		t.Fatalf("key=%q as=%v", r.Key, r.AuthorizationServers)
 	}
+	if c.Runtime.GCPercent != config.DefaultGCPercent || c.Runtime.MemoryLimit != "" {
+		t.Fatalf("runtime defaults: %+v", c.Runtime)
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64 // -1: invalid
+	}{
+		{"1073741824", 1 << 30},
+		{"0", 0},
+		{"512B", 512},
+		{"64KiB", 64 << 10},
+		{"512MiB", 512 << 20},
+		{"2GiB", 2 << 30},
+		{"1TiB", 1 << 40},
+		{"", -1},
+		{"MiB", -1},
+		{"1GB", -1},
+		{"1 GiB", -1},
+		{"1.5GiB", -1},
+		{"+1MiB", -1},
+		{"-1", -1},
+		{"9223372036854775807KiB", -1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := config.ParseByteSize(tc.in)
+			if tc.want < 0 {
+				if err == nil {
+					t.Fatalf("ParseByteSize(%q) = %d, want an error", tc.in, got)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("ParseByteSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+			}
+		})
+	}
 }
 
 func TestErrorsNameKeyAndFix(t *testing.T) {
@@ -50,6 +90,10 @@ func TestErrorsNameKeyAndFix(t *testing.T) {
 		{"mtls without tls", minimal + "auth:\n  mtls:\n    client_ca: ca.pem\n", "auth.mtls.client_ca"},
 		{"listen", "listen: nope\n" + minimal, "listen:"},
 		{"log level", minimal + "log:\n  level: loud\n", "log.level"},
+		{"gc percent", minimal + "runtime:\n  gc_percent: -5\n", "runtime.gc_percent: -5 is out of range"},
+		{"gc off without limit", minimal + "runtime:\n  gc_percent: -1\n", "set runtime.memory_limit"},
+		{"memory limit unit", minimal + "runtime:\n  memory_limit: 1GB\n", "runtime.memory_limit: \"1GB\" is not a byte count"},
+		{"memory limit sign", minimal + "runtime:\n  memory_limit: -1MiB\n", "runtime.memory_limit"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

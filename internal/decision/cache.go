@@ -161,8 +161,25 @@ func (p *Policy) ReadsArguments() bool { return p.readsArgs }
 // the call arguments. Imports of input, input as a whole, dynamic keys
 // (input[x], input.tool[x]) and input.tool / input.target as values all
 // count as reading them.
-func readsArguments(modules []*ast.Module) bool {
-	reads := false
+func readsArguments(modules []*ast.Module) bool { return anyInputRef(modules, refReadsArguments) }
+
+// readsItems is readsArguments for input.items (list methods): false only
+// when no rule can read it (the default policy reads input.names).
+func readsItems(modules []*ast.Module) bool {
+	return anyInputRef(modules, func(r ast.Ref) bool {
+		if len(r) < 2 {
+			return true
+		}
+		k, ok := r[1].Value.(ast.String)
+		return !ok || k == "items"
+	})
+}
+
+// anyInputRef reports whether reads holds for a reference into input in
+// the modules. An import of input, or input used as a value (a bare Var:
+// x := input, walk(input)), counts as every read.
+func anyInputRef(modules []*ast.Module, reads func(ast.Ref) bool) bool {
+	found := false
 	for _, m := range modules {
 		for _, imp := range m.Imports {
 			if r, ok := imp.Path.Value.(ast.Ref); ok && r.HasPrefix(ast.InputRootRef) {
@@ -170,22 +187,21 @@ func readsArguments(modules []*ast.Module) bool {
 			}
 		}
 		ast.NewGenericVisitor(func(x any) bool {
-			if reads {
+			if found {
 				return true
 			}
 			switch x := x.(type) {
 			case ast.Ref:
 				if x.HasPrefix(ast.InputRootRef) {
-					reads = refReadsArguments(x)
+					found = reads(x)
 					return true // the head var is not a bare input
 				}
 			case ast.Var:
-				// A bare input (x := input, walk(input)) is a Var outside a Ref.
-				reads = x.Equal(ast.InputRootDocument.Value)
+				found = x.Equal(ast.InputRootDocument.Value)
 			}
-			return reads
+			return found
 		}).Walk(m)
-		if reads {
+		if found {
 			return true
 		}
 	}
@@ -234,38 +250,16 @@ type claimKeys struct {
 // input.token.claims as a value (passed to a function, iterated, walked),
 // or a dynamic key at any of those levels.
 func claimsRead(modules []*ast.Module) *claimKeys {
-	all := false
 	names := map[string]bool{}
-	for _, m := range modules {
-		for _, imp := range m.Imports {
-			if r, ok := imp.Path.Value.(ast.Ref); ok && r.HasPrefix(ast.InputRootRef) {
-				return nil
-			}
+	all := anyInputRef(modules, func(r ast.Ref) bool {
+		name, ok := refClaim(r)
+		if ok && name != "" {
+			names[name] = true
 		}
-		ast.NewGenericVisitor(func(x any) bool {
-			if all {
-				return true
-			}
-			switch x := x.(type) {
-			case ast.Ref:
-				if x.HasPrefix(ast.InputRootRef) {
-					name, ok := refClaim(x)
-					switch {
-					case !ok:
-						all = true
-					case name != "":
-						names[name] = true
-					}
-					return true
-				}
-			case ast.Var:
-				all = x.Equal(ast.InputRootDocument.Value)
-			}
-			return all
-		}).Walk(m)
-		if all {
-			return nil
-		}
+		return !ok
+	})
+	if all {
+		return nil
 	}
 	keys := &claimKeys{}
 	for _, n := range slices.Sorted(maps.Keys(names)) {

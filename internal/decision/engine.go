@@ -76,7 +76,7 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 	// A policy that never reads call arguments decides the same for any
 	// arguments: leaving them out of the input makes the calls of one
 	// session share one cache entry.
-	v := in.value(p.readsArgs, p.claimKeys)
+	v := in.value(p.readsArgs, p.readsItems, p.claimKeys)
 	var h uint64
 	if p.cache != nil {
 		h = uint64(v.Hash())
@@ -173,11 +173,35 @@ func parseResult(v ast.Value) (*Result, error) {
 		return nil, err
 	}
 	if raw := obj.Get(fieldItems); raw != nil {
-		items, ok := raw.Value.(ast.Object)
-		if !ok {
-			return nil, fmt.Errorf("policy decision field items is %s, want an object of name -> {access, scopes}", ast.ValueName(raw.Value))
+		if err := parseItems(res, raw.Value); err != nil {
+			return nil, err
 		}
-		res.Items = make(map[string]ItemDecision, items.Len())
+	}
+	return res, nil
+}
+
+// parseItems reads the visible items of a list decision: an object of
+// name -> {access, scopes}, or an array of such objects (merged).
+func parseItems(res *Result, v ast.Value) error {
+	var parts []ast.Object
+	n := 0
+	switch x := v.(type) {
+	case ast.Object:
+		parts, n = []ast.Object{x}, x.Len()
+	case *ast.Array:
+		for i := range x.Len() {
+			o, ok := x.Elem(i).Value.(ast.Object)
+			if !ok {
+				return fmt.Errorf("policy decision items[%d] is %s, want an object of name -> {access, scopes}", i, ast.ValueName(x.Elem(i).Value))
+			}
+			parts = append(parts, o)
+			n += o.Len()
+		}
+	default:
+		return fmt.Errorf("policy decision field items is %s, want an object of name -> {access, scopes}", ast.ValueName(v))
+	}
+	res.Items = make(map[string]ItemDecision, n)
+	for _, items := range parts {
 		err := items.Iter(func(k, iv *ast.Term) error {
 			name, ok := k.Value.(ast.String)
 			if !ok {
@@ -196,10 +220,10 @@ func parseResult(v ast.Value) (*Result, error) {
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return res, nil
+	return nil
 }
 
 func boolField(obj ast.Object, key *ast.Term, required bool) (bool, error) {

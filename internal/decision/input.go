@@ -194,13 +194,14 @@ type Input struct {
 //
 //	{"resource", "method", "operation", "kind",
 //	 "target": {"kind", "name", "arguments"}, "tool": <target, tools only>,
-//	 "token": {...}, "items": [{"name", "annotations"}]}
-func (in *Input) Value() ast.Value { return in.value(true, nil) }
+//	 "token": {...}, "items": [{"name", "annotations"}], "names": [<item names>]}
+func (in *Input) Value() ast.Value { return in.value(true, true, nil) }
 
 // value builds the input document; without args, call arguments are left
-// out (for policies that never read them, see readsArguments); with claim
-// keys, only those claims are in input.token.claims (see claimsRead).
-func (in *Input) value(args bool, keys *claimKeys) ast.Value {
+// out (for policies that never read them, see readsArguments); without
+// items, lists are given as names only (readsItems); with claim keys, only
+// those claims are in input.token.claims (see claimsRead).
+func (in *Input) value(args, items bool, keys *claimKeys) ast.Value {
 	tok := anonymous
 	if in.Token != nil {
 		tok = in.Token.termFor(keys)
@@ -227,16 +228,24 @@ func (in *Input) value(args bool, keys *claimKeys) ast.Value {
 			obj.Insert(ast.InternedTerm("tool"), target)
 		}
 	case OpList:
-		items := make([]*ast.Term, len(in.Items))
+		names := make([]*ast.Term, len(in.Items))
+		for i, it := range in.Items {
+			names[i] = ast.StringTerm(it.Name)
+		}
+		obj.Insert(ast.InternedTerm("names"), ast.ArrayTerm(names...))
+		if !items {
+			break
+		}
+		objs := make([]*ast.Term, len(in.Items))
 		for i, it := range in.Items {
 			o := ast.NewObjectWithCapacity(2)
-			o.Insert(ast.InternedTerm("name"), ast.StringTerm(it.Name))
+			o.Insert(ast.InternedTerm("name"), names[i])
 			if it.Annotations != nil {
 				o.Insert(ast.InternedTerm("annotations"), ast.NewTerm(it.Annotations))
 			}
-			items[i] = ast.NewTerm(o)
+			objs[i] = ast.NewTerm(o)
 		}
-		obj.Insert(ast.InternedTerm("items"), ast.ArrayTerm(items...))
+		obj.Insert(ast.InternedTerm("items"), ast.ArrayTerm(objs...))
 	}
 	return obj
 }

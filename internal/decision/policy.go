@@ -52,6 +52,9 @@ type Policy struct {
 	nondeterministic string
 	// readsArgs is false when no rule can read call arguments.
 	readsArgs bool
+	// readsItems is false when no rule can read input.items (lists are
+	// then given as input.names only).
+	readsItems bool
 	// claimKeys are the only token claims a rule can read; nil: any claim.
 	claimKeys *claimKeys
 	// warnings are data problems that did not refuse the policy.
@@ -109,6 +112,9 @@ type Options struct {
 	// Locate, when set, finds the data files and lines of data paths for
 	// the messages of data problems. Load sets it from the Source.
 	Locate func() *DataLocations
+	// NoCatalogIndex leaves data.pdp.catalog_index out (see IndexRoot): the
+	// default policy then decides list items one by one, as under pdp test.
+	NoCatalogIndex bool
 }
 
 // DefaultCacheSize is the decision cache size when Options.CacheSize is 0,
@@ -143,9 +149,15 @@ func Prepare(ctx context.Context, b *bundle.Bundle, source string, opts ...Optio
 	if len(b.Modules) == 0 {
 		return nil, fmt.Errorf("policy %s: no Rego modules found", source)
 	}
+	served := b
+	if !o.NoCatalogIndex {
+		indexed := *b
+		indexed.Data = withCatalogIndex(b.Data)
+		served = &indexed
+	}
 	r := rego.New(
 		rego.Query(Query),
-		rego.ParsedBundle("mcp", b),
+		rego.ParsedBundle("mcp", served),
 		rego.SetRegoVersion(ast.RegoV1),
 		rego.StoreReadAST(true),
 		rego.StrictBuiltinErrors(false),
@@ -181,6 +193,7 @@ func Prepare(ctx context.Context, b *bundle.Bundle, source string, opts ...Optio
 	p.nondeterministic = nondeterministicCall(mods)
 	p.readsArgs = readsArguments(mods)
 	p.claimKeys = claimsRead(mods)
+	p.readsItems = readsItems(mods)
 	if o.CacheSize >= 0 && p.nondeterministic == "" {
 		size := o.CacheSize
 		if size == 0 {

@@ -40,11 +40,14 @@ var (
 // ValidateData checks data.mcp against the catalog format. Problems carry
 // their data path; LocateProblems adds files and lines.
 func ValidateData(data map[string]any) []Problem {
+	v := &validator{}
+	if _, ok := data[IndexRoot]; ok {
+		v.errorf([]string{IndexRoot}, "is reserved: the PDP puts its catalog index there (data.%s.catalog_index)", IndexRoot)
+	}
 	raw, ok := data["mcp"]
 	if !ok {
-		return nil
+		return v.problems
 	}
-	v := &validator{}
 	mcp, ok := raw.(map[string]any)
 	if !ok {
 		v.errorf([]string{"mcp"}, "must be an object (the policy data), not %s", kindOf(raw))

@@ -190,6 +190,18 @@ func TestNoCatalogNoValidation(t *testing.T) {
 	}
 }
 
+// data.pdp is where the PDP puts its catalog index: a policy's own data
+// there is refused, not silently replaced.
+func TestReservedDataRoot(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "authz.rego"), minimalPolicy)
+	writeFile(t, filepath.Join(dir, "data.json"), `{"pdp": {"catalog_index": {}}}`)
+	_, err := decision.Load(context.Background(), decision.Source{Path: dir})
+	if err == nil || !strings.Contains(err.Error(), "reserved") {
+		t.Fatalf("err = %v, want data.pdp refused as reserved", err)
+	}
+}
+
 // Rego and data syntax errors name file and line and explain themselves.
 func TestProblemHints(t *testing.T) {
 	tests := []struct {

@@ -20,7 +20,7 @@ other := f.token("mallory", "unknown-app", "user", ["qr:generate"], {})
 test_listed_client_is_served if {
 	decide(f.call("generate_qr_url", {}, f.user(["qr:generate"]))).allow
 	d := decide(f.list(["ping", "generate_qr_url"], f.user([])))
-	object.keys(d.items) == {"ping", "generate_qr_url"}
+	object.keys(object.union_n(d.items)) == {"ping", "generate_qr_url"}
 }
 
 test_other_client_is_refused if {
@@ -31,12 +31,12 @@ test_other_client_is_refused if {
 
 test_other_client_sees_nothing if {
 	d := decide(f.list(["ping", "generate_qr_url"], other))
-	d.items == {}
+	object.union_n(d.items) == {}
 }
 
 test_anonymous_callers_can_still_discover if {
 	d := decide(f.list(["ping", "generate_qr_url"], f.anonymous))
-	object.keys(d.items) == {"ping", "generate_qr_url"}
+	object.keys(object.union_n(d.items)) == {"ping", "generate_qr_url"}
 	c := decide(f.call("generate_qr_url", {}, f.anonymous))
 	not c.forbidden
 	c.reason == "authorization required"

@@ -24,5 +24,5 @@ call(name, args, tok) := {
 
 list(names, tok) := {
 	"resource": resource, "method": "tools/list", "operation": "list", "kind": "tool",
-	"token": tok, "items": [{"name": n} | some n in names],
+	"token": tok, "items": [{"name": n} | some n in names], "names": names,
 }

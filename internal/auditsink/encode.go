@@ -1,0 +1,207 @@
+package auditsink
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"sync"
+)
+
+// Event encoding without reflection. appendEvent writes byte for byte what
+// json.Marshal writes for an Event (TestAppendEventMatchesMarshal holds it
+// to that, field by field), but only for events whose strings need no
+// escaping; anything else goes to json.Marshal.
+
+var eventBuffers = sync.Pool{New: func() any {
+	b := make([]byte, 0, 1024)
+	return &b
+}}
+
+// maxPooledEventBuffer: buffers grown beyond it (an event with large
+// arguments) are not pooled.
+const maxPooledEventBuffer = 16 << 10
+
+// marshalEvent returns the JSON of e as json.Marshal does.
+func marshalEvent(e *Event) ([]byte, error) {
+	bp := eventBuffers.Get().(*[]byte)
+	b, ok := appendEvent((*bp)[:0], e)
+	var out []byte
+	if ok {
+		out = bytes.Clone(b)
+	}
+	if cap(b) <= maxPooledEventBuffer {
+		*bp = b[:0]
+		eventBuffers.Put(bp)
+	}
+	if !ok {
+		return json.Marshal(e)
+	}
+	return out, nil
+}
+
+// appendEvent appends the JSON of e; ok is false when a value needs
+// encoding/json (escapes, an id with spaces, arguments that fail).
+func appendEvent(b []byte, e *Event) (_ []byte, ok bool) {
+	b = append(b, '{')
+	b, ok = appendField(b, `"id":`, e.ID, false)
+	if !ok {
+		return b, false
+	}
+	b = append(b, `,"time":"`...)
+	b, err := e.Time.AppendText(b)
+	if err != nil {
+		return b, false
+	}
+	b = append(b, '"')
+	for _, f := range [...]struct {
+		key       string
+		v         string
+		omitempty bool
+	}{
+		{`,"schema":`, e.Schema, false},
+		{`,"pdp":`, e.PDP, false},
+		{`,"pep":`, e.PEP, true},
+		{`,"resource":`, e.Resource, false},
+		{`,"resource_key":`, e.ResourceKey, false},
+		{`,"method":`, e.Method, false},
+		{`,"target":`, e.Target, true},
+		{`,"outcome":`, e.Outcome, false},
+	} {
+		if b, ok = appendField(b, f.key, f.v, f.omitempty); !ok {
+			return b, false
+		}
+	}
+	b = append(b, `,"http_status":`...)
+	b = strconv.AppendInt(b, int64(e.HTTPStatus), 10)
+	if b, ok = appendList(b, `,"required_scopes":`, e.RequiredScopes); !ok {
+		return b, false
+	}
+	if b, ok = appendList(b, `,"missing_scopes":`, e.MissingScopes); !ok {
+		return b, false
+	}
+	for _, f := range [...]struct{ key, v string }{
+		{`,"reason":`, e.Reason},
+		{`,"sub":`, e.Subject},
+		{`,"client_id":`, e.ClientID},
+	} {
+		if b, ok = appendField(b, f.key, f.v, true); !ok {
+			return b, false
+		}
+	}
+	if len(e.Act) > 0 {
+		b = append(b, `,"act":[`...)
+		for i, a := range e.Act {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '{')
+			n := len(b)
+			if b, ok = appendField(b, `"sub":`, a.Subject, true); !ok {
+				return b, false
+			}
+			key := `,"client_id":`
+			if len(b) == n {
+				key = key[1:]
+			}
+			if b, ok = appendField(b, key, a.ClientID, true); !ok {
+				return b, false
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	for _, f := range [...]struct{ key, v string }{
+		{`,"grant":`, e.Grant},
+		{`,"issuer":`, e.Issuer},
+		{`,"token_fingerprint":`, e.TokenFingerprint},
+		{`,"policy_revision":`, e.PolicyRevision},
+	} {
+		if b, ok = appendField(b, f.key, f.v, true); !ok {
+			return b, false
+		}
+	}
+	b = append(b, `,"latency_us":`...)
+	b = strconv.AppendInt(b, e.LatencyMicros, 10)
+	if b, ok = appendList(b, `,"visible":`, e.Visible); !ok {
+		return b, false
+	}
+	if b, ok = appendList(b, `,"hidden":`, e.Hidden); !ok {
+		return b, false
+	}
+	if len(e.Arguments) > 0 {
+		args, err := json.Marshal(e.Arguments)
+		if err != nil {
+			return b, false
+		}
+		b = append(b, `,"arguments":`...)
+		b = append(b, args...)
+	}
+	if len(e.JSONRPCID) > 0 {
+		if !plainRaw(e.JSONRPCID) {
+			return b, false
+		}
+		b = append(b, `,"jsonrpc_id":`...)
+		b = append(b, e.JSONRPCID...)
+	}
+	if e.Truncated {
+		b = append(b, `,"truncated":true`...)
+	}
+	return append(b, '}'), true
+}
+
+// appendField appends key and the string v, unless omitempty and v is "".
+func appendField(b []byte, key, v string, omitempty bool) ([]byte, bool) {
+	if omitempty && v == "" {
+		return b, true
+	}
+	if !plain(v) {
+		return b, false
+	}
+	b = append(b, key...)
+	b = append(b, '"')
+	b = append(b, v...)
+	return append(b, '"'), true
+}
+
+// appendList appends key and the list, omitted when empty.
+func appendList(b []byte, key string, l []string) ([]byte, bool) {
+	if len(l) == 0 {
+		return b, true
+	}
+	b = append(b, key...)
+	b = append(b, '[')
+	for i, v := range l {
+		if !plain(v) {
+			return b, false
+		}
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, v...)
+		b = append(b, '"')
+	}
+	return append(b, ']'), true
+}
+
+// plain reports whether encoding/json writes s unchanged between quotes:
+// printable ASCII other than the characters it escapes.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// plainRaw reports whether encoding/json writes the raw value r unchanged:
+// valid JSON with nothing to compact or escape (a number, a plain string).
+func plainRaw(r json.RawMessage) bool {
+	for _, c := range r {
+		if c <= ' ' || c >= 0x7f || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return json.Valid(r)
+}

@@ -1,0 +1,85 @@
+package decision
+
+import (
+	"encoding/json"
+	"maps"
+)
+
+// IndexRoot is where Prepare puts the catalog index in data:
+// data.pdp.catalog_index[<catalog>][<section>] is a list of groups
+// {"entry": <entry>, "members": {<name>: <entry>, ...}}, one per distinct
+// entry of the section. The default policy filters a list with one
+// object.filter per visible group instead of one rule evaluation per item.
+const IndexRoot = "pdp"
+
+// maxIndexGroups bounds the groups of one section that are indexed: the
+// default policy uses the index only up to this many distinct entries and
+// decides item by item above it.
+const maxIndexGroups = 64
+
+// withCatalogIndex returns data with data.pdp.catalog_index built from
+// data.mcp.catalogs, or data unchanged when there are no catalogs. data
+// itself is not modified: the maps on the way to the index are copied.
+func withCatalogIndex(data map[string]any) map[string]any {
+	mcp, _ := data["mcp"].(map[string]any)
+	catalogs, _ := mcp["catalogs"].(map[string]any)
+	if len(catalogs) == 0 {
+		return data
+	}
+	index := map[string]any{}
+	for cname, c := range catalogs {
+		cat, ok := c.(map[string]any)
+		if !ok {
+			continue
+		}
+		sections := map[string]any{}
+		for _, sname := range []string{"tools", "prompts", "resources", "resource_templates"} {
+			if groups, ok := groupEntries(cat[sname]); ok {
+				sections[sname] = groups
+			}
+		}
+		index[cname] = sections
+	}
+	out := maps.Clone(data)
+	pdp, _ := out[IndexRoot].(map[string]any)
+	pdp = maps.Clone(pdp)
+	if pdp == nil {
+		pdp = map[string]any{}
+	}
+	pdp["catalog_index"] = index
+	out[IndexRoot] = pdp
+	return out
+}
+
+// groupEntries groups the exact-name entries of a section by value
+// (canonical JSON). Prefix keys ("name*") are left out: the policy decides
+// names without an exact key one by one. Not ok when the section is not an
+// object or has more than maxIndexGroups distinct entries.
+func groupEntries(section any) ([]any, bool) {
+	sec, ok := section.(map[string]any)
+	if !ok {
+		return nil, false
+	}
+	var groups []any
+	byKey := map[string]map[string]any{}
+	for name, e := range sec {
+		if len(name) > 0 && name[len(name)-1] == '*' {
+			continue
+		}
+		raw, err := json.Marshal(e) // map keys sorted: equal entries, equal keys
+		if err != nil {
+			return nil, false
+		}
+		members, ok := byKey[string(raw)]
+		if !ok {
+			if len(byKey) == maxIndexGroups {
+				return nil, false
+			}
+			members = map[string]any{}
+			byKey[string(raw)] = members
+			groups = append(groups, map[string]any{"entry": e, "members": members})
+		}
+		members[name] = e
+	}
+	return groups, true
+}
