@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nuid"
-	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/mcp-pdp/pdp/internal/auditsink"
 	"github.com/mcp-pdp/pdp/internal/decision"
@@ -182,11 +181,12 @@ func (s *Service) Decide(ctx context.Context, req *Request, pep string) (*Respon
 			return d.invalidParams(ctx, "params."+in.Class.NameKey+" is required")
 		}
 		if len(p.Arguments) > 0 && !bytes.Equal(p.Arguments, []byte("null")) {
-			v, err := ast.ValueFromReader(bytes.NewReader(p.Arguments))
-			if _, isObj := v.(ast.Object); err != nil || !isObj {
+			// Valid JSON (params decoded); an object starts with "{". The
+			// policy parses the arguments only if it can read them.
+			if p.Arguments[0] != '{' {
 				return d.invalidParams(ctx, "params.arguments must be an object")
 			}
-			in.Arguments = v
+			in.RawArguments = p.Arguments
 			d.args = p.Arguments
 		}
 	}

@@ -348,6 +348,43 @@ func TestArgumentsReachPolicyThroughCache(t *testing.T) {
 	}
 }
 
+// Arguments given as JSON text are parsed for a policy that reads them;
+// text that is not an object is an error (deny), never an empty object.
+func TestRawArguments(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "authz.rego"), "package mcp.authz\n\ndefault allow := false\n\nallow if input.tool.arguments.amount < 5\n\ndecision := {\"allow\": allow}\n")
+	reads, err := decision.Load(context.Background(), decision.Source{Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ignores := loadDefault(t)
+	tests := []struct {
+		raw     string
+		allow   bool
+		wantErr bool
+	}{
+		{`{"amount": 1}`, true, false},
+		{`{"amount": 9}`, false, false},
+		{`{}`, false, false},
+		{`[1]`, false, true},
+		{`{"amount": `, false, true},
+	}
+	for _, tc := range tests {
+		in := call("tools/call", "t", nil)
+		in.RawArguments = []byte(tc.raw)
+		r, err := reads.Decide(context.Background(), in)
+		if (err != nil) != tc.wantErr || (err == nil && r.Allow != tc.allow) {
+			t.Fatalf("%s: %+v %v", tc.raw, r, err)
+		}
+		// A policy that cannot read arguments never parses them.
+		in = call("tools/call", "ping", nil)
+		in.RawArguments = []byte(tc.raw)
+		if r, err := ignores.Decide(context.Background(), in); err != nil || !r.Allow {
+			t.Fatalf("default policy, %s: %+v %v", tc.raw, r, err)
+		}
+	}
+}
+
 // The decision cache is bounded by weight: large lists cannot pile up.
 func TestDecisionCacheBounded(t *testing.T) {
 	p, err := decision.Load(context.Background(), decision.Source{FS: policies.FS}, decision.Options{CacheSize: 1600})

@@ -76,7 +76,10 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 	// A policy that never reads call arguments decides the same for any
 	// arguments: leaving them out of the input makes the calls of one
 	// session share one cache entry.
-	v := in.value(p.readsArgs, p.readsItems, p.claimKeys)
+	v, err := in.value(p.readsArgs, p.readsItems, p.claimKeys)
+	if err != nil {
+		return nil, err
+	}
 	var h uint64
 	if p.cache != nil {
 		h = uint64(v.Hash())

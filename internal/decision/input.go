@@ -1,6 +1,8 @@
 package decision
 
 import (
+	"bytes"
+	"fmt"
 	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -186,6 +188,9 @@ type Input struct {
 	Class     Method
 	Target    string    // tool or prompt name, resource URI (calls)
 	Arguments ast.Value // call arguments, or nil
+	// RawArguments are the call arguments as JSON text (an object), parsed
+	// only for a policy that can read them; Arguments, when set, wins.
+	RawArguments []byte
 	Token     *Token    // nil: anonymous
 	Items     []Item    // list methods
 }
@@ -195,13 +200,36 @@ type Input struct {
 //	{"resource", "method", "operation", "kind",
 //	 "target": {"kind", "name", "arguments"}, "tool": <target, tools only>,
 //	 "token": {...}, "items": [{"name", "annotations"}], "names": [<item names>]}
-func (in *Input) Value() ast.Value { return in.value(true, true, nil) }
+func (in *Input) Value() ast.Value {
+	v, err := in.value(true, true, nil)
+	if err != nil {
+		in2 := *in
+		in2.RawArguments = nil
+		v, _ = in2.value(true, true, nil) // arguments left as {}: the error is Decide's to report
+	}
+	return v
+}
+
+// arguments returns the call arguments as a Rego value, or nil.
+func (in *Input) arguments() (ast.Value, error) {
+	if in.Arguments != nil || len(in.RawArguments) == 0 {
+		return in.Arguments, nil
+	}
+	v, err := ast.ValueFromReader(bytes.NewReader(in.RawArguments))
+	if err != nil {
+		return nil, fmt.Errorf("call arguments: %w", err)
+	}
+	if _, ok := v.(ast.Object); !ok {
+		return nil, fmt.Errorf("call arguments are %s, want an object", ast.ValueName(v))
+	}
+	return v, nil
+}
 
 // value builds the input document; without args, call arguments are left
 // out (for policies that never read them, see readsArguments); without
 // items, lists are given as names only (readsItems); with claim keys, only
 // those claims are in input.token.claims (see claimsRead).
-func (in *Input) value(args, items bool, keys *claimKeys) ast.Value {
+func (in *Input) value(args, items bool, keys *claimKeys) (ast.Value, error) {
 	tok := anonymous
 	if in.Token != nil {
 		tok = in.Token.termFor(keys)
@@ -215,8 +243,14 @@ func (in *Input) value(args, items bool, keys *claimKeys) ast.Value {
 	switch in.Class.Operation {
 	case OpCall:
 		argsTerm := ast.NewTerm(ast.NewObject())
-		if args && in.Arguments != nil {
-			argsTerm = ast.NewTerm(in.Arguments)
+		if args {
+			a, err := in.arguments()
+			if err != nil {
+				return nil, err
+			}
+			if a != nil {
+				argsTerm = ast.NewTerm(a)
+			}
 		}
 		target := ast.ObjectTerm(
 			ast.Item(ast.InternedTerm("kind"), ast.StringTerm(string(in.Class.Kind))),
@@ -247,5 +281,5 @@ func (in *Input) value(args, items bool, keys *claimKeys) ast.Value {
 		}
 		obj.Insert(ast.InternedTerm("items"), ast.ArrayTerm(objs...))
 	}
-	return obj
+	return obj, nil
 }
