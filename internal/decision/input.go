@@ -191,8 +191,8 @@ type Input struct {
 	// RawArguments are the call arguments as JSON text (an object), parsed
 	// only for a policy that can read them; Arguments, when set, wins.
 	RawArguments []byte
-	Token     *Token    // nil: anonymous
-	Items     []Item    // list methods
+	Token        *Token // nil: anonymous
+	Items        []Item // list methods
 }
 
 // Value builds the Rego input document:
