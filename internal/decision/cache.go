@@ -18,8 +18,13 @@ import (
 
 const cacheShards = 16
 
-// tokenWeight is the weight of a token's claims in a cache entry.
-const tokenWeight = 8
+// tokenWeight is the weight of a token's claims in a cache entry;
+// projectedTokenWeight when the input holds only the claims the policy
+// reads (claimsRead).
+const (
+	tokenWeight          = 8
+	projectedTokenWeight = 2
+)
 
 // The cache is bounded by weight, not entries: an entry weighs one unit
 // plus one per list item plus tokenWeight when a token is present, so a

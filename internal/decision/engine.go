@@ -93,11 +93,15 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 	}
 	if p.cache != nil {
 		// Weight: one unit, one per list item, and tokenWeight for the
-		// token's claims, so that a stream of one-off tokens cannot fill
+		// token's claims (projectedTokenWeight when only some claims are
+		// in the input), so that a stream of one-off tokens cannot fill
 		// memory with entries that will never be hit again.
 		w := 1 + len(in.Items)
-		if in.Token != nil && p.claimKeys == nil {
+		switch {
+		case in.Token != nil && p.claimKeys == nil:
 			w += tokenWeight
+		case in.Token != nil:
+			w += projectedTokenWeight
 		}
 		p.cache.put(h, v, res, w)
 	}

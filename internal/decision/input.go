@@ -2,6 +2,7 @@ package decision
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"sync/atomic"
 
@@ -84,9 +85,11 @@ type Token struct {
 	Scopes                           []string
 	Act                              []Actor
 	fields                           []*ast.Term // the token object's items but claims, as key, value pairs
-	claims                           ast.Object
-	term                             *ast.Term
-	projected                        atomic.Pointer[projectedToken]
+	claims                           map[string]any
+	// full is the token object with every claim, built on first use: most
+	// policies read a few claims by name and never need it (termFor).
+	full      atomic.Pointer[ast.Term]
+	projected atomic.Pointer[projectedToken]
 }
 
 // projectedToken is a token's Rego value with only the claims one policy reads.
@@ -96,18 +99,11 @@ type projectedToken struct {
 }
 
 // NewToken builds the policy view of a verified token. claims are all of the
-// token's claims as JSON-compatible values (input.token.claims).
+// token's claims as JSON-compatible values (input.token.claims); they are
+// converted to Rego values when a policy reads them, and must not be
+// modified afterwards.
 func NewToken(sub, clientID, issuer, grant string, scopes []string, act []Actor, claims map[string]any) (*Token, error) {
-	t := &Token{Subject: sub, ClientID: clientID, Issuer: issuer, Grant: grant, Scopes: scopes, Act: act}
-	claimsValue, err := ast.InterfaceToValue(claims)
-	if err != nil {
-		return nil, err
-	}
-	obj, ok := claimsValue.(ast.Object)
-	if !ok {
-		obj = ast.NewObject()
-	}
-	t.claims = obj
+	t := &Token{Subject: sub, ClientID: clientID, Issuer: issuer, Grant: grant, Scopes: scopes, Act: act, claims: claims}
 	scopeTerms := make([]*ast.Term, len(scopes))
 	for i, s := range scopes {
 		scopeTerms[i] = ast.StringTerm(s)
@@ -129,8 +125,40 @@ func NewToken(sub, clientID, issuer, grant string, scopes []string, act []Actor,
 		ast.InternedTerm("scopes"), ast.ArrayTerm(scopeTerms...),
 		ast.InternedTerm("act"), ast.ArrayTerm(actTerms...),
 	}
-	t.term = t.build(obj)
+	// Fail now, not at a decision, on a claim Rego cannot hold: a claim
+	// silently left out could turn a "not input.token.claims.x" into an allow.
+	for k, v := range claims {
+		if !jsonValue(v) {
+			return nil, fmt.Errorf("claim %q holds a %T, not a JSON value", k, v)
+		}
+	}
 	return t, nil
+}
+
+// jsonValue reports whether v is made of the types encoding/json decodes
+// to (and ast.InterfaceToValue converts), without converting it.
+func jsonValue(v any) bool {
+	switch x := v.(type) {
+	case nil, bool, string, float64, int, int64, json.Number:
+		return true
+	case []any:
+		for _, e := range x {
+			if !jsonValue(e) {
+				return false
+			}
+		}
+		return true
+	case []string:
+		return true
+	case map[string]any:
+		for _, e := range x {
+			if !jsonValue(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
 }
 
 // build returns the token object with the given claims object.
@@ -143,6 +171,20 @@ func (t *Token) build(claims ast.Object) *ast.Term {
 	return ast.NewTerm(o)
 }
 
+// claimValue converts one claim; ok is false when the token lacks it.
+func (t *Token) claimValue(name string) (*ast.Term, bool) {
+	raw, ok := t.claims[name]
+	if !ok {
+		return nil, false
+	}
+	v, err := ast.InterfaceToValue(raw)
+	if err != nil {
+		// NewToken checked every claim (jsonValue): not reached.
+		panic(fmt.Sprintf("claim %q: %v", name, err))
+	}
+	return ast.NewTerm(v), true
+}
+
 // termFor returns the token's Rego value as a policy reading keys sees it:
 // all claims when keys is nil, else only the claims it names. A policy
 // that reads no claim then decides the same for two tokens that differ only
@@ -150,14 +192,25 @@ func (t *Token) build(claims ast.Object) *ast.Term {
 // does not keep claims nobody reads.
 func (t *Token) termFor(keys *claimKeys) *ast.Term {
 	if keys == nil {
-		return t.term
+		if full := t.full.Load(); full != nil {
+			return full
+		}
+		claims := ast.NewObjectWithCapacity(len(t.claims))
+		for k := range t.claims {
+			if v, ok := t.claimValue(k); ok {
+				claims.Insert(ast.StringTerm(k), v)
+			}
+		}
+		full := t.build(claims)
+		t.full.Store(full)
+		return full
 	}
 	if p := t.projected.Load(); p != nil && p.keys == keys {
 		return p.term
 	}
 	claims := ast.NewObjectWithCapacity(len(keys.names))
 	for _, k := range keys.names {
-		if v := t.claims.Get(k); v != nil {
+		if v, ok := t.claimValue(string(k.Value.(ast.String))); ok {
 			claims.Insert(k, v)
 		}
 	}
