@@ -194,7 +194,10 @@ deny contains concat("", ["client ", input.token.client_id, " is revoked"]) if {
 	data.mcp.revoked.clients[input.token.client_id]
 }
 
-deny contains concat("", ["subject ", input.token.sub, " is revoked"]) if {
+# The subject is only looked up, never copied into the reason: the PDP then
+# shares one cached decision among the subjects the lookup does not find
+# (docs/policy.md, "The decision cache"). Audit events name the subject.
+deny contains "the token's subject is revoked" if {
 	data.mcp.revoked.subjects[input.token.sub]
 }
 

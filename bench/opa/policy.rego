@@ -137,7 +137,7 @@ hidden contains name if some name in data.mcp.hidden
 
 deny contains concat("", ["client ", claims.client_id, " is revoked"]) if data.mcp.revoked.clients[claims.client_id]
 
-deny contains concat("", ["subject ", claims.sub, " is revoked"]) if data.mcp.revoked.subjects[claims.sub]
+deny contains "the token's subject is revoked" if data.mcp.revoked.subjects[claims.sub]
 
 # ---------------------------------------------------------------------------
 # tools/call

@@ -302,3 +302,8 @@ func refClaim(r ast.Ref) (name string, ok bool) {
 	}
 	return k, true
 }
+
+// SubjectKeyed reports whether the policy reads the token's subject only
+// as a key into data, so that its cached decisions are shared among
+// subjects the lookups treat alike (see subjectLookups).
+func (p *Policy) SubjectKeyed() bool { return p.subjects != nil }

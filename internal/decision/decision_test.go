@@ -489,3 +489,77 @@ func TestClaimsProjection(t *testing.T) {
 		t.Fatalf("cache stats %+v, want 1 hit and 3 misses", st)
 	}
 }
+
+func TestSubjectLookups(t *testing.T) {
+	tests := []struct {
+		name, module string
+		keyed        bool
+	}{
+		{"lookup only", "package mcp.authz\n\ndefault allow := false\n\nallow if not data.acl.blocked[input.token.sub]\n\ndecision := {\"allow\": allow}\n", true},
+		{"no subject", "package mcp.authz\n\ndecision := {\"allow\": input.token.present}\n", true},
+		{"compared", "package mcp.authz\n\ndecision := {\"allow\": input.token.sub == \"alice\"}\n", false},
+		{"in the output", "package mcp.authz\n\ndecision := {\"allow\": false, \"reason\": input.token.sub}\n", false},
+		{"lookup and output", "package mcp.authz\n\ndefault allow := false\n\nallow if data.acl.ok[input.token.sub]\n\ndecision := {\"allow\": allow, \"reason\": input.token.sub}\n", false},
+		{"key not last", "package mcp.authz\n\ndefault allow := false\n\nallow if data.acl[input.token.sub].ok\n\ndecision := {\"allow\": allow}\n", false},
+		{"token as a value", "package mcp.authz\n\nf(t) := t.sub\n\ndecision := {\"allow\": f(input.token) == \"a\"}\n", false},
+		{"rules under the path", "package acl.blocked\n\nalice := true\n", false},
+		{"function argument", "package mcp.authz\n\ndecision := {\"allow\": object.get(data.acl, input.token.sub, false)}\n", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFile(t, filepath.Join(dir, "authz.rego"), tc.module)
+			if !strings.Contains(tc.module, "decision") {
+				writeFile(t, filepath.Join(dir, "main.rego"), "package mcp.authz\n\ndefault allow := false\n\nallow if not data.acl.blocked[input.token.sub]\n\ndecision := {\"allow\": allow}\n")
+			}
+			p, err := decision.Load(context.Background(), decision.Source{Path: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.SubjectKeyed(); got != tc.keyed {
+				t.Fatalf("SubjectKeyed = %v, want %v", got, tc.keyed)
+			}
+		})
+	}
+	if !loadDefault(t).SubjectKeyed() {
+		t.Fatal("the default policy only looks subjects up: its decisions should be keyed on the lookup")
+	}
+}
+
+// Callers that differ only in their subject share a decision when the
+// policy only looks the subject up, unless the lookup finds one of them.
+func TestSubjectSharing(t *testing.T) {
+	b, err := decision.ReadBundle(decision.Source{FS: policies.FS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Data["mcp"].(map[string]any)["revoked"] = map[string]any{"clients": map[string]any{}, "subjects": map[string]any{"mallory": "stolen laptop"}}
+	p, err := decision.Prepare(context.Background(), b, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		sub   string
+		allow bool
+		hits  uint64
+	}{
+		{"alice", true, 0},
+		{"mallory", false, 0}, // revoked: never alice's entry
+		{"bob", true, 1},      // alice's entry
+		{"mallory", false, 2}, // mallory's own entry
+		{"carol", true, 3},
+	}
+	for _, st := range steps {
+		tok := mustToken(t, st.sub, "demo", []string{"qr:generate"}, nil)
+		r, err := p.Decide(context.Background(), call("tools/call", "generate_qr_url", tok))
+		if err != nil || r.Allow != st.allow {
+			t.Fatalf("%s: %+v %v", st.sub, r, err)
+		}
+		if !st.allow && r.Reason != "the token's subject is revoked" {
+			t.Fatalf("%s: reason %q", st.sub, r.Reason)
+		}
+		if h := p.CacheStats().Hits; h != st.hits {
+			t.Fatalf("after %s: %d cache hits, want %d", st.sub, h, st.hits)
+		}
+	}
+}

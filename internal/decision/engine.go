@@ -75,16 +75,28 @@ func (e *Engine) Decide(ctx context.Context, in *Input) (*Result, error) {
 func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 	// A policy that never reads call arguments decides the same for any
 	// arguments: leaving them out of the input makes the calls of one
-	// session share one cache entry.
-	v, err := in.value(p.readsArgs, p.readsItems, p.claimKeys)
+	// session share one cache entry. The same holds for claims it cannot
+	// read, and for a subject it only looks up in data (keyTermFor).
+	tok := in.tokenTerm(p.claimKeys)
+	keyTok := tok
+	if p.cache != nil && p.subjects != nil && in.Token != nil {
+		keyTok = in.Token.keyTermFor(p.claimKeys, p.subjects)
+	}
+	key, err := in.value(p.readsArgs, p.readsItems, keyTok)
 	if err != nil {
 		return nil, err
 	}
 	var h uint64
 	if p.cache != nil {
-		h = uint64(v.Hash())
-		if r := p.cache.get(h, v); r != nil {
+		h = uint64(key.Hash())
+		if r := p.cache.get(h, key); r != nil {
 			return r, nil
+		}
+	}
+	v := key
+	if keyTok != tok {
+		if v, err = in.value(p.readsArgs, p.readsItems, tok); err != nil {
+			return nil, err
 		}
 	}
 	res, err := p.Eval(ctx, v)
@@ -103,7 +115,7 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 		case in.Token != nil:
 			w += projectedTokenWeight
 		}
-		p.cache.put(h, v, res, w)
+		p.cache.put(h, key, res, w)
 	}
 	return res, nil
 }

@@ -45,7 +45,7 @@ func (p *Policy) Recording() *Policy {
 	cp.cache = newResultCache(cacheShards << 20) // room for any list: one entry per shard
 	// The whole input, as documented: what the policy cannot read (see
 	// readsArguments, readsItems, claimsRead) does not change its decision.
-	cp.readsArgs, cp.readsItems, cp.claimKeys = true, true, nil
+	cp.readsArgs, cp.readsItems, cp.claimKeys, cp.subjects = true, true, nil, nil
 	return &cp
 }
 

@@ -90,6 +90,7 @@ type Token struct {
 	// policies read a few claims by name and never need it (termFor).
 	full      atomic.Pointer[ast.Term]
 	projected atomic.Pointer[projectedToken]
+	keyed     atomic.Pointer[keyedToken]
 }
 
 // projectedToken is a token's Rego value with only the claims one policy reads.
@@ -162,13 +163,46 @@ func jsonValue(v any) bool {
 }
 
 // build returns the token object with the given claims object.
-func (t *Token) build(claims ast.Object) *ast.Term {
+func (t *Token) build(claims ast.Object) *ast.Term { return t.buildWithSubject(claims, nil) }
+
+// buildWithSubject is build with sub replaced by subject (when not nil).
+func (t *Token) buildWithSubject(claims ast.Object, subject *ast.Term) *ast.Term {
 	o := ast.NewObjectWithCapacity(len(t.fields)/2 + 1)
 	for i := 0; i < len(t.fields); i += 2 {
-		o.Insert(t.fields[i], t.fields[i+1])
+		v := t.fields[i+1]
+		if subject != nil && t.fields[i].Value.Compare(ast.String("sub")) == 0 {
+			v = subject
+		}
+		o.Insert(t.fields[i], v)
 	}
 	o.Insert(ast.InternedTerm("claims"), ast.NewTerm(claims))
 	return ast.NewTerm(o)
+}
+
+// keyTermFor is the token as the decision cache keys it for a policy whose
+// subject lookups are sk (see subjectLookups): termFor(keys) with the
+// subject replaced by what the lookups find.
+func (t *Token) keyTermFor(keys *claimKeys, sk *subjectKeying) *ast.Term {
+	if k := t.keyed.Load(); k != nil && k.sk == sk {
+		return k.term
+	}
+	tok := t.termFor(keys)
+	claims, _ := tok.Value.(ast.Object).Get(ast.InternedTerm("claims")).Value.(ast.Object)
+	term := t.buildWithSubject(claims, subjectKey(sk.data, sk.paths, t.Subject))
+	t.keyed.Store(&keyedToken{sk: sk, term: term})
+	return term
+}
+
+// keyedToken is a token's cache key term for one policy.
+type keyedToken struct {
+	sk   *subjectKeying
+	term *ast.Term
+}
+
+// subjectKeying is a policy's subject lookups and the data they read.
+type subjectKeying struct {
+	paths []ast.Ref
+	data  map[string]any
 }
 
 // claimValue converts one claim; ok is false when the token lacks it.
@@ -254,13 +288,21 @@ type Input struct {
 //	 "target": {"kind", "name", "arguments"}, "tool": <target, tools only>,
 //	 "token": {...}, "items": [{"name", "annotations"}], "names": [<item names>]}
 func (in *Input) Value() ast.Value {
-	v, err := in.value(true, true, nil)
+	v, err := in.value(true, true, in.tokenTerm(nil))
 	if err != nil {
 		in2 := *in
 		in2.RawArguments = nil
-		v, _ = in2.value(true, true, nil) // arguments left as {}: the error is Decide's to report
+		v, _ = in2.value(true, true, in.tokenTerm(nil)) // arguments left as {}: the error is Decide's to report
 	}
 	return v
+}
+
+// tokenTerm is input.token with the claims keys names (all when nil).
+func (in *Input) tokenTerm(keys *claimKeys) *ast.Term {
+	if in.Token == nil {
+		return anonymous
+	}
+	return in.Token.termFor(keys)
 }
 
 // arguments returns the call arguments as a Rego value, or nil.
@@ -282,11 +324,7 @@ func (in *Input) arguments() (ast.Value, error) {
 // out (for policies that never read them, see readsArguments); without
 // items, lists are given as names only (readsItems); with claim keys, only
 // those claims are in input.token.claims (see claimsRead).
-func (in *Input) value(args, items bool, keys *claimKeys) (ast.Value, error) {
-	tok := anonymous
-	if in.Token != nil {
-		tok = in.Token.termFor(keys)
-	}
+func (in *Input) value(args, items bool, tok *ast.Term) (ast.Value, error) {
 	obj := ast.NewObjectWithCapacity(8)
 	obj.Insert(ast.InternedTerm("resource"), ast.StringTerm(in.Resource))
 	obj.Insert(ast.InternedTerm("method"), ast.StringTerm(in.Method))

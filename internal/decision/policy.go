@@ -55,6 +55,9 @@ type Policy struct {
 	// readsItems is false when no rule can read input.items (lists are
 	// then given as input.names only).
 	readsItems bool
+	// subjects, when set, lets the cache key a token's subject on what the
+	// policy's lookups of it in data find (subjectLookups).
+	subjects *subjectKeying
 	// claimKeys are the only token claims a rule can read; nil: any claim.
 	claimKeys *claimKeys
 	// warnings are data problems that did not refuse the policy.
@@ -194,6 +197,9 @@ func Prepare(ctx context.Context, b *bundle.Bundle, source string, opts ...Optio
 	p.readsArgs = readsArguments(mods)
 	p.claimKeys = claimsRead(mods)
 	p.readsItems = readsItems(mods)
+	if paths, ok := subjectLookups(mods); ok {
+		p.subjects = &subjectKeying{paths: paths, data: served.Data}
+	}
 	if o.CacheSize >= 0 && p.nondeterministic == "" {
 		size := o.CacheSize
 		if size == 0 {
