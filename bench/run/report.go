@@ -254,7 +254,7 @@ func (r *report) markdown() string {
 					}
 					vsOPA, vsFloor, p99Floor := "", "", ""
 					if name != "opa" && name != "floor" {
-						if opa, ok := r.cell(ref, c, "opa"); ok && name == "mcp-pdp" {
+						if opa, ok := r.cell(ref, c, "opa"); ok && strings.HasPrefix(name, "mcp-pdp") {
 							vsOPA = ratio(a.rate, opa.rate)
 						}
 						if fl, ok := r.cell(ref, c, "floor"); ok {
@@ -279,6 +279,10 @@ func (r *report) markdown() string {
 				if h > 0.01*(h+m) {
 					p("**The token pool (-pool %d) wrapped around: these fresh-token rows are not a cache-miss measurement; use a larger -pool.**\n", o.poolSize)
 				}
+			}
+			dh, dm := a.metrics["pdp_decision_cache_hits_total"], a.metrics["pdp_decision_cache_misses_total"]
+			if dh+dm > 0 {
+				p("Its decision cache answered %.1f%% of those decisions (%.0f hits, %.0f evaluations): the pool's subjects share 500 clients and one scope, and the default policy reads the subject only to look it up in the revocation list, so the cache keys on that lookup (docs/policy.md, \"The decision cache\"). The *mcp-pdp-nocache* row evaluates the policy for every request.\n", 100*dh/(dh+dm), dh, dm)
 			}
 		}
 		var gens []string
@@ -393,6 +397,11 @@ func (r *report) targets(p func(string, ...any)) {
 		x, c := fp.rate/fo.rate, cpuRatio(fp, fo)
 		p("| tools/call, fresh token per request: ≥ 1.5× OPA REST | %.2f× (%s vs %s /s) | %s | %.2f× (%s vs %s) | %s |\n", x, fmtRate(fp.rate), fmtRate(fo.rate), verdict(x >= 1.5),
 			c, fmtDur(fp.cpu), fmtDur(fo.cpu), verdict(c >= 1.5))
+	}
+	if nc, ok := r.cell("fresh", top, "mcp-pdp-nocache"); ok && ok2 {
+		x, c := nc.rate/fo.rate, cpuRatio(nc, fo)
+		p("| *the same, decision cache off (every request evaluated)* | %.2f× (%s vs %s /s) | %s | %.2f× (%s vs %s) | %s |\n", x, fmtRate(nc.rate), fmtRate(fo.rate), verdict(x >= 1.5),
+			c, fmtDur(nc.cpu), fmtDur(fo.cpu), verdict(c >= 1.5))
 	}
 	if au := r.series["audit"]; au != nil && len(au[0]) > 0 && len(au[1]) > 0 {
 		off, on := aggregate(au[0]), aggregate(au[1])

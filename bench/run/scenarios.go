@@ -92,8 +92,12 @@ func (b *bench) allScenarios() []scenario {
 			},
 		},
 		{
-			key: "fresh", title: "tools/call, a fresh token per request (cache miss)",
-			servers: []string{"floor", "floor+jwt", "mcp-pdp", "opa"}, want: `"allow":true`,
+			// A fresh token misses mcp-pdp's token cache; its decision cache
+			// still answers callers alike in all the policy reads (the pool's
+			// 100,000 subjects share 500 clients and one scope).
+			// mcp-pdp-nocache decides every request with the policy.
+			key: "fresh", title: "tools/call, a fresh token per request (token cache miss)",
+			servers: []string{"floor", "floor+jwt", "mcp-pdp", "mcp-pdp-nocache", "opa"}, want: `"allow":true`,
 			body: func(s *server) fixture.Body {
 				return fixture.CallBody(s.shape, fixture.ProtectedTool, fresh(s), true)
 			},
@@ -158,6 +162,7 @@ type sample struct {
 
 var pdpMetrics = []string{
 	"pdp_token_cache_hits_total", "pdp_token_cache_misses_total", "pdp_token_cache_entries",
+	"pdp_decision_cache_hits_total", "pdp_decision_cache_misses_total",
 	"go_memstats_heap_inuse_bytes",
 	"mcp_pdp_audit_events_published_total", "mcp_pdp_audit_events_spooled_total",
 	"mcp_pdp_audit_events_failed_total", "mcp_pdp_audit_events_pending",
@@ -316,6 +321,8 @@ func (b *bench) startByName(ctx context.Context, name string) (*server, error) {
 		return s, err
 	case "mcp-pdp":
 		return b.startPDP(ctx, "mcp-pdp", b.opts.catalog, pdpDefault)
+	case "mcp-pdp-nocache":
+		return b.startPDP(ctx, "mcp-pdp-nocache", b.opts.catalog, pdpNoCache)
 	case "opa":
 		return b.startOPA(ctx, "opa", b.opts.catalog)
 	}

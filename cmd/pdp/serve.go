@@ -259,6 +259,11 @@ func newApp(ctx context.Context, cfg *config.Config, iss *devissuer.Issuer, log 
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pdp_token_cache_entries", Help: "Verified tokens cached."}, func() float64 { return float64(a.cache.Len()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pdp_token_cache_hits_total", Help: "Verified-token cache hits."}, func() float64 { return float64(a.cache.Hits()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pdp_token_cache_misses_total", Help: "Verified-token cache misses."}, func() float64 { return float64(a.cache.Misses()) }),
+		// The decision cache belongs to the active policy: these restart from
+		// zero when a reload swaps it (Prometheus rate() handles the reset).
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pdp_decision_cache_hits_total", Help: "Decisions answered by the active policy's decision cache."}, func() float64 { return float64(a.engine.Policy().CacheStats().Hits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pdp_decision_cache_misses_total", Help: "Decisions the active policy evaluated (cache on, no entry)."}, func() float64 { return float64(a.engine.Policy().CacheStats().Misses) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "pdp_decision_cache_entries", Help: "Decisions cached by the active policy."}, func() float64 { return float64(a.engine.Policy().CacheStats().Entries) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pdp_jwks_fetches_total", Help: "JWKS and metadata fetches."}, func() float64 { return float64(a.keys.Stats().Fetches) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pdp_jwks_fetch_errors_total", Help: "Failed JWKS and metadata fetches."}, func() float64 { return float64(a.keys.Stats().FetchErrors) }),
 	)
