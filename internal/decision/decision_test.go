@@ -563,3 +563,39 @@ func TestSubjectSharing(t *testing.T) {
 		}
 	}
 }
+
+// The call cache in front of the decision cache is emptied when full and
+// never answers for another target, method or token.
+func TestCallCacheKeys(t *testing.T) {
+	p := loadDefault(t)
+	alice := mustToken(t, "alice", "demo", []string{"qr:generate"}, nil)
+	bob := mustToken(t, "bob", "demo", nil, nil)
+	tests := []struct {
+		in    *decision.Input
+		allow bool
+	}{
+		{call("tools/call", "generate_qr_url", alice), true},
+		{call("tools/call", "generate_qr_url", bob), false},
+		{call("tools/call", "generate_qr_url", nil), false},
+		{call("tools/call", "ping", nil), true},
+		{call("tools/call", "format_disk", alice), false},
+	}
+	for round := range 3 {
+		for i, tc := range tests {
+			r, err := p.Decide(context.Background(), tc.in)
+			if err != nil || r.Allow != tc.allow {
+				t.Fatalf("round %d, case %d: %+v %v", round, i, r, err)
+			}
+		}
+	}
+	// Past its size the call cache starts over; answers stay right.
+	for i := range 5000 {
+		in := call("tools/call", fmt.Sprintf("unknown_%d", i), alice)
+		if r, err := p.Decide(context.Background(), in); err != nil || r.Allow {
+			t.Fatalf("unknown_%d: %+v %v", i, r, err)
+		}
+	}
+	if r, err := p.Decide(context.Background(), tests[0].in); err != nil || !r.Allow {
+		t.Fatalf("after eviction: %+v %v", r, err)
+	}
+}

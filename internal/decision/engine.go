@@ -82,6 +82,16 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 	if p.cache != nil && p.subjects != nil && in.Token != nil {
 		keyTok = in.Token.keyTermFor(p.claimKeys, p.subjects)
 	}
+	var ck callKey
+	useCalls := false
+	if p.calls != nil {
+		if ck, useCalls = p.callKeyFor(in, keyTok); useCalls {
+			if r := p.calls.get(ck); r != nil {
+				p.cache.hits.Add(1)
+				return r, nil
+			}
+		}
+	}
 	key, err := in.value(p.readsArgs, p.readsItems, keyTok)
 	if err != nil {
 		return nil, err
@@ -90,6 +100,9 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 	if p.cache != nil {
 		h = uint64(key.Hash())
 		if r := p.cache.get(h, key); r != nil {
+			if useCalls {
+				p.calls.put(ck, r)
+			}
 			return r, nil
 		}
 	}
@@ -116,6 +129,9 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 			w += projectedTokenWeight
 		}
 		p.cache.put(h, key, res, w)
+		if useCalls {
+			p.calls.put(ck, res)
+		}
 	}
 	return res, nil
 }

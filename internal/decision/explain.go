@@ -43,6 +43,7 @@ func ParseExplainMode(s string) (ExplainMode, error) {
 func (p *Policy) Recording() *Policy {
 	cp := *p
 	cp.cache = newResultCache(cacheShards << 20) // room for any list: one entry per shard
+	cp.calls = nil                               // every input goes through the recorder
 	// The whole input, as documented: what the policy cannot read (see
 	// readsArguments, readsItems, claimsRead) does not change its decision.
 	cp.readsArgs, cp.readsItems, cp.claimKeys, cp.subjects = true, true, nil, nil

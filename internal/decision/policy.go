@@ -49,6 +49,7 @@ type Policy struct {
 	// cache memoizes results by input; nil when disabled or when the
 	// policy calls a non-deterministic built-in (named in nondeterministic).
 	cache            *resultCache
+	calls            *callCache // in front of cache for single-target requests
 	nondeterministic string
 	// readsArgs is false when no rule can read call arguments.
 	readsArgs bool
@@ -206,6 +207,7 @@ func Prepare(ctx context.Context, b *bundle.Bundle, source string, opts ...Optio
 			size = DefaultCacheSize
 		}
 		p.cache = newResultCache(size)
+		p.calls = newCallCache()
 	}
 	return p, nil
 }
