@@ -289,38 +289,62 @@ else := "missing role" if not roles_ok(target_entry)
 else := concat("", [target_entry.access, " access"])
 
 # A list: every item decided in this one evaluation. Only visible items are
-# returned, each with its catalog entry (access and scopes); the PDP hides
-# the others. "items" is a list of objects (name -> entry) that the PDP
-# merges: one per group of identical entries, so no rule runs per item.
+# returned; the PDP hides the others. "item_groups" are groups of visible
+# names that share a catalog entry ([{"entry", "names"}]); "items" are
+# visible names with their entries, as objects (name -> entry) the PDP
+# merges. With the catalog index no rule runs per item.
 decision := {
 	"allow": true,
 	"visible": true,
 	"reason": "list filtered",
 	"required_scopes": [],
 	"missing_scopes": [],
+	"item_groups": visible_item_groups,
 	"items": visible_items,
 } if input.operation == "list"
 
-# input.names are the listed names, in order (input.items has them too,
-# with annotations; the PDP builds items only for policies that read it).
+# input.names are the listed names, as a set (input.items has them in
+# order, with annotations; the PDP builds items only for policies that read
+# it). A hand-written input may give an array.
 list_names := input.names
 
-# With the catalog index the PDP builds when it loads the policy
-# (data.pdp.catalog_index: a section's names grouped by identical entry),
-# each group is decided once and its listed members are picked out by one
-# built-in call. Without it (pdp test, more than 64 distinct entries in a
-# section), each distinct listed entry is decided once.
-visible_groups := [object.filter(g.members, list_names) |
-	some g in index_groups
+# The catalog index the PDP builds when it loads the policy
+# (data.pdp.catalog_index, docs/policy.md): a section's exact names grouped
+# by identical entry, and its "prefix*" keys. Undefined under pdp test and
+# for sections with more than 64 distinct entries.
+index := data.pdp.catalog_index[catalog_name][sections[input.kind]]
+
+# With the index, each group is decided once and its listed names are
+# found with set built-ins.
+visible_item_groups := [{"entry": g.entry, "names": group_hits(g)} |
+	some g in index.groups
 	visible(g.entry)
 ] if {
-	index_groups
-} else := [{name: e |
+	index
+	count(hide) == 0
+} else := [{"entry": g.entry, "names": group_hits(g) - hide} |
+	some g in index.groups
+	visible(g.entry)
+] if {
+	index
+} else := []
+
+# group_hits: the listed names in a group, from whichever side is smaller.
+group_hits(g) := object.keys(object.filter(g.members, list_names)) if {
+	count(list_names) < count(g.members)
+} else := list_name_set & object.keys(g.members)
+
+list_name_set := list_names if is_set(list_names)
+
+else := {n | some n in list_names}
+
+# Without the index, each distinct listed entry is decided once.
+visible_listed := {} if {
+	index
+} else := {name: e |
 	some name, e in listed_entries
 	visible_entries[e]
-}]
-
-index_groups := data.pdp.catalog_index[catalog_name][sections[input.kind]]
+}
 
 # The entries of the listed names that have an exact key.
 listed_entries := object.filter(section, list_names)
@@ -333,18 +357,23 @@ visible_entries := {e |
 # Names without an exact key are decided one by one, and only when a
 # "prefix*" key or a visible "unknown" entry can make one visible.
 visible_fallback := {name: e |
-	count(listed_entries) < count(list_names)
 	fallback_may_show
+	count(listed_entries) < count(list_names)
 	some name in list_names
 	not section[name]
 	e := fallback_entry(name)
 	visible(e)
 }
 
-fallback_may_show if count(prefix_keys) > 0
+fallback_may_show if count(index.prefixes) > 0
+
+fallback_may_show if {
+	not index
+	count(prefix_keys) > 0
+}
 
 fallback_may_show if visible(unknown_entry)
 
-visible_items := array.concat(visible_groups, [visible_fallback]) if count(hide) == 0
+visible_items := [visible_listed, visible_fallback] if count(hide) == 0
 
-else := [object.remove(g, hide) | some g in array.concat(visible_groups, [visible_fallback])]
+else := [object.remove(visible_listed, hide), object.remove(visible_fallback, hide)]

@@ -169,15 +169,18 @@ func keepTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
 
 // Field names of the decision object, interned once.
 var (
-	fieldAllow     = ast.StringTerm("allow")
-	fieldVisible   = ast.StringTerm("visible")
-	fieldForbidden = ast.StringTerm("forbidden")
-	fieldAccess    = ast.StringTerm("access")
-	fieldReason    = ast.StringTerm("reason")
-	fieldRequired  = ast.StringTerm("required_scopes")
-	fieldMissing   = ast.StringTerm("missing_scopes")
-	fieldItems     = ast.StringTerm("items")
-	fieldScopes    = ast.StringTerm("scopes")
+	fieldAllow      = ast.StringTerm("allow")
+	fieldVisible    = ast.StringTerm("visible")
+	fieldForbidden  = ast.StringTerm("forbidden")
+	fieldAccess     = ast.StringTerm("access")
+	fieldReason     = ast.StringTerm("reason")
+	fieldRequired   = ast.StringTerm("required_scopes")
+	fieldMissing    = ast.StringTerm("missing_scopes")
+	fieldItems      = ast.StringTerm("items")
+	fieldItemGroups = ast.StringTerm("item_groups")
+	fieldEntry      = ast.StringTerm("entry")
+	fieldNames      = ast.StringTerm("names")
+	fieldScopes     = ast.StringTerm("scopes")
 )
 
 func parseResult(v ast.Value) (*Result, error) {
@@ -209,6 +212,11 @@ func parseResult(v ast.Value) (*Result, error) {
 	}
 	if raw := obj.Get(fieldItems); raw != nil {
 		if err := parseItems(res, raw.Value); err != nil {
+			return nil, err
+		}
+	}
+	if raw := obj.Get(fieldItemGroups); raw != nil {
+		if err := parseItemGroups(res, raw.Value); err != nil {
 			return nil, err
 		}
 	}
@@ -256,6 +264,46 @@ func parseItems(res *Result, v ast.Value) error {
 		})
 		if err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// parseItemGroups reads the visible items of a list decision given as
+// groups of names that share an entry: [{"entry": {access, scopes},
+// "names": [...] or a set}], added to res.Items.
+func parseItemGroups(res *Result, v ast.Value) error {
+	arr, ok := v.(*ast.Array)
+	if !ok {
+		return fmt.Errorf("policy decision field item_groups is %s, want an array of {entry, names}", ast.ValueName(v))
+	}
+	for i := range arr.Len() {
+		g, ok := arr.Elem(i).Value.(ast.Object)
+		if !ok {
+			return fmt.Errorf("policy decision item_groups[%d] is %s, want an object {entry, names}", i, ast.ValueName(arr.Elem(i).Value))
+		}
+		et := g.Get(fieldEntry)
+		if et == nil {
+			return fmt.Errorf("policy decision item_groups[%d] has no entry", i)
+		}
+		eo, ok := et.Value.(ast.Object)
+		if !ok {
+			return fmt.Errorf("policy decision item_groups[%d].entry is %s, want an object", i, ast.ValueName(et.Value))
+		}
+		d := ItemDecision{Access: stringField(eo, fieldAccess)}
+		var err error
+		if d.Scopes, err = stringsField(eo, fieldScopes); err != nil {
+			return fmt.Errorf("item_groups[%d].entry: %w", i, err)
+		}
+		names, err := stringsField(g, fieldNames)
+		if err != nil {
+			return fmt.Errorf("item_groups[%d]: %w", i, err)
+		}
+		if res.Items == nil {
+			res.Items = make(map[string]ItemDecision, len(names))
+		}
+		for _, n := range names {
+			res.Items[n] = d
 		}
 	}
 	return nil
@@ -312,11 +360,8 @@ func stringsField(obj ast.Object, key *ast.Term) ([]string, error) {
 		}
 	case ast.Set:
 		out = make([]string, 0, x.Len())
-		sorted := x.Sorted()
-		for i := range sorted.Len() {
-			if err := add(sorted.Elem(i)); err != nil {
-				return nil, err
-			}
+		if err := x.Iter(add); err != nil {
+			return nil, err
 		}
 	default:
 		return nil, fmt.Errorf("policy decision field %v is %s, want an array of strings", key, ast.ValueName(raw.Value))

@@ -3,13 +3,15 @@ package decision
 import (
 	"encoding/json"
 	"maps"
+	"strings"
 )
 
 // IndexRoot is where Prepare puts the catalog index in data:
-// data.pdp.catalog_index[<catalog>][<section>] is a list of groups
-// {"entry": <entry>, "members": {<name>: <entry>, ...}}, one per distinct
-// entry of the section. The default policy filters a list with one
-// object.filter per visible group instead of one rule evaluation per item.
+// data.pdp.catalog_index[<catalog>][<section>] is {"groups": [{"entry":
+// <entry>, "members": {<name>: true, ...}}, ...], "prefixes": [...]}, one
+// group per distinct entry of the section, and the section's "prefix*"
+// keys. The default policy decides a list once per group, with set
+// built-ins, instead of one rule evaluation per item.
 const IndexRoot = "pdp"
 
 // maxIndexGroups bounds the groups of one section that are indexed: the
@@ -52,18 +54,21 @@ func withCatalogIndex(data map[string]any) map[string]any {
 }
 
 // groupEntries groups the exact-name entries of a section by value
-// (canonical JSON). Prefix keys ("name*") are left out: the policy decides
-// names without an exact key one by one. Not ok when the section is not an
-// object or has more than maxIndexGroups distinct entries.
-func groupEntries(section any) ([]any, bool) {
+// (canonical JSON): {"groups": [{"entry", "members": {name: true}}],
+// "prefixes": ["<prefix>", ...]} where prefixes are the section's "name*"
+// keys without the star. Not ok when the section is not an object or has
+// more than maxIndexGroups distinct entries.
+func groupEntries(section any) (map[string]any, bool) {
 	sec, ok := section.(map[string]any)
 	if !ok {
 		return nil, false
 	}
-	var groups []any
+	groups := []any{}
+	prefixes := []any{}
 	byKey := map[string]map[string]any{}
 	for name, e := range sec {
-		if len(name) > 0 && name[len(name)-1] == '*' {
+		if strings.HasSuffix(name, "*") {
+			prefixes = append(prefixes, strings.TrimSuffix(name, "*"))
 			continue
 		}
 		raw, err := json.Marshal(e) // map keys sorted: equal entries, equal keys
@@ -79,7 +84,7 @@ func groupEntries(section any) ([]any, bool) {
 			byKey[string(raw)] = members
 			groups = append(groups, map[string]any{"entry": e, "members": members})
 		}
-		members[name] = e
+		members[name] = true
 	}
-	return groups, true
+	return map[string]any{"groups": groups, "prefixes": prefixes}, true
 }

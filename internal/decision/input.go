@@ -286,7 +286,7 @@ type Input struct {
 //
 //	{"resource", "method", "operation", "kind",
 //	 "target": {"kind", "name", "arguments"}, "tool": <target, tools only>,
-//	 "token": {...}, "items": [{"name", "annotations"}], "names": [<item names>]}
+//	 "token": {...}, "items": [{"name", "annotations"}], "names": {<item names>}}
 func (in *Input) Value() ast.Value {
 	v, err := in.value(true, true, in.tokenTerm(nil))
 	if err != nil {
@@ -353,11 +353,15 @@ func (in *Input) value(args, items bool, tok *ast.Term) (ast.Value, error) {
 			obj.Insert(ast.InternedTerm("tool"), target)
 		}
 	case OpList:
+		// names is a set: built-ins such as object.filter take it as it
+		// is, where an array would be turned into a set on every call.
 		names := make([]*ast.Term, len(in.Items))
+		set := ast.NewSetWithCapacity(len(in.Items))
 		for i, it := range in.Items {
 			names[i] = ast.StringTerm(it.Name)
+			set.Add(names[i])
 		}
-		obj.Insert(ast.InternedTerm("names"), ast.ArrayTerm(names...))
+		obj.Insert(ast.InternedTerm("names"), ast.NewTerm(set))
 		if !items {
 			break
 		}
