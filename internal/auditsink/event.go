@@ -94,12 +94,12 @@ type Event struct {
 
 // NATSSubject returns "<prefix>.<resource_key>.<method>.<outcome>" with
 // each token sanitized for NATS (see SanitizeToken). An empty resource key
-// falls back to a key derived from Resource. (It cannot be called Subject:
+// (never written by the PDP) becomes "_". (It cannot be called Subject:
 // that is the field holding the token's "sub".)
 func (e *Event) NATSSubject(prefix string) string {
 	rk := e.ResourceKey
 	if rk == "" {
-		rk = ResourceKey(e.Resource)
+		rk = "_" // the PDP always sets it (config.ResourceKey)
 	}
 	var b strings.Builder
 	b.Grow(len(prefix) + len(rk) + len(e.Method) + len(e.Outcome) + 3)
@@ -147,33 +147,20 @@ func SanitizeToken(s string) string {
 	return b.String()
 }
 
-// ResourceKey derives a subject token from a resource URI: the scheme is
-// dropped, letters are lower-cased, and every character other than
-// [a-z0-9_-] becomes '_' ("https://mcp.example.com/mcp" ->
-// "mcp_example_com_mcp"). Callers with a configured, stable resource key
-// should use that instead.
-func ResourceKey(resource string) string {
-	s := resource
-	if i := strings.Index(s, "://"); i >= 0 {
-		s = s[i+3:]
-	}
-	s = strings.TrimRight(s, "/")
+// IsResourceKey reports whether s is written like a resource key (the
+// configuration derives them, see config.ResourceKey): non-empty, only
+// [A-Za-z0-9_-], so it is one NATS subject token as it is.
+func IsResourceKey(s string) bool {
 	if s == "" {
-		return "_"
+		return false
 	}
-	b := make([]byte, 0, len(s))
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '_', c == '-':
-			b = append(b, c)
-		case c >= 'A' && c <= 'Z':
-			b = append(b, c+('a'-'A'))
-		default:
-			b = append(b, '_')
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
 		}
 	}
-	return string(b)
+	return true
 }
 
 // NewID returns a random 128-bit hex ID, for events recorded without a

@@ -40,7 +40,7 @@ const startSkew = time.Minute
 // and outcome are subject tokens; the rest is filtered here.
 func (f Filter) subjects(prefix string) []string {
 	rk := "*"
-	if f.Resource != "" && SanitizeToken(f.Resource) == f.Resource && ResourceKey(f.Resource) == f.Resource {
+	if IsResourceKey(f.Resource) {
 		rk = f.Resource
 	}
 	method := "*"

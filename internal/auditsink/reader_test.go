@@ -24,7 +24,7 @@ func TestNATSSubjectSanitizing(t *testing.T) {
 		{"wildcards", Event{ResourceKey: "a*b>c", Method: "x>y", Outcome: "*"}, "mcp.audit.a_b_c.x_y._"},
 		{"whitespace and control", Event{ResourceKey: "a b\tc\nd\x00", Method: "m", Outcome: "deny"}, "mcp.audit.a_b_c_d_.m.deny"},
 		{"empty tokens", Event{}, "mcp.audit._._._"},
-		{"key from resource", Event{Resource: "https://MCP.example.com/mcp/", Method: "prompts/get", Outcome: "challenge"}, "mcp.audit.mcp_example_com_mcp.prompts/get.challenge"},
+		{"no key (the PDP always sets one)", Event{Resource: "https://MCP.example.com/mcp/", Method: "prompts/get", Outcome: "challenge"}, "mcp.audit._.prompts/get.challenge"},
 		{"unicode kept, invalid utf8 replaced", Event{ResourceKey: "ré\xff", Method: "m", Outcome: "allow"}, "mcp.audit.ré_.m.allow"},
 		{"non-breaking space", Event{ResourceKey: "a\u00a0b", Method: "m", Outcome: "allow"}, "mcp.audit.a_b.m.allow"},
 	}
@@ -37,17 +37,18 @@ func TestNATSSubjectSanitizing(t *testing.T) {
 	}
 }
 
-func TestResourceKey(t *testing.T) {
-	tests := map[string]string{
-		"https://mcp.example.com/mcp": "mcp_example_com_mcp",
-		"http://localhost:8080/":      "localhost_8080",
-		"demo":                        "demo",
-		"":                            "_",
-		"urn:x:Y":                     "urn_x_y",
+func TestIsResourceKey(t *testing.T) {
+	tests := map[string]bool{
+		"mcp_example_com_mcp":       true,
+		"Demo-1":                    true,
+		"":                          false,
+		"http://localhost:8181/mcp": false, // a URI, not a key: no subject filter
+		"mcp.example.com":           false,
+		"a*b":                       false,
 	}
 	for in, want := range tests {
-		if got := ResourceKey(in); got != want {
-			t.Errorf("ResourceKey(%q) = %q, want %q", in, got, want)
+		if got := IsResourceKey(in); got != want {
+			t.Errorf("IsResourceKey(%q) = %v, want %v", in, got, want)
 		}
 	}
 }
