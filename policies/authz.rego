@@ -7,8 +7,9 @@
 #   Tool, prompt and resource requirements live in data (data.mcp.catalogs),
 #   so protecting a new tool is a data change. See docs/policy.md.
 #
-#   The rules are written for OPA's rule indexing and early exit: a call is a
-#   handful of object lookups, never an iteration over the catalog.
+#   A call is a handful of lookups, never an iteration over the catalog; a
+#   list is decided once per group of identical entries, with the catalog
+#   index the PDP builds when it loads the policy (docs/policy.md).
 package mcp.authz
 
 import data.mcp.lib
@@ -60,8 +61,12 @@ longest_prefix(name) := max({p |
 })
 
 # prefix_keys are the "prefix*" keys of the section, without the star:
-# computed once per evaluation and only when a name has no exact key.
-prefix_keys := {trim_suffix(k, "*") |
+# from the catalog index when the PDP built one, else (pdp test) found by
+# a scan of the section, once per evaluation and only when a name has no
+# exact key.
+prefix_keys := {p | some p in index.prefixes} if {
+	index
+} else := {trim_suffix(k, "*") |
 	some k, _ in section
 	endswith(k, "*")
 }
@@ -332,7 +337,7 @@ visible_item_groups := [{"entry": g.entry, "names": group_hits(g)} |
 # group_hits: the listed names in a group, from whichever side is smaller.
 group_hits(g) := object.keys(object.filter(g.members, list_names)) if {
 	count(list_names) < count(g.members)
-} else := list_name_set & object.keys(g.members)
+} else := list_name_set & g.names
 
 list_name_set := list_names if is_set(list_names)
 

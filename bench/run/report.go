@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -522,14 +523,18 @@ func (r *report) seriesMarkdown(p func(string, ...any)) {
 		p("\n")
 	}
 	if gs := r.series["gogc"]; gs != nil {
-		p("## Series: GOGC (tuning)\n\ntools/call, session token (distinct arguments), %d connections, mcp-pdp with the Go default GOGC=100 and with GOGC=400 in its environment; median of %d, interleaved.\n\n", top, min(o.runs, 2))
+		p("## Series: GOGC (tuning)\n\ntools/call, session token (distinct arguments), %d connections, mcp-pdp with GOGC=100 (Go's default) in its environment, with its own default (`runtime.gc_percent: 200`, no GOGC set) and with GOGC=400; median of %d, interleaved.\n\n", top, min(o.runs, 2))
 		p("| GOGC | decisions/s | p50 | p99 | CPU/decision | peak RSS | other load |\n|---:|---:|---:|---:|---:|---:|---:|\n")
-		for _, x := range []int{100, 400} {
+		for _, x := range []int{100, 200, 400} {
 			if len(gs[x]) == 0 {
 				continue
 			}
 			a := aggregate(gs[x])
-			p("| %d | %s | %s | %s | %s | %s | %.2f |\n", x, fmtRate(a.rate), fmtDur(a.p50), fmtDur(a.p99), fmtDur(a.cpu), fmtBytes(a.peakRSS), a.other)
+			label := strconv.Itoa(x)
+			if x == 200 {
+				label = "200 (mcp-pdp default)"
+			}
+			p("| %s | %s | %s | %s | %s | %s | %.2f |\n", label, fmtRate(a.rate), fmtDur(a.p50), fmtDur(a.p99), fmtDur(a.cpu), fmtBytes(a.peakRSS), a.other)
 		}
 		p("\n")
 	}

@@ -303,7 +303,7 @@ func (b *bench) estimate() time.Duration {
 	}
 	if b.opts.what["series"] {
 		n += len(b.opts.seriesCatalog)*b.opts.runs + len(b.opts.seriesList)*2*len(b.opts.conns) +
-			len(b.opts.seriesTokens) + 2*b.opts.runs + 6*min(b.opts.runs, 2)
+			len(b.opts.seriesTokens) + 2*b.opts.runs + 7*min(b.opts.runs, 2)
 	}
 	return time.Duration(n) * per
 }
@@ -376,6 +376,7 @@ const (
 	pdpAudit           // audit on, async, embedded NATS
 	pdpNoCache         // policy.decision_cache_size: -1
 	pdpGOGC            // GOGC=400 in the environment
+	pdpGOGC100         // GOGC=100 (Go's default) in the environment
 )
 
 // interleave measures the servers run by run in rotating order and files
@@ -519,17 +520,24 @@ func (b *bench) series(ctx context.Context) error {
 	// GOGC: the decision path allocates ~20 KB per uncached decision, and
 	// the Go GC is a large share of the CPU; a higher GOGC trades memory
 	// for CPU.
+	// off runs with mcp-pdp's own default (runtime.gc_percent: 200).
 	gc, err := b.startPDP(ctx, "mcp-pdp-gogc", b.opts.catalog, pdpGOGC)
 	if err != nil {
 		return err
 	}
 	gc.name = "mcp-pdp GOGC=400"
-	if err := b.interleave(ctx, "gogc", []*server{off, gc}, []int{100, 400}, session,
+	gc100, err := b.startPDP(ctx, "mcp-pdp-gogc100", b.opts.catalog, pdpGOGC100)
+	if err != nil {
+		return err
+	}
+	gc100.name = "mcp-pdp GOGC=100"
+	if err := b.interleave(ctx, "gogc", []*server{gc100, off, gc}, []int{100, 200, 400}, session,
 		func(i int) string { return "gogc" }, min(b.opts.runs, 2)); err != nil {
 		return err
 	}
 	b.stop(off)
 	b.stop(gc)
+	b.stop(gc100)
 	return nil
 }
 

@@ -212,8 +212,11 @@ func (b *bench) startPDPBinary(ctx context.Context, name, bin string, catalog in
 	}
 	s := &server{name: name, kind: kindPDP, addr: addr, path: "/v1/decide", shape: fixture.PDP,
 		logPath: filepath.Join(b.work, name+".log")}
-	if mode == pdpGOGC {
+	switch mode {
+	case pdpGOGC:
 		s.env = []string{"GOGC=400"}
+	case pdpGOGC100:
+		s.env = []string{"GOGC=100"}
 	}
 	args := []string{bin, "--config", cfg}
 	if serve {

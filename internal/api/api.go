@@ -157,7 +157,7 @@ func (s *Server) decide(c *echo.Context) error {
 		return err
 	}
 	s.metrics.observe(resp, time.Since(start))
-	return writeJSON(c, http.StatusOK, resp)
+	return writeDecision(c, resp)
 }
 
 // isJSONContentType reports whether a Content-Type names application/json

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"maps"
 	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
 )
 
 // IndexRoot is where Prepare puts the catalog index in data:
@@ -85,6 +87,18 @@ func groupEntries(section any) (map[string]any, bool) {
 			groups = append(groups, map[string]any{"entry": e, "members": members})
 		}
 		members[name] = true
+	}
+	// Each group's names as a Rego set as well: data cannot be a set in
+	// JSON, but the PDP writes this value to the store as it is, so the
+	// policy intersects sets without building one per evaluation.
+	for _, g := range groups {
+		g := g.(map[string]any)
+		members := g["members"].(map[string]any)
+		names := make([]*ast.Term, 0, len(members))
+		for n := range members {
+			names = append(names, ast.StringTerm(n))
+		}
+		g["names"] = ast.NewSet(names...)
 	}
 	return map[string]any{"groups": groups, "prefixes": prefixes}, true
 }

@@ -266,6 +266,9 @@ type Item struct {
 	Name string
 	// Annotations are the item's MCP annotations (e.g. readOnlyHint), or nil.
 	Annotations ast.Value
+	// RawAnnotations are the annotations as JSON text, converted only for
+	// a policy that reads input.items; Annotations, when set, wins.
+	RawAnnotations []byte
 }
 
 // Input is one request to decide.
@@ -369,8 +372,16 @@ func (in *Input) value(args, items bool, tok *ast.Term) (ast.Value, error) {
 		for i, it := range in.Items {
 			o := ast.NewObjectWithCapacity(2)
 			o.Insert(ast.InternedTerm("name"), names[i])
-			if it.Annotations != nil {
-				o.Insert(ast.InternedTerm("annotations"), ast.NewTerm(it.Annotations))
+			ann := it.Annotations
+			if ann == nil && len(it.RawAnnotations) > 0 {
+				v, err := ast.ValueFromReader(bytes.NewReader(it.RawAnnotations))
+				if err != nil {
+					return nil, fmt.Errorf("annotations of %q: %w", it.Name, err)
+				}
+				ann = v
+			}
+			if ann != nil {
+				o.Insert(ast.InternedTerm("annotations"), ast.NewTerm(ann))
 			}
 			objs[i] = ast.NewTerm(o)
 		}

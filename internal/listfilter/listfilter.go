@@ -17,8 +17,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/open-policy-agent/opa/v1/ast"
-
 	"github.com/mcp-pdp/pdp/internal/decision"
 )
 
@@ -134,11 +132,9 @@ func (l *List) parseItems(dec *json.Decoder, result []byte, class decision.Metho
 		}
 		it := decision.Item{Name: *name}
 		if len(h.Annotations) > 0 && !bytes.Equal(h.Annotations, []byte("null")) {
-			v, err := ast.ValueFromReader(bytes.NewReader(h.Annotations))
-			if err != nil {
-				return fmt.Errorf("%w: result.%s[%d].annotations: %v", ErrInvalidResult, class.ListKey, i, err)
-			}
-			it.Annotations = v
+			// Valid JSON (decoded above); a Rego value only for a policy
+			// that reads input.items (decision.Input.value).
+			it.RawAnnotations = h.Annotations
 		}
 		l.raws = append(l.raws, raw)
 		l.heads = append(l.heads, h)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -160,4 +162,32 @@ func FuzzFilter(f *testing.F) {
 			t.Fatalf("%d tools in result, %d visible", len(parsed.Tools), len(out.Visible))
 		}
 	})
+}
+
+// A policy that reads input.items sees each item's annotations (converted
+// only for such a policy); one that does not is never given them.
+func TestAnnotationsReachPolicy(t *testing.T) {
+	dir := t.TempDir()
+	mod := `package mcp.authz
+
+decision := {"allow": true, "items": {item.name: {"access": "public"} |
+	some item in input.items
+	item.annotations.readOnlyHint == true
+}}
+`
+	if err := os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(mod), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, err := decision.Load(context.Background(), decision.Source{Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	result := `{"tools":[{"name":"ro","annotations":{"readOnlyHint":true}},{"name":"rw","annotations":{"readOnlyHint":false}},{"name":"none"}]}`
+	f, err := listfilter.Filter(context.Background(), decision.NewEngine(p), input("tools/list"), json.RawMessage(result))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(f.Visible, []string{"ro"}) || !reflect.DeepEqual(f.Hidden, []string{"rw", "none"}) {
+		t.Fatalf("visible %v hidden %v", f.Visible, f.Hidden)
+	}
 }
