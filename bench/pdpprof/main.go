@@ -140,7 +140,7 @@ func startAudit(ctx context.Context, cfg *config.Config, log *slog.Logger) (*aud
 	if err != nil {
 		return nil, nil, err
 	}
-	nc, err := auditsink.Connect(ctx, ns.ClientURL(), auditsink.ConnectOptions{Name: "pdpprof", RetryOnFailedConnect: true, Logger: log})
+	nc, err := auditsink.Connect(ctx, ns.ClientURL(), auditsink.ConnectOptions{Name: "pdpprof", RetryOnFailedConnect: true, Logger: log, InProcess: ns})
 	if err != nil {
 		ns.Shutdown()
 		return nil, nil, err

@@ -364,6 +364,7 @@ func newApp(ctx context.Context, cfg *config.Config, iss *devissuer.Issuer, log 
 func (a *app) startAudit(ctx context.Context, reg prometheus.Registerer) error {
 	ac := a.cfg.Audit
 	natsURL := ac.NATS.URL
+	var inProcess nats.InProcessConnProvider
 	if natsURL == "embedded" {
 		s, err := natsembed.Start(ctx, natsembed.Options{
 			StoreDir: filepath.Join(a.cfg.DataDir, "nats"), Port: natsembed.RandomPort,
@@ -374,6 +375,7 @@ func (a *app) startAudit(ctx context.Context, reg prometheus.Registerer) error {
 		}
 		a.nats = s
 		natsURL = s.ClientURL()
+		inProcess = s // no socket between the PDP and its own NATS
 		if err := natsembed.WriteURLFile(a.cfg.DataDir, natsURL); err != nil {
 			a.log.Warn("cannot write nats.url for `pdp audit`", "err", err)
 		}
@@ -382,6 +384,7 @@ func (a *app) startAudit(ctx context.Context, reg prometheus.Registerer) error {
 		Name: "mcp-pdp " + a.cfg.Instance, CredsFile: ac.NATS.Credentials, NKeySeedFile: ac.NATS.NKeySeed,
 		TLSCAFile: ac.NATS.TLSCA, TLSCertFile: ac.NATS.TLSCert, TLSKeyFile: ac.NATS.TLSKey,
 		RetryOnFailedConnect: true, Logger: a.log.With("component", "nats-client"),
+		InProcess: inProcess,
 	})
 	if err != nil {
 		return fmt.Errorf("audit: connect to NATS %s: %w", redactURL(natsURL), err)

@@ -33,6 +33,10 @@ type ConnectOptions struct {
 	ReconnectWait time.Duration
 	// Logger for connection state changes (nil = discard).
 	Logger *slog.Logger
+	// InProcess, when set, connects to a NATS server running in this
+	// process without a socket (the embedded server); url is then only
+	// used for logs.
+	InProcess nats.InProcessConnProvider
 }
 
 // Connect connects to url, a comma-separated list of nats:// URLs. The
@@ -105,6 +109,9 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 	}
 	if o.TLSCertFile != "" {
 		opts = append(opts, nats.ClientCert(o.TLSCertFile, o.TLSKeyFile))
+	}
+	if o.InProcess != nil {
+		opts = append(opts, nats.InProcessServer(o.InProcess))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {

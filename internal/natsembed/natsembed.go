@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -147,6 +148,11 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 
 // ClientURL is the nats:// URL clients connect to.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// InProcessConn opens a client connection to the server inside this
+// process, without a socket (nats.InProcessServer): the PDP's own audit
+// client uses it, other processes (pdp audit) use ClientURL.
+func (s *Server) InProcessConn() (net.Conn, error) { return s.ns.InProcessConn() }
 
 // ClusterURL is the nats-route:// URL of the route listener ("" when not
 // clustered).
