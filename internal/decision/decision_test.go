@@ -285,7 +285,7 @@ func copyDefault(t *testing.T, dir string) {
 	}
 }
 
-func writeFile(t *testing.T, path, content string) {
+func writeFile(t testing.TB, path, content string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
@@ -293,6 +293,18 @@ func writeFile(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// loadModule loads a policy made of one module (authz.rego).
+func loadModule(t testing.TB, module string) *decision.Policy {
+	t.Helper()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "authz.rego"), module)
+	p, err := decision.Load(context.Background(), decision.Source{Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func TestReadsArguments(t *testing.T) {
@@ -311,12 +323,7 @@ func TestReadsArguments(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			writeFile(t, filepath.Join(dir, "authz.rego"), tc.module)
-			p, err := decision.Load(context.Background(), decision.Source{Path: dir})
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := loadModule(t, tc.module)
 			if p.ReadsArguments() != tc.want {
 				t.Fatalf("ReadsArguments = %v, want %v", p.ReadsArguments(), tc.want)
 			}
@@ -351,12 +358,7 @@ func TestArgumentsReachPolicyThroughCache(t *testing.T) {
 // Arguments given as JSON text are parsed for a policy that reads them;
 // text that is not an object is an error (deny), never an empty object.
 func TestRawArguments(t *testing.T) {
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "authz.rego"), "package mcp.authz\n\ndefault allow := false\n\nallow if input.tool.arguments.amount < 5\n\ndecision := {\"allow\": allow}\n")
-	reads, err := decision.Load(context.Background(), decision.Source{Path: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	reads := loadModule(t, "package mcp.authz\n\ndefault allow := false\n\nallow if input.tool.arguments.amount < 5\n\ndecision := {\"allow\": allow}\n")
 	ignores := loadDefault(t)
 	tests := []struct {
 		raw     string
@@ -435,12 +437,7 @@ func TestReadClaims(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			writeFile(t, filepath.Join(dir, "authz.rego"), tc.module)
-			p, err := decision.Load(context.Background(), decision.Source{Path: dir})
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := loadModule(t, tc.module)
 			all, names := p.ReadClaims()
 			if all != tc.all || !slices.Equal(names, tc.names) {
 				t.Fatalf("ReadClaims = %v %q, want %v %q", all, names, tc.all, tc.names)
@@ -456,12 +453,7 @@ func TestReadClaims(t *testing.T) {
 // Claims a policy reads reach it; claims it cannot read are left out of
 // the input, so tokens differing only in those share a cache entry.
 func TestClaimsProjection(t *testing.T) {
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "authz.rego"), "package mcp.authz\n\ndefault allow := false\n\nallow if input.token.claims.tenant == \"a\"\n\ndecision := {\"allow\": allow}\n")
-	p, err := decision.Load(context.Background(), decision.Source{Path: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := loadModule(t, "package mcp.authz\n\ndefault allow := false\n\nallow if input.token.claims.tenant == \"a\"\n\ndecision := {\"allow\": allow}\n")
 	tests := []struct {
 		claims map[string]any
 		allow  bool
