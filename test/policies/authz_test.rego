@@ -114,3 +114,63 @@ test_token_wildcard_needs_catalog_listing if {
 	authz.decision.allow with input as call("generate_qr_url", token(["qr:*"]))
 		with data.mcp.catalogs.demo.wildcard_scopes as ["qr:*"]
 }
+
+# The catalog index (data.pdp.catalog_index) is built by the PDP when it
+# loads the policy; pdp test runs without it, so these tests give one.
+index_of(groups, prefixes) := {
+	"groups": [{"entry": e, "members": {n: true | some n in ns}, "names": {n | some n in ns}} |
+		some [e, ns] in groups
+	],
+	"prefixes": prefixes,
+}
+
+demo_index := index_of(
+	[
+		[{"access": "public"}, ["ping", "lookup_product"]],
+		[{"access": "step_up", "scopes": ["qr:generate"]}, ["generate_qr_url"]],
+		[{"access": "restricted", "scopes": ["qr:admin"]}, ["purge_codes"]],
+	],
+	["ui://"],
+)
+
+demo_tools := {
+	"ping": {"access": "public"},
+	"lookup_product": {"access": "public"},
+	"generate_qr_url": {"access": "step_up", "scopes": ["qr:generate"]},
+	"purge_codes": {"access": "restricted", "scopes": ["qr:admin"]},
+	"ui://*": {"access": "public"},
+}
+
+# indexed_items: the visible items of a list decided with demo_index, from
+# item_groups and items merged.
+indexed_items(names, tok) := object.union(grouped, object.union_n(d.items)) if {
+	d := authz.decision with input as list(names, tok)
+		with data.mcp.catalogs.demo.tools as demo_tools
+		with data.pdp.catalog_index.demo.tools as demo_index
+	grouped := {n: g.entry |
+		some g in d.item_groups
+		some n in g.names
+	}
+}
+
+test_list_with_catalog_index if {
+	items := indexed_items(["ping", "generate_qr_url", "purge_codes", "ui://app", "nope"], anonymous)
+	items == {
+		"ping": {"access": "public"},
+		"generate_qr_url": {"access": "step_up", "scopes": ["qr:generate"]},
+		"ui://app": {"access": "public"},
+	}
+}
+
+test_list_with_catalog_index_restricted_needs_scope if {
+	items := indexed_items(["ping", "purge_codes"], token(["qr:admin"]))
+	object.keys(items) == {"ping", "purge_codes"}
+}
+
+test_list_with_catalog_index_hides_hidden if {
+	d := authz.decision with input as list(["ping", "lookup_product"], anonymous)
+		with data.mcp.catalogs.demo.tools as demo_tools
+		with data.pdp.catalog_index.demo.tools as demo_index
+		with data.mcp.hidden as ["lookup_product"]
+	d.item_groups == [{"entry": {"access": "public"}, "names": {"ping"}}, {"entry": {"access": "step_up", "scopes": ["qr:generate"]}, "names": set()}]
+}
