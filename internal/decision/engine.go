@@ -254,9 +254,8 @@ func parseItems(res *Result, v ast.Value) error {
 			if !ok {
 				return fmt.Errorf("policy decision items[%q] is %s, want an object", string(name), ast.ValueName(iv.Value))
 			}
-			d := ItemDecision{Access: stringField(io, fieldAccess)}
-			var err error
-			if d.Scopes, err = stringsField(io, fieldScopes); err != nil {
+			d, err := itemDecision(io)
+			if err != nil {
 				return fmt.Errorf("items[%q]: %w", string(name), err)
 			}
 			res.Items[string(name)] = d
@@ -290,9 +289,8 @@ func parseItemGroups(res *Result, v ast.Value) error {
 		if !ok {
 			return fmt.Errorf("policy decision item_groups[%d].entry is %s, want an object", i, ast.ValueName(et.Value))
 		}
-		d := ItemDecision{Access: stringField(eo, fieldAccess)}
-		var err error
-		if d.Scopes, err = stringsField(eo, fieldScopes); err != nil {
+		d, err := itemDecision(eo)
+		if err != nil {
 			return fmt.Errorf("item_groups[%d].entry: %w", i, err)
 		}
 		names, err := stringsField(g, fieldNames)
@@ -307,6 +305,16 @@ func parseItemGroups(res *Result, v ast.Value) error {
 		}
 	}
 	return nil
+}
+
+// itemDecision reads what a list item needs from its catalog entry (or the
+// policy's own {access, scopes} object).
+func itemDecision(e ast.Object) (ItemDecision, error) {
+	scopes, err := stringsField(e, fieldScopes)
+	if err != nil {
+		return ItemDecision{}, err
+	}
+	return ItemDecision{Access: stringField(e, fieldAccess), Scopes: scopes}, nil
 }
 
 func boolField(obj ast.Object, key *ast.Term, required bool) (bool, error) {

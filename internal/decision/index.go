@@ -10,9 +10,9 @@ import (
 
 // IndexRoot is where Prepare puts the catalog index in data:
 // data.pdp.catalog_index[<catalog>][<section>] is {"groups": [{"entry":
-// <entry>, "members": {<name>: true, ...}}, ...], "prefixes": [...]}, one
-// group per distinct entry of the section, and the section's "prefix*"
-// keys. The default policy decides a list once per group, with set
+// <entry>, "members": {<name>: true, ...}, "names": <set of the same
+// names>}, ...], "prefixes": [...]}, one group per distinct entry of the
+// section, and the section's "prefix*" keys without the star. The default policy decides a list once per group, with set
 // built-ins, instead of one rule evaluation per item.
 const IndexRoot = "pdp"
 
@@ -56,7 +56,7 @@ func withCatalogIndex(data map[string]any) map[string]any {
 }
 
 // groupEntries groups the exact-name entries of a section by value
-// (canonical JSON): {"groups": [{"entry", "members": {name: true}}],
+// (canonical JSON): {"groups": [{"entry", "members": {name: true}, "names"}],
 // "prefixes": ["<prefix>", ...]} where prefixes are the section's "name*"
 // keys without the star. Not ok when the section is not an object or has
 // more than maxIndexGroups distinct entries.
