@@ -334,10 +334,9 @@ visible_item_groups := [{"entry": g.entry, "names": group_hits(g)} |
 	index
 } else := []
 
-# group_hits: the listed names in a group, from whichever side is smaller.
-group_hits(g) := object.keys(object.filter(g.members, list_names)) if {
-	count(list_names) < count(g.members)
-} else := list_name_set & g.names
+# group_hits: the listed names in a group. A set intersection walks the
+# smaller side (object.filter would walk the whole group).
+group_hits(g) := list_name_set & g.names
 
 list_name_set := list_names if is_set(list_names)
 
@@ -363,12 +362,19 @@ visible_entries := {e |
 # "prefix*" key or a visible "unknown" entry can make one visible.
 visible_fallback := {name: e |
 	fallback_may_show
-	count(listed_entries) < count(list_names)
+	listed_exact_count < count(list_names)
 	some name in list_names
 	not section[name]
 	e := fallback_entry(name)
 	visible(e)
 }
+
+# How many listed names have an exact key: with the index, from the
+# smaller side of the listed names and the section's names; without it,
+# by filtering the section.
+listed_exact_count := count(list_name_set & index.names) if index.names
+
+else := count(listed_entries)
 
 fallback_may_show if count(index.prefixes) > 0
 

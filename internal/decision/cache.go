@@ -68,12 +68,39 @@ func (c *resultCache) get(h uint64, input ast.Value) *Result {
 	s.mu.Lock()
 	e, ok := s.m[h]
 	s.mu.Unlock()
-	if ok && e.input.Compare(input) == 0 {
+	if ok && keyEqual(e.input, input) {
 		c.hits.Add(1)
 		return e.result
 	}
 	c.misses.Add(1)
 	return nil
+}
+
+// keyEqual reports whether two inputs are equal, as Compare would, but
+// without sorting the new input's sets and objects: OPA compares them in
+// sorted order, and sorting the thousand names of a list costs more than
+// looking each one up. a is the cached input (sorted once, then kept), b
+// the new one.
+func keyEqual(a, b ast.Value) bool {
+	switch x := a.(type) {
+	case ast.Set:
+		y, ok := b.(ast.Set)
+		if !ok || x.Len() != y.Len() {
+			return false
+		}
+		return !x.Until(func(t *ast.Term) bool { return !y.Contains(t) })
+	case ast.Object:
+		y, ok := b.(ast.Object)
+		if !ok || x.Len() != y.Len() {
+			return false
+		}
+		return !x.Until(func(k, v *ast.Term) bool {
+			w := y.Get(k)
+			return w == nil || !keyEqual(v.Value, w.Value)
+		})
+	default:
+		return a.Compare(b) == 0
+	}
 }
 
 func (c *resultCache) put(h uint64, input ast.Value, r *Result, weight int) {

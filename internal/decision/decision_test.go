@@ -40,6 +40,18 @@ func mustToken(t testing.TB, sub, client string, scopes []string, claims map[str
 	return tok
 }
 
+// visibleOf is what a list result shows of in.Items, by name, read the way
+// the list filter reads it (Result.Item, in the order of in.Items).
+func visibleOf(res *decision.Result, in *decision.Input) map[string]decision.ItemDecision {
+	out := map[string]decision.ItemDecision{}
+	for i, it := range in.Items {
+		if d, ok := res.Item(i); ok {
+			out[it.Name] = d
+		}
+	}
+	return out
+}
+
 func call(method, name string, tok *decision.Token) *decision.Input {
 	return &decision.Input{Resource: resource, Method: method, Class: decision.ClassifyMethod(method), Target: name, Token: tok}
 }
@@ -108,8 +120,12 @@ func TestDefaultPolicyListOneEvaluation(t *testing.T) {
 		"ping":            {Access: "public"},
 		"generate_qr_url": {Access: "step_up", Scopes: []string{"qr:generate"}},
 	}
-	if !reflect.DeepEqual(res.Items, want) {
-		t.Fatalf("items = %#v, want %#v", res.Items, want)
+	if got := visibleOf(res, in); !reflect.DeepEqual(got, want) {
+		t.Fatalf("items = %#v, want %#v", got, want)
+	}
+	// By name, as tools read it.
+	if got := res.VisibleItems("ping", "generate_qr_url", "secret_tool", "not_listed_anywhere"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("VisibleItems = %#v, want %#v", got, want)
 	}
 }
 

@@ -23,8 +23,12 @@ type Result struct {
 	// Forbidden is set when an explicit deny rule refused the request:
 	// new scopes would not help, so no step-up challenge is due.
 	Forbidden bool
-	// Items holds, for list methods, the visible items and what each needs.
-	Items map[string]ItemDecision
+	// list is a list method's answer: the visible items and what each
+	// needs (Lookup). It is what the decision cache keeps.
+	list *listAnswer
+	// listed is, for a result Decide returned for a list, the index in
+	// list.decs of each of Input.Items' decision, in order; -1: hidden (Item).
+	listed []int32
 	// Revision of the policy that decided.
 	Revision string
 }
@@ -92,7 +96,8 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 			}
 		}
 	}
-	key, err := in.value(p.readsArgs, p.readsItems, keyTok)
+	lt := in.listTerms(p.nameTerms)
+	key, err := in.value(p.readsArgs, p.readsItems, keyTok, lt)
 	if err != nil {
 		return nil, err
 	}
@@ -103,12 +108,12 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 			if useCalls {
 				p.calls.put(ck, r)
 			}
-			return r, nil
+			return r.forList(lt), nil
 		}
 	}
 	v := key
 	if keyTok != tok {
-		if v, err = in.value(p.readsArgs, p.readsItems, tok); err != nil {
+		if v, err = in.value(p.readsArgs, p.readsItems, tok, lt); err != nil {
 			return nil, err
 		}
 	}
@@ -133,7 +138,19 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 			p.calls.put(ck, res)
 		}
 	}
-	return res, nil
+	return res.forList(lt), nil
+}
+
+// forList returns, for a list, a copy of r that knows which of the listed
+// names (lt) are visible (Item); r itself may be in the cache and is not
+// changed. Other results are returned as they are.
+func (r *Result) forList(lt *listTerms) *Result {
+	if lt == nil || r.list == nil {
+		return r
+	}
+	out := *r
+	out.listed = r.list.align(lt.names)
+	return &out
 }
 
 // Eval evaluates an input document, bypassing the decision cache. opts may
@@ -183,6 +200,7 @@ var (
 	fieldScopes     = ast.StringTerm("scopes")
 )
 
+// parseResult reads the decision object.
 func parseResult(v ast.Value) (*Result, error) {
 	obj, ok := v.(ast.Object)
 	if !ok {
@@ -210,22 +228,29 @@ func parseResult(v ast.Value) (*Result, error) {
 	if res.MissingScopes, err = stringsField(obj, fieldMissing); err != nil {
 		return nil, err
 	}
-	if raw := obj.Get(fieldItems); raw != nil {
-		if err := parseItems(res, raw.Value); err != nil {
-			return nil, err
+	items, groups := obj.Get(fieldItems), obj.Get(fieldItemGroups)
+	if items != nil || groups != nil {
+		la := &listAnswer{}
+		if items != nil {
+			if err := parseItems(la, items.Value); err != nil {
+				return nil, err
+			}
 		}
-	}
-	if raw := obj.Get(fieldItemGroups); raw != nil {
-		if err := parseItemGroups(res, raw.Value); err != nil {
-			return nil, err
+		if groups != nil {
+			if err := parseItemGroups(la, groups.Value); err != nil {
+				return nil, err
+			}
 		}
+		la.entries = nil
+		res.list = la
 	}
 	return res, nil
 }
 
 // parseItems reads the visible items of a list decision: an object of
-// name -> {access, scopes}, or an array of such objects (merged).
-func parseItems(res *Result, v ast.Value) error {
+// name -> {access, scopes}, or an array of such objects (a name in two of
+// them gets the later one's entry).
+func parseItems(la *listAnswer, v ast.Value) error {
 	var parts []ast.Object
 	n := 0
 	switch x := v.(type) {
@@ -243,7 +268,10 @@ func parseItems(res *Result, v ast.Value) error {
 	default:
 		return fmt.Errorf("policy decision field items is %s, want an object of name -> {access, scopes}", ast.ValueName(v))
 	}
-	res.Items = make(map[string]ItemDecision, n)
+	if n == 0 {
+		return nil
+	}
+	la.byName = make(map[string]int32, n)
 	for _, items := range parts {
 		err := items.Iter(func(k, iv *ast.Term) error {
 			name, ok := k.Value.(ast.String)
@@ -254,11 +282,11 @@ func parseItems(res *Result, v ast.Value) error {
 			if !ok {
 				return fmt.Errorf("policy decision items[%q] is %s, want an object", string(name), ast.ValueName(iv.Value))
 			}
-			d, err := itemDecision(io)
+			d, err := la.decisionOf(io)
 			if err != nil {
 				return fmt.Errorf("items[%q]: %w", string(name), err)
 			}
-			res.Items[string(name)] = d
+			la.byName[string(name)] = d
 			return nil
 		})
 		if err != nil {
@@ -270,8 +298,11 @@ func parseItems(res *Result, v ast.Value) error {
 
 // parseItemGroups reads the visible items of a list decision given as
 // groups of names that share an entry: [{"entry": {access, scopes},
-// "names": [...] or a set}], added to res.Items.
-func parseItemGroups(res *Result, v ast.Value) error {
+// "names": [...] or a set}]. The sets are kept as they are: Lookup looks
+// names up in them (OPA iterates a set only in sorted order, and sorting a
+// thousand names costs more than the lookups). A value in names that is
+// not a string matches no listed name.
+func parseItemGroups(la *listAnswer, v ast.Value) error {
 	arr, ok := v.(*ast.Array)
 	if !ok {
 		return fmt.Errorf("policy decision field item_groups is %s, want an array of {entry, names}", ast.ValueName(v))
@@ -289,22 +320,126 @@ func parseItemGroups(res *Result, v ast.Value) error {
 		if !ok {
 			return fmt.Errorf("policy decision item_groups[%d].entry is %s, want an object", i, ast.ValueName(et.Value))
 		}
-		d, err := itemDecision(eo)
+		nt := g.Get(fieldNames)
+		if nt == nil {
+			return fmt.Errorf("policy decision item_groups[%d] has no names", i)
+		}
+		var names ast.Set
+		switch x := nt.Value.(type) {
+		case ast.Set:
+			names = x
+		case *ast.Array:
+			names = ast.NewSetWithCapacity(x.Len())
+			for j := range x.Len() {
+				names.Add(x.Elem(j))
+			}
+		case ast.Null:
+			continue
+		default:
+			return fmt.Errorf("policy decision item_groups[%d].names is %s, want an array or a set of strings", i, ast.ValueName(nt.Value))
+		}
+		if names.Len() == 0 {
+			continue
+		}
+		d, err := la.decisionOf(eo)
 		if err != nil {
 			return fmt.Errorf("item_groups[%d].entry: %w", i, err)
 		}
-		names, err := stringsField(g, fieldNames)
-		if err != nil {
-			return fmt.Errorf("item_groups[%d]: %w", i, err)
-		}
-		if res.Items == nil {
-			res.Items = make(map[string]ItemDecision, len(names))
-		}
-		for _, n := range names {
-			res.Items[n] = d
-		}
+		la.groups = append(la.groups, nameGroup{names: names, dec: d})
 	}
 	return nil
+}
+
+// listAnswer is what a list decision shows: the visible items, each with
+// the index of its decision in decs. A name in several places gets the
+// decision of the last item group that holds it, else its entry in items.
+type listAnswer struct {
+	decs    []ItemDecision
+	groups  []nameGroup         // from item_groups
+	byName  map[string]int32    // from items
+	entries map[ast.Value]int32 // decs index by entry object, while parsing
+}
+
+type nameGroup struct {
+	names ast.Set
+	dec   int32
+}
+
+// decisionOf returns the index in decs of the decision an entry object
+// gives, reading each distinct entry object once.
+func (la *listAnswer) decisionOf(e ast.Object) (int32, error) {
+	if i, ok := la.entries[e]; ok {
+		return i, nil
+	}
+	d, err := itemDecision(e)
+	if err != nil {
+		return 0, err
+	}
+	la.decs = append(la.decs, d)
+	i := int32(len(la.decs) - 1)
+	if la.entries == nil {
+		la.entries = map[ast.Value]int32{}
+	}
+	la.entries[e] = i
+	return i, nil
+}
+
+// find returns the index in decs of the decision for a listed name given
+// as a term (t) and as a string, or -1 when it is not visible.
+func (la *listAnswer) find(t *ast.Term, name string) int32 {
+	for i := len(la.groups) - 1; i >= 0; i-- {
+		if la.groups[i].names.Contains(t) {
+			return la.groups[i].dec
+		}
+	}
+	if i, ok := la.byName[name]; ok {
+		return i
+	}
+	return -1
+}
+
+// align returns, for each listed name in order, the index of its decision
+// in decs (-1: hidden).
+func (la *listAnswer) align(names []*ast.Term) []int32 {
+	out := make([]int32, len(names))
+	for i, t := range names {
+		out[i] = la.find(t, string(t.Value.(ast.String)))
+	}
+	return out
+}
+
+// Item returns the decision for the i-th item of the Input a list result
+// was returned for by Decide; ok is false when the caller may not see it.
+func (r *Result) Item(i int) (d ItemDecision, ok bool) {
+	if r.list == nil || i < 0 || i >= len(r.listed) || r.listed[i] < 0 {
+		return ItemDecision{}, false
+	}
+	return r.list.decs[r.listed[i]], true
+}
+
+// Lookup returns the decision for a listed item by name; ok is false when
+// the caller may not see it (or it was not listed).
+func (r *Result) Lookup(name string) (d ItemDecision, ok bool) {
+	if r.list == nil {
+		return ItemDecision{}, false
+	}
+	i := r.list.find(ast.StringTerm(name), name)
+	if i < 0 {
+		return ItemDecision{}, false
+	}
+	return r.list.decs[i], true
+}
+
+// VisibleItems returns name -> decision for the given names the caller may
+// see (tests and tools; Item is the allocation-free way).
+func (r *Result) VisibleItems(names ...string) map[string]ItemDecision {
+	out := map[string]ItemDecision{}
+	for _, n := range names {
+		if d, ok := r.Lookup(n); ok {
+			out[n] = d
+		}
+	}
+	return out
 }
 
 // itemDecision reads what a list item needs from its catalog entry (or the

@@ -11,9 +11,11 @@ import (
 // IndexRoot is where Prepare puts the catalog index in data:
 // data.pdp.catalog_index[<catalog>][<section>] is {"groups": [{"entry":
 // <entry>, "members": {<name>: true, ...}, "names": <set of the same
-// names>}, ...], "prefixes": [...]}, one group per distinct entry of the
-// section, and the section's "prefix*" keys without the star. The default policy decides a list once per group, with set
-// built-ins, instead of one rule evaluation per item.
+// names>}, ...], "prefixes": [...], "names": <set of all exact names>}:
+// one group per distinct entry of the section, the section's "prefix*"
+// keys without the star, and all its exact names. The default policy
+// decides a list once per group, with set built-ins, instead of one rule
+// evaluation per item.
 const IndexRoot = "pdp"
 
 // maxIndexGroups bounds the groups of one section that are indexed: the
@@ -24,13 +26,18 @@ const maxIndexGroups = 64
 // withCatalogIndex returns data with data.pdp.catalog_index built from
 // data.mcp.catalogs, or data unchanged when there are no catalogs. data
 // itself is not modified: the maps on the way to the index are copied.
-func withCatalogIndex(data map[string]any) map[string]any {
+//
+// It also returns the index's name terms by name: a listed name that is in
+// the catalog is given to the policy as the very term the index holds, so
+// the input costs no allocation for it and set lookups match on pointers.
+func withCatalogIndex(data map[string]any) (map[string]any, map[string]*ast.Term) {
 	mcp, _ := data["mcp"].(map[string]any)
 	catalogs, _ := mcp["catalogs"].(map[string]any)
 	if len(catalogs) == 0 {
-		return data
+		return data, nil
 	}
 	index := map[string]any{}
+	terms := map[string]*ast.Term{}
 	for cname, c := range catalogs {
 		cat, ok := c.(map[string]any)
 		if !ok {
@@ -38,7 +45,7 @@ func withCatalogIndex(data map[string]any) map[string]any {
 		}
 		sections := map[string]any{}
 		for _, sname := range []string{"tools", "prompts", "resources", "resource_templates"} {
-			if groups, ok := groupEntries(cat[sname]); ok {
+			if groups, ok := groupEntries(cat[sname], terms); ok {
 				sections[sname] = groups
 			}
 		}
@@ -52,15 +59,16 @@ func withCatalogIndex(data map[string]any) map[string]any {
 	}
 	pdp["catalog_index"] = index
 	out[IndexRoot] = pdp
-	return out
+	return out, terms
 }
 
 // groupEntries groups the exact-name entries of a section by value
 // (canonical JSON): {"groups": [{"entry", "members": {name: true}, "names"}],
-// "prefixes": ["<prefix>", ...]} where prefixes are the section's "name*"
-// keys without the star. Not ok when the section is not an object or has
-// more than maxIndexGroups distinct entries.
-func groupEntries(section any) (map[string]any, bool) {
+// "prefixes": ["<prefix>", ...], "names"} where prefixes are the section's
+// "name*" keys without the star and names (a set) are all its exact names. Not ok when the section is not an object or has
+// more than maxIndexGroups distinct entries. The name terms are added to
+// terms (the first one made for a name is kept).
+func groupEntries(section any, terms map[string]*ast.Term) (map[string]any, bool) {
 	sec, ok := section.(map[string]any)
 	if !ok {
 		return nil, false
@@ -96,9 +104,20 @@ func groupEntries(section any) (map[string]any, bool) {
 		members := g["members"].(map[string]any)
 		names := make([]*ast.Term, 0, len(members))
 		for n := range members {
-			names = append(names, ast.StringTerm(n))
+			t, ok := terms[n]
+			if !ok {
+				t = ast.StringTerm(n)
+				terms[n] = t
+			}
+			names = append(names, t)
 		}
 		g["names"] = ast.NewSet(names...)
 	}
-	return map[string]any{"groups": groups, "prefixes": prefixes}, true
+	all := make([]*ast.Term, 0, len(sec))
+	for name := range sec {
+		if t, ok := terms[name]; ok && !strings.HasSuffix(name, "*") {
+			all = append(all, t)
+		}
+	}
+	return map[string]any{"groups": groups, "prefixes": prefixes, "names": ast.NewSet(all...)}, true
 }

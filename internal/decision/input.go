@@ -291,13 +291,47 @@ type Input struct {
 //	 "target": {"kind", "name", "arguments"}, "tool": <target, tools only>,
 //	 "token": {...}, "items": [{"name", "annotations"}], "names": {<item names>}}
 func (in *Input) Value() ast.Value {
-	v, err := in.value(true, true, in.tokenTerm(nil))
+	lt := in.listTerms(nil)
+	v, err := in.value(true, true, in.tokenTerm(nil), lt)
 	if err != nil {
 		in2 := *in
 		in2.RawArguments = nil
-		v, _ = in2.value(true, true, in.tokenTerm(nil)) // arguments left as {}: the error is Decide's to report
+		v, _ = in2.value(true, true, in.tokenTerm(nil), lt) // arguments left as {}: the error is Decide's to report
 	}
 	return v
+}
+
+// listTerms are a list's names as Rego terms, in the order of Items, and
+// as the set given as input.names.
+type listTerms struct {
+	names []*ast.Term
+	set   *ast.Term
+}
+
+// listTerms builds the name terms of a list (nil for other methods). A
+// name found in intern (the catalog index's terms, Policy.nameTerms) is
+// given as that term; the others are made in one block.
+func (in *Input) listTerms(intern map[string]*ast.Term) *listTerms {
+	if in.Class.Operation != OpList {
+		return nil
+	}
+	names := make([]*ast.Term, len(in.Items))
+	set := ast.NewSetWithCapacity(len(in.Items))
+	var made []ast.Term
+	for i, it := range in.Items {
+		t := intern[it.Name]
+		if t == nil {
+			if len(made) == 0 {
+				made = make([]ast.Term, len(in.Items)-i)
+			}
+			t = &made[0]
+			t.Value = ast.String(it.Name)
+			made = made[1:]
+		}
+		names[i] = t
+		set.Add(t)
+	}
+	return &listTerms{names: names, set: ast.NewTerm(set)}
 }
 
 // tokenTerm is input.token with the claims keys names (all when nil).
@@ -326,8 +360,9 @@ func (in *Input) arguments() (ast.Value, error) {
 // value builds the input document; without args, call arguments are left
 // out (for policies that never read them, see readsArguments); without
 // items, lists are given as names only (readsItems); with claim keys, only
-// those claims are in input.token.claims (see claimsRead).
-func (in *Input) value(args, items bool, tok *ast.Term) (ast.Value, error) {
+// those claims are in input.token.claims (see claimsRead). lt are the
+// list's names (listTerms), nil for other methods.
+func (in *Input) value(args, items bool, tok *ast.Term, lt *listTerms) (ast.Value, error) {
 	obj := ast.NewObjectWithCapacity(8)
 	obj.Insert(ast.InternedTerm("resource"), ast.StringTerm(in.Resource))
 	obj.Insert(ast.InternedTerm("method"), ast.StringTerm(in.Method))
@@ -358,13 +393,11 @@ func (in *Input) value(args, items bool, tok *ast.Term) (ast.Value, error) {
 	case OpList:
 		// names is a set: built-ins such as object.filter take it as it
 		// is, where an array would be turned into a set on every call.
-		names := make([]*ast.Term, len(in.Items))
-		set := ast.NewSetWithCapacity(len(in.Items))
-		for i, it := range in.Items {
-			names[i] = ast.StringTerm(it.Name)
-			set.Add(names[i])
+		if lt == nil {
+			lt = in.listTerms(nil)
 		}
-		obj.Insert(ast.InternedTerm("names"), ast.NewTerm(set))
+		names := lt.names
+		obj.Insert(ast.InternedTerm("names"), lt.set)
 		if !items {
 			break
 		}

@@ -63,6 +63,9 @@ type Policy struct {
 	claimKeys *claimKeys
 	// warnings are data problems that did not refuse the policy.
 	warnings []Problem
+	// nameTerms are the catalog index's name terms by name (read-only):
+	// listed names found here are given to the policy as these terms.
+	nameTerms map[string]*ast.Term
 }
 
 // Revision is the bundle manifest revision, or a content hash
@@ -154,9 +157,10 @@ func Prepare(ctx context.Context, b *bundle.Bundle, source string, opts ...Optio
 		return nil, fmt.Errorf("policy %s: no Rego modules found", source)
 	}
 	served := b
+	var nameTerms map[string]*ast.Term
 	if !o.NoCatalogIndex {
 		indexed := *b
-		indexed.Data = withCatalogIndex(b.Data)
+		indexed.Data, nameTerms = withCatalogIndex(b.Data)
 		served = &indexed
 	}
 	r := rego.New(
@@ -189,7 +193,7 @@ func Prepare(ctx context.Context, b *bundle.Bundle, source string, opts ...Optio
 	if rev == "" {
 		rev = contentRevision(b)
 	}
-	p := &Policy{query: pq, revision: rev, source: source, bundle: b, warnings: warnings}
+	p := &Policy{query: pq, revision: rev, source: source, bundle: b, warnings: warnings, nameTerms: nameTerms}
 	mods := make([]*ast.Module, 0, len(b.Modules))
 	for _, m := range b.Modules {
 		mods = append(mods, m.Parsed)

@@ -186,7 +186,7 @@ func Filter(ctx context.Context, d Decider, in *decision.Input, result json.RawM
 		buf.WriteByte('[')
 		n := 0
 		for j, it := range l.Items {
-			dec, ok := res.Items[it.Name]
+			dec, ok := res.Item(j)
 			if !ok {
 				out.Hidden = append(out.Hidden, it.Name)
 				continue

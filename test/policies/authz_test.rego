@@ -122,6 +122,7 @@ index_of(groups, prefixes) := {
 		some [e, ns] in groups
 	],
 	"prefixes": prefixes,
+	"names": {n | some [_, ns] in groups; some n in ns},
 }
 
 demo_index := index_of(
@@ -160,6 +161,18 @@ test_list_with_catalog_index if {
 		"generate_qr_url": {"access": "step_up", "scopes": ["qr:generate"]},
 		"ui://app": {"access": "public"},
 	}
+}
+
+# Only unknown names go through the one-by-one fallback, whatever the
+# order and however many known names are listed with them.
+test_list_with_catalog_index_known_and_unknown if {
+	items := indexed_items(["nope", "ui://a", "ping", "ui://b", "lookup_product"], anonymous)
+	object.keys(items) == {"ui://a", "ui://b", "ping", "lookup_product"}
+}
+
+test_list_with_catalog_index_only_known if {
+	items := indexed_items(["ping", "lookup_product"], anonymous)
+	object.keys(items) == {"ping", "lookup_product"}
 }
 
 test_list_with_catalog_index_restricted_needs_scope if {

@@ -187,8 +187,10 @@ func TestCookbookRecipesServe(t *testing.T) {
 				}
 				if c.items != nil {
 					var got []string
-					for name := range res.Items {
-						got = append(got, name)
+					for j, it := range c.in.Items {
+						if _, ok := res.Item(j); ok {
+							got = append(got, it.Name)
+						}
 					}
 					if strings.Join(got, ",") != strings.Join(c.items, ",") {
 						t.Fatalf("check %d: visible items %v, want %v", i, got, c.items)
