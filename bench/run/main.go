@@ -60,7 +60,7 @@ type options struct {
 	profileFor    time.Duration
 }
 
-type binaries struct{ pdp, opa, floor, pdpprof string }
+type binaries struct{ pdp, opa, floor, pdpprof, nats string }
 
 type bench struct {
 	opts    options
@@ -255,10 +255,16 @@ func (b *bench) build(ctx context.Context) error {
 	b.bins = binaries{
 		pdp: filepath.Join(bin, "pdp"), opa: filepath.Join(bin, "opa"),
 		floor: filepath.Join(bin, "floor"), pdpprof: filepath.Join(bin, "pdpprof"),
+		nats: filepath.Join(bin, "nats-server"),
 	}
 	builds := [][2]string{{b.bins.pdp, "./cmd/pdp"}, {b.bins.opa, "github.com/open-policy-agent/opa"}, {b.bins.floor, "./bench/floor"}}
 	if b.opts.what["profile"] {
 		builds = append(builds, [2]string{b.bins.pdpprof, "./bench/pdpprof"})
+	}
+	if b.opts.what["series"] {
+		// The NATS server the product embeds, as its own process, for the
+		// audit series' external-NATS row (the version go.mod pins).
+		builds = append(builds, [2]string{b.bins.nats, "github.com/nats-io/nats-server/v2"})
 	}
 	for _, bl := range builds {
 		logf("go build -o %s %s", filepath.Base(bl[0]), bl[1])

@@ -73,6 +73,16 @@ func (b *bench) profile(ctx context.Context) error {
 		pr := profileResult{Scenario: sc.key, File: file, Sample: smp}
 		pr.Top = pprofTop(b.root, b.bins.pdpprof, file, false)
 		pr.Categories = categorize(b.root, b.bins.pdpprof, file)
+		if sc.mode == pdpAudit {
+			for _, f := range []struct{ name, focus string }{
+				{"the embedded NATS server", "github.com/nats-io/nats-server/"},
+				{"the PDP's audit client (auditsink, nats.go)", "internal/auditsink|github.com/nats-io/nats%2ego"},
+			} {
+				if share, ok := focusShare(b.root, b.bins.pdpprof, file, f.focus); ok {
+					pr.Through = append(pr.Through, category{Name: f.name, Share: share})
+				}
+			}
+		}
 		pr.Allocs = pprofTopArgs(b.root, b.bins.pdpprof, heap, "-sample_index=alloc_space", "-nodecount=20")
 		pr.InUse = pprofTopArgs(b.root, b.bins.pdpprof, heap, "-sample_index=inuse_space", "-nodecount=12")
 		b.rep.profile = append(b.rep.profile, pr)
@@ -166,6 +176,30 @@ var categoryRules = []struct{ name, prefix string }{
 	{"GC and allocation (Go runtime)", "gcWriteBarrier"},
 	{"GC and allocation (Go runtime)", "memeqbody"},
 	{"GC and allocation (Go runtime)", "aeshash"},
+}
+
+// focusShare is the share of the profile's samples whose stack has a
+// frame matching the regexp focus (pprof -focus).
+func focusShare(root, bin, file, focus string) (float64, bool) {
+	cmd := exec.Command("go", "tool", "pprof", "-top", "-nodecount=1", "-focus="+focus, bin, file)
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, false
+	}
+	// "Showing nodes accounting for 2s, 17.29% of 11.57s total"
+	for _, line := range strings.Split(string(out), "\n") {
+		if i := strings.Index(line, "Showing nodes accounting for "); i >= 0 {
+			f := strings.Fields(line[i+len("Showing nodes accounting for "):])
+			if len(f) >= 2 {
+				var pct float64
+				if _, err := fmt.Sscanf(strings.TrimSuffix(f[1], "%"), "%g", &pct); err == nil {
+					return pct / 100, true
+				}
+			}
+		}
+	}
+	return 0, false
 }
 
 const otherCategory = "other (maps, strings, sync, ...)"

@@ -148,6 +148,9 @@ type sample struct {
 	// OtherCores is the CPU that every other process of the machine used
 	// during the window (other work sharing the machine).
 	OtherCores float64 `json:"other_cores"`
+	// AuxCPUPerReq is the CPU per request of the server's helper process
+	// (the external NATS server), not in CPUPerReq nor in OtherCores.
+	AuxCPUPerReq time.Duration `json:"aux_cpu_per_request,omitempty"`
 	// Retried counts the runs discarded because the machine was busy.
 	Retried    int    `json:"retried,omitempty"`
 	PeakRSS    uint64 `json:"peak_rss"`
@@ -219,18 +222,27 @@ func (b *bench) measureOnce(ctx context.Context, s *server, r runSpec) (sample, 
 			return nil
 		}
 	}
-	var cpu0, cpu1, self0, self1, m0, m1 time.Duration
+	var cpu0, cpu1, self0, self1, m0, m1, aux0, aux1 time.Duration
+	auxCPU := func() time.Duration {
+		if s.aux == nil {
+			return 0
+		}
+		d, _ := procCPU(s.aux.pid())
+		return d
+	}
 	res, err := loadgen.Run(ctx, loadgen.Options{
 		Addr: s.addr, Path: s.path, Conns: r.conns,
 		Warmup: b.opts.warmup, Duration: b.opts.duration, WarmupRequests: r.warmupRequests, MaxWarmup: time.Minute,
 		Body: r.body, Check: check, CheckEvery: 997,
 		OnStart: func() {
 			cpu0, _ = procCPU(s.pid())
+			aux0 = auxCPU()
 			self0, _ = procCPU(os.Getpid())
 			m0, _ = machineCPU()
 		},
 		OnStop: func() {
 			cpu1, _ = procCPU(s.pid())
+			aux1 = auxCPU()
 			self1, _ = procCPU(os.Getpid())
 			m1, _ = machineCPU()
 		},
@@ -245,11 +257,12 @@ func (b *bench) measureOnce(ctx context.Context, s *server, r runSpec) (sample, 
 	}
 	if res.Requests > 0 {
 		smp.CPUPerReq = (cpu1 - cpu0) / time.Duration(res.Requests)
+		smp.AuxCPUPerReq = (aux1 - aux0) / time.Duration(res.Requests)
 	}
 	if res.Elapsed > 0 {
 		smp.ServerCores = float64(cpu1-cpu0) / float64(res.Elapsed)
 		smp.GenCores = float64(self1-self0) / float64(res.Elapsed)
-		smp.OtherCores = max(0, float64((m1-m0)-(cpu1-cpu0)-(self1-self0))/float64(res.Elapsed))
+		smp.OtherCores = max(0, float64((m1-m0)-(cpu1-cpu0)-(aux1-aux0)-(self1-self0))/float64(res.Elapsed))
 	}
 	smp.PeakRSS, smp.RSS = procMem(s.pid())
 	if s.kind == kindPDP {
@@ -303,7 +316,7 @@ func (b *bench) estimate() time.Duration {
 	}
 	if b.opts.what["series"] {
 		n += len(b.opts.seriesCatalog)*b.opts.runs + len(b.opts.seriesList)*2*len(b.opts.conns) +
-			len(b.opts.seriesTokens) + 2*b.opts.runs + 7*min(b.opts.runs, 2)
+			len(b.opts.seriesTokens) + 3*b.opts.runs + 7*min(b.opts.runs, 2)
 	}
 	return time.Duration(n) * per
 }
@@ -374,6 +387,7 @@ type pdpMode int
 const (
 	pdpDefault pdpMode = iota
 	pdpAudit           // audit on, async, embedded NATS
+	pdpAuditExternal   // audit on, async, NATS server in its own process
 	pdpNoCache         // policy.decision_cache_size: -1
 	pdpGOGC            // GOGC=400 in the environment
 	pdpGOGC100         // GOGC=100 (Go's default) in the environment
@@ -476,9 +490,10 @@ func (b *bench) series(ctx context.Context) error {
 	}
 	b.stop(tokPDP)
 
-	// Audit on (async, embedded NATS JetStream) against audit off, and the
-	// decision cache on (default) against off.
-	logf("series: audit on (async, embedded NATS) vs off; decision cache on vs off")
+	// Audit on (async, embedded NATS JetStream; and NATS in its own
+	// process, where the server's CPU is measured apart) against audit
+	// off, and the decision cache on (default) against off.
+	logf("series: audit on (async; embedded NATS, NATS in its own process) vs off; decision cache on vs off")
 	off, err := b.startPDP(ctx, "mcp-pdp-plain", b.opts.catalog, pdpDefault)
 	if err != nil {
 		return err
@@ -489,14 +504,21 @@ func (b *bench) series(ctx context.Context) error {
 		return err
 	}
 	on.name = "mcp-pdp audit=on"
-	if err := b.interleave(ctx, "audit", []*server{off, on}, []int{0, 1}, session,
+	ext, err := b.startPDP(ctx, "mcp-pdp-audit-ext", b.opts.catalog, pdpAuditExternal)
+	if err != nil {
+		return err
+	}
+	ext.name = "mcp-pdp audit=on/ext"
+	if err := b.interleave(ctx, "audit", []*server{off, on, ext}, []int{0, 1, 2}, session,
 		func(i int) string { return "audit" }, b.opts.runs); err != nil {
 		return err
 	}
 	// Let the async audit drain, then read what it did with the events.
 	time.Sleep(2 * time.Second)
 	b.rep.auditEnd = metric("http://"+on.addr+"/metrics", pdpMetrics...)
+	b.rep.auditExtEnd = metric("http://"+ext.addr+"/metrics", pdpMetrics...)
 	b.stop(on)
+	b.stop(ext)
 	nc, err := b.startPDP(ctx, "mcp-pdp-nocache", b.opts.catalog, pdpNoCache)
 	if err != nil {
 		return err

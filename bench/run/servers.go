@@ -26,6 +26,7 @@ const (
 	kindFloor = "floor"
 	kindPDP   = "pdp"
 	kindOPA   = "opa"
+	kindNATS  = "nats"
 )
 
 // server is one process under test, started by the orchestrator on a
@@ -43,6 +44,9 @@ type server struct {
 	env []string
 	// cursor is this server's position in the fresh-token pool.
 	cursor atomic.Uint64
+	// aux is a process this server depends on whose CPU is reported
+	// apart (the NATS server of the external-NATS audit row).
+	aux *server
 }
 
 func (s *server) pid() int { return s.cmd.Process.Pid }
@@ -124,6 +128,7 @@ func (b *bench) stop(s *server) {
 		_ = syscall.Kill(-s.pid(), syscall.SIGKILL)
 		<-s.done
 	}
+	b.stop(s.aux) // after the server: it may still be flushing to it
 }
 
 func (b *bench) stopAll() {
@@ -162,14 +167,17 @@ func (b *bench) startFloor(ctx context.Context, name string, verify bool) (*serv
 // (policies/*.rego) with a catalog of n tools, one resource whose JWKS is
 // the orchestrator's loopback JWKS server, audit off or on (async, embedded
 // NATS), everything else at its default.
-func (b *bench) pdpConfig(dir, addr string, catalog int, mode pdpMode) (string, error) {
+func (b *bench) pdpConfig(dir, addr string, catalog int, mode pdpMode, natsURL string) (string, error) {
 	pol := filepath.Join(dir, "policy")
 	if err := fixture.WritePDPPolicy(pol, catalog); err != nil {
 		return "", err
 	}
 	auditYAML := "audit:\n  enabled: false\n"
-	if mode == pdpAudit {
+	switch mode {
+	case pdpAudit:
 		auditYAML = "audit:\n  enabled: true\n  mode: async\n"
+	case pdpAuditExternal:
+		auditYAML = fmt.Sprintf("audit:\n  enabled: true\n  mode: async\n  nats:\n    url: %q\n", natsURL)
 	}
 	cacheYAML := ""
 	if mode == pdpNoCache {
@@ -206,12 +214,19 @@ func (b *bench) startPDPBinary(ctx context.Context, name, bin string, catalog in
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	cfg, err := b.pdpConfig(dir, addr, catalog, mode)
+	var aux *server
+	natsURL := ""
+	if mode == pdpAuditExternal {
+		if aux, natsURL, err = b.startNATS(ctx, name+"-nats"); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := b.pdpConfig(dir, addr, catalog, mode, natsURL)
 	if err != nil {
 		return nil, err
 	}
 	s := &server{name: name, kind: kindPDP, addr: addr, path: "/v1/decide", shape: fixture.PDP,
-		logPath: filepath.Join(b.work, name+".log")}
+		logPath: filepath.Join(b.work, name+".log"), aux: aux}
 	switch mode {
 	case pdpGOGC:
 		s.env = []string{"GOGC=400"}
@@ -223,6 +238,26 @@ func (b *bench) startPDPBinary(ctx context.Context, name, bin string, catalog in
 		args = []string{bin, "serve", "--config", cfg}
 	}
 	return s, b.start(ctx, s, "http://"+addr+"/readyz", args...)
+}
+
+// startNATS runs the NATS server (JetStream on, its store under the work
+// directory, loopback only) as its own process and returns its client URL.
+func (b *bench) startNATS(ctx context.Context, name string) (*server, string, error) {
+	addr, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	mon, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	_, mport, _ := net.SplitHostPort(mon)
+	dir := filepath.Join(b.work, name)
+	s := &server{name: name, kind: kindNATS, addr: addr, logPath: filepath.Join(b.work, name+".log")}
+	err = b.start(ctx, s, "http://"+mon+"/healthz?js-enabled-only=true", b.bins.nats,
+		"-a", host, "-p", port, "-m", mport, "-js", "-sd", dir)
+	return s, "nats://" + addr, err
 }
 
 // startOPA runs OPA's REST server on the equivalent policy. The io.jwt

@@ -249,11 +249,6 @@ type item struct {
 	start   time.Time
 }
 
-type flight struct {
-	it  *item
-	fut jetstream.PubAckFuture
-}
-
 // Sink publishes audit events to JetStream. It is safe for concurrent use.
 type Sink struct {
 	cfg      Config
@@ -267,13 +262,19 @@ type Sink struct {
 	// messages (nats.go only reads it).
 	streamHeader []string
 
-	queue    chan *item
-	inflight chan *flight
+	queue chan *item
+	live  *live // published events awaiting their ack
+	// ackSub receives the acks of live events; ackWatchDone stops
+	// runAckWatch once Close has settled them.
+	ackSub       *nats.Subscription
+	ackWatchDone chan struct{}
 
 	spooling    atomic.Bool
 	streamReady atomic.Bool
 
 	published, spooled, replayed, duplicates, failed atomic.Uint64
+	// maxPayload is the server's max_payload, read at each (re)connect.
+	maxPayload atomic.Int64
 	// nMem counts events accepted into memory (queued, being
 	// dispatched or awaiting the ack). An event is counted by its next
 	// stage (stream, spool) before it leaves this one, so Pending never
@@ -291,7 +292,7 @@ type Sink struct {
 
 	ctx    context.Context // lifetime of the background goroutines
 	cancel context.CancelFunc
-	pubWG  sync.WaitGroup // publisher + collector
+	pubWG  sync.WaitGroup // publisher + ack watch
 	bgWG   sync.WaitGroup // replayer + syncer
 }
 
@@ -342,7 +343,8 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Sink, error) {
 		sp:           sp,
 		streamHeader: []string{cfg.Stream},
 		queue:        make(chan *item, cfg.QueueSize),
-		inflight:     make(chan *flight, cfg.MaxPending),
+		live:         newLive(nc.NewInbox()+".", cfg.MaxPending),
+		ackWatchDone: make(chan struct{}),
 		kick:         make(chan struct{}, 1),
 		abort:        make(chan struct{}),
 		killed:       make(chan struct{}),
@@ -368,18 +370,31 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (*Sink, error) {
 		// Keep order: the backlog goes out before new events.
 		s.spooling.Store(true)
 	}
+	sub, err := nc.Subscribe(s.live.prefix+"*", s.onAck)
+	if err != nil {
+		cancel()
+		_ = sp.close(false)
+		return nil, fmt.Errorf("auditsink: subscribe to acks: %w", err)
+	}
+	s.ackSub = sub
 	if cfg.Registerer != nil {
 		m, err := newMetrics(s, cfg.Registerer)
 		if err != nil {
 			cancel()
+			_ = sub.Unsubscribe()
 			_ = sp.close(false)
 			return nil, fmt.Errorf("auditsink: metrics: %w", err)
 		}
 		s.m = m
 	}
+	s.maxPayload.Store(nc.MaxPayload())
+	status := nc.StatusChanged(nats.CONNECTED, nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
 	s.pubWG.Add(2)
 	go s.runPublisher()
-	go s.runCollector()
+	go func() {
+		s.runAckWatch(status)
+		nc.RemoveStatusListener(status)
+	}()
 	s.bgWG.Add(2)
 	go s.runReplayer()
 	go func() { defer s.bgWG.Done(); sp.runSyncer(bctx) }()
@@ -534,68 +549,45 @@ func (s *Sink) msg(subject, id string, data []byte) *nats.Msg {
 }
 
 // runPublisher takes events from the queue and publishes them async, or
-// spools them while NATS is unavailable.
+// spools them while NATS is unavailable. When the queue is closed (Close)
+// it waits for the acks of what it published, until Close's deadline.
 func (s *Sink) runPublisher() {
 	defer s.pubWG.Done()
-	defer close(s.inflight)
+	defer close(s.ackWatchDone)
 	for {
 		select {
 		case <-s.killed:
 			return
 		case it, ok := <-s.queue:
 			if !ok {
+				s.settleAll()
 				return
 			}
-			s.dispatch(it)
+			if !s.dispatch(it) {
+				return
+			}
 		}
 	}
 }
 
-func (s *Sink) dispatch(it *item) {
+// dispatch publishes it, or spools it while NATS is unavailable. false:
+// the sink is being killed.
+func (s *Sink) dispatch(it *item) bool {
 	if s.aborted() || s.spooling.Load() || !s.streamReady.Load() || !s.nc.IsConnected() {
 		_ = s.spoolItem(it, false)
 		s.nMem.Add(-1)
-		return
+		return true
 	}
-	fut, err := s.js.PublishMsgAsync(s.msg(it.subject, it.id, it.data))
-	if err != nil {
-		s.publishFailed(it, err)
-		s.nMem.Add(-1)
-		return
-	}
-	select {
-	case s.inflight <- &flight{it: it, fut: fut}:
-	case <-s.killed:
-	}
+	return s.publishLive(it)
 }
 
-// runCollector waits for the acks in publish order.
-func (s *Sink) runCollector() {
-	defer s.pubWG.Done()
-	for {
-		select {
-		case <-s.killed:
-			return
-		case f, ok := <-s.inflight:
-			if !ok {
-				return
-			}
-			s.await(f)
-		}
-	}
-}
-
-func (s *Sink) await(f *flight) {
-	defer s.nMem.Add(-1)
+// settleAll waits for the acks of the live events; when Close's deadline
+// comes first, the rest are spooled.
+func (s *Sink) settleAll() {
 	select {
-	case ack := <-f.fut.Ok():
-		s.acked(f.it, ack, false)
-	case err := <-f.fut.Err():
-		s.publishFailed(f.it, err)
+	case <-s.live.waitIdle():
 	case <-s.abort:
-		// Close ran out of time: the ack may still come, and a replay of
-		// the spooled copy is then dropped as a duplicate.
-		s.publishFailed(f.it, errors.New("close deadline reached before the ack"))
+		s.failPending(true, errCloseTimeout)
 	case <-s.killed:
 	}
 }
@@ -883,7 +875,13 @@ func (s *Sink) encode(ev *Event) (*item, error) {
 
 func (s *Sink) maxEventBytes() int {
 	limit := s.cfg.MaxEventBytes
-	if mp := int(s.nc.MaxPayload()); mp > 0 && mp-1024 < limit {
+	// The server's limit as of the last (re)connect: asking the connection
+	// takes its lock, which the publisher and flusher hold, on every event.
+	mp := int(s.maxPayload.Load())
+	if mp == 0 { // not connected yet at New
+		mp = int(s.nc.MaxPayload())
+	}
+	if mp > 0 && mp-1024 < limit {
 		limit = mp - 1024 // room for the headers
 	}
 	return limit
@@ -951,6 +949,7 @@ func (s *Sink) Close(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { s.abortOnce.Do(func() { close(s.abort) }) })
 	s.pubWG.Wait()
 	stop()
+	_ = s.ackSub.Unsubscribe()
 	s.cancel()
 	s.bgWG.Wait()
 	err := s.sp.close(true)
@@ -981,6 +980,7 @@ func (s *Sink) crash() {
 	close(s.killed)
 	s.cancel()
 	s.pubWG.Wait()
+	_ = s.ackSub.Unsubscribe()
 	s.bgWG.Wait()
 	_ = s.sp.close(false)
 	s.js.CleanupPublisher()
