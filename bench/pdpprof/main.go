@@ -1,7 +1,7 @@
 // Command pdpprof serves mcp-pdp's /v1/decide exactly as `pdp serve
 // --config` wires it (the same packages: internal/decision, token, core,
 // api, and with audit.enabled the async audit sink on an embedded NATS
-// JetStream) and adds net/http/pprof under /debug/pprof/, so that the
+// JetStream or a nats:// URL) and adds net/http/pprof under /debug/pprof/, so that the
 // load benchmark can take a CPU profile of the decision path under load
 // (make loadbench-profile). It is a benchmark fixture, not part of the
 // product: keep its wiring in step with cmd/pdp/serve.go newApp.
@@ -35,7 +35,7 @@ import (
 )
 
 func main() {
-	cfgPath := flag.String("config", "", "mcp-pdp configuration file (audit: only the embedded NATS is supported here)")
+	cfgPath := flag.String("config", "", "mcp-pdp configuration file (audit: the embedded NATS, or a nats:// URL without credentials)")
 	flag.Parse()
 	if err := run(*cfgPath); err != nil {
 		fmt.Fprintln(os.Stderr, "pdpprof:", err)
@@ -130,19 +130,29 @@ func run(cfgPath string) error {
 	return nil
 }
 
-// startAudit is cmd/pdp/serve.go startAudit for an embedded NATS.
+// startAudit is cmd/pdp/serve.go startAudit for an embedded NATS, or a
+// NATS server at a plain nats:// URL (no credentials or TLS).
 func startAudit(ctx context.Context, cfg *config.Config, log *slog.Logger) (*auditsink.Sink, func(), error) {
 	ac := cfg.Audit
-	if ac.NATS.URL != "embedded" {
-		return nil, nil, fmt.Errorf("audit.nats.url: only \"embedded\" is supported by pdpprof")
+	var ns *natsembed.Server
+	url := ac.NATS.URL
+	co := auditsink.ConnectOptions{Name: "pdpprof", RetryOnFailedConnect: true, Logger: log}
+	if url == "embedded" {
+		var err error
+		ns, err = natsembed.Start(ctx, natsembed.Options{StoreDir: filepath.Join(cfg.DataDir, "nats"), Port: natsembed.RandomPort, Logger: log})
+		if err != nil {
+			return nil, nil, err
+		}
+		url, co.InProcess = ns.ClientURL(), ns
 	}
-	ns, err := natsembed.Start(ctx, natsembed.Options{StoreDir: filepath.Join(cfg.DataDir, "nats"), Port: natsembed.RandomPort, Logger: log})
-	if err != nil {
-		return nil, nil, err
+	shutdown := func() {
+		if ns != nil {
+			ns.Shutdown()
+		}
 	}
-	nc, err := auditsink.Connect(ctx, ns.ClientURL(), auditsink.ConnectOptions{Name: "pdpprof", RetryOnFailedConnect: true, Logger: log, InProcess: ns})
+	nc, err := auditsink.Connect(ctx, url, co)
 	if err != nil {
-		ns.Shutdown()
+		shutdown()
 		return nil, nil, err
 	}
 	spool := ac.SpoolDir
@@ -157,7 +167,7 @@ func startAudit(ctx context.Context, cfg *config.Config, log *slog.Logger) (*aud
 	}, nc)
 	if err != nil {
 		nc.Close()
-		ns.Shutdown()
+		shutdown()
 		return nil, nil, err
 	}
 	return sink, func() {
@@ -165,6 +175,6 @@ func startAudit(ctx context.Context, cfg *config.Config, log *slog.Logger) (*aud
 		defer cancel()
 		_ = sink.Close(cctx)
 		nc.Close()
-		ns.Shutdown()
+		shutdown()
 	}, nil
 }

@@ -261,7 +261,7 @@ func (b *bench) build(ctx context.Context) error {
 	if b.opts.what["profile"] {
 		builds = append(builds, [2]string{b.bins.pdpprof, "./bench/pdpprof"})
 	}
-	if b.opts.what["series"] {
+	if b.opts.what["series"] || b.opts.what["profile"] {
 		// The NATS server the product embeds, as its own process, for the
 		// audit series' external-NATS row (the version go.mod pins).
 		builds = append(builds, [2]string{b.bins.nats, "github.com/nats-io/nats-server/v2"})

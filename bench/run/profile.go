@@ -35,6 +35,7 @@ func (b *bench) profile(ctx context.Context) error {
 		{"fresh", fixture.CallBody(fixture.PDP, fixture.ProtectedTool, fixture.Cycle(b.pool, new(atomic.Uint64)), true), pdpDefault},
 		{"list", fixture.ListBody(fixture.PDP, b.opts.listSize, fixture.Same(b.session), true), pdpDefault},
 		{"session+audit", fixture.CallBody(fixture.PDP, fixture.ProtectedTool, fixture.Same(b.session), true), pdpAudit},
+		{"session+audit-ext", fixture.CallBody(fixture.PDP, fixture.ProtectedTool, fixture.Same(b.session), true), pdpAuditExternal},
 	} {
 		// A fresh process per workload: one's decision cache and heap do not
 		// weigh on the next.
@@ -73,7 +74,7 @@ func (b *bench) profile(ctx context.Context) error {
 		pr := profileResult{Scenario: sc.key, File: file, Sample: smp}
 		pr.Top = pprofTop(b.root, b.bins.pdpprof, file, false)
 		pr.Categories = categorize(b.root, b.bins.pdpprof, file)
-		if sc.mode == pdpAudit {
+		if sc.mode == pdpAudit || sc.mode == pdpAuditExternal {
 			for _, f := range []struct{ name, focus string }{
 				{"the embedded NATS server", "github.com/nats-io/nats-server/"},
 				{"the PDP's audit client (auditsink, nats.go)", "internal/auditsink|github.com/nats-io/nats%2ego"},
@@ -181,7 +182,7 @@ var categoryRules = []struct{ name, prefix string }{
 // focusShare is the share of the profile's samples whose stack has a
 // frame matching the regexp focus (pprof -focus).
 func focusShare(root, bin, file, focus string) (float64, bool) {
-	cmd := exec.Command("go", "tool", "pprof", "-top", "-nodecount=1", "-focus="+focus, bin, file)
+	cmd := exec.Command("go", "tool", "pprof", "-top", "-nodecount=1000000", "-nodefraction=0", "-focus="+focus, bin, file)
 	cmd.Dir = root
 	out, err := cmd.Output()
 	if err != nil {

@@ -308,7 +308,7 @@ func (r *report) markdown() string {
 	r.seriesMarkdown(p)
 	if len(r.profile) > 0 {
 		p("## CPU profile of the decision path under load\n\n")
-		p("bench/pdpprof serves /v1/decide with the same packages and wiring as `pdp serve` plus net/http/pprof (a fresh process per workload), %d connections, audit off except in *session+audit* (async, embedded NATS in the same process). "+
+		p("bench/pdpprof serves /v1/decide with the same packages and wiring as `pdp serve` plus net/http/pprof (a fresh process per workload), %d connections, audit off except in *session+audit* (async, embedded NATS in the same process) and *session+audit-ext* (async, a nats-server process on the same machine, whose CPU is not in this profile). "+
 			"Where the server's CPU goes, by the package of the function that burns it (flat samples: Rego's deep stacks are truncated by the profiler, so cumulative figures under net/http undercount it); "+
 			"µs/decision is the share times the measured CPU/decision.\n\n", slices.Max(o.conns))
 		p("%s", "| | "+strings.Join(func() []string {
