@@ -385,12 +385,12 @@ func (b *bench) mainTable(ctx context.Context) error {
 type pdpMode int
 
 const (
-	pdpDefault pdpMode = iota
-	pdpAudit           // audit on, async, embedded NATS
-	pdpAuditExternal   // audit on, async, NATS server in its own process
-	pdpNoCache         // policy.decision_cache_size: -1
-	pdpGOGC            // GOGC=400 in the environment
-	pdpGOGC100         // GOGC=100 (Go's default) in the environment
+	pdpDefault       pdpMode = iota
+	pdpAudit                 // audit on, async, embedded NATS
+	pdpAuditExternal         // audit on, async, NATS server in its own process
+	pdpNoCache               // policy.decision_cache_size: -1
+	pdpGOGC                  // GOGC=400 in the environment
+	pdpGOGC100               // GOGC=100 (Go's default) in the environment
 )
 
 // interleave measures the servers run by run in rotating order and files

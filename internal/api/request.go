@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/mcp-pdp/pdp/internal/core"
+	"github.com/mcp-pdp/pdp/internal/jsonfast"
 )
 
 // Request bodies are read into pooled buffers. Buffers that grew beyond
@@ -51,6 +52,7 @@ func readRequest(body io.Reader, size, limit int64) (*core.Request, error) {
 	// are copies, so the buffer can go back to the pool.
 	var req core.Request
 	if decodeFast(buf, &req) {
+		req.JSONValid = true // decodeFast checked message and result
 		return &req, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(buf))
@@ -61,6 +63,7 @@ func readRequest(body io.Reader, size, limit int64) (*core.Request, error) {
 	if dec.More() {
 		return nil, &apiError{http.StatusBadRequest, "invalid_json", "unexpected data after the JSON object"}
 	}
+	req.JSONValid = true // the decoder checked every value it read
 	return &req, nil
 }
 
@@ -103,10 +106,6 @@ const (
 	keyResult
 )
 
-// maxFastDepth bounds the nesting of message and result on the fast path;
-// deeper values take encoding/json's path (and its depth limit).
-const maxFastDepth = 512
-
 // decodeFast decodes the common shape of a request without reflection: one
 // object whose keys are spelled exactly as documented, each at most once;
 // resource and authorization printable ASCII strings without escapes;
@@ -115,18 +114,18 @@ const maxFastDepth = 512
 // encoding/json, which gives the same Request for every body decodeFast
 // accepts (FuzzDecodeFast checks this) and the precise error for the rest.
 func decodeFast(buf []byte, req *core.Request) bool {
-	i := skipSpace(buf, 0)
+	i := jsonfast.SkipSpace(buf, 0)
 	if i >= len(buf) || buf[i] != '{' {
 		return false
 	}
-	i = skipSpace(buf, i+1)
+	i = jsonfast.SkipSpace(buf, i+1)
 	if i >= len(buf) {
 		return false
 	}
 	var seen int
 	if buf[i] != '}' {
 		for {
-			key, next, ok := plainString(buf, i)
+			key, next, ok := jsonfast.PlainString(buf, i)
 			if !ok {
 				return false
 			}
@@ -147,14 +146,14 @@ func decodeFast(buf []byte, req *core.Request) bool {
 				return false
 			}
 			seen |= bit
-			i = skipSpace(buf, next)
+			i = jsonfast.SkipSpace(buf, next)
 			if i >= len(buf) || buf[i] != ':' {
 				return false
 			}
-			i = skipSpace(buf, i+1)
+			i = jsonfast.SkipSpace(buf, i+1)
 			switch bit {
 			case keyResource, keyAuthorization:
-				s, next, ok := plainString(buf, i)
+				s, next, ok := jsonfast.PlainString(buf, i)
 				if !ok {
 					return false
 				}
@@ -165,7 +164,7 @@ func decodeFast(buf []byte, req *core.Request) bool {
 				}
 				i = next
 			default:
-				end, ok := valueEnd(buf, i)
+				end, ok := jsonfast.ValueEnd(buf, i)
 				if !ok || !json.Valid(buf[i:end]) {
 					return false
 				}
@@ -177,7 +176,7 @@ func decodeFast(buf []byte, req *core.Request) bool {
 				}
 				i = end
 			}
-			i = skipSpace(buf, i)
+			i = jsonfast.SkipSpace(buf, i)
 			if i >= len(buf) {
 				return false
 			}
@@ -187,101 +186,10 @@ func decodeFast(buf []byte, req *core.Request) bool {
 			if buf[i] != ',' {
 				return false
 			}
-			i = skipSpace(buf, i+1)
+			i = jsonfast.SkipSpace(buf, i+1)
 		}
 	}
-	return skipSpace(buf, i+1) == len(buf)
-}
-
-func skipSpace(buf []byte, i int) int {
-	for i < len(buf) {
-		switch buf[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
-}
-
-// plainString returns the contents of the string starting at buf[i] if it
-// holds printable ASCII only and no escapes (so that its JSON value is its
-// bytes), and the index after its closing quote.
-func plainString(buf []byte, i int) ([]byte, int, bool) {
-	if i >= len(buf) || buf[i] != '"' {
-		return nil, 0, false
-	}
-	for j := i + 1; j < len(buf); j++ {
-		switch c := buf[j]; {
-		case c == '"':
-			return buf[i+1 : j], j + 1, true
-		case c < 0x20 || c == '\\' || c >= 0x80:
-			return nil, 0, false
-		}
-	}
-	return nil, 0, false
-}
-
-// valueEnd finds where the JSON value starting at buf[i] ends, without
-// validating it (json.Valid does). ok is false if it does not end, or
-// nests deeper than maxFastDepth.
-func valueEnd(buf []byte, i int) (int, bool) {
-	if i >= len(buf) {
-		return 0, false
-	}
-	switch buf[i] {
-	case '"':
-		return stringEnd(buf, i)
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(buf); j++ {
-			switch buf[j] {
-			case '{', '[':
-				depth++
-				if depth > maxFastDepth {
-					return 0, false
-				}
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1, true
-				}
-			case '"':
-				end, ok := stringEnd(buf, j)
-				if !ok {
-					return 0, false
-				}
-				j = end - 1
-			}
-		}
-		return 0, false
-	default:
-		// A number or a literal: up to the next delimiter.
-		j := i
-		for j < len(buf) {
-			switch buf[j] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r':
-				return j, true
-			}
-			j++
-		}
-		return j, true
-	}
-}
-
-// stringEnd returns the index after the closing quote of the string
-// starting at buf[i].
-func stringEnd(buf []byte, i int) (int, bool) {
-	for j := i + 1; j < len(buf); j++ {
-		switch buf[j] {
-		case '\\':
-			j++
-		case '"':
-			return j + 1, true
-		}
-	}
-	return 0, false
+	return jsonfast.SkipSpace(buf, i+1) == len(buf)
 }
 
 func describeJSONError(err error) string {

@@ -151,8 +151,13 @@ func (s *Service) Decide(ctx context.Context, req *Request, pep string) (*Respon
 		return nil, badRequest("invalid_request", "message is required: the JSON-RPC request the MCP server received")
 	}
 	var msg message
-	if err := json.Unmarshal(req.Message, &msg); err != nil {
-		return nil, badRequest("invalid_message", "message must be a JSON-RPC request object: %v", jsonErr(err))
+	var p callParams
+	fast := parseMessageFast(req.Message, req.JSONValid, &msg, &p)
+	if !fast {
+		msg, p = message{}, callParams{}
+		if err := json.Unmarshal(req.Message, &msg); err != nil {
+			return nil, badRequest("invalid_message", "message must be a JSON-RPC request object: %v", jsonErr(err))
+		}
 	}
 	if msg.JSONRPC != "2.0" {
 		return nil, badRequest("invalid_message", `message.jsonrpc must be "2.0"`)
@@ -167,8 +172,7 @@ func (s *Service) Decide(ctx context.Context, req *Request, pep string) (*Respon
 		return nil, badRequest("invalid_request", "result is required for %s: the list result the MCP server would return", in.Method)
 	}
 	if in.Class.Operation == decision.OpCall {
-		var p callParams
-		if len(msg.Params) > 0 {
+		if !fast && len(msg.Params) > 0 {
 			if err := json.Unmarshal(msg.Params, &p); err != nil {
 				return d.invalidParams(ctx, "params must be an object")
 			}
@@ -225,7 +229,11 @@ func (s *Service) Decide(ctx context.Context, req *Request, pep string) (*Respon
 	var result *decision.Result
 	if in.Class.Operation == decision.OpList {
 		var f *listfilter.Filtered
-		f, err = listfilter.Filter(ctx, s.engine, &in, req.Result)
+		if req.JSONValid {
+			f, err = listfilter.FilterValid(ctx, s.engine, &in, req.Result)
+		} else {
+			f, err = listfilter.Filter(ctx, s.engine, &in, req.Result)
+		}
 		if errors.Is(err, listfilter.ErrInvalidResult) {
 			return nil, badRequest("invalid_result", "%v", err)
 		}

@@ -18,6 +18,10 @@ type Request struct {
 	Message json.RawMessage `json:"message"`
 	// Result is, for list methods, the result the MCP server would return.
 	Result json.RawMessage `json:"result,omitempty"`
+	// JSONValid says that Message and Result are known to be valid JSON
+	// (the HTTP API reads them with a decoder that checks them), so that
+	// Decide does not check them again. Set it only when that holds.
+	JSONValid bool `json:"-"`
 }
 
 // Response is the answer of POST /v1/decide.

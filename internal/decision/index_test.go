@@ -92,3 +92,48 @@ func TestCatalogIndexEquivalence(t *testing.T) {
 		t.Fatalf("too few decisions compared: %d shown, %d hidden", shown, hidden)
 	}
 }
+
+// A list answered from the decision cache is read in the order of the
+// request that hit it, not of the one that filled it: the same names in
+// another order (one cache entry, as input.names is a set) get each its
+// own decision.
+func TestListCacheHitInAnotherOrder(t *testing.T) {
+	p := loadDefault(t) // decision cache on
+	list := func(names ...string) *decision.Input {
+		in := &decision.Input{Resource: resource, Method: "tools/list", Class: decision.ClassifyMethod("tools/list")}
+		for _, n := range names {
+			in.Items = append(in.Items, decision.Item{Name: n})
+		}
+		return in
+	}
+	want := map[string]decision.ItemDecision{
+		"ping":            {Access: "public"},
+		"generate_qr_url": {Access: "step_up", Scopes: []string{"qr:generate"}},
+	}
+	orders := [][]string{
+		{"ping", "generate_qr_url", "secret_tool"},
+		{"secret_tool", "ping", "generate_qr_url"},
+		{"generate_qr_url", "secret_tool", "ping", "ping"}, // a repeated name
+	}
+	before := p.CacheStats()
+	for i, names := range orders {
+		in := list(names...)
+		res, err := p.Decide(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, n := range names {
+			d, ok := res.Item(j)
+			w, visible := want[n]
+			if ok != visible || (ok && !reflect.DeepEqual(d, w)) {
+				t.Fatalf("order %d, item %d (%s): %+v visible=%v, want %+v visible=%v", i, j, n, d, ok, w, visible)
+			}
+		}
+		if _, ok := res.Item(len(names)); ok {
+			t.Fatalf("order %d: an item past the list is visible", i)
+		}
+	}
+	if st := p.CacheStats(); st.Hits-before.Hits < 2 {
+		t.Fatalf("cache stats %+v (before %+v): want the reordered lists answered from the cache", st, before)
+	}
+}

@@ -71,9 +71,22 @@ type List struct {
 
 // Parse extracts the items of a list result. It fails on a result that is
 // not an object, whose list field is missing or not an array, or whose items
-// lack their name field. One streaming pass reads the result; each item is
-// scanned once more to read its head.
+// lack their name field. The common shape is read by parseFast (one
+// validation, one walk); anything else by one streaming pass of
+// encoding/json, each item scanned once more to read its head.
 func Parse(class decision.Method, result json.RawMessage) (*List, error) {
+	return parse(class, result, false)
+}
+
+func parse(class decision.Method, result json.RawMessage, valid bool) (*List, error) {
+	if l, ok := parseFast(class, result, valid); ok {
+		return l, nil
+	}
+	return parseStd(class, result)
+}
+
+// parseStd is Parse with encoding/json.
+func parseStd(class decision.Method, result json.RawMessage) (*List, error) {
 	l := &List{fields: map[string]json.RawMessage{}}
 	dec := json.NewDecoder(bytes.NewReader(result))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
@@ -156,7 +169,17 @@ func skipSpaceComma(b []byte, i int) int {
 // Filter decides every item of result in one evaluation of in (whose Items
 // it fills) and returns the filtered result.
 func Filter(ctx context.Context, d Decider, in *decision.Input, result json.RawMessage) (*Filtered, error) {
-	l, err := Parse(in.Class, result)
+	return filter(ctx, d, in, result, false)
+}
+
+// FilterValid is Filter for a result the caller knows to be valid JSON
+// (json.Valid, or read by encoding/json): it is not checked again.
+func FilterValid(ctx context.Context, d Decider, in *decision.Input, result json.RawMessage) (*Filtered, error) {
+	return filter(ctx, d, in, result, true)
+}
+
+func filter(ctx context.Context, d Decider, in *decision.Input, result json.RawMessage, valid bool) (*Filtered, error) {
+	l, err := parse(in.Class, result, valid)
 	if err != nil {
 		return nil, err
 	}

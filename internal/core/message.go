@@ -1,0 +1,102 @@
+package core
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+
+	"github.com/mcp-pdp/pdp/internal/jsonfast"
+)
+
+// parseMessageFast reads the common shape of a JSON-RPC request, and its
+// params when they are an object, in one validation and one walk over the
+// bytes: every key spelled exactly (a key that matches a field only up to
+// case, which encoding/json would also take, sends the message to
+// encoding/json), jsonrpc and method strings, params absent or an object
+// whose name and uri are strings. It reports false for anything else, and
+// Decide then decodes with encoding/json, which gives the same message and
+// params for every input parseMessageFast accepts (FuzzParseMessageFast
+// checks this) and the precise error for the rest. valid says raw is known
+// to be valid JSON; else it is checked. params and arguments
+// alias raw; the id is copied, as it outlives the request in the audit
+// event (an auditor may keep events, and a small id must not pin a large
+// message).
+func parseMessageFast(raw []byte, valid bool, msg *message, p *callParams) bool {
+	if !valid && !json.Valid(raw) {
+		return false
+	}
+	var params []byte
+	end, ok := jsonfast.Members(raw, jsonfast.SkipSpace(raw, 0), func(k, v []byte) bool {
+		switch field(k, "jsonrpc", "id", "method", "params") {
+		case 0:
+			s, ok := jsonfast.String(v)
+			msg.JSONRPC = s
+			return ok
+		case 1:
+			msg.ID = bytes.Clone(v)
+		case 2:
+			s, ok := jsonfast.String(v)
+			msg.Method = &s
+			return ok
+		case 3:
+			msg.Params, params = v, v
+		case -1:
+		default:
+			return false
+		}
+		return true
+	})
+	if !ok || jsonfast.SkipSpace(raw, end) != len(raw) {
+		return false
+	}
+	if params == nil {
+		return true
+	}
+	_, ok = jsonfast.Members(params, 0, func(k, v []byte) bool {
+		switch field(k, "name", "uri", "arguments") {
+		case 0:
+			s, ok := jsonfast.String(v)
+			p.Name = s
+			return ok
+		case 1:
+			s, ok := jsonfast.String(v)
+			p.URI = s
+			return ok
+		case 2:
+			p.Arguments = v
+		case -1:
+		default:
+			return false
+		}
+		return true
+	})
+	return ok
+}
+
+// field returns the index of the name the raw key k spells exactly, -1
+// for a key encoding/json would not match to any of them, and -2 for one
+// it would match only up to case.
+func field(k []byte, names ...string) int {
+	if s, end, ok := jsonfast.PlainString(k, 0); ok && end == len(k) {
+		for i, n := range names {
+			if string(s) == n {
+				return i
+			}
+		}
+		for _, n := range names {
+			if strings.EqualFold(string(s), n) {
+				return -2
+			}
+		}
+		return -1
+	}
+	for i, n := range names {
+		if match, exact := jsonfast.FoldKey(k, n); match {
+			if exact {
+				return i
+			}
+			return -2
+		}
+	}
+	return -1
+}

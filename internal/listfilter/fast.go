@@ -1,0 +1,142 @@
+package listfilter
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+
+	"github.com/mcp-pdp/pdp/internal/decision"
+	"github.com/mcp-pdp/pdp/internal/jsonfast"
+)
+
+// headKeys are the item keys the filter reads, in head's field order.
+var headKeys = []string{"name", "uri", "uriTemplate", "annotations", "securitySchemes", "_meta"}
+
+// parseFast reads the common shape of a list result with one validation
+// and one walk over the bytes: an object whose list field (once) is an
+// array of objects; in each item, the keys head reads spelled exactly (a
+// key that matches one only up to case, which encoding/json would also
+// take, sends the result to the slow path), the name key a string. It
+// reports false for anything else, and Parse then reads the result with
+// encoding/json, which gives the same List for every result parseFast
+// accepts (FuzzParseFast checks this) and the precise error for the rest.
+// Nothing is copied: raws and heads alias result. valid says that result
+// is known to be valid JSON (checked by the caller), else it is checked.
+func parseFast(class decision.Method, result []byte, valid bool) (*List, bool) {
+	if !valid && !json.Valid(result) {
+		return nil, false
+	}
+	l := &List{fields: map[string]json.RawMessage{}}
+	found := false
+	end, ok := jsonfast.Members(result, jsonfast.SkipSpace(result, 0), func(k, v []byte) bool {
+		key, ok := jsonfast.String(k)
+		if !ok {
+			return false
+		}
+		if key != class.ListKey {
+			l.fields[key] = v
+			return true
+		}
+		if found {
+			return false // encoding/json's path reports it
+		}
+		found = true
+		l.fields[key] = nil
+		_, ok = jsonfast.ElementsAt(v, 0, func(start int) (int, bool) {
+			h, end, ok := readHead(v, start)
+			if !ok {
+				return 0, false
+			}
+			item := v[start:end]
+			name := h.name(class.NameKey)
+			if name == nil || *name == "" {
+				return 0, false
+			}
+			it := decision.Item{Name: *name}
+			if len(h.Annotations) > 0 && !bytes.Equal(h.Annotations, []byte("null")) {
+				it.RawAnnotations = h.Annotations
+			}
+			l.raws = append(l.raws, item)
+			l.heads = append(l.heads, h)
+			l.Items = append(l.Items, it)
+			return end, true
+		})
+		return ok
+	})
+	if !ok || !found || jsonfast.SkipSpace(result, end) != len(result) {
+		return nil, false
+	}
+	return l, true
+}
+
+// readHead reads the keys head has from the item object starting at
+// b[i], as encoding/json would decode it into head (the last of repeated
+// keys wins), and returns the index after the item.
+func readHead(b []byte, i int) (head, int, bool) {
+	var h head
+	end, ok := jsonfast.Members(b, i, func(k, v []byte) bool {
+		i := headField(k)
+		switch i {
+		case -1:
+			return true
+		case -2:
+			return false
+		}
+		if i < 3 { // name, uri, uriTemplate: strings
+			if bytes.Equal(v, []byte("null")) {
+				return false // encoding/json sets the pointer to nil: leave it that path
+			}
+			s, ok := jsonfast.String(v)
+			if !ok {
+				return false
+			}
+			switch i {
+			case 0:
+				h.Name = &s
+			case 1:
+				h.URI = &s
+			default:
+				h.URITemplate = &s
+			}
+			return true
+		}
+		switch i {
+		case 3:
+			h.Annotations = v
+		case 4:
+			h.SecuritySchemes = v
+		default:
+			h.Meta = v
+		}
+		return true
+	})
+	return h, end, ok
+}
+
+// headField is the index in headKeys of the key k spells exactly, -1 for
+// a key encoding/json would not match to any, -2 for one it would match
+// only up to case.
+func headField(k []byte) int {
+	if s, end, ok := jsonfast.PlainString(k, 0); ok && end == len(k) {
+		for i, n := range headKeys {
+			if string(s) == n {
+				return i
+			}
+		}
+		for _, n := range headKeys {
+			if len(s) == len(n) && strings.EqualFold(string(s), n) {
+				return -2
+			}
+		}
+		return -1
+	}
+	for i, n := range headKeys {
+		if match, exact := jsonfast.FoldKey(k, n); match {
+			if exact {
+				return i
+			}
+			return -2
+		}
+	}
+	return -1
+}
