@@ -3,7 +3,6 @@ package core
 import (
 	"bytes"
 	"encoding/json"
-	"strings"
 
 	"github.com/mcp-pdp/pdp/internal/jsonfast"
 )
@@ -27,7 +26,7 @@ func parseMessageFast(raw []byte, valid bool, msg *message, p *callParams) bool 
 	}
 	var params []byte
 	end, ok := jsonfast.Members(raw, jsonfast.SkipSpace(raw, 0), func(k, v []byte) bool {
-		switch field(k, "jsonrpc", "id", "method", "params") {
+		switch jsonfast.Field(k, "jsonrpc", "id", "method", "params") {
 		case 0:
 			s, ok := jsonfast.String(v)
 			msg.JSONRPC = s
@@ -53,7 +52,7 @@ func parseMessageFast(raw []byte, valid bool, msg *message, p *callParams) bool 
 		return true
 	}
 	_, ok = jsonfast.Members(params, 0, func(k, v []byte) bool {
-		switch field(k, "name", "uri", "arguments") {
+		switch jsonfast.Field(k, "name", "uri", "arguments") {
 		case 0:
 			s, ok := jsonfast.String(v)
 			p.Name = s
@@ -71,32 +70,4 @@ func parseMessageFast(raw []byte, valid bool, msg *message, p *callParams) bool 
 		return true
 	})
 	return ok
-}
-
-// field returns the index of the name the raw key k spells exactly, -1
-// for a key encoding/json would not match to any of them, and -2 for one
-// it would match only up to case.
-func field(k []byte, names ...string) int {
-	if s, end, ok := jsonfast.PlainString(k, 0); ok && end == len(k) {
-		for i, n := range names {
-			if string(s) == n {
-				return i
-			}
-		}
-		for _, n := range names {
-			if strings.EqualFold(string(s), n) {
-				return -2
-			}
-		}
-		return -1
-	}
-	for i, n := range names {
-		if match, exact := jsonfast.FoldKey(k, n); match {
-			if exact {
-				return i
-			}
-			return -2
-		}
-	}
-	return -1
 }

@@ -166,20 +166,29 @@ func Members(b []byte, i int, fn func(key, value []byte) bool) (int, bool) {
 		if !fn(key, b[i:vend]) {
 			return 0, false
 		}
-		i = SkipSpace(b, vend)
-		if i >= len(b) {
-			return 0, false
-		}
-		switch b[i] {
-		case '}':
-			return i + 1, true
-		case ',':
-			i = SkipSpace(b, i+1)
-		default:
-			return 0, false
+		var done bool
+		if i, done, ok = next(b, vend, '}'); done || !ok {
+			return i, ok
 		}
 	}
 	return 0, false
+}
+
+// next reads what follows a member or an element that ends at b[i]: the
+// closing byte (done, and the index after it) or a comma (the index of
+// the next value).
+func next(b []byte, i int, closing byte) (j int, done, ok bool) {
+	i = SkipSpace(b, i)
+	if i >= len(b) {
+		return 0, false, false
+	}
+	switch b[i] {
+	case closing:
+		return i + 1, true, true
+	case ',':
+		return SkipSpace(b, i+1), false, true
+	}
+	return 0, false, false
 }
 
 // Elements calls fn with the raw value of each element of the array
@@ -208,20 +217,41 @@ func ElementsAt(b []byte, i int, fn func(start int) (end int, ok bool)) (int, bo
 		if !ok || vend <= i {
 			return 0, false
 		}
-		i = SkipSpace(b, vend)
-		if i >= len(b) {
-			return 0, false
-		}
-		switch b[i] {
-		case ']':
-			return i + 1, true
-		case ',':
-			i = SkipSpace(b, i+1)
-		default:
-			return 0, false
+		var done bool
+		if i, done, ok = next(b, vend, ']'); done || !ok {
+			return i, ok
 		}
 	}
 	return 0, false
+}
+
+// Field returns the index of the name the raw key k (quotes included)
+// spells exactly; -1 for a key encoding/json would match to none of the
+// names, and -2 for one it would match only up to case (a caller that
+// reads as encoding/json does then leaves the input to it).
+func Field(k []byte, names ...string) int {
+	if s, end, ok := PlainString(k, 0); ok && end == len(k) {
+		for i, n := range names {
+			if string(s) == n {
+				return i
+			}
+		}
+		for _, n := range names {
+			if strings.EqualFold(string(s), n) {
+				return -2
+			}
+		}
+		return -1
+	}
+	for i, n := range names {
+		if match, exact := FoldKey(k, n); match {
+			if exact {
+				return i
+			}
+			return -2
+		}
+	}
+	return -1
 }
 
 // FoldKey reports whether the raw key k (quotes included) matches name

@@ -3,7 +3,6 @@ package listfilter
 import (
 	"bytes"
 	"encoding/json"
-	"strings"
 
 	"github.com/mcp-pdp/pdp/internal/decision"
 	"github.com/mcp-pdp/pdp/internal/jsonfast"
@@ -48,17 +47,9 @@ func parseFast(class decision.Method, result []byte, valid bool) (*List, bool) {
 				return 0, false
 			}
 			item := v[start:end]
-			name := h.name(class.NameKey)
-			if name == nil || *name == "" {
+			if !l.add(class, item, h) {
 				return 0, false
 			}
-			it := decision.Item{Name: *name}
-			if len(h.Annotations) > 0 && !bytes.Equal(h.Annotations, []byte("null")) {
-				it.RawAnnotations = h.Annotations
-			}
-			l.raws = append(l.raws, item)
-			l.heads = append(l.heads, h)
-			l.Items = append(l.Items, it)
 			return end, true
 		})
 		return ok
@@ -75,7 +66,7 @@ func parseFast(class decision.Method, result []byte, valid bool) (*List, bool) {
 func readHead(b []byte, i int) (head, int, bool) {
 	var h head
 	end, ok := jsonfast.Members(b, i, func(k, v []byte) bool {
-		i := headField(k)
+		i := jsonfast.Field(k, headKeys...)
 		switch i {
 		case -1:
 			return true
@@ -111,32 +102,4 @@ func readHead(b []byte, i int) (head, int, bool) {
 		return true
 	})
 	return h, end, ok
-}
-
-// headField is the index in headKeys of the key k spells exactly, -1 for
-// a key encoding/json would not match to any, -2 for one it would match
-// only up to case.
-func headField(k []byte) int {
-	if s, end, ok := jsonfast.PlainString(k, 0); ok && end == len(k) {
-		for i, n := range headKeys {
-			if string(s) == n {
-				return i
-			}
-		}
-		for _, n := range headKeys {
-			if len(s) == len(n) && strings.EqualFold(string(s), n) {
-				return -2
-			}
-		}
-		return -1
-	}
-	for i, n := range headKeys {
-		if match, exact := jsonfast.FoldKey(k, n); match {
-			if exact {
-				return i
-			}
-			return -2
-		}
-	}
-	return -1
 }

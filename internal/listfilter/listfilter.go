@@ -138,25 +138,33 @@ func (l *List) parseItems(dec *json.Decoder, result []byte, class decision.Metho
 		if err := dec.Decode(&h); err != nil {
 			return fmt.Errorf("%w: result.%s[%d]: %v", ErrInvalidResult, class.ListKey, i, err)
 		}
-		raw := result[start:dec.InputOffset()]
-		name := h.name(class.NameKey)
-		if name == nil || *name == "" {
+		if !l.add(class, result[start:dec.InputOffset()], h) {
 			return fmt.Errorf("%w: result.%s[%d].%s must be a non-empty string", ErrInvalidResult, class.ListKey, i, class.NameKey)
 		}
-		it := decision.Item{Name: *name}
-		if len(h.Annotations) > 0 && !bytes.Equal(h.Annotations, []byte("null")) {
-			// Valid JSON (decoded above); a Rego value only for a policy
-			// that reads input.items (decision.Input.value).
-			it.RawAnnotations = h.Annotations
-		}
-		l.raws = append(l.raws, raw)
-		l.heads = append(l.heads, h)
-		l.Items = append(l.Items, it)
 	}
 	if _, err := dec.Token(); err != nil { // ']'
 		return fmt.Errorf("%w: result.%s: %v", ErrInvalidResult, class.ListKey, err)
 	}
 	return nil
+}
+
+// add appends an item (its raw JSON and its head); false when the item has
+// no name (its name key missing, not a string, or empty).
+func (l *List) add(class decision.Method, raw json.RawMessage, h head) bool {
+	name := h.name(class.NameKey)
+	if name == nil || *name == "" {
+		return false
+	}
+	it := decision.Item{Name: *name}
+	if len(h.Annotations) > 0 && !bytes.Equal(h.Annotations, []byte("null")) {
+		// Valid JSON (checked by the caller); a Rego value only for a
+		// policy that reads input.items (decision.Input.value).
+		it.RawAnnotations = h.Annotations
+	}
+	l.raws = append(l.raws, raw)
+	l.heads = append(l.heads, h)
+	l.Items = append(l.Items, it)
+	return true
 }
 
 func skipSpaceComma(b []byte, i int) int {
