@@ -191,19 +191,11 @@ func next(b []byte, i int, closing byte) (j int, done, ok bool) {
 	return 0, false, false
 }
 
-// Elements calls fn with the raw value of each element of the array
-// starting at b[i], in order, and returns the index after the array. ok is
-// false when b[i] does not start an array, or when fn returns false.
-func Elements(b []byte, i int, fn func(value []byte) bool) (int, bool) {
-	return ElementsAt(b, i, func(start int) (int, bool) {
-		end, ok := ValueEnd(b, start)
-		return end, ok && fn(b[start:end])
-	})
-}
-
-// ElementsAt is Elements for a reader that finds where each element ends
-// itself (Members does): fn gets the index where an element starts and
-// returns the index after it, so that the element is walked once.
+// ElementsAt calls fn for each element of the array starting at b[i], in
+// order, and returns the index after the array. fn gets the index where an
+// element starts and returns the index after it (a reader that walks the
+// element, as Members does, finds its end itself, so it is walked once).
+// ok is false when b[i] does not start an array, or when fn fails.
 func ElementsAt(b []byte, i int, fn func(start int) (end int, ok bool)) (int, bool) {
 	if i >= len(b) || b[i] != '[' {
 		return 0, false

@@ -48,7 +48,7 @@ func TestString(t *testing.T) {
 
 // On valid JSON, ValueEnd ends where the value ends, Members gives what
 // decoding into a map of raw values gives (the last of repeated keys
-// wins), and Elements what decoding into a slice of raw values gives.
+// wins), and ElementsAt what decoding into a slice of raw values gives.
 func FuzzWalk(f *testing.F) {
 	for _, s := range []string{
 		`{"a":1,"b":[1,2,{"c":"}"}],"a":"x\"y"}`, `[1,"a",{"b":null},[]]`, `"s\\"`, `  {}  `, `[]`,
@@ -100,12 +100,15 @@ func FuzzWalk(f *testing.F) {
 				t.Fatal(err)
 			}
 			var got []json.RawMessage
-			e, ok := Elements(b, i, func(v []byte) bool {
-				got = append(got, v)
-				return true
+			e, ok := ElementsAt(b, i, func(start int) (int, bool) {
+				end, ok := ValueEnd(b, start)
+				if ok {
+					got = append(got, b[start:end])
+				}
+				return end, ok
 			})
 			if !ok || e != end || len(got) != len(want) {
-				t.Fatalf("Elements(%q) = %d, %v, %d elements; want %d, %d", b, e, ok, len(got), end, len(want))
+				t.Fatalf("ElementsAt(%q) = %d, %v, %d elements; want %d, %d", b, e, ok, len(got), end, len(want))
 			}
 			for j := range want {
 				if !bytes.Equal(got[j], want[j]) {
