@@ -3,6 +3,7 @@ package decision_test
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -290,14 +291,23 @@ func TestNotReady(t *testing.T) {
 	}
 }
 
+// copyDefault writes the Rego modules of the default policy (not its data)
+// into dir.
 func copyDefault(t *testing.T, dir string) {
 	t.Helper()
-	for _, f := range []string{"authz.rego", "lib/scopes.rego"} {
-		b, err := policies.FS.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
+	err := fs.WalkDir(policies.FS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".rego") {
+			return err
 		}
-		writeFile(t, filepath.Join(dir, f), string(b))
+		b, err := policies.FS.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		writeFile(t, filepath.Join(dir, filepath.FromSlash(p)), string(b))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

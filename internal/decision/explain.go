@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -38,34 +40,40 @@ func ParseExplainMode(s string) (ExplainMode, error) {
 // Recording returns a copy of p that records the inputs it decides, so that
 // `pdp eval` can run a request through the full decision path (token
 // verification, list filtering) and then explain exactly the input that path
-// built. The copy shares the prepared query and has a cache of its own, which
-// is the recorder; use it for one request at a time.
+// built. The copy shares the prepared query, has no decision cache (every
+// decision is evaluated) and gives every policy the whole input; use it for
+// one request at a time.
 func (p *Policy) Recording() *Policy {
 	cp := *p
-	cp.cache = newResultCache(cacheShards << 20) // room for any list: one entry per shard
-	cp.calls = nil                               // every input goes through the recorder
+	cp.cache, cp.calls = nil, nil
 	// The whole input, as documented: what the policy cannot read (see
 	// readsArguments, readsItems, claimsRead) does not change its decision.
 	cp.readsArgs, cp.readsItems, cp.claimKeys, cp.subjects = true, true, nil, nil
+	cp.record = &recorder{}
 	return &cp
 }
 
 // RecordedInputs returns the input documents a Recording policy decided
-// (the latest one per cache shard).
+// without error, in the order it decided them; nil for other policies.
 func (p *Policy) RecordedInputs() []ast.Value {
-	if p.cache == nil {
+	if p.record == nil {
 		return nil
 	}
-	var out []ast.Value
-	for i := range p.cache.shards {
-		s := &p.cache.shards[i]
-		s.mu.Lock()
-		for _, e := range s.m {
-			out = append(out, e.input)
-		}
-		s.mu.Unlock()
-	}
-	return out
+	p.record.mu.Lock()
+	defer p.record.mu.Unlock()
+	return slices.Clone(p.record.inputs)
+}
+
+// recorder keeps the inputs a Recording policy evaluates.
+type recorder struct {
+	mu     sync.Mutex
+	inputs []ast.Value
+}
+
+func (r *recorder) add(v ast.Value) {
+	r.mu.Lock()
+	r.inputs = append(r.inputs, v)
+	r.mu.Unlock()
 }
 
 // Explanation is one evaluation with its trace.

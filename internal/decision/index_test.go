@@ -58,7 +58,7 @@ func TestCatalogIndexEquivalence(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		plain, err := decision.Prepare(context.Background(), b, "plain", decision.Options{CacheSize: -1, NoCatalogIndex: true})
+		plain, err := decision.PrepareWithoutCatalogIndex(context.Background(), b, "plain", decision.Options{CacheSize: -1})
 		if err != nil {
 			t.Fatal(err)
 		}

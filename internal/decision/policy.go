@@ -15,6 +15,8 @@ import (
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/loader"
 	"github.com/open-policy-agent/opa/v1/rego"
+
+	"github.com/mcp-pdp/pdp/internal/catalog"
 )
 
 // Query is the single entry point every policy must define.
@@ -66,6 +68,8 @@ type Policy struct {
 	// nameTerms are the catalog index's name terms by name (read-only):
 	// listed names found here are given to the policy as these terms.
 	nameTerms map[string]*ast.Term
+	// record, when set (Recording), keeps every input evaluated.
+	record *recorder
 }
 
 // Revision is the bundle manifest revision, or a content hash
@@ -77,6 +81,10 @@ func (p *Policy) Source() string { return p.source }
 
 // Bundle returns the loaded bundle (modules and data).
 func (p *Policy) Bundle() *bundle.Bundle { return p.bundle }
+
+// Deterministic reports whether results may be memoized: no rule calls a
+// non-deterministic built-in (see nondeterministicCall).
+func (p *Policy) Deterministic() bool { return p.nondeterministic == "" }
 
 // testFile reports Rego test files, which are never part of a served policy.
 func testFile(abspath string, info fs.FileInfo, depth int) bool {
@@ -117,11 +125,9 @@ type Options struct {
 	// and deprecated built-ins are errors (pdp check --strict).
 	Strict bool
 	// Locate, when set, finds the data files and lines of data paths for
-	// the messages of data problems. Load sets it from the Source.
+	// the messages of data problems; it is called only when there are
+	// some. Load sets it from the Source.
 	Locate func() *DataLocations
-	// NoCatalogIndex leaves data.pdp.catalog_index out (see IndexRoot): the
-	// default policy then decides list items one by one, as under pdp test.
-	NoCatalogIndex bool
 }
 
 // DefaultCacheSize is the decision cache size when Options.CacheSize is 0,
@@ -147,20 +153,31 @@ func Load(ctx context.Context, src Source, opts ...Options) (*Policy, error) {
 	return Prepare(ctx, b, src.String(), o)
 }
 
-// Prepare compiles a loaded bundle and prepares the decision query.
+// Prepare compiles a loaded bundle and prepares the decision query. The
+// policy's data is checked against the catalog format (catalog.Validate):
+// errors refuse the policy (a *PolicyError at stage "validate"), warnings
+// are kept (Policy.Warnings). The catalog index (catalog.WithIndex) is
+// added to the data the policy is evaluated with; b is not modified.
 func Prepare(ctx context.Context, b *bundle.Bundle, source string, opts ...Options) (*Policy, error) {
 	var o Options
 	if len(opts) > 0 {
 		o = opts[0]
 	}
+	return prepare(ctx, b, source, o, true)
+}
+
+// prepare is Prepare; without index, data.pdp.catalog_index is left out
+// and the default policy decides list items one by one, as under pdp test
+// (the tests compare the two).
+func prepare(ctx context.Context, b *bundle.Bundle, source string, o Options, index bool) (*Policy, error) {
 	if len(b.Modules) == 0 {
 		return nil, fmt.Errorf("policy %s: no Rego modules found", source)
 	}
 	served := b
 	var nameTerms map[string]*ast.Term
-	if !o.NoCatalogIndex {
+	if index {
 		indexed := *b
-		indexed.Data, nameTerms = withCatalogIndex(b.Data)
+		indexed.Data, nameTerms = catalog.WithIndex(b.Data)
 		served = &indexed
 	}
 	r := rego.New(
@@ -178,7 +195,7 @@ func Prepare(ctx context.Context, b *bundle.Bundle, source string, opts ...Optio
 	if !definesDecision(b) {
 		return nil, fmt.Errorf("policy %s: no rule defines %s (package mcp.authz, rule decision)", source, Query)
 	}
-	problems := ValidateData(b.Data)
+	problems := catalog.Validate(b.Data)
 	if len(problems) > 0 && o.Locate != nil {
 		o.Locate().LocateProblems(problems)
 	}

@@ -3,88 +3,13 @@ package decision
 import (
 	"errors"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/loader"
-)
 
-// Problem is one thing wrong with a policy: a Rego compile error or a data
-// (catalog) problem, with the file and line that hold it when known.
-type Problem struct {
-	File string
-	Line int
-	// Path is the data path of a data problem ("mcp.catalogs.demo.tools.x.access").
-	Path string
-	// Code is OPA's error code (rego_parse_error, rego_type_error, ...) for
-	// Rego problems, "data_error" for data files that cannot be read and
-	// "catalog" for catalog schema problems.
-	Code    string
-	Message string
-	// Details are extra lines from OPA (the offending source line, types).
-	Details []string
-	// Hint is a plain explanation of what usually causes the problem.
-	Hint string
-	// Warning marks a problem that does not refuse the policy.
-	Warning bool
-
-	segs []string // Path as segments, for LocateProblems
-}
-
-// Location is "file:line", "file" or "" (unknown).
-func (p Problem) Location() string {
-	switch {
-	case p.File == "":
-		return ""
-	case p.Line > 0:
-		return fmt.Sprintf("%s:%d", p.File, p.Line)
-	default:
-		return p.File
-	}
-}
-
-// String renders the problem like a compiler does:
-//
-//	policies/authz.rego:12: rego_unsafe_var_error: var x is unsafe
-//		hint: ...
-func (p Problem) String() string {
-	var b strings.Builder
-	if loc := p.Location(); loc != "" {
-		b.WriteString(loc)
-		b.WriteString(": ")
-	}
-	if p.Warning {
-		b.WriteString("warning: ")
-	}
-	if p.Code != "" && p.Code != codeCatalog {
-		b.WriteString(p.Code)
-		b.WriteString(": ")
-	}
-	if p.Path != "" {
-		b.WriteString("data")
-		if !strings.HasPrefix(p.Path, "[") {
-			b.WriteString(".")
-		}
-		b.WriteString(p.Path)
-		b.WriteString(": ")
-	}
-	b.WriteString(p.Message)
-	for _, d := range p.Details {
-		b.WriteString("\n\t")
-		b.WriteString(d)
-	}
-	if p.Hint != "" {
-		b.WriteString("\n\thint: ")
-		b.WriteString(p.Hint)
-	}
-	return b.String()
-}
-
-const (
-	codeCatalog   = "catalog"
-	codeDataError = "data_error"
+	"github.com/mcp-pdp/pdp/internal/catalog"
 )
 
 // PolicyError refuses a policy: it cannot be read, does not compile, or its
@@ -208,26 +133,14 @@ func fromASTErrors(errs ast.Errors) []Problem {
 // bundleLoadFailed matches OPA's "bundle load failed on <file>: <reason>".
 var bundleLoadFailed = regexp.MustCompile(`bundle load failed on (\S+?): (.*)$`)
 
-// fromLoadError explains a data file that cannot be parsed: OPA names the
-// file but not always the line, so the file is parsed again to find it.
+// fromLoadError explains a data file that cannot be parsed (OPA's loader
+// names the file; catalog.DataFileProblem finds the line).
 func fromLoadError(err error) (Problem, bool) {
 	m := bundleLoadFailed.FindStringSubmatch(err.Error())
 	if m == nil {
 		return Problem{}, false
 	}
-	p := Problem{File: m[1], Code: codeDataError, Message: m[2]}
-	if raw, rerr := os.ReadFile(m[1]); rerr == nil {
-		if line, msg, ok := syntaxErrorLine(m[1], raw); ok {
-			p.Line, p.Message = line, msg
-		}
-	}
-	switch {
-	case strings.HasSuffix(p.File, ".json"):
-		p.Hint = "the file is not valid JSON: look for a missing comma, quote or closing brace at or just before this line"
-	case strings.HasSuffix(p.File, ".yaml"), strings.HasSuffix(p.File, ".yml"):
-		p.Hint = "the file is not valid YAML: check the indentation and that lists and maps are closed at or just before this line"
-	}
-	return p, true
+	return catalog.DataFileProblem(m[1], m[2]), true
 }
 
 // hints explain common compiler errors in plain words; the first match wins.

@@ -1,4 +1,4 @@
-package decision
+package catalog
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -18,11 +19,11 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// DataLocations maps data paths to the data file and line that define them,
+// Locations maps data paths to the data file and line that define them,
 // so that data problems can be reported as file:line. Bundle data files are
 // named data.json, data.yaml or data.yml; a file in directory a/b holds the
-// document at data.a.b.
-type DataLocations struct {
+// document at data.a.b. A nil *Locations knows no location.
+type Locations struct {
 	m map[string]dataLoc
 }
 
@@ -35,7 +36,7 @@ func locKey(segs []string) string { return strings.Join(segs, "\x00") }
 
 // Lookup returns the file and line defining the data path segs, or of its
 // nearest enclosing key (a missing key is reported where its parent is).
-func (l *DataLocations) Lookup(segs []string) (file string, line int) {
+func (l *Locations) Lookup(segs []string) (file string, line int) {
 	if l == nil {
 		return "", 0
 	}
@@ -49,7 +50,7 @@ func (l *DataLocations) Lookup(segs []string) (file string, line int) {
 
 // LocateProblems fills in the file and line of data problems and orders
 // them by file and line.
-func (l *DataLocations) LocateProblems(ps []Problem) {
+func (l *Locations) LocateProblems(ps []Problem) {
 	for i := range ps {
 		if ps[i].File == "" && ps[i].segs != nil {
 			ps[i].File, ps[i].Line = l.Lookup(ps[i].segs)
@@ -63,21 +64,28 @@ func (l *DataLocations) LocateProblems(ps []Problem) {
 	})
 }
 
-// LocateSource indexes the data files of a policy source (directory,
-// bundle file or embedded FS).
-func LocateSource(src Source) (*DataLocations, error) {
-	root := src.Path
+// LocateFS indexes the data files of the policy directory root inside
+// fsys (e.g. the policy embedded in the binary). Files are named by their
+// path in fsys.
+func LocateFS(fsys fs.FS, root string) (*Locations, error) {
 	if root == "" {
 		root = "."
 	}
-	if src.FS != nil {
-		return locate(bundle.NewFSLoaderWithRoot(src.FS, root), func(rel string) string {
-			return path.Join(root, rel)
-		})
+	return locate(bundle.NewFSLoaderWithRoot(fsys, root), func(rel string) string {
+		return path.Join(root, rel)
+	})
+}
+
+// LocatePath indexes the data files of a policy directory or bundle
+// archive (.tar.gz) on disk. Files in a directory are named by their path
+// on disk, files in an archive by their path inside it.
+func LocatePath(root string) (*Locations, error) {
+	if root == "" {
+		root = "."
 	}
 	fi, err := os.Stat(root)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("locate data files: %w", err)
 	}
 	if fi.IsDir() {
 		return locate(bundle.NewDirectoryLoader(root), func(rel string) string {
@@ -86,7 +94,7 @@ func LocateSource(src Source) (*DataLocations, error) {
 	}
 	f, err := os.Open(root)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("locate data files: %w", err)
 	}
 	defer f.Close()
 	return LocateTarball(f)
@@ -94,12 +102,12 @@ func LocateSource(src Source) (*DataLocations, error) {
 
 // LocateTarball indexes the data files of a bundle archive (.tar.gz).
 // Files are named by their path inside the bundle, as OPA names modules.
-func LocateTarball(r io.Reader) (*DataLocations, error) {
+func LocateTarball(r io.Reader) (*Locations, error) {
 	return locate(bundle.NewTarballLoader(r), func(rel string) string { return rel })
 }
 
-func locate(dl bundle.DirectoryLoader, display func(rel string) string) (*DataLocations, error) {
-	l := &DataLocations{m: map[string]dataLoc{}}
+func locate(dl bundle.DirectoryLoader, display func(rel string) string) (*Locations, error) {
+	l := &Locations{m: map[string]dataLoc{}}
 	for {
 		d, err := dl.NextFile()
 		if errors.Is(err, io.EOF) {
@@ -136,7 +144,7 @@ func locate(dl bundle.DirectoryLoader, display func(rel string) string) (*DataLo
 	}
 }
 
-func (l *DataLocations) walk(n *yaml.Node, segs []string, file string) {
+func (l *Locations) walk(n *yaml.Node, segs []string, file string) {
 	switch n.Kind {
 	case yaml.DocumentNode:
 		for _, c := range n.Content {

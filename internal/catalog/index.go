@@ -1,4 +1,4 @@
-package decision
+package catalog
 
 import (
 	"encoding/json"
@@ -8,7 +8,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
-// IndexRoot is where Prepare puts the catalog index in data:
+// IndexRoot is where WithIndex puts the catalog index in data:
 // data.pdp.catalog_index[<catalog>][<section>] is {"groups": [{"entry":
 // <entry>, "members": {<name>: true, ...}, "names": <set of the same
 // names>}, ...], "prefixes": [...], "names": <set of all exact names>}:
@@ -18,19 +18,26 @@ import (
 // evaluation per item.
 const IndexRoot = "pdp"
 
+// indexedSections are the catalog sections that list methods list; the
+// methods section is decided one method at a time and is not indexed.
+var indexedSections = []string{"tools", "prompts", "resources", "resource_templates"}
+
 // maxIndexGroups bounds the groups of one section that are indexed: the
 // default policy uses the index only up to this many distinct entries and
 // decides item by item above it.
 const maxIndexGroups = 64
 
-// withCatalogIndex returns data with data.pdp.catalog_index built from
+// WithIndex returns data with data.pdp.catalog_index built from
 // data.mcp.catalogs, or data unchanged when there are no catalogs. data
-// itself is not modified: the maps on the way to the index are copied.
+// itself is not modified: the maps on the way to the index are copied. The
+// index holds Rego sets (ast.Set), so the result is meant for a store that
+// keeps Rego values as they are (rego.StoreReadAST), not for JSON.
 //
-// It also returns the index's name terms by name: a listed name that is in
-// the catalog is given to the policy as the very term the index holds, so
-// the input costs no allocation for it and set lookups match on pointers.
-func withCatalogIndex(data map[string]any) (map[string]any, map[string]*ast.Term) {
+// It also returns the index's name terms by name (read-only): a listed name
+// that is in the catalog can be given to the policy as the very term the
+// index holds, so the input costs no allocation for it and set lookups match
+// on pointers.
+func WithIndex(data map[string]any) (map[string]any, map[string]*ast.Term) {
 	mcp, _ := data["mcp"].(map[string]any)
 	catalogs, _ := mcp["catalogs"].(map[string]any)
 	if len(catalogs) == 0 {
@@ -44,7 +51,7 @@ func withCatalogIndex(data map[string]any) (map[string]any, map[string]*ast.Term
 			continue
 		}
 		sections := map[string]any{}
-		for _, sname := range []string{"tools", "prompts", "resources", "resource_templates"} {
+		for _, sname := range indexedSections {
 			if groups, ok := groupEntries(cat[sname], terms); ok {
 				sections[sname] = groups
 			}
@@ -65,8 +72,9 @@ func withCatalogIndex(data map[string]any) (map[string]any, map[string]*ast.Term
 // groupEntries groups the exact-name entries of a section by value
 // (canonical JSON): {"groups": [{"entry", "members": {name: true}, "names"}],
 // "prefixes": ["<prefix>", ...], "names"} where prefixes are the section's
-// "name*" keys without the star and names (a set) are all its exact names. Not ok when the section is not an object or has
-// more than maxIndexGroups distinct entries. The name terms are added to
+// "name*" keys without the star and names (a set) are all its exact names.
+// Not ok when the section is not an object or has more than maxIndexGroups
+// distinct entries. The name terms are added to
 // terms (the first one made for a name is kept).
 func groupEntries(section any, terms map[string]*ast.Term) (map[string]any, bool) {
 	sec, ok := section.(map[string]any)

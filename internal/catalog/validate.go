@@ -1,4 +1,4 @@
-package decision
+package catalog
 
 import (
 	"fmt"
@@ -8,8 +8,7 @@ import (
 	"unicode"
 )
 
-// The catalog format (data.mcp, docs/policy.md) is checked when a policy is
-// prepared, so that a typo in data cannot silently open or close a tool:
+// The catalog format (data.mcp, docs/policy.md), which Validate checks:
 //
 //	mcp:
 //	  default_catalog: <name>
@@ -27,8 +26,8 @@ import (
 // Keys the format does not know are allowed (policies may read their own
 // data) unless they look like a misspelling of a known key.
 
-// AccessClasses are the values of a catalog entry's "access".
-var AccessClasses = []string{"public", "step_up", "restricted", "deny"}
+// accessClasses are the values of a catalog entry's "access".
+var accessClasses = []string{"public", "step_up", "restricted", "deny"}
 
 var (
 	mcpKeys     = []string{"default_catalog", "resources", "revoked", "hidden", "catalogs"}
@@ -37,9 +36,12 @@ var (
 	sectionKeys = []string{"tools", "prompts", "resources", "resource_templates", "methods"}
 )
 
-// ValidateData checks data.mcp against the catalog format. Problems carry
-// their data path; LocateProblems adds files and lines.
-func ValidateData(data map[string]any) []Problem {
+// Validate checks a policy's data (the whole data document) against the
+// catalog format and returns its problems, errors and warnings, ordered by
+// data path. Each carries its data path; Locations.LocateProblems adds
+// files and lines. Data without data.mcp has no problems, except data under
+// IndexRoot, which is reserved for WithIndex.
+func Validate(data map[string]any) []Problem {
 	v := &validator{}
 	if _, ok := data[IndexRoot]; ok {
 		v.errorf([]string{IndexRoot}, "is reserved: the PDP puts its catalog index there (data.%s.catalog_index)", IndexRoot)
@@ -65,7 +67,7 @@ type validator struct {
 func (v *validator) add(path []string, warning bool, hint, format string, args ...any) {
 	segs := append([]string(nil), path...)
 	v.problems = append(v.problems, Problem{
-		Path: FormatDataPath(segs), Code: codeCatalog, Message: fmt.Sprintf(format, args...),
+		Path: FormatDataPath(segs), Code: CodeCatalog, Message: fmt.Sprintf(format, args...),
 		Hint: hint, Warning: warning, segs: segs,
 	})
 }
@@ -226,11 +228,11 @@ func (v *validator) entry(path []string, raw any) {
 	switch a, isStr := access.(string); {
 	case !hasAccess:
 		v.add(join(path, "access"), false, "without it the entry is hidden and denied",
-			"is required: one of %s", strings.Join(AccessClasses, ", "))
+			"is required: one of %s", strings.Join(accessClasses, ", "))
 	case !isStr:
-		v.errorf(join(path, "access"), "must be one of %s, not %s", strings.Join(AccessClasses, ", "), kindOf(access))
-	case !contains(AccessClasses, a):
-		v.errorf(join(path, "access"), "%q is not an access class; use one of %s%s", a, strings.Join(AccessClasses, ", "), didYouMean(a, AccessClasses))
+		v.errorf(join(path, "access"), "must be one of %s, not %s", strings.Join(accessClasses, ", "), kindOf(access))
+	case !contains(accessClasses, a):
+		v.errorf(join(path, "access"), "%q is not an access class; use one of %s%s", a, strings.Join(accessClasses, ", "), didYouMean(a, accessClasses))
 	}
 	for _, k := range []string{"scopes", "roles", "clients"} {
 		if x, ok := e[k]; ok {
@@ -272,8 +274,8 @@ func (v *validator) scopeList(path []string, raw any, what string) {
 	}
 }
 
-// FormatDataPath writes a data path the way Rego refers to it:
-// mcp.resources["https://mcp.example.com/mcp"].catalog.
+// FormatDataPath writes a data path, given as its segments, the way Rego
+// refers to it: mcp.resources["https://mcp.example.com/mcp"].catalog.
 func FormatDataPath(segs []string) string {
 	var b strings.Builder
 	for i, s := range segs {
@@ -386,6 +388,3 @@ func editDistance(a, b string) int {
 	}
 	return prev[len(rb)]
 }
-
-// Warnings are the data problems that did not refuse the policy.
-func (p *Policy) Warnings() []Problem { return p.warnings }
