@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"time"
 
@@ -18,8 +17,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/core"
 	"github.com/mcp-pdp/pdp/internal/decision"
-	"github.com/mcp-pdp/pdp/internal/devissuer"
-	"github.com/mcp-pdp/pdp/internal/token"
+	"github.com/mcp-pdp/pdp/internal/server"
 )
 
 // evalIssuer is the issuer of the stand-in resource when eval runs without
@@ -171,27 +169,32 @@ func evalRequest(ctx context.Context, o evalOptions) (*evalResult, error) {
 
 	// eval reports its own errors; the server's logs would only repeat them.
 	log := slog.New(slog.DiscardHandler)
-	a, err := newApp(ctx, cfg, nil, log)
+	srv, err := server.New(ctx, cfg, server.Options{NoListener: true, Logger: log})
 	if err != nil {
 		return nil, err
 	}
-	defer a.Close(context.WithoutCancel(ctx))
+	defer srv.Close()
 	if o.claimsPath != "" {
-		res := a.core.Resource(req.Resource)
+		res := srv.Core().Resource(req.Resource)
 		if res == nil {
 			return nil, fmt.Errorf("resource %q is not configured in %s", req.Resource, o.configPath)
 		}
-		authz, v, err := claimsToken(o.claimsPath, res, cfg, o.stderr)
+		claims, err := readClaims(o.claimsPath, o.stderr)
 		if err != nil {
 			return nil, err
+		}
+		authz, v, err := server.ClaimsToken(claims, resourceConfig(cfg, res.URI))
+		if err != nil {
+			return nil, fmt.Errorf("claims: %w", err)
 		}
 		res.Verifier = v
 		req.Authorization = authz
 	}
-	pol := a.engine.Policy()
+	engine := srv.Engine()
+	pol := engine.Policy()
 	rec := pol.Recording()
-	a.engine.Swap(rec)
-	resp, err := a.core.Decide(ctx, &req, "pdp-eval")
+	engine.Swap(rec)
+	resp, err := srv.Core().Decide(ctx, &req, "pdp-eval")
 	if err != nil {
 		return nil, err
 	}
@@ -218,84 +221,29 @@ func readInput(path string) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
-// claimsToken turns a claims file into a token the real verifier accepts:
-// the claims are signed with a throwaway key whose JWKS is served in memory,
-// so the claims-to-policy mapping (scopes, grant, act) is the server's own.
-// Signature, issuer, audience and expiry are thereby not checked: missing
-// iss, aud and exp are filled in, given ones are accepted.
-func claimsToken(path string, res *core.Resource, cfg *config.Config, stderr io.Writer) (string, *token.Verifier, error) {
+// readClaims reads a claims file, and notes an expiry in the past (the
+// PDP refuses expired tokens).
+func readClaims(path string, stderr io.Writer) (map[string]any, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
-		return "", nil, fmt.Errorf("claims: %w", err)
+		return nil, fmt.Errorf("claims: %w", err)
 	}
 	var claims map[string]any
 	if err := json.Unmarshal(raw, &claims); err != nil || claims == nil {
-		return "", nil, fmt.Errorf("claims %s: want a JSON object of token claims (%v)", path, err)
+		return nil, fmt.Errorf("claims %s: want a JSON object of token claims (%v)", path, err)
 	}
-	var rc config.Resource
-	for _, r := range cfg.Resources {
-		if r.URI == res.URI {
-			rc = r
-		}
-	}
-	iss, _ := claims["iss"].(string)
-	if iss == "" {
-		iss = rc.Issuer
-		claims["iss"] = iss
-	}
-	auds := rc.Audiences
-	switch aud := claims["aud"].(type) {
-	case nil:
-		claims["aud"] = res.URI
-		auds = []string{res.URI}
-	case string:
-		auds = []string{aud}
-	case []any:
-		auds = nil
-		for _, x := range aud {
-			if s, ok := x.(string); ok {
-				auds = append(auds, s)
-			}
-		}
-	}
-	now := time.Now()
-	if _, ok := claims["exp"]; !ok {
-		claims["exp"] = now.Add(time.Hour).Unix()
-	} else if exp, ok := claims["exp"].(float64); ok && time.Unix(int64(exp), 0).Before(now) {
+	if exp, ok := claims["exp"].(float64); ok && time.Unix(int64(exp), 0).Before(time.Now()) {
 		fmt.Fprintln(stderr, "pdp eval: note: claims.exp is in the past; the PDP refuses expired tokens (remove exp to skip the check)")
 	}
-	signer, err := devissuer.New(evalIssuer, "ES256")
-	if err != nil {
-		return "", nil, err
-	}
-	payload, err := json.Marshal(claims)
-	if err != nil {
-		return "", nil, err
-	}
-	tok, err := signer.SignJSON(map[string]any{"typ": "at+jwt"}, payload)
-	if err != nil {
-		return "", nil, err
-	}
-	jwks := signer.JWKS()
-	keys := token.NewKeySets(token.KeySetsConfig{HTTPClient: &http.Client{Transport: staticJWKS(jwks)}})
-	v, err := token.NewVerifier(token.Config{
-		Resource: res.URI, Issuer: iss, Audiences: auds, JWKSURI: evalIssuer + "/jwks", Algorithms: []string{"ES256"},
-		ClockSkew: rc.ClockSkew.D(),
-	}, keys, token.NewCache(8), nil)
-	if err != nil {
-		return "", nil, fmt.Errorf("claims: %w", err)
-	}
-	return "Bearer " + tok, v, nil
+	return claims, nil
 }
 
-// staticJWKS answers every request with one JWKS document, in memory.
-type staticJWKS []byte
-
-func (s staticJWKS) RoundTrip(r *http.Request) (*http.Response, error) {
-	return &http.Response{
-		StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header:  http.Header{"Content-Type": []string{"application/jwk-set+json"}},
-		Body:    io.NopCloser(bytes.NewReader(s)),
-		Request: r, ContentLength: int64(len(s)),
-	}, nil
+// resourceConfig is the configuration of the resource with this URI.
+func resourceConfig(cfg *config.Config, uri string) config.Resource {
+	for _, r := range cfg.Resources {
+		if r.URI == uri {
+			return r
+		}
+	}
+	return config.Resource{URI: uri}
 }

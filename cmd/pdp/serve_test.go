@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/auditsink"
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/natsembed"
+	"github.com/mcp-pdp/pdp/internal/server"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 )
 
@@ -26,17 +26,14 @@ func startDev(t *testing.T) (base, dataDir string) {
 	dataDir = t.TempDir()
 	cfg := &config.Config{Listen: "127.0.0.1:0", DataDir: dataDir}
 	cfg.ApplyDefaults()
-	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, true, slog.New(slog.DiscardHandler), started) }()
-	select {
-	case base = <-started:
-	case err := <-done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("serve did not start")
+	s, err := server.New(context.Background(), cfg, server.Options{Dev: true})
+	if err != nil {
+		t.Fatalf("server.New: %v", err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	base = s.URL()
 	t.Cleanup(func() {
 		cancel()
 		select {

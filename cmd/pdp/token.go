@@ -12,13 +12,7 @@ import (
 
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/devissuer"
-)
-
-// devIssuerFile and devResourceFile are written by `pdp serve --dev` under
-// the data directory so that `pdp token` can mint tokens it accepts.
-const (
-	devIssuerFile   = "dev/issuer.json"
-	devResourceFile = "dev/resource"
+	"github.com/mcp-pdp/pdp/internal/server"
 )
 
 func runToken(_ context.Context, args []string, stdout, stderr io.Writer) int {
@@ -37,14 +31,14 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	iss, err := devissuer.Load(filepath.Join(*dataDir, devIssuerFile))
+	iss, err := devissuer.Load(filepath.Join(*dataDir, server.DevIssuerFile))
 	if err != nil {
 		fmt.Fprintf(stderr, "pdp token: %v\n(is `pdp serve --dev` running with --data-dir %s?)\n", err, *dataDir)
 		return 1
 	}
 	audience := *aud
 	if audience == "" {
-		b, err := os.ReadFile(filepath.Join(*dataDir, devResourceFile))
+		b, err := os.ReadFile(filepath.Join(*dataDir, server.DevResourceFile))
 		if err != nil {
 			fmt.Fprintf(stderr, "pdp token: %v (pass --aud)\n", err)
 			return 1

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -61,10 +61,10 @@ func newPolicyWatcher(pc config.Policy, log *slog.Logger) (*policysource.Watcher
 	return w, nil
 }
 
-// loadPolicy reads, verifies, compiles and validates the configured policy
+// LoadPolicy reads, verifies, compiles and validates the configured policy
 // at start-up. Start-up fails when it cannot be served: there is no last
 // good policy to fall back to yet.
-func loadPolicy(ctx context.Context, pc config.Policy, log *slog.Logger) (*decision.Policy, *policysource.Watcher, error) {
+func LoadPolicy(ctx context.Context, pc config.Policy, log *slog.Logger) (*decision.Policy, *policysource.Watcher, error) {
 	w, err := newPolicyWatcher(pc, log)
 	if err != nil {
 		return nil, nil, err
@@ -196,17 +196,18 @@ func logWarnings(log *slog.Logger, p *decision.Policy) {
 	}
 }
 
-// startPolicyReload watches the policy source in the background until ctx
-// is done (app.Close cancels it). Nothing is watched for the embedded policy
-// or when policy.poll_interval is 0s.
-func startPolicyReload(ctx context.Context, engine *decision.Engine, w *policysource.Watcher, pc config.Policy, reg prometheus.Registerer, log *slog.Logger) *policyReloader {
-	r := newPolicyReloader(engine, pc, reg, log)
+// startPolicyReload watches the policy source in the background until
+// Close. Nothing is watched for the embedded policy or when
+// policy.poll_interval is 0s.
+func (s *Server) startPolicyReload(w *policysource.Watcher, reg prometheus.Registerer) *policyReloader {
+	pc := s.cfg.Policy
+	r := newPolicyReloader(s.engine, pc, reg, s.log)
 	if w == nil {
 		return r
 	}
 	if w.Kind() != policysource.KindEmbedded && (pc.PollInterval == nil || pc.PollInterval.D() > 0) {
 		r.log.Info("watching policy for changes", "source", w.String(), "kind", w.Kind())
 	}
-	go w.Run(ctx, r.apply)
+	s.goBackground(func(ctx context.Context) { w.Run(ctx, r.apply) })
 	return r
 }

@@ -1,25 +1,16 @@
-package main
+package server
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -34,6 +25,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/devissuer"
 	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
 	"github.com/mcp-pdp/pdp/internal/natsembed"
+	"github.com/mcp-pdp/pdp/internal/testkit"
 )
 
 const hResource = "https://mcp.example.com/mcp"
@@ -59,20 +51,14 @@ func hConfig(t *testing.T, iss *devissuertest.Server) *config.Config {
 // test ends and returns the base URL.
 func hStart(t *testing.T, cfg *config.Config) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, cfg, false, slog.New(slog.DiscardHandler), started) }()
-	var base string
-	select {
-	case base = <-started:
-	case err := <-done:
-		cancel()
-		t.Fatalf("serve: %v", err)
-	case <-time.After(60 * time.Second):
-		cancel()
-		t.Fatal("serve did not start")
+	s, err := New(context.Background(), cfg, Options{})
+	if err != nil {
+		t.Fatalf("server.New: %v", err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	base := s.URL()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -140,95 +126,19 @@ func TestServeNonLoopback(t *testing.T) {
 				hStart(t, cfg)
 				return
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			err := serve(ctx, cfg, false, slog.New(slog.DiscardHandler), nil)
+			s, err := New(context.Background(), cfg, Options{})
+			if err == nil {
+				_ = s.Close()
+			}
 			if err == nil || !strings.Contains(err.Error(), "refusing a non-loopback address without PEP authentication") {
-				t.Fatalf("serve: %v", err)
+				t.Fatalf("server.New: %v", err)
 			}
 		})
 	}
 }
 
-// ---- certificates generated in the test ----
-
-type hCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func hSerial(t *testing.T) *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-func hNewCA(t *testing.T, cn string) *hCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: hSerial(t), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &hCA{cert: cert, key: key}
-}
-
-// issue returns the PEM certificate and key of a leaf: a server
-// certificate for 127.0.0.1, or a client certificate.
-func (ca *hCA) issue(t *testing.T, cn string, client bool) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: hSerial(t), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
-	if client {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
-
-func (ca *hCA) pem() []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})
-}
-
-func (ca *hCA) clientCert(t *testing.T, cn string) tls.Certificate {
-	c, k := ca.issue(t, cn, true)
-	pair, err := tls.X509KeyPair(c, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pair
-}
-
-// writeAtomic replaces a file the way certificate tools do (rename).
-func writeAtomic(t *testing.T, path string, data []byte) {
-	t.Helper()
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func hTLSClient(ca *hCA, cert *tls.Certificate) *http.Client {
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
-	tc := &tls.Config{RootCAs: pool, GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+func hTLSClient(ca *testkit.CA, cert *tls.Certificate) *http.Client {
+	tc := &tls.Config{RootCAs: ca.Pool(), GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 		if cert == nil {
 			return &tls.Certificate{}, nil
 		}
@@ -243,13 +153,13 @@ func hTLSClient(ca *hCA, cert *tls.Certificate) *http.Client {
 // when its files change (a broken file keeps the previous certificate).
 func TestServeTLSAndPEPAuth(t *testing.T) {
 	iss := devissuertest.New(t, "ES256")
-	ca, rogue := hNewCA(t, "PEP and server CA"), hNewCA(t, "rogue CA")
+	ca, rogue := testkit.NewCA(t, "PEP and server CA"), testkit.NewCA(t, "rogue CA")
 	dir := t.TempDir()
 	certFile, keyFile, caFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "ca.pem")
-	c, k := ca.issue(t, "pdp-1", false)
-	writeAtomic(t, certFile, c)
-	writeAtomic(t, keyFile, k)
-	writeAtomic(t, caFile, ca.pem())
+	c, k := ca.Issue(t, testkit.Leaf{CommonName: "pdp-1"})
+	testkit.WriteAtomic(t, certFile, c)
+	testkit.WriteAtomic(t, keyFile, k)
+	testkit.WriteAtomic(t, caFile, ca.PEM())
 
 	cfg := hConfig(t, iss)
 	on := true
@@ -261,7 +171,7 @@ func TestServeTLSAndPEPAuth(t *testing.T) {
 	if !strings.HasPrefix(base, "https://") {
 		t.Fatalf("base %s", base)
 	}
-	allowed, intruder, foreign := ca.clientCert(t, "mcp-qr"), ca.clientCert(t, "intruder"), rogue.clientCert(t, "mcp-qr")
+	allowed, intruder, foreign := ca.KeyPair(t, testkit.Leaf{CommonName: "mcp-qr", Client: true}), ca.KeyPair(t, testkit.Leaf{CommonName: "intruder", Client: true}), rogue.KeyPair(t, testkit.Leaf{CommonName: "mcp-qr", Client: true})
 	tok := "Bearer " + iss.Mint(t, devissuer.MintOptions{Subject: "alice", Audience: []string{hResource}, Scopes: []string{"qr:generate"}})
 	body := hCallBody(tok, "generate_qr_url")
 
@@ -366,12 +276,12 @@ func TestServeTLSAndPEPAuth(t *testing.T) {
 	if cn := serverCN(); cn != "pdp-1" {
 		t.Fatalf("serving %s", cn)
 	}
-	c2, k2 := ca.issue(t, "pdp-2", false)
-	writeAtomic(t, keyFile, k2)
-	writeAtomic(t, certFile, c2)
-	waitFor(t, "the renewed certificate", func() bool { return serverCN() == "pdp-2" })
+	c2, k2 := ca.Issue(t, testkit.Leaf{CommonName: "pdp-2"})
+	testkit.WriteAtomic(t, keyFile, k2)
+	testkit.WriteAtomic(t, certFile, c2)
+	testkit.WaitFor(t, "the renewed certificate", func() bool { return serverCN() == "pdp-2" })
 	// A broken certificate file: the previous certificate stays in service.
-	writeAtomic(t, certFile, []byte("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n"))
+	testkit.WriteAtomic(t, certFile, []byte("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n"))
 	time.Sleep(2 * tlsReloadInterval)
 	if cn := serverCN(); cn != "pdp-2" {
 		t.Fatalf("after a broken file: serving %s", cn)
@@ -397,17 +307,6 @@ func hJetStream(t *testing.T, dataDir string) jetstream.JetStream {
 		t.Fatal(err)
 	}
 	return js
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // TestServeSlowClients: slow-loris connections (headers or body dribbled
@@ -552,39 +451,6 @@ func TestServeLimits(t *testing.T) {
 	for _, s := range []string{`pdp_pep_auth_failures_total{reason="missing_credentials"} 1`, "pdp_rate_limited_total 1"} {
 		if !bytes.Contains(m, []byte(s)) {
 			t.Errorf("metrics lack %q", s)
-		}
-	}
-}
-
-// TestAPIKeyCommand: `pdp apikey` prints a fresh key alone on the first
-// line and a configuration entry that the config accepts and that matches
-// the key.
-func TestAPIKeyCommand(t *testing.T) {
-	var out1, out2, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"apikey", "--name", "gw-1"}, &out1, &stderr); code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr.String())
-	}
-	if code := run(context.Background(), []string{"apikey", "--name", "gw-1"}, &out2, &stderr); code != 0 {
-		t.Fatalf("exit %d: %s", code, stderr.String())
-	}
-	key, snippet, _ := strings.Cut(out1.String(), "\n")
-	key2, _, _ := strings.Cut(out2.String(), "\n")
-	if !strings.HasPrefix(key, apiKeyPrefix) || len(key) < 40 || key == key2 {
-		t.Fatalf("keys %q %q", key, key2)
-	}
-	cfg, err := config.Parse(strings.NewReader("resources:\n  - uri: https://mcp.example.com/mcp\n    issuer: https://auth.example.com\n" + snippet))
-	if err != nil {
-		t.Fatalf("the printed entry is not a valid configuration: %v\n%s", err, snippet)
-	}
-	if len(cfg.Auth.APIKeys) != 1 || cfg.Auth.APIKeys[0].Name != "gw-1" || cfg.Auth.APIKeys[0].SHA256 != api.HashAPIKey(key) {
-		t.Fatalf("auth = %+v", cfg.Auth)
-	}
-	if strings.Contains(snippet, key) {
-		t.Fatal("the key itself is in the configuration entry")
-	}
-	for _, bad := range [][]string{{"apikey", "--name", "a b"}, {"apikey", "--name", ""}, {"apikey", "extra"}} {
-		if code := run(context.Background(), bad, io.Discard, io.Discard); code != 2 {
-			t.Errorf("%v: exit %d, want 2", bad, code)
 		}
 	}
 }

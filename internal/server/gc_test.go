@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"strings"
@@ -37,7 +37,7 @@ func TestPlanGC(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := planGC(tc.gogc, tc.gomemlimit, tc.rt)
+			p, err := PlanGC(tc.gogc, tc.gomemlimit, tc.rt)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want it to contain %q", err, tc.wantErr)

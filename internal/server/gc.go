@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"fmt"
@@ -11,9 +11,9 @@ import (
 	"github.com/mcp-pdp/pdp/internal/config"
 )
 
-// gcPlan is what serve applies to the garbage collector. A nil value is
+// GCPlan is what `pdp serve` applies to the garbage collector. A nil value is
 // left as the runtime has it: set from the environment, which wins.
-type gcPlan struct {
+type GCPlan struct {
 	GCPercent   *int
 	MemoryLimit *int64
 	// Where each setting in effect comes from: the environment variable,
@@ -21,12 +21,12 @@ type gcPlan struct {
 	GCPercentFrom, MemoryLimitFrom string
 }
 
-// planGC decides the collector settings from the GOGC and GOMEMLIMIT
+// PlanGC decides the collector settings from the GOGC and GOMEMLIMIT
 // environment values ("" means unset, as the runtime reads them) and the
 // runtime section of the configuration. Each variable, when set, wins over
 // its key: the runtime has already applied it at start-up.
-func planGC(gogc, gomemlimit string, rt config.Runtime) (gcPlan, error) {
-	p := gcPlan{GCPercentFrom: "GOGC", MemoryLimitFrom: "GOMEMLIMIT"}
+func PlanGC(gogc, gomemlimit string, rt config.Runtime) (GCPlan, error) {
+	p := GCPlan{GCPercentFrom: "GOGC", MemoryLimitFrom: "GOMEMLIMIT"}
 	if gogc == "" {
 		v := rt.GCPercent
 		if v == 0 {
@@ -38,7 +38,7 @@ func planGC(gogc, gomemlimit string, rt config.Runtime) (gcPlan, error) {
 		n, ok, err := rt.MemoryLimitBytes()
 		switch {
 		case err != nil:
-			return gcPlan{}, fmt.Errorf("runtime.memory_limit: %w", err)
+			return GCPlan{}, fmt.Errorf("runtime.memory_limit: %w", err)
 		case ok:
 			p.MemoryLimit, p.MemoryLimitFrom = &n, "runtime.memory_limit"
 		default:
@@ -48,9 +48,9 @@ func planGC(gogc, gomemlimit string, rt config.Runtime) (gcPlan, error) {
 	return p, nil
 }
 
-// applyGC applies the plan and logs the settings in effect, read back
+// ApplyGC applies the plan and logs the settings in effect, read back
 // from the runtime, with where each comes from.
-func applyGC(p gcPlan, log *slog.Logger) {
+func ApplyGC(p GCPlan, log *slog.Logger) {
 	if p.GCPercent != nil {
 		debug.SetGCPercent(*p.GCPercent)
 	}

@@ -1,21 +1,16 @@
-package main
+package server
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -28,35 +23,10 @@ import (
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
 	"github.com/mcp-pdp/pdp/internal/policysource"
+	"github.com/mcp-pdp/pdp/internal/testkit"
 )
 
 const polEvalResource = "https://mcp.example.com/mcp"
-
-// polRsaKeys writes an RSA key pair as PEM files.
-func polRsaKeys(t *testing.T) (priv, pub string) {
-	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKCS8PrivateKey(k)
-	pubDER, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	dir := t.TempDir()
-	priv, pub = filepath.Join(dir, "key.pem"), filepath.Join(dir, "pub.pem")
-	polWriteTestFile(t, priv, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
-	polWriteTestFile(t, pub, string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})))
-	return priv, pub
-}
-
-func polWriteTestFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // polMarkedPolicy is a policy whose rules and data both carry name, so that a
 // decision made from the rules of one bundle and the data of another would
@@ -140,27 +110,9 @@ func (s *polBundleHTTP) set(mode string, body []byte) {
 	s.mode, s.body = mode, body
 }
 
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// polTestApp wires the PDP with newApp (no audit) in front of an httptest
-// server; logs go to logs when it is not nil.
-func polTestApp(t *testing.T, pc config.Policy, logs ...*syncBuffer) (base string, a *app) {
+// polTestApp builds the PDP (no audit, no listener) and serves its API
+// from an httptest server; logs go to logs when it is not nil.
+func polTestApp(t *testing.T, pc config.Policy, logs ...*testkit.SyncBuffer) (base string, a *Server) {
 	t.Helper()
 	iss := devissuertest.New(t, "ES256")
 	cfg := &config.Config{
@@ -175,14 +127,14 @@ func polTestApp(t *testing.T, pc config.Policy, logs ...*syncBuffer) (base strin
 	if len(logs) > 0 {
 		log = slog.New(slog.NewTextHandler(logs[0], nil))
 	}
-	a, err := newApp(context.Background(), cfg, nil, log)
+	a, err := New(context.Background(), cfg, Options{NoListener: true, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(a.api)
+	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(func() {
 		srv.Close()
-		_ = a.Close(context.Background())
+		_ = a.Close()
 	})
 	return srv.URL, a
 }
@@ -237,32 +189,21 @@ func polMetricValue(t *testing.T, base, series string) float64 {
 	return 0
 }
 
-func polWaitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestReloadUnderLoad swaps signed bundles from a bundle server while
 // clients keep deciding, interleaved with every kind of bad bundle: each
 // bad one is refused, the last good policy stays active, and every single
 // decision is answered by one whole policy (rules, data and revision from
 // the same bundle).
 func TestReloadUnderLoad(t *testing.T) {
-	priv, pub := polRsaKeys(t)
-	otherPriv, _ := polRsaKeys(t)
+	priv, pub := testkit.RSAKeyFiles(t)
+	otherPriv, _ := testkit.RSAKeyFiles(t)
 	srv := polNewBundleHTTP(t, polRawBundle(t, polMarkedPolicy("a"), "rev-a", priv))
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	base, a := polTestApp(t, config.Policy{
 		Path: srv.URL + "/bundles/mcp.tar.gz", PollInterval: polPollEvery(5 * time.Millisecond),
 		Verification: config.Verification{KeyFile: pub},
 	}, logs)
-	if rev := a.engine.Policy().Revision(); rev != "rev-a" {
+	if rev := a.Engine().Policy().Revision(); rev != "rev-a" {
 		t.Fatalf("start-up revision %q", rev)
 	}
 
@@ -304,7 +245,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	errorsSoFar := func() float64 { return polMetricValue(t, base, `pdp_policy_reloads_total{result="error"}`) }
 
-	polWaitFor(t, "answers from rev-a", seen("rev-a"))
+	testkit.WaitFor(t, "answers from rev-a", seen("rev-a"))
 	bad := []struct {
 		name string
 		log  string // the clear error in the log
@@ -332,7 +273,7 @@ func TestReloadUnderLoad(t *testing.T) {
 			before, logged := errorsSoFar(), strings.Count(logs.String(), b.log)
 			b.set()
 			// Its own error, not a late report of the previous one.
-			polWaitFor(t, b.name+" refused", func() bool {
+			testkit.WaitFor(t, b.name+" refused", func() bool {
 				return strings.Count(logs.String(), b.log) > logged && errorsSoFar() > before
 			})
 			if polMetricValue(t, base, "pdp_policy_last_reload_successful") != 0 {
@@ -342,16 +283,16 @@ func TestReloadUnderLoad(t *testing.T) {
 			if i > 0 {
 				want = "rev-" + good[i-1]
 			}
-			if rev := a.engine.Policy().Revision(); rev != want {
+			if rev := a.Engine().Policy().Revision(); rev != want {
 				t.Fatalf("after %s the active policy is %q, want the last good %q", b.name, rev, want)
 			}
 		}
 		srv.set("ok", polRawBundle(t, polMarkedPolicy(g), "rev-"+g, priv))
-		polWaitFor(t, "answers from rev-"+g, seen("rev-"+g))
+		testkit.WaitFor(t, "answers from rev-"+g, seen("rev-"+g))
 	}
 	// Keep load on the final policy for a moment, then stop.
 	n := total.Load()
-	polWaitFor(t, "more decisions", func() bool { return total.Load() > n+50 })
+	testkit.WaitFor(t, "more decisions", func() bool { return total.Load() > n+50 })
 	stop()
 	wg.Wait()
 
@@ -393,7 +334,7 @@ func TestReloadUnderLoad(t *testing.T) {
 func TestReloadDirectory(t *testing.T) {
 	dir := t.TempDir()
 	for name, content := range polMarkedPolicy("a") {
-		polWriteTestFile(t, filepath.Join(dir, name), content)
+		testkit.WriteFile(t, filepath.Join(dir, name), content)
 	}
 	base, a := polTestApp(t, config.Policy{Path: dir, PollInterval: polPollEvery(5 * time.Millisecond)})
 	client := &http.Client{Timeout: 30 * time.Second}
@@ -407,31 +348,31 @@ func TestReloadDirectory(t *testing.T) {
 	if reason() != "rules-a/data-a" {
 		t.Fatalf("start: %q", reason())
 	}
-	polWriteTestFile(t, filepath.Join(dir, "data.json"), `{"marker": "data-b"}`)
-	polWaitFor(t, "data edit", func() bool { return reason() == "rules-a/data-b" })
-	active := a.engine.Policy().Revision()
+	testkit.WriteFile(t, filepath.Join(dir, "data.json"), `{"marker": "data-b"}`)
+	testkit.WaitFor(t, "data edit", func() bool { return reason() == "rules-a/data-b" })
+	active := a.Engine().Policy().Revision()
 
 	before := polMetricValue(t, base, `pdp_policy_reloads_total{result="error"}`)
-	polWriteTestFile(t, filepath.Join(dir, "authz.rego"), "package mcp.authz\n\ndecision := {\"allow\": true, \"reason\": y}\n")
-	polWaitFor(t, "broken edit refused", func() bool {
+	testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), "package mcp.authz\n\ndecision := {\"allow\": true, \"reason\": y}\n")
+	testkit.WaitFor(t, "broken edit refused", func() bool {
 		return polMetricValue(t, base, `pdp_policy_reloads_total{result="error"}`) > before
 	})
-	if a.engine.Policy().Revision() != active || reason() != "rules-a/data-b" {
+	if a.Engine().Policy().Revision() != active || reason() != "rules-a/data-b" {
 		t.Fatal("a broken edit replaced the active policy")
 	}
-	polWriteTestFile(t, filepath.Join(dir, "authz.rego"), polMarkedPolicy("c")["authz.rego"])
-	polWaitFor(t, "fixed edit", func() bool { return reason() == "rules-c/data-b" })
+	testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), polMarkedPolicy("c")["authz.rego"])
+	testkit.WaitFor(t, "fixed edit", func() bool { return reason() == "rules-c/data-b" })
 }
 
 // At start-up there is no last good policy: a policy that cannot be served
 // fails start-up with an error that says why and where.
 func TestStartupRefusals(t *testing.T) {
-	priv, pub := polRsaKeys(t)
-	_, otherPub := polRsaKeys(t)
+	priv, pub := testkit.RSAKeyFiles(t)
+	_, otherPub := testkit.RSAKeyFiles(t)
 	dir := func(files map[string]string) string {
 		d := t.TempDir()
 		for name, content := range files {
-			polWriteTestFile(t, filepath.Join(d, name), content)
+			testkit.WriteFile(t, filepath.Join(d, name), content)
 		}
 		return d
 	}
@@ -463,9 +404,9 @@ func TestStartupRefusals(t *testing.T) {
 			off := false
 			cfg.Audit.Enabled = &off
 			cfg.ApplyDefaults()
-			a, err := newApp(context.Background(), cfg, nil, slog.New(slog.DiscardHandler))
+			a, err := New(context.Background(), cfg, Options{NoListener: true})
 			if err == nil {
-				_ = a.Close(context.Background())
+				_ = a.Close()
 				t.Fatal("start-up succeeded")
 			}
 			if !strings.Contains(err.Error(), tc.want) {

@@ -1,0 +1,306 @@
+// Package server builds one running PDP from its configuration and owns its
+// lifecycle: the listener (TLS files reloaded as they change), the policy and
+// its reloader, the signing keys, the decision core, the HTTP API and the
+// audit pipeline (embedded NATS, the sink and its spool).
+//
+// New wires everything; Run serves until its context ends, then shuts down;
+// Close releases what New built. Every goroutine the server starts is
+// counted and awaited by Close. Shutdown has two budgets, one after the
+// other: the HTTP drain (Options.DrainTimeout) lets requests under way
+// finish, then the audit flush (Options.FlushTimeout) hands queued events to
+// NATS; events not acknowledged by then stay on the spool and are replayed
+// at the next start.
+//
+// cmd/pdp parses flags and calls this package; nothing here reads flags or
+// environment variables.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/mcp-pdp/pdp/internal/api"
+	"github.com/mcp-pdp/pdp/internal/auditsink"
+	"github.com/mcp-pdp/pdp/internal/config"
+	"github.com/mcp-pdp/pdp/internal/core"
+	"github.com/mcp-pdp/pdp/internal/decision"
+	"github.com/mcp-pdp/pdp/internal/devissuer"
+	"github.com/mcp-pdp/pdp/internal/natsembed"
+	"github.com/mcp-pdp/pdp/internal/token"
+)
+
+// Shutdown budgets used when Options leaves them zero.
+const (
+	// DefaultDrainTimeout bounds how long Run waits for HTTP requests under
+	// way to finish after its context ends.
+	DefaultDrainTimeout = 10 * time.Second
+	// DefaultFlushTimeout bounds how long Close waits for queued audit
+	// events to be acknowledged by NATS; the rest stay on the spool.
+	DefaultFlushTimeout = 10 * time.Second
+)
+
+// maxHeaderBytes bounds the request header of the HTTP API.
+const maxHeaderBytes = 64 << 10
+
+// Options are the parts of a running PDP that do not come from the
+// configuration file.
+type Options struct {
+	// Dev runs development mode: a fresh dev token issuer served by the PDP
+	// under /dev/ and, when the configuration has no resources, one
+	// resource at <base URL>/mcp whose tokens that issuer signs. Its key
+	// and resource are written under the data directory for `pdp token`.
+	Dev bool
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+	// Listener, when set, is served instead of a listener on cfg.Listen.
+	Listener net.Listener
+	// NoListener builds the decision pipeline without any HTTP listener:
+	// Run must not be called, Handler and Core serve in-process (pdp eval).
+	NoListener bool
+	// WrapHandler, when set, wraps the HTTP API's handler (bench/pdpprof
+	// adds net/http/pprof in front of it).
+	WrapHandler func(http.Handler) http.Handler
+	// DrainTimeout is the HTTP drain budget of Run (default DefaultDrainTimeout).
+	DrainTimeout time.Duration
+	// FlushTimeout is the audit flush budget of Close (default DefaultFlushTimeout).
+	FlushTimeout time.Duration
+}
+
+// Server is one running PDP.
+type Server struct {
+	cfg  *config.Config
+	opts Options
+	log  *slog.Logger
+
+	ln   net.Listener
+	base string
+	tls  *listenerTLS
+	http *http.Server
+
+	iss    *devissuer.Issuer
+	engine *decision.Engine
+	keys   *token.KeySets
+	cache  *token.Cache
+	core   *core.Service
+	api    *api.Server
+	nats   *natsembed.Server
+	nc     *nats.Conn
+	sink   *auditsink.Sink
+
+	bg   context.Context // background work; canceled by Close
+	stop context.CancelFunc
+	wg   sync.WaitGroup // every goroutine started by the server
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New builds a PDP from cfg, a configuration that config.Load (or
+// config.Default followed by Override) has validated. It opens the
+// listener, loads and compiles the policy (start-up fails when it cannot be
+// served: there is no last good policy yet), starts the embedded NATS and
+// the audit sink when audit is on, and starts watching the policy. ctx
+// bounds the start only; background work lives until Close.
+func New(ctx context.Context, cfg *config.Config, opts Options) (s *Server, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = DefaultDrainTimeout
+	}
+	if opts.FlushTimeout <= 0 {
+		opts.FlushTimeout = DefaultFlushTimeout
+	}
+	if opts.Dev && opts.NoListener {
+		return nil, errors.New("server: dev mode serves its issuer over HTTP and needs a listener")
+	}
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	s = &Server{cfg: cfg, opts: opts, log: opts.Logger, bg: bg, stop: stop}
+	defer func() {
+		if err != nil {
+			_ = s.Close()
+		}
+	}()
+	if !opts.NoListener {
+		if err := s.listen(); err != nil {
+			return s, err
+		}
+	}
+	if opts.Dev {
+		if s.iss, err = setupDev(cfg, s.base); err != nil {
+			return s, err
+		}
+	} else if err := cfg.Validate(); err != nil {
+		return s, err
+	}
+	if err := s.wire(ctx); err != nil {
+		return s, err
+	}
+	if !opts.NoListener {
+		var h http.Handler = s.api
+		if opts.WrapHandler != nil {
+			h = opts.WrapHandler(h)
+		}
+		s.http = &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: cfg.Limits.ReadTimeout.D(),
+			ReadTimeout:       cfg.Limits.ReadTimeout.D(),
+			WriteTimeout:      cfg.Limits.WriteTimeout.D(),
+			IdleTimeout:       cfg.Limits.IdleTimeout.D(),
+			MaxHeaderBytes:    maxHeaderBytes,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		}
+		if s.tls != nil {
+			s.http.TLSConfig = s.tls.Config()
+		}
+	}
+	return s, nil
+}
+
+// listen opens the listener and refuses exposed set-ups without PEP
+// authentication.
+func (s *Server) listen() error {
+	cfg := s.cfg
+	s.ln = s.opts.Listener
+	if s.ln == nil {
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+		}
+		s.ln = ln
+	}
+	scheme := "http://"
+	if cfg.TLS.Enabled() {
+		scheme = "https://"
+	}
+	s.base = scheme + s.ln.Addr().String()
+	if !isLoopback(s.ln.Addr()) && !cfg.Auth.Enabled() && !cfg.Insecure {
+		return fmt.Errorf("listen %s: refusing a non-loopback address without PEP authentication; configure auth.api_keys or auth.mtls, or set insecure: true to override (see docs/security.md)", cfg.Listen)
+	}
+	if !isLoopback(s.ln.Addr()) && len(cfg.Auth.APIKeys) > 0 && !cfg.TLS.Enabled() {
+		s.log.Warn("API keys are accepted over plain HTTP on a non-loopback address: anyone on the path can read them; configure tls (see docs/security.md)", "listen", cfg.Listen)
+	}
+	if cfg.TLS.Enabled() {
+		t, err := newListenerTLS(cfg.TLS, cfg.Auth.MTLS, len(cfg.Auth.APIKeys) > 0, s.log.With("component", "tls"))
+		if err != nil {
+			return err
+		}
+		s.tls = t
+	}
+	return nil
+}
+
+func isLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
+}
+
+// goBackground runs fn as a goroutine owned by the server: Close waits for it.
+func (s *Server) goBackground(fn func(ctx context.Context)) {
+	s.wg.Go(func() { fn(s.bg) })
+}
+
+// URL is the base URL the PDP serves on (http:// or https:// and the
+// listener's address); empty without a listener.
+func (s *Server) URL() string { return s.base }
+
+// Handler is the HTTP API (routes, limits, PEP authentication), without
+// Options.WrapHandler.
+func (s *Server) Handler() http.Handler { return s.api }
+
+// Core is the decision core, for in-process decisions.
+func (s *Server) Core() *core.Service { return s.core }
+
+// Engine holds the active policy; a swap takes effect for the next decision.
+func (s *Server) Engine() *decision.Engine { return s.engine }
+
+// DevIssuer is the dev token issuer in dev mode, else nil.
+func (s *Server) DevIssuer() *devissuer.Issuer { return s.iss }
+
+// Run serves HTTP until ctx ends or the listener fails, then drains
+// requests under way (Options.DrainTimeout) and closes the server (audit
+// flush within Options.FlushTimeout). It returns nil after a shutdown that
+// ctx asked for.
+func (s *Server) Run(ctx context.Context) error {
+	if s.http == nil {
+		return errors.New("server: Run needs a listener (the server was built with NoListener)")
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if s.tls != nil {
+			errc <- s.http.ServeTLS(s.ln, "", "")
+			return
+		}
+		errc <- s.http.Serve(s.ln)
+	}()
+	p := s.engine.Policy()
+	s.log.Info("mcp-pdp serving", "addr", s.base, "dev", s.opts.Dev, "policy", p.Source(), "revision", p.Revision())
+	for _, r := range s.cfg.Resources {
+		s.log.Info("protected resource", "uri", r.URI, "issuer", r.Issuer)
+	}
+	if s.iss != nil {
+		s.log.Info("dev mode: mint a token with `pdp token --scope qr:generate`", "issuer", s.iss.IssuerURL())
+	}
+	var err error
+	served := false
+	select {
+	case err = <-errc:
+		served = true
+	case <-ctx.Done():
+	}
+	drain, cancel := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
+	defer cancel()
+	if serr := s.http.Shutdown(drain); serr != nil {
+		s.log.Warn("http shutdown: requests still under way were cut", "budget", s.opts.DrainTimeout, "err", serr)
+	}
+	if !served {
+		err = <-errc
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return errors.Join(err, s.Close())
+}
+
+// Close stops everything New started, in reverse order, and waits for the
+// server's goroutines: the audit sink flushes to NATS (or the spool) within
+// Options.FlushTimeout, then the NATS connection and the embedded server
+// stop, then background work (policy watching, key refresh) is canceled and
+// awaited. It is safe to call more than once; Run calls it.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		var errs []error
+		if s.http != nil {
+			// Run has drained already; this only matters without Run.
+			_ = s.http.Close()
+		} else if s.ln != nil {
+			_ = s.ln.Close()
+		}
+		if s.sink != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), s.opts.FlushTimeout)
+			if err := s.sink.Close(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("audit close: %w", err))
+			}
+			cancel()
+		}
+		if s.nc != nil {
+			s.nc.Close()
+		}
+		if s.nats != nil {
+			_ = natsembed.RemoveURLFile(s.cfg.DataDir)
+			s.nats.Shutdown()
+		}
+		s.stop()
+		s.wg.Wait()
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}
