@@ -7,9 +7,9 @@
 #   Tool, prompt and resource requirements live in data (data.mcp.catalogs),
 #   so protecting a new tool is a data change. See docs/policy.md.
 #
-#   A call is a handful of lookups, never an iteration over the catalog; a
-#   list is decided once per group of identical entries, with the catalog
-#   index the PDP builds when it loads the policy (docs/policy.md).
+#   This file is the policy to read and to copy. A call is a handful of
+#   lookups, never an iteration over the catalog. The rules that decide a
+#   list without one rule per item are in authz_lists.rego.
 package mcp.authz
 
 import data.mcp.lib
@@ -33,15 +33,15 @@ sections := {
 	"resource_template": "resource_templates",
 }
 
-section := s if {
-	s := data.mcp.catalogs[catalog_name][sections[input.kind]]
-} else := {}
+default section := {}
+
+section := data.mcp.catalogs[catalog_name][sections[input.kind]]
 
 # An unknown name gets the catalog's "unknown" entry: denied and hidden
 # unless the catalog says otherwise.
-unknown_entry := e if {
-	e := data.mcp.catalogs[catalog_name].unknown
-} else := {"access": "deny"}
+default unknown_entry := {"access": "deny"}
+
+unknown_entry := data.mcp.catalogs[catalog_name].unknown
 
 # entry_for finds the catalog entry of a name: the exact key, else the
 # longest "prefix*" key that matches (useful for resource URIs), else unknown.
@@ -49,7 +49,8 @@ entry_for(name) := e if {
 	e := section[name]
 } else := fallback_entry(name)
 
-# fallback_entry is the entry of a name without an exact key.
+# fallback_entry is the entry of a name without an exact key. prefix_keys
+# are the section's "prefix*" keys without the star (authz_lists.rego).
 fallback_entry(name) := e if {
 	count(prefix_keys) > 0
 	e := section[concat("", [longest_prefix(name), "*"])]
@@ -59,17 +60,6 @@ longest_prefix(name) := max({p |
 	some p in prefix_keys
 	startswith(name, p)
 })
-
-# prefix_keys are the "prefix*" keys of the section, without the star:
-# from the catalog index when the PDP built one, else (pdp test) found by
-# a scan of the section, once per evaluation and only when a name has no
-# exact key.
-prefix_keys := {p | some p in index.prefixes} if {
-	index
-} else := {trim_suffix(k, "*") |
-	some k, _ in section
-	endswith(k, "*")
-}
 
 # ---------------------------------------------------------------------------
 # The caller.
@@ -87,10 +77,12 @@ token_scopes := {s |
 	s in data.mcp.catalogs[catalog_name].wildcard_scopes
 }
 
+default scope_implies := {}
+
 scope_implies := m if {
 	m := data.mcp.catalogs[catalog_name].scope_implies
 	count(m) > 0
-} else := {}
+}
 
 # granted: the token's scopes plus every scope they imply (scope_implies).
 # Implied scopes come from data, so wildcards among them are honoured.
@@ -120,13 +112,13 @@ has_scope(s) if {
 # the claims no rule reads out of the input (docs/policy.md, "Claims").
 caller_roles := lib.values(roles_claim) | lib.values(groups_claim)
 
-roles_claim := v if v := input.token.claims.roles
+default roles_claim := null
 
-else := null
+roles_claim := input.token.claims.roles
 
-groups_claim := v if v := input.token.claims.groups
+default groups_claim := null
 
-else := null
+groups_claim := input.token.claims.groups
 
 # ---------------------------------------------------------------------------
 # Access classes of catalog entries:
@@ -212,6 +204,14 @@ hide contains name if some name in data.mcp.hidden
 # ---------------------------------------------------------------------------
 # The decision.
 
+# METADATA
+# title: decision
+# description: |
+#   The PDP's query: one object per request (allow, visible, reason,
+#   required_scopes, missing_scopes; for lists, the visible items).
+#   Nothing matched: refused and hidden.
+# entrypoint: true
+# scope: document
 default decision := {
 	"allow": false,
 	"visible": false,
@@ -240,8 +240,28 @@ decision := {
 	"forbidden": target_forbidden,
 } if input.operation in {"call", "other"}
 
+# A list: every item decided in this one evaluation. Only visible items are
+# returned; the PDP hides the others. "item_groups" are groups of visible
+# names that share a catalog entry ([{"entry", "names"}]); "items" are
+# visible names with their entries, as objects (name -> entry) the PDP
+# merges. See "Lists" below.
+decision := {
+	"allow": true,
+	"visible": true,
+	"reason": "list filtered",
+	"required_scopes": [],
+	"missing_scopes": [],
+	"item_groups": visible_item_groups,
+	"items": visible_items,
+} if input.operation == "list"
+
+# ---------------------------------------------------------------------------
+# A single target.
+
 # The entry deciding a single-target operation; other methods are looked up
 # in the catalog's "methods" section.
+default target_entry := {"access": "deny"}
+
 target_entry := e if {
 	input.operation == "call"
 	e := section[input.target.name]
@@ -249,7 +269,7 @@ target_entry := e if {
 	input.operation == "call"
 } else := e if {
 	e := data.mcp.catalogs[catalog_name].methods[input.method]
-} else := {"access": "deny"}
+}
 
 target_name := input.target.name if input.operation == "call"
 
@@ -262,22 +282,28 @@ target_missing := [] if target_allowed
 
 else := lib.missing(target_required, granted)
 
+default target_visible := false
+
 target_visible if {
 	visible(target_entry)
 	not hide[target_name]
-} else := false
+}
+
+default target_allowed := false
 
 target_allowed if {
 	target_visible
 	allowed(target_entry)
 	count(deny) == 0
-} else := false
+}
 
 # An explicit deny (revocation, argument limits, ...) is final: no step-up.
+default target_forbidden := false
+
 target_forbidden if {
 	target_visible
 	count(deny) > 0
-} else := false
+}
 
 target_reason := "hidden from this caller" if not target_visible
 
@@ -293,98 +319,10 @@ else := "missing role" if not roles_ok(target_entry)
 
 else := concat("", [target_entry.access, " access"])
 
-# A list: every item decided in this one evaluation. Only visible items are
-# returned; the PDP hides the others. "item_groups" are groups of visible
-# names that share a catalog entry ([{"entry", "names"}]); "items" are
-# visible names with their entries, as objects (name -> entry) the PDP
-# merges. With the catalog index no rule runs per item.
-decision := {
-	"allow": true,
-	"visible": true,
-	"reason": "list filtered",
-	"required_scopes": [],
-	"missing_scopes": [],
-	"item_groups": visible_item_groups,
-	"items": visible_items,
-} if input.operation == "list"
-
-# input.names are the listed names, as a set (input.items has them in
-# order, with annotations; the PDP builds items only for policies that read
-# it). A hand-written input may give an array.
-list_names := input.names
-
-# The catalog index the PDP builds when it loads the policy
-# (data.pdp.catalog_index, docs/policy.md): a section's exact names grouped
-# by identical entry, and its "prefix*" keys. Undefined under pdp test and
-# for sections with more than 64 distinct entries.
-index := data.pdp.catalog_index[catalog_name][sections[input.kind]]
-
-# With the index, each group is decided once and its listed names are
-# found with set built-ins.
-visible_item_groups := [{"entry": g.entry, "names": group_hits(g)} |
-	some g in index.groups
-	visible(g.entry)
-] if {
-	index
-	count(hide) == 0
-} else := [{"entry": g.entry, "names": group_hits(g) - hide} |
-	some g in index.groups
-	visible(g.entry)
-] if {
-	index
-} else := []
-
-# group_hits: the listed names in a group. A set intersection walks the
-# smaller side (object.filter would walk the whole group).
-group_hits(g) := list_name_set & g.names
-
-list_name_set := list_names if is_set(list_names)
-
-else := {n | some n in list_names}
-
-# Without the index, each distinct listed entry is decided once.
-visible_listed := {} if {
-	index
-} else := {name: e |
-	some name, e in listed_entries
-	visible_entries[e]
-}
-
-# The entries of the listed names that have an exact key.
-listed_entries := object.filter(section, list_names)
-
-visible_entries := {e |
-	some e in {e | some _, e in listed_entries}
-	visible(e)
-}
-
-# Names without an exact key are decided one by one, and only when a
-# "prefix*" key or a visible "unknown" entry can make one visible.
-visible_fallback := {name: e |
-	fallback_may_show
-	listed_exact_count < count(list_names)
-	some name in list_names
-	not section[name]
-	e := fallback_entry(name)
-	visible(e)
-}
-
-# How many listed names have an exact key: with the index, from the
-# smaller side of the listed names and the section's names; without it,
-# by filtering the section.
-listed_exact_count := count(list_name_set & index.names) if index.names
-
-else := count(listed_entries)
-
-fallback_may_show if count(index.prefixes) > 0
-
-fallback_may_show if {
-	not index
-	count(prefix_keys) > 0
-}
-
-fallback_may_show if visible(unknown_entry)
-
-visible_items := [visible_listed, visible_fallback] if count(hide) == 0
-
-else := [object.remove(visible_listed, hide), object.remove(visible_fallback, hide)]
+# ---------------------------------------------------------------------------
+# Lists. A listed name is visible exactly when a call would see it:
+# visible(entry_for(name)) holds and hide does not contain the name. The
+# list decision's visible_item_groups and visible_items compute that in
+# authz_lists.rego, which decides each distinct catalog entry once instead
+# of each item. A policy changes what lists show through visible(e), the
+# catalog and hide, not through that file.

@@ -4,7 +4,8 @@ package policies
 
 import "embed"
 
-// FS holds the default policy: authz.rego, lib/*.rego and data.yaml.
+// FS holds the default policy: authz.rego (the readable rules),
+// authz_lists.rego (how lists are decided fast), lib/*.rego and data.yaml.
 //
-//go:embed authz.rego lib/*.rego data.yaml
+//go:embed authz.rego authz_lists.rego lib/*.rego data.yaml
 var FS embed.FS

@@ -26,6 +26,7 @@ func recipePolicy(t *testing.T, recipe, data string) *decision.Policy {
 	t.Helper()
 	dir := t.TempDir()
 	copyFile(t, "../../policies/authz.rego", filepath.Join(dir, "authz.rego"))
+	copyFile(t, "../../policies/authz_lists.rego", filepath.Join(dir, "authz_lists.rego"))
 	copyFile(t, "../../policies/lib/scopes.rego", filepath.Join(dir, "lib", "scopes.rego"))
 	src := filepath.Join("cookbook", recipe+".rego")
 	copyFile(t, src, filepath.Join(dir, "cookbook", recipe+".rego"))
