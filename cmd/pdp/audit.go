@@ -3,11 +3,15 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -29,23 +33,49 @@ NATS:    --nats URL[,URL...] (default: the embedded server of a running dev
          --tls-cert, --tls-key, --stream, --prefix.
 `
 
-// runAudit implements `pdp audit tail|export`.
+// runAudit implements `pdp audit tail|export`: it parses the arguments,
+// then reads the stream and prints the matching events.
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c, code := parseAuditArgs(args, stdout, stderr)
+	if c == nil {
+		return code
+	}
+	return c.run(ctx, stdout, stderr)
+}
+
+// auditCommand is one `pdp audit tail|export`, its flags parsed.
+type auditCommand struct {
+	sub     string // "tail" or "export"
+	natsURL string // "" = read <dataDir>/nats.url
+	dataDir string
+	connect auditsink.ConnectOptions
+	stream  string
+	prefix  string
+	filter  auditsink.Filter
+	asJSON  bool
+	follow  bool
+}
+
+// parseAuditArgs parses the arguments of `pdp audit`. A nil command means
+// there is nothing to run: exit with the code (usage printed, or an error
+// reported on stderr).
+func parseAuditArgs(args []string, stdout, stderr io.Writer) (*auditCommand, int) {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, auditUsage)
-		return 2
+		return nil, 2
 	}
 	sub, rest := args[0], args[1:]
 	switch sub {
 	case "tail", "export":
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, auditUsage)
-		return 0
+		return nil, 0
 	default:
 		fmt.Fprintf(stderr, "pdp audit: unknown command %q\n\n%s", sub, auditUsage)
-		return 2
+		return nil, 2
 	}
 	export := sub == "export"
+	c := &auditCommand{sub: sub, connect: auditsink.ConnectOptions{Name: "pdp audit " + sub}}
 
 	fs := flag.NewFlagSet("pdp audit "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -53,16 +83,16 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprint(stderr, auditUsage, "\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	natsURL := fs.String("nats", "", "NATS URL(s), comma-separated (default: read <data-dir>/nats.url)")
-	dataDir := fs.String("data-dir", config.DefaultDataDir, "data directory of a running dev server (to find its embedded NATS)")
-	creds := fs.String("creds", "", "NATS credentials file")
-	nkey := fs.String("nkey", "", "NATS NKey seed file")
-	tlsCA := fs.String("tls-ca", "", "CA certificate file to verify the NATS servers")
-	tlsCert := fs.String("tls-cert", "", "client certificate file")
-	tlsKey := fs.String("tls-key", "", "client key file")
-	stream := fs.String("stream", auditsink.DefaultStream, "JetStream stream")
-	prefix := fs.String("prefix", auditsink.DefaultSubjectPrefix, "subject prefix")
-	var f auditsink.Filter
+	fs.StringVar(&c.natsURL, "nats", "", "NATS URL(s), comma-separated (default: read <data-dir>/nats.url)")
+	fs.StringVar(&c.dataDir, "data-dir", config.DefaultDataDir, "data directory of a running dev server (to find its embedded NATS)")
+	fs.StringVar(&c.connect.CredsFile, "creds", "", "NATS credentials file")
+	fs.StringVar(&c.connect.NKeySeedFile, "nkey", "", "NATS NKey seed file")
+	fs.StringVar(&c.connect.TLSCAFile, "tls-ca", "", "CA certificate file to verify the NATS servers")
+	fs.StringVar(&c.connect.TLSCertFile, "tls-cert", "", "client certificate file")
+	fs.StringVar(&c.connect.TLSKeyFile, "tls-key", "", "client key file")
+	fs.StringVar(&c.stream, "stream", auditsink.DefaultStream, "JetStream stream")
+	fs.StringVar(&c.prefix, "prefix", auditsink.DefaultSubjectPrefix, "subject prefix")
+	f := &c.filter
 	fs.StringVar(&f.Resource, "resource", "", "resource key or resource URI")
 	fs.StringVar(&f.Tool, "tool", "", "target: tool or prompt name, or resource URI")
 	fs.StringVar(&f.Outcome, "outcome", "", "allow, deny, challenge or filtered (comma-separated for several)")
@@ -75,78 +105,81 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	since := fs.String("since", defSince, "start: duration ago, RFC 3339 time or date")
 	until := fs.String("until", "", "end: duration ago, RFC 3339 time or date (default: now)")
-	asJSON := fs.Bool("json", export, "JSON lines instead of a table")
-	var follow bool
+	fs.BoolVar(&c.asJSON, "json", export, "JSON lines instead of a table")
 	if !export {
-		fs.BoolVar(&follow, "follow", false, "keep printing new events until interrupted")
-		fs.BoolVar(&follow, "f", false, "short for --follow")
+		fs.BoolVar(&c.follow, "follow", false, "keep printing new events until interrupted")
+		fs.BoolVar(&c.follow, "f", false, "short for --follow")
 	}
 	if err := fs.Parse(rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return nil, 0
 		}
-		return 2
+		return nil, 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "pdp audit %s: unexpected arguments %q\n", sub, fs.Args())
-		return 2
+		return nil, 2
 	}
 	now := time.Now()
 	var err error
-	if f.Since, err = auditsink.ParseTimeArg(*since, now); err != nil {
+	if f.Since, err = parseTimeArg(*since, now); err != nil {
 		fmt.Fprintf(stderr, "pdp audit %s: --since: %v\n", sub, err)
-		return 2
+		return nil, 2
 	}
-	if f.Until, err = auditsink.ParseTimeArg(*until, now); err != nil {
+	if f.Until, err = parseTimeArg(*until, now); err != nil {
 		fmt.Fprintf(stderr, "pdp audit %s: --until: %v\n", sub, err)
-		return 2
+		return nil, 2
 	}
 	if !f.Until.IsZero() && f.Until.Before(f.Since) {
 		fmt.Fprintf(stderr, "pdp audit %s: --until is before --since\n", sub)
-		return 2
+		return nil, 2
 	}
+	return c, 0
+}
 
-	url := *natsURL
+// run connects to NATS, reads the matching events and prints them; it
+// returns the exit code.
+func (c *auditCommand) run(ctx context.Context, stdout, stderr io.Writer) int {
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "pdp audit %s: %v\n", c.sub, err)
+		return 1
+	}
+	url := c.natsURL
 	if url == "" {
-		if url, err = natsembed.ReadURLFile(*dataDir); err != nil {
-			fmt.Fprintf(stderr, "pdp audit %s: %v\n(pass --nats nats://host:4222 for an external NATS)\n", sub, err)
+		var err error
+		if url, err = natsembed.ReadURLFile(c.dataDir); err != nil {
+			fmt.Fprintf(stderr, "pdp audit %s: %v\n(pass --nats nats://host:4222 for an external NATS)\n", c.sub, err)
 			return 1
 		}
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	nc, err := auditsink.Connect(cctx, url, auditsink.ConnectOptions{
-		Name: "pdp audit " + sub, CredsFile: *creds, NKeySeedFile: *nkey,
-		TLSCAFile: *tlsCA, TLSCertFile: *tlsCert, TLSKeyFile: *tlsKey,
-	})
+	nc, err := auditsink.Connect(cctx, url, c.connect)
 	cancel()
 	if err != nil {
-		fmt.Fprintf(stderr, "pdp audit %s: %v\n", sub, err)
-		return 1
+		return fail(err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
-		fmt.Fprintf(stderr, "pdp audit %s: %v\n", sub, err)
-		return 1
+		return fail(err)
 	}
 
 	w := bufio.NewWriterSize(stdout, 64<<10)
-	if !*asJSON {
-		if err := auditsink.WriteTableHeader(w); err != nil {
-			fmt.Fprintf(stderr, "pdp audit %s: %v\n", sub, err)
-			return 1
+	if !c.asJSON {
+		if err := writeAuditHeader(w); err != nil {
+			return fail(err)
 		}
 	}
 	n := 0
-	err = auditsink.Read(ctx, js, *stream, *prefix, f, follow, func(ev *auditsink.Event) error {
+	err = auditsink.Read(ctx, js, c.stream, c.prefix, c.filter, c.follow, func(ev *auditsink.Event) error {
 		n++
 		var werr error
-		if *asJSON {
-			werr = auditsink.WriteJSONLine(w, ev)
+		if c.asJSON {
+			werr = writeAuditJSON(w, ev)
 		} else {
-			werr = auditsink.WriteTableRow(w, ev)
+			werr = writeAuditRow(w, ev)
 		}
-		if werr == nil && follow {
+		if werr == nil && c.follow {
 			werr = w.Flush()
 		}
 		return werr
@@ -155,11 +188,95 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		err = ferr
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "pdp audit %s: %v\n", sub, err)
-		return 1
+		return fail(err)
 	}
-	if export {
+	if c.sub == "export" {
 		fmt.Fprintf(stderr, "pdp audit export: %d events\n", n)
 	}
 	return 0
+}
+
+// parseTimeArg parses a --since/--until value: a duration before now
+// ("24h", "90m", "7d"), an RFC 3339 time, or a date (2006-01-02, UTC). ""
+// is the zero time (open).
+func parseTimeArg(s string, now time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(d); err == nil && n >= 0 {
+			return now.Add(-time.Duration(n) * 24 * time.Hour), nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, fmt.Errorf("time %q: a duration means 'that long ago' and must not be negative", s)
+		}
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("time %q: use a duration like 24h, 30m or 7d, an RFC 3339 time like 2025-01-02T15:04:05Z, or a date like 2025-01-02", s)
+}
+
+// auditTableFormat: time, outcome, http_status, method, target, subject,
+// client_id, reason (truncated). Fixed widths, so rows line up when they
+// are printed one by one (tail --follow).
+const auditTableFormat = "%-24s %-9s %4s %-16s %-28s %-20s %-20s %s\n"
+
+// writeAuditHeader writes the header line of the human table.
+func writeAuditHeader(w io.Writer) error {
+	_, err := fmt.Fprintf(w, auditTableFormat, "TIME", "OUTCOME", "HTTP", "METHOD", "TARGET", "SUBJECT", "CLIENT_ID", "REASON")
+	return err
+}
+
+// writeAuditRow writes one event as a line of the human table.
+func writeAuditRow(w io.Writer, ev *auditsink.Event) error {
+	status := ""
+	if ev.HTTPStatus != 0 {
+		status = strconv.Itoa(ev.HTTPStatus)
+	}
+	target := ev.Target
+	if ev.Outcome == auditsink.OutcomeFiltered && target == "" {
+		target = fmt.Sprintf("(%d shown, %d hidden)", len(ev.Visible), len(ev.Hidden))
+	}
+	_, err := fmt.Fprintf(w, auditTableFormat,
+		ev.Time.UTC().Format("2006-01-02T15:04:05.000Z"),
+		truncRunes(ev.Outcome, 9), status, truncRunes(ev.Method, 16), truncRunes(target, 28),
+		truncRunes(ev.Subject, 20), truncRunes(ev.ClientID, 20), truncRunes(oneLine(ev.Reason), 60))
+	return err
+}
+
+// writeAuditJSON writes ev as one line of JSON.
+func writeAuditJSON(w io.Writer, ev *auditsink.Event) error {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode event %s: %w", ev.ID, err)
+	}
+	b = append(b, '\n')
+	_, err = w.Write(b)
+	return err
+}
+
+// oneLine replaces line breaks and tabs with spaces.
+func oneLine(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\r' || r == '\t' {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// truncRunes shortens s to n runes, marking the cut with "…".
+func truncRunes(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
 }

@@ -115,13 +115,16 @@ func Connect(ctx context.Context, url string, o ConnectOptions) (*nats.Conn, err
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("auditsink: connect to NATS %s: %w", redactURLs(url), err)
+		return nil, fmt.Errorf("auditsink: connect to NATS %s: %w", RedactURLs(url), err)
 	}
 	return nc, nil
 }
 
-// redactURLs hides user:password in URLs for messages.
-func redactURLs(urls string) string {
+// RedactURLs returns urls, a comma-separated list of URLs, with the
+// credentials of each (user, password or token before the last '@') replaced
+// by "***", for logs and error messages: "nats://u:p@h:4222" becomes
+// "nats://***@h:4222". Text that is not a URL with credentials is kept.
+func RedactURLs(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, p := range parts {
 		if at := strings.LastIndex(p, "@"); at >= 0 {

@@ -3,8 +3,12 @@ package auditsink
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 )
 
 // Event encoding without reflection. appendEvent writes byte for byte what
@@ -204,4 +208,69 @@ func plainRaw(r json.RawMessage) bool {
 		}
 	}
 	return json.Valid(r)
+}
+
+// eventCopies are the scratch copies encode fills in defaults on (ev is
+// the caller's and stays untouched); pooled, as a copy handed to
+// json.Marshal escapes to the heap.
+var eventCopies = sync.Pool{New: func() any { return new(Event) }}
+
+// encode fills in the defaults of ev (ID, time, schema, PDP) on a copy and
+// encodes it, dropping arguments and item lists when it is too large for
+// one NATS message (Truncated).
+func (s *Sink) encode(ev *Event) (*item, error) {
+	e := eventCopies.Get().(*Event)
+	defer func() {
+		*e = Event{} // drop the references to the caller's data
+		eventCopies.Put(e)
+	}()
+	*e = *ev
+	if e.ID == "" {
+		e.ID = NewID()
+	}
+	if len(e.ID) > 1024 || strings.ContainsAny(e.ID, "\r\n") {
+		return nil, errors.New("event id longer than 1024 bytes or with a line break")
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	if e.Schema == "" {
+		e.Schema = SchemaVersion
+	}
+	if e.PDP == "" {
+		e.PDP = s.cfg.PDP
+	}
+	data, err := marshalEvent(e)
+	if err != nil {
+		return nil, err
+	}
+	if limit := s.eventLimit(); len(data) > limit {
+		e.Arguments, e.Visible, e.Hidden, e.Truncated = nil, nil, nil, true
+		if len(e.Reason) > 1024 {
+			e.Reason = e.Reason[:1024]
+		}
+		if data, err = marshalEvent(e); err != nil {
+			return nil, err
+		}
+		if len(data) > limit {
+			return nil, fmt.Errorf("event of %d bytes exceeds %d even without arguments and item lists", len(data), limit)
+		}
+	}
+	return &item{id: e.ID, subject: e.NATSSubject(s.cfg.SubjectPrefix), data: data, start: time.Now()}, nil
+}
+
+// eventLimit is the largest encoded event: maxEventBytes, or less when the
+// server's max_payload (less room for the headers) is smaller.
+func (s *Sink) eventLimit() int {
+	limit := maxEventBytes
+	// The server's limit as of the last (re)connect: asking the connection
+	// takes its lock, which the publisher and flusher hold, on every event.
+	mp := int(s.maxPayload.Load())
+	if mp == 0 { // not connected yet at New
+		mp = int(s.nc.MaxPayload())
+	}
+	if mp > 0 && mp-1024 < limit {
+		limit = mp - 1024 // room for the headers
+	}
+	return limit
 }

@@ -105,6 +105,129 @@ func TestAppendEventCoversEveryField(t *testing.T) {
 	}
 }
 
+// FuzzAppendEvent holds the fast encoder to encoding/json for any event:
+// either appendEvent declines (and marshalEvent falls back to json.Marshal),
+// or it writes valid JSON that decodes to the same value as json.Marshal's,
+// byte for byte the same as the encoder promises. marshalEvent always
+// returns what json.Marshal returns, error included. The seeds (run by
+// plain go test) cover the fast path, each reason to decline, and the
+// values json.Marshal refuses.
+func FuzzAppendEvent(f *testing.F) {
+	const plainStrings = "dec-1|mcp-pdp.audit/v1|pdp-1|gateway-1|https://mcp.example.com/mcp|demo|tools/call|generate_qr|allow|" +
+		"policy says so|alice|claude|user|https://issuer.example.com|sha256:abcd|rev-1"
+	const plainLists = "qr:generate|qr:admin,qr:read|a,b|c|agent-1:claude,:c,s:"
+	const june = 1748779200 // 2025-06-01T12:00:00Z
+	for _, s := range []struct {
+		strs, lists string
+		num, sec    int64
+		nsec, zone  int32
+		flags       uint8 // 1: empty non-nil lists, 2: empty non-nil act, 4: zero time, 8: truncated
+		args, id    string
+	}{
+		{plainStrings, plainLists, 200, june, 123, 0, 0, `{"z":1,"a":["<b>",null,true],"m":{"k":1.5}}`, `7`},
+		{"", "", 0, 0, 0, 0, 4, "", ""},
+		{"", "", 0, 0, 0, 0, 1 | 2 | 4, "", ""},
+		{plainStrings, plainLists, -3, june, 0, 3600, 8, `{}`, `"req-1"`},
+		{plainStrings, "", 403, june, 999999999, -19800, 0, `null`, `null`},
+		{"id|||||||t|deny|missing \"qr:generate\"", "", 403, june, 0, 0, 0, "", ""},
+		{"id|||||||t|deny|a < b & c > d", "", 403, june, 0, 0, 0, "", ""},
+		{"id||||||||allow||zoë", "", 200, june, 0, 0, 0, "", ""},
+		{"id|||||||a\xffb", "", 200, june, 0, 0, 0, "", ""},
+		{"id", "|a\nb", 200, june, 0, 0, 0, "", ""},
+		{"id", "||||a\u2028b:c", 200, june, 0, 0, 0, "", ""},
+		{"id\tx|\u007f", "", 200, june, 0, 0, 0, "", ""},
+		{"id", "", 200, june, 0, 0, 0, "", ` 7 `},
+		{"id", "", 200, june, 0, 0, 0, "", `"a\u0041"`},
+		{"id", "", 200, june, 0, 0, 0, "", `{`},                       // json.Marshal refuses
+		{"id", "", 200, 253402300800, 0, 0, 0, "", ""},                // year 10000: refused
+		{"id", "", 200, june, 0, 24 * 3600, 0, "", ""},                // zone offset out of range
+		{"id", "", 200, june, 0, 3601, 0, `{"k":"\u00e9\u2028"}`, ""}, // offset with seconds
+	} {
+		f.Add(s.strs, s.lists, s.num, s.sec, s.nsec, s.zone, s.flags, []byte(s.args), []byte(s.id))
+	}
+	f.Fuzz(func(t *testing.T, strs, lists string, num, sec int64, nsec, zone int32, flags uint8, args, id []byte) {
+		e := fuzzEvent(strs, lists, num, sec, nsec, zone, flags, args, id)
+		want, werr := json.Marshal(e)
+		got, fast := appendEvent(nil, e)
+		if fast {
+			if werr != nil {
+				t.Fatalf("fast path wrote an event json.Marshal refuses (%v):\n%s", werr, got)
+			}
+			if !json.Valid(got) {
+				t.Fatalf("fast path wrote invalid JSON:\n%s", got)
+			}
+			var gv, wv any
+			if err := json.Unmarshal(got, &gv); err != nil {
+				t.Fatal(err)
+			}
+			if err := json.Unmarshal(want, &wv); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(gv, wv) {
+				t.Fatalf("fast path decodes to another value:\n got %v\nwant %v", gv, wv)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("fast path differs from json.Marshal:\n got %s\nwant %s", got, want)
+			}
+		}
+		m, merr := marshalEvent(e)
+		if (merr != nil) != (werr != nil) || !bytes.Equal(m, want) {
+			t.Fatalf("marshalEvent = %s, %v; json.Marshal = %s, %v", m, merr, want, werr)
+		}
+	})
+}
+
+// fuzzEvent builds an event from fuzz input: strs holds the string fields
+// separated by '|', lists the four string lists (items separated by ',')
+// and then the actors ("sub:client_id", separated by ','), args the
+// arguments as JSON (ignored unless an object), id the raw JSON-RPC id.
+func fuzzEvent(strs, lists string, num, sec int64, nsec, zone int32, flags uint8, args, id []byte) *Event {
+	e := &Event{HTTPStatus: int(int32(num)), LatencyMicros: num, Truncated: flags&8 != 0}
+	sp := strings.Split(strs, "|")
+	for i, p := range []*string{&e.ID, &e.Schema, &e.PDP, &e.PEP, &e.Resource, &e.ResourceKey, &e.Method, &e.Target,
+		&e.Outcome, &e.Reason, &e.Subject, &e.ClientID, &e.Grant, &e.Issuer, &e.TokenFingerprint, &e.PolicyRevision} {
+		if i < len(sp) {
+			*p = sp[i]
+		}
+	}
+	lp := strings.Split(lists, "|")
+	part := func(i int) string {
+		if i < len(lp) {
+			return lp[i]
+		}
+		return ""
+	}
+	for i, l := range []*[]string{&e.RequiredScopes, &e.MissingScopes, &e.Visible, &e.Hidden} {
+		if p := part(i); p != "" {
+			*l = strings.Split(p, ",")
+		} else if flags&1 != 0 {
+			*l = []string{}
+		}
+	}
+	if p := part(4); p != "" {
+		for _, a := range strings.Split(p, ",") {
+			sub, client, _ := strings.Cut(a, ":")
+			e.Act = append(e.Act, Actor{Subject: sub, ClientID: client})
+		}
+	} else if flags&2 != 0 {
+		e.Act = []Actor{}
+	}
+	if flags&4 == 0 {
+		e.Time = time.Unix(sec, int64(nsec)).In(time.FixedZone("z", int(zone)))
+		if zone == 0 {
+			e.Time = e.Time.UTC()
+		}
+	}
+	var m map[string]any
+	if json.Unmarshal(args, &m) == nil {
+		e.Arguments = m
+	}
+	if len(id) > 0 {
+		e.JSONRPCID = json.RawMessage(id)
+	}
+	return e
+}
+
 func BenchmarkMarshalEvent(b *testing.B) {
 	e := testEvent(3)
 	e.Schema, e.PDP, e.JSONRPCID = SchemaVersion, "pdp-1", json.RawMessage(`7`)

@@ -5,10 +5,17 @@
 // retry or a replay inside the stream's duplicate window is stored once. In
 // the default asynchronous mode Record only enqueues; a publisher goroutine
 // publishes with async acks. While NATS is unreachable, or when the queue is
-// full, events are appended to a local spool (segment files of
-// length-prefixed, CRC-checked records, fsynced in small batches) and
+// full, events are appended to a local spool (internal/spool: segment files
+// of length-prefixed, CRC-checked records, fsynced in small batches) and
 // replayed in order when NATS is back, also after a restart. See
 // docs/audit.md for the schema and the guarantees of each mode.
+//
+// The files: event.go and encode.go are the event and its JSON; config.go
+// the options and their defaults; sink.go the lifecycle and the publish
+// path, with live.go tracking the acks of direct publishes; replay.go the
+// replay of the spool; stream.go the stream and JetStream errors;
+// reader.go reads events back (Filter, Read) for `pdp audit`; connect.go
+// dials NATS.
 package auditsink
 
 import (
@@ -25,7 +32,15 @@ import (
 // removes or renames a field or changes its meaning gets a new version.
 const SchemaVersion = "mcp-pdp.audit/v1"
 
-// Outcomes of a decision.
+// Outcomes of a decision, as the audit schema writes them.
+//
+// These, like Actor, belong to the audit schema (SchemaVersion) and stay
+// defined here even where the same words exist elsewhere: the /v1/decide
+// wire types (internal/core, moving to the public pep package), the
+// decision input (internal/decision) and the verified claims
+// (internal/token) are other contracts that may change on their own.
+// internal/core maps one to the other when it builds the event. Do not
+// unify them across packages.
 const (
 	OutcomeAllow     = "allow"
 	OutcomeDeny      = "deny"
@@ -34,7 +49,9 @@ const (
 )
 
 // Actor is one link of the RFC 8693 "act" delegation chain, outermost
-// (the current actor) first.
+// (the current actor) first, as the audit schema records it (see the note
+// on the outcome constants: not to be unified with the other packages'
+// Actor types).
 type Actor struct {
 	Subject  string `json:"sub,omitempty"`
 	ClientID string `json:"client_id,omitempty"`

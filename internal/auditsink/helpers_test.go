@@ -2,6 +2,7 @@ package auditsink
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -87,7 +88,6 @@ func connect(t testing.TB, url string) *nats.Conn {
 
 func baseConfig(t testing.TB, spoolDir string) Config {
 	return Config{
-		Enabled:    true,
 		SpoolDir:   spoolDir,
 		PDP:        "test-pdp",
 		AckTimeout: 3 * time.Second,
@@ -248,4 +248,63 @@ func assertExactlyOnce(t testing.TB, counts map[string]int, want []string) {
 	if missing+dup > 0 {
 		t.Fatalf("%d missing, %d duplicated of %d", missing, dup, len(want))
 	}
+}
+
+// crash stops s like a killed process. The spool is closed first, as it
+// is (no cursor write, no fsync), so nothing that was only in memory (the
+// queue, events awaiting their ack) reaches the disk: those are lost, as
+// they would be. What reached the spool with write(2) is there for the
+// next New. It stops the goroutines through the same channels as Close,
+// so production code needs no test-only state for it.
+func (s *Sink) crash() {
+	s.closeMu.Lock()
+	if s.closed {
+		s.closeMu.Unlock()
+		return
+	}
+	s.closed = true // Record refuses from now on
+	s.closeMu.Unlock()
+	s.cancel() // replayer and syncer
+	s.bgWG.Wait()
+	_ = s.sp.Close(false)
+	// The publisher and ack watch: whatever they still hold fails to
+	// spool (the spool is closed) instead of being flushed.
+	s.abortOnce.Do(func() { close(s.abort) })
+	close(s.queue)
+	s.pubWG.Wait()
+	_ = s.ackSub.Unsubscribe()
+	s.js.CleanupPublisher()
+	if s.m != nil {
+		s.m.unregister()
+	}
+}
+
+// The spool's on-disk format, as internal/spool documents it: segment
+// files named *.seg start with an 8-byte magic, then frames of
+// u32 LE length | u32 LE CRC-32C | payload. The tests read and damage
+// segments through it; it is the compatibility boundary they hold the
+// spool to.
+const (
+	segSuffix      = ".seg"
+	segMagicLen    = 8
+	frameHeaderLen = 8
+)
+
+// frameOffsets lists the start offset of every whole record in a segment.
+func frameOffsets(t *testing.T, path string) []int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var offs []int64
+	for off := int64(segMagicLen); off+frameHeaderLen <= int64(len(b)); {
+		n := int64(binary.LittleEndian.Uint32(b[off:]))
+		if n == 0 || off+frameHeaderLen+n > int64(len(b)) {
+			break
+		}
+		offs = append(offs, off)
+		off += frameHeaderLen + n
+	}
+	return offs
 }

@@ -174,17 +174,15 @@ func (s *Sink) onAck(m *nats.Msg) {
 
 // publishLive publishes it and registers it for its ack, waiting for a
 // free slot first (or spooling it when Close runs out of time while it
-// waits). false: the sink is being killed.
-func (s *Sink) publishLive(it *item) bool {
+// waits).
+func (s *Sink) publishLive(it *item) {
 	select {
 	case s.live.slots <- struct{}{}:
 	case <-s.abort:
 		// Close ran out of time while acks were overdue: keep it on disk.
 		_ = s.spoolItem(it, false)
 		s.nMem.Add(-1)
-		return true
-	case <-s.killed:
-		return false
+		return
 	}
 	tok, reply := s.live.add(it)
 	err := s.nc.PublishMsg(&nats.Msg{Subject: it.subject, Reply: reply, Data: it.data, Header: nats.Header{
@@ -197,7 +195,6 @@ func (s *Sink) publishLive(it *item) bool {
 			s.nMem.Add(-1)
 		}
 	}
-	return true
 }
 
 // failPending spools the events whose ack has not come: those older than
@@ -228,8 +225,6 @@ func (s *Sink) runAckWatch(status chan nats.Status) {
 	defer t.Stop()
 	for {
 		select {
-		case <-s.killed:
-			return
 		case <-s.ackWatchDone:
 			return
 		case st := <-status:

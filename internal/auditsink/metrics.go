@@ -38,7 +38,7 @@ func newMetrics(s *Sink, reg prometheus.Registerer) (*metrics, error) {
 	counter("events_failed_total", "Audit events LOST: neither acked nor spooled. Alert on any increase.",
 		func() float64 { return float64(s.failed.Load()) })
 	counter("spool_corrupt_records_total", "Spool records or torn tails skipped on replay.",
-		func() float64 { return float64(s.sp.corrupt.Load()) })
+		func() float64 { return float64(s.sp.Stats().Corrupt) })
 	gauge("events_pending", "Audit events not yet acked: queued + in flight + on the spool.",
 		func() float64 { return float64(s.Stats().Pending) })
 	gauge("queue_length", "Audit events in the in-memory queue.",
@@ -46,13 +46,13 @@ func newMetrics(s *Sink, reg prometheus.Registerer) (*metrics, error) {
 	gauge("inflight", "Audit events published and awaiting the JetStream ack.",
 		func() float64 { return float64(s.Stats().InFlight) })
 	gauge("spool_pending_events", "Audit events on the spool not yet replayed.",
-		func() float64 { return float64(s.sp.stats().pending) })
+		func() float64 { return float64(s.sp.Stats().Pending) })
 	gauge("spool_bytes", "Bytes on the spool not yet replayed.",
-		func() float64 { return float64(s.sp.stats().bytes) })
+		func() float64 { return float64(s.sp.Stats().Bytes) })
 	gauge("spooling", "1 while new audit events go to the spool instead of NATS.",
 		func() float64 { return b2f(s.spooling.Load()) })
 	gauge("healthy", "1 while audit events can be made durable (the spool can write).",
-		func() float64 { return b2f(s.sp.healthy() == nil) })
+		func() float64 { return b2f(s.sp.Healthy() == nil) })
 	m.latency = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: "mcp_pdp", Subsystem: "audit", Name: "publish_latency_seconds",
 		Help:    "From Record to the JetStream ack, direct path (async and sync).",

@@ -5,12 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -191,87 +188,4 @@ func Read(ctx context.Context, js jetstream.JetStream, stream, prefix string, f 
 			return nil
 		}
 	}
-}
-
-// ParseTimeArg parses a --since/--until value: a duration before now
-// ("24h", "90m", "7d"), an RFC 3339 time, or a date (2006-01-02, UTC).
-func ParseTimeArg(s string, now time.Time) (time.Time, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.Atoi(d); err == nil && n >= 0 {
-			return now.Add(-time.Duration(n) * 24 * time.Hour), nil
-		}
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		if d < 0 {
-			return time.Time{}, fmt.Errorf("time %q: a duration means 'that long ago' and must not be negative", s)
-		}
-		return now.Add(-d), nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02"} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("time %q: use a duration like 24h, 30m or 7d, an RFC 3339 time like 2025-01-02T15:04:05Z, or a date like 2025-01-02", s)
-}
-
-// Table columns: time, outcome, http_status, method, target, subject,
-// client_id, reason (truncated). Fixed widths, so rows line up when they
-// are printed one by one (tail --follow).
-const tableFormat = "%-24s %-9s %4s %-16s %-28s %-20s %-20s %s\n"
-
-// WriteTableHeader writes the header line of the human table.
-func WriteTableHeader(w io.Writer) error {
-	_, err := fmt.Fprintf(w, tableFormat, "TIME", "OUTCOME", "HTTP", "METHOD", "TARGET", "SUBJECT", "CLIENT_ID", "REASON")
-	return err
-}
-
-// WriteTableRow writes one event as a line of the human table.
-func WriteTableRow(w io.Writer, ev *Event) error {
-	status := ""
-	if ev.HTTPStatus != 0 {
-		status = strconv.Itoa(ev.HTTPStatus)
-	}
-	target := ev.Target
-	if ev.Outcome == OutcomeFiltered && target == "" {
-		target = fmt.Sprintf("(%d shown, %d hidden)", len(ev.Visible), len(ev.Hidden))
-	}
-	_, err := fmt.Fprintf(w, tableFormat,
-		ev.Time.UTC().Format("2006-01-02T15:04:05.000Z"),
-		trunc(ev.Outcome, 9), status, trunc(ev.Method, 16), trunc(target, 28),
-		trunc(ev.Subject, 20), trunc(ev.ClientID, 20), trunc(oneLine(ev.Reason), 60))
-	return err
-}
-
-// WriteJSONLine writes ev as one line of JSON.
-func WriteJSONLine(w io.Writer, ev *Event) error {
-	b, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("auditsink: encode event %s: %w", ev.ID, err)
-	}
-	b = append(b, '\n')
-	_, err = w.Write(b)
-	return err
-}
-
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\n' || r == '\r' || r == '\t' {
-			return ' '
-		}
-		return r
-	}, s)
-}
-
-// trunc shortens s to n runes, marking the cut with "…".
-func trunc(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:n-1]) + "…"
 }

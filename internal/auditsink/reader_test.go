@@ -1,12 +1,10 @@
 package auditsink
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -75,78 +73,6 @@ func TestEventJSONFieldNames(t *testing.T) {
 	}
 	if len(m) != 24 {
 		t.Errorf("unexpected fields in %s", b)
-	}
-}
-
-func TestParseTimeArg(t *testing.T) {
-	now := time.Date(2025, 6, 2, 12, 0, 0, 0, time.UTC)
-	tests := []struct {
-		in      string
-		want    time.Time
-		wantErr bool
-	}{
-		{"", time.Time{}, false},
-		{"24h", now.Add(-24 * time.Hour), false},
-		{"90m", now.Add(-90 * time.Minute), false},
-		{"7d", now.Add(-7 * 24 * time.Hour), false},
-		{"2025-06-01T10:00:00Z", time.Date(2025, 6, 1, 10, 0, 0, 0, time.UTC), false},
-		{"2025-06-01T10:00:00.5+02:00", time.Date(2025, 6, 1, 8, 0, 0, 5e8, time.UTC), false},
-		{"2025-06-01", time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC), false},
-		{"-1h", time.Time{}, true},
-		{"yesterday", time.Time{}, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			got, err := ParseTimeArg(tt.in, now)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
-			}
-			if !got.Equal(tt.want) {
-				t.Fatalf("got %v, want %v", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestTableAndJSONOutput(t *testing.T) {
-	var buf bytes.Buffer
-	if err := WriteTableHeader(&buf); err != nil {
-		t.Fatal(err)
-	}
-	ev := testEvent(1) // deny
-	ev.Reason = strings.Repeat("scope missing; ", 10) + "\nsecond line"
-	ev.Target = "a_really_long_tool_name_that_does_not_fit"
-	if err := WriteTableRow(&buf, ev); err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("want 2 lines, got %q", buf.String())
-	}
-	for _, want := range []string{"TIME", "OUTCOME", "HTTP", "METHOD", "TARGET", "SUBJECT", "CLIENT_ID", "REASON"} {
-		if !strings.Contains(lines[0], want) {
-			t.Errorf("header %q lacks %s", lines[0], want)
-		}
-	}
-	for _, want := range []string{"2025-06-01T12:00:00.001Z", "deny", "403", "tools/call", "a_really_long_tool_name_tha…", "user-1", "client-1", "scope missing;"} {
-		if !strings.Contains(lines[1], want) {
-			t.Errorf("row %q lacks %q", lines[1], want)
-		}
-	}
-	if strings.Contains(lines[1], "second line") {
-		t.Errorf("reason not truncated: %q", lines[1])
-	}
-	// Columns line up: OUTCOME starts at the same place.
-	if strings.Index(lines[0], "OUTCOME") != strings.Index(lines[1], "deny") {
-		t.Errorf("columns misaligned:\n%s\n%s", lines[0], lines[1])
-	}
-	buf.Reset()
-	if err := WriteJSONLine(&buf, ev); err != nil {
-		t.Fatal(err)
-	}
-	var back Event
-	if err := json.Unmarshal(buf.Bytes(), &back); err != nil || back.ID != ev.ID || !strings.HasSuffix(buf.String(), "}\n") {
-		t.Fatalf("JSON line %q: %v", buf.String(), err)
 	}
 }
 

@@ -346,12 +346,7 @@ func TestSpoolUnwritable(t *testing.T) {
 			n := startNATS(t)
 			nc := connect(t, n.url())
 			spoolDir := filepath.Join(t.TempDir(), "spool")
-			cfg := baseConfig(t, spoolDir)
-			cfg.OnFailure = OnFailureDeny
-			s := newSink(t, cfg, nc)
-			if !s.FailClosed() {
-				t.Fatal("FailClosed = false with on_failure deny")
-			}
+			s := newSink(t, baseConfig(t, spoolDir), nc)
 			if !tt.natsUp {
 				n.stop()
 				waitFor(t, "client to notice", func() bool { return !nc.IsConnected() })
@@ -372,8 +367,8 @@ func TestSpoolUnwritable(t *testing.T) {
 			if (err != nil) != tt.wantRecordErr {
 				t.Fatalf("Record error = %v, want error: %v", err, tt.wantRecordErr)
 			}
-			if err != nil && !errors.Is(err, ErrNotReady) {
-				t.Fatalf("Record error %v is not ErrNotReady", err)
+			if err != nil && !errors.Is(err, ErrNotDurable) {
+				t.Fatalf("Record error %v is not ErrNotDurable", err)
 			}
 			if err := s.Healthy(); err == nil {
 				t.Fatal("Healthy = nil with an unwritable spool")
@@ -413,7 +408,6 @@ func TestSyncModeAcks(t *testing.T) {
 	nc := connect(t, n.url())
 	cfg := baseConfig(t, t.TempDir())
 	cfg.Mode = ModeSync
-	cfg.SyncTimeout = 2 * time.Second
 	s := newSink(t, cfg, nc)
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -498,11 +492,9 @@ func TestStartWithoutNATS(t *testing.T) {
 func TestOversizedEventIsTruncated(t *testing.T) {
 	n := startNATS(t)
 	nc := connect(t, n.url())
-	cfg := baseConfig(t, t.TempDir())
-	cfg.MaxEventBytes = 2048
-	s := newSink(t, cfg, nc)
+	s := newSink(t, baseConfig(t, t.TempDir()), nc)
 	ev := testEvent(1)
-	ev.Arguments = map[string]any{"blob": strings.Repeat("x", 10_000)}
+	ev.Arguments = map[string]any{"blob": strings.Repeat("x", maxEventBytes+10_000)}
 	if err := s.Record(context.Background(), ev); err != nil {
 		t.Fatal(err)
 	}
@@ -521,7 +513,7 @@ func TestStreamSettings(t *testing.T) {
 	nc := connect(t, n.url())
 	cfg := baseConfig(t, t.TempDir())
 	cfg.Stream, cfg.SubjectPrefix = "AUDIT_X", "corp.pdp.audit"
-	cfg.MaxAge, cfg.DuplicateWindow, cfg.MaxBytes = 24*time.Hour, time.Minute, 1<<30
+	cfg.MaxAge, cfg.DuplicateWindow = 24*time.Hour, time.Minute
 	newSink(t, cfg, nc)
 	js, _ := jetstream.New(nc)
 	st, err := js.Stream(testCtx(t), "AUDIT_X")
@@ -530,7 +522,8 @@ func TestStreamSettings(t *testing.T) {
 	}
 	c := st.CachedInfo().Config
 	if c.Storage != jetstream.FileStorage || c.Replicas != 1 || c.MaxAge != 24*time.Hour ||
-		c.Duplicates != time.Minute || c.MaxBytes != 1<<30 || !reflect.DeepEqual(c.Subjects, []string{"corp.pdp.audit.>"}) {
+		c.Duplicates != time.Minute || c.MaxBytes > 0 || c.Discard != jetstream.DiscardOld ||
+		!reflect.DeepEqual(c.Subjects, []string{"corp.pdp.audit.>"}) {
 		t.Fatalf("stream config %+v", c)
 	}
 	// Updating at the next start (new max age) works.
@@ -594,7 +587,7 @@ func TestMetrics(t *testing.T) {
 	newSink(t, cfg, nc)
 }
 
-func TestRecordAfterCloseAndDisabled(t *testing.T) {
+func TestRecordAfterClose(t *testing.T) {
 	n := startNATS(t)
 	nc := connect(t, n.url())
 	s := newSink(t, baseConfig(t, t.TempDir()), nc)
@@ -607,12 +600,8 @@ func TestRecordAfterCloseAndDisabled(t *testing.T) {
 	if err := s.Record(context.Background(), testEvent(1)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Record after Close = %v, want ErrClosed", err)
 	}
-	d, err := New(context.Background(), Config{Enabled: false}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Record(context.Background(), testEvent(1)); err != nil || d.Healthy() != nil || d.Close(context.Background()) != nil {
-		t.Fatal("a disabled sink must accept and do nothing")
+	if err := s.Healthy(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Healthy after Close = %v, want ErrClosed", err)
 	}
 }
 
@@ -624,17 +613,20 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"defaults", func(*Config) {}, ""},
 		{"bad mode", func(c *Config) { c.Mode = "fast" }, "audit.mode"},
-		{"bad on_failure", func(c *Config) { c.OnFailure = "panic" }, "audit.on_failure"},
 		{"bad stream", func(c *Config) { c.Stream = "MCP.AUDIT" }, "audit.stream"},
 		{"wildcard prefix", func(c *Config) { c.SubjectPrefix = "mcp.*" }, "audit.subject_prefix"},
 		{"empty prefix token", func(c *Config) { c.SubjectPrefix = "mcp..audit" }, "audit.subject_prefix"},
 		{"replicas", func(c *Config) { c.Replicas = 7 }, "audit.replicas"},
 		{"dup window > max age", func(c *Config) { c.MaxAge = time.Minute; c.DuplicateWindow = time.Hour }, "audit.duplicate_window"},
+		{"max age", func(c *Config) { c.MaxAge = -time.Second }, "audit.max_age"},
+		{"queue size", func(c *Config) { c.QueueSize = -1 }, "audit.queue_size"},
 		{"no spool dir", func(c *Config) { c.SpoolDir = "" }, "audit.spool_dir"},
+		{"max pending", func(c *Config) { c.MaxPending = -1 }, "Config.MaxPending"},
+		{"ack timeout", func(c *Config) { c.AckTimeout = -time.Second }, "Config.AckTimeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := Config{Enabled: true, SpoolDir: "/tmp/x"}
+			c := Config{SpoolDir: "/tmp/x"}
 			tt.mutate(&c)
 			c.applyDefaults()
 			err := c.Validate()
@@ -685,27 +677,6 @@ func writeAt(t *testing.T, path string, off int64, b []byte) {
 	if _, err := f.WriteAt(b, off); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// frameOffsets lists the start offset of every record in a segment.
-func frameOffsets(t *testing.T, path string) []int64 {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fi, _ := f.Stat()
-	fr := newFrameReader(f, int64(len(segMagic)), fi.Size())
-	var offs []int64
-	for {
-		_, err := fr.next()
-		if err != nil {
-			break
-		}
-		offs = append(offs, fr.recStart)
-	}
-	return offs
 }
 
 func copyDir(t *testing.T, from, to string) {

@@ -1,4 +1,14 @@
-package auditsink
+// Package spool is the audit sink's local store for events that NATS has
+// not taken yet: an append-only sequence of segment files of
+// length-prefixed, CRC-checked records, fsynced in small batches, read back
+// in order and deleted once replayed. It survives a crash of the process
+// (every record is written with one write(2)) and, after the next fsync, of
+// the machine. A torn or damaged record is detected and skipped without
+// losing the records around it.
+//
+// The on-disk format below is a compatibility boundary: a new binary must
+// replay the spool an old one left.
+package spool
 
 import (
 	"bufio"
@@ -27,7 +37,7 @@ import (
 // A segment starts with the 8-byte magic segMagic, then frames:
 //
 //	u32 LE payload length | u32 LE CRC-32C(payload) | payload
-//	payload = u8 version(1) | u16 LE len | subject | u16 LE len | id | event JSON
+//	payload = u8 version(1) | u16 LE len | subject | u16 LE len | id | data (the event JSON)
 //
 // Appends never go to a segment of a previous run: a new process starts a
 // new segment, so a torn tail left by a crash stays at the end of a sealed
@@ -52,15 +62,55 @@ var (
 	errBadCRC      = errors.New("record checksum mismatch")
 )
 
-type spoolOptions struct {
-	syncEvery     int
-	syncInterval  time.Duration
-	probeInterval time.Duration
-	segmentBytes  int64
-	log           *slog.Logger
+// Defaults that Open applies to zero Options fields.
+const (
+	DefaultSyncEvery     = 64
+	DefaultSyncInterval  = 50 * time.Millisecond
+	DefaultProbeInterval = 5 * time.Second
+	DefaultSegmentBytes  = 64 << 20
+)
+
+// Options tune a Spool. The zero value of each field means its default.
+type Options struct {
+	// SyncEvery fsyncs the active segment after this many appended
+	// records (0 = DefaultSyncEvery).
+	SyncEvery int
+	// SyncInterval fsyncs at least this often while there are unsynced
+	// records (0 = DefaultSyncInterval).
+	SyncInterval time.Duration
+	// ProbeInterval is how often a healthy spool checks that it can still
+	// create, write and fsync a file in its directory (0 =
+	// DefaultProbeInterval).
+	ProbeInterval time.Duration
+	// SegmentBytes rotates to a new segment file once the active one
+	// reaches this size (0 = DefaultSegmentBytes).
+	SegmentBytes int64
+	// Logger receives corruption reports and health changes (nil =
+	// discard).
+	Logger *slog.Logger
 }
 
-type spoolPos struct {
+func (o *Options) applyDefaults() {
+	if o.SyncEvery == 0 {
+		o.SyncEvery = DefaultSyncEvery
+	}
+	if o.SyncInterval == 0 {
+		o.SyncInterval = DefaultSyncInterval
+	}
+	if o.ProbeInterval == 0 {
+		o.ProbeInterval = DefaultProbeInterval
+	}
+	if o.SegmentBytes == 0 {
+		o.SegmentBytes = DefaultSegmentBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Pos is a position in the spool: a segment and an offset in it. Positions
+// are comparable with ==; their order is the spool's.
+type Pos struct {
 	seg uint64
 	off int64
 }
@@ -73,21 +123,30 @@ type segment struct {
 	scanned bool  // problems were already reported by the start-up scan
 }
 
-type spoolRecord struct {
-	subject string
-	id      string
-	data    []byte
-	start   spoolPos // where the record's frame starts
+// Record is one spooled message as ReadBatch returns it.
+type Record struct {
+	Subject string
+	ID      string
+	Data    []byte
+	// Start is where the record's frame starts: committing up to Start
+	// leaves this record and the ones after it to be replayed.
+	Start Pos
 }
 
-type spoolBatch struct {
-	recs []spoolRecord
-	end  spoolPos // position after the last record or skipped junk
+// Batch is what one ReadBatch returns.
+type Batch struct {
+	Records []Record
+	// End is the position after the last record or skipped junk: commit
+	// it once every record of the batch is done.
+	End Pos
 }
 
-type spool struct {
+// Spool is a directory of segment files. Append, AppendSync, Healthy,
+// Stats, Cursor, Drained and Close are safe for concurrent use; ReadBatch
+// and Commit belong to one replaying goroutine.
+type Spool struct {
 	dir string
-	opt spoolOptions
+	opt Options
 	log *slog.Logger
 
 	mu        sync.Mutex
@@ -95,7 +154,7 @@ type spool struct {
 	active    *os.File
 	activeSeg *segment
 	nextID    uint64
-	cursor    spoolPos
+	cursor    Pos
 	pending   int64 // records not yet replayed (valid ones)
 	dirty     int   // appended since the last fsync
 	lastErr   error // last append/fsync failure; nil when healthy
@@ -106,7 +165,7 @@ type spool struct {
 
 	// cursor persistence: written at most every cursorEvery, without fsync
 	cursorMu      sync.Mutex
-	cursorSaved   spoolPos
+	cursorSaved   Pos
 	cursorWritten time.Time
 
 	// reader state: only the replayer goroutine uses it
@@ -116,16 +175,19 @@ type spool struct {
 
 func segName(id uint64) string { return fmt.Sprintf("%016x%s", id, segSuffix) }
 
-// openSpool opens (or creates) the spool directory, checks that it is
-// writable, and scans segments left by a previous run.
-func openSpool(dir string, opt spoolOptions) (*spool, error) {
+// Open opens (or creates) the spool directory dir, checks that it is
+// writable, and scans the segments a previous run left there: their
+// records are the first that ReadBatch returns. A process must not open a
+// directory that another Spool has open.
+func Open(dir string, opt Options) (*Spool, error) {
 	if dir == "" {
 		return nil, errors.New("audit spool: directory is empty")
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("audit spool: create %q: %w", dir, err)
 	}
-	s := &spool{dir: dir, opt: opt, log: opt.log, nextID: 1, syncKick: make(chan struct{}, 1)}
+	opt.applyDefaults()
+	s := &Spool{dir: dir, opt: opt, log: opt.Logger, nextID: 1, syncKick: make(chan struct{}, 1)}
 	if err := s.probe(); err != nil {
 		return nil, err
 	}
@@ -171,7 +233,7 @@ func openSpool(dir string, opt spoolOptions) (*spool, error) {
 		s.segs = s.segs[1:]
 	}
 	if len(s.segs) > 0 && s.segs[0].id != s.cursor.seg {
-		s.cursor = spoolPos{seg: s.segs[0].id}
+		s.cursor = Pos{seg: s.segs[0].id}
 	}
 	kept := s.segs[:0]
 	for _, seg := range s.segs {
@@ -191,7 +253,7 @@ func openSpool(dir string, opt spoolOptions) (*spool, error) {
 	}
 	s.segs = kept
 	if len(s.segs) > 0 && s.segs[0].id != s.cursor.seg {
-		s.cursor = spoolPos{seg: s.segs[0].id}
+		s.cursor = Pos{seg: s.segs[0].id}
 	}
 	if s.pending > 0 {
 		s.log.Info("audit spool has events from a previous run; they will be replayed",
@@ -203,7 +265,7 @@ func openSpool(dir string, opt spoolOptions) (*spool, error) {
 // scan validates a leftover segment from offset from, reports problems once,
 // and returns the number of valid records (-1 when the file is not a
 // segment and was renamed to *.corrupt).
-func (s *spool) scan(seg *segment, from int64) (int, error) {
+func (s *Spool) scan(seg *segment, from int64) (int, error) {
 	f, err := os.Open(seg.path)
 	if err != nil {
 		return 0, fmt.Errorf("audit spool: open %s: %w", seg.path, err)
@@ -267,7 +329,7 @@ func (s *spool) scan(seg *segment, from int64) (int, error) {
 
 // probe checks that a file can be created, written and fsynced in the
 // spool directory.
-func (s *spool) probe() error {
+func (s *Spool) probe() error {
 	f, err := os.CreateTemp(s.dir, ".probe-*")
 	if err != nil {
 		return fmt.Errorf("audit spool: directory %q is not writable: %w", s.dir, err)
@@ -283,6 +345,7 @@ func (s *spool) probe() error {
 	return nil
 }
 
+// encodeFrame returns the frame of one record: header and payload.
 func encodeFrame(subject, id string, data []byte) ([]byte, error) {
 	if len(subject) > 0xffff || len(id) > 0xffff {
 		return nil, errors.New("audit spool: subject or id too long")
@@ -305,23 +368,24 @@ func encodeFrame(subject, id string, data []byte) ([]byte, error) {
 	return b, nil
 }
 
-func decodePayload(p []byte) (spoolRecord, error) {
+// decodePayload reads a frame's payload back into a Record (without Start).
+func decodePayload(p []byte) (Record, error) {
 	if len(p) < 5 || p[0] != payloadVersion {
-		return spoolRecord{}, errors.New("unknown record version")
+		return Record{}, errors.New("unknown record version")
 	}
 	sl := int(binary.LittleEndian.Uint16(p[1:]))
 	if 3+sl+2 > len(p) {
-		return spoolRecord{}, errors.New("record subject out of bounds")
+		return Record{}, errors.New("record subject out of bounds")
 	}
 	subject := string(p[3 : 3+sl])
 	i := 3 + sl
 	il := int(binary.LittleEndian.Uint16(p[i:]))
 	i += 2
 	if i+il > len(p) {
-		return spoolRecord{}, errors.New("record id out of bounds")
+		return Record{}, errors.New("record id out of bounds")
 	}
 	id := string(p[i : i+il])
-	return spoolRecord{subject: subject, id: id, data: p[i+il:]}, nil
+	return Record{Subject: subject, ID: id, Data: p[i+il:]}, nil
 }
 
 // frameReader reads frames from [off, limit) of a file.
@@ -373,17 +437,22 @@ func (r *frameReader) next() ([]byte, error) {
 	return p, nil
 }
 
-// append writes one frame to the active segment with a single write(2):
+// Append writes one record to the active segment with a single write(2):
 // once it returns nil, the record survives a crash of the process (it is in
 // the OS page cache); it survives a crash of the machine after the next
-// fsync (every syncEvery records or syncInterval).
-func (s *spool) append(frame []byte) error {
+// fsync (every SyncEvery records or SyncInterval). subject and id are at
+// most 65535 bytes each. A non-nil error means the record is not stored.
+func (s *Spool) Append(subject, id string, data []byte) error {
+	frame, err := encodeFrame(subject, id, data)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.appendLocked(frame)
 }
 
-func (s *spool) appendLocked(frame []byte) error {
+func (s *Spool) appendLocked(frame []byte) error {
 	if s.closed {
 		return errSpoolClosed
 	}
@@ -406,27 +475,28 @@ func (s *spool) appendLocked(frame []byte) error {
 	s.activeSeg.size += int64(n)
 	s.pending++
 	s.dirty++
-	if s.dirty >= s.opt.syncEvery {
+	if s.dirty >= s.opt.SyncEvery {
 		select {
 		case s.syncKick <- struct{}{}:
 		default:
 		}
 	}
-	if s.activeSeg.size >= s.opt.segmentBytes {
+	if s.activeSeg.size >= s.opt.SegmentBytes {
 		s.sealActiveLocked(true)
 	}
 	return nil
 }
 
-// appendSync appends and fsyncs before it returns (sync mode fallback).
-func (s *spool) appendSync(frame []byte) error {
-	if err := s.append(frame); err != nil {
+// AppendSync is Append followed by an fsync of the segment: when it
+// returns nil, the record survives a crash of the machine.
+func (s *Spool) AppendSync(subject, id string, data []byte) error {
+	if err := s.Append(subject, id, data); err != nil {
 		return err
 	}
 	return s.syncFile(true)
 }
 
-func (s *spool) openActiveLocked() error {
+func (s *Spool) openActiveLocked() error {
 	seg := &segment{id: s.nextID, path: filepath.Join(s.dir, segName(s.nextID))}
 	f, err := os.OpenFile(seg.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
 	if err != nil {
@@ -447,12 +517,12 @@ func (s *spool) openActiveLocked() error {
 	s.segs = append(s.segs, seg)
 	s.active, s.activeSeg = f, seg
 	if len(s.segs) == 1 {
-		s.cursor = spoolPos{seg: seg.id}
+		s.cursor = Pos{seg: seg.id}
 	}
 	return nil
 }
 
-func (s *spool) sealActiveLocked(doSync bool) {
+func (s *Spool) sealActiveLocked(doSync bool) {
 	if s.active == nil {
 		return
 	}
@@ -471,13 +541,13 @@ func (s *spool) sealActiveLocked(doSync bool) {
 
 // sync fsyncs the active segment if records were appended since the last
 // fsync. A successful fsync clears an earlier failure.
-func (s *spool) sync() error { return s.syncFile(false) }
+func (s *Spool) sync() error { return s.syncFile(false) }
 
 // syncFile fsyncs the active segment; unless force, only when it has
 // unsynced records. force is for a caller that must not return before its
 // own record is on disk: a concurrent fsync that already reset the dirty
 // count may not have finished yet.
-func (s *spool) syncFile(force bool) error {
+func (s *Spool) syncFile(force bool) error {
 	s.mu.Lock()
 	f, seg, dirty := s.active, s.activeSeg, s.dirty
 	if f == nil || (dirty == 0 && !force) {
@@ -503,15 +573,16 @@ func (s *spool) syncFile(force bool) error {
 	return nil
 }
 
-// runSyncer fsyncs in small batches: every syncEvery records (kicked by
-// append) or every syncInterval. It also probes the directory every
-// probeInterval, so that a spool that could not take the next event is
-// reported before an event needs it, and on every tick while unhealthy, so
-// that recovery is noticed quickly.
-func (s *spool) runSyncer(ctx context.Context) {
-	t := time.NewTicker(s.opt.syncInterval)
+// Run fsyncs in small batches until ctx ends: every SyncEvery records
+// (kicked by Append) or every SyncInterval. It also probes the directory
+// every ProbeInterval, so that a spool that could not take the next event
+// is reported before an event needs it, and on every tick while unhealthy,
+// so that recovery is noticed quickly. It persists the cursor as Commit
+// moves it.
+func (s *Spool) Run(ctx context.Context) {
+	t := time.NewTicker(s.opt.SyncInterval)
 	defer t.Stop()
-	probe := time.NewTicker(s.opt.probeInterval)
+	probe := time.NewTicker(s.opt.ProbeInterval)
 	defer probe.Stop()
 	for {
 		doProbe := false
@@ -520,7 +591,7 @@ func (s *spool) runSyncer(ctx context.Context) {
 			return
 		case <-s.syncKick:
 		case <-t.C:
-			doProbe = s.healthy() != nil
+			doProbe = s.Healthy() != nil
 		case <-probe.C:
 			doProbe = true
 		}
@@ -532,7 +603,7 @@ func (s *spool) runSyncer(ctx context.Context) {
 	}
 }
 
-func (s *spool) checkWritable() {
+func (s *Spool) checkWritable() {
 	err := s.probe()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -549,7 +620,9 @@ func (s *spool) checkWritable() {
 	}
 }
 
-func (s *spool) healthy() error {
+// Healthy returns nil while the spool can write, or the last append,
+// fsync or probe failure (cleared by the next success).
+func (s *Spool) Healthy() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -558,32 +631,42 @@ func (s *spool) healthy() error {
 	return s.lastErr
 }
 
-type spoolStats struct {
-	pending  int64
-	bytes    int64
-	segments int
+// Stats are a spool's counters.
+type Stats struct {
+	// Pending records not yet committed (valid ones).
+	Pending int64
+	// Bytes of segments not yet committed.
+	Bytes int64
+	// Segments on disk, the active one included.
+	Segments int
+	// Corrupt records and torn tails skipped since Open.
+	Corrupt uint64
 }
 
-func (s *spool) stats() spoolStats {
+// Stats returns the spool's counters.
+func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := spoolStats{pending: s.pending, segments: len(s.segs)}
+	st := Stats{Pending: s.pending, Segments: len(s.segs), Corrupt: s.corrupt.Load()}
 	for _, seg := range s.segs {
-		st.bytes += seg.size
+		st.Bytes += seg.size
 		if seg.id == s.cursor.seg {
-			st.bytes -= max(s.cursor.off, 0)
+			st.Bytes -= max(s.cursor.off, 0)
 		}
 	}
 	return st
 }
 
-// readBatch reads up to max records (and about maxBytes) from the cursor.
-// It does not move the cursor: the replayer commits after the acks.
-func (s *spool) readBatch(maxRecs int, maxBytes int) (spoolBatch, error) {
+// ReadBatch reads up to maxRecs records (and about maxBytes) from the
+// cursor, skipping (and reporting) damaged ones. It does not move the
+// cursor: the replayer commits after the acks. A batch without records
+// whose End differs from Cursor has skipped junk, and Commit(End, 0) moves
+// past it.
+func (s *Spool) ReadBatch(maxRecs int, maxBytes int) (Batch, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return spoolBatch{}, errSpoolClosed
+		return Batch{}, errSpoolClosed
 	}
 	pos := s.cursor
 	segs := make([]segment, 0, len(s.segs))
@@ -594,18 +677,18 @@ func (s *spool) readBatch(maxRecs int, maxBytes int) (spoolBatch, error) {
 	}
 	s.mu.Unlock()
 
-	b := spoolBatch{end: pos}
+	b := Batch{End: pos}
 	size := 0
 	for _, seg := range segs {
 		if seg.id != pos.seg {
-			pos = spoolPos{seg: seg.id}
+			pos = Pos{seg: seg.id}
 		}
 		if pos.off < int64(len(segMagic)) {
 			pos.off = int64(len(segMagic))
 		}
 		if seg.size <= pos.off {
 			pos.off = max(pos.off, seg.size)
-			b.end = pos
+			b.End = pos
 			if !seg.sealed {
 				return b, nil
 			}
@@ -625,32 +708,32 @@ func (s *spool) readBatch(maxRecs int, maxBytes int) (spoolBatch, error) {
 				rec, derr := decodePayload(p)
 				if derr != nil {
 					s.skipped(seg, fr.recStart, derr)
-					b.end = pos
+					b.End = pos
 					continue
 				}
-				rec.start = spoolPos{seg: seg.id, off: fr.recStart}
-				b.recs = append(b.recs, rec)
-				b.end = pos
-				size += len(rec.data)
-				if len(b.recs) >= maxRecs || size >= maxBytes {
+				rec.Start = Pos{seg: seg.id, off: fr.recStart}
+				b.Records = append(b.Records, rec)
+				b.End = pos
+				size += len(rec.Data)
+				if len(b.Records) >= maxRecs || size >= maxBytes {
 					return b, nil
 				}
 			case errors.Is(err, io.EOF):
 				break frames
 			case errors.Is(err, errBadCRC):
 				pos.off = fr.off
-				b.end = pos
+				b.End = pos
 				s.skipped(seg, fr.recStart, err)
 			case errors.Is(err, errTorn), errors.Is(err, errBadLength):
 				s.skipped(seg, fr.recStart, err)
 				pos.off = seg.size
-				b.end = pos
+				b.End = pos
 				break frames
 			default:
 				return b, fmt.Errorf("audit spool: read %s: %w", seg.path, err)
 			}
 		}
-		b.end = pos
+		b.End = pos
 		if !seg.sealed {
 			return b, nil // the active segment: what is there is all there is
 		}
@@ -658,7 +741,7 @@ func (s *spool) readBatch(maxRecs int, maxBytes int) (spoolBatch, error) {
 	return b, nil
 }
 
-func (s *spool) skipped(seg segment, off int64, err error) {
+func (s *Spool) skipped(seg segment, off int64, err error) {
 	if seg.scanned {
 		return // reported by the start-up scan
 	}
@@ -666,7 +749,7 @@ func (s *spool) skipped(seg segment, off int64, err error) {
 	s.log.Error("audit spool: unreadable record skipped", "segment", seg.path, "offset", off, "err", err)
 }
 
-func (s *spool) readerFile(seg segment) (*os.File, error) {
+func (s *Spool) readerFile(seg segment) (*os.File, error) {
 	if s.rf != nil && s.rfID == seg.id {
 		return s.rf, nil
 	}
@@ -682,9 +765,9 @@ func (s *spool) readerFile(seg segment) (*os.File, error) {
 	return f, nil
 }
 
-// commit moves the cursor to end after n records were acked, deletes
+// Commit moves the cursor to end after n records were acked, deletes
 // segments that are fully replayed, and persists the cursor.
-func (s *spool) commit(end spoolPos, n int) error {
+func (s *Spool) Commit(end Pos, n int) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -716,9 +799,9 @@ func (s *spool) commit(end spoolPos, n int) error {
 		s.segs = s.segs[1:]
 	}
 	if len(s.segs) == 0 {
-		s.cursor = spoolPos{seg: s.nextID}
+		s.cursor = Pos{seg: s.nextID}
 	} else if s.segs[0].id != s.cursor.seg {
-		s.cursor = spoolPos{seg: s.segs[0].id}
+		s.cursor = Pos{seg: s.segs[0].id}
 	}
 	s.mu.Unlock()
 
@@ -736,16 +819,17 @@ func (s *spool) commit(end spoolPos, n int) error {
 	return errors.Join(errs...)
 }
 
-func (s *spool) cursorPos() spoolPos {
+// Cursor returns the position of the first record not yet committed.
+func (s *Spool) Cursor() Pos {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.cursor
 }
 
-// drained calls fn and returns true when everything appended was replayed;
+// Drained calls fn and returns true when everything appended was replayed;
 // it holds the spool lock while calling fn, so no append can slip between
 // the check and fn.
-func (s *spool) drained(fn func()) bool {
+func (s *Spool) Drained(fn func()) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.segs) > 0 {
@@ -763,7 +847,7 @@ const cursorEvery = 100 * time.Millisecond
 
 // maybeWriteCursor persists the current cursor if it moved and (unless
 // force) the last write is older than cursorEvery.
-func (s *spool) maybeWriteCursor(force bool) error {
+func (s *Spool) maybeWriteCursor(force bool) error {
 	s.mu.Lock()
 	cur := s.cursor
 	s.mu.Unlock()
@@ -781,7 +865,7 @@ func (s *spool) maybeWriteCursor(force bool) error {
 
 // writeCursor replaces the cursor file atomically (write + rename). It is
 // not fsynced: see cursorEvery.
-func (s *spool) writeCursor(p spoolPos) error {
+func (s *Spool) writeCursor(p Pos) error {
 	var b [20]byte
 	binary.LittleEndian.PutUint64(b[0:], p.seg)
 	binary.LittleEndian.PutUint64(b[8:], uint64(p.off))
@@ -805,21 +889,22 @@ func (s *spool) writeCursor(p spoolPos) error {
 
 // readCursor returns the persisted cursor, or the zero position (replay
 // everything) when it is missing or damaged.
-func (s *spool) readCursor() spoolPos {
+func (s *Spool) readCursor() Pos {
 	b, err := os.ReadFile(filepath.Join(s.dir, cursorName))
 	if err != nil {
-		return spoolPos{}
+		return Pos{}
 	}
 	if len(b) != 20 || crc32.Checksum(b[:16], castagnoli) != binary.LittleEndian.Uint32(b[16:]) {
 		s.log.Warn("audit spool: cursor file damaged; replaying all segments (duplicates are dropped by JetStream inside the duplicate window)")
-		return spoolPos{}
+		return Pos{}
 	}
-	return spoolPos{seg: binary.LittleEndian.Uint64(b[0:]), off: int64(binary.LittleEndian.Uint64(b[8:]))}
+	return Pos{seg: binary.LittleEndian.Uint64(b[0:]), off: int64(binary.LittleEndian.Uint64(b[8:]))}
 }
 
-// close fsyncs (when doSync) and closes the files. A closed spool rejects
-// appends.
-func (s *spool) close(doSync bool) error {
+// Close closes the files; with doSync it first persists the cursor and
+// fsyncs the active segment (a graceful stop), without it leaves the disk
+// as a crash would. A closed spool rejects appends; Close is idempotent.
+func (s *Spool) Close(doSync bool) error {
 	var err error
 	if doSync {
 		err = s.maybeWriteCursor(true)
