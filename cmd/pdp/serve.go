@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 
 	"github.com/mcp-pdp/pdp/internal/config"
@@ -30,25 +29,31 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "pdp serve: give exactly one of --config FILE or --dev")
 		return 2
 	}
+	flags := func(c *config.Config) {
+		if *listen != "" {
+			c.Listen = *listen
+		}
+		if *dataDir != "" {
+			c.DataDir = *dataDir
+		}
+	}
 	var cfg *config.Config
-	if *cfgPath != "" {
+	if *dev {
+		// Validated by server.New once the dev resource exists.
+		cfg = config.Default()
+		flags(cfg)
+	} else {
 		c, err := config.Load(*cfgPath)
+		if err == nil {
+			err = c.Override(flags)
+		}
 		if err != nil {
 			fmt.Fprintln(stderr, "pdp serve:", err)
 			return 1
 		}
 		cfg = c
-	} else {
-		cfg = &config.Config{}
 	}
-	if *listen != "" {
-		cfg.Listen = *listen
-	}
-	if *dataDir != "" {
-		cfg.DataDir = *dataDir
-	}
-	cfg.ApplyDefaults()
-	log, err := newLogger(cfg.Log, stderr)
+	log, err := server.NewLogger(cfg.Log, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "pdp serve:", err)
 		return 1
@@ -64,18 +69,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return 1
 	}
 	return 0
-}
-
-func newLogger(c config.Log, w io.Writer) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
-		return nil, fmt.Errorf("log.level: %w", err)
-	}
-	opts := &slog.HandlerOptions{Level: level}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return slog.New(slog.NewTextHandler(w, opts)), nil
 }
 
 // serve runs the PDP until ctx is done.

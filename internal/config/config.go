@@ -1,18 +1,20 @@
 // Package config loads and validates the mcp-pdp YAML configuration. It
-// applies defaults and reports every problem with the key that holds it and
-// the fix. It imports nothing else of mcp-pdp; cmd/pdp maps it onto the
-// options of the other packages.
+// reports every problem of a file at once, each with its YAML path, line
+// and fix. It applies only the defaults that span packages; every other
+// zero value means the default of the package that uses it (documented on
+// each field). It imports nothing else of mcp-pdp; internal/server maps it
+// onto the options of the other packages.
 package config
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/url"
 	"os"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -65,13 +67,16 @@ type Config struct {
 	TLS TLS `yaml:"tls"`
 	// Runtime tunes the Go runtime (garbage collector).
 	Runtime Runtime `yaml:"runtime"`
+
+	// lines maps YAML paths to the lines they were read from, for problems.
+	lines map[string]int
 }
 
 // Runtime tunes the Go garbage collector. The environment variables GOGC
 // and GOMEMLIMIT, when set, win over these keys.
 type Runtime struct {
 	// GCPercent is the collector's target heap growth in percent, as GOGC:
-	// 0 = default (DefaultGCPercent), -1 = off (only with MemoryLimit).
+	// 0 = default (server.DefaultGCPercent), -1 = off (only with MemoryLimit).
 	GCPercent int `yaml:"gc_percent"`
 	// MemoryLimit is a soft limit of the Go heap, in GOMEMLIMIT syntax
 	// ("512MiB", "2GiB", plain bytes); empty: none.
@@ -166,13 +171,15 @@ type Resource struct {
 	AuthorizationServers []string `yaml:"authorization_servers"`
 	// ScopesSupported listed in the protected resource metadata.
 	ScopesSupported []string `yaml:"scopes_supported"`
-	// ChallengeScopes: "operation" (default) or "accumulate".
+	// ChallengeScopes: "operation" or "accumulate" ("" = stepup's default,
+	// operation).
 	ChallengeScopes string `yaml:"challenge_scopes"`
 	// ResourceMetadataURL overrides the RFC 9728 metadata URL sent in challenges.
 	ResourceMetadataURL string `yaml:"resource_metadata_url"`
-	// Algorithms allowed for token signatures (default: RS*, PS*, ES*, EdDSA).
+	// Algorithms allowed for token signatures (empty = token.DefaultAlgorithms:
+	// RS*, PS*, ES*, EdDSA).
 	Algorithms []string `yaml:"algorithms"`
-	// ClockSkew tolerated on exp/nbf/iat (default 30s).
+	// ClockSkew tolerated on exp/nbf/iat (0 = token.DefaultClockSkew, 30s).
 	ClockSkew Duration `yaml:"clock_skew"`
 	// AuditArguments records tool arguments in audit events, with fields redacted.
 	AuditArguments AuditArguments `yaml:"audit_arguments"`
@@ -194,8 +201,18 @@ type Policy struct {
 	PollInterval *Duration `yaml:"poll_interval"`
 	// Verification requires bundles signed with this key (OPA bundle signing).
 	Verification Verification `yaml:"verification"`
+	// Headers are sent with every request for a bundle URL (e.g. an API key
+	// header of the bundle server). Prefer BearerTokenFile for secrets.
+	Headers map[string]string `yaml:"headers"`
+	// BearerTokenFile holds a token sent as "Authorization: Bearer <token>"
+	// with every request for a bundle URL; read at start-up.
+	BearerTokenFile string `yaml:"bearer_token_file"`
+	// CAFile is a PEM file of the CAs trusted for an https bundle server
+	// (default: the system roots).
+	CAFile string `yaml:"ca_file"`
 	// DecisionCacheSize bounds the decision cache in weight units, one per
-	// decision, one per list item, eight per token (0 = default 16384, -1 = off).
+	// decision, one per list item, eight per token (0 = decision.DefaultCacheSize,
+	// -1 = off).
 	DecisionCacheSize int `yaml:"decision_cache_size"`
 }
 
@@ -203,9 +220,9 @@ type Policy struct {
 type Verification struct {
 	// KeyFile is a PEM public key (RS*/PS*/ES*) or an HMAC secret file.
 	KeyFile string `yaml:"key_file"`
-	// KeyID names the key in .signatures.json (default "default").
+	// KeyID names the key in .signatures.json ("" = policysource.DefaultKeyID).
 	KeyID string `yaml:"key_id"`
-	// Algorithm of the key (default RS256).
+	// Algorithm of the key ("" = RS256, policysource's default).
 	Algorithm string `yaml:"algorithm"`
 	// Scope the signature must carry (optional).
 	Scope string `yaml:"scope"`
@@ -216,25 +233,31 @@ func (v Verification) Enabled() bool { return v.KeyFile != "" }
 
 // Limits bound the work one request may cause.
 type Limits struct {
-	// MaxBodyBytes of a /v1/decide request (default 1 MiB).
+	// MaxBodyBytes of a /v1/decide request (0 = api.DefaultMaxBodyBytes, 1 MiB).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
-	// DecisionTimeout is the budget of one decision including policy evaluation (default 250ms).
+	// DecisionTimeout is the budget of one decision including policy
+	// evaluation (0 = core.DefaultDecisionTimeout, 250ms).
 	DecisionTimeout Duration `yaml:"decision_timeout"`
-	// ReadTimeout / WriteTimeout / IdleTimeout of the HTTP server.
+	// ReadTimeout / WriteTimeout / IdleTimeout of the HTTP server (0 =
+	// server.DefaultReadTimeout, DefaultWriteTimeout, DefaultIdleTimeout).
 	ReadTimeout  Duration `yaml:"read_timeout"`
 	WriteTimeout Duration `yaml:"write_timeout"`
 	IdleTimeout  Duration `yaml:"idle_timeout"`
-	// TokenCacheSize bounds the verified-token cache (default 10000).
+	// TokenCacheSize bounds the verified-token cache (0 = token.DefaultCacheEntries).
 	TokenCacheSize int `yaml:"token_cache_size"`
-	// MaxConcurrent bounds /v1/decide requests in progress; more get 503 (default 1024).
+	// MaxConcurrent bounds /v1/decide requests in progress; more get 503
+	// (0 = api.DefaultMaxConcurrent).
 	MaxConcurrent int `yaml:"max_concurrent"`
 	// RatePerPEP is the sustained requests/second allowed per authenticated
-	// PEP (0 = unlimited); RateBurst the burst (default = RatePerPEP + 1). Over it: 429.
+	// PEP (0 = unlimited); RateBurst the burst (0 = RatePerPEP rounded down
+	// plus 1, api's default). Over it: 429.
 	RatePerPEP float64 `yaml:"rate_per_pep"`
 	RateBurst  int     `yaml:"rate_burst"`
 }
 
-// JWKS tunes signing key fetching.
+// JWKS tunes signing key fetching; zero values are token.KeySetsConfig's
+// defaults (token.DefaultRefreshInterval, DefaultMinRefetchInterval,
+// DefaultFetchTimeout, DefaultMaxBodyBytes).
 type JWKS struct {
 	RefreshInterval    Duration `yaml:"refresh_interval"`
 	MinRefetchInterval Duration `yaml:"min_refetch_interval"`
@@ -242,12 +265,14 @@ type JWKS struct {
 	MaxBodyBytes       int64    `yaml:"max_body_bytes"`
 }
 
-// Audit configures decision audit events.
+// Audit configures decision audit events. Zero values are the audit sink's
+// defaults (auditsink.Default*).
 type Audit struct {
+	// Enabled turns audit off when false (default on).
 	Enabled *bool `yaml:"enabled"`
-	// Mode: "async" (default) or "sync".
+	// Mode: "async" (the default) or "sync".
 	Mode string `yaml:"mode"`
-	// OnFailure: "open" (default: answer, report loudly) or "deny".
+	// OnFailure: "open" (the default: answer, report loudly) or "deny".
 	OnFailure       string   `yaml:"on_failure"`
 	Stream          string   `yaml:"stream"`
 	SubjectPrefix   string   `yaml:"subject_prefix"`
@@ -264,7 +289,7 @@ func (a Audit) IsEnabled() bool { return a.Enabled == nil || *a.Enabled }
 
 // NATS says where audit events go.
 type NATS struct {
-	// URL is "embedded" (default) or a comma-separated list of nats:// URLs.
+	// URL is NATSEmbedded (the default) or a comma-separated list of nats:// URLs.
 	URL         string `yaml:"url"`
 	Credentials string `yaml:"credentials"`
 	NKeySeed    string `yaml:"nkey_seed"`
@@ -275,69 +300,121 @@ type NATS struct {
 
 // Log configures logging.
 type Log struct {
-	// Level: debug, info (default), warn, error.
+	// Level: debug, info (the default), warn, error.
 	Level string `yaml:"level"`
-	// Format: text (default) or json.
+	// Format: text (the default) or json.
 	Format string `yaml:"format"`
 }
 
-// Load reads and validates the file at path.
+// Load reads the file at path and returns it decoded, with the defaults
+// that span packages applied (see ApplyDefaults) and validated. A value
+// left out (or zero) means the default of the package that uses it, as
+// documented on each field and in docs/configuration.md. The error lists
+// every problem of the file at once, each with its YAML path and line
+// (ProblemsOf returns them).
 func Load(path string) (*Config, error) {
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	defer f.Close()
-	c, err := Parse(f)
+	c, err := parse(b)
 	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return nil, &FileError{File: path, Problems: ProblemsOf(err)}
 	}
 	return c, nil
 }
 
-// Parse decodes YAML, rejecting unknown keys, then applies defaults and validates.
+// Parse is Load for YAML read from r.
 func Parse(r io.Reader) (*Config, error) {
 	b, err := io.ReadAll(r)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return parse(b)
+}
+
+func parse(b []byte) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return nil, Problems{{Key: "(file)", Message: "not YAML: " + cleanYAMLError(err)}}
 	}
 	var c Config
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, explainYAML(err)
-	}
+	d := &decoder{lines: map[string]int{}}
+	d.decode(&root, reflect.ValueOf(&c).Elem(), "")
+	c.lines = d.lines
 	c.ApplyDefaults()
+	problems := d.problems
 	if err := c.Validate(); err != nil {
-		return nil, err
+		for _, p := range ProblemsOf(err) {
+			// A key whose value did not decode has one problem already.
+			if !slices.ContainsFunc(problems, func(q Problem) bool { return q.Key == p.Key }) {
+				problems = append(problems, p)
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return nil, problems
 	}
 	return &c, nil
 }
 
-func explainYAML(err error) error {
-	msg := err.Error()
-	if strings.Contains(msg, "not found in type") {
-		// yaml.v3: "line 3: field lisen not found in type config.Config"
-		msg = strings.Replace(msg, "not found in type", "is not a known key in", 1)
-		return fmt.Errorf("%s (check the spelling against docs/configuration.md)", msg)
-	}
-	return err
+// FileError is every problem of one configuration file.
+type FileError struct {
+	File     string
+	Problems Problems
 }
 
-// Default values.
+func (e *FileError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		at := e.File
+		if p.Line > 0 {
+			at += ":" + strconv.Itoa(p.Line)
+		}
+		lines[i] = at + ": " + p.Key + ": " + p.Message
+	}
+	if len(lines) == 1 {
+		return "config " + lines[0]
+	}
+	return fmt.Sprintf("config %s: %d problems:\n%s", e.File, len(lines), strings.Join(lines, "\n"))
+}
+
+// Unwrap returns the problems.
+func (e *FileError) Unwrap() error { return e.Problems }
+
+// Default is the configuration of an empty file: cross-package defaults
+// applied, not validated (it has no resources; `pdp serve --dev` and
+// `pdp eval` add theirs with Override).
+func Default() *Config {
+	c := &Config{}
+	c.ApplyDefaults()
+	return c
+}
+
+// Override changes a loaded configuration (command-line flags, dev mode's
+// resource, pdp eval's settings): it applies change, then the defaults that
+// span packages, then validates the result once.
+func (c *Config) Override(change func(*Config)) error {
+	change(c)
+	c.ApplyDefaults()
+	return c.Validate()
+}
+
+// Values that more than one package uses. A default used by one package
+// lives in that package, documented on the field here.
 const (
-	DefaultListen          = "127.0.0.1:8181"
-	DefaultDataDir         = ".pdp-data"
-	DefaultMaxBodyBytes    = 1 << 20
-	DefaultDecisionTimeout = 250 * time.Millisecond
-	DefaultTokenCacheSize  = 10000
-	// DefaultGCPercent trades memory for CPU: measured, GOGC=400 saved ~20%
-	// of CPU per decision for ~35% more RSS; 200 takes part of that gain
-	// without letting a large heap (a big token cache) grow fourfold.
-	DefaultGCPercent = 200
+	DefaultListen  = "127.0.0.1:8181"
+	DefaultDataDir = ".pdp-data"
+	// NATSEmbedded, as audit.nats.url, runs NATS inside the PDP.
+	NATSEmbedded = "embedded"
 )
 
-// ApplyDefaults fills unset fields.
+// ApplyDefaults fills the unset fields whose defaults span packages: the
+// listen address, the data directory, the instance name, the audit NATS URL
+// and, per resource, the values derived from its URI and issuer (key,
+// audiences, authorization servers). Load, Parse and Override apply it;
+// call it on a configuration built in code. Every other zero value is left
+// for the package that uses it to default.
 func (c *Config) ApplyDefaults() {
 	if c.Listen == "" {
 		c.Listen = DefaultListen
@@ -360,95 +437,12 @@ func (c *Config) ApplyDefaults() {
 		if len(r.AuthorizationServers) == 0 && r.Issuer != "" {
 			r.AuthorizationServers = []string{r.Issuer}
 		}
-		if r.ChallengeScopes == "" {
-			r.ChallengeScopes = "operation"
-		}
-		if r.ClockSkew == 0 {
-			r.ClockSkew = Duration(30 * time.Second)
-		}
 		if r.Key == "" && r.URI != "" {
 			r.Key = ResourceKey(r.URI)
 		}
 	}
-	l := &c.Limits
-	if l.MaxBodyBytes == 0 {
-		l.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if l.DecisionTimeout == 0 {
-		l.DecisionTimeout = Duration(DefaultDecisionTimeout)
-	}
-	if l.ReadTimeout == 0 {
-		l.ReadTimeout = Duration(10 * time.Second)
-	}
-	if l.WriteTimeout == 0 {
-		l.WriteTimeout = Duration(10 * time.Second)
-	}
-	if l.IdleTimeout == 0 {
-		l.IdleTimeout = Duration(120 * time.Second)
-	}
-	if l.TokenCacheSize == 0 {
-		l.TokenCacheSize = DefaultTokenCacheSize
-	}
-	if l.MaxConcurrent == 0 {
-		l.MaxConcurrent = 1024
-	}
-	if l.RateBurst == 0 && l.RatePerPEP > 0 {
-		l.RateBurst = int(l.RatePerPEP) + 1
-	}
-	if c.Policy.Verification.Enabled() {
-		if c.Policy.Verification.KeyID == "" {
-			c.Policy.Verification.KeyID = "default"
-		}
-		if c.Policy.Verification.Algorithm == "" {
-			c.Policy.Verification.Algorithm = "RS256"
-		}
-	}
-	j := &c.JWKS
-	if j.RefreshInterval == 0 {
-		j.RefreshInterval = Duration(5 * time.Minute)
-	}
-	if j.MinRefetchInterval == 0 {
-		j.MinRefetchInterval = Duration(10 * time.Second)
-	}
-	if j.FetchTimeout == 0 {
-		j.FetchTimeout = Duration(5 * time.Second)
-	}
-	if j.MaxBodyBytes == 0 {
-		j.MaxBodyBytes = 1 << 20
-	}
-	a := &c.Audit
-	if a.Mode == "" {
-		a.Mode = "async"
-	}
-	if a.OnFailure == "" {
-		a.OnFailure = "open"
-	}
-	if a.Stream == "" {
-		a.Stream = "MCP_AUDIT"
-	}
-	if a.SubjectPrefix == "" {
-		a.SubjectPrefix = "mcp.audit"
-	}
-	if a.Replicas == 0 {
-		a.Replicas = 1
-	}
-	if a.DuplicateWindow == 0 {
-		a.DuplicateWindow = Duration(2 * time.Minute)
-	}
-	if a.QueueSize == 0 {
-		a.QueueSize = 8192
-	}
-	if a.NATS.URL == "" {
-		a.NATS.URL = "embedded"
-	}
-	if c.Log.Level == "" {
-		c.Log.Level = "info"
-	}
-	if c.Log.Format == "" {
-		c.Log.Format = "text"
-	}
-	if c.Runtime.GCPercent == 0 {
-		c.Runtime.GCPercent = DefaultGCPercent
+	if c.Audit.NATS.URL == "" {
+		c.Audit.NATS.URL = NATSEmbedded
 	}
 }
 
@@ -481,17 +475,56 @@ var allowedAlgs = map[string]bool{
 	"ES256": true, "ES384": true, "ES512": true, "EdDSA": true,
 }
 
-// Validate reports every invalid value at once, each naming its key and the fix.
+// bundleAlgs are the algorithms of signed policy bundles (OPA bundle signing).
+var bundleAlgs = map[string]bool{
+	"RS256": true, "RS384": true, "RS512": true, "PS256": true, "PS384": true, "PS512": true,
+	"ES256": true, "ES384": true, "ES512": true, "HS256": true, "HS384": true, "HS512": true,
+}
+
+// problems collects validation problems with the lines of their keys.
+type problems struct {
+	lines map[string]int
+	list  Problems
+}
+
+func (ps *problems) bad(key, format string, args ...any) {
+	ps.list = append(ps.list, Problem{Key: key, Line: lineOf(ps.lines, key), Message: fmt.Sprintf(format, args...)})
+}
+
+// oneOf reports value unless it is empty (the default) or one of allowed.
+func (ps *problems) oneOf(key, value string, allowed ...string) {
+	if value != "" && !slices.Contains(allowed, value) {
+		ps.bad(key, "%q is not one of: %s", value, strings.Join(allowed, ", "))
+	}
+}
+
+// Validate reports every invalid value at once (as Problems), each naming
+// its YAML key and the fix. It checks the schema of every key; a package
+// checks again only invariants that it alone knows (such as its own default
+// against another key's value).
 func (c *Config) Validate() error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
-	}
+	ps := &problems{lines: c.lines}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		bad("listen", "%q is not host:port (e.g. 127.0.0.1:8181)", c.Listen)
+		ps.bad("listen", "%q is not host:port (e.g. 127.0.0.1:8181)", c.Listen)
 	}
+	c.validateResources(ps)
+	c.validatePolicy(ps)
+	c.validateLimits(ps)
+	c.validateJWKS(ps)
+	c.validateAuth(ps)
+	c.validateAudit(ps)
+	ps.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	ps.oneOf("log.format", c.Log.Format, "text", "json")
+	c.validateRuntime(ps)
+	if len(ps.list) == 0 {
+		return nil
+	}
+	return ps.list
+}
+
+func (c *Config) validateResources(ps *problems) {
 	if len(c.Resources) == 0 {
-		bad("resources", "at least one resource is required (or run `pdp serve --dev`)")
+		ps.bad("resources", "at least one resource is required (or run `pdp serve --dev`)")
 	}
 	seen := map[string]bool{}
 	keys := map[string]bool{}
@@ -500,134 +533,217 @@ func (c *Config) Validate() error {
 		u, err := url.Parse(r.URI)
 		switch {
 		case r.URI == "":
-			bad(k+".uri", "required: the canonical URI of the MCP server, e.g. https://mcp.example.com/mcp")
+			ps.bad(k+".uri", "required: the canonical URI of the MCP server, e.g. https://mcp.example.com/mcp")
 		case err != nil || u.Scheme == "" || u.Host == "":
-			bad(k+".uri", "%q is not an absolute URI with scheme and host", r.URI)
+			ps.bad(k+".uri", "%q is not an absolute URI with scheme and host", r.URI)
 		case u.Fragment != "":
-			bad(k+".uri", "%q must not have a fragment (RFC 8707 §2)", r.URI)
+			ps.bad(k+".uri", "%q must not have a fragment (RFC 8707 §2)", r.URI)
+		case u.Scheme != "https" && u.Scheme != "http":
+			ps.bad(k+".uri", "%q is not an http or https URI", r.URI)
 		}
 		if seen[r.URI] {
-			bad(k+".uri", "%q is configured twice", r.URI)
+			ps.bad(k+".uri", "%q is configured twice", r.URI)
 		}
 		seen[r.URI] = true
 		if keys[r.Key] {
-			bad(k+".key", "%q is used by another resource; set a distinct key", r.Key)
+			ps.bad(k+".key", "%q is used by another resource; set a distinct key", r.Key)
 		}
 		keys[r.Key] = true
 		if r.Issuer == "" {
-			bad(k+".issuer", "required: the exact `iss` of the authorization server's tokens")
+			ps.bad(k+".issuer", "required: the exact `iss` of the authorization server's tokens")
 		} else if iu, err := url.Parse(r.Issuer); err != nil || iu.Scheme == "" || iu.Host == "" {
-			bad(k+".issuer", "%q is not an absolute URL", r.Issuer)
+			ps.bad(k+".issuer", "%q is not an absolute URL", r.Issuer)
 		}
 		if r.JWKSURI != "" {
-			if ju, err := url.Parse(r.JWKSURI); err != nil || (ju.Scheme != "https" && ju.Scheme != "http") {
-				bad(k+".jwks_uri", "%q is not an http(s) URL", r.JWKSURI)
+			ju, err := url.Parse(r.JWKSURI)
+			switch {
+			case err != nil || (ju.Scheme != "https" && ju.Scheme != "http") || ju.Host == "":
+				ps.bad(k+".jwks_uri", "%q is not an http(s) URL", r.JWKSURI)
+			case ju.Fragment != "" || ju.RawQuery != "":
+				ps.bad(k+".jwks_uri", "%q must have no query and no fragment", r.JWKSURI)
 			}
 		}
-		if r.ChallengeScopes != "operation" && r.ChallengeScopes != "accumulate" {
-			bad(k+".challenge_scopes", "%q is not one of: operation, accumulate", r.ChallengeScopes)
+		for j, a := range r.Audiences {
+			if a == "" {
+				ps.bad(fmt.Sprintf("%s.audiences[%d]", k, j), "empty; give the accepted `aud` value or leave audiences out (default: the uri)")
+			}
 		}
+		ps.oneOf(k+".challenge_scopes", r.ChallengeScopes, "operation", "accumulate")
 		for _, a := range r.Algorithms {
 			if !allowedAlgs[a] {
-				bad(k+".algorithms", "%q is not allowed; use asymmetric algorithms only (RS256..RS512, PS256..PS512, ES256..ES512, EdDSA)", a)
+				ps.bad(k+".algorithms", "%q is not allowed; use asymmetric algorithms only (RS256..RS512, PS256..PS512, ES256..ES512, EdDSA)", a)
 			}
 		}
 		if r.ClockSkew < 0 || r.ClockSkew.D() > 5*time.Minute {
-			bad(k+".clock_skew", "%s is out of range; use 0s to 5m", r.ClockSkew.D())
+			ps.bad(k+".clock_skew", "%s is out of range; use 0s to 5m", r.ClockSkew.D())
 		}
 		for _, s := range r.ScopesSupported {
 			if !validScope(s) {
-				bad(k+".scopes_supported", "%q is not a valid scope token (RFC 6749 §3.3)", s)
+				ps.bad(k+".scopes_supported", "%q is not a valid scope token (RFC 6749 §3.3)", s)
 			}
 		}
 	}
-	if c.Limits.MaxBodyBytes < 1024 {
-		bad("limits.max_body_bytes", "%d is too small; use at least 1024", c.Limits.MaxBodyBytes)
+}
+
+func (c *Config) validatePolicy(ps *problems) {
+	p := c.Policy
+	if p.PollInterval != nil && *p.PollInterval < 0 {
+		ps.bad("policy.poll_interval", "must not be negative (0s disables reloading)")
 	}
-	if c.Limits.DecisionTimeout <= 0 {
-		bad("limits.decision_timeout", "must be positive")
+	if p.DecisionCacheSize < -1 {
+		ps.bad("policy.decision_cache_size", "use -1 (off), 0 (default) or a positive size")
 	}
-	if c.Limits.TokenCacheSize < 0 {
-		bad("limits.token_cache_size", "must not be negative (0 = default)")
-	}
-	if c.Limits.MaxConcurrent < 0 {
-		bad("limits.max_concurrent", "must not be negative")
-	}
-	if c.Limits.RatePerPEP < 0 {
-		bad("limits.rate_per_pep", "must not be negative (0 = unlimited)")
-	}
-	if c.Limits.RateBurst < 0 {
-		bad("limits.rate_burst", "must not be negative")
-	}
-	if c.Policy.PollInterval != nil && *c.Policy.PollInterval < 0 {
-		bad("policy.poll_interval", "must not be negative (0s disables reloading)")
-	}
-	if c.Policy.DecisionCacheSize < -1 {
-		bad("policy.decision_cache_size", "use -1 (off), 0 (default) or a positive size")
-	}
-	if strings.HasPrefix(c.Policy.Path, "http://") || strings.HasPrefix(c.Policy.Path, "https://") {
-		if _, err := url.Parse(c.Policy.Path); err != nil {
-			bad("policy.path", "%q is not a valid URL", c.Policy.Path)
+	isURL := strings.HasPrefix(p.Path, "http://") || strings.HasPrefix(p.Path, "https://")
+	if isURL {
+		if _, err := url.Parse(p.Path); err != nil {
+			ps.bad("policy.path", "%q is not a valid URL", p.Path)
 		}
 	}
+	if !isURL {
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"policy.headers", len(p.Headers) > 0}, {"policy.bearer_token_file", p.BearerTokenFile != ""}, {"policy.ca_file", p.CAFile != ""}} {
+			if k.set {
+				ps.bad(k.key, "applies to a bundle URL only; policy.path is not an http(s) URL")
+			}
+		}
+	}
+	for name := range p.Headers {
+		if name == "" || strings.ContainsAny(name, " \t\r\n:") {
+			ps.bad("policy.headers", "%q is not an HTTP header name", name)
+		}
+		if strings.EqualFold(name, "Authorization") && p.BearerTokenFile != "" {
+			ps.bad("policy.headers", "Authorization is also set by policy.bearer_token_file; keep one")
+		}
+	}
+	if v := p.Verification; v.Enabled() {
+		if v.Algorithm != "" && !bundleAlgs[v.Algorithm] {
+			ps.bad("policy.verification.algorithm", "%q is not one of RS256..RS512, PS256..PS512, ES256..ES512, HS256..HS512", v.Algorithm)
+		}
+	} else if v.KeyID != "" || v.Algorithm != "" || v.Scope != "" {
+		ps.bad("policy.verification.key_file", "required when policy.verification has other keys: the key that signs the bundles")
+	}
+}
+
+func (c *Config) validateLimits(ps *problems) {
+	l := c.Limits
+	if l.MaxBodyBytes != 0 && l.MaxBodyBytes < 1024 {
+		ps.bad("limits.max_body_bytes", "%d is too small; use at least 1024", l.MaxBodyBytes)
+	}
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{{"limits.decision_timeout", l.DecisionTimeout}, {"limits.read_timeout", l.ReadTimeout}, {"limits.write_timeout", l.WriteTimeout}, {"limits.idle_timeout", l.IdleTimeout}} {
+		if d.v < 0 {
+			ps.bad(d.key, "must not be negative (0 = default)")
+		}
+	}
+	if l.TokenCacheSize < 0 {
+		ps.bad("limits.token_cache_size", "must not be negative (0 = default)")
+	}
+	if l.MaxConcurrent < 0 {
+		ps.bad("limits.max_concurrent", "must not be negative")
+	}
+	if l.RatePerPEP < 0 {
+		ps.bad("limits.rate_per_pep", "must not be negative (0 = unlimited)")
+	}
+	if l.RateBurst < 0 {
+		ps.bad("limits.rate_burst", "must not be negative")
+	}
+}
+
+func (c *Config) validateJWKS(ps *problems) {
+	j := c.JWKS
+	for _, d := range []struct {
+		key string
+		v   Duration
+	}{{"jwks.refresh_interval", j.RefreshInterval}, {"jwks.min_refetch_interval", j.MinRefetchInterval}, {"jwks.fetch_timeout", j.FetchTimeout}} {
+		if d.v < 0 {
+			ps.bad(d.key, "must not be negative (0 = default)")
+		}
+	}
+	if j.MaxBodyBytes < 0 {
+		ps.bad("jwks.max_body_bytes", "must not be negative (0 = default)")
+	}
+}
+
+func (c *Config) validateAuth(ps *problems) {
 	// Two keys may share a name: that is how a PEP's key is rotated.
 	hashes := map[string]bool{}
 	for i, k := range c.Auth.APIKeys {
 		key := fmt.Sprintf("auth.api_keys[%d]", i)
 		if k.Name == "" {
-			bad(key+".name", "required: the PEP's name, used in audit events")
+			ps.bad(key+".name", "required: the PEP's name, used in audit events")
 		}
 		if hashes[strings.ToLower(k.SHA256)] {
-			bad(key+".sha256", "the same key is listed twice")
+			ps.bad(key+".sha256", "the same key is listed twice")
 		}
 		hashes[strings.ToLower(k.SHA256)] = true
 		if len(k.SHA256) != 64 || strings.Trim(strings.ToLower(k.SHA256), "0123456789abcdef") != "" {
-			bad(key+".sha256", "must be the 64 hex digits of sha256(key); create one with `pdp apikey --name %s`", k.Name)
+			ps.bad(key+".sha256", "must be the 64 hex digits of sha256(key); create one with `pdp apikey --name %s`", k.Name)
 		}
 	}
 	if c.Auth.MTLS.ClientCA != "" && !c.TLS.Enabled() {
-		bad("auth.mtls.client_ca", "mutual TLS needs tls.cert_file and tls.key_file")
+		ps.bad("auth.mtls.client_ca", "mutual TLS needs tls.cert_file and tls.key_file")
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		bad("tls", "set both cert_file and key_file")
+		ps.bad("tls", "set both cert_file and key_file")
 	}
-	if c.Audit.Mode != "async" && c.Audit.Mode != "sync" {
-		bad("audit.mode", "%q is not one of: async, sync", c.Audit.Mode)
+}
+
+func (c *Config) validateAudit(ps *problems) {
+	a := c.Audit
+	ps.oneOf("audit.mode", a.Mode, "async", "sync")
+	ps.oneOf("audit.on_failure", a.OnFailure, "open", "deny")
+	if a.Stream != "" && strings.ContainsAny(a.Stream, ".*> \t\r\n/\\") {
+		ps.bad("audit.stream", `%q is not a valid stream name (no '.', '*', '>', '/', '\' or whitespace)`, a.Stream)
 	}
-	if c.Audit.OnFailure != "open" && c.Audit.OnFailure != "deny" {
-		bad("audit.on_failure", "%q is not one of: open, deny", c.Audit.OnFailure)
-	}
-	if c.Audit.Replicas < 1 || c.Audit.Replicas > 5 {
-		bad("audit.replicas", "%d is out of range; use 1 to 5 (3 recommended for a cluster)", c.Audit.Replicas)
-	}
-	if c.Audit.NATS.URL != "embedded" {
-		for _, s := range strings.Split(c.Audit.NATS.URL, ",") {
-			u, err := url.Parse(strings.TrimSpace(s))
-			if err != nil || (u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
-				bad("audit.nats.url", "%q is not \"embedded\" or a nats://host:port URL list", c.Audit.NATS.URL)
+	if a.SubjectPrefix != "" {
+		for _, tok := range strings.Split(a.SubjectPrefix, ".") {
+			if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
+				ps.bad("audit.subject_prefix", "%q is not a valid subject prefix (dot-separated tokens without '*', '>' or whitespace)", a.SubjectPrefix)
 				break
 			}
 		}
 	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		bad("log.level", "%q is not one of: debug, info, warn, error", c.Log.Level)
+	if a.Replicas < 0 || a.Replicas > 5 {
+		ps.bad("audit.replicas", "%d is out of range; use 1 to 5 (3 recommended for a cluster)", a.Replicas)
 	}
-	if c.Log.Format != "text" && c.Log.Format != "json" {
-		bad("log.format", "%q is not one of: text, json", c.Log.Format)
+	if a.MaxAge < 0 {
+		ps.bad("audit.max_age", "must not be negative (0 keeps events forever)")
 	}
+	switch {
+	case a.DuplicateWindow < 0:
+		ps.bad("audit.duplicate_window", "must not be negative (0 = default)")
+	case a.MaxAge > 0 && a.DuplicateWindow > a.MaxAge:
+		ps.bad("audit.duplicate_window", "%s is longer than audit.max_age (%s); shorten it", a.DuplicateWindow.D(), a.MaxAge.D())
+	}
+	if a.QueueSize < 0 {
+		ps.bad("audit.queue_size", "must not be negative (0 = default)")
+	}
+	if a.NATS.URL != NATSEmbedded {
+		for _, s := range strings.Split(a.NATS.URL, ",") {
+			u, err := url.Parse(strings.TrimSpace(s))
+			if err != nil || (u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+				ps.bad("audit.nats.url", `%q is not "embedded" or a nats://host:port URL list`, a.NATS.URL)
+				break
+			}
+		}
+	}
+}
+
+func (c *Config) validateRuntime(ps *problems) {
 	_, hasLimit, err := c.Runtime.MemoryLimitBytes()
 	if err != nil {
-		bad("runtime.memory_limit", "%v", err)
+		ps.bad("runtime.memory_limit", "%v", err)
 	}
 	switch {
 	case c.Runtime.GCPercent < -1:
-		bad("runtime.gc_percent", "%d is out of range; use a positive percentage (default %d), or -1 (off) together with runtime.memory_limit", c.Runtime.GCPercent, DefaultGCPercent)
+		ps.bad("runtime.gc_percent", "%d is out of range; use a positive percentage (0 = default), or -1 (off) together with runtime.memory_limit", c.Runtime.GCPercent)
 	case c.Runtime.GCPercent == -1 && !hasLimit && err == nil:
-		bad("runtime.gc_percent", "-1 (off) without runtime.memory_limit lets the heap grow without bound; set runtime.memory_limit (e.g. 1GiB) or use a percentage")
+		ps.bad("runtime.gc_percent", "-1 (off) without runtime.memory_limit lets the heap grow without bound; set runtime.memory_limit (e.g. 1GiB) or use a percentage")
 	}
-	return errors.Join(errs...)
 }
 
 // validScope checks RFC 6749 scope-token characters.

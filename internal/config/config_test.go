@@ -1,9 +1,10 @@
 package config_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mcp-pdp/pdp/internal/config"
 )
@@ -14,22 +15,29 @@ resources:
     issuer: https://auth.example.com
 `
 
+// TestDefaults: Parse applies the defaults that span packages; every other
+// key is left zero for the package that uses it (those defaults are pinned
+// against docs/configuration.md by internal/server's TestDocumentedDefaults).
 func TestDefaults(t *testing.T) {
 	c, err := config.Parse(strings.NewReader(minimal))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := c.Resources[0]
-	if c.Listen != "127.0.0.1:8181" || c.Limits.MaxBodyBytes != 1<<20 || c.Audit.Mode != "async" || c.Audit.NATS.URL != "embedded" || !c.Audit.IsEnabled() {
+	if c.Listen != "127.0.0.1:8181" || c.DataDir != config.DefaultDataDir || c.Instance == "" || c.Audit.NATS.URL != "embedded" || !c.Audit.IsEnabled() {
 		t.Fatalf("defaults: %+v", c)
 	}
-	if len(r.Audiences) != 1 || r.Audiences[0] != r.URI || r.ChallengeScopes != "operation" || r.ClockSkew.D() != 30*time.Second {
+	if len(r.Audiences) != 1 || r.Audiences[0] != r.URI {
 		t.Fatalf("resource defaults: %+v", r)
 	}
 	if r.Key != "mcp_example_com_mcp" || r.AuthorizationServers[0] != "https://auth.example.com" {
 		t.Fatalf("key=%q as=%v", r.Key, r.AuthorizationServers)
 	}
-	if c.Runtime.GCPercent != config.DefaultGCPercent || c.Runtime.MemoryLimit != "" {
+	// Package defaults stay zero here.
+	if c.Limits.MaxBodyBytes != 0 || c.Audit.Mode != "" || r.ChallengeScopes != "" || r.ClockSkew != 0 || c.Runtime.GCPercent != 0 || c.JWKS.RefreshInterval != 0 {
+		t.Fatalf("package defaults were filled in: %+v", c)
+	}
+	if c.Runtime.MemoryLimit != "" {
 		t.Fatalf("runtime defaults: %+v", c.Runtime)
 	}
 }
@@ -73,7 +81,23 @@ func TestParseByteSize(t *testing.T) {
 
 func TestErrorsNameKeyAndFix(t *testing.T) {
 	tests := []struct{ name, yaml, want string }{
-		{"unknown key", "lisen: x\n" + minimal, "field lisen is not a known key"},
+		{"unknown key", "lisen: x\n" + minimal, `line 1: lisen: not a known key; did you mean "listen"?`},
+		{"unknown nested key", minimal + "    upstream: {url: http://x}\n", "line 5: resources[0].upstream: not a known key here; known keys: algorithms,"},
+		{"wrong type", minimal + "limits:\n  max_body_bytes: lots\n", "line 6: limits.max_body_bytes: want a whole number, not the string `lots`"},
+		{"mapping for a list", "resources: {uri: x}\n", "line 1: resources: want a list"},
+		{"key twice", minimal + "log:\n  level: info\n  level: warn\n", "line 7: log.level: given twice"},
+		{"not yaml", "listen: [\n", "not YAML"},
+		{"stream name", minimal + "audit:\n  stream: a.b\n", `audit.stream: "a.b" is not a valid stream name`},
+		{"subject prefix", minimal + "audit:\n  subject_prefix: a.*\n", "audit.subject_prefix"},
+		{"duplicate window", minimal + "audit:\n  max_age: 1m\n  duplicate_window: 5m\n", "audit.duplicate_window: 5m0s is longer than audit.max_age"},
+		{"queue size", minimal + "audit:\n  queue_size: -1\n", "audit.queue_size: must not be negative"},
+		{"jwks query", "resources:\n  - uri: https://a/mcp\n    issuer: https://a\n    jwks_uri: https://a/jwks?x=1\n", "resources[0].jwks_uri"},
+		{"empty audience", minimal + "    audiences: [\"\"]\n", "resources[0].audiences[0]: empty"},
+		{"uri scheme", "resources:\n  - uri: ftp://a/mcp\n    issuer: https://a\n", "not an http or https URI"},
+		{"bundle alg", minimal + "policy:\n  path: p\n  verification:\n    key_file: k\n    algorithm: XX1\n", "policy.verification.algorithm"},
+		{"headers without url", minimal + "policy:\n  path: dir\n  headers: {X-Key: a}\n", "policy.headers: applies to a bundle URL only"},
+		{"two authorizations", minimal + "policy:\n  path: https://b/x.tar.gz\n  bearer_token_file: t\n  headers: {Authorization: a}\n", "keep one"},
+		{"negative timeout", minimal + "limits:\n  read_timeout: -1s\n", "limits.read_timeout: must not be negative"},
 		{"bad duration", minimal + "limits:\n  decision_timeout: fast\n", `"fast" is not a duration`},
 		{"no resources", "listen: 127.0.0.1:1\n", "resources: at least one resource is required"},
 		{"relative uri", "resources:\n  - uri: /mcp\n    issuer: https://a\n", "resources[0].uri"},
@@ -114,6 +138,74 @@ func TestAllErrorsAtOnce(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error misses %q:\n%v", want, err)
 		}
+	}
+}
+
+// TestLoadReportsEveryProblemWithFileAndLine: decode problems (unknown keys,
+// wrong types) and validation problems of one file come in one run, each as
+// file:line: key: message.
+func TestLoadReportsEveryProblemWithFileAndLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pdp.yaml")
+	yaml := `listen: localhost
+resources:
+  - uri: https://mcp.example.com/mcp
+    isuer: https://auth.example.com
+    upstream:
+      url: http://127.0.0.1:3000/mcp
+limits:
+  max_body_bytes: many
+log:
+  level: loud
+`
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := config.Load(path)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		path + ": 6 problems:",
+		path + `:1: listen: "localhost" is not host:port`,
+		path + `:4: resources[0].isuer: not a known key; did you mean "issuer"?`,
+		path + ":5: resources[0].upstream: not a known key here",
+		path + ":8: limits.max_body_bytes: want a whole number, not the string `many`",
+		path + `:10: log.level: "loud" is not one of: debug, info, warn, error`,
+		path + ":3: resources[0].issuer: required",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error misses %q:\n%v", want, err)
+		}
+	}
+	ps := config.ProblemsOf(err)
+	if len(ps) != 6 {
+		t.Fatalf("problems = %d, want 6: %v", len(ps), ps)
+	}
+	if !strings.Contains(err.Error(), "config "+path) {
+		t.Errorf("error does not name the file: %v", err)
+	}
+}
+
+// TestOverride: flags change a loaded configuration through one function,
+// followed by one validation that reports the changed key.
+func TestOverride(t *testing.T) {
+	c, err := config.Parse(strings.NewReader(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Override(func(c *config.Config) { c.Listen = "127.0.0.1:9" }); err != nil || c.Listen != "127.0.0.1:9" {
+		t.Fatalf("override: %v %q", err, c.Listen)
+	}
+	err = c.Override(func(c *config.Config) { c.Listen = "nope" })
+	if err == nil || !strings.Contains(err.Error(), "listen:") {
+		t.Fatalf("bad override accepted: %v", err)
+	}
+	d := config.Default()
+	err = d.Override(func(c *config.Config) {
+		c.Resources = []config.Resource{{URI: "https://a.example/mcp", Issuer: "https://a.example"}}
+	})
+	if err != nil || d.Resources[0].Key != "a_example_mcp" {
+		t.Fatalf("default + resource: %v %+v", err, d.Resources)
 	}
 }
 

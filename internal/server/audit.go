@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcp-pdp/pdp/internal/auditsink"
+	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/natsembed"
 )
 
@@ -21,7 +22,7 @@ func (s *Server) startAudit(ctx context.Context, reg prometheus.Registerer) erro
 	ac := cfg.Audit
 	natsURL := ac.NATS.URL
 	var inProcess nats.InProcessConnProvider
-	if natsURL == "embedded" {
+	if natsURL == config.NATSEmbedded {
 		ns, err := natsembed.Start(ctx, natsembed.Options{
 			StoreDir: filepath.Join(cfg.DataDir, "nats"), Port: natsembed.RandomPort,
 			Logger: s.log.With("component", "nats"),

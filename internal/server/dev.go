@@ -39,14 +39,15 @@ func setupDev(cfg *config.Config, base string) (*devissuer.Issuer, error) {
 	if err := os.WriteFile(filepath.Join(cfg.DataDir, DevResourceFile), []byte(resource+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
-	if len(cfg.Resources) == 0 {
-		cfg.Resources = []config.Resource{{
-			URI:             resource,
-			Issuer:          iss.IssuerURL(),
-			JWKSURI:         iss.JWKSURI(),
-			ScopesSupported: []string{devScope},
-		}}
-	}
-	cfg.ApplyDefaults()
-	return iss, cfg.Validate()
+	err = cfg.Override(func(c *config.Config) {
+		if len(c.Resources) == 0 {
+			c.Resources = []config.Resource{{
+				URI:             resource,
+				Issuer:          iss.IssuerURL(),
+				JWKSURI:         iss.JWKSURI(),
+				ScopesSupported: []string{devScope},
+			}}
+		}
+	})
+	return iss, err
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"math"
@@ -10,6 +11,12 @@ import (
 
 	"github.com/mcp-pdp/pdp/internal/config"
 )
+
+// DefaultGCPercent is runtime.gc_percent's default. It trades memory for
+// CPU: a higher GOGC spends less CPU on collection per decision and holds a
+// larger heap; 200 takes part of that gain without letting a large heap (a
+// big token cache) grow fourfold (see docs/performance.md).
+const DefaultGCPercent = 200
 
 // GCPlan is what `pdp serve` applies to the garbage collector. A nil value is
 // left as the runtime has it: set from the environment, which wins.
@@ -28,10 +35,7 @@ type GCPlan struct {
 func PlanGC(gogc, gomemlimit string, rt config.Runtime) (GCPlan, error) {
 	p := GCPlan{GCPercentFrom: "GOGC", MemoryLimitFrom: "GOMEMLIMIT"}
 	if gogc == "" {
-		v := rt.GCPercent
-		if v == 0 {
-			v = config.DefaultGCPercent
-		}
+		v := cmp.Or(rt.GCPercent, DefaultGCPercent)
 		p.GCPercent, p.GCPercentFrom = &v, "runtime.gc_percent"
 	}
 	if gomemlimit == "" {

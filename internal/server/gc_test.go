@@ -17,7 +17,7 @@ func TestPlanGC(t *testing.T) {
 		pctFrom, limitFrm string
 		wantErr           string
 	}{
-		{name: "defaults", wantPct: config.DefaultGCPercent, wantLimit: -1,
+		{name: "defaults", wantPct: DefaultGCPercent, wantLimit: -1,
 			pctFrom: "runtime.gc_percent", limitFrm: "none"},
 		{name: "config", rt: config.Runtime{GCPercent: 400, MemoryLimit: "512MiB"}, wantPct: 400, wantLimit: 512 << 20,
 			pctFrom: "runtime.gc_percent", limitFrm: "runtime.memory_limit"},
@@ -32,7 +32,7 @@ func TestPlanGC(t *testing.T) {
 		{name: "both variables win", gogc: "50", gomemlimit: "100MiB", rt: config.Runtime{GCPercent: 300, MemoryLimit: "1GiB"}, wantPct: -2, wantLimit: -2,
 			pctFrom: "GOGC", limitFrm: "GOMEMLIMIT"},
 		{name: "bad limit in config", rt: config.Runtime{MemoryLimit: "1GB"}, wantErr: "runtime.memory_limit"},
-		{name: "bad limit ignored under GOMEMLIMIT", gomemlimit: "1GiB", rt: config.Runtime{MemoryLimit: "1GB"}, wantPct: config.DefaultGCPercent, wantLimit: -2,
+		{name: "bad limit ignored under GOMEMLIMIT", gomemlimit: "1GiB", rt: config.Runtime{MemoryLimit: "1GB"}, wantPct: DefaultGCPercent, wantLimit: -2,
 			pctFrom: "runtime.gc_percent", limitFrm: "GOMEMLIMIT"},
 	}
 	for _, tc := range tests {

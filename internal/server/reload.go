@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"os"
 	"strings"
 	"time"
 
@@ -43,6 +45,13 @@ func newPolicyWatcher(pc config.Policy, log *slog.Logger) (*policysource.Watcher
 		o.Verification = vc
 	}
 	isURL := strings.HasPrefix(pc.Path, "http://") || strings.HasPrefix(pc.Path, "https://")
+	if isURL {
+		h, err := bundleHeaders(pc)
+		if err != nil {
+			return nil, err
+		}
+		o.Headers, o.CACertFile = h, pc.CAFile
+	}
 	switch {
 	case pc.PollInterval != nil:
 		o.Interval = pc.PollInterval.D()
@@ -59,6 +68,28 @@ func newPolicyWatcher(pc config.Policy, log *slog.Logger) (*policysource.Watcher
 		return nil, fmt.Errorf("policy.path: %w", err)
 	}
 	return w, nil
+}
+
+// bundleHeaders are the headers of every request for a bundle URL:
+// policy.headers and, from policy.bearer_token_file, Authorization.
+func bundleHeaders(pc config.Policy) (map[string]string, error) {
+	h := maps.Clone(pc.Headers)
+	if pc.BearerTokenFile == "" {
+		return h, nil
+	}
+	raw, err := os.ReadFile(pc.BearerTokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("policy.bearer_token_file: %w", err)
+	}
+	tok := strings.TrimSpace(string(raw))
+	if tok == "" || strings.ContainsAny(tok, " \t\r\n") {
+		return nil, fmt.Errorf("policy.bearer_token_file: %s must hold one token (no spaces or line breaks)", pc.BearerTokenFile)
+	}
+	if h == nil {
+		h = map[string]string{}
+	}
+	h["Authorization"] = "Bearer " + tok
+	return h, nil
 }
 
 // LoadPolicy reads, verifies, compiles and validates the configured policy

@@ -16,6 +16,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -45,6 +46,17 @@ const (
 	// DefaultFlushTimeout bounds how long Close waits for queued audit
 	// events to be acknowledged by NATS; the rest stay on the spool.
 	DefaultFlushTimeout = 10 * time.Second
+)
+
+// HTTP server defaults, used when the limits keys are zero.
+const (
+	// DefaultReadTimeout is limits.read_timeout's default, also the header
+	// read timeout.
+	DefaultReadTimeout = 10 * time.Second
+	// DefaultWriteTimeout is limits.write_timeout's default.
+	DefaultWriteTimeout = 10 * time.Second
+	// DefaultIdleTimeout is limits.idle_timeout's default.
+	DefaultIdleTimeout = 2 * time.Minute
 )
 
 // maxHeaderBytes bounds the request header of the HTTP API.
@@ -104,7 +116,8 @@ type Server struct {
 }
 
 // New builds a PDP from cfg, a configuration that config.Load (or
-// config.Default followed by Override) has validated. It opens the
+// config.Default followed by Override) has validated; in dev mode New adds
+// the dev resource and validates. It opens the
 // listener, loads and compiles the policy (start-up fails when it cannot be
 // served: there is no last good policy yet), starts the embedded NATS and
 // the audit sink when audit is on, and starts watching the policy. ctx
@@ -138,8 +151,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (s *Server, err 
 		if s.iss, err = setupDev(cfg, s.base); err != nil {
 			return s, err
 		}
-	} else if err := cfg.Validate(); err != nil {
-		return s, err
 	}
 	if err := s.wire(ctx); err != nil {
 		return s, err
@@ -149,12 +160,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (s *Server, err 
 		if opts.WrapHandler != nil {
 			h = opts.WrapHandler(h)
 		}
+		read := cmp.Or(cfg.Limits.ReadTimeout.D(), DefaultReadTimeout)
 		s.http = &http.Server{
 			Handler:           h,
-			ReadHeaderTimeout: cfg.Limits.ReadTimeout.D(),
-			ReadTimeout:       cfg.Limits.ReadTimeout.D(),
-			WriteTimeout:      cfg.Limits.WriteTimeout.D(),
-			IdleTimeout:       cfg.Limits.IdleTimeout.D(),
+			ReadHeaderTimeout: read,
+			ReadTimeout:       read,
+			WriteTimeout:      cmp.Or(cfg.Limits.WriteTimeout.D(), DefaultWriteTimeout),
+			IdleTimeout:       cmp.Or(cfg.Limits.IdleTimeout.D(), DefaultIdleTimeout),
 			MaxHeaderBytes:    maxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		}
