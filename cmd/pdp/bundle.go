@@ -16,8 +16,8 @@ import (
 )
 
 const bundleUsage = `Usage:
-  pdp bundle build [paths...] -o bundles/mcp.tar.gz [--revision R] [--signing-key key.pem ...]
-  pdp bundle verify bundles/mcp.tar.gz (--verification-key pub.pem [...] | --config pdp.yaml)
+  pdp bundle build [paths...] -o bundles/mcp-pdp.tar.gz [--revision R] [--signing-key key.pem ...]
+  pdp bundle verify bundles/mcp-pdp.tar.gz (--verification-key pub.pem [...] | --config pdp.yaml)
 
 build   compiles policy directories into an OPA bundle (*_test.rego left out),
         optionally signed (OPA bundle signing, .signatures.json), after
@@ -49,7 +49,7 @@ func runBundleBuild(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := flag.NewFlagSet("pdp bundle build", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: pdp bundle build [paths...] -o bundles/mcp.tar.gz [flags]")
+		fmt.Fprintln(stderr, "Usage: pdp bundle build [paths...] -o bundles/mcp-pdp.tar.gz [flags]")
 		fs.PrintDefaults()
 	}
 	out := fs.String("o", "", "output bundle file (.tar.gz); required")
@@ -126,7 +126,6 @@ func runBundleVerify(ctx context.Context, args []string, stdout, stderr io.Write
 	case *cfgPath != "":
 		var cfg *config.Config
 		if cfg, err = config.Load(*cfgPath); err == nil {
-			cfg.ApplyDefaults()
 			v := cfg.Policy.Verification
 			if !v.Enabled() {
 				err = fmt.Errorf("%s: policy.verification.key_file is not set", *cfgPath)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mcp-pdp/pdp/internal/config"
+	"github.com/mcp-pdp/pdp/internal/server"
 )
 
 func runBundleArgs(args ...string) (int, string, string) {
@@ -52,7 +53,7 @@ func TestBundleBuildVerifyServe(t *testing.T) {
 
 	// The PDP serves it, and its decisions carry the bundle's revision.
 	base, a := polTestApp(t, config.Policy{Path: out, Verification: config.Verification{KeyFile: pub}})
-	if rev := a.engine.Policy().Revision(); rev != "v1.2.3" {
+	if rev := a.Engine().Policy().Revision(); rev != "v1.2.3" {
 		t.Fatalf("served revision %q", rev)
 	}
 	r, err := polDecideOnce(&http.Client{Timeout: 30 * time.Second}, base)
@@ -60,7 +61,7 @@ func TestBundleBuildVerifyServe(t *testing.T) {
 		t.Fatalf("decision %+v %v", r, err)
 	}
 	// The test files of the source are not in the bundle.
-	pol := a.engine.Policy()
+	pol := a.Engine().Policy()
 	for _, m := range pol.Bundle().Modules {
 		if strings.HasSuffix(m.Path, "_test.rego") {
 			t.Fatalf("bundle holds test file %s", m.Path)
@@ -131,7 +132,7 @@ func TestBundleScope(t *testing.T) {
 	if code, _, stderr := runBundleArgs("verify", out, "--verification-key", pub, "--scope", "staging"); code != 1 || !strings.Contains(stderr, "scope") {
 		t.Fatalf("exit %d %s", code, stderr)
 	}
-	_, _, err := loadPolicy(context.Background(), config.Policy{Path: out, Verification: config.Verification{KeyFile: pub, Scope: "staging"}},
+	_, _, err := server.LoadPolicy(context.Background(), config.Policy{Path: out, Verification: config.Verification{KeyFile: pub, Scope: "staging"}},
 		slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err == nil || !strings.Contains(err.Error(), "scope") {
 		t.Fatalf("serving with the wrong scope: %v", err)

@@ -12,8 +12,11 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/open-policy-agent/opa/v1/ast"
+
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/decision"
+	"github.com/mcp-pdp/pdp/internal/server"
 )
 
 func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -25,8 +28,10 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 Checks each path (a policy directory or bundle file) as the PDP would load
 it: Rego compile errors, a data.mcp.authz.decision rule, and the catalog
-data format, each reported as file:line with a hint. Exit status 1 when any
-path would be refused. Paths default to: policies
+data format, each reported as file:line with a hint. A path ending in .rego
+is one Rego file, checked alone as opa check does: it must parse and
+compile, nothing more. Exit status 1 when any path would be refused.
+Paths default to: policies
 
 With --config, checks the configured policy (policy.path, fetched and
 signature-verified as the server does).
@@ -43,7 +48,7 @@ signature-verified as the server does).
 	}
 	type result struct {
 		name string
-		pol  *decision.Policy
+		pol  *decision.Policy // nil for a single Rego file
 		err  error
 		lint []decision.Problem
 	}
@@ -58,18 +63,21 @@ signature-verified as the server does).
 			fmt.Fprintln(stderr, "pdp check:", err)
 			return 1
 		}
-		cfg.ApplyDefaults()
 		name := cfg.Policy.Path
 		if name == "" {
 			name = "embedded policy"
 		}
-		pol, _, err := loadPolicy(ctx, cfg.Policy, slog.New(slog.DiscardHandler))
+		pol, _, err := server.LoadPolicy(ctx, cfg.Policy, slog.New(slog.DiscardHandler))
 		results = append(results, result{name: name, pol: pol, err: err})
 	} else {
 		if len(paths) == 0 {
 			paths = []string{"policies"}
 		}
 		for _, p := range paths {
+			if isRegoFile(p) {
+				results = append(results, result{name: p, err: checkRegoFile(p, *strict)})
+				continue
+			}
 			pol, err := decision.Load(ctx, decision.Source{Path: p}, decision.Options{CacheSize: -1, Strict: *strict})
 			results = append(results, result{name: p, pol: pol, err: err, lint: ignoredDataFiles(p)})
 		}
@@ -88,6 +96,10 @@ signature-verified as the server does).
 			}
 			continue
 		}
+		if r.pol == nil {
+			fmt.Fprintf(stdout, "%s: ok: compiles (one Rego file, checked alone)\n", r.name)
+			continue
+		}
 		warnings := slices.Concat(r.pol.Warnings(), r.lint)
 		for _, w := range warnings {
 			fmt.Fprintln(stdout, w)
@@ -98,6 +110,36 @@ signature-verified as the server does).
 		fmt.Fprintf(stdout, "%s: ok: revision %s, %d modules, %d warnings\n", r.name, r.pol.Revision(), len(r.pol.Bundle().Modules), len(warnings))
 	}
 	return code
+}
+
+// isRegoFile reports whether path names one Rego file rather than a policy
+// directory or a bundle archive.
+func isRegoFile(path string) bool {
+	if !strings.EqualFold(filepath.Ext(path), ".rego") {
+		return false
+	}
+	fi, err := os.Stat(path)
+	return err != nil || !fi.IsDir() // a missing file is reported by checkRegoFile
+}
+
+// checkRegoFile checks one Rego file as `opa check FILE` does: the module
+// is parsed and compiled on its own (other modules' rules and data are not
+// there, so a call of a function defined elsewhere is an error), with OPA's
+// strict mode when strict is set. Problems carry file:line and a hint.
+func checkRegoFile(path string, strict bool) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	m, err := ast.ParseModuleWithOpts(path, string(raw), ast.ParserOptions{ProcessAnnotation: true})
+	if err != nil {
+		return decision.NewPolicyError(path, "load", err)
+	}
+	c := ast.NewCompiler().WithStrict(strict).WithEnablePrintStatements(true).WithUseTypeCheckAnnotations(true)
+	if c.Compile(map[string]*ast.Module{path: m}); c.Failed() {
+		return decision.NewPolicyError(path, "compile", c.Errors)
+	}
+	return nil
 }
 
 // ignoredDataFiles warns about JSON and YAML files that a bundle silently

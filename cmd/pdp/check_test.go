@@ -56,6 +56,53 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// A path ending in .rego is one Rego file, checked alone as `opa check`
+// does (it used to be read as a bundle archive: "gzip: invalid header").
+func TestCheckRegoFile(t *testing.T) {
+	file := func(name, content string) string {
+		return filepath.Join(polDir(t, map[string]string{name: content}), name)
+	}
+	tests := []struct {
+		name  string
+		args  []string
+		code  int
+		wants []string
+	}{
+		{"a library file compiles alone", []string{"../../policies/lib/scopes.rego"}, 0,
+			[]string{"../../policies/lib/scopes.rego: ok: compiles"}},
+		{"a file of the default policy compiles alone", []string{"../../policies/authz.rego"}, 1,
+			[]string{"authz.rego:", "rego_type_error: undefined function data.mcp.lib."}},
+		{"unsafe variable with file:line and hint", []string{file("broken.rego", "package acme\n\nallow if {\n\tnope == 1\n}\n")}, 1,
+			[]string{"broken.rego: refused", "broken.rego:4: rego_unsafe_var_error: var nope is unsafe", "hint: "}},
+		{"parse error with file:line", []string{file("parse.rego", "package acme\n\nallow if {\n")}, 1,
+			[]string{"parse.rego: refused", "parse.rego:4: rego_parse_error"}},
+		{"strict mode", []string{"--strict", file("unused.rego", "package acme\n\nimport data.other\n\nallow := true\n")}, 1,
+			[]string{"unused.rego:3: rego_compile_error: import data.other unused"}},
+		{"not strict", []string{file("unused.rego", "package acme\n\nimport data.other\n\nallow := true\n")}, 0,
+			[]string{"unused.rego: ok: compiles"}},
+		{"missing file", []string{filepath.Join(t.TempDir(), "missing.rego")}, 1, []string{"missing.rego: refused", "no such file"}},
+		{"a file next to a directory", []string{"../../policies", file("ok.rego", "package acme\n\nallow := true\n")}, 0,
+			[]string{"../../policies: ok: revision", "ok.rego: ok: compiles"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := runCheck(context.Background(), tc.args, &out, &errOut)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\n%s%s", code, tc.code, out.String(), errOut.String())
+			}
+			for _, want := range tc.wants {
+				if !strings.Contains(out.String(), want) {
+					t.Fatalf("output lacks %q:\n%s", want, out.String())
+				}
+			}
+			if strings.Contains(out.String()+errOut.String(), "gzip") {
+				t.Fatalf("a .rego file was read as a bundle archive:\n%s%s", out.String(), errOut.String())
+			}
+		})
+	}
+}
+
 func TestCheckConfig(t *testing.T) {
 	dir := polDir(t, markedPolicyFiles())
 	cfg := filepath.Join(t.TempDir(), "pdp.yaml")
