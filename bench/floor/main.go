@@ -25,7 +25,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwt"
 )
 
-// request mirrors the body of POST /v1/decide (internal/core.Request).
+// request mirrors the body of POST /v1/decide (pep.Request).
 type request struct {
 	Resource      string          `json:"resource"`
 	Authorization string          `json:"authorization,omitempty"`

@@ -19,6 +19,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/devissuer"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/internal/token"
+	"github.com/mcp-pdp/pdp/pep"
 )
 
 // TestSameDecisions checks that the OPA policy of the load benchmark answers
@@ -102,7 +103,7 @@ func TestSameDecisions(t *testing.T) {
 	for name, body := range cases {
 		t.Run(name, func(t *testing.T) {
 			raw := body(nil)
-			var req core.Request
+			var req pep.Request
 			if err := json.Unmarshal(raw, &req); err != nil {
 				t.Fatal(err)
 			}
@@ -132,7 +133,7 @@ func TestSameDecisions(t *testing.T) {
 			check("required_scopes", want.RequiredScopes, got["required_scopes"])
 			check("missing_scopes", want.MissingScopes, got["missing_scopes"])
 			check("outcome", want.Outcome, got["outcome"])
-			if want.Outcome != core.OutcomeChallenge || req.Authorization == "" {
+			if want.Outcome != pep.OutcomeChallenge || req.Authorization == "" {
 				// Token errors: mcp-pdp tells the verifier's reason, OPA cannot.
 				check("reason", want.Reason, got["reason"])
 				check("www_authenticate", want.WWWAuthenticate, orEmpty(got["www_authenticate"]))

@@ -18,13 +18,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/mcp-pdp/pdp/internal/core"
 	"github.com/mcp-pdp/pdp/internal/stepup"
+	"github.com/mcp-pdp/pdp/pep"
 )
 
-// Decider is the decision core.
+// Decider is the decision core; *core.Service implements it.
 type Decider interface {
-	Decide(ctx context.Context, req *core.Request, pep string) (*core.Response, error)
+	// DecideValid decides a request whose Message and Result are known to
+	// be valid JSON (readRequest checks them), for the PEP named pepName.
+	// A *pep.RequestError is answered with its status and body.
+	DecideValid(ctx context.Context, req *pep.Request, pepName string) (*pep.Response, error)
+	// Ready reports whether a policy is loaded.
 	Ready() bool
 }
 
@@ -102,31 +106,26 @@ func New(o Options) *Server {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
 
-// apiError is the JSON body of every non-200 answer of the API.
-type apiError struct {
-	Status      int    `json:"-"`
-	Code        string `json:"error"`
-	Description string `json:"error_description"`
+// apiError returns the error answered with status and the body
+// {"error": code, "error_description": description}: the shape of every
+// non-200 answer of the API, the core's request errors included.
+func apiError(status int, code, description string) *pep.RequestError {
+	return &pep.RequestError{Status: status, Code: code, Description: description}
 }
-
-func (e *apiError) Error() string { return e.Code + ": " + e.Description }
 
 func (s *Server) handleError(c *echo.Context, err error) {
 	if resp, _ := echo.UnwrapResponse(c.Response()); resp != nil && resp.Committed {
 		return
 	}
-	var ae *apiError
-	var re *core.RequestError
+	var ae *pep.RequestError
 	var he *echo.HTTPError
 	switch {
 	case errors.As(err, &ae):
-	case errors.As(err, &re):
-		ae = &apiError{Status: re.Status, Code: re.Code, Description: re.Description}
 	case errors.As(err, &he):
-		ae = &apiError{Status: he.Code, Code: strings.ReplaceAll(strings.ToLower(http.StatusText(he.Code)), " ", "_"), Description: he.Message}
+		ae = apiError(he.Code, strings.ReplaceAll(strings.ToLower(http.StatusText(he.Code)), " ", "_"), he.Message)
 	default:
 		s.log.Error("internal error", "path", c.Request().URL.Path, "err", err)
-		ae = &apiError{Status: http.StatusInternalServerError, Code: "internal_error", Description: "internal error"}
+		ae = apiError(http.StatusInternalServerError, "internal_error", "internal error")
 	}
 	s.metrics.apiErrors.WithLabelValues(ae.Code).Inc()
 	_ = writeJSON(c, ae.Status, ae)
@@ -136,23 +135,24 @@ func (s *Server) decide(c *echo.Context) error {
 	start := time.Now()
 	r := c.Request()
 	if !s.opts.Core.Ready() {
-		return &apiError{http.StatusServiceUnavailable, "not_ready", "no policy is loaded yet"}
+		return apiError(http.StatusServiceUnavailable, "not_ready", "no policy is loaded yet")
 	}
 	if !isJSONContentType(r.Header.Get("Content-Type")) {
-		return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json"}
+		return apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
 	}
-	pep, ok := s.authenticatedPEP(c)
+	pepName, ok := s.authenticatedPEP(c)
 	if !ok {
 		return s.auth.refuse(r, authMissing)
 	}
 	if r.ContentLength > s.opts.MaxBodyBytes {
-		return &apiError{http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("the body exceeds the limit of %d bytes", s.opts.MaxBodyBytes)}
+		return apiError(http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("the body exceeds the limit of %d bytes", s.opts.MaxBodyBytes))
 	}
 	req, err := readRequest(r.Body, r.ContentLength, s.opts.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
-	resp, err := s.opts.Core.Decide(r.Context(), req, pep)
+	// readRequest read message and result with a decoder that checks them.
+	resp, err := s.opts.Core.DecideValid(r.Context(), req, pepName)
 	if err != nil {
 		return err
 	}
@@ -187,7 +187,7 @@ func (s *Server) metadata(c *echo.Context) error {
 		}
 	}
 	if match == nil {
-		return &apiError{http.StatusNotFound, "not_found", "no protected resource is configured for " + path}
+		return apiError(http.StatusNotFound, "not_found", "no protected resource is configured for "+path)
 	}
 	c.Response().Header().Set("Cache-Control", "public, max-age=300")
 	return c.JSON(http.StatusOK, match.Document)

@@ -234,7 +234,7 @@ func (a *authenticator) refuse(r *http.Request, reason string) error {
 	case authCertNotAllowed:
 		desc = "the client certificate's subject is not allowed"
 	}
-	return &apiError{http.StatusUnauthorized, "unauthorized", desc}
+	return apiError(http.StatusUnauthorized, "unauthorized", desc)
 }
 
 // isAPIPath reports whether a request path belongs to the authenticated

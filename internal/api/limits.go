@@ -99,8 +99,8 @@ func (l *limiter) rate(c *echo.Context, pep string) error {
 		l.rateLimited.Inc()
 		c.Response().Header().Set("Retry-After", "1")
 	}
-	return &apiError{http.StatusTooManyRequests, "rate_limited",
-		"this PEP exceeds its rate limit of " + strconv.FormatFloat(l.perSec, 'g', -1, 64) + " requests per second; retry after the time in Retry-After"}
+	return apiError(http.StatusTooManyRequests, "rate_limited",
+		"this PEP exceeds its rate limit of "+strconv.FormatFloat(l.perSec, 'g', -1, 64)+" requests per second; retry after the time in Retry-After")
 }
 
 func (l *limiter) bucket(pep string, now time.Time) *bucket {
@@ -145,8 +145,8 @@ func (l *limiter) acquire(c *echo.Context) error {
 	default:
 		l.overloaded.Inc()
 		c.Response().Header().Set("Retry-After", "1")
-		return &apiError{http.StatusServiceUnavailable, "overloaded",
-			"the PDP is answering as many requests as it is configured for (limits.max_concurrent); retry shortly"}
+		return apiError(http.StatusServiceUnavailable, "overloaded",
+			"the PDP is answering as many requests as it is configured for (limits.max_concurrent); retry shortly")
 	}
 }
 

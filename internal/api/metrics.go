@@ -9,7 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mcp-pdp/pdp/internal/core"
+	"github.com/mcp-pdp/pdp/pep"
 )
 
 type metrics struct {
@@ -47,7 +47,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-func (m *metrics) observe(r *core.Response, d time.Duration) {
+func (m *metrics) observe(r *pep.Response, d time.Duration) {
 	m.decisionCounter(r.Outcome, r.HTTPStatus).Inc()
 	m.latency.Observe(d.Seconds())
 }

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/mcp-pdp/pdp/internal/api"
-	"github.com/mcp-pdp/pdp/internal/core"
+	"github.com/mcp-pdp/pdp/pep"
 )
 
 func mustKey(t *testing.T, name, key string) api.APIKey {
@@ -275,14 +275,14 @@ type gate struct {
 	release chan struct{}
 }
 
-func (g *gate) Decide(ctx context.Context, r *core.Request, pep string) (*core.Response, error) {
+func (g *gate) DecideValid(ctx context.Context, r *pep.Request, pepName string) (*pep.Response, error) {
 	g.entered <- struct{}{}
 	select {
 	case <-g.release:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	return g.Decider.Decide(ctx, r, pep)
+	return g.Decider.DecideValid(ctx, r, pepName)
 }
 
 // TestConcurrencyLimit: with max_concurrent requests in progress, the next

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/mcp-pdp/pdp/internal/core"
 	"github.com/mcp-pdp/pdp/internal/jsonfast"
+	"github.com/mcp-pdp/pdp/pep"
 )
 
 // Request bodies are read into pooled buffers. Buffers that grew beyond
@@ -29,8 +29,10 @@ var bodyBuffers = sync.Pool{New: func() any {
 
 // readRequest decodes one JSON object of at most limit bytes. size is the
 // Content-Length (-1 when unknown); it only sizes the buffer, the limit is
-// enforced on the bytes actually read.
-func readRequest(body io.Reader, size, limit int64) (*core.Request, error) {
+// enforced on the bytes actually read. The Message and Result of the
+// request it returns are valid JSON (both decoders check every value they
+// read), which is what Decider.DecideValid relies on.
+func readRequest(body io.Reader, size, limit int64) (*pep.Request, error) {
 	bp := bodyBuffers.Get().(*[]byte)
 	buf, err := readBody(body, (*bp)[:0], size, limit)
 	defer func() {
@@ -40,30 +42,28 @@ func readRequest(body io.Reader, size, limit int64) (*core.Request, error) {
 		}
 	}()
 	if err != nil {
-		return nil, &apiError{http.StatusBadRequest, "invalid_request", "reading the body failed: " + err.Error()}
+		return nil, apiError(http.StatusBadRequest, "invalid_request", "reading the body failed: "+err.Error())
 	}
 	if int64(len(buf)) > limit {
-		return nil, &apiError{http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("the body exceeds the limit of %d bytes", limit)}
+		return nil, apiError(http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("the body exceeds the limit of %d bytes", limit))
 	}
 	if len(bytes.TrimSpace(buf)) == 0 {
-		return nil, &apiError{http.StatusBadRequest, "invalid_request", "the body is empty; send a JSON object"}
+		return nil, apiError(http.StatusBadRequest, "invalid_request", "the body is empty; send a JSON object")
 	}
 	// Nothing decoded below aliases buf: strings and json.RawMessage values
 	// are copies, so the buffer can go back to the pool.
-	var req core.Request
+	var req pep.Request
 	if decodeFast(buf, &req) {
-		req.JSONValid = true // decodeFast checked message and result
 		return &req, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(buf))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return nil, &apiError{http.StatusBadRequest, "invalid_json", describeJSONError(err)}
+		return nil, apiError(http.StatusBadRequest, "invalid_json", describeJSONError(err))
 	}
 	if dec.More() {
-		return nil, &apiError{http.StatusBadRequest, "invalid_json", "unexpected data after the JSON object"}
+		return nil, apiError(http.StatusBadRequest, "invalid_json", "unexpected data after the JSON object")
 	}
-	req.JSONValid = true // the decoder checked every value it read
 	return &req, nil
 }
 
@@ -113,7 +113,7 @@ const (
 // object. It reports false for anything else, and the caller decodes with
 // encoding/json, which gives the same Request for every body decodeFast
 // accepts (FuzzDecodeFast checks this) and the precise error for the rest.
-func decodeFast(buf []byte, req *core.Request) bool {
+func decodeFast(buf []byte, req *pep.Request) bool {
 	i := jsonfast.SkipSpace(buf, 0)
 	if i >= len(buf) || buf[i] != '{' {
 		return false

@@ -10,15 +10,15 @@ import (
 	"testing"
 	"testing/iotest"
 
-	"github.com/mcp-pdp/pdp/internal/core"
+	"github.com/mcp-pdp/pdp/pep"
 )
 
 // decodeStd is the reference: what readRequest did before the fast path,
 // encoding/json with unknown fields refused and nothing after the object.
-func decodeStd(buf []byte) (*core.Request, error) {
+func decodeStd(buf []byte) (*pep.Request, error) {
 	dec := json.NewDecoder(bytes.NewReader(buf))
 	dec.DisallowUnknownFields()
-	var req core.Request
+	var req pep.Request
 	if err := dec.Decode(&req); err != nil {
 		return nil, err
 	}
@@ -76,7 +76,7 @@ func TestDecodeFast(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var got core.Request
+			var got pep.Request
 			fast := decodeFast([]byte(tc.body), &got)
 			if fast != tc.fast {
 				t.Fatalf("decodeFast = %v, want %v", fast, tc.fast)
@@ -99,7 +99,7 @@ func FuzzDecodeFast(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var got core.Request
+		var got pep.Request
 		if !decodeFast(body, &got) {
 			return
 		}
@@ -142,7 +142,7 @@ func TestReadRequestBody(t *testing.T) {
 				}
 				return
 			}
-			var ae *apiError
+			var ae *pep.RequestError
 			if !errors.As(err, &ae) || ae.Status != tc.status {
 				t.Fatalf("error %v, want HTTP %d", err, tc.status)
 			}

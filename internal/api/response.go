@@ -9,7 +9,7 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/mcp-pdp/pdp/internal/core"
+	"github.com/mcp-pdp/pdp/pep"
 )
 
 // jsonBuffer is a reusable response buffer with its encoder.
@@ -49,7 +49,7 @@ func writeJSON(c *echo.Context, status int, v any) error {
 // the answer) is spliced in as it is, after the other fields: encoding/json
 // would validate and compact it byte by byte again, though listfilter built
 // it from the MCP server's own (already parsed) JSON.
-func writeDecision(c *echo.Context, resp *core.Response) error {
+func writeDecision(c *echo.Context, resp *pep.Response) error {
 	if len(resp.Result) == 0 {
 		return writeJSON(c, http.StatusOK, resp)
 	}

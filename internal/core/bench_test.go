@@ -12,6 +12,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/internal/token"
+	"github.com/mcp-pdp/pdp/pep"
 	"github.com/mcp-pdp/pdp/policies"
 )
 
@@ -40,15 +41,15 @@ func newService(tb testing.TB) (*core.Service, *devissuertest.Server) {
 	return s, iss
 }
 
-func callRequest(authz, tool string) *core.Request {
-	return &core.Request{
+func callRequest(authz, tool string) *pep.Request {
+	return &pep.Request{
 		Resource:      resource,
 		Authorization: authz,
 		Message:       json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"` + tool + `","arguments":{"gtin":"4006381333931"}}}`),
 	}
 }
 
-func listRequest(n int) *core.Request {
+func listRequest(n int) *pep.Request {
 	tools := make([]map[string]any, n)
 	names := []string{"ping", "generate_qr_url", "lookup_product", "unknown_tool"}
 	for i := range tools {
@@ -59,7 +60,7 @@ func listRequest(n int) *core.Request {
 		tools[i] = map[string]any{"name": name, "description": "d", "inputSchema": map[string]any{"type": "object", "properties": map[string]any{"q": map[string]any{"type": "string"}}}}
 	}
 	result, _ := json.Marshal(map[string]any{"tools": tools})
-	return &core.Request{Resource: resource, Message: json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`), Result: result}
+	return &pep.Request{Resource: resource, Message: json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`), Result: result}
 }
 
 // BenchmarkDecideCallCachedToken is a tools/call decision with a token
@@ -117,9 +118,9 @@ func BenchmarkDecideList(b *testing.B) {
 func BenchmarkDecideCallDistinctArguments(b *testing.B) {
 	s, iss := newService(b)
 	tok := "Bearer " + iss.Mint(b, devissuer.MintOptions{Subject: "alice", ClientID: "demo", Audience: []string{resource}, Scopes: []string{"qr:generate"}})
-	reqs := make([]*core.Request, 1024)
+	reqs := make([]*pep.Request, 1024)
 	for i := range reqs {
-		reqs[i] = &core.Request{Resource: resource, Authorization: tok,
+		reqs[i] = &pep.Request{Resource: resource, Authorization: tok,
 			Message: json.RawMessage(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"generate_qr_url","arguments":{"gtin":"%013d"}}}`, i, i))}
 	}
 	ctx := context.Background()

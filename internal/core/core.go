@@ -2,6 +2,10 @@
 // caller's token, evaluates the policy once, filters lists, builds the
 // step-up answer and records the audit event. The HTTP API calls it; a
 // future in-process gateway will call it the same way.
+//
+// Its requests and answers are the wire types of the public package
+// [github.com/mcp-pdp/pdp/pep]: [pep.Request] in, [pep.Response] or a
+// [*pep.RequestError] out.
 package core
 
 import (
@@ -23,6 +27,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/listfilter"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/internal/token"
+	"github.com/mcp-pdp/pdp/pep"
 )
 
 // Verifier verifies a raw bearer token for one resource.
@@ -131,14 +136,30 @@ type callParams struct {
 	Arguments json.RawMessage `json:"arguments"`
 }
 
-func badRequest(code, format string, args ...any) *RequestError {
-	return &RequestError{Status: http.StatusBadRequest, Code: code, Description: fmt.Sprintf(format, args...)}
+func badRequest(code, format string, args ...any) *pep.RequestError {
+	return &pep.RequestError{Status: http.StatusBadRequest, Code: code, Description: fmt.Sprintf(format, args...)}
 }
 
-// Decide answers one request. pep names the authenticated caller (audit).
-// A *RequestError means the request could not be decided (HTTP 4xx); any
-// other failure is answered as a deny inside the Response.
-func (s *Service) Decide(ctx context.Context, req *Request, pep string) (*Response, error) {
+// Decide answers one request. pepName names the authenticated PEP, for the
+// audit event (empty: none). A *pep.RequestError means the request could not
+// be decided (HTTP 4xx); any other failure is answered as a deny inside the
+// Response.
+func (s *Service) Decide(ctx context.Context, req *pep.Request, pepName string) (*pep.Response, error) {
+	return s.decide(ctx, req, pepName, false)
+}
+
+// DecideValid is Decide for a request whose Message and Result the caller
+// has already checked to be valid JSON (json.Valid, or read by a decoder
+// that checks every value, as the HTTP API's does): they are not checked
+// again. It is the trusted entry point; when that does not hold, call
+// Decide.
+func (s *Service) DecideValid(ctx context.Context, req *pep.Request, pepName string) (*pep.Response, error) {
+	return s.decide(ctx, req, pepName, true)
+}
+
+// decide is Decide; valid says that req.Message and req.Result are known to
+// be valid JSON.
+func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, valid bool) (*pep.Response, error) {
 	start := time.Now()
 	if req.Resource == "" {
 		return nil, badRequest("invalid_request", "resource is required")
@@ -152,7 +173,7 @@ func (s *Service) Decide(ctx context.Context, req *Request, pep string) (*Respon
 	}
 	var msg message
 	var p callParams
-	fast := parseMessageFast(req.Message, req.JSONValid, &msg, &p)
+	fast := parseMessageFast(req.Message, valid, &msg, &p)
 	if !fast {
 		msg, p = message{}, callParams{}
 		if err := json.Unmarshal(req.Message, &msg); err != nil {
@@ -166,7 +187,7 @@ func (s *Service) Decide(ctx context.Context, req *Request, pep string) (*Respon
 		return nil, badRequest("invalid_message", "message.method is required")
 	}
 	in := decision.Input{Resource: res.URI, Method: *msg.Method, Class: decision.ClassifyMethod(*msg.Method)}
-	d := &pending{svc: s, res: res, in: &in, id: msg.ID, pep: pep, start: start}
+	d := &pending{svc: s, res: res, in: &in, id: msg.ID, pepName: pepName, start: start}
 
 	if in.Class.Operation == decision.OpList && (len(req.Result) == 0 || bytes.Equal(req.Result, []byte("null"))) {
 		return nil, badRequest("invalid_request", "result is required for %s: the list result the MCP server would return", in.Method)
@@ -229,7 +250,7 @@ func (s *Service) Decide(ctx context.Context, req *Request, pep string) (*Respon
 	var result *decision.Result
 	if in.Class.Operation == decision.OpList {
 		var f *listfilter.Filtered
-		if req.JSONValid {
+		if valid {
 			f, err = listfilter.FilterValid(ctx, s.engine, &in, req.Result)
 		} else {
 			f, err = listfilter.Filter(ctx, s.engine, &in, req.Result)
@@ -293,25 +314,25 @@ type pending struct {
 	res      *Resource
 	in       *decision.Input
 	id       json.RawMessage
-	pep      string
+	pepName  string
 	start    time.Time
 	claims   *token.Claims
 	args     json.RawMessage
 	filtered *listfilter.Filtered
 }
 
-func (d *pending) invalidParams(ctx context.Context, why string) (*Response, error) {
-	resp := &Response{
+func (d *pending) invalidParams(ctx context.Context, why string) (*pep.Response, error) {
+	resp := &pep.Response{
 		Allow:        false,
 		HTTPStatus:   http.StatusOK,
 		Reason:       "invalid params: " + why,
-		JSONRPCError: &stepup.JSONRPCError{Code: stepup.CodeInvalidParams, Message: "Invalid params: " + why},
+		JSONRPCError: &pep.JSONRPCError{Code: stepup.CodeInvalidParams, Message: "Invalid params: " + why},
 	}
-	return d.answer(ctx, resp, OutcomeDeny, nil)
+	return d.answer(ctx, resp, pep.OutcomeDeny, nil)
 }
 
-func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr error, tokErr *token.Error) (*Response, error) {
-	resp := &Response{RequiredScopes: []string{}, MissingScopes: []string{}}
+func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr error, tokErr *token.Error) (*pep.Response, error) {
+	resp := &pep.Response{RequiredScopes: []string{}, MissingScopes: []string{}}
 	ref := stepup.Refusal{Method: d.in.Method, Target: d.in.Target}
 	if result != nil {
 		resp.PolicyRevision = result.Revision
@@ -376,15 +397,15 @@ func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr e
 	var outcome string
 	switch ref.Kind {
 	case stepup.Allowed:
-		outcome = OutcomeAllow
+		outcome = pep.OutcomeAllow
 		if d.filtered != nil {
-			outcome = OutcomeFiltered
+			outcome = pep.OutcomeFiltered
 			resp.Result = d.filtered.Result
 		}
 	case stepup.NoToken, stepup.InvalidToken, stepup.InvalidRequest, stepup.InsufficientScope:
-		outcome = OutcomeChallenge
+		outcome = pep.OutcomeChallenge
 	default:
-		outcome = OutcomeDeny
+		outcome = pep.OutcomeDeny
 	}
 	return d.answer(ctx, resp, outcome, result)
 }
@@ -392,7 +413,7 @@ func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr e
 // answer assigns the decision id, records the audit event and, when the
 // event cannot be made durable and the PDP is set to deny unaudited
 // decisions, turns the answer into a deny.
-func (d *pending) answer(ctx context.Context, resp *Response, outcome string, result *decision.Result) (*Response, error) {
+func (d *pending) answer(ctx context.Context, resp *pep.Response, outcome string, result *decision.Result) (*pep.Response, error) {
 	resp.DecisionID = d.svc.newID()
 	resp.Outcome = outcome
 	if resp.RequiredScopes == nil {
@@ -409,8 +430,8 @@ func (d *pending) answer(ctx context.Context, resp *Response, outcome string, re
 		d.svc.log.Error("audit event not durable", "decision_id", resp.DecisionID, "err", err)
 		if d.svc.denyUnaud && resp.Allow {
 			ans := d.res.Challenge.Answer(stepup.Refusal{Kind: stepup.Unavailable, Method: d.in.Method, Target: d.in.Target})
-			*resp = Response{
-				DecisionID: resp.DecisionID, Outcome: OutcomeDeny, HTTPStatus: ans.HTTPStatus,
+			*resp = pep.Response{
+				DecisionID: resp.DecisionID, Outcome: pep.OutcomeDeny, HTTPStatus: ans.HTTPStatus,
 				JSONRPCError: ans.JSONRPCError, RequiredScopes: []string{}, MissingScopes: []string{},
 				Reason: "audit unavailable: decisions are denied until audit events can be recorded", PolicyRevision: resp.PolicyRevision,
 			}
@@ -419,12 +440,12 @@ func (d *pending) answer(ctx context.Context, resp *Response, outcome string, re
 	return resp, nil
 }
 
-func (d *pending) event(resp *Response) *auditsink.Event {
+func (d *pending) event(resp *pep.Response) *auditsink.Event {
 	ev := &auditsink.Event{
 		ID:             resp.DecisionID,
 		Time:           d.start.UTC(),
 		Schema:         auditsink.SchemaVersion,
-		PEP:            d.pep,
+		PEP:            d.pepName,
 		Resource:       d.res.URI,
 		ResourceKey:    d.res.Key,
 		Method:         d.in.Method,

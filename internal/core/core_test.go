@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/internal/token"
+	"github.com/mcp-pdp/pdp/pep"
 	"github.com/mcp-pdp/pdp/policies"
 )
 
@@ -25,17 +28,22 @@ import (
 func customPolicy(t *testing.T) *decision.Policy {
 	t.Helper()
 	dir := t.TempDir()
-	for _, f := range []string{"authz.rego", "lib/scopes.rego"} {
+	// Every Rego file of the default policy; its data.yaml is replaced below.
+	err := fs.WalkDir(policies.FS, ".", func(f string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() || path.Ext(f) != ".rego" {
+			return err
+		}
 		b, err := policies.FS.ReadFile(f)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755); err != nil {
-			t.Fatal(err)
+			return err
 		}
-		if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
+		return os.WriteFile(filepath.Join(dir, f), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	files := map[string]string{
 		"data.yaml": `mcp:
@@ -75,10 +83,10 @@ func service(t *testing.T, pol *decision.Policy, v core.Verifier) *core.Service 
 	return s
 }
 
-func transfer(authz string, amount int) *core.Request {
+func transfer(authz string, amount int) *pep.Request {
 	msg, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "tools/call",
 		"params": map[string]any{"name": "transfer", "arguments": map[string]any{"amount": amount}}})
-	return &core.Request{Resource: resource, Authorization: authz, Message: msg}
+	return &pep.Request{Resource: resource, Authorization: authz, Message: msg}
 }
 
 // An explicit deny is final: no step-up challenge even when scopes are
@@ -95,17 +103,17 @@ func TestExplicitDenyIsNotAChallenge(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
-		req     *core.Request
+		req     *pep.Request
 		allow   bool
 		status  int
 		outcome string
 		header  bool
 	}{
-		{"within limit with scope", transfer(mint("pay"), 50), true, 200, core.OutcomeAllow, false},
-		{"over limit with scope", transfer(mint("pay"), 500), false, 200, core.OutcomeDeny, false},
-		{"over limit without scope", transfer(mint(), 500), false, 200, core.OutcomeDeny, false},
-		{"within limit without scope", transfer(mint(), 50), false, 403, core.OutcomeChallenge, true},
-		{"anonymous within limit", transfer("", 50), false, 401, core.OutcomeChallenge, true},
+		{"within limit with scope", transfer(mint("pay"), 50), true, 200, pep.OutcomeAllow, false},
+		{"over limit with scope", transfer(mint("pay"), 500), false, 200, pep.OutcomeDeny, false},
+		{"over limit without scope", transfer(mint(), 500), false, 200, pep.OutcomeDeny, false},
+		{"within limit without scope", transfer(mint(), 50), false, 403, pep.OutcomeChallenge, true},
+		{"anonymous within limit", transfer("", 50), false, 401, pep.OutcomeChallenge, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -116,7 +124,7 @@ func TestExplicitDenyIsNotAChallenge(t *testing.T) {
 			if r.Allow != tc.allow || r.HTTPStatus != tc.status || r.Outcome != tc.outcome || (r.WWWAuthenticate != "") != tc.header {
 				t.Fatalf("%+v", r)
 			}
-			if tc.outcome == core.OutcomeDeny && (r.ToolResult == nil || !strings.Contains(r.ToolResult.Content[0].Text, "limit of 100") || r.ToolResult.Meta != nil) {
+			if tc.outcome == pep.OutcomeDeny && (r.ToolResult == nil || !strings.Contains(r.ToolResult.Content[0].Text, "limit of 100") || r.ToolResult.Meta != nil) {
 				t.Fatalf("deny tool_result = %+v", r.ToolResult)
 			}
 		})
@@ -155,20 +163,20 @@ func TestRequestErrors(t *testing.T) {
 	s, _ := newService(t)
 	tests := []struct {
 		name string
-		req  *core.Request
+		req  *pep.Request
 		code string
 	}{
-		{"no resource", &core.Request{Message: json.RawMessage(`{}`)}, "invalid_request"},
-		{"unknown resource", &core.Request{Resource: "https://x", Message: json.RawMessage(`{}`)}, "unknown_resource"},
-		{"null message", &core.Request{Resource: resource, Message: json.RawMessage(`null`)}, "invalid_request"},
-		{"string message", &core.Request{Resource: resource, Message: json.RawMessage(`"x"`)}, "invalid_message"},
-		{"method not a string", &core.Request{Resource: resource, Message: json.RawMessage(`{"jsonrpc":"2.0","method":5}`)}, "invalid_message"},
-		{"jsonrpc 1.0", &core.Request{Resource: resource, Message: json.RawMessage(`{"jsonrpc":"1.0","method":"ping"}`)}, "invalid_message"},
+		{"no resource", &pep.Request{Message: json.RawMessage(`{}`)}, "invalid_request"},
+		{"unknown resource", &pep.Request{Resource: "https://x", Message: json.RawMessage(`{}`)}, "unknown_resource"},
+		{"null message", &pep.Request{Resource: resource, Message: json.RawMessage(`null`)}, "invalid_request"},
+		{"string message", &pep.Request{Resource: resource, Message: json.RawMessage(`"x"`)}, "invalid_message"},
+		{"method not a string", &pep.Request{Resource: resource, Message: json.RawMessage(`{"jsonrpc":"2.0","method":5}`)}, "invalid_message"},
+		{"jsonrpc 1.0", &pep.Request{Resource: resource, Message: json.RawMessage(`{"jsonrpc":"1.0","method":"ping"}`)}, "invalid_message"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := s.Decide(context.Background(), tc.req, "")
-			var re *core.RequestError
+			var re *pep.RequestError
 			if !errors.As(err, &re) || re.Code != tc.code || re.Status != 400 || strings.Contains(re.Description, "core.") {
 				t.Fatalf("err = %#v, want %s", err, tc.code)
 			}
@@ -184,7 +192,7 @@ func TestInvalidParamsAreInBand(t *testing.T) {
 		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ping","arguments":[1]}}`,
 		`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"name":"x"}}`,
 	} {
-		r, err := s.Decide(context.Background(), &core.Request{Resource: resource, Message: json.RawMessage(msg)}, "")
+		r, err := s.Decide(context.Background(), &pep.Request{Resource: resource, Message: json.RawMessage(msg)}, "")
 		if err != nil {
 			t.Fatalf("%s: %v", msg, err)
 		}

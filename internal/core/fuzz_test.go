@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -18,6 +20,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/internal/token"
+	"github.com/mcp-pdp/pdp/pep"
 	"github.com/mcp-pdp/pdp/policies"
 )
 
@@ -85,21 +88,21 @@ func newFuzzEnv(tb testing.TB) *fuzzEnv {
 	return &fuzzEnv{svc: s, iss: iss, v: v, audit: audit}
 }
 
-var outcomes = []string{core.OutcomeAllow, core.OutcomeFiltered, core.OutcomeChallenge, core.OutcomeDeny}
+var outcomes = []string{pep.OutcomeAllow, pep.OutcomeFiltered, pep.OutcomeChallenge, pep.OutcomeDeny}
 
 // checkAnswer asserts what every answer of Decide must be: a RequestError
 // (4xx, no audit event) or a well-formed, fail-closed Response with exactly
 // one audit event.
-func (e *fuzzEnv) checkAnswer(t *testing.T, req *core.Request, resp *core.Response, err error) {
+func (e *fuzzEnv) checkAnswer(t *testing.T, req *pep.Request, resp *pep.Response, err error) {
 	t.Helper()
 	events, encErrs := e.audit.take()
 	if len(encErrs) > 0 {
 		t.Fatalf("audit event does not encode: %v", encErrs[0])
 	}
 	if err != nil {
-		var re *core.RequestError
+		var re *pep.RequestError
 		if !errors.As(err, &re) {
-			t.Fatalf("error %T %v, want *core.RequestError", err, err)
+			t.Fatalf("error %T %v, want *pep.RequestError", err, err)
 		}
 		if resp != nil || re.Status < 400 || re.Status > 499 || re.Code == "" || re.Description == "" {
 			t.Fatalf("resp %v, request error %+v", resp, re)
@@ -124,18 +127,18 @@ func (e *fuzzEnv) checkAnswer(t *testing.T, req *core.Request, resp *core.Respon
 		t.Fatalf("http_status %d", resp.HTTPStatus)
 	}
 	if resp.Allow {
-		if (resp.Outcome != core.OutcomeAllow && resp.Outcome != core.OutcomeFiltered) || resp.HTTPStatus != 200 || resp.JSONRPCError != nil || resp.WWWAuthenticate != "" {
+		if (resp.Outcome != pep.OutcomeAllow && resp.Outcome != pep.OutcomeFiltered) || resp.HTTPStatus != 200 || resp.JSONRPCError != nil || resp.WWWAuthenticate != "" {
 			t.Fatalf("inconsistent allow %+v", resp)
 		}
-	} else if resp.Outcome != core.OutcomeChallenge && resp.Outcome != core.OutcomeDeny {
+	} else if resp.Outcome != pep.OutcomeChallenge && resp.Outcome != pep.OutcomeDeny {
 		t.Fatalf("deny with outcome %s", resp.Outcome)
 	}
-	if resp.Outcome == core.OutcomeChallenge {
+	if resp.Outcome == pep.OutcomeChallenge {
 		if _, err := stepup.ParseChallenges(resp.WWWAuthenticate); err != nil {
 			t.Fatalf("challenge %q does not parse: %v", resp.WWWAuthenticate, err)
 		}
 	}
-	if resp.Outcome == core.OutcomeFiltered && !json.Valid(resp.Result) {
+	if resp.Outcome == pep.OutcomeFiltered && !json.Valid(resp.Result) {
 		t.Fatalf("filtered result is not JSON: %q", resp.Result)
 	}
 	if _, err := json.Marshal(resp); err != nil {
@@ -156,7 +159,8 @@ func (e *fuzzEnv) checkAnswer(t *testing.T, req *core.Request, resp *core.Respon
 }
 
 // FuzzDecide sends random JSON-RPC messages, list results and Authorization
-// values through core.Decide with the real default policy and verifier.
+// values through core.Decide with the real default policy and verifier, and
+// those that are valid JSON through core.DecideValid too.
 func FuzzDecide(f *testing.F) {
 	e := newFuzzEnv(f)
 	good := "Bearer " + e.iss.Mint(f, devissuer.MintOptions{Subject: "alice", ClientID: "c", Audience: []string{resource}, Scopes: []string{"qr:generate"}})
@@ -188,9 +192,24 @@ func FuzzDecide(f *testing.F) {
 		f.Add(s.authz, []byte(s.msg), s.result)
 	}
 	f.Fuzz(func(t *testing.T, authz string, msg, result []byte) {
-		req := &core.Request{Resource: resource, Authorization: authz, Message: msg, Result: result}
+		req := &pep.Request{Resource: resource, Authorization: authz, Message: msg, Result: result}
 		resp, err := e.svc.Decide(context.Background(), req, "fuzz")
 		e.checkAnswer(t, req, resp, err)
+		if !json.Valid(msg) || (len(result) > 0 && !json.Valid(result)) {
+			return
+		}
+		// The trusted entry point, given what it may trust, answers alike.
+		vresp, verr := e.svc.DecideValid(context.Background(), req, "fuzz")
+		e.checkAnswer(t, req, vresp, verr)
+		if fmt.Sprint(verr) != fmt.Sprint(err) || (resp == nil) != (vresp == nil) {
+			t.Fatalf("DecideValid: %v %v, Decide: %v %v", vresp, verr, resp, err)
+		}
+		if resp != nil {
+			vresp.DecisionID = resp.DecisionID
+			if !reflect.DeepEqual(vresp, resp) {
+				t.Fatalf("DecideValid %+v, Decide %+v", vresp, resp)
+			}
+		}
 	})
 }
 
@@ -280,7 +299,7 @@ func FuzzScopeClaims(f *testing.F) {
 		// directly or through "qr:admin" (the demo catalog's scope_implies).
 		// Wildcards from the token count only when the catalog lists them in
 		// wildcard_scopes, which the demo catalog does not (docs/policy.md).
-		req := &core.Request{Resource: resource, Authorization: "Bearer " + raw,
+		req := &pep.Request{Resource: resource, Authorization: "Bearer " + raw,
 			Message: json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"generate_qr_url"}}`)}
 		resp, err := e.svc.Decide(context.Background(), req, "fuzz")
 		e.checkAnswer(t, req, resp, err)

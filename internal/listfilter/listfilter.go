@@ -180,8 +180,10 @@ func Filter(ctx context.Context, d Decider, in *decision.Input, result json.RawM
 	return filter(ctx, d, in, result, false)
 }
 
-// FilterValid is Filter for a result the caller knows to be valid JSON
-// (json.Valid, or read by encoding/json): it is not checked again.
+// FilterValid is Filter for a result the caller has already checked to be
+// valid JSON (json.Valid, or read by a decoder that checks every value): it
+// is not checked again. It is the trusted entry point, used by
+// core.Service.DecideValid; when that does not hold, call Filter.
 func FilterValid(ctx context.Context, d Decider, in *decision.Input, result json.RawMessage) (*Filtered, error) {
 	return filter(ctx, d, in, result, true)
 }

@@ -1,9 +1,11 @@
 package listfilter_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -139,14 +141,25 @@ func TestParseErrors(t *testing.T) {
 }
 
 // FuzzFilter: any accepted result yields valid JSON whose tools are exactly
-// the visible ones; nothing panics.
+// the visible ones; nothing panics; FilterValid, given valid JSON, answers
+// as Filter does.
 func FuzzFilter(f *testing.F) {
 	f.Add(`{"tools":[{"name":"ping"},{"name":"x","_meta":{"a":1}}],"nextCursor":"c"}`)
 	f.Add(`{"tools":[ { "name" : "generate_qr_url" , "securitySchemes":[] } ]}`)
 	f.Add(`{"tools":[{"name":"a\u0041"}]}`)
+	f.Add(`{"tools":[{"name":1}]}`)
 	d := engine(f)
 	f.Fuzz(func(t *testing.T, result string) {
 		out, err := listfilter.Filter(context.Background(), d, input("tools/list"), json.RawMessage(result))
+		if json.Valid([]byte(result)) {
+			vout, verr := listfilter.FilterValid(context.Background(), d, input("tools/list"), json.RawMessage(result))
+			if fmt.Sprint(verr) != fmt.Sprint(err) {
+				t.Fatalf("FilterValid error %v, Filter error %v", verr, err)
+			}
+			if err == nil && (!bytes.Equal(vout.Result, out.Result) || !reflect.DeepEqual(vout.Visible, out.Visible) || !reflect.DeepEqual(vout.Hidden, out.Hidden)) {
+				t.Fatalf("FilterValid %s %v %v, Filter %s %v %v", vout.Result, vout.Visible, vout.Hidden, out.Result, out.Visible, out.Hidden)
+			}
+		}
 		if err != nil {
 			return
 		}

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+
+	"github.com/mcp-pdp/pdp/pep"
 )
 
 // Strategy chooses the scopes a challenge asks for.
@@ -88,32 +90,18 @@ type Refusal struct {
 	Description string
 }
 
-// JSONRPCError is the error object of a JSON-RPC response.
-type JSONRPCError struct {
-	Code    int    `json:"code"`
-	Message string `json:"message"`
-}
-
-// Content is one content block of a tool result.
-type Content struct {
-	Type string `json:"type"`
-	Text string `json:"text"`
-}
-
-// ToolResult is an MCP CallToolResult carrying an error and, for step-up,
-// the challenge in _meta["mcp/www_authenticate"].
-type ToolResult struct {
-	IsError bool           `json:"isError"`
-	Content []Content      `json:"content"`
-	Meta    map[string]any `json:"_meta,omitempty"`
-}
-
-// Answer is what the enforcement point must send.
+// Answer is what the enforcement point must send; the core copies it into
+// the fields of the same names of [pep.Response].
 type Answer struct {
-	HTTPStatus      int
+	// HTTPStatus is the status of the MCP server's HTTP answer.
+	HTTPStatus int
+	// WWWAuthenticate is the challenge header value; empty when none is due.
 	WWWAuthenticate string
-	JSONRPCError    *JSONRPCError
-	ToolResult      *ToolResult
+	// JSONRPCError is the in-band JSON-RPC error, or nil.
+	JSONRPCError *pep.JSONRPCError
+	// ToolResult is the in-band tools/call result, or nil (set only when
+	// the method is tools/call).
+	ToolResult *pep.ToolResult
 }
 
 // JSON-RPC error codes used for in-band refusals.
@@ -149,33 +137,33 @@ func (r *Resource) Answer(f Refusal) Answer {
 		return Answer{HTTPStatus: http.StatusOK, JSONRPCError: hiddenError(f.Method, f.Target)}
 	case Forbidden:
 		if f.Method == "tools/call" {
-			return Answer{HTTPStatus: http.StatusOK, ToolResult: &ToolResult{
+			return Answer{HTTPStatus: http.StatusOK, ToolResult: &pep.ToolResult{
 				IsError: true,
-				Content: []Content{{Type: "text", Text: "Denied by policy: " + f.Description}},
+				Content: []pep.Content{{Type: "text", Text: "Denied by policy: " + f.Description}},
 			}}
 		}
-		return Answer{HTTPStatus: http.StatusOK, JSONRPCError: &JSONRPCError{Code: CodeForbidden, Message: "Forbidden: " + f.Description}}
+		return Answer{HTTPStatus: http.StatusOK, JSONRPCError: &pep.JSONRPCError{Code: CodeForbidden, Message: "Forbidden: " + f.Description}}
 	default: // Unavailable
-		return Answer{HTTPStatus: http.StatusServiceUnavailable, JSONRPCError: &JSONRPCError{Code: CodeInternalError, Message: "Authorization unavailable"}}
+		return Answer{HTTPStatus: http.StatusServiceUnavailable, JSONRPCError: &pep.JSONRPCError{Code: CodeInternalError, Message: "Authorization unavailable"}}
 	}
 }
 
 // hiddenError answers as if the target did not exist, so its existence is not revealed.
-func hiddenError(method, target string) *JSONRPCError {
+func hiddenError(method, target string) *pep.JSONRPCError {
 	switch method {
 	case "tools/call":
-		return &JSONRPCError{Code: CodeInvalidParams, Message: "Unknown tool: " + target}
+		return &pep.JSONRPCError{Code: CodeInvalidParams, Message: "Unknown tool: " + target}
 	case "prompts/get":
-		return &JSONRPCError{Code: CodeInvalidParams, Message: "Unknown prompt: " + target}
+		return &pep.JSONRPCError{Code: CodeInvalidParams, Message: "Unknown prompt: " + target}
 	case "resources/read", "resources/subscribe", "resources/unsubscribe":
-		return &JSONRPCError{Code: CodeResourceNotFound, Message: "Resource not found: " + target}
+		return &pep.JSONRPCError{Code: CodeResourceNotFound, Message: "Resource not found: " + target}
 	default:
-		return &JSONRPCError{Code: CodeMethodNotFound, Message: "Method not found: " + method}
+		return &pep.JSONRPCError{Code: CodeMethodNotFound, Message: "Method not found: " + method}
 	}
 }
 
 // toolChallenge is the in-band form of a challenge for tools/call.
-func toolChallenge(f Refusal, header string) *ToolResult {
+func toolChallenge(f Refusal, header string) *pep.ToolResult {
 	if f.Method != "tools/call" {
 		return nil
 	}
@@ -194,9 +182,9 @@ func toolChallenge(f Refusal, header string) *ToolResult {
 	if len(f.Required) > 0 {
 		text += " (scopes needed: " + strings.Join(f.Required, " ") + ")"
 	}
-	return &ToolResult{
+	return &pep.ToolResult{
 		IsError: true,
-		Content: []Content{{Type: "text", Text: text}},
+		Content: []pep.Content{{Type: "text", Text: text}},
 		Meta:    map[string]any{"mcp/www_authenticate": []string{header}},
 	}
 }

@@ -1,0 +1,141 @@
+package pep
+
+import "encoding/json"
+
+// Request is the body of POST /v1/decide: one JSON-RPC message an MCP
+// server received, to be decided for the caller it came from.
+type Request struct {
+	// Resource (JSON "resource", required) is the canonical URI of the
+	// protected MCP server, byte-identical to a resource configured on the
+	// PDP; the PDP does no normalization.
+	Resource string `json:"resource"`
+	// Authorization (JSON "authorization", omitted when empty) is the
+	// Authorization header exactly as the MCP server received it; empty
+	// means an anonymous caller.
+	Authorization string `json:"authorization,omitempty"`
+	// Message (JSON "message", required) is the JSON-RPC request or
+	// notification the MCP server received: an object with jsonrpc "2.0"
+	// and a non-empty method.
+	Message json.RawMessage `json:"message"`
+	// Result (JSON "result", omitted when empty) is, for the list methods
+	// (tools/list, prompts/list, resources/list, resources/templates/list),
+	// the list result the MCP server would return; it is required for them
+	// and ignored for every other method.
+	Result json.RawMessage `json:"result,omitempty"`
+}
+
+// Response is the body of a decided POST /v1/decide (HTTP 200). Allow says
+// whether to run the request; when it is false, the other fields say how to
+// refuse it.
+type Response struct {
+	// DecisionID (JSON "decision_id", always set) is the unique id of this
+	// decision, also the id of its audit event; log it with the request.
+	DecisionID string `json:"decision_id"`
+	// Allow (JSON "allow", always set) is true when the MCP server may run
+	// the request (for a list method: return Result instead of its own
+	// result), false when it must refuse it as the other fields say.
+	Allow bool `json:"allow"`
+	// Outcome (JSON "outcome", always set) is one of OutcomeAllow,
+	// OutcomeFiltered, OutcomeChallenge and OutcomeDeny.
+	Outcome string `json:"outcome"`
+	// HTTPStatus (JSON "http_status", always set) is the HTTP status the MCP
+	// server must answer its client with: 200, 400, 401, 403 or 503.
+	HTTPStatus int `json:"http_status"`
+	// WWWAuthenticate (JSON "www_authenticate", set for challenges only) is
+	// the complete WWW-Authenticate header value (RFC 6750 §3) to send with
+	// HTTPStatus.
+	WWWAuthenticate string `json:"www_authenticate,omitempty"`
+	// RequiredScopes (JSON "required_scopes", always set, possibly empty) are
+	// the scopes the target requires per the policy; empty for public
+	// targets, lists, lifecycle methods and targets hidden from the caller.
+	RequiredScopes []string `json:"required_scopes"`
+	// MissingScopes (JSON "missing_scopes", always set, possibly empty) are
+	// the required scopes the token does not grant, after the policy's scope
+	// hierarchies and wildcards are applied; for an anonymous caller or an
+	// invalid token they equal RequiredScopes.
+	MissingScopes []string `json:"missing_scopes"`
+	// Reason (JSON "reason", always set) is a human-readable reason for logs
+	// and audit. It may reveal policy internals: do not forward it to
+	// clients.
+	Reason string `json:"reason"`
+	// JSONRPCError (JSON "jsonrpc_error", set when the refusal is a
+	// JSON-RPC error) is the error to send in the JSON-RPC response, with
+	// the request's id.
+	JSONRPCError *JSONRPCError `json:"jsonrpc_error,omitempty"`
+	// ToolResult (JSON "tool_result", set for tools/call challenges and
+	// policy refusals of tools/call) is the result to send in the JSON-RPC
+	// response instead of running the tool.
+	ToolResult *ToolResult `json:"tool_result,omitempty"`
+	// Result (JSON "result", set for allowed list methods) is the filtered
+	// list result: hidden items removed, kept tools annotated with their
+	// securitySchemes. The MCP server sends it instead of its own result.
+	Result json.RawMessage `json:"result,omitempty"`
+	// PolicyRevision (JSON "policy_revision", set when the policy was
+	// evaluated) is the revision of the policy that decided: the bundle's
+	// manifest revision, or "sha256:" and 12 hex digits of the policy
+	// content.
+	PolicyRevision string `json:"policy_revision,omitempty"`
+}
+
+// Outcomes of a decision, the values of [Response.Outcome]. Audit events and
+// the pdp_decisions_total metric use the same values.
+const (
+	// OutcomeAllow: the request is allowed; run it.
+	OutcomeAllow = "allow"
+	// OutcomeFiltered: a list method is allowed; return Response.Result.
+	OutcomeFiltered = "filtered"
+	// OutcomeChallenge: a token is missing, invalid or lacks scopes; answer
+	// with the OAuth challenge (Response.WWWAuthenticate).
+	OutcomeChallenge = "challenge"
+	// OutcomeDeny: the request is refused (the target is hidden, the policy
+	// refuses it, its params are invalid, or the decision failed).
+	OutcomeDeny = "deny"
+)
+
+// JSONRPCError is the error object of a JSON-RPC 2.0 response.
+type JSONRPCError struct {
+	// Code (JSON "code") is the JSON-RPC error code, e.g. -32602.
+	Code int `json:"code"`
+	// Message (JSON "message") is the short description of the error.
+	Message string `json:"message"`
+}
+
+// ToolResult is an MCP CallToolResult that reports an error and, for a
+// step-up challenge, carries the challenge in _meta["mcp/www_authenticate"].
+type ToolResult struct {
+	// IsError (JSON "isError") is true: the tool call failed.
+	IsError bool `json:"isError"`
+	// Content (JSON "content") is the message shown to the model and user.
+	Content []Content `json:"content"`
+	// Meta (JSON "_meta", omitted when empty) holds, for a challenge, the
+	// key "mcp/www_authenticate" with the WWW-Authenticate value as a
+	// one-element string array.
+	Meta map[string]any `json:"_meta,omitempty"`
+}
+
+// Content is one content block of a [ToolResult].
+type Content struct {
+	// Type (JSON "type") is the block type, "text".
+	Type string `json:"type"`
+	// Text (JSON "text") is the text of the block.
+	Text string `json:"text"`
+}
+
+// RequestError is the answer to a request the PDP did not decide: the body
+// of every non-200 answer of the PDP's HTTP API, such as a malformed
+// request, an unauthenticated PEP or an overloaded PDP. The PEP must fail
+// closed for the request at hand.
+type RequestError struct {
+	// Status is the HTTP status of the answer (4xx or 5xx). It is not part
+	// of the JSON body: a client takes it from the HTTP response.
+	Status int `json:"-"`
+	// Code (JSON "error") is the machine-readable error code, e.g.
+	// "invalid_request", "unknown_resource", "rate_limited".
+	Code string `json:"error"`
+	// Description (JSON "error_description") says what is wrong and how to
+	// fix it.
+	Description string `json:"error_description"`
+}
+
+// Error returns the code and the description.
+func (e *RequestError) Error() string { return e.Code + ": " + e.Description }
