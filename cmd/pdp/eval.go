@@ -15,9 +15,9 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/mcp-pdp/pdp/internal/config"
-	"github.com/mcp-pdp/pdp/internal/core"
 	"github.com/mcp-pdp/pdp/internal/decision"
 	"github.com/mcp-pdp/pdp/internal/server"
+	"github.com/mcp-pdp/pdp/pep"
 )
 
 // evalIssuer is the issuer of the stand-in resource when eval runs without
@@ -119,7 +119,7 @@ type evalOptions struct {
 }
 
 type evalResult struct {
-	resp        *core.Response
+	resp        *pep.Response
 	input       any // the Rego input document, nil when the policy was not evaluated
 	explanation *decision.Explanation
 }
@@ -133,7 +133,7 @@ func evalRequest(ctx context.Context, o evalOptions) (*evalResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	var req core.Request
+	var req pep.Request
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
