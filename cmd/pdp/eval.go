@@ -144,10 +144,6 @@ func evalRequest(ctx context.Context, o evalOptions) (*evalResult, error) {
 		if cfg, err = config.Load(o.configPath); err != nil {
 			return nil, err
 		}
-		cfg.ApplyDefaults()
-		if err := cfg.Validate(); err != nil {
-			return nil, err
-		}
 	} else {
 		if req.Resource == "" {
 			return nil, errors.New("the request has no resource")
@@ -155,17 +151,22 @@ func evalRequest(ctx context.Context, o evalOptions) (*evalResult, error) {
 		if req.Authorization != "" && o.claimsPath == "" {
 			return nil, errors.New("the request carries a token, but without --config there is no issuer to verify it: give --config, or --claims")
 		}
-		cfg = &config.Config{Resources: []config.Resource{{URI: req.Resource, Issuer: evalIssuer, JWKSURI: evalIssuer + "/jwks"}}}
-		cfg.ApplyDefaults()
+		cfg = config.Default()
+		cfg.Resources = []config.Resource{{URI: req.Resource, Issuer: evalIssuer, JWKSURI: evalIssuer + "/jwks"}}
 	}
-	if o.policyPath != "" {
-		cfg.Policy.Path = o.policyPath
+	err = cfg.Override(func(c *config.Config) {
+		if o.policyPath != "" {
+			c.Policy.Path = o.policyPath
+		}
+		off := false
+		c.Audit.Enabled = &off
+		noPoll := config.Duration(0)
+		c.Policy.PollInterval = &noPoll
+		c.Limits.DecisionTimeout = config.Duration(max(c.Limits.DecisionTimeout.D(), evalMinTimeout))
+	})
+	if err != nil {
+		return nil, err
 	}
-	off := false
-	cfg.Audit.Enabled = &off
-	noPoll := config.Duration(0)
-	cfg.Policy.PollInterval = &noPoll
-	cfg.Limits.DecisionTimeout = config.Duration(max(cfg.Limits.DecisionTimeout.D(), evalMinTimeout))
 
 	// eval reports its own errors; the server's logs would only repeat them.
 	log := slog.New(slog.DiscardHandler)

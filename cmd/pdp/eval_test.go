@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io/fs"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -38,7 +39,11 @@ func polCallRequest(tool, authz string) map[string]any {
 func polDefaultWithRevoked(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, f := range []string{"authz.rego", "lib/scopes.rego", "data.yaml"} {
+	files, err := fs.Glob(policies.FS, "*.rego")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range append(files, "lib/scopes.rego", "data.yaml") {
 		b, err := policies.FS.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)

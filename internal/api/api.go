@@ -45,8 +45,9 @@ type ReadinessCheck func() error
 
 // Options configure the HTTP API.
 type Options struct {
-	Core         Decider
-	Metadata     []MetadataDoc
+	Core     Decider
+	Metadata []MetadataDoc
+	// MaxBodyBytes bounds a /v1/... request body (0 = DefaultMaxBodyBytes).
 	MaxBodyBytes int64
 	// Ready checks beyond "a policy is loaded" (e.g. audit spool writable).
 	Ready []ReadinessCheck
@@ -72,10 +73,14 @@ type Server struct {
 	limits  *limiter
 }
 
+// DefaultMaxBodyBytes is Options.MaxBodyBytes's default
+// (limits.max_body_bytes).
+const DefaultMaxBodyBytes = 1 << 20
+
 // New builds the handler.
 func New(o Options) *Server {
 	if o.MaxBodyBytes <= 0 {
-		o.MaxBodyBytes = 1 << 20
+		o.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

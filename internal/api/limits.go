@@ -18,12 +18,17 @@ type Limits struct {
 	// authenticated PEP (one shared bucket for unauthenticated callers when
 	// no authentication is configured); 0 = unlimited. Over it: 429.
 	RatePerPEP float64
-	// RateBurst is the bucket size (default: RatePerPEP rounded up, at least 1).
+	// RateBurst is the bucket size (0 = RatePerPEP rounded down, plus 1).
 	RateBurst int
-	// MaxConcurrent bounds the /v1/... requests in progress; 0 = unlimited.
-	// Over it: 503 overloaded, at once (no queueing).
+	// MaxConcurrent bounds the /v1/... requests in progress (0 =
+	// DefaultMaxConcurrent; negative = unlimited). Over it: 503 overloaded,
+	// at once (no queueing).
 	MaxConcurrent int
 }
+
+// DefaultMaxConcurrent is Limits.MaxConcurrent's default
+// (limits.max_concurrent).
+const DefaultMaxConcurrent = 1024
 
 // maxLimiters bounds the per-PEP buckets kept; PEP names come from the
 // configuration (API keys) or from certificates of a trusted CA, so this is
@@ -69,9 +74,12 @@ func newLimiter(l Limits, reg prometheus.Registerer) *limiter {
 		}),
 	}
 	if lm.perSec > 0 && lm.burst <= 0 {
-		lm.burst = int(math.Ceil(lm.perSec))
+		lm.burst = int(math.Floor(lm.perSec)) + 1
 	}
-	if l.MaxConcurrent > 0 {
+	switch {
+	case l.MaxConcurrent == 0:
+		lm.sem = make(chan struct{}, DefaultMaxConcurrent)
+	case l.MaxConcurrent > 0:
 		lm.sem = make(chan struct{}, l.MaxConcurrent)
 	}
 	reg.MustRegister(lm.rateLimited, lm.overloaded, lm.inFlight)

@@ -62,10 +62,14 @@ type Options struct {
 	Auditor Auditor
 	// DenyUnaudited denies a decision whose audit event could not be made durable.
 	DenyUnaudited bool
-	// DecisionTimeout bounds token verification and policy evaluation.
+	// DecisionTimeout bounds token verification and policy evaluation
+	// (0 = DefaultDecisionTimeout; limits.decision_timeout).
 	DecisionTimeout time.Duration
 	Logger          *slog.Logger
 }
+
+// DefaultDecisionTimeout is Options.DecisionTimeout's default.
+const DefaultDecisionTimeout = 250 * time.Millisecond
 
 // Service decides requests. It is safe for concurrent use.
 type Service struct {
@@ -96,7 +100,7 @@ func New(o Options) (*Service, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	if s.timeout <= 0 {
-		s.timeout = 250 * time.Millisecond
+		s.timeout = DefaultDecisionTimeout
 	}
 	for _, r := range o.Resources {
 		if r.Verifier == nil {

@@ -12,8 +12,13 @@ import (
 	"github.com/open-policy-agent/opa/v1/keys"
 )
 
-// DefaultKeyID is the key id of a verification key when none is given.
-const DefaultKeyID = "default"
+// Defaults of Verification's arguments.
+const (
+	// DefaultKeyID is the key id of a verification key when none is given.
+	DefaultKeyID = "default"
+	// DefaultAlgorithm is the signature algorithm when none is given.
+	DefaultAlgorithm = "RS256"
+)
 
 // Verification builds OPA's bundle verification config from a key file: a
 // PEM public key (or certificate) for RS*, PS* and ES* signatures, or the
@@ -27,7 +32,7 @@ func Verification(keyFile, keyID, alg, scope string) (*bundle.VerificationConfig
 		keyID = DefaultKeyID
 	}
 	if alg == "" {
-		alg = "RS256"
+		alg = DefaultAlgorithm
 	}
 	if !keys.IsSupportedAlgorithm(alg) {
 		return nil, fmt.Errorf("verification: algorithm %q is not one of RS256..512, PS256..512, ES256..512, HS256..512", alg)

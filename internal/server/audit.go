@@ -3,9 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"path/filepath"
-	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,6 +12,9 @@ import (
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/natsembed"
 )
+
+// DefaultSpoolDir is audit.spool_dir's default, under the data directory.
+const DefaultSpoolDir = "spool"
 
 // startAudit connects to NATS (starting the embedded server when
 // audit.nats.url is "embedded") and opens the audit sink.
@@ -44,15 +45,15 @@ func (s *Server) startAudit(ctx context.Context, reg prometheus.Registerer) erro
 		InProcess: inProcess,
 	})
 	if err != nil {
-		return fmt.Errorf("audit: connect to NATS %s: %w", redactURL(natsURL), err)
+		return fmt.Errorf("audit: connect to NATS %s: %w", auditsink.RedactURLs(natsURL), err)
 	}
 	s.nc = nc
 	spool := ac.SpoolDir
 	if spool == "" {
-		spool = filepath.Join(cfg.DataDir, "spool")
+		spool = filepath.Join(cfg.DataDir, DefaultSpoolDir)
 	}
 	s.sink, err = auditsink.New(ctx, auditsink.Config{
-		Enabled: true, Mode: ac.Mode, OnFailure: ac.OnFailure,
+		Mode:   ac.Mode,
 		Stream: ac.Stream, SubjectPrefix: ac.SubjectPrefix, Replicas: ac.Replicas,
 		MaxAge: ac.MaxAge.D(), DuplicateWindow: ac.DuplicateWindow.D(), QueueSize: ac.QueueSize,
 		SpoolDir: spool, PDP: cfg.Instance, Logger: s.log.With("component", "audit"), Registerer: reg,
@@ -61,15 +62,4 @@ func (s *Server) startAudit(ctx context.Context, reg prometheus.Registerer) erro
 		return fmt.Errorf("audit: %w", err)
 	}
 	return nil
-}
-
-func redactURL(s string) string {
-	parts := strings.Split(s, ",")
-	for i, p := range parts {
-		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
-			u.User = url.User("redacted")
-			parts[i] = u.String()
-		}
-	}
-	return strings.Join(parts, ",")
 }
