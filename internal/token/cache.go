@@ -188,15 +188,3 @@ func (c *Cache) Misses() uint64 {
 	}
 	return n
 }
-
-// Purge removes every entry (e.g. after a revocation or a key compromise).
-func (c *Cache) Purge() {
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.Lock()
-		clear(s.idx)
-		clear(s.entries)
-		s.entries = s.entries[:0]
-		s.mu.Unlock()
-	}
-}
