@@ -31,7 +31,7 @@ client-test:
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet $(PKGS)
-	$(GO) tool opa fmt --list --fail policies test/policies
+	$(GO) run ./cmd/pdp fmt --list --fail policies test/policies
 	$(GO) run ./cmd/pdp check --strict policies
 
 rego-test:

@@ -18,6 +18,7 @@ Usage:
   pdp token [--scope S] [--sub U] ...     mint a token from the running dev server's issuer
   pdp test [-v] [--coverage] [paths...]   run Rego unit tests (default: policies test/policies)
   pdp check [--strict] [paths...]         compile a policy and validate its catalog data (CI)
+  pdp fmt [--list] [--write] [paths...]   format Rego files (OPA's formatter, as opa fmt)
   pdp eval --input req.json [--explain M] the decision for a /v1/decide body, with the rules behind it
   pdp bundle build|verify [flags]         build (and sign) an OPA bundle, or verify one
   pdp audit tail|export [flags]           read decision audit events from NATS JetStream
@@ -58,6 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runBundle(ctx, rest, stdout, stderr)
 	case "audit":
 		return runAudit(ctx, rest, stdout, stderr)
+	case "fmt":
+		return runFmt(ctx, rest, stdout, stderr)
 	case "apikey":
 		return runAPIKey(ctx, rest, stdout, stderr)
 	case "version":
