@@ -17,6 +17,16 @@ func PrepareWithoutCatalogIndex(ctx context.Context, b *bundle.Bundle, source st
 	return prepare(ctx, b, source, o, false)
 }
 
+// CacheKey returns the input value the result cache keys in on, as Decide
+// builds it.
+func (p *Policy) CacheKey(in *Input) (ast.Value, error) {
+	keyTok := in.tokenTerm(p.claimKeys)
+	if p.cache != nil && p.subjects != nil && in.Token != nil {
+		keyTok = in.Token.keyTermFor(p.claimKeys, p.subjects)
+	}
+	return in.value(p.readsArgs, p.readsItems, keyTok, in.listTerms(p.nameTerms))
+}
+
 // ReadsArguments reports whether a rule may read call arguments
 // (input.tool.arguments, input.target.arguments, or input as a whole).
 func (p *Policy) ReadsArguments() bool { return p.readsArgs }
