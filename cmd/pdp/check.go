@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/decision"
+	"github.com/mcp-pdp/pdp/internal/policysource"
 	"github.com/mcp-pdp/pdp/internal/server"
 )
 
@@ -79,7 +79,7 @@ signature-verified as the server does).
 				continue
 			}
 			pol, err := decision.Load(ctx, decision.Source{Path: p}, decision.Options{CacheSize: -1, Strict: *strict})
-			results = append(results, result{name: p, pol: pol, err: err, lint: ignoredDataFiles(p)})
+			results = append(results, result{name: p, pol: pol, err: err, lint: policysource.IgnoredDataFiles(p)})
 		}
 	}
 	code := 0
@@ -140,34 +140,4 @@ func checkRegoFile(path string, strict bool) error {
 		return decision.NewPolicyError(path, "compile", c.Errors)
 	}
 	return nil
-}
-
-// ignoredDataFiles warns about JSON and YAML files that a bundle silently
-// ignores: bundle data files must be named data.json, data.yaml or data.yml.
-func ignoredDataFiles(root string) []decision.Problem {
-	fi, err := os.Stat(root)
-	if err != nil || !fi.IsDir() {
-		return nil
-	}
-	var out []decision.Problem
-	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return nil
-		}
-		name := d.Name()
-		ext := strings.ToLower(filepath.Ext(name))
-		if ext != ".json" && ext != ".yaml" && ext != ".yml" {
-			return nil
-		}
-		switch name {
-		case "data.json", "data.yaml", "data.yml", ".manifest", ".signatures.json":
-			return nil
-		}
-		out = append(out, decision.Problem{
-			File: p, Warning: true, Message: "ignored: only files named data.json, data.yaml or data.yml are policy data",
-			Hint: "rename it to data.yaml; its directory decides where it is mounted (mcp/data.yaml is data.mcp)",
-		})
-		return nil
-	})
-	return out
 }
