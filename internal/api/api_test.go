@@ -19,12 +19,13 @@ import (
 	"github.com/mcp-pdp/pdp/internal/devissuer"
 	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
 	"github.com/mcp-pdp/pdp/internal/stepup"
-	"github.com/mcp-pdp/pdp/internal/token"
-	"github.com/mcp-pdp/pdp/policies"
+	"github.com/mcp-pdp/pdp/internal/testkit/coretest"
 )
 
-const resource = "https://mcp.example.com/mcp"
-const prm = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+const (
+	resource = coretest.Resource
+	prm      = coretest.MetadataURL
+)
 
 // recorder keeps audit events in memory: the audit sink itself is tested
 // against a real NATS server in internal/auditsink and cmd/pdp.
@@ -52,42 +53,25 @@ type env struct {
 
 func setup(t *testing.T, opts ...func(*core.Options)) *env {
 	t.Helper()
-	iss := devissuertest.New(t, "ES256")
-	pol, err := decision.Load(context.Background(), decision.Source{FS: policies.FS})
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := token.NewKeySets(token.KeySetsConfig{})
-	v, err := token.NewVerifier(token.Config{Resource: resource, Issuer: iss.URL}, keys, token.NewCache(100), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec := &recorder{}
-	co := core.Options{
-		Engine: decision.NewEngine(pol),
-		Resources: []*core.Resource{{
-			URI: resource, Key: "mcp_example_com_mcp", Verifier: v,
-			Challenge:      stepup.Resource{URI: resource, MetadataURL: prm, Strategy: stepup.Operation},
-			AuditArguments: true, Redact: []string{"secret"},
-		}},
-		Auditor: rec,
-	}
-	for _, o := range opts {
-		o(&co)
-	}
-	c, err := core.New(co)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := coretest.New(t, coretest.Options{
+		Auditor: rec, TokenCacheSize: 100,
+		AuditArguments: true, Redact: []string{"secret"},
+		Core: func(co *core.Options) {
+			for _, o := range opts {
+				o(co)
+			}
+		},
+	})
 	h := api.New(api.Options{
-		Core:         c,
+		Core:         c.Service,
 		MaxBodyBytes: 64 << 10,
 		Metadata: []api.MetadataDoc{{Host: "mcp.example.com", Path: "/.well-known/oauth-protected-resource/mcp",
-			Document: stepup.NewMetadata(resource, []string{iss.URL}, []string{"qr:generate"})}},
+			Document: stepup.NewMetadata(resource, []string{c.Issuer.URL}, []string{"qr:generate"})}},
 	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &env{srv: srv, iss: iss, audit: rec}
+	return &env{srv: srv, iss: c.Issuer, audit: rec}
 }
 
 func (e *env) token(t *testing.T, scopes ...string) string {

@@ -49,7 +49,7 @@ func (w *benchWriter) Write(b []byte) (int, error) {
 // (a request, a header map and a body per call; the connection's buffered
 // reader is not part of it), so allocations are the handler's.
 func BenchmarkDecideHTTP(b *testing.B) {
-	e := newHEnv(b, hopts{core: func(o *core.Options) { o.Auditor = discardAuditor{} }})
+	e := newServer(b, serverOptions{core: func(o *core.Options) { o.Auditor = discardAuditor{} }})
 	tok := "Bearer " + e.iss.Mint(b, devissuer.MintOptions{Subject: "alice", ClientID: "claude",
 		Audience: []string{resource}, Scopes: []string{"qr:generate"}})
 	body := []byte(`{"resource":"` + resource + `","authorization":"` + tok + `",` +

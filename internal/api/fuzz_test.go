@@ -30,7 +30,7 @@ func validHeaderValue(s string) bool {
 // gets past authentication.
 func FuzzDecideRequest(f *testing.F) {
 	const key = "pdpk_fuzz-key"
-	e := newHEnv(f, hopts{api: func(o *api.Options) {
+	e := newServer(f, serverOptions{api: func(o *api.Options) {
 		k, err := api.ParseAPIKey("fuzzer", api.HashAPIKey(key))
 		if err != nil {
 			f.Fatal(err)

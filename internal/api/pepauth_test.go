@@ -1,21 +1,16 @@
 package api_test
 
 import (
-	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mcp-pdp/pdp/internal/api"
-	"github.com/mcp-pdp/pdp/pep"
+	"github.com/mcp-pdp/pdp/internal/testkit"
 )
 
 func mustKey(t *testing.T, name, key string) api.APIKey {
@@ -48,7 +43,7 @@ func TestParseAPIKey(t *testing.T) {
 // calls get 401 and are counted; metadata, health and metrics stay public.
 func TestPEPAPIKeys(t *testing.T) {
 	const oldKey, newKey, otherKey = "pdpk_old-key-0123456789", "pdpk_new-key-9876543210", "pdpk_gw2-key"
-	e := newHEnv(t, hopts{api: func(o *api.Options) {
+	e := newServer(t, serverOptions{api: func(o *api.Options) {
 		o.Auth = api.PEPAuth{APIKeys: []api.APIKey{mustKey(t, "gateway", oldKey), mustKey(t, "gateway-next", newKey), mustKey(t, "billing-mcp", otherKey)}}
 	}})
 	body := req("", call("lookup_product", nil))
@@ -114,7 +109,7 @@ func TestPEPAPIKeys(t *testing.T) {
 // credentials (not even to learn that a route does not exist), and the
 // public endpoints need none.
 func TestPEPAuthCoversAllOfV1(t *testing.T) {
-	e := newHEnv(t, hopts{api: func(o *api.Options) {
+	e := newServer(t, serverOptions{api: func(o *api.Options) {
 		o.Auth = api.PEPAuth{APIKeys: []api.APIKey{mustKey(t, "gw", "pdpk_k")}}
 	}})
 	for _, p := range []string{"/v1/decide", "/v1/", "/v1", "/v1/nope", "/V1/decide", "//v1/decide", "/v1/../v1/decide", "/./v1/decide", "/v1%2Fdecide", "/%761/decide"} {
@@ -140,12 +135,10 @@ func TestPEPAuthCoversAllOfV1(t *testing.T) {
 // disallowed subject gets 401, a certificate from an unknown CA does not
 // get past the handshake, and without a certificate an API key still works.
 func TestPEPMutualTLS(t *testing.T) {
-	ca, rogue := newTestCA(t, "PEP CA"), newTestCA(t, "rogue CA")
-	pool := x509.NewCertPool()
-	pool.AddCert(ca.cert)
-	serverCert := ca.issue(t, "pdp", nil, false)
-	e := newHEnv(t, hopts{
-		tls: &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12},
+	ca, rogue := testkit.NewCA(t, "PEP CA"), testkit.NewCA(t, "rogue CA")
+	serverCert := ca.KeyPair(t, testkit.Leaf{CommonName: "pdp"})
+	e := newServer(t, serverOptions{
+		tls: &tls.Config{Certificates: []tls.Certificate{serverCert}, ClientCAs: ca.Pool(), ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12},
 		api: func(o *api.Options) {
 			o.Auth = api.PEPAuth{MTLS: true, AllowedSubjects: []string{"mcp-qr", "gw.pep.internal"}, APIKeys: []api.APIKey{mustKey(t, "keyed", "pdpk_k")}}
 		},
@@ -153,7 +146,7 @@ func TestPEPMutualTLS(t *testing.T) {
 	client := func(certs ...tls.Certificate) *http.Client {
 		// GetClientCertificate sends the certificate even when the server
 		// does not list its issuer (the unknown CA case).
-		tc := &tls.Config{RootCAs: certPool(ca), GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		tc := &tls.Config{RootCAs: ca.Pool(), GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			if len(certs) == 0 {
 				return &tls.Certificate{}, nil
 			}
@@ -170,12 +163,12 @@ func TestPEPMutualTLS(t *testing.T) {
 		pep       string
 		errReason string
 	}{
-		{"allowed CN", client(ca.issue(t, "mcp-qr", nil, true)), nil, 200, "mcp-qr", ""},
-		{"allowed DNS SAN", client(ca.issue(t, "something", []string{"GW.pep.internal"}, true)), nil, 200, "gw.pep.internal", ""},
-		{"disallowed subject", client(ca.issue(t, "intruder", []string{"intruder.pep.internal"}, true)), nil, 401, "", "certificate_not_allowed"},
-		{"disallowed subject with a valid API key", client(ca.issue(t, "intruder", nil, true)), map[string]string{"X-PDP-API-Key": "pdpk_k"}, 401, "", "certificate_not_allowed"},
-		{"server certificate as client certificate", client(ca.issue(t, "mcp-qr", nil, false)), nil, 0, "", ""},
-		{"unknown CA", client(rogue.issue(t, "mcp-qr", nil, true)), nil, 0, "", ""},
+		{"allowed CN", client(ca.KeyPair(t, testkit.Leaf{CommonName: "mcp-qr", Client: true})), nil, 200, "mcp-qr", ""},
+		{"allowed DNS SAN", client(ca.KeyPair(t, testkit.Leaf{CommonName: "something", DNSNames: []string{"GW.pep.internal"}, Client: true})), nil, 200, "gw.pep.internal", ""},
+		{"disallowed subject", client(ca.KeyPair(t, testkit.Leaf{CommonName: "intruder", DNSNames: []string{"intruder.pep.internal"}, Client: true})), nil, 401, "", "certificate_not_allowed"},
+		{"disallowed subject with a valid API key", client(ca.KeyPair(t, testkit.Leaf{CommonName: "intruder", Client: true})), map[string]string{"X-PDP-API-Key": "pdpk_k"}, 401, "", "certificate_not_allowed"},
+		{"server certificate as client certificate", client(ca.KeyPair(t, testkit.Leaf{CommonName: "mcp-qr"})), nil, 0, "", ""},
+		{"unknown CA", client(rogue.KeyPair(t, testkit.Leaf{CommonName: "mcp-qr", Client: true})), nil, 0, "", ""},
 		{"no certificate, API key", client(), map[string]string{"Authorization": "Bearer pdpk_k"}, 200, "keyed", ""},
 		{"no certificate, no key", client(), nil, 401, "", "missing_credentials"},
 	}
@@ -217,119 +210,10 @@ func TestPEPMutualTLS(t *testing.T) {
 	}
 }
 
-func certPool(cas ...*testCA) *x509.CertPool {
-	p := x509.NewCertPool()
-	for _, ca := range cas {
-		p.AddCert(ca.cert)
-	}
-	return p
-}
-
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {
 		panic(err)
 	}
 	return b
-}
-
-// TestPEPRateLimit: each PEP has its own bucket; over it, 429 with
-// Retry-After; the other PEP is not affected.
-func TestPEPRateLimit(t *testing.T) {
-	e := newHEnv(t, hopts{api: func(o *api.Options) {
-		o.Auth = api.PEPAuth{APIKeys: []api.APIKey{mustKey(t, "noisy", "pdpk_noisy"), mustKey(t, "quiet", "pdpk_quiet")}}
-		// One token per 100 s: the bucket does not refill during the test.
-		o.Limits = api.Limits{RatePerPEP: 0.01, RateBurst: 3}
-	}})
-	body := req("", call("lookup_product", nil))
-	noisy := map[string]string{"X-PDP-API-Key": "pdpk_noisy"}
-	for i := range 3 {
-		if resp, out := e.decide(t, noisy, body); resp.StatusCode != 200 {
-			t.Fatalf("request %d within the burst: %d %v", i, resp.StatusCode, out)
-		}
-	}
-	resp, out := e.decide(t, noisy, body)
-	if resp.StatusCode != 429 || out["error"] != "rate_limited" {
-		t.Fatalf("over the burst: %d %v", resp.StatusCode, out)
-	}
-	if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 101 {
-		t.Fatalf("Retry-After %q", resp.Header.Get("Retry-After"))
-	}
-	if resp, out := e.decide(t, map[string]string{"X-PDP-API-Key": "pdpk_quiet"}, body); resp.StatusCode != 200 {
-		t.Fatalf("other PEP: %d %v", resp.StatusCode, out)
-	}
-	// Unauthenticated calls do not spend any PEP's tokens.
-	for range 5 {
-		e.decide(t, map[string]string{"X-PDP-API-Key": "pdpk_wrong"}, body)
-	}
-	if e.metric(t, "pdp_rate_limited_total") != 1 {
-		t.Fatalf("pdp_rate_limited_total = %v", e.metric(t, "pdp_rate_limited_total"))
-	}
-}
-
-// gate holds every decision until released, to fill the concurrency limit
-// with real requests.
-type gate struct {
-	api.Decider
-	entered chan struct{}
-	release chan struct{}
-}
-
-func (g *gate) DecideValid(ctx context.Context, r *pep.Request, pepName string) (*pep.Response, error) {
-	g.entered <- struct{}{}
-	select {
-	case <-g.release:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	return g.Decider.DecideValid(ctx, r, pepName)
-}
-
-// TestConcurrencyLimit: with max_concurrent requests in progress, the next
-// one is answered 503 overloaded at once, whoever sends it; when one
-// finishes, requests are accepted again.
-func TestConcurrencyLimit(t *testing.T) {
-	g := &gate{entered: make(chan struct{}, 64), release: make(chan struct{})}
-	e := newHEnv(t, hopts{
-		api:  func(o *api.Options) { o.Limits = api.Limits{MaxConcurrent: 2} },
-		wrap: func(d api.Decider) api.Decider { g.Decider = d; return g },
-	})
-	body := req("", call("lookup_product", nil))
-	var wg sync.WaitGroup
-	codes := make([]int, 2)
-	for i := range 2 {
-		wg.Go(func() {
-			resp, _ := e.decide(t, nil, body)
-			codes[i] = resp.StatusCode
-		})
-	}
-	for range 2 {
-		select {
-		case <-g.entered:
-		case <-time.After(60 * time.Second):
-			t.Fatal("requests did not reach the core")
-		}
-	}
-	if got := e.metric(t, "pdp_api_in_flight"); got != 2 {
-		t.Errorf("in flight = %v", got)
-	}
-	resp, out := e.decide(t, nil, body)
-	if resp.StatusCode != 503 || out["error"] != "overloaded" || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("third request: %d %v %v", resp.StatusCode, out, resp.Header)
-	}
-	// Public endpoints are not counted against the limit.
-	if resp, _ := e.do(t, nil, http.MethodGet, "/healthz", nil, nil); resp.StatusCode != 200 {
-		t.Fatalf("healthz under load = %d", resp.StatusCode)
-	}
-	close(g.release)
-	wg.Wait()
-	if !slices.Equal(codes, []int{200, 200}) {
-		t.Fatalf("held requests: %v", codes)
-	}
-	if resp, _ := e.decide(t, nil, body); resp.StatusCode != 200 {
-		t.Fatalf("after release: %d", resp.StatusCode)
-	}
-	if e.metric(t, "pdp_overloaded_total") != 1 || e.metric(t, "pdp_api_in_flight") != 0 {
-		t.Fatalf("overloaded=%v in_flight=%v", e.metric(t, "pdp_overloaded_total"), e.metric(t, "pdp_api_in_flight"))
-	}
 }
