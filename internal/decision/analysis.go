@@ -95,6 +95,9 @@ func anyInputRef(modules []*ast.Module, reads func(ast.Ref) bool) bool {
 	return false
 }
 
+// refReadsArguments reports whether a reference into input may reach the
+// call arguments: input, input[x], input.tool, input.target, their
+// arguments or a dynamic key below them.
 func refReadsArguments(r ast.Ref) bool {
 	if len(r) < 2 {
 		return true

@@ -10,9 +10,11 @@ import (
 // A policy whose rules call no non-deterministic built-in (time.now_ns,
 // http.send, rand.intn, uuid.rfc4122, ...) is a pure function of its input
 // and its data. Data is fixed per Policy, so such a policy's results can be
-// memoized by input: resultCache maps the exact input value to its Result.
-// A hit costs building and hashing the input plus one comparison, instead of
-// an evaluation. A new Policy (reload) starts with an empty cache.
+// memoized by input: resultCache maps the input value, as far as the policy
+// can read it, to its Result (layer 5 of "Caching" in the package
+// documentation). A hit costs building and hashing the input plus one
+// comparison, instead of an evaluation. A new Policy (reload) starts with
+// an empty cache.
 
 const cacheShards = 16
 

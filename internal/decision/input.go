@@ -79,8 +79,9 @@ type Item struct {
 
 // Input is one request to decide.
 type Input struct {
-	Resource  string
-	Method    string
+	Resource string
+	Method   string
+	// Class is ClassifyMethod(Method); the decision caches rely on it.
 	Class     Method
 	Target    string    // tool or prompt name, resource URI (calls)
 	Arguments ast.Value // call arguments, or nil

@@ -31,6 +31,8 @@ type Source struct {
 	Verification *bundle.VerificationConfig
 }
 
+// String names the source in messages: its path, or "embedded" (with the
+// directory inside FS) for a policy in an FS.
 func (s Source) String() string {
 	if s.FS != nil {
 		if s.Path == "" || s.Path == "." {

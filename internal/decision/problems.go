@@ -24,6 +24,8 @@ type PolicyError struct {
 	Err error
 }
 
+// Error names the stage and the source, then the problems that refuse the
+// policy (or the underlying error when there are none).
 func (e *PolicyError) Error() string {
 	var b strings.Builder
 	switch e.Stage {
@@ -53,6 +55,7 @@ func (e *PolicyError) Error() string {
 	return b.String()
 }
 
+// Unwrap returns the underlying error, or nil.
 func (e *PolicyError) Unwrap() error { return e.Err }
 
 // Errors returns the problems that refuse the policy (not the warnings).

@@ -19,7 +19,7 @@ type Result struct {
 	// new scopes would not help, so no step-up challenge is due.
 	Forbidden bool
 	// list is a list method's answer: the visible items and what each
-	// needs (Lookup). It is what the decision cache keeps.
+	// needs (listAnswer.find). It is what the decision cache keeps.
 	list *listAnswer
 	// listed is, for a result Decide returned for a list, the index in
 	// list.decs of each of Input.Items' decision, in order; -1: hidden (Item).

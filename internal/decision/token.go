@@ -16,7 +16,9 @@ type Actor struct {
 
 // Token is the verified caller as the policy sees it. Build it once per
 // verified token with NewToken and reuse it: its Rego value is computed once
-// (and once more per policy that reads only some claims, see claimsRead).
+// (and once more per policy that reads only some claims, see claimsRead),
+// and the call cache recognizes it by that value's identity (see "Caching"
+// in the package documentation).
 type Token struct {
 	Subject, ClientID, Issuer, Grant string
 	Scopes                           []string
