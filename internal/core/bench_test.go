@@ -10,35 +10,18 @@ import (
 	"github.com/mcp-pdp/pdp/internal/decision"
 	"github.com/mcp-pdp/pdp/internal/devissuer"
 	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
-	"github.com/mcp-pdp/pdp/internal/stepup"
-	"github.com/mcp-pdp/pdp/internal/token"
+	"github.com/mcp-pdp/pdp/internal/testkit/coretest"
 	"github.com/mcp-pdp/pdp/pep"
-	"github.com/mcp-pdp/pdp/policies"
 )
 
-const resource = "https://mcp.example.com/mcp"
+const resource = coretest.Resource
 
+// newService is the real core with the default policy and a verifier
+// against a real dev issuer (coretest), without audit.
 func newService(tb testing.TB) (*core.Service, *devissuertest.Server) {
 	tb.Helper()
-	iss := devissuertest.New(tb, "ES256")
-	pol, err := decision.Load(context.Background(), decision.Source{FS: policies.FS})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	v, err := token.NewVerifier(token.Config{Resource: resource, Issuer: iss.URL, JWKSURI: iss.JWKSURI()},
-		token.NewKeySets(token.KeySetsConfig{}), token.NewCache(10000), nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	s, err := core.New(core.Options{
-		Engine: decision.NewEngine(pol),
-		Resources: []*core.Resource{{URI: resource, Key: "k", Verifier: v,
-			Challenge: stepup.Resource{URI: resource, MetadataURL: "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"}}},
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return s, iss
+	e := coretest.New(tb, coretest.Options{})
+	return e.Service, e.Issuer
 }
 
 func callRequest(authz, tool string) *pep.Request {
@@ -138,21 +121,8 @@ func BenchmarkDecideCallDistinctArguments(b *testing.B) {
 // every call evaluates the policy (the cost of a first call, or of a policy
 // that reads arguments).
 func BenchmarkDecideCallUncached(b *testing.B) {
-	iss := devissuertest.New(b, "ES256")
-	pol, err := decision.Load(context.Background(), decision.Source{FS: policies.FS}, decision.Options{CacheSize: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	v, err := token.NewVerifier(token.Config{Resource: resource, Issuer: iss.URL, JWKSURI: iss.JWKSURI()},
-		token.NewKeySets(token.KeySetsConfig{}), token.NewCache(10000), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := core.New(core.Options{Engine: decision.NewEngine(pol), Resources: []*core.Resource{{URI: resource, Key: "k", Verifier: v,
-		Challenge: stepup.Resource{URI: resource, MetadataURL: "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"}}}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	e := coretest.New(b, coretest.Options{Policy: coretest.DefaultPolicy(b, decision.Options{CacheSize: -1})})
+	s, iss := e.Service, e.Issuer
 	tok := "Bearer " + iss.Mint(b, devissuer.MintOptions{Subject: "alice", ClientID: "demo", Audience: []string{resource}, Scopes: []string{"qr:generate"}})
 	req := callRequest(tok, "generate_qr_url")
 	ctx := context.Background()

@@ -7,18 +7,14 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/mcp-pdp/pdp/internal/core"
 	"github.com/mcp-pdp/pdp/internal/decision"
 	"github.com/mcp-pdp/pdp/internal/devissuer"
-	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
 	"github.com/mcp-pdp/pdp/internal/stepup"
-	"github.com/mcp-pdp/pdp/internal/token"
+	"github.com/mcp-pdp/pdp/internal/testkit/coretest"
 	"github.com/mcp-pdp/pdp/pep"
 	"github.com/mcp-pdp/pdp/policies"
 )
@@ -27,24 +23,6 @@ import (
 // step-up tool "transfer" needing scope "pay".
 func customPolicy(t *testing.T) *decision.Policy {
 	t.Helper()
-	dir := t.TempDir()
-	// Every Rego file of the default policy; its data.yaml is replaced below.
-	err := fs.WalkDir(policies.FS, ".", func(f string, e fs.DirEntry, err error) error {
-		if err != nil || e.IsDir() || path.Ext(f) != ".rego" {
-			return err
-		}
-		b, err := policies.FS.ReadFile(f)
-		if err != nil {
-			return err
-		}
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dir, f), b, 0o644)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	files := map[string]string{
 		"data.yaml": `mcp:
   default_catalog: bank
@@ -58,29 +36,19 @@ func customPolicy(t *testing.T) *decision.Policy {
 deny contains "amount exceeds the limit of 100" if input.tool.arguments.amount > 100
 `,
 	}
-	for name, content := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
+	// Every Rego file of the default policy; its data.yaml is replaced.
+	err := fs.WalkDir(policies.FS, ".", func(f string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() || path.Ext(f) != ".rego" {
+			return err
 		}
-	}
-	p, err := decision.Load(context.Background(), decision.Source{Path: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func service(t *testing.T, pol *decision.Policy, v core.Verifier) *core.Service {
-	t.Helper()
-	s, err := core.New(core.Options{
-		Engine: decision.NewEngine(pol),
-		Resources: []*core.Resource{{URI: resource, Key: "k", Verifier: v,
-			Challenge: stepup.Resource{URI: resource, MetadataURL: "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"}}},
+		b, err := policies.FS.ReadFile(f)
+		files[f] = string(b)
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return coretest.PolicyFiles(t, files)
 }
 
 func transfer(authz string, amount int) *pep.Request {
@@ -92,12 +60,8 @@ func transfer(authz string, amount int) *pep.Request {
 // An explicit deny is final: no step-up challenge even when scopes are
 // missing too, and the answer is an in-band tool error.
 func TestExplicitDenyIsNotAChallenge(t *testing.T) {
-	iss := devissuertest.New(t, "ES256")
-	v, err := token.NewVerifier(token.Config{Resource: resource, Issuer: iss.URL}, token.NewKeySets(token.KeySetsConfig{}), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := service(t, customPolicy(t), v)
+	e := coretest.New(t, coretest.Options{Policy: customPolicy(t), TokenCacheSize: -1})
+	s, iss := e.Service, e.Issuer
 	mint := func(scopes ...string) string {
 		return "Bearer " + iss.Mint(t, devissuer.MintOptions{Subject: "u", ClientID: "c", Audience: []string{resource}, Scopes: scopes})
 	}
@@ -139,16 +103,8 @@ func TestKeysUnavailable(t *testing.T) {
 		http.Error(w, "down", http.StatusBadGateway)
 	}))
 	defer down.Close()
-	iss := devissuertest.New(t, "ES256")
-	v, err := token.NewVerifier(token.Config{Resource: resource, Issuer: iss.URL, JWKSURI: down.URL + "/jwks.json"}, token.NewKeySets(token.KeySetsConfig{}), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, err := decision.Load(context.Background(), decision.Source{FS: policies.FS})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := service(t, pol, v)
+	e := coretest.New(t, coretest.Options{JWKSURI: down.URL + "/jwks.json", TokenCacheSize: -1})
+	s, iss := e.Service, e.Issuer
 	tok := "Bearer " + iss.Mint(t, devissuer.MintOptions{Subject: "u", Audience: []string{resource}})
 	r, err := s.Decide(context.Background(), callRequest(tok, "lookup_product"), "")
 	if err != nil {

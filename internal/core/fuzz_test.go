@@ -15,13 +15,12 @@ import (
 
 	"github.com/mcp-pdp/pdp/internal/auditsink"
 	"github.com/mcp-pdp/pdp/internal/core"
-	"github.com/mcp-pdp/pdp/internal/decision"
 	"github.com/mcp-pdp/pdp/internal/devissuer"
 	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
 	"github.com/mcp-pdp/pdp/internal/stepup"
+	"github.com/mcp-pdp/pdp/internal/testkit/coretest"
 	"github.com/mcp-pdp/pdp/internal/token"
 	"github.com/mcp-pdp/pdp/pep"
-	"github.com/mcp-pdp/pdp/policies"
 )
 
 // eventLog keeps the audit events of a fuzz run, JSON-encoded as the sink
@@ -62,30 +61,14 @@ type fuzzEnv struct {
 // a real (dev) issuer, audit of call arguments with redaction.
 func newFuzzEnv(tb testing.TB) *fuzzEnv {
 	tb.Helper()
-	iss := devissuertest.New(tb, "ES256")
-	pol, err := decision.Load(context.Background(), decision.Source{FS: policies.FS})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	v, err := token.NewVerifier(token.Config{Resource: resource, Issuer: iss.URL, JWKSURI: iss.JWKSURI()},
-		token.NewKeySets(token.KeySetsConfig{}), token.NewCache(1000), nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
 	audit := &eventLog{}
-	s, err := core.New(core.Options{
-		Engine: decision.NewEngine(pol),
-		Resources: []*core.Resource{{URI: resource, Key: "k", Verifier: v,
-			Challenge:      stepup.Resource{URI: resource, MetadataURL: "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"},
-			AuditArguments: true, Redact: []string{"password"}}},
-		Auditor: audit,
+	e := coretest.New(tb, coretest.Options{
+		Auditor: audit, AuditArguments: true, Redact: []string{"password"},
+		TokenCacheSize: 1000,
 		// Generous: the properties must not depend on the machine's load.
 		DecisionTimeout: 30 * time.Second,
 	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &fuzzEnv{svc: s, iss: iss, v: v, audit: audit}
+	return &fuzzEnv{svc: e.Service, iss: e.Issuer, v: e.Verifier, audit: audit}
 }
 
 var outcomes = []string{pep.OutcomeAllow, pep.OutcomeFiltered, pep.OutcomeChallenge, pep.OutcomeDeny}
