@@ -12,6 +12,7 @@ import (
 
 	"github.com/mcp-pdp/pdp/internal/auditsink"
 	"github.com/mcp-pdp/pdp/internal/natsembed"
+	"github.com/mcp-pdp/pdp/internal/testkit/natstest"
 )
 
 // `pdp audit tail|export` against the embedded NATS of a "running dev
@@ -20,15 +21,11 @@ func TestRunAuditTailAndExport(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dataDir := t.TempDir()
-	srv, err := natsembed.Start(ctx, natsembed.Options{StoreDir: filepath.Join(dataDir, "nats"), Port: natsembed.RandomPort})
-	if err != nil {
+	srv := natstest.Start(t)
+	if err := natsembed.WriteURLFile(dataDir, srv.URL()); err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Shutdown()
-	if err := natsembed.WriteURLFile(dataDir, srv.ClientURL()); err != nil {
-		t.Fatal(err)
-	}
-	nc, err := auditsink.Connect(ctx, srv.ClientURL(), auditsink.ConnectOptions{})
+	nc, err := auditsink.Connect(ctx, srv.URL(), auditsink.ConnectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +62,8 @@ func TestRunAuditTailAndExport(t *testing.T) {
 		{"tail table, last hour", []string{"tail", "--data-dir", dataDir}, 0, []string{"OUTCOME", "deny", "403", "delete_all", "bob", "cursor", "missing scope admin", "challenge"}, []string{"d1", "allow "}},
 		{"tail json with filters", []string{"tail", "--data-dir", dataDir, "--json", "--since", "3h", "--subject", "alice"}, 0, []string{`"id":"d1"`, `"id":"d3"`}, []string{`"id":"d2"`}},
 		{"tail outcome filter", []string{"tail", "--data-dir", dataDir, "--since", "1d", "--outcome", "allow"}, 0, []string{"generate_qr_url", "allow"}, []string{"delete_all"}},
-		{"export with nats url", []string{"export", "--nats", srv.ClientURL(), "--since", "24h", "--until", "10m", "--tool", "delete_all"}, 0, []string{`"id":"d2"`}, []string{`"id":"d1"`, `"id":"d3"`}},
-		{"bad since", []string{"export", "--nats", srv.ClientURL(), "--since", "yesterday"}, 2, nil, nil},
+		{"export with nats url", []string{"export", "--nats", srv.URL(), "--since", "24h", "--until", "10m", "--tool", "delete_all"}, 0, []string{`"id":"d2"`}, []string{`"id":"d1"`, `"id":"d3"`}},
+		{"bad since", []string{"export", "--nats", srv.URL(), "--since", "yesterday"}, 2, nil, nil},
 		{"no dev server", []string{"tail", "--data-dir", t.TempDir()}, 1, nil, nil},
 		{"unknown subcommand", []string{"grep"}, 2, nil, nil},
 	}

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mcp-pdp/pdp/internal/testkit/natstest"
 )
 
 // benchIDs makes event IDs unique across benchmark rounds.
@@ -31,8 +33,8 @@ func BenchmarkRecordAsync(b *testing.B) {
 			name = "sustained"
 		}
 		b.Run(name, func(b *testing.B) {
-			n := startNATS(b)
-			nc := connect(b, n.url())
+			n := natstest.Start(b)
+			nc := connect(b, n.URL())
 			s := newSink(b, baseConfig(b, b.TempDir()), nc)
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -62,8 +64,8 @@ func BenchmarkRecordAsync(b *testing.B) {
 // BenchmarkRecordSync: ns/op is the latency of a decision waiting for the
 // JetStream ack (embedded single node, file store, no fsync per message).
 func BenchmarkRecordSync(b *testing.B) {
-	n := startNATS(b)
-	nc := connect(b, n.url())
+	n := natstest.Start(b)
+	nc := connect(b, n.URL())
 	cfg := baseConfig(b, b.TempDir())
 	cfg.Mode = ModeSync
 	s := newSink(b, cfg, nc)
@@ -120,8 +122,8 @@ func BenchmarkDecisionThroughput(b *testing.B) {
 			b.Run(weight.name+"/audit="+audit, func(b *testing.B) {
 				var s *Sink
 				if audit != "off" {
-					n := startNATS(b)
-					nc := connect(b, n.url())
+					n := natstest.Start(b)
+					nc := connect(b, n.URL())
 					s = newSink(b, baseConfig(b, b.TempDir()), nc)
 				}
 				b.ReportAllocs()

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mcp-pdp/pdp/internal/natsembed"
+	"github.com/mcp-pdp/pdp/internal/testkit"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -31,7 +32,7 @@ func TestClusterR3NodeKilledDuringLoad(t *testing.T) {
 	// Right after start-up the meta group may still be settling; New
 	// degrades to spooling in that case, so simply wait for the stream.
 	s = newSink(t, cfg, nc)
-	waitFor(t, "the R3 stream", func() bool { return s.streamReady.Load() })
+	testkit.WaitFor(t, "the R3 stream", func() bool { return s.streamReady.Load() })
 
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -45,7 +46,7 @@ func TestClusterR3NodeKilledDuringLoad(t *testing.T) {
 		return st.CachedInfo().Cluster.Leader
 	}
 	var name string
-	waitFor(t, "a stream leader", func() bool { name = leader(); return name != "" })
+	testkit.WaitFor(t, "a stream leader", func() bool { name = leader(); return name != "" })
 	if st, _ := js.Stream(ctx, DefaultStream); st.CachedInfo().Config.Replicas != 3 {
 		t.Fatalf("stream replicas = %d, want 3", st.CachedInfo().Config.Replicas)
 	}
@@ -66,7 +67,7 @@ func TestClusterR3NodeKilledDuringLoad(t *testing.T) {
 			}
 		}
 	}()
-	waitFor(t, "a third of the load", func() bool { return recorded.Load() >= total/3 })
+	testkit.WaitFor(t, "a third of the load", func() bool { return recorded.Load() >= total/3 })
 	killed := cl.Index(name)
 	if killed < 0 {
 		t.Fatalf("leader %q is not a cluster member", name)
@@ -75,7 +76,7 @@ func TestClusterR3NodeKilledDuringLoad(t *testing.T) {
 	t.Logf("stopped stream leader %s after %d events", name, recorded.Load())
 	<-done
 	waitDrained(t, s)
-	waitFor(t, "a new stream leader", func() bool { l := leader(); return l != "" && l != name })
+	testkit.WaitFor(t, "a new stream leader", func() bool { l := leader(); return l != "" && l != name })
 
 	_, counts := streamEvents(t, nc, DefaultStream)
 	assertExactlyOnce(t, counts, ids(0, total))

@@ -6,20 +6,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
-	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
-	"github.com/mcp-pdp/pdp/internal/natsembed"
+	"github.com/mcp-pdp/pdp/internal/testkit"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // generous waits: these tests must pass on a loaded 2-core machine.
-const waitLong = 60 * time.Second
+const waitLong = testkit.WaitTimeout
 
 func testCtx(t testing.TB) context.Context {
 	t.Helper()
@@ -33,47 +30,6 @@ func testLogger(t testing.TB) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
-}
-
-// natsNode is a single embedded server that can be stopped and restarted
-// on the same port and store.
-type natsNode struct {
-	t    testing.TB
-	opts natsembed.Options
-	srv  *natsembed.Server
-}
-
-func startNATS(t testing.TB) *natsNode {
-	t.Helper()
-	n := &natsNode{t: t, opts: natsembed.Options{StoreDir: filepath.Join(t.TempDir(), "jetstream"), Port: natsembed.RandomPort}}
-	n.start()
-	u, err := url.Parse(n.srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.opts.Port, _ = strconv.Atoi(u.Port())
-	t.Cleanup(n.stop)
-	return n
-}
-
-func (n *natsNode) start() {
-	n.t.Helper()
-	s, err := natsembed.Start(context.Background(), n.opts)
-	if err != nil {
-		n.t.Fatalf("start nats: %v", err)
-	}
-	n.srv = s
-}
-
-func (n *natsNode) stop() {
-	if n.srv != nil {
-		n.srv.Shutdown()
-		n.srv = nil
-	}
-}
-
-func (n *natsNode) url() string {
-	return fmt.Sprintf("nats://127.0.0.1:%d", n.opts.Port)
 }
 
 func connect(t testing.TB, url string) *nats.Conn {
@@ -105,22 +61,10 @@ func newSink(t testing.TB, cfg Config, nc *nats.Conn) *Sink {
 	return s
 }
 
-// waitFor polls cond until it is true or the deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitLong)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", waitLong, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitDrained waits until every event handed to s is acked by JetStream.
 func waitDrained(t testing.TB, s *Sink) {
 	t.Helper()
-	waitFor(t, "the sink to drain", func() bool {
+	testkit.WaitFor(t, "the sink to drain", func() bool {
 		st := s.Stats()
 		return st.Pending == 0 && !st.Spooling && st.SpoolBytes == 0
 	})
@@ -181,7 +125,7 @@ func streamEvents(t testing.TB, nc *nats.Conn, stream string) ([]*Event, map[str
 		t.Fatal(err)
 	}
 	var st jetstream.Stream
-	waitFor(t, "stream info", func() bool {
+	testkit.WaitFor(t, "stream info", func() bool {
 		st, err = js.Stream(ctx, stream)
 		return err == nil
 	})

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcp-pdp/pdp/internal/testkit/natstest"
 )
 
 // The child side of TestProcessKilledAfterAnswering: record events with
@@ -41,14 +43,14 @@ func TestProcessKilledAfterAnswering(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a child process")
 	}
-	n := startNATS(t)
-	n.stop()
+	n := natstest.Start(t)
+	n.Stop()
 	spoolDir := t.TempDir()
 	const total = 500
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperRecordThenWait$", "-test.v")
-	cmd.Env = append(os.Environ(), "AUDITSINK_CHILD_SPOOL="+spoolDir, "AUDITSINK_CHILD_NATS="+n.url(),
+	cmd.Env = append(os.Environ(), "AUDITSINK_CHILD_SPOOL="+spoolDir, "AUDITSINK_CHILD_NATS="+n.URL(),
 		"AUDITSINK_CHILD_EVENTS="+strconv.Itoa(total))
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -76,8 +78,8 @@ func TestProcessKilledAfterAnswering(t *testing.T) {
 	}
 	_ = cmd.Wait()
 
-	n.start()
-	nc := connect(t, n.url())
+	n.Restart()
+	nc := connect(t, n.URL())
 	s := newSink(t, baseConfig(t, spoolDir), nc)
 	waitDrained(t, s)
 	_, counts := streamEvents(t, nc, DefaultStream)

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcp-pdp/pdp/internal/testkit"
+	"github.com/mcp-pdp/pdp/internal/testkit/natstest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -59,8 +61,8 @@ func TestParseAck(t *testing.T) {
 // once the stream takes the subjects, the spool is replayed and every
 // event is in the stream once.
 func TestAckTimeoutSpoolsThenReplays(t *testing.T) {
-	n := startNATS(t)
-	nc := connect(t, n.url())
+	n := natstest.Start(t)
+	nc := connect(t, n.URL())
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +87,7 @@ func TestAckTimeoutSpoolsThenReplays(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "every event to time out into the spool", func() bool {
+	testkit.WaitFor(t, "every event to time out into the spool", func() bool {
 		st := s.Stats()
 		return st.Spooled == total && st.InFlight == 0 && st.Queued == 0
 	})

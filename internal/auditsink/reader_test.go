@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcp-pdp/pdp/internal/testkit/natstest"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -96,8 +97,8 @@ func TestFilterSubjects(t *testing.T) {
 
 // Read against a real stream, with server-side and client-side filters.
 func TestReadFilters(t *testing.T) {
-	n := startNATS(t)
-	nc := connect(t, n.url())
+	n := natstest.Start(t)
+	nc := connect(t, n.URL())
 	s := newSink(t, baseConfig(t, t.TempDir()), nc)
 	const total = 40
 	for i := range total {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcp-pdp/pdp/internal/testkit"
+	"github.com/mcp-pdp/pdp/internal/testkit/natstest"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -22,8 +24,8 @@ import (
 func TestEveryRecordIsOneEventInTheStream(t *testing.T) {
 	for _, mode := range []string{ModeAsync, ModeSync} {
 		t.Run(mode, func(t *testing.T) {
-			n := startNATS(t)
-			nc := connect(t, n.url())
+			n := natstest.Start(t)
+			nc := connect(t, n.URL())
 			cfg := baseConfig(t, t.TempDir())
 			cfg.Mode = mode
 			s := newSink(t, cfg, nc)
@@ -66,8 +68,8 @@ func TestEveryRecordIsOneEventInTheStream(t *testing.T) {
 // NATS stopped mid-load: decisions keep being answered; after NATS is back
 // every decision id is in the stream exactly once.
 func TestNATSRestartMidLoad(t *testing.T) {
-	n := startNATS(t)
-	nc := connect(t, n.url())
+	n := natstest.Start(t)
+	nc := connect(t, n.URL())
 	s := newSink(t, baseConfig(t, t.TempDir()), nc)
 	const phase = 1000
 	record := func(from, to int) {
@@ -89,12 +91,12 @@ func TestNATSRestartMidLoad(t *testing.T) {
 				return
 			}
 			if i == phase/2 {
-				n.stop()
+				n.Stop()
 			}
 		}
 	}()
 	<-done
-	n.stop()
+	n.Stop()
 	record(phase, 2*phase) // NATS is down: answered from the spool
 	if st := s.Stats(); st.Spooled == 0 || !st.Spooling {
 		t.Fatalf("with NATS down the sink should be spooling: %+v", st)
@@ -102,7 +104,7 @@ func TestNATSRestartMidLoad(t *testing.T) {
 	if err := s.Healthy(); err != nil {
 		t.Fatalf("NATS down but spool fine: Healthy = %v, want nil", err)
 	}
-	n.start()
+	n.Restart()
 	record(2*phase, 3*phase)
 	waitDrained(t, s)
 	_, counts := streamEvents(t, nc, DefaultStream)
@@ -131,17 +133,17 @@ func TestRestartReplaysSpool(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n := startNATS(t)
+			n := natstest.Start(t)
 			spoolDir := t.TempDir()
 			const total = 800
-			nc1 := connect(t, n.url())
+			nc1 := connect(t, n.URL())
 			s1, err := New(testCtx(t), baseConfig(t, spoolDir), nc1)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !tt.queued {
-				n.stop()
-				waitFor(t, "client to notice", func() bool { return !nc1.IsConnected() })
+				n.Stop()
+				testkit.WaitFor(t, "client to notice", func() bool { return !nc1.IsConnected() })
 			}
 			for i := range total {
 				if err := s1.Record(context.Background(), testEvent(i)); err != nil {
@@ -160,10 +162,10 @@ func TestRestartReplaysSpool(t *testing.T) {
 			}
 			nc1.Close()
 			if tt.queued {
-				n.stop() // whatever Close published is in the store
+				n.Stop() // whatever Close published is in the store
 			}
-			n.start()
-			nc2 := connect(t, n.url())
+			n.Restart()
+			nc2 := connect(t, n.URL())
 			s2 := newSink(t, baseConfig(t, spoolDir), nc2)
 			waitDrained(t, s2)
 			_, counts := streamEvents(t, nc2, DefaultStream)
@@ -175,13 +177,13 @@ func TestRestartReplaysSpool(t *testing.T) {
 // A crash after JetStream acked but before the spool cursor moved replays
 // events JetStream already has: the duplicate window drops them.
 func TestReplayAfterLostAckIsDeduplicated(t *testing.T) {
-	n := startNATS(t)
+	n := natstest.Start(t)
 	spoolDir := filepath.Join(t.TempDir(), "spool")
 	const total = 300
-	nc := connect(t, n.url())
+	nc := connect(t, n.URL())
 	s1 := newSink(t, baseConfig(t, spoolDir), nc)
-	n.stop()
-	waitFor(t, "client to notice", func() bool { return !nc.IsConnected() })
+	n.Stop()
+	testkit.WaitFor(t, "client to notice", func() bool { return !nc.IsConnected() })
 	for i := range total {
 		if err := s1.Record(context.Background(), testEvent(i)); err != nil {
 			t.Fatal(err)
@@ -192,7 +194,7 @@ func TestReplayAfterLostAckIsDeduplicated(t *testing.T) {
 	}
 	// Keep a copy of the spool as it was before the replay.
 	copyDir(t, spoolDir, spoolDir+".copy")
-	n.start()
+	n.Restart()
 	s2 := newSink(t, baseConfig(t, spoolDir), nc)
 	waitDrained(t, s2)
 	if err := s2.Close(context.Background()); err != nil {
@@ -263,15 +265,15 @@ func TestSpoolCorruptionIsDetectedAndRestReplayed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n := startNATS(t)
+			n := natstest.Start(t)
 			spoolDir := t.TempDir()
-			nc := connect(t, n.url())
+			nc := connect(t, n.URL())
 			s1, err := New(testCtx(t), baseConfig(t, spoolDir), nc)
 			if err != nil {
 				t.Fatal(err)
 			}
-			n.stop()
-			waitFor(t, "client to notice", func() bool { return !nc.IsConnected() })
+			n.Stop()
+			testkit.WaitFor(t, "client to notice", func() bool { return !nc.IsConnected() })
 			for i := range total {
 				if err := s1.Record(context.Background(), testEvent(i)); err != nil {
 					t.Fatal(err)
@@ -288,7 +290,7 @@ func TestSpoolCorruptionIsDetectedAndRestReplayed(t *testing.T) {
 			}
 			tt.damage(t, segs[0], frames)
 
-			n.start()
+			n.Restart()
 			s2 := newSink(t, baseConfig(t, spoolDir), nc)
 			waitDrained(t, s2)
 			_, counts := streamEvents(t, nc, DefaultStream)
@@ -307,8 +309,8 @@ func TestSpoolCorruptionIsDetectedAndRestReplayed(t *testing.T) {
 // that need the spool.
 func TestSpoolUnwritable(t *testing.T) {
 	t.Run("at start-up", func(t *testing.T) {
-		n := startNATS(t)
-		nc := connect(t, n.url())
+		n := natstest.Start(t)
+		nc := connect(t, n.URL())
 		file := filepath.Join(t.TempDir(), "file")
 		if err := os.WriteFile(file, nil, 0o600); err != nil {
 			t.Fatal(err)
@@ -319,8 +321,8 @@ func TestSpoolUnwritable(t *testing.T) {
 	})
 	if os.Geteuid() != 0 {
 		t.Run("read-only dir at start-up", func(t *testing.T) {
-			n := startNATS(t)
-			nc := connect(t, n.url())
+			n := natstest.Start(t)
+			nc := connect(t, n.URL())
 			dir := t.TempDir()
 			if err := os.Chmod(dir, 0o500); err != nil {
 				t.Fatal(err)
@@ -343,13 +345,13 @@ func TestSpoolUnwritable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run("at run time, "+tt.name, func(t *testing.T) {
-			n := startNATS(t)
-			nc := connect(t, n.url())
+			n := natstest.Start(t)
+			nc := connect(t, n.URL())
 			spoolDir := filepath.Join(t.TempDir(), "spool")
 			s := newSink(t, baseConfig(t, spoolDir), nc)
 			if !tt.natsUp {
-				n.stop()
-				waitFor(t, "client to notice", func() bool { return !nc.IsConnected() })
+				n.Stop()
+				testkit.WaitFor(t, "client to notice", func() bool { return !nc.IsConnected() })
 			}
 			// The spool directory disappears and a file takes its name
 			// (as root, permissions cannot make a directory read-only).
@@ -361,7 +363,7 @@ func TestSpoolUnwritable(t *testing.T) {
 			}
 			if tt.natsUp {
 				// Nothing needs the spool yet; the syncer's probe finds out.
-				waitFor(t, "Healthy to report the spool", func() bool { return s.Healthy() != nil })
+				testkit.WaitFor(t, "Healthy to report the spool", func() bool { return s.Healthy() != nil })
 			}
 			err := s.Record(context.Background(), testEvent(1))
 			if (err != nil) != tt.wantRecordErr {
@@ -383,12 +385,12 @@ func TestSpoolUnwritable(t *testing.T) {
 			if err := os.MkdirAll(spoolDir, 0o700); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "Healthy to recover", func() bool { return s.Healthy() == nil })
+			testkit.WaitFor(t, "Healthy to recover", func() bool { return s.Healthy() == nil })
 			if err := s.Record(context.Background(), testEvent(2)); err != nil {
 				t.Fatalf("Record after recovery: %v", err)
 			}
 			if !tt.natsUp {
-				n.start()
+				n.Restart()
 			}
 			waitDrained(t, s)
 			_, counts := streamEvents(t, nc, DefaultStream)
@@ -404,8 +406,8 @@ func TestSpoolUnwritable(t *testing.T) {
 // Sync mode waits for the ack: when Record returns, the event is in the
 // stream; with NATS down it is on the (fsynced) spool instead.
 func TestSyncModeAcks(t *testing.T) {
-	n := startNATS(t)
-	nc := connect(t, n.url())
+	n := natstest.Start(t)
+	nc := connect(t, n.URL())
 	cfg := baseConfig(t, t.TempDir())
 	cfg.Mode = ModeSync
 	s := newSink(t, cfg, nc)
@@ -434,15 +436,15 @@ func TestSyncModeAcks(t *testing.T) {
 	if st := s.Stats(); st.Published != 20 || st.InFlight != 0 || st.Queued != 0 {
 		t.Fatalf("stats %+v", st)
 	}
-	n.stop()
-	waitFor(t, "client to notice", func() bool { return !nc.IsConnected() })
+	n.Stop()
+	testkit.WaitFor(t, "client to notice", func() bool { return !nc.IsConnected() })
 	if err := s.Record(ctx, testEvent(20)); err != nil {
 		t.Fatalf("sync Record with NATS down must fall back to the spool: %v", err)
 	}
 	if st := s.Stats(); st.Spooled != 1 || st.SpoolPending != 1 {
 		t.Fatalf("stats %+v: want 1 spooled", st)
 	}
-	n.start()
+	n.Restart()
 	waitDrained(t, s)
 	_, counts := streamEvents(t, nc, DefaultStream)
 	assertExactlyOnce(t, counts, ids(0, 21))
@@ -451,8 +453,8 @@ func TestSyncModeAcks(t *testing.T) {
 // A tiny queue overflows into the spool instead of blocking; nothing is
 // lost or duplicated.
 func TestQueueFullSpillsToSpool(t *testing.T) {
-	n := startNATS(t)
-	nc := connect(t, n.url())
+	n := natstest.Start(t)
+	nc := connect(t, n.URL())
 	cfg := baseConfig(t, t.TempDir())
 	cfg.QueueSize, cfg.MaxPending = 1, 1
 	s := newSink(t, cfg, nc)
@@ -474,24 +476,24 @@ func TestQueueFullSpillsToSpool(t *testing.T) {
 // NATS unreachable when the PDP starts: New succeeds, events are spooled,
 // the stream is created when NATS comes.
 func TestStartWithoutNATS(t *testing.T) {
-	n := startNATS(t)
-	n.stop()
-	nc := connect(t, n.url())
+	n := natstest.Start(t)
+	n.Stop()
+	nc := connect(t, n.URL())
 	s := newSink(t, baseConfig(t, t.TempDir()), nc)
 	for i := range 10 {
 		if err := s.Record(context.Background(), testEvent(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	n.start()
+	n.Restart()
 	waitDrained(t, s)
 	_, counts := streamEvents(t, nc, DefaultStream)
 	assertExactlyOnce(t, counts, ids(0, 10))
 }
 
 func TestOversizedEventIsTruncated(t *testing.T) {
-	n := startNATS(t)
-	nc := connect(t, n.url())
+	n := natstest.Start(t)
+	nc := connect(t, n.URL())
 	s := newSink(t, baseConfig(t, t.TempDir()), nc)
 	ev := testEvent(1)
 	ev.Arguments = map[string]any{"blob": strings.Repeat("x", maxEventBytes+10_000)}
@@ -509,8 +511,8 @@ func TestOversizedEventIsTruncated(t *testing.T) {
 }
 
 func TestStreamSettings(t *testing.T) {
-	n := startNATS(t)
-	nc := connect(t, n.url())
+	n := natstest.Start(t)
+	nc := connect(t, n.URL())
 	cfg := baseConfig(t, t.TempDir())
 	cfg.Stream, cfg.SubjectPrefix = "AUDIT_X", "corp.pdp.audit"
 	cfg.MaxAge, cfg.DuplicateWindow = 24*time.Hour, time.Minute
@@ -543,8 +545,8 @@ func TestStreamSettings(t *testing.T) {
 }
 
 func TestMetrics(t *testing.T) {
-	n := startNATS(t)
-	nc := connect(t, n.url())
+	n := natstest.Start(t)
+	nc := connect(t, n.URL())
 	reg := prometheus.NewRegistry()
 	cfg := baseConfig(t, t.TempDir())
 	cfg.Registerer = reg
@@ -588,8 +590,8 @@ func TestMetrics(t *testing.T) {
 }
 
 func TestRecordAfterClose(t *testing.T) {
-	n := startNATS(t)
-	nc := connect(t, n.url())
+	n := natstest.Start(t)
+	nc := connect(t, n.URL())
 	s := newSink(t, baseConfig(t, t.TempDir()), nc)
 	if err := s.Close(context.Background()); err != nil {
 		t.Fatal(err)
@@ -689,8 +691,8 @@ func copyDir(t *testing.T, from, to string) {
 // Someone deletes the stream while the PDP runs: events are spooled and
 // the stream is recreated.
 func TestStreamDeletedIsRecreated(t *testing.T) {
-	n := startNATS(t)
-	nc := connect(t, n.url())
+	n := natstest.Start(t)
+	nc := connect(t, n.URL())
 	s := newSink(t, baseConfig(t, t.TempDir()), nc)
 	for i := range 10 {
 		if err := s.Record(context.Background(), testEvent(i)); err != nil {

@@ -5,84 +5,32 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
-)
 
-// keyPair writes a fresh key pair (RSA or EC) as PEM files and returns their paths.
-func keyPair(t *testing.T, kind string) (priv, pub string) {
-	t.Helper()
-	var (
-		key    any
-		pubKey any
-	)
-	switch kind {
-	case "ec":
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		key, pubKey = k, &k.PublicKey
-	default:
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			t.Fatal(err)
-		}
-		key, pubKey = k, &k.PublicKey
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pubDER, err := x509.MarshalPKIXPublicKey(pubKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	priv, pub = filepath.Join(dir, "key.pem"), filepath.Join(dir, "pub.pem")
-	writeFile(t, priv, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
-	writeFile(t, pub, string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})))
-	return priv, pub
-}
+	"github.com/mcp-pdp/pdp/internal/testkit"
+)
 
 // writePolicy writes a minimal policy whose decision reason is marker (from
 // data), so a decision tells which policy made it.
 func writePolicy(t *testing.T, dir, marker string) {
 	t.Helper()
-	writeFile(t, filepath.Join(dir, "authz.rego"), `package mcp.authz
+	testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), `package mcp.authz
 
 decision := {"allow": true, "reason": concat("/", ["rules", data.marker])}
 `)
-	writeFile(t, filepath.Join(dir, "data.json"), fmt.Sprintf(`{"marker": %q}`, marker))
-	writeFile(t, filepath.Join(dir, "authz_test.rego"), "package mcp.authz_test\n\ntest_nothing if true\n")
-}
-
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testkit.WriteFile(t, filepath.Join(dir, "data.json"), fmt.Sprintf(`{"marker": %q}`, marker))
+	testkit.WriteFile(t, filepath.Join(dir, "authz_test.rego"), "package mcp.authz_test\n\ntest_nothing if true\n")
 }
 
 // build builds a bundle of a fresh policy with marker, signed with key ("" = unsigned).
@@ -199,18 +147,6 @@ func (e *events) lastUpdate() *Update {
 		return nil
 	}
 	return e.updates[len(e.updates)-1]
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // run starts w.Run and stops it when the test ends.

@@ -11,6 +11,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/bundle"
 
 	"github.com/mcp-pdp/pdp/internal/decision"
+	"github.com/mcp-pdp/pdp/internal/testkit"
 )
 
 func verification(t *testing.T, pub, alg, scope string) *bundle.VerificationConfig {
@@ -23,7 +24,7 @@ func verification(t *testing.T, pub, alg, scope string) *bundle.VerificationConf
 }
 
 func TestFetchKinds(t *testing.T) {
-	priv, pub := keyPair(t, "rsa")
+	priv, pub := testkit.RSAKeyFiles(t)
 	dir := t.TempDir()
 	writePolicy(t, dir, "dir")
 	file := filepath.Join(t.TempDir(), "mcp.tar.gz")
@@ -79,9 +80,9 @@ func TestFetchKinds(t *testing.T) {
 // A bundle that is unsigned, signed with another key, changed after signing,
 // or signed for another scope is refused with an error that says which.
 func TestVerificationRefusals(t *testing.T) {
-	priv, pub := keyPair(t, "rsa")
-	otherPriv, _ := keyPair(t, "rsa")
-	ecPriv, ecPub := keyPair(t, "ec")
+	priv, pub := testkit.RSAKeyFiles(t)
+	otherPriv, _ := testkit.RSAKeyFiles(t)
+	ecPriv, ecPub := testkit.ECKeyFiles(t)
 	signed := build(t, "good", "r1", priv)
 
 	// Tamper: the same .signatures.json over different data.
@@ -150,7 +151,7 @@ func TestVerificationRefusals(t *testing.T) {
 // A signed bundle from a URL needs a key: OPA's downloader refuses a
 // signature it cannot check. From a file, an unverified PDP ignores it.
 func TestSignedBundleWithoutVerification(t *testing.T) {
-	priv, _ := keyPair(t, "rsa")
+	priv, _ := testkit.RSAKeyFiles(t)
 	signed := build(t, "signed", "r1", priv)
 	srv := newBundleServer(t, signed)
 	w, err := New(Options{Path: srv.url()})
@@ -174,9 +175,9 @@ func TestSignedBundleWithoutVerification(t *testing.T) {
 }
 
 func TestVerificationKeyErrors(t *testing.T) {
-	priv, pub := keyPair(t, "rsa")
+	priv, pub := testkit.RSAKeyFiles(t)
 	empty := filepath.Join(t.TempDir(), "empty")
-	writeFile(t, empty, "")
+	testkit.WriteFile(t, empty, "")
 	tests := []struct {
 		name, file, alg, want string
 	}{
@@ -201,7 +202,7 @@ func TestVerificationKeyErrors(t *testing.T) {
 // garbage, an unsigned bundle) is reported each time without delivering
 // anything, until a good bundle comes back.
 func TestURLPolling(t *testing.T) {
-	priv, pub := keyPair(t, "rsa")
+	priv, pub := testkit.RSAKeyFiles(t)
 	srv := newBundleServer(t, build(t, "one", "r1", priv))
 	w, err := New(Options{
 		Path: srv.url(), Verification: verification(t, pub, "RS256", ""),
@@ -215,13 +216,13 @@ func TestURLPolling(t *testing.T) {
 		t.Fatalf("fetch: %v %v", u, err)
 	}
 	ev := run(t, w)
-	eventually(t, "a 304 Not Modified", func() bool { return srv.notModified.Load() >= 2 })
+	testkit.WaitFor(t, "a 304 Not Modified", func() bool { return srv.notModified.Load() >= 2 })
 	if n, _ := ev.counts(); n != 0 {
 		t.Fatalf("%d updates for an unchanged bundle", n)
 	}
 
 	srv.set("ok", build(t, "two", "r2", priv))
-	eventually(t, "revision two", func() bool { return marker(ev.lastUpdate()) == "two" })
+	testkit.WaitFor(t, "revision two", func() bool { return marker(ev.lastUpdate()) == "two" })
 
 	for _, tc := range []struct{ mode, want string }{
 		{"500", "HTTP 500"},
@@ -229,14 +230,14 @@ func TestURLPolling(t *testing.T) {
 	} {
 		_, errsBefore := ev.counts()
 		srv.set(tc.mode, nil)
-		eventually(t, tc.mode+" reported", func() bool {
+		testkit.WaitFor(t, tc.mode+" reported", func() bool {
 			_, errs := ev.counts()
 			return errs > errsBefore && strings.Contains(ev.lastErr().Error(), tc.want)
 		})
 	}
 	_, errsBefore := ev.counts()
 	srv.set("ok", build(t, "unsigned", "r3", ""))
-	eventually(t, "unsigned refused", func() bool {
+	testkit.WaitFor(t, "unsigned refused", func() bool {
 		_, errs := ev.counts()
 		return errs > errsBefore && strings.Contains(ev.lastErr().Error(), "unsigned bundle refused")
 	})
@@ -245,10 +246,10 @@ func TestURLPolling(t *testing.T) {
 	}
 
 	srv.set("ok", build(t, "three", "r3", priv))
-	eventually(t, "revision three", func() bool { return marker(ev.lastUpdate()) == "three" })
+	testkit.WaitFor(t, "revision three", func() bool { return marker(ev.lastUpdate()) == "three" })
 	// The same content under a new revision is delivered too.
 	srv.set("ok", build(t, "three", "r4", priv))
-	eventually(t, "revision r4", func() bool { return ev.lastUpdate().Bundle.Manifest.Revision == "r4" })
+	testkit.WaitFor(t, "revision r4", func() bool { return ev.lastUpdate().Bundle.Manifest.Revision == "r4" })
 	n, _ := ev.counts()
 	if n != 3 {
 		t.Fatalf("%d updates, want 3 (two, three, three as r4)", n)
@@ -269,12 +270,12 @@ func TestURLWithoutETag(t *testing.T) {
 	}
 	ev := run(t, w)
 	before := srv.requests.Load()
-	eventually(t, "several polls", func() bool { return srv.requests.Load() >= before+3 })
+	testkit.WaitFor(t, "several polls", func() bool { return srv.requests.Load() >= before+3 })
 	if n, _ := ev.counts(); n != 0 {
 		t.Fatalf("%d updates for unchanged content", n)
 	}
 	srv.set("noetag", build(t, "two", "r2", ""))
-	eventually(t, "revision two", func() bool { return marker(ev.lastUpdate()) == "two" })
+	testkit.WaitFor(t, "revision two", func() bool { return marker(ev.lastUpdate()) == "two" })
 }
 
 // A download cut short by FetchTimeout is an error, and the next one
@@ -348,11 +349,11 @@ func TestDirectoryWatch(t *testing.T) {
 	if u, err := w.poll(context.Background()); u != nil || err != nil {
 		t.Fatalf("unchanged directory: %v %v", u, err)
 	}
-	writeFile(t, filepath.Join(dir, "authz_test.rego"), "package mcp.authz_test\n\ntest_other if true\n")
+	testkit.WriteFile(t, filepath.Join(dir, "authz_test.rego"), "package mcp.authz_test\n\ntest_other if true\n")
 	if u, err := w.poll(context.Background()); u != nil || err != nil {
 		t.Fatalf("test file change: %v %v", u, err)
 	}
-	writeFile(t, filepath.Join(dir, "authz.rego"), "package mcp.authz\n\ndecision := {\n")
+	testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), "package mcp.authz\n\ndecision := {\n")
 	u, err := w.poll(context.Background())
 	if u != nil || err == nil || !strings.Contains(err.Error(), "authz.rego:4: rego_parse_error") {
 		t.Fatalf("broken edit: %v %v", u, err)
@@ -363,19 +364,19 @@ func TestDirectoryWatch(t *testing.T) {
 
 	ev := run(t, w)
 	writePolicy(t, dir, "two")
-	eventually(t, "revision two", func() bool { return marker(ev.lastUpdate()) == "two" })
-	writeFile(t, filepath.Join(dir, "data.json"), `{"marker": `)
-	eventually(t, "bad data reported", func() bool {
+	testkit.WaitFor(t, "revision two", func() bool { return marker(ev.lastUpdate()) == "two" })
+	testkit.WriteFile(t, filepath.Join(dir, "data.json"), `{"marker": `)
+	testkit.WaitFor(t, "bad data reported", func() bool {
 		err := ev.lastErr()
 		return err != nil && strings.Contains(err.Error(), "data.json:1")
 	})
-	writeFile(t, filepath.Join(dir, "data.json"), `{"marker": "three"}`)
-	eventually(t, "revision three", func() bool { return marker(ev.lastUpdate()) == "three" })
+	testkit.WriteFile(t, filepath.Join(dir, "data.json"), `{"marker": "three"}`)
+	testkit.WaitFor(t, "revision three", func() bool { return marker(ev.lastUpdate()) == "three" })
 }
 
 // A bundle file replaced atomically (rename) is picked up.
 func TestBundleFileWatch(t *testing.T) {
-	priv, pub := keyPair(t, "rsa")
+	priv, pub := testkit.RSAKeyFiles(t)
 	file := filepath.Join(t.TempDir(), "mcp.tar.gz")
 	if err := WriteFileAtomic(file, build(t, "one", "r1", priv)); err != nil {
 		t.Fatal(err)
@@ -391,14 +392,14 @@ func TestBundleFileWatch(t *testing.T) {
 	if err := WriteFileAtomic(file, build(t, "unsigned", "r2", "")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "unsigned refused", func() bool {
+	testkit.WaitFor(t, "unsigned refused", func() bool {
 		err := ev.lastErr()
 		return err != nil && strings.Contains(err.Error(), "unsigned bundle refused")
 	})
 	if err := WriteFileAtomic(file, build(t, "two", "r3", priv)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "revision two", func() bool { return marker(ev.lastUpdate()) == "two" })
+	testkit.WaitFor(t, "revision two", func() bool { return marker(ev.lastUpdate()) == "two" })
 	if ev.lastUpdate().Bundle.Manifest.Revision != "r3" {
 		t.Fatalf("revision = %q", ev.lastUpdate().Bundle.Manifest.Revision)
 	}

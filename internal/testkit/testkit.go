@@ -6,6 +6,7 @@ package testkit
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -72,11 +73,30 @@ func RSAKeyFiles(tb testing.TB) (priv, pub string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(k)
+	return KeyFiles(tb, k)
+}
+
+// ECKeyFiles writes a fresh ECDSA P-256 key pair as PEM files, as
+// RSAKeyFiles does.
+func ECKeyFiles(tb testing.TB) (priv, pub string) {
+	tb.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	pubDER, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	return KeyFiles(tb, k)
+}
+
+// KeyFiles writes key and its public key as PEM files (PKCS #8 private
+// key "key.pem", PKIX public key "pub.pem") in a temporary directory and
+// returns their paths.
+func KeyFiles(tb testing.TB, key crypto.Signer) (priv, pub string) {
+	tb.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pubDER, err := x509.MarshalPKIXPublicKey(key.Public())
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -191,15 +191,3 @@ func mustVerify(t testing.TB, v *Verifier, raw string) *Claims {
 	}
 	return cl
 }
-
-// waitFor polls cond for up to 5s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

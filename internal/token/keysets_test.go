@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcp-pdp/pdp/internal/devissuer"
 	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
+	"github.com/mcp-pdp/pdp/internal/testkit"
 )
 
 func metaDoc(issuer, jwks string) []byte {
@@ -237,7 +238,7 @@ func TestStaleWhileError(t *testing.T) {
 			before := e.keys.Stats().FetchErrors
 			e.clock.advance(2 * time.Minute)
 			mustVerify(t, e.v, e.mint(t, devissuer.MintOptions{TTL: 3 * time.Hour}))
-			waitFor(t, "refresh attempt", func() bool { return e.keys.Stats().FetchErrors > before })
+			testkit.WaitFor(t, "refresh attempt", func() bool { return e.keys.Stats().FetchErrors > before })
 			mustVerify(t, e.v, e.mint(t, devissuer.MintOptions{TTL: 3 * time.Hour}))
 
 			// Beyond MaxStaleness the keys are gone: fail closed.
@@ -317,7 +318,7 @@ func TestBackgroundRefresh(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { e.keys.Run(ctx); close(done) }()
-	waitFor(t, "background refreshes", func() bool { return e.idp.hitsFor("/jwks") >= 3 })
+	testkit.WaitFor(t, "background refreshes", func() bool { return e.idp.hitsFor("/jwks") >= 3 })
 	cancel()
 	<-done
 	s := e.keys.jwksCell(e.idp.jwksURI()).snap.Load()
