@@ -53,11 +53,7 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 	// arguments: leaving them out of the input makes the calls of one
 	// session share one cache entry. The same holds for claims it cannot
 	// read, and for a subject it only looks up in data (keyTermFor).
-	tok := in.tokenTerm(p.claimKeys)
-	keyTok := tok
-	if p.cache != nil && p.subjects != nil && in.Token != nil {
-		keyTok = in.Token.keyTermFor(p.claimKeys, p.subjects)
-	}
+	tok, keyTok := p.tokenTerms(in)
 	var ck callKey
 	useCalls := false
 	if p.calls != nil {
@@ -114,6 +110,17 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 		}
 	}
 	return res.forList(lt), nil
+}
+
+// tokenTerms returns input.token as this policy reads it (tok) and as its
+// decision cache keys it (keyTok, the subject replaced by what the
+// policy's subject lookups find; tok when there are none).
+func (p *Policy) tokenTerms(in *Input) (tok, keyTok *ast.Term) {
+	tok = in.tokenTerm(p.claimKeys)
+	if p.cache != nil && p.subjects != nil && in.Token != nil {
+		return tok, in.Token.keyTermFor(p.claimKeys, p.subjects)
+	}
+	return tok, tok
 }
 
 // Eval evaluates an input document, bypassing the decision cache. opts may

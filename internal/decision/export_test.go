@@ -20,10 +20,7 @@ func PrepareWithoutCatalogIndex(ctx context.Context, b *bundle.Bundle, source st
 // CacheKey returns the input value the result cache keys in on, as Decide
 // builds it.
 func (p *Policy) CacheKey(in *Input) (ast.Value, error) {
-	keyTok := in.tokenTerm(p.claimKeys)
-	if p.cache != nil && p.subjects != nil && in.Token != nil {
-		keyTok = in.Token.keyTermFor(p.claimKeys, p.subjects)
-	}
+	_, keyTok := p.tokenTerms(in)
 	return in.value(p.readsArgs, p.readsItems, keyTok, in.listTerms(p.nameTerms))
 }
 
