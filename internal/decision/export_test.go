@@ -70,3 +70,7 @@ func (r *Result) VisibleItems(names ...string) map[string]ItemDecision {
 	}
 	return out
 }
+
+// Deterministic reports whether results may be memoized: no rule calls a
+// non-deterministic built-in (see nondeterministicCall).
+func (p *Policy) Deterministic() bool { return p.nondeterministic == "" }

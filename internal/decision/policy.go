@@ -84,9 +84,6 @@ func (p *Policy) Source() string { return p.source }
 // Bundle returns the loaded bundle (modules and data).
 func (p *Policy) Bundle() *bundle.Bundle { return p.bundle }
 
-// Deterministic reports whether results may be memoized: no rule calls a
-// non-deterministic built-in (see nondeterministicCall).
-func (p *Policy) Deterministic() bool { return p.nondeterministic == "" }
 
 // testFile reports Rego test files, which are never part of a served policy.
 func testFile(abspath string, info fs.FileInfo, depth int) bool {
@@ -121,7 +118,7 @@ type Options struct {
 	// CacheSize bounds the decision cache in weight units (one per decision,
 	// one per list item, eight per token); 0 = DefaultCacheSize,
 	// negative disables it. The cache is only used when the policy is
-	// deterministic (see Policy.Deterministic).
+	// deterministic (no rule calls a non-deterministic built-in).
 	CacheSize int
 	// Strict compiles with OPA's strict mode: unused variables and imports
 	// and deprecated built-ins are errors (pdp check --strict).
