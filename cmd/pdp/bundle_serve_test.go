@@ -12,32 +12,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mcp-pdp/pdp/internal/testkit"
+
 	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
 )
-
-// lockedBuffer is an io.Writer that serve's goroutines may share with the
-// test reading it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // The bundle `make bundle` builds (bundles/mcp-pdp.tar.gz from policies/),
 // served over HTTP, is what `pdp serve` loads from a policy.path URL: the
@@ -84,7 +66,7 @@ audit:
 		t.Fatal(err)
 	}
 
-	var stdout, stderr lockedBuffer
+	var stdout, stderr testkit.SyncBuffer
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"serve", "--config", cfgFile}, &stdout, &stderr) }()
 	defer func() {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcp-pdp/pdp/internal/testkit"
+
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/server"
 )
@@ -25,8 +27,8 @@ func runBundleArgs(args ...string) (int, string, string) {
 // A bundle built and signed by `pdp bundle build` verifies with `pdp bundle
 // verify` and is served by the PDP with verification configured.
 func TestBundleBuildVerifyServe(t *testing.T) {
-	priv, pub := polRsaKeys(t)
-	_, otherPub := polRsaKeys(t)
+	priv, pub := testkit.RSAKeyFiles(t)
+	_, otherPub := testkit.RSAKeyFiles(t)
 	out := filepath.Join(t.TempDir(), "bundles", "mcp.tar.gz")
 	code, stdout, stderr := runBundleArgs("build", "../../policies", "-o", out, "--revision", "v1.2.3", "--signing-key", priv)
 	if code != 0 {
@@ -46,7 +48,7 @@ func TestBundleBuildVerifyServe(t *testing.T) {
 	}
 	// Verify with the key from a configuration file.
 	cfg := filepath.Join(t.TempDir(), "pdp.yaml")
-	polWriteTestFile(t, cfg, "resources:\n  - uri: https://mcp.example.com/mcp\n    issuer: https://issuer.example\npolicy:\n  path: "+out+"\n  verification:\n    key_file: "+pub+"\n")
+	testkit.WriteFile(t, cfg, "resources:\n  - uri: https://mcp.example.com/mcp\n    issuer: https://issuer.example\npolicy:\n  path: "+out+"\n  verification:\n    key_file: "+pub+"\n")
 	if code, stdout, stderr = runBundleArgs("verify", out, "--config", cfg); code != 0 {
 		t.Fatalf("verify --config: exit %d: %s %s", code, stdout, stderr)
 	}
@@ -57,7 +59,7 @@ func TestBundleBuildVerifyServe(t *testing.T) {
 		t.Fatalf("served revision %q", rev)
 	}
 	r, err := polDecideOnce(&http.Client{Timeout: 30 * time.Second}, base)
-	if err != nil || r.revision != "v1.2.3" {
+	if err != nil || r.Revision != "v1.2.3" {
 		t.Fatalf("decision %+v %v", r, err)
 	}
 	// The test files of the source are not in the bundle.
@@ -70,7 +72,7 @@ func TestBundleBuildVerifyServe(t *testing.T) {
 }
 
 func TestBundleBuildRefusesBrokenPolicies(t *testing.T) {
-	priv, _ := polRsaKeys(t)
+	priv, _ := testkit.RSAKeyFiles(t)
 	tests := []struct {
 		name  string
 		files map[string]string
@@ -121,7 +123,7 @@ func TestBundleUsageErrors(t *testing.T) {
 // A bundle signed by `pdp bundle build` with a scope verifies only for
 // verifiers that require that scope (or none).
 func TestBundleScope(t *testing.T) {
-	priv, pub := polRsaKeys(t)
+	priv, pub := testkit.RSAKeyFiles(t)
 	out := filepath.Join(t.TempDir(), "mcp.tar.gz")
 	if code, _, stderr := runBundleArgs("build", "../../policies", "-o", out, "--signing-key", priv, "--scope", "prod"); code != 0 {
 		t.Fatal(stderr)

@@ -6,13 +6,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mcp-pdp/pdp/internal/testkit"
 )
 
 func polDir(t *testing.T, files map[string]string) string {
 	t.Helper()
 	d := t.TempDir()
 	for name, content := range files {
-		polWriteTestFile(t, filepath.Join(d, name), content)
+		testkit.WriteFile(t, filepath.Join(d, name), content)
 	}
 	return d
 }
@@ -106,7 +108,7 @@ func TestCheckRegoFile(t *testing.T) {
 func TestCheckConfig(t *testing.T) {
 	dir := polDir(t, markedPolicyFiles())
 	cfg := filepath.Join(t.TempDir(), "pdp.yaml")
-	polWriteTestFile(t, cfg, "resources:\n  - uri: https://mcp.example.com/mcp\n    issuer: https://issuer.example\npolicy:\n  path: "+dir+"\n")
+	testkit.WriteFile(t, cfg, "resources:\n  - uri: https://mcp.example.com/mcp\n    issuer: https://issuer.example\npolicy:\n  path: "+dir+"\n")
 	var out, errOut bytes.Buffer
 	if code := runCheck(context.Background(), []string{"--config", cfg}, &out, &errOut); code != 0 {
 		t.Fatalf("exit %d: %s%s", code, out.String(), errOut.String())

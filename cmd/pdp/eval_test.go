@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mcp-pdp/pdp/internal/testkit"
+
 	"github.com/mcp-pdp/pdp/internal/devissuer"
 	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
 	"github.com/mcp-pdp/pdp/policies"
@@ -21,7 +23,7 @@ func polWriteJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	p := filepath.Join(t.TempDir(), "x.json")
-	polWriteTestFile(t, p, string(raw))
+	testkit.WriteFile(t, p, string(raw))
 	return p
 }
 
@@ -52,7 +54,7 @@ func polDefaultWithRevoked(t *testing.T) string {
 		if f == "data.yaml" {
 			content = strings.Replace(content, "    clients: {}", "    clients: {leaky: \"key leaked\"}", 1)
 		}
-		polWriteTestFile(t, filepath.Join(dir, f), content)
+		testkit.WriteFile(t, filepath.Join(dir, f), content)
 	}
 	return dir
 }
@@ -153,7 +155,7 @@ func TestEval(t *testing.T) {
 func TestEvalWithConfigVerifiesTokens(t *testing.T) {
 	iss := devissuertest.New(t, "ES256")
 	cfgPath := filepath.Join(t.TempDir(), "pdp.yaml")
-	polWriteTestFile(t, cfgPath, "resources:\n  - uri: "+polEvalResource+"\n    issuer: "+iss.URL+"\naudit:\n  enabled: false\n")
+	testkit.WriteFile(t, cfgPath, "resources:\n  - uri: "+polEvalResource+"\n    issuer: "+iss.URL+"\naudit:\n  enabled: false\n")
 	good := iss.Mint(t, devissuer.MintOptions{Subject: "alice", ClientID: "demo", Audience: []string{polEvalResource}, Scopes: []string{"qr:generate"}})
 	wrongAud := iss.Mint(t, devissuer.MintOptions{Subject: "alice", ClientID: "demo", Audience: []string{"https://other.example"}, Scopes: []string{"qr:generate"}})
 	tests := []struct {
@@ -182,7 +184,7 @@ func TestEvalWithConfigVerifiesTokens(t *testing.T) {
 
 func TestEvalErrors(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.json")
-	polWriteTestFile(t, bad, `{"resource": "x", "mesage": {}}`)
+	testkit.WriteFile(t, bad, `{"resource": "x", "mesage": {}}`)
 	tests := []struct {
 		name string
 		args []string

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mcp-pdp/pdp/internal/testkit"
 )
 
 // TestFmt: pdp fmt lists, fails on and rewrites a file that OPA's formatter
@@ -17,9 +19,9 @@ func TestFmt(t *testing.T) {
 	messy := filepath.Join(dir, "messy.rego")
 	tidy := filepath.Join(dir, "sub", "tidy.rego")
 	broken := filepath.Join(t.TempDir(), "broken.rego")
-	polWriteTestFile(t, messy, "package x\na:=1\n")
-	polWriteTestFile(t, tidy, "package x\n\nb := 2\n")
-	polWriteTestFile(t, broken, "package x\na := \n")
+	testkit.WriteFile(t, messy, "package x\na:=1\n")
+	testkit.WriteFile(t, tidy, "package x\n\nb := 2\n")
+	testkit.WriteFile(t, broken, "package x\na := \n")
 	fmtRun := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
 		code := run(context.Background(), append([]string{"fmt"}, args...), &out, &errb)

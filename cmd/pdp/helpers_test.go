@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -18,10 +15,6 @@ import (
 
 // polEvalResource is the resource the command tests decide for.
 const polEvalResource = "https://mcp.example.com/mcp"
-
-func polRsaKeys(t *testing.T) (priv, pub string) { return testkit.RSAKeyFiles(t) }
-
-func polWriteTestFile(t *testing.T, path, content string) { testkit.WriteFile(t, path, content) }
 
 // polMarkedPolicy is a policy whose rules and data both carry name, so that a
 // decision made from the rules of one bundle and the data of another would
@@ -61,30 +54,9 @@ func polTestApp(t *testing.T, pc config.Policy) (base string, s *server.Server) 
 	return hs.URL, s
 }
 
-type polDecideResult struct {
-	status   int
-	allow    bool
-	reason   string
-	revision string
-}
+// polPublicCall is a call of a tool that no catalog names.
+var polPublicCall = []byte(`{"resource": "` + polEvalResource + `", "message": {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "anything"}}}`)
 
-// polDecideOnce asks base for a decision on a call of a tool that no
-// catalog names.
-func polDecideOnce(client *http.Client, base string) (polDecideResult, error) {
-	body := []byte(`{"resource": "` + polEvalResource + `", "message": {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "anything"}}}`)
-	resp, err := client.Post(base+"/v1/decide", "application/json", bytes.NewReader(body))
-	if err != nil {
-		return polDecideResult{}, err
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Allow          bool   `json:"allow"`
-		Reason         string `json:"reason"`
-		PolicyRevision string `json:"policy_revision"`
-	}
-	raw, _ := io.ReadAll(resp.Body)
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return polDecideResult{status: resp.StatusCode}, fmt.Errorf("HTTP %d %s", resp.StatusCode, raw)
-	}
-	return polDecideResult{resp.StatusCode, out.Allow, out.Reason, out.PolicyRevision}, nil
+func polDecideOnce(client *http.Client, base string) (testkit.Decision, error) {
+	return testkit.PostDecide(client, base, polPublicCall)
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mcp-pdp/pdp/internal/testkit"
+
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/mcp-pdp/pdp/internal/decision"
@@ -312,7 +314,7 @@ func loadFiles(tb testing.TB, files map[string]string) *decision.Policy {
 	tb.Helper()
 	dir := tb.TempDir()
 	for name, content := range files {
-		writeFile(tb, filepath.Join(dir, name), content)
+		testkit.WriteFile(tb, filepath.Join(dir, name), content)
 	}
 	p, err := decision.Load(context.Background(), decision.Source{Path: dir})
 	if err != nil {

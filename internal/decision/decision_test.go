@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcp-pdp/pdp/internal/testkit"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
@@ -135,7 +136,7 @@ func TestDefaultPolicyListOneEvaluation(t *testing.T) {
 func TestCustomCatalog(t *testing.T) {
 	dir := t.TempDir()
 	copyDefault(t, dir)
-	writeFile(t, filepath.Join(dir, "data.yaml"), `
+	testkit.WriteFile(t, filepath.Join(dir, "data.yaml"), `
 mcp:
   default_catalog: ops
   resources: {}
@@ -155,7 +156,7 @@ mcp:
         "file:///public/*": {access: public}
         "file:///public/secret/*": {access: deny}
 `)
-	writeFile(t, filepath.Join(dir, "limits.rego"), `package mcp.authz
+	testkit.WriteFile(t, filepath.Join(dir, "limits.rego"), `package mcp.authz
 
 deny contains "amount exceeds 100" if {
 	input.tool.name == "transfer"
@@ -228,9 +229,9 @@ func TestLoadErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			writeFile(t, filepath.Join(dir, tc.file), tc.content)
+			testkit.WriteFile(t, filepath.Join(dir, tc.file), tc.content)
 			if tc.file != "authz.rego" {
-				writeFile(t, filepath.Join(dir, "authz.rego"), "package mcp.authz\n\ndecision := {\"allow\": true}\n")
+				testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), "package mcp.authz\n\ndecision := {\"allow\": true}\n")
 			}
 			_, err := decision.Load(context.Background(), decision.Source{Path: dir})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -253,7 +254,7 @@ func TestEvaluationErrorsFailClosed(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			writeFile(t, filepath.Join(dir, "authz.rego"), tc.policy)
+			testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), tc.policy)
 			p, err := decision.Load(context.Background(), decision.Source{Path: dir})
 			if err != nil {
 				t.Fatal(err)
@@ -269,7 +270,7 @@ func TestEvaluationErrorsFailClosed(t *testing.T) {
 func TestEvaluationBudget(t *testing.T) {
 	dir := t.TempDir()
 	// numbers.range over a huge range: a pathological policy.
-	writeFile(t, filepath.Join(dir, "authz.rego"), `package mcp.authz
+	testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), `package mcp.authz
 
 decision := {"allow": count([x | some x in numbers.range(1, 100000000); x % 7 == 0]) > 0}
 `)
@@ -303,20 +304,10 @@ func copyDefault(t *testing.T, dir string) {
 		if err != nil {
 			return err
 		}
-		writeFile(t, filepath.Join(dir, filepath.FromSlash(p)), string(b))
+		testkit.WriteFile(t, filepath.Join(dir, filepath.FromSlash(p)), string(b))
 		return nil
 	})
 	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-func writeFile(t testing.TB, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -325,7 +316,7 @@ func writeFile(t testing.TB, path, content string) {
 func loadModule(t testing.TB, module string) *decision.Policy {
 	t.Helper()
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "authz.rego"), module)
+	testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), module)
 	p, err := decision.Load(context.Background(), decision.Source{Path: dir})
 	if err != nil {
 		t.Fatal(err)
@@ -363,7 +354,7 @@ func TestReadsArguments(t *testing.T) {
 // A policy that reads arguments must see them, also through the cache.
 func TestArgumentsReachPolicyThroughCache(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "authz.rego"), "package mcp.authz\n\ndecision := {\"allow\": input.tool.arguments.amount < 5}\n")
+	testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), "package mcp.authz\n\ndecision := {\"allow\": input.tool.arguments.amount < 5}\n")
 	p, err := decision.Load(context.Background(), decision.Source{Path: dir})
 	if err != nil {
 		t.Fatal(err)
@@ -526,9 +517,9 @@ func TestSubjectLookups(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			writeFile(t, filepath.Join(dir, "authz.rego"), tc.module)
+			testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), tc.module)
 			if !strings.Contains(tc.module, "decision") {
-				writeFile(t, filepath.Join(dir, "main.rego"), "package mcp.authz\n\ndefault allow := false\n\nallow if not data.acl.blocked[input.token.sub]\n\ndecision := {\"allow\": allow}\n")
+				testkit.WriteFile(t, filepath.Join(dir, "main.rego"), "package mcp.authz\n\ndefault allow := false\n\nallow if not data.acl.blocked[input.token.sub]\n\ndecision := {\"allow\": allow}\n")
 			}
 			p, err := decision.Load(context.Background(), decision.Source{Path: dir})
 			if err != nil {

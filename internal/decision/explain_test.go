@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mcp-pdp/pdp/internal/testkit"
+
 	"github.com/mcp-pdp/pdp/internal/decision"
 )
 
@@ -15,7 +17,7 @@ import (
 func TestRecordingAndExplain(t *testing.T) {
 	dir := t.TempDir()
 	copyDefault(t, dir)
-	writeFile(t, filepath.Join(dir, "data.yaml"), `
+	testkit.WriteFile(t, filepath.Join(dir, "data.yaml"), `
 mcp:
   default_catalog: demo
   revoked: {clients: {leaky: "key leaked"}, subjects: {}}
@@ -85,7 +87,7 @@ mcp:
 
 func TestExplainNotes(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "authz.rego"), `package mcp.authz
+	testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), `package mcp.authz
 
 decision := {"allow": allow}
 

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mcp-pdp/pdp/internal/testkit"
+
 	"github.com/mcp-pdp/pdp/internal/decision"
 	"github.com/mcp-pdp/pdp/policies"
 )
@@ -120,8 +122,8 @@ catalogs:
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			writeFile(t, filepath.Join(dir, "authz.rego"), minimalPolicy)
-			writeFile(t, filepath.Join(dir, "mcp", "data.yaml"), tc.data)
+			testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), minimalPolicy)
+			testkit.WriteFile(t, filepath.Join(dir, "mcp", "data.yaml"), tc.data)
 			_, err := decision.Load(context.Background(), decision.Source{Path: dir})
 			var pe *decision.PolicyError
 			if !errors.As(err, &pe) || pe.Stage != "validate" {
@@ -143,8 +145,8 @@ catalogs:
 
 func TestCatalogWarnings(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "authz.rego"), minimalPolicy)
-	writeFile(t, filepath.Join(dir, "data.yaml"), `
+	testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), minimalPolicy)
+	testkit.WriteFile(t, filepath.Join(dir, "data.yaml"), `
 mcp:
   catalogs:
     c:
@@ -182,8 +184,8 @@ mcp:
 // Policies that do not use the catalog format are not checked against it.
 func TestNoCatalogNoValidation(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "authz.rego"), minimalPolicy)
-	writeFile(t, filepath.Join(dir, "data.json"), `{"acme": {"tools": ["a"]}}`)
+	testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), minimalPolicy)
+	testkit.WriteFile(t, filepath.Join(dir, "data.json"), `{"acme": {"tools": ["a"]}}`)
 	p, err := decision.Load(context.Background(), decision.Source{Path: dir})
 	if err != nil || len(p.Warnings()) != 0 {
 		t.Fatalf("err=%v warnings=%v", err, p.Warnings())
@@ -194,8 +196,8 @@ func TestNoCatalogNoValidation(t *testing.T) {
 // there is refused, not silently replaced.
 func TestReservedDataRoot(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "authz.rego"), minimalPolicy)
-	writeFile(t, filepath.Join(dir, "data.json"), `{"pdp": {"catalog_index": {}}}`)
+	testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), minimalPolicy)
+	testkit.WriteFile(t, filepath.Join(dir, "data.json"), `{"pdp": {"catalog_index": {}}}`)
 	_, err := decision.Load(context.Background(), decision.Source{Path: dir})
 	if err == nil || !strings.Contains(err.Error(), "reserved") {
 		t.Fatalf("err = %v, want data.pdp refused as reserved", err)
@@ -217,9 +219,9 @@ func TestProblemHints(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			writeFile(t, filepath.Join(dir, tc.file), tc.content)
+			testkit.WriteFile(t, filepath.Join(dir, tc.file), tc.content)
 			if tc.file != "authz.rego" {
-				writeFile(t, filepath.Join(dir, "authz.rego"), minimalPolicy)
+				testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), minimalPolicy)
 			}
 			_, err := decision.Load(context.Background(), decision.Source{Path: dir})
 			ps := decision.ProblemsOf(err)
@@ -239,7 +241,7 @@ func TestProblemHints(t *testing.T) {
 
 func TestStrictMode(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "authz.rego"), "package mcp.authz\n\nimport data.mcp.lib\n\ndecision := {\"allow\": false}\n")
+	testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), "package mcp.authz\n\nimport data.mcp.lib\n\ndecision := {\"allow\": false}\n")
 	if _, err := decision.Load(context.Background(), decision.Source{Path: dir}); err != nil {
 		t.Fatalf("non-strict: %v", err)
 	}

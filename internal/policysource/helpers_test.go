@@ -5,17 +5,11 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/mcp-pdp/pdp/internal/testkit"
@@ -44,69 +38,6 @@ func build(t *testing.T, marker, revision, key string) []byte {
 	}
 	return b.Archive
 }
-
-// bundleServer serves one bundle at /bundles/mcp.tar.gz with a strong ETag,
-// answering If-None-Match with 304. Its mode can be switched to failures.
-type bundleServer struct {
-	*httptest.Server
-	mu          sync.Mutex
-	body        []byte
-	mode        string // "ok", "500", "garbage", "noetag"
-	requests    atomic.Int64
-	notModified atomic.Int64
-}
-
-func newBundleServer(t *testing.T, body []byte) *bundleServer {
-	t.Helper()
-	s := &bundleServer{body: body, mode: "ok"}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.requests.Add(1)
-		if r.URL.Path != "/bundles/mcp.tar.gz" {
-			http.NotFound(w, r)
-			return
-		}
-		s.mu.Lock()
-		body, mode := s.body, s.mode
-		s.mu.Unlock()
-		switch mode {
-		case "slow":
-			<-r.Context().Done() // never answers before the client gives up
-			return
-		case "500":
-			http.Error(w, "database on fire", http.StatusInternalServerError)
-			return
-		case "garbage":
-			w.Header().Set("Content-Type", "application/gzip")
-			_, _ = w.Write([]byte("<html>this is not a bundle</html>"))
-			return
-		}
-		sum := sha256.Sum256(body)
-		etag := `"` + hex.EncodeToString(sum[:8]) + `"`
-		if mode != "noetag" {
-			w.Header().Set("ETag", etag)
-			if inm := r.Header.Get("If-None-Match"); inm != "" && strings.Contains(inm, etag) {
-				s.notModified.Add(1)
-				w.WriteHeader(http.StatusNotModified)
-				return
-			}
-		}
-		w.Header().Set("Content-Type", "application/gzip")
-		_, _ = w.Write(body)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *bundleServer) set(mode string, body []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.mode = mode
-	if body != nil {
-		s.body = body
-	}
-}
-
-func (s *bundleServer) url() string { return s.URL + "/bundles/mcp.tar.gz" }
 
 // events collects what Run reports.
 type events struct {

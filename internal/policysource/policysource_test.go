@@ -35,7 +35,7 @@ func TestFetchKinds(t *testing.T) {
 	if err := WriteFileAtomic(signedFile, build(t, "signed", "rev-signed", priv)); err != nil {
 		t.Fatal(err)
 	}
-	srv := newBundleServer(t, build(t, "url", "rev-url", priv))
+	srv := testkit.NewBundleServer(t, build(t, "url", "rev-url", priv))
 	tests := []struct {
 		name   string
 		opts   Options
@@ -45,7 +45,7 @@ func TestFetchKinds(t *testing.T) {
 		{"directory", Options{Path: dir}, KindDirectory, "dir"},
 		{"bundle file", Options{Path: file}, KindFile, "file"},
 		{"signed bundle file", Options{Path: signedFile, Verification: verification(t, pub, "RS256", "")}, KindFile, "signed"},
-		{"signed bundle url", Options{Path: srv.url(), Verification: verification(t, pub, "RS256", "")}, KindURL, "url"},
+		{"signed bundle url", Options{Path: srv.BundleURL(), Verification: verification(t, pub, "RS256", "")}, KindURL, "url"},
 		{"embedded", Options{FS: os.DirFS(dir)}, KindEmbedded, "dir"},
 	}
 	for _, tc := range tests {
@@ -128,8 +128,8 @@ func TestVerificationRefusals(t *testing.T) {
 			if err := WriteFileAtomic(file, tc.archive); err != nil {
 				t.Fatal(err)
 			}
-			srv := newBundleServer(t, tc.archive)
-			for _, path := range []string{file, srv.url()} {
+			srv := testkit.NewBundleServer(t, tc.archive)
+			for _, path := range []string{file, srv.BundleURL()} {
 				w, err := New(Options{Path: path, Verification: tc.vc})
 				if err != nil {
 					t.Fatal(err)
@@ -153,8 +153,8 @@ func TestVerificationRefusals(t *testing.T) {
 func TestSignedBundleWithoutVerification(t *testing.T) {
 	priv, _ := testkit.RSAKeyFiles(t)
 	signed := build(t, "signed", "r1", priv)
-	srv := newBundleServer(t, signed)
-	w, err := New(Options{Path: srv.url()})
+	srv := testkit.NewBundleServer(t, signed)
+	w, err := New(Options{Path: srv.BundleURL()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,9 +203,9 @@ func TestVerificationKeyErrors(t *testing.T) {
 // anything, until a good bundle comes back.
 func TestURLPolling(t *testing.T) {
 	priv, pub := testkit.RSAKeyFiles(t)
-	srv := newBundleServer(t, build(t, "one", "r1", priv))
+	srv := testkit.NewBundleServer(t, build(t, "one", "r1", priv))
 	w, err := New(Options{
-		Path: srv.url(), Verification: verification(t, pub, "RS256", ""),
+		Path: srv.BundleURL(), Verification: verification(t, pub, "RS256", ""),
 		Interval: 10 * time.Millisecond, MinRetry: 5 * time.Millisecond, MaxRetry: 20 * time.Millisecond,
 	})
 	if err != nil {
@@ -216,12 +216,12 @@ func TestURLPolling(t *testing.T) {
 		t.Fatalf("fetch: %v %v", u, err)
 	}
 	ev := run(t, w)
-	testkit.WaitFor(t, "a 304 Not Modified", func() bool { return srv.notModified.Load() >= 2 })
+	testkit.WaitFor(t, "a 304 Not Modified", func() bool { return srv.NotModified.Load() >= 2 })
 	if n, _ := ev.counts(); n != 0 {
 		t.Fatalf("%d updates for an unchanged bundle", n)
 	}
 
-	srv.set("ok", build(t, "two", "r2", priv))
+	srv.Set("ok", build(t, "two", "r2", priv))
 	testkit.WaitFor(t, "revision two", func() bool { return marker(ev.lastUpdate()) == "two" })
 
 	for _, tc := range []struct{ mode, want string }{
@@ -229,14 +229,14 @@ func TestURLPolling(t *testing.T) {
 		{"garbage", "not a bundle"},
 	} {
 		_, errsBefore := ev.counts()
-		srv.set(tc.mode, nil)
+		srv.Set(tc.mode, nil)
 		testkit.WaitFor(t, tc.mode+" reported", func() bool {
 			_, errs := ev.counts()
 			return errs > errsBefore && strings.Contains(ev.lastErr().Error(), tc.want)
 		})
 	}
 	_, errsBefore := ev.counts()
-	srv.set("ok", build(t, "unsigned", "r3", ""))
+	srv.Set("ok", build(t, "unsigned", "r3", ""))
 	testkit.WaitFor(t, "unsigned refused", func() bool {
 		_, errs := ev.counts()
 		return errs > errsBefore && strings.Contains(ev.lastErr().Error(), "unsigned bundle refused")
@@ -245,10 +245,10 @@ func TestURLPolling(t *testing.T) {
 		t.Fatalf("a failing server delivered %q", m)
 	}
 
-	srv.set("ok", build(t, "three", "r3", priv))
+	srv.Set("ok", build(t, "three", "r3", priv))
 	testkit.WaitFor(t, "revision three", func() bool { return marker(ev.lastUpdate()) == "three" })
 	// The same content under a new revision is delivered too.
-	srv.set("ok", build(t, "three", "r4", priv))
+	srv.Set("ok", build(t, "three", "r4", priv))
 	testkit.WaitFor(t, "revision r4", func() bool { return ev.lastUpdate().Bundle.Manifest.Revision == "r4" })
 	n, _ := ev.counts()
 	if n != 3 {
@@ -259,9 +259,9 @@ func TestURLPolling(t *testing.T) {
 // A server without ETags sends the whole bundle on every poll; unchanged
 // content is still delivered only once.
 func TestURLWithoutETag(t *testing.T) {
-	srv := newBundleServer(t, build(t, "one", "r1", ""))
-	srv.set("noetag", nil)
-	w, err := New(Options{Path: srv.url(), Interval: 5 * time.Millisecond})
+	srv := testkit.NewBundleServer(t, build(t, "one", "r1", ""))
+	srv.Set("noetag", nil)
+	w, err := New(Options{Path: srv.BundleURL(), Interval: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,31 +269,31 @@ func TestURLWithoutETag(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := run(t, w)
-	before := srv.requests.Load()
-	testkit.WaitFor(t, "several polls", func() bool { return srv.requests.Load() >= before+3 })
+	before := srv.Requests.Load()
+	testkit.WaitFor(t, "several polls", func() bool { return srv.Requests.Load() >= before+3 })
 	if n, _ := ev.counts(); n != 0 {
 		t.Fatalf("%d updates for unchanged content", n)
 	}
-	srv.set("noetag", build(t, "two", "r2", ""))
+	srv.Set("noetag", build(t, "two", "r2", ""))
 	testkit.WaitFor(t, "revision two", func() bool { return marker(ev.lastUpdate()) == "two" })
 }
 
 // A download cut short by FetchTimeout is an error, and the next one
 // starts afresh.
 func TestFetchTimeout(t *testing.T) {
-	srv := newBundleServer(t, build(t, "one", "r1", ""))
-	w, err := New(Options{Path: srv.url(), FetchTimeout: 100 * time.Millisecond})
+	srv := testkit.NewBundleServer(t, build(t, "one", "r1", ""))
+	w, err := New(Options{Path: srv.BundleURL(), FetchTimeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := w.Fetch(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	srv.set("slow", nil)
+	srv.Set("slow", nil)
 	if u, err := w.poll(context.Background()); u != nil || err == nil || !strings.Contains(err.Error(), "deadline exceeded") {
 		t.Fatalf("slow server: %v %v", u, err)
 	}
-	srv.set("ok", build(t, "two", "r2", ""))
+	srv.Set("ok", build(t, "two", "r2", ""))
 	u, err := w.poll(context.Background())
 	if err != nil || marker(u) != "two" {
 		t.Fatalf("after the timeout: %v %v", u, err)

@@ -41,7 +41,7 @@ func TestBundleServerBehindAuth(t *testing.T) {
 	testkit.WriteFile(t, tokenFile, "s3cret-token\n")
 	noPoll := config.Duration(0)
 	good := config.Policy{
-		Path: srv.URL + "/bundles/mcp-pdp.tar.gz", PollInterval: &noPoll,
+		Path: srv.URL + testkit.BundlePath, PollInterval: &noPoll,
 		CAFile: caFile, BearerTokenFile: tokenFile, Headers: map[string]string{"X-Bundle-Key": "k1"},
 	}
 	base, a := polTestApp(t, good)
@@ -49,7 +49,7 @@ func TestBundleServerBehindAuth(t *testing.T) {
 		t.Fatalf("revision %q", rev)
 	}
 	r, err := polDecideOnce(&http.Client{Timeout: 30 * time.Second}, base)
-	if err != nil || r.reason != "rules-a/data-a" {
+	if err != nil || r.Reason != "rules-a/data-a" {
 		t.Fatalf("decision %+v %v", r, err)
 	}
 

@@ -3,8 +3,6 @@ package server
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -69,47 +67,6 @@ func polRawBundle(t *testing.T, files map[string]string, revision, key string) [
 	return out.Bytes()
 }
 
-// polBundleHTTP serves a bundle (ETag, 304) or a failure.
-type polBundleHTTP struct {
-	*httptest.Server
-	mu   sync.Mutex
-	body []byte
-	mode string
-}
-
-func polNewBundleHTTP(t *testing.T, body []byte) *polBundleHTTP {
-	s := &polBundleHTTP{body: body, mode: "ok"}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		body, mode := s.body, s.mode
-		s.mu.Unlock()
-		switch mode {
-		case "500":
-			http.Error(w, "internal error", http.StatusInternalServerError)
-			return
-		case "garbage":
-			_, _ = w.Write([]byte("garbage, not a tarball"))
-			return
-		}
-		sum := sha256.Sum256(body)
-		etag := `"` + hex.EncodeToString(sum[:8]) + `"`
-		w.Header().Set("ETag", etag)
-		if strings.Contains(r.Header.Get("If-None-Match"), etag) {
-			w.WriteHeader(http.StatusNotModified)
-			return
-		}
-		_, _ = w.Write(body)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *polBundleHTTP) set(mode string, body []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.mode, s.body = mode, body
-}
-
 // polTestApp builds the PDP (no audit, no listener) and serves its API
 // from an httptest server; logs go to logs when it is not nil.
 func polTestApp(t *testing.T, pc config.Policy, logs ...*testkit.SyncBuffer) (base string, a *Server) {
@@ -144,31 +101,10 @@ func polPollEvery(d time.Duration) *config.Duration {
 	return &c
 }
 
-type polDecideResult struct {
-	status   int
-	allow    bool
-	reason   string
-	revision string
-}
-
 var polPublicCall = []byte(`{"resource": "` + polEvalResource + `", "message": {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "anything"}}}`)
 
-func polDecideOnce(client *http.Client, base string) (polDecideResult, error) {
-	resp, err := client.Post(base+"/v1/decide", "application/json", bytes.NewReader(polPublicCall))
-	if err != nil {
-		return polDecideResult{}, err
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Allow          bool   `json:"allow"`
-		Reason         string `json:"reason"`
-		PolicyRevision string `json:"policy_revision"`
-	}
-	raw, _ := io.ReadAll(resp.Body)
-	if err := json.Unmarshal(raw, &body); err != nil {
-		return polDecideResult{status: resp.StatusCode}, fmt.Errorf("HTTP %d %s", resp.StatusCode, raw)
-	}
-	return polDecideResult{resp.StatusCode, body.Allow, body.Reason, body.PolicyRevision}, nil
+func polDecideOnce(client *http.Client, base string) (testkit.Decision, error) {
+	return testkit.PostDecide(client, base, polPublicCall)
 }
 
 func polMetricValue(t *testing.T, base, series string) float64 {
@@ -197,10 +133,10 @@ func polMetricValue(t *testing.T, base, series string) float64 {
 func TestReloadUnderLoad(t *testing.T) {
 	priv, pub := testkit.RSAKeyFiles(t)
 	otherPriv, _ := testkit.RSAKeyFiles(t)
-	srv := polNewBundleHTTP(t, polRawBundle(t, polMarkedPolicy("a"), "rev-a", priv))
+	srv := testkit.NewBundleServer(t, polRawBundle(t, polMarkedPolicy("a"), "rev-a", priv))
 	logs := &testkit.SyncBuffer{}
 	base, a := polTestApp(t, config.Policy{
-		Path: srv.URL + "/bundles/mcp.tar.gz", PollInterval: polPollEvery(5 * time.Millisecond),
+		Path: srv.BundleURL(), PollInterval: polPollEvery(5 * time.Millisecond),
 		Verification: config.Verification{KeyFile: pub},
 	}, logs)
 	if rev := a.Engine().Policy().Revision(); rev != "rev-a" {
@@ -225,16 +161,16 @@ func TestReloadUnderLoad(t *testing.T) {
 				r, err := polDecideOnce(client, base)
 				total.Add(1)
 				mu.Lock()
-				name := strings.TrimPrefix(r.revision, "rev-")
+				name := strings.TrimPrefix(r.Revision, "rev-")
 				switch {
 				case err != nil:
 					failures = append(failures, err.Error())
-				case r.status != http.StatusOK || !r.allow:
-					failures = append(failures, fmt.Sprintf("HTTP %d allow=%v reason=%q", r.status, r.allow, r.reason))
-				case r.reason != "rules-"+name+"/data-"+name:
-					failures = append(failures, fmt.Sprintf("mixed decision: revision %s, reason %q", r.revision, r.reason))
+				case r.Status != http.StatusOK || !r.Allow:
+					failures = append(failures, fmt.Sprintf("HTTP %d allow=%v reason=%q", r.Status, r.Allow, r.Reason))
+				case r.Reason != "rules-"+name+"/data-"+name:
+					failures = append(failures, fmt.Sprintf("mixed decision: revision %s, reason %q", r.Revision, r.Reason))
 				default:
-					answers[r.revision]++
+					answers[r.Revision]++
 				}
 				mu.Unlock()
 			}
@@ -252,20 +188,20 @@ func TestReloadUnderLoad(t *testing.T) {
 		set  func()
 	}{
 		{"does not compile", "rego_unsafe_var_error", func() {
-			srv.set("ok", polRawBundle(t, map[string]string{"authz.rego": "package mcp.authz\n\ndecision := {\"allow\": x}\n"}, "rev-broken", priv))
+			srv.Set("ok", polRawBundle(t, map[string]string{"authz.rego": "package mcp.authz\n\ndecision := {\"allow\": x}\n"}, "rev-broken", priv))
 		}},
 		{"invalid catalog", `is not an access class`, func() {
 			files := polMarkedPolicy("x")
 			files["data.json"] = `{"marker": "data-x", "mcp": {"catalogs": {"c": {"tools": {"t": {"access": "publik"}}}}}}`
-			srv.set("ok", polRawBundle(t, files, "rev-invalid", priv))
+			srv.Set("ok", polRawBundle(t, files, "rev-invalid", priv))
 		}},
 		{"no decision rule", "no rule defines data.mcp.authz.decision", func() {
-			srv.set("ok", polRawBundle(t, map[string]string{"authz.rego": "package mcp.authz\n\nallow := true\n"}, "rev-nodecision", priv))
+			srv.Set("ok", polRawBundle(t, map[string]string{"authz.rego": "package mcp.authz\n\nallow := true\n"}, "rev-nodecision", priv))
 		}},
-		{"unsigned", "unsigned bundle refused", func() { srv.set("ok", polRawBundle(t, polMarkedPolicy("u"), "rev-unsigned", "")) }},
-		{"wrongly signed", "does not verify with the configured key", func() { srv.set("ok", polRawBundle(t, polMarkedPolicy("w"), "rev-wrong", otherPriv)) }},
-		{"server error", "HTTP 500", func() { srv.set("500", nil) }},
-		{"garbage", "not a bundle", func() { srv.set("garbage", nil) }},
+		{"unsigned", "unsigned bundle refused", func() { srv.Set("ok", polRawBundle(t, polMarkedPolicy("u"), "rev-unsigned", "")) }},
+		{"wrongly signed", "does not verify with the configured key", func() { srv.Set("ok", polRawBundle(t, polMarkedPolicy("w"), "rev-wrong", otherPriv)) }},
+		{"server error", "HTTP 500", func() { srv.Set("500", nil) }},
+		{"garbage", "not a bundle", func() { srv.Set("garbage", nil) }},
 	}
 	good := []string{"b", "c", "d"}
 	for i, g := range good {
@@ -287,7 +223,7 @@ func TestReloadUnderLoad(t *testing.T) {
 				t.Fatalf("after %s the active policy is %q, want the last good %q", b.name, rev, want)
 			}
 		}
-		srv.set("ok", polRawBundle(t, polMarkedPolicy(g), "rev-"+g, priv))
+		srv.Set("ok", polRawBundle(t, polMarkedPolicy(g), "rev-"+g, priv))
 		testkit.WaitFor(t, "answers from rev-"+g, seen("rev-"+g))
 	}
 	// Keep load on the final policy for a moment, then stop.
@@ -343,7 +279,7 @@ func TestReloadDirectory(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return r.reason
+		return r.Reason
 	}
 	if reason() != "rules-a/data-a" {
 		t.Fatalf("start: %q", reason())

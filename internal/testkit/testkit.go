@@ -14,9 +14,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
+	"fmt"
+	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -227,4 +231,32 @@ func (ca *CA) Pool() *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AddCert(ca.Cert)
 	return p
+}
+
+// Decision is what a test reads of a /v1/decide answer.
+type Decision struct {
+	Status   int
+	Allow    bool
+	Reason   string
+	Revision string // policy_revision
+}
+
+// PostDecide posts body to base's /v1/decide and reads the answer; a body
+// that is not JSON is an error naming the status and the body.
+func PostDecide(c *http.Client, base string, body []byte) (Decision, error) {
+	resp, err := c.Post(base+"/v1/decide", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return Decision{}, err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Allow          bool   `json:"allow"`
+		Reason         string `json:"reason"`
+		PolicyRevision string `json:"policy_revision"`
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return Decision{Status: resp.StatusCode}, fmt.Errorf("HTTP %d %s", resp.StatusCode, raw)
+	}
+	return Decision{resp.StatusCode, out.Allow, out.Reason, out.PolicyRevision}, nil
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mcp-pdp/pdp/internal/testkit"
+
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/mcp-pdp/pdp/internal/decision"
@@ -43,8 +45,8 @@ func recipePolicy(t *testing.T, recipe, data string) *decision.Policy {
 		wiring.WriteString(strings.TrimPrefix(line, "#     "))
 		wiring.WriteString("\n")
 	}
-	writeFile(t, filepath.Join(dir, "enable_"+recipe+".rego"), wiring.String())
-	writeFile(t, filepath.Join(dir, "data.yaml"), data)
+	testkit.WriteFile(t, filepath.Join(dir, "enable_"+recipe+".rego"), wiring.String())
+	testkit.WriteFile(t, filepath.Join(dir, "data.yaml"), data)
 	p, err := decision.Load(context.Background(), decision.Source{Path: dir})
 	if err != nil {
 		t.Fatalf("the %s recipe does not load as a policy: %v", recipe, err)
@@ -61,17 +63,7 @@ func copyFile(t *testing.T, from, to string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, to, string(b))
-}
-
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testkit.WriteFile(t, to, string(b))
 }
 
 type caller struct {
