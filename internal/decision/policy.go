@@ -84,7 +84,6 @@ func (p *Policy) Source() string { return p.source }
 // Bundle returns the loaded bundle (modules and data).
 func (p *Policy) Bundle() *bundle.Bundle { return p.bundle }
 
-
 // testFile reports Rego test files, which are never part of a served policy.
 func testFile(abspath string, info fs.FileInfo, depth int) bool {
 	return !info.IsDir() && strings.HasSuffix(info.Name(), "_test.rego")
