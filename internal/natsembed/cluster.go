@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 // ClusterOptions configure a JetStream cluster of embedded servers on
@@ -91,7 +94,61 @@ func StartCluster(ctx context.Context, co ClusterOptions) (*Cluster, error) {
 			return nil, err
 		}
 	}
+	// Each member being current is not enough to place a replicated
+	// stream: the meta leader must also have heard from every peer, or it
+	// refuses with "no suitable peers for placement, peer offline".
+	if err := c.waitPeersOnline(ctx); err != nil {
+		c.Shutdown()
+		return nil, err
+	}
 	return c, nil
+}
+
+// waitPeersOnline waits until the JetStream meta leader reports every
+// running member as a current, online peer.
+func (c *Cluster) waitPeersOnline(ctx context.Context) error {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if c.peersOnline() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("natsembed: cluster peers not all online: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Cluster) peersOnline() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	running := 0
+	var leader *Server
+	for _, s := range c.servers {
+		if s == nil {
+			continue
+		}
+		running++
+		if s.ns.JetStreamIsLeader() {
+			leader = s
+		}
+	}
+	if leader == nil {
+		return false
+	}
+	info, err := leader.ns.Jsz(&server.JSzOptions{})
+	if err != nil || info.Meta == nil {
+		return false
+	}
+	online := 0
+	for _, p := range info.Meta.Replicas {
+		if p.Current && !p.Offline {
+			online++
+		}
+	}
+	return online >= running-1 // the leader does not list itself
 }
 
 // Size is the number of members (running or stopped).
@@ -135,7 +192,8 @@ func (c *Cluster) Stop(i int) {
 	}
 }
 
-// Restart starts a stopped member i again with its store and addresses.
+// Restart starts a stopped member i again with its store and addresses and
+// waits until it is current and the meta leader sees every running member.
 func (c *Cluster) Restart(ctx context.Context, i int) error {
 	c.mu.Lock()
 	running := c.servers[i] != nil
@@ -150,7 +208,10 @@ func (c *Cluster) Restart(ctx context.Context, i int) error {
 	c.mu.Lock()
 	c.servers[i] = s
 	c.mu.Unlock()
-	return nil
+	if err := s.WaitJetStreamReady(ctx); err != nil {
+		return err
+	}
+	return c.waitPeersOnline(ctx)
 }
 
 // Shutdown stops every running member.
