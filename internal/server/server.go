@@ -285,8 +285,8 @@ func (s *Server) Run(ctx context.Context) error {
 // Close stops everything New started, in reverse order, and waits for the
 // server's goroutines: the audit sink flushes to NATS (or the spool) within
 // Options.FlushTimeout, then the NATS connection and the embedded server
-// stop, then background work (policy watching, key refresh) is canceled and
-// awaited. It is safe to call more than once; Run calls it.
+// stop, then background work (policy watching, key refresh and warm-up,
+// key fetches under way) is canceled and awaited. It is safe to call more than once; Run calls it.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		var errs []error
@@ -312,6 +312,9 @@ func (s *Server) Close() error {
 		}
 		s.stop()
 		s.wg.Wait()
+		if s.keys != nil {
+			s.keys.Close() // key fetches under way
+		}
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr

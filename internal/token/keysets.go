@@ -65,10 +65,10 @@ type KeySetsConfig struct {
 //
 // Lifecycle: NewKeySets starts no goroutine. Fetches run in short-lived
 // goroutines bounded by FetchTimeout, started on demand by lookups; a due
-// refresh is started by the next lookup that notices it. Run additionally
-// refreshes idle key sets on schedule; it is optional but recommended for
-// long-running servers so that the first request after a quiet period does
-// not see stale keys.
+// refresh is started by the next lookup that notices it. Close cancels the
+// fetches under way and waits for them. Run additionally refreshes idle key
+// sets on schedule; it is optional but recommended for long-running servers
+// so that the first request after a quiet period does not see stale keys.
 type KeySets struct {
 	cfg    KeySetsConfig
 	log    *slog.Logger
@@ -81,6 +81,12 @@ type KeySets struct {
 
 	fetches     atomic.Uint64
 	fetchErrors atomic.Uint64
+
+	base    context.Context // of every fetch; canceled by Close
+	cancel  context.CancelFunc
+	spawnMu sync.Mutex // orders flights.Go against Close's Wait
+	closed  bool
+	flights sync.WaitGroup
 }
 
 // KeySetsStats are counters for metrics.
@@ -123,6 +129,7 @@ func NewKeySets(cfg KeySetsConfig) *KeySets {
 		// is a failed fetch, so an endpoint cannot send the PDP elsewhere.
 		client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
+	base, cancel := context.WithCancel(context.Background())
 	return &KeySets{
 		cfg:    cfg,
 		log:    log,
@@ -130,7 +137,33 @@ func NewKeySets(cfg KeySetsConfig) *KeySets {
 		now:    time.Now,
 		jwks:   make(map[string]*cell[*keySet]),
 		meta:   make(map[string]*cell[string]),
+		base:   base,
+		cancel: cancel,
 	}
+}
+
+// Close cancels the fetches under way and waits for them to end. A lookup
+// after Close fails as the keys cannot be fetched (keys already cached
+// still verify). Safe to call more than once.
+func (k *KeySets) Close() {
+	k.spawnMu.Lock()
+	k.closed = true
+	k.spawnMu.Unlock()
+	k.cancel()
+	k.flights.Wait()
+}
+
+// spawn runs fn as a fetch owned by k: Close waits for it. After Close, fn
+// still runs (so that its waiters are answered) but finds the context
+// canceled and ends at once.
+func (k *KeySets) spawn(fn func()) {
+	k.spawnMu.Lock()
+	defer k.spawnMu.Unlock()
+	if k.closed {
+		go fn()
+		return
+	}
+	k.flights.Go(fn)
 }
 
 // Stats returns fetch counters.
@@ -387,12 +420,12 @@ func (c *cell[T]) start(now time.Time, forced bool) *flight {
 	f := &flight{done: make(chan struct{})}
 	c.inflight = f
 	c.lastAttempt = now
-	go c.run(f)
+	c.k.spawn(func() { c.run(f) })
 	return f
 }
 
 func (c *cell[T]) run(f *flight) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.k.cfg.FetchTimeout)
+	ctx, cancel := context.WithTimeout(c.k.base, c.k.cfg.FetchTimeout)
 	defer cancel()
 	c.k.fetches.Add(1)
 	val, maxAge, err := c.safeFetch(ctx)

@@ -382,3 +382,29 @@ func TestParseJWKSFiltering(t *testing.T) {
 		}
 	}
 }
+
+// TestKeySetsCloseCancelsFetches: Close cancels a fetch under way (here one
+// the IdP would answer only after an hour) and returns once it has ended;
+// the waiting lookup gets the failure; a lookup after Close fails too.
+func TestKeySetsCloseCancelsFetches(t *testing.T) {
+	e := newEnv(t, "ES256", nil, func(_ *Config, k *KeySetsConfig) { k.FetchTimeout = time.Hour })
+	e.idp.setDelay(time.Hour)
+	warmed := make(chan error, 1)
+	go func() { warmed <- e.v.Warm(context.Background()) }()
+	testkit.WaitFor(t, "the fetch to reach the IdP", func() bool { return e.idp.hitsFor("/jwks") > 0 })
+	closed := make(chan struct{})
+	go func() { e.keys.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(testkit.WaitTimeout):
+		t.Fatal("Close did not return: the fetch under way was not canceled")
+	}
+	if err := <-warmed; err == nil {
+		t.Fatal("Warm succeeded although its fetch was canceled")
+	}
+	e.idp.setDelay(0)
+	if err := e.v.Warm(context.Background()); err == nil {
+		t.Fatal("Warm after Close succeeded")
+	}
+	e.keys.Close() // a second Close is harmless
+}
