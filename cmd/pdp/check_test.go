@@ -118,7 +118,7 @@ func TestCheckConfig(t *testing.T) {
 	}
 }
 
-func markedPolicyFiles() map[string]string { return polMarkedPolicy("a") }
+func markedPolicyFiles() map[string]string { return testkit.MarkedPolicy("a") }
 
 // `pdp test` fails on a failing Rego test and passes on passing ones.
 func TestPdpTestExitStatus(t *testing.T) {

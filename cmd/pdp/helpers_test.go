@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -15,19 +14,6 @@ import (
 
 // polEvalResource is the resource the command tests decide for.
 const polEvalResource = "https://mcp.example.com/mcp"
-
-// polMarkedPolicy is a policy whose rules and data both carry name, so that a
-// decision made from the rules of one bundle and the data of another would
-// show as "rules-a/data-b".
-func polMarkedPolicy(name string) map[string]string {
-	return map[string]string{
-		"authz.rego": fmt.Sprintf(`package mcp.authz
-
-decision := {"allow": true, "reason": concat("/", ["rules-%s", data.marker])}
-`, name),
-		"data.json": fmt.Sprintf(`{"marker": "data-%s"}`, name),
-	}
-}
 
 // polTestApp builds the PDP (no audit, no listener) for the policy pc and
 // serves its API from an httptest server.

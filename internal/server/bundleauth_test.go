@@ -20,7 +20,7 @@ import (
 // policy loads with all three; without the token the start fails with the
 // server's refusal, and without the CA with a certificate error.
 func TestBundleServerBehindAuth(t *testing.T) {
-	bundle := polRawBundle(t, polMarkedPolicy("a"), "rev-auth", "")
+	bundle := polRawBundle(t, testkit.MarkedPolicy("a"), "rev-auth", "")
 	var refused atomic.Int64
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer s3cret-token" || r.Header.Get("X-Bundle-Key") != "k1" {

@@ -26,19 +26,6 @@ import (
 
 const polEvalResource = "https://mcp.example.com/mcp"
 
-// polMarkedPolicy is a policy whose rules and data both carry name, so that a
-// decision made from the rules of one bundle and the data of another would
-// show as "rules-a/data-b".
-func polMarkedPolicy(name string) map[string]string {
-	return map[string]string{
-		"authz.rego": fmt.Sprintf(`package mcp.authz
-
-decision := {"allow": true, "reason": concat("/", ["rules-%s", data.marker])}
-`, name),
-		"data.json": fmt.Sprintf(`{"marker": "data-%s"}`, name),
-	}
-}
-
 // polRawBundle writes files into a bundle without compiling them (so that it
 // may be broken), signed with key when key is not "".
 func polRawBundle(t *testing.T, files map[string]string, revision, key string) []byte {
@@ -133,7 +120,7 @@ func polMetricValue(t *testing.T, base, series string) float64 {
 func TestReloadUnderLoad(t *testing.T) {
 	priv, pub := testkit.RSAKeyFiles(t)
 	otherPriv, _ := testkit.RSAKeyFiles(t)
-	srv := testkit.NewBundleServer(t, polRawBundle(t, polMarkedPolicy("a"), "rev-a", priv))
+	srv := testkit.NewBundleServer(t, polRawBundle(t, testkit.MarkedPolicy("a"), "rev-a", priv))
 	logs := &testkit.SyncBuffer{}
 	base, a := polTestApp(t, config.Policy{
 		Path: srv.BundleURL(), PollInterval: polPollEvery(5 * time.Millisecond),
@@ -191,15 +178,15 @@ func TestReloadUnderLoad(t *testing.T) {
 			srv.Set("ok", polRawBundle(t, map[string]string{"authz.rego": "package mcp.authz\n\ndecision := {\"allow\": x}\n"}, "rev-broken", priv))
 		}},
 		{"invalid catalog", `is not an access class`, func() {
-			files := polMarkedPolicy("x")
+			files := testkit.MarkedPolicy("x")
 			files["data.json"] = `{"marker": "data-x", "mcp": {"catalogs": {"c": {"tools": {"t": {"access": "publik"}}}}}}`
 			srv.Set("ok", polRawBundle(t, files, "rev-invalid", priv))
 		}},
 		{"no decision rule", "no rule defines data.mcp.authz.decision", func() {
 			srv.Set("ok", polRawBundle(t, map[string]string{"authz.rego": "package mcp.authz\n\nallow := true\n"}, "rev-nodecision", priv))
 		}},
-		{"unsigned", "unsigned bundle refused", func() { srv.Set("ok", polRawBundle(t, polMarkedPolicy("u"), "rev-unsigned", "")) }},
-		{"wrongly signed", "does not verify with the configured key", func() { srv.Set("ok", polRawBundle(t, polMarkedPolicy("w"), "rev-wrong", otherPriv)) }},
+		{"unsigned", "unsigned bundle refused", func() { srv.Set("ok", polRawBundle(t, testkit.MarkedPolicy("u"), "rev-unsigned", "")) }},
+		{"wrongly signed", "does not verify with the configured key", func() { srv.Set("ok", polRawBundle(t, testkit.MarkedPolicy("w"), "rev-wrong", otherPriv)) }},
 		{"server error", "HTTP 500", func() { srv.Set("500", nil) }},
 		{"garbage", "not a bundle", func() { srv.Set("garbage", nil) }},
 	}
@@ -223,7 +210,7 @@ func TestReloadUnderLoad(t *testing.T) {
 				t.Fatalf("after %s the active policy is %q, want the last good %q", b.name, rev, want)
 			}
 		}
-		srv.Set("ok", polRawBundle(t, polMarkedPolicy(g), "rev-"+g, priv))
+		srv.Set("ok", polRawBundle(t, testkit.MarkedPolicy(g), "rev-"+g, priv))
 		testkit.WaitFor(t, "answers from rev-"+g, seen("rev-"+g))
 	}
 	// Keep load on the final policy for a moment, then stop.
@@ -269,7 +256,7 @@ func TestReloadUnderLoad(t *testing.T) {
 // refused with file:line, and the fix is swapped in.
 func TestReloadDirectory(t *testing.T) {
 	dir := t.TempDir()
-	for name, content := range polMarkedPolicy("a") {
+	for name, content := range testkit.MarkedPolicy("a") {
 		testkit.WriteFile(t, filepath.Join(dir, name), content)
 	}
 	base, a := polTestApp(t, config.Policy{Path: dir, PollInterval: polPollEvery(5 * time.Millisecond)})
@@ -296,7 +283,7 @@ func TestReloadDirectory(t *testing.T) {
 	if a.Engine().Policy().Revision() != active || reason() != "rules-a/data-b" {
 		t.Fatal("a broken edit replaced the active policy")
 	}
-	testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), polMarkedPolicy("c")["authz.rego"])
+	testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), testkit.MarkedPolicy("c")["authz.rego"])
 	testkit.WaitFor(t, "fixed edit", func() bool { return reason() == "rules-c/data-b" })
 }
 
@@ -329,8 +316,8 @@ func TestStartupRefusals(t *testing.T) {
 			"authz.rego": "package mcp.authz\n\ndecision := {\"allow\": false}\n",
 			"data.yaml":  "mcp:\n  catalogs:\n    c:\n      tools:\n        t: {access: publik}\n",
 		})}, `data.yaml:5: data.mcp.catalogs.c.tools.t.access: "publik" is not an access class`},
-		{"unsigned bundle", config.Policy{Path: file(polRawBundle(t, polMarkedPolicy("a"), "r", "")), Verification: config.Verification{KeyFile: pub}}, "unsigned bundle refused"},
-		{"wrongly signed bundle", config.Policy{Path: file(polRawBundle(t, polMarkedPolicy("a"), "r", priv)), Verification: config.Verification{KeyFile: otherPub}}, "does not verify"},
+		{"unsigned bundle", config.Policy{Path: file(polRawBundle(t, testkit.MarkedPolicy("a"), "r", "")), Verification: config.Verification{KeyFile: pub}}, "unsigned bundle refused"},
+		{"wrongly signed bundle", config.Policy{Path: file(polRawBundle(t, testkit.MarkedPolicy("a"), "r", priv)), Verification: config.Verification{KeyFile: otherPub}}, "does not verify"},
 		{"verification without path", config.Policy{Verification: config.Verification{KeyFile: pub}}, "policy.path is empty"},
 	}
 	for _, tc := range tests {

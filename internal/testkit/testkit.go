@@ -260,3 +260,17 @@ func PostDecide(c *http.Client, base string, body []byte) (Decision, error) {
 	}
 	return Decision{resp.StatusCode, out.Allow, out.Reason, out.PolicyRevision}, nil
 }
+
+// MarkedPolicy is a policy (file name to content) whose rules and data both
+// carry name: every decision is allowed with the reason
+// "rules-<name>/data-<name>", so that a decision made from the rules of one
+// bundle and the data of another shows as "rules-a/data-b".
+func MarkedPolicy(name string) map[string]string {
+	return map[string]string{
+		"authz.rego": fmt.Sprintf(`package mcp.authz
+
+decision := {"allow": true, "reason": concat("/", ["rules-%s", data.marker])}
+`, name),
+		"data.json": fmt.Sprintf(`{"marker": "data-%s"}`, name),
+	}
+}
