@@ -11,6 +11,15 @@
 // [RequestError] body; the PEP then fails closed, as it does when the PDP
 // cannot be reached.
 //
+// A list method can be decided in one request (with its result: the answer
+// is the filtered list) or in two, as gateways and response-filtering
+// middleware do: first without the result (may this caller list at all? an
+// invalid token is challenged before the server does any work), then with
+// it. The Streamable HTTP requests that carry no JSON-RPC message (GET opens
+// the SSE stream, DELETE ends the session) are decided with
+// [Request.HTTPMethod]. An allowed answer names its [Caller] when the
+// request carried a valid token.
+//
 // The types here encode to and decode from exactly the JSON the PDP reads
 // and writes (field names and order included), so a Go PEP can use them with
 // encoding/json. The HTTP API, the order in which a PEP must read the

@@ -13,16 +13,37 @@ type Request struct {
 	// Authorization header exactly as the MCP server received it; empty
 	// means an anonymous caller.
 	Authorization string `json:"authorization,omitempty"`
-	// Message (JSON "message", required) is the JSON-RPC request or
-	// notification the MCP server received: an object with jsonrpc "2.0"
-	// and a non-empty method.
+	// Message (JSON "message", required unless HTTPMethod is set) is the
+	// JSON-RPC request or notification the MCP server received: an object
+	// with jsonrpc "2.0" and a non-empty method. With HTTPMethod it must be
+	// absent (or null).
 	Message json.RawMessage `json:"message"`
 	// Result (JSON "result", omitted when empty) is, for the list methods
 	// (tools/list, prompts/list, resources/list, resources/templates/list),
-	// the list result the MCP server would return; it is required for them
-	// and ignored for every other method.
+	// the list result the MCP server would return, to be filtered for the
+	// caller. Without it the PDP decides the list request itself (may this
+	// caller list at all?), so a PEP can refuse a bad token before the MCP
+	// server builds its list, and filter the list with a second request
+	// that carries it. It is ignored for every other method.
 	Result json.RawMessage `json:"result,omitempty"`
+	// HTTPMethod (JSON "http_method", omitted when empty) asks for a
+	// Streamable HTTP transport request that carries no JSON-RPC message:
+	// HTTPMethodGet (open the server's SSE stream) or HTTPMethodDelete (end
+	// the session), with Message absent. The caller is authenticated for
+	// the resource: an invalid token is challenged, an anonymous caller or
+	// a valid token is allowed. Any other value is refused as
+	// invalid_request.
+	HTTPMethod string `json:"http_method,omitempty"`
 }
+
+// Values of [Request.HTTPMethod]: the Streamable HTTP requests that carry no
+// JSON-RPC message.
+const (
+	// HTTPMethodGet opens the server's SSE stream.
+	HTTPMethodGet = "GET"
+	// HTTPMethodDelete ends the session.
+	HTTPMethodDelete = "DELETE"
+)
 
 // Response is the body of a decided POST /v1/decide (HTTP 200). Allow says
 // whether to run the request; when it is false, the other fields say how to
@@ -32,8 +53,9 @@ type Response struct {
 	// decision, also the id of its audit event; log it with the request.
 	DecisionID string `json:"decision_id"`
 	// Allow (JSON "allow", always set) is true when the MCP server may run
-	// the request (for a list method: return Result instead of its own
-	// result), false when it must refuse it as the other fields say.
+	// the request (for a list method sent with its result: return Result
+	// instead of its own result), false when it must refuse it as the other
+	// fields say.
 	Allow bool `json:"allow"`
 	// Outcome (JSON "outcome", always set) is one of OutcomeAllow,
 	// OutcomeFiltered, OutcomeChallenge and OutcomeDeny.
@@ -66,23 +88,65 @@ type Response struct {
 	// policy refusals of tools/call) is the result to send in the JSON-RPC
 	// response instead of running the tool.
 	ToolResult *ToolResult `json:"tool_result,omitempty"`
-	// Result (JSON "result", set for allowed list methods) is the filtered
-	// list result: hidden items removed, kept tools annotated with their
-	// securitySchemes. The MCP server sends it instead of its own result.
+	// Result (JSON "result", set for allowed list methods whose request
+	// carried a result) is the filtered list result: hidden items removed,
+	// kept tools annotated with their securitySchemes. The MCP server sends
+	// it instead of its own result.
 	Result json.RawMessage `json:"result,omitempty"`
 	// PolicyRevision (JSON "policy_revision", set when the policy was
 	// evaluated) is the revision of the policy that decided: the bundle's
 	// manifest revision, or "sha256:" and 12 hex digits of the policy
 	// content.
 	PolicyRevision string `json:"policy_revision,omitempty"`
+	// Caller (JSON "caller", omitted when nil) is who the request is
+	// decided for, from the verified token: set when Allow is true and the
+	// request carried a valid token, nil for anonymous callers and for
+	// every refusal. A PEP hands it to tool handlers instead of parsing the
+	// token. It never contains the token itself.
+	Caller *Caller `json:"caller,omitempty"`
+}
+
+// Caller is the verified identity behind an allowed request: the claims of
+// its access token that name the end user, the client and the delegation
+// chain.
+type Caller struct {
+	// Subject (JSON "sub", omitted when empty) is the token's `sub`.
+	Subject string `json:"sub,omitempty"`
+	// ClientID (JSON "client_id", omitted when empty) is the OAuth client
+	// the token was issued to (`client_id`, else `azp`).
+	ClientID string `json:"client_id,omitempty"`
+	// Scopes (JSON "scopes", always set, possibly empty) are the scopes the
+	// token grants, as a list, in the token's order, without duplicates.
+	Scopes []string `json:"scopes"`
+	// Act (JSON "act", omitted when empty) is the RFC 8693 delegation
+	// chain, the current actor first.
+	Act []Actor `json:"act,omitempty"`
+	// Grant (JSON "grant", omitted when unknown) is "user" for a token
+	// obtained for an end user, "client_credentials" for a client acting
+	// on its own behalf.
+	Grant string `json:"grant,omitempty"`
+	// Issuer (JSON "issuer") is the token's `iss`.
+	Issuer string `json:"issuer"`
+}
+
+// Actor is one link of a [Caller]'s delegation chain (RFC 8693 `act`).
+type Actor struct {
+	// Subject (JSON "sub", omitted when empty) is the actor's `sub`.
+	Subject string `json:"sub,omitempty"`
+	// ClientID (JSON "client_id", omitted when empty) is the actor's
+	// `client_id`.
+	ClientID string `json:"client_id,omitempty"`
 }
 
 // Outcomes of a decision, the values of [Response.Outcome]. Audit events and
 // the pdp_decisions_total metric use the same values.
 const (
-	// OutcomeAllow: the request is allowed; run it.
+	// OutcomeAllow: the request is allowed; run it. A list method sent
+	// without its result is answered with OutcomeAllow: the caller may
+	// list; its result is filtered by a second request that carries it.
 	OutcomeAllow = "allow"
-	// OutcomeFiltered: a list method is allowed; return Response.Result.
+	// OutcomeFiltered: a list method sent with its result is allowed;
+	// return Response.Result.
 	OutcomeFiltered = "filtered"
 	// OutcomeChallenge: a token is missing, invalid or lacks scopes; answer
 	// with the OAuth challenge (Response.WWWAuthenticate).

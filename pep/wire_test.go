@@ -20,6 +20,10 @@ func TestEncoding(t *testing.T) {
 			Resource: "r", Authorization: "Bearer t",
 			Message: json.RawMessage(`{"method":"tools/list"}`), Result: json.RawMessage(`{"tools":[]}`),
 		}, `{"resource":"r","authorization":"Bearer t","message":{"method":"tools/list"},"result":{"tools":[]}}`},
+		{"list request phase", pep.Request{Resource: "r", Message: json.RawMessage(`{"method":"tools/list"}`)},
+			`{"resource":"r","message":{"method":"tools/list"}}`},
+		{"transport request", pep.Request{Resource: "r", Authorization: "Bearer t", HTTPMethod: pep.HTTPMethodGet},
+			`{"resource":"r","authorization":"Bearer t","message":null,"http_method":"GET"}`},
 		{"minimal response", pep.Response{DecisionID: "d", Outcome: pep.OutcomeAllow, Allow: true, HTTPStatus: 200,
 			RequiredScopes: []string{}, MissingScopes: []string{}},
 			`{"decision_id":"d","allow":true,"outcome":"allow","http_status":200,"required_scopes":[],"missing_scopes":[],"reason":""}`},
@@ -30,10 +34,14 @@ func TestEncoding(t *testing.T) {
 			ToolResult: &pep.ToolResult{IsError: true, Content: []pep.Content{{Type: "text", Text: "x"}},
 				Meta: map[string]any{"mcp/www_authenticate": []string{"Bearer"}}},
 			Result: json.RawMessage(`{"tools":[]}`), PolicyRevision: "rev",
+			Caller: &pep.Caller{Subject: "alice", ClientID: "app", Scopes: []string{"a", "b"},
+				Act: []pep.Actor{{Subject: "agent", ClientID: "bot"}}, Grant: "user", Issuer: "https://as"},
 		}, `{"decision_id":"d","allow":false,"outcome":"challenge","http_status":401,"www_authenticate":"Bearer",` +
 			`"required_scopes":["a"],"missing_scopes":["a"],"reason":"why","jsonrpc_error":{"code":-32602,"message":"m"},` +
 			`"tool_result":{"isError":true,"content":[{"type":"text","text":"x"}],"_meta":{"mcp/www_authenticate":["Bearer"]}},` +
-			`"result":{"tools":[]},"policy_revision":"rev"}`},
+			`"result":{"tools":[]},"policy_revision":"rev",` +
+			`"caller":{"sub":"alice","client_id":"app","scopes":["a","b"],"act":[{"sub":"agent","client_id":"bot"}],"grant":"user","issuer":"https://as"}}`},
+		{"minimal caller", pep.Caller{Scopes: []string{}, Issuer: "https://as"}, `{"scopes":[],"issuer":"https://as"}`},
 		{"tool result without meta", pep.ToolResult{IsError: true, Content: []pep.Content{}},
 			`{"isError":true,"content":[]}`},
 		{"request error", &pep.RequestError{Status: 400, Code: "invalid_request", Description: "resource is required"},

@@ -147,7 +147,16 @@ func badRequest(code, format string, args ...any) *pep.RequestError {
 // Decide answers one request. pepName names the authenticated PEP, for the
 // audit event (empty: none). A *pep.RequestError means the request could not
 // be decided (HTTP 4xx); any other failure is answered as a deny inside the
-// Response.
+// Response. Every decided request is one audit event.
+//
+// A list method without req.Result is decided as a request (may this
+// caller list at all?): the answer is an allow without Result, or a
+// challenge or deny; the same method with its Result is filtered. A request
+// with req.HTTPMethod and no Message (a Streamable HTTP GET or DELETE)
+// authenticates the caller for the resource without consulting the policy.
+//
+// The Response's Caller is shared by the answers for the same verified
+// token: treat it as read-only.
 func (s *Service) Decide(ctx context.Context, req *pep.Request, pepName string) (*pep.Response, error) {
 	return s.decide(ctx, req, pepName, false)
 }
@@ -172,7 +181,10 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 	if res == nil {
 		return nil, badRequest("unknown_resource", "resource %q is not configured on this PDP", req.Resource)
 	}
-	if len(req.Message) == 0 || bytes.Equal(req.Message, []byte("null")) {
+	if req.HTTPMethod != "" {
+		return s.decideTransport(ctx, req, res, pepName, start)
+	}
+	if isAbsent(req.Message) {
 		return nil, badRequest("invalid_request", "message is required: the JSON-RPC request the MCP server received")
 	}
 	var msg message
@@ -193,9 +205,6 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 	in := decision.Input{Resource: res.URI, Method: *msg.Method, Class: decision.ClassifyMethod(*msg.Method)}
 	d := &pending{svc: s, res: res, in: &in, id: msg.ID, pepName: pepName, start: start}
 
-	if in.Class.Operation == decision.OpList && (len(req.Result) == 0 || bytes.Equal(req.Result, []byte("null"))) {
-		return nil, badRequest("invalid_request", "result is required for %s: the list result the MCP server would return", in.Method)
-	}
 	if in.Class.Operation == decision.OpCall {
 		if !fast && len(msg.Params) > 0 {
 			if err := json.Unmarshal(msg.Params, &p); err != nil {
@@ -228,31 +237,14 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 
 	// The token. An invalid token is refused with 401 whatever the method;
 	// the policy is still evaluated (as anonymous) to tell the scopes needed.
-	var tokErr *token.Error
-	raw, err := token.ParseAuthorization(req.Authorization)
-	if err == nil && raw != "" {
-		d.claims, err = res.Verifier.Verify(ctx, raw)
-		if err == nil {
-			in.Token, err = s.tokens.get(d.claims)
-		}
-	}
-	if errors.Is(err, token.ErrKeysUnavailable) {
-		// Not the caller's fault: a 401 would send the client to
-		// re-authorize for nothing. Deny as unavailable (503).
-		s.log.Warn("signing keys unavailable", "resource", res.URI, "err", err)
-		d.claims = nil
-		return d.finish(reqCtx, nil, fmt.Errorf("token verification: %w", err), nil)
-	}
+	tokErr, err := d.verify(ctx, req.Authorization)
 	if err != nil {
-		d.claims = nil
-		if !errors.As(err, &tokErr) {
-			tokErr = &token.Error{Code: "invalid_token", Description: "token verification failed"}
-			s.log.Warn("token verification error", "resource", res.URI, "err", err)
-		}
+		return d.finish(reqCtx, nil, err, nil)
 	}
 
 	var result *decision.Result
-	if in.Class.Operation == decision.OpList {
+	switch {
+	case in.Class.Operation == decision.OpList && !isAbsent(req.Result):
 		var f *listfilter.Filtered
 		if valid {
 			f, err = listfilter.FilterValid(ctx, s.engine, &in, req.Result)
@@ -266,10 +258,75 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 			result = f.Decision
 			d.filtered = f
 		}
-	} else {
+	default:
+		// A single target, a lifecycle or other method, or the request
+		// phase of a list (no result): the policy decides the request as
+		// it is, a list without items.
 		result, err = s.engine.Decide(ctx, &in)
 	}
 	return d.finish(reqCtx, result, err, tokErr)
+}
+
+// verify authenticates the caller from the Authorization value: it sets
+// d.claims, d.caller and d.in.Token for a valid token and leaves them nil
+// for an anonymous caller. A rejected token (or malformed header) is
+// tokErr, answered with a 401 challenge; err is a failure that is not the
+// caller's fault (the signing keys cannot be fetched), answered as
+// unavailable (503).
+func (d *pending) verify(ctx context.Context, authorization string) (tokErr *token.Error, err error) {
+	raw, err := token.ParseAuthorization(authorization)
+	if err == nil && raw != "" {
+		d.claims, err = d.res.Verifier.Verify(ctx, raw)
+		if err == nil {
+			d.in.Token, d.caller, err = d.svc.tokens.get(d.claims)
+		}
+	}
+	if err == nil {
+		return nil, nil
+	}
+	d.claims, d.caller, d.in.Token = nil, nil, nil
+	if errors.Is(err, token.ErrKeysUnavailable) {
+		// Not the caller's fault: a 401 would send the client to
+		// re-authorize for nothing. Deny as unavailable (503).
+		d.svc.log.Warn("signing keys unavailable", "resource", d.res.URI, "err", err)
+		return nil, fmt.Errorf("token verification: %w", err)
+	}
+	if !errors.As(err, &tokErr) {
+		tokErr = &token.Error{Code: "invalid_token", Description: "token verification failed"}
+		d.svc.log.Warn("token verification error", "resource", d.res.URI, "err", err)
+	}
+	return tokErr, nil
+}
+
+// decideTransport decides a Streamable HTTP request without a JSON-RPC
+// message (req.HTTPMethod): the caller is authenticated for the resource
+// and the policy is not consulted, as there is no method to decide. The
+// audit event records the method as "http/" + req.HTTPMethod.
+func (s *Service) decideTransport(ctx context.Context, req *pep.Request, res *Resource, pepName string, start time.Time) (*pep.Response, error) {
+	switch req.HTTPMethod {
+	case pep.HTTPMethodGet, pep.HTTPMethodDelete:
+	default:
+		return nil, badRequest("invalid_request", "http_method must be %q or %q, not %q", pep.HTTPMethodGet, pep.HTTPMethodDelete, req.HTTPMethod)
+	}
+	if !isAbsent(req.Message) {
+		return nil, badRequest("invalid_request", "http_method and message exclude each other: send http_method only for a %s or %s without a JSON-RPC message", pep.HTTPMethodGet, pep.HTTPMethodDelete)
+	}
+	in := decision.Input{Resource: res.URI, Method: "http/" + req.HTTPMethod, Class: decision.Method{Operation: decision.OpOther}}
+	d := &pending{svc: s, res: res, in: &in, pepName: pepName, start: start}
+	vctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	tokErr, err := d.verify(vctx, req.Authorization)
+	if err != nil {
+		return d.finish(ctx, nil, err, nil)
+	}
+	// Anonymous or a valid token: allowed (an invalid token is tokErr).
+	allowed := &decision.Result{Allow: true, Visible: true, Reason: "transport request: caller authenticated for the resource"}
+	return d.finish(ctx, allowed, nil, tokErr)
+}
+
+// isAbsent reports whether an optional JSON member is missing or null.
+func isAbsent(v json.RawMessage) bool {
+	return len(v) == 0 || bytes.Equal(v, []byte("null"))
 }
 
 func jsonErr(err error) string {
@@ -321,6 +378,7 @@ type pending struct {
 	pepName  string
 	start    time.Time
 	claims   *token.Claims
+	caller   *pep.Caller
 	args     json.RawMessage
 	filtered *listfilter.Filtered
 }
@@ -363,7 +421,7 @@ func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr e
 		// clients back to authorization; a 400 would leave them stuck.
 		ref.Kind = stepup.InvalidToken
 		ref.Description = tokErr.Description
-		if !result.Visible {
+		if result != nil && !result.Visible {
 			ref.Required = nil // do not reveal what a hidden target needs
 		}
 		resp.RequiredScopes = ref.Required
@@ -402,6 +460,7 @@ func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr e
 	switch ref.Kind {
 	case stepup.Allowed:
 		outcome = pep.OutcomeAllow
+		resp.Caller = d.caller
 		if d.filtered != nil {
 			outcome = pep.OutcomeFiltered
 			resp.Result = d.filtered.Result

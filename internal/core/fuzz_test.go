@@ -121,6 +121,9 @@ func (e *fuzzEnv) checkAnswer(t *testing.T, req *pep.Request, resp *pep.Response
 			t.Fatalf("challenge %q does not parse: %v", resp.WWWAuthenticate, err)
 		}
 	}
+	if resp.Caller != nil && (!resp.Allow || resp.Caller.Scopes == nil || resp.Caller.Issuer == "") {
+		t.Fatalf("caller %+v in %+v", resp.Caller, resp)
+	}
 	if resp.Outcome == pep.OutcomeFiltered && !json.Valid(resp.Result) {
 		t.Fatalf("filtered result is not JSON: %q", resp.Result)
 	}
@@ -160,6 +163,8 @@ func FuzzDecide(f *testing.F) {
 		{"", `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"generate_qr_url"}}`, nil, "step-up"},
 		{good, string(list), tools, "list with token"},
 		{"", string(list), tools, "anonymous list"},
+		{good, string(list), nil, "list request phase"},
+		{"Bearer a.b.c", string(list), nil, "list request phase, garbage token"},
 		{"", `{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///etc/passwd"}}`, nil, "resource read"},
 		{"", `{"jsonrpc":"2.0","id":1,"method":"prompts/list"}`, []byte(`{"prompts":[{"name":"p"}]}`), "prompts"},
 		{"", `{"jsonrpc":"2.0","method":"notifications/initialized"}`, nil, "notification"},
@@ -178,6 +183,13 @@ func FuzzDecide(f *testing.F) {
 		req := &pep.Request{Resource: resource, Authorization: authz, Message: msg, Result: result}
 		resp, err := e.svc.Decide(context.Background(), req, "fuzz")
 		e.checkAnswer(t, req, resp, err)
+		// The same caller on a Streamable HTTP GET: authenticated only.
+		treq := &pep.Request{Resource: resource, Authorization: authz, HTTPMethod: pep.HTTPMethodGet}
+		tresp, terr := e.svc.Decide(context.Background(), treq, "fuzz")
+		e.checkAnswer(t, treq, tresp, terr)
+		if terr != nil || (tresp.Outcome != pep.OutcomeAllow && tresp.HTTPStatus != 401) {
+			t.Fatalf("GET: %+v %v", tresp, terr)
+		}
 		if !json.Valid(msg) || (len(result) > 0 && !json.Valid(result)) {
 			return
 		}
