@@ -104,11 +104,13 @@ const (
 	keyAuthorization
 	keyMessage
 	keyResult
+	keyHTTPMethod
 )
 
 // decodeFast decodes the common shape of a request without reflection: one
 // object whose keys are spelled exactly as documented, each at most once;
-// resource and authorization printable ASCII strings without escapes;
+// resource, authorization and http_method printable ASCII strings without
+// escapes;
 // message and result any valid JSON value; nothing but whitespace after the
 // object. It reports false for anything else, and the caller decodes with
 // encoding/json, which gives the same Request for every body decodeFast
@@ -139,6 +141,8 @@ func decodeFast(buf []byte, req *pep.Request) bool {
 				bit = keyMessage
 			case "result":
 				bit = keyResult
+			case "http_method":
+				bit = keyHTTPMethod
 			default:
 				return false
 			}
@@ -152,15 +156,18 @@ func decodeFast(buf []byte, req *pep.Request) bool {
 			}
 			i = jsonfast.SkipSpace(buf, i+1)
 			switch bit {
-			case keyResource, keyAuthorization:
+			case keyResource, keyAuthorization, keyHTTPMethod:
 				s, next, ok := jsonfast.PlainString(buf, i)
 				if !ok {
 					return false
 				}
-				if bit == keyResource {
+				switch bit {
+				case keyResource:
 					req.Resource = string(s)
-				} else {
+				case keyAuthorization:
 					req.Authorization = string(s)
+				default:
+					req.HTTPMethod = string(s)
 				}
 				i = next
 			default:
@@ -203,7 +210,7 @@ func describeJSONError(err error) string {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "malformed JSON: unexpected end of input"
 	case strings.HasPrefix(err.Error(), "json: unknown field"):
-		return strings.TrimPrefix(err.Error(), "json: ") + "; known fields: resource, authorization, message, result"
+		return strings.TrimPrefix(err.Error(), "json: ") + "; known fields: resource, authorization, message, result, http_method"
 	}
 	return "malformed JSON: " + err.Error()
 }

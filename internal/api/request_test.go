@@ -37,6 +37,15 @@ func TestDecodeFast(t *testing.T) {
 	}{
 		{"typical", `{"resource":"https://mcp.example.com/mcp","authorization":"` + tok + `","message":{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x","arguments":{"s":"a\"}\\"}}}}`, true},
 		{"list with result", `{"resource":"r","message":{"method":"tools/list"},"result":{"tools":[{"name":"a"},{"name":"b"}]}}`, true},
+		{"list without result", `{"resource":"r","message":{"method":"tools/list"}}`, true},
+		{"transport request", `{"resource":"r","authorization":"` + tok + `","http_method":"GET"}`, true},
+		{"transport request, null message", `{"http_method":"DELETE","message":null,"resource":"r"}`, true},
+		{"empty http_method", `{"http_method":""}`, true},
+		{"escape in http_method", `{"http_method":"G\u0045T"}`, false},
+		{"null http_method", `{"http_method":null}`, false},
+		{"number http_method", `{"http_method":1}`, false},
+		{"duplicate http_method", `{"http_method":"GET","http_method":"DELETE"}`, false},
+		{"other case http_method", `{"HTTP_METHOD":"GET"}`, false},
 		{"whitespace everywhere", " \t\r\n{ \"resource\" : \"r\" ,\n\"message\" :\t[1, 2] } \n", true},
 		{"empty object", `{}`, true},
 		{"message is a string", `{"message":"x\u00e9y"}`, true},
@@ -95,6 +104,8 @@ func FuzzDecodeFast(f *testing.F) {
 	for _, s := range []string{
 		`{"resource":"r","authorization":"Bearer x","message":{"a":[1,"}"]},"result":null}`,
 		`{"message":"\"]"}`, `{}`, ` { "message" : 1 } `, `{"message":{}}}`, `{"result":[{"a":"\\"}]}`,
+		`{"resource":"r","authorization":"Bearer x","http_method":"GET"}`, `{"http_method":"DELETE","message":null}`,
+		`{"http_method":"G\u0045T"}`, `{"http_method":null}`, `{"Http_Method":"GET"}`,
 	} {
 		f.Add([]byte(s))
 	}
