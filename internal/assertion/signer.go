@@ -18,7 +18,6 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
-	"github.com/lestrrat-go/jwx/v3/jws"
 )
 
 // DefaultAlg is the signing algorithm when Options.Alg is "" and the key is
@@ -61,7 +60,7 @@ type Signer struct {
 	kid    string
 	ttl    time.Duration
 	priv   crypto.Signer
-	signer jws.Signer2
+	size   int    // ECDSA: bytes of r and of s; EdDSA: 0
 	sigLen int    // encoded length of a signature (fixed for EC and EdDSA)
 	hdr    []byte // base64url(protected header) + "."
 	prefix []byte // `{"iss":"…"`
@@ -98,10 +97,6 @@ func build(iss, alg string, ttl time.Duration, priv crypto.Signer) (*Signer, err
 	if !ok {
 		return nil, fmt.Errorf("assertion: algorithm %s is not registered with jwx", alg)
 	}
-	signer, err := jws.SignerFor(sa)
-	if err != nil {
-		return nil, fmt.Errorf("assertion: %s signer: %w", alg, err)
-	}
 	pub, err := jwk.Import(priv.Public())
 	if err != nil {
 		return nil, fmt.Errorf("assertion: importing the public key: %w", err)
@@ -136,19 +131,21 @@ func build(iss, alg string, ttl time.Duration, priv crypto.Signer) (*Signer, err
 		return nil, fmt.Errorf("assertion: encoding the header: %w", err)
 	}
 	s := &Signer{
-		iss:    iss,
-		alg:    alg,
-		kid:    kid,
-		ttl:    ttl,
-		priv:   priv,
-		signer: signer,
-		jwks:   jwks,
-		etag:   strconv.Quote(kid),
+		iss:  iss,
+		alg:  alg,
+		kid:  kid,
+		ttl:  ttl,
+		priv: priv,
+		jwks: jwks,
+		etag: strconv.Quote(kid),
 	}
 	s.hdr = append(base64.RawURLEncoding.AppendEncode(nil, hdr), '.')
 	s.prefix = appendString([]byte(`{"iss":`), iss)
+	if c := algInfoOf(alg).curve; c != nil {
+		s.size = (c.Params().BitSize + 7) / 8
+	}
 	// Sign once: it checks that the key works and measures the signature.
-	sig, err := signer.Sign(priv, []byte("probe"))
+	sig, err := rawSign(priv, s.size, []byte("probe"))
 	if err != nil {
 		return nil, fmt.Errorf("assertion: test signature with %s: %w", alg, err)
 	}
@@ -275,7 +272,7 @@ func (s *Signer) Sign(c Claims) (string, error) {
 	out := make([]byte, 0, n)
 	out = append(out, s.hdr...)
 	out = enc.AppendEncode(out, p)
-	sig, err := s.signer.Sign(s.priv, out)
+	sig, err := rawSign(s.priv, s.size, out)
 	if err != nil {
 		return "", fmt.Errorf("assertion: signing: %w", err)
 	}
