@@ -56,3 +56,27 @@ func ExampleRequestError() {
 	// Output:
 	// 400 unknown_resource: resource "https://nope.example/mcp" is not configured on this PDP
 }
+
+// ExampleCaller reads the caller of an allowed answer, to hand to the tool
+// handler, and builds the body for a Streamable HTTP GET.
+func ExampleCaller() {
+	answer := `{"decision_id":"ufrxeUv53zl8wk2Z1Gu70h","allow":true,"outcome":"allow","http_status":200,` +
+		`"required_scopes":["qr:generate"],"missing_scopes":[],"reason":"step_up access",` +
+		`"caller":{"sub":"alice","client_id":"demo","scopes":["qr:generate"],"act":[{"sub":"agent-7"}],"grant":"user","issuer":"https://as.example.com"}}`
+	var resp pep.Response
+	if err := json.Unmarshal([]byte(answer), &resp); err != nil {
+		log.Fatal(err)
+	}
+	if c := resp.Caller; resp.Allow && c != nil {
+		fmt.Printf("%s via %s (acting: %s), scopes %v\n", c.Subject, c.ClientID, c.Act[0].Subject, c.Scopes)
+	}
+
+	get, err := json.Marshal(&pep.Request{Resource: "https://mcp.example.com/mcp", HTTPMethod: pep.HTTPMethodGet})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(string(get))
+	// Output:
+	// alice via demo (acting: agent-7), scopes [qr:generate]
+	// {"resource":"https://mcp.example.com/mcp","message":null,"http_method":"GET"}
+}
