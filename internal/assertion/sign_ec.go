@@ -14,9 +14,11 @@ import (
 // rawSign signs input with the standard library directly and returns the
 // JWS signature (RFC 7518 §3.4: r||s, each left-padded to the curve size,
 // for ECDSA; the 64 bytes of RFC 8037 for EdDSA). jwx's signer does the
-// same through encoding/asn1 and math/big, at ten times the allocations;
-// the JWKS, the key handling and Verify stay with jwx, which also checks
-// every signature made here in the tests.
+// same through encoding/asn1 (reflection) and math/big: 8 more allocations
+// per ES256 signature (70 instead of 62, nearly all inside crypto/ecdsa's
+// hedged nonce generation) and 5 instead of 2 for EdDSA. The JWKS, the key
+// handling and Verify stay with jwx, which checks every signature made here
+// in the tests.
 func rawSign(priv crypto.Signer, size int, input []byte) ([]byte, error) {
 	switch k := priv.(type) {
 	case ed25519.PrivateKey:

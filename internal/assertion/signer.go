@@ -212,7 +212,7 @@ func etagMatch(header, etag string) bool {
 
 // Sign returns the compact JWS of c, issued now for s's TTL. It fails when c
 // is not representable: no Audience, a string that is not valid UTF-8, an
-// empty scope or one with a space, an empty actor or an act chain longer
+// empty scope or one with white space, an empty actor or an act chain longer
 // than MaxActDepth, an anonymous caller (Subject "") with client, act,
 // scopes or grant, or a result longer than MaxBytes.
 func (s *Signer) Sign(c Claims) (string, error) {
