@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 )
 
@@ -47,6 +48,9 @@ func compact(msg []byte) ([]byte, error) {
 	return out, nil
 }
 
+// envelopeMembers are the members parseEnvelope reads.
+var envelopeMembers = []string{"id", "method", "params", "result", "error"}
+
 // parseEnvelope finds the top-level members id, method, params, result and
 // error of the compacted JSON value m. A member named twice is refused, as
 // JSON parsers disagree on which one counts.
@@ -55,7 +59,7 @@ func parseEnvelope(m []byte) (envelope, error) {
 	if len(m) < 2 || m[0] != '{' {
 		return e, errNotObject
 	}
-	seen := map[string]bool{}
+	var seen [5]bool // id, method, params, result, error
 	i := 1
 	if m[i] == '}' {
 		return e, nil
@@ -74,12 +78,11 @@ func parseEnvelope(m []byte) (envelope, error) {
 		vs := i
 		i = skipValue(m, i)
 		v := span{vs, i}
-		switch name {
-		case "id", "method", "params", "result", "error":
-			if seen[name] {
+		if k := slices.Index(envelopeMembers, name); k >= 0 {
+			if seen[k] {
 				return e, fmt.Errorf("member %q appears twice", name)
 			}
-			seen[name] = true
+			seen[k] = true
 		}
 		switch name {
 		case "id":

@@ -118,8 +118,8 @@ type Options struct {
 	// roots) and notifications (progress, logging, list_changed), compacted,
 	// in the order the child wrote them. It is called on the session's
 	// reader goroutine, so while it runs the child's stdout is not read: it
-	// should hand the message off and return, and it must not wait on a
-	// Call or Send of the same session. nil drops these messages.
+	// must hand the message off and return, without waiting on a Call,
+	// Send or Close of the same session. nil drops these messages.
 	OnMessage func(s *Session, msg []byte)
 	// Logger receives the children's stderr and the pool's warnings; nil
 	// discards them. Keys (session ids, identities) are never logged.
@@ -255,8 +255,12 @@ func (p *Pool) Session(ctx context.Context, key string) (*Session, error) {
 			p.mu.Unlock()
 			select {
 			case <-s.ready:
-			case <-ctx.Done():
-				return nil, fmt.Errorf("stdio upstream: waiting for the child to start: %w", ctx.Err())
+			default:
+				select {
+				case <-s.ready:
+				case <-ctx.Done():
+					return nil, fmt.Errorf("stdio upstream: waiting for the child to start: %w", ctx.Err())
+				}
 			}
 			if s.startErr != nil {
 				return nil, s.startErr

@@ -172,6 +172,7 @@ func (s *Session) start() error {
 	s.cmd, s.pid, s.started = cmd, cmd.Process.Pid, time.Now()
 	s.stdin, s.stdout, s.stderr = inW, outR, errR
 	log := p.log.With(slog.Int("pid", s.pid))
+	log.Info("stdio upstream started", slog.String("command", p.o.Command[0]))
 	p.wg.Go(s.readStdout)
 	p.wg.Go(func() {
 		defer close(s.stderrDone)
@@ -465,7 +466,11 @@ func (s *Session) shutdown(ctx context.Context, cause error) {
 func (s *Session) wait() {
 	waitErr := s.cmd.Wait()
 	close(s.exitedc)
-	_ = signalGroup(s.pid, syscall.SIGKILL) // grandchildren
+	s.p.detach(s) // the next Session of the key starts a new child
+	// Kill what the child left in its group. The group outlives its reaped
+	// leader while it has members, so its id is not reused meanwhile; only
+	// an empty group's id could be, in the instant since Wait returned.
+	_ = signalGroup(s.pid, syscall.SIGKILL)
 	// A grandchild that left the group may still hold the pipes open: the
 	// readers get StopGrace to reach the end, then their pipes are closed.
 	t := time.NewTimer(s.p.o.StopGrace)

@@ -1,3 +1,5 @@
+//go:build unix
+
 package stdio_test
 
 import (
@@ -758,5 +760,35 @@ func TestEnvironmentAndDir(t *testing.T) {
 	wantDir, _ := filepath.EvalSymlinks(dir)
 	if gotDir, _ := filepath.EvalSymlinks(got.Dir); gotDir != wantDir {
 		t.Errorf("dir %s, want %s", got.Dir, dir)
+	}
+}
+
+// TestChildClosesStdout: a child that closes its stdout but keeps running
+// can answer nothing more; it is stopped and its Calls fail.
+func TestChildClosesStdout(t *testing.T) {
+	p := newPool(t, stdio.Options{StopGrace: 50 * time.Millisecond}, "lines")
+	s := session(t, p, "k")
+	_, err := s.Call(ctxT(t), request("1", "closeout", nil))
+	if !errors.Is(err, stdio.ErrExited) || !strings.Contains(err.Error(), "closed its stdout") {
+		t.Fatalf("got %v, want ErrExited saying it closed its stdout", err)
+	}
+}
+
+// TestEscapedGrandchild: a grandchild that left the process group (setsid)
+// and holds the child's stdout does not keep the session from ending.
+func TestEscapedGrandchild(t *testing.T) {
+	p := newPool(t, stdio.Options{StopGrace: 50 * time.Millisecond}, "lines")
+	s := session(t, p, "k")
+	var pid int
+	if err := json.Unmarshal(call(t, s, "1", "escape", nil), &pid); err != nil || pid <= 0 {
+		t.Fatalf("grandchild pid: %v", err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	if _, err := s.Call(ctxT(t), request("2", "crash", nil)); !errors.Is(err, stdio.ErrExited) {
+		t.Fatalf("got %v, want ErrExited", err)
+	}
+	<-s.Done()
+	if gone(pid) {
+		t.Error("the escaped grandchild died: the test proves nothing")
 	}
 }

@@ -116,6 +116,8 @@ func reply(out *bufio.Writer, id json.RawMessage, result any) {
 //	stderr       params.lines lines on stderr, then the result
 //	env          result {env, dir}
 //	grandchild   starts "sleep" (sharing stdout) and answers its pid
+//	escape       like grandchild, but the grandchild leaves the group (setsid)
+//	closeout     closes stdout and goes on running
 //	hang         never answers
 //	crash        exits with status 3 without answering
 //	notifications (no id) are read and ignored; a notifications/cancelled
@@ -166,6 +168,19 @@ func answer(out *bufio.Writer, r request) {
 			return
 		}
 		reply(out, r.ID, cmd.Process.Pid)
+	case "escape":
+		cmd := exec.Command(os.Args[0], "sleep")
+		cmd.Stdout = os.Stdout
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			reply(out, r.ID, err.Error())
+			return
+		}
+		reply(out, r.ID, cmd.Process.Pid)
+	case "closeout":
+		out.Flush()
+		os.Stdout.Close()
+		fmt.Fprintln(os.Stderr, "stdout closed")
 	case "hang":
 	case "crash":
 		out.Flush()
