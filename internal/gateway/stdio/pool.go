@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -202,6 +203,7 @@ func NewPool(o Options) (*Pool, error) {
 		o.MaxRestartBackoff = DefaultMaxRestartBackoff
 	}
 	o.MaxRestartBackoff = max(o.MaxRestartBackoff, o.RestartBackoff)
+	o.Command = slices.Clone(o.Command)
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -227,7 +229,7 @@ func childEnv(inherit, extra []string) []string {
 	if inherit == nil {
 		inherit = os.Environ()
 	}
-	var env []string
+	env := []string{} // not nil: a nil Env would inherit everything
 	for _, kv := range inherit {
 		switch k, _, _ := strings.Cut(kv, "="); k {
 		case "PATH", "HOME", "LANG":

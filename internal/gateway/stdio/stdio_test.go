@@ -739,27 +739,39 @@ func TestStderrRateLimit(t *testing.T) {
 
 func TestEnvironmentAndDir(t *testing.T) {
 	dir := t.TempDir()
-	p := newPool(t, stdio.Options{
-		Inherit: []string{"PATH=/usr/bin:/bin", "HOME=/home/gw", "LANG=C.UTF-8", "SECRET_TOKEN=x", "PDP_KEY=y"},
-		Env:     []string{"FOO=bar", "HOME=/home/tool"},
-		Dir:     dir,
-	}, "lines")
-	s := session(t, p, "k")
-	var got struct {
-		Env []string
-		Dir string
-	}
-	if err := json.Unmarshal(call(t, s, "1", "env", nil), &got); err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(got.Env)
-	want := []string{"FOO=bar", "HOME=/home/tool", "LANG=C.UTF-8", "PATH=/usr/bin:/bin"}
-	if !slices.Equal(got.Env, want) {
-		t.Errorf("env %v, want %v", got.Env, want)
-	}
-	wantDir, _ := filepath.EvalSymlinks(dir)
-	if gotDir, _ := filepath.EvalSymlinks(got.Dir); gotDir != wantDir {
-		t.Errorf("dir %s, want %s", got.Dir, dir)
+	for _, tc := range []struct {
+		name    string
+		inherit []string
+		env     []string
+		want    []string
+	}{
+		{
+			name:    "minimal inherited, extra appended",
+			inherit: []string{"PATH=/usr/bin:/bin", "HOME=/home/gw", "LANG=C.UTF-8", "SECRET_TOKEN=x", "PDP_KEY=y"},
+			env:     []string{"FOO=bar", "HOME=/home/tool"},
+			want:    []string{"FOO=bar", "HOME=/home/tool", "LANG=C.UTF-8", "PATH=/usr/bin:/bin"},
+		},
+		{name: "nothing to inherit", inherit: []string{"SECRET_TOKEN=x"}, want: nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPool(t, stdio.Options{Inherit: tc.inherit, Env: tc.env, Dir: dir}, "lines")
+			s := session(t, p, "k")
+			var got struct {
+				Env []string
+				Dir string
+			}
+			if err := json.Unmarshal(call(t, s, "1", "env", nil), &got); err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(got.Env)
+			if !slices.Equal(got.Env, tc.want) {
+				t.Errorf("env %v, want %v", got.Env, tc.want)
+			}
+			wantDir, _ := filepath.EvalSymlinks(dir)
+			if gotDir, _ := filepath.EvalSymlinks(got.Dir); gotDir != wantDir {
+				t.Errorf("dir %s, want %s", got.Dir, dir)
+			}
+		})
 	}
 }
 
