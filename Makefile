@@ -56,6 +56,7 @@ bundle:
 FUZZ_TARGETS := \
 	internal/api:FuzzDecideRequest \
 	internal/api:FuzzDecodeFast \
+	internal/assertion:FuzzAppendString \
 	internal/auditsink:FuzzAppendEvent \
 	internal/core:FuzzDecide \
 	internal/core:FuzzParseMessageFast \

@@ -27,9 +27,11 @@ type Request struct {
 	// that carries it. It is ignored for every other method.
 	Result json.RawMessage `json:"result,omitempty"`
 	// HTTPMethod (JSON "http_method", omitted when empty) asks for a
-	// Streamable HTTP transport request that carries no JSON-RPC message:
-	// HTTPMethodGet (open the server's SSE stream) or HTTPMethodDelete (end
-	// the session), with Message absent. The caller is authenticated for
+	// Streamable HTTP transport request that carries no JSON-RPC message to
+	// decide: HTTPMethodGet (open the server's SSE stream),
+	// HTTPMethodDelete (end the session) or HTTPMethodPost (a POST that
+	// carries the client's answer to a server request), with Message
+	// absent. The caller is authenticated for
 	// the resource: an invalid token is challenged, an anonymous caller or
 	// a valid token is allowed. Any other value is refused as
 	// invalid_request.
@@ -43,6 +45,10 @@ const (
 	HTTPMethodGet = "GET"
 	// HTTPMethodDelete ends the session.
 	HTTPMethodDelete = "DELETE"
+	// HTTPMethodPost carries the client's JSON-RPC response to a server
+	// request (sampling, elicitation, roots): nothing to decide but the
+	// caller.
+	HTTPMethodPost = "POST"
 )
 
 // Response is the body of a decided POST /v1/decide (HTTP 200). Allow says

@@ -15,6 +15,7 @@ const usage = `pdp - policy decision point for MCP servers
 
 Usage:
   pdp serve [--config pdp.yaml | --dev]   run the PDP (HTTP API on 127.0.0.1:8181 by default)
+  pdp gateway --dev --upstream URL        protect an unmodified MCP server (an MCP gateway)
   pdp token [--scope S] [--sub U] ...     mint a token from the running dev server's issuer
   pdp test [-v] [--coverage] [paths...]   run Rego unit tests (default: policies test/policies)
   pdp check [--strict] [paths...]         compile a policy and validate its catalog data (CI)
@@ -47,6 +48,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "serve":
 		return runServe(ctx, rest, stdout, stderr)
+	case "gateway":
+		return runGateway(ctx, rest, stdout, stderr)
 	case "token":
 		return runToken(ctx, rest, stdout, stderr)
 	case "test":

@@ -53,19 +53,26 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		cfg = c
 	}
+	return runServer(ctx, cfg, server.Options{Dev: *dev}, stderr)
+}
+
+// runServer runs the PDP of cfg until ctx is done: the logger and the
+// collector settings of the configuration, then the server.
+func runServer(ctx context.Context, cfg *config.Config, o server.Options, stderr io.Writer) int {
 	log, err := server.NewLogger(cfg.Log, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "pdp serve:", err)
+		fmt.Fprintln(stderr, "pdp:", err)
 		return 1
 	}
 	gc, err := server.PlanGC(os.Getenv("GOGC"), os.Getenv("GOMEMLIMIT"), cfg.Runtime)
 	if err != nil {
-		fmt.Fprintln(stderr, "pdp serve:", err)
+		fmt.Fprintln(stderr, "pdp:", err)
 		return 1
 	}
 	server.ApplyGC(gc, log)
-	if err := serve(ctx, cfg, server.Options{Dev: *dev, Logger: log}); err != nil {
-		log.Error("pdp serve stopped", "err", err)
+	o.Logger = log
+	if err := serve(ctx, cfg, o); err != nil {
+		log.Error("pdp stopped", "err", err)
 		return 1
 	}
 	return 0

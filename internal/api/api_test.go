@@ -281,7 +281,7 @@ func TestAPIErrors(t *testing.T) {
 		{"message without method", "application/json", `{"resource":"` + resource + `","message":{"jsonrpc":"2.0","id":1}}`, 400, "invalid_message"},
 		{"batch message", "application/json", `{"resource":"` + resource + `","message":[` + listMsg + `]}`, 400, "invalid_message"},
 		{"http_method with a message", "application/json", `{"resource":"` + resource + `","message":` + listMsg + `,"http_method":"GET"}`, 400, "invalid_request"},
-		{"unknown http_method", "application/json", `{"resource":"` + resource + `","http_method":"POST"}`, 400, "invalid_request"},
+		{"unknown http_method", "application/json", `{"resource":"` + resource + `","http_method":"PUT"}`, 400, "invalid_request"},
 		{"http_method not a string", "application/json", `{"resource":"` + resource + `","http_method":1}`, 400, "invalid_json"},
 		{"list with bad result", "application/json", `{"resource":"` + resource + `","message":` + listMsg + `,"result":{"tools":{}}}`, 400, "invalid_result"},
 		{"tool without name", "application/json", `{"resource":"` + resource + `","message":` + listMsg + `,"result":{"tools":[{"title":"x"}]}}`, 400, "invalid_result"},

@@ -7,6 +7,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"math"
@@ -67,6 +68,8 @@ type Config struct {
 	TLS TLS `yaml:"tls"`
 	// Runtime tunes the Go runtime (garbage collector).
 	Runtime Runtime `yaml:"runtime"`
+	// Gateway serves the resources that name an upstream to MCP clients.
+	Gateway Gateway `yaml:"gateway"`
 
 	// lines maps YAML paths to the lines they were read from, for problems.
 	lines map[string]int
@@ -183,6 +186,46 @@ type Resource struct {
 	ClockSkew Duration `yaml:"clock_skew"`
 	// AuditArguments records tool arguments in audit events, with fields redacted.
 	AuditArguments AuditArguments `yaml:"audit_arguments"`
+	// Upstream, when set, puts the resource behind the gateway.
+	Upstream *Upstream `yaml:"upstream"`
+}
+
+// Gateway is the MCP gateway's listener: every resource with an upstream is
+// served there at its URI's path, with its RFC 9728 metadata document.
+type Gateway struct {
+	// Listen is the gateway's address, host:port (required when a resource
+	// names an upstream; not the PDP API's listen address, so that the API
+	// can stay on loopback while the gateway faces clients).
+	Listen string `yaml:"listen"`
+	// TLS for the gateway listener; files are reloaded when they change.
+	TLS TLS `yaml:"tls"`
+	// AssertionKeyFile holds the key that signs identity assertions for
+	// upstreams ("" = <data_dir>/gateway/assertion-key.pem, created when
+	// missing).
+	AssertionKeyFile string `yaml:"assertion_key_file"`
+}
+
+// Upstream is the unmodified MCP server a resource protects through the
+// gateway: a Streamable HTTP endpoint (URL) or a stdio server the gateway
+// starts (Command).
+type Upstream struct {
+	// URL is the upstream's Streamable HTTP endpoint (http or https).
+	URL string `yaml:"url"`
+	// Command is the argv of a stdio MCP server (no shell).
+	Command []string `yaml:"command"`
+	// Env are extra environment variables of Command.
+	Env map[string]string `yaml:"env"`
+	// Dir is Command's working directory ("" = the PDP's).
+	Dir string `yaml:"dir"`
+	// ForwardToken sends the client's token upstream (off: MCP forbids
+	// token passthrough; the upstream gets an identity assertion instead).
+	ForwardToken bool `yaml:"forward_token"`
+	// ResponseTimeout bounds the wait for the upstream's answer headers
+	// (0 = gateway.DefaultResponseTimeout).
+	ResponseTimeout Duration `yaml:"response_timeout"`
+	// MaxResponseBytes bounds an answer the gateway reads whole, such as a
+	// list it filters (0 = gateway.DefaultMaxResponseBytes).
+	MaxResponseBytes int64 `yaml:"max_response_bytes"`
 }
 
 // AuditArguments controls recording of call arguments.
@@ -516,6 +559,7 @@ func (c *Config) Validate() error {
 	ps.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	ps.oneOf("log.format", c.Log.Format, "text", "json")
 	c.validateRuntime(ps)
+	c.validateGateway(ps)
 	if len(ps.list) == 0 {
 		return nil
 	}
@@ -730,6 +774,76 @@ func (c *Config) validateAudit(ps *problems) {
 				break
 			}
 		}
+	}
+}
+
+func (c *Config) validateGateway(ps *problems) {
+	paths := map[string]int{}
+	upstreams := 0
+	for i, r := range c.Resources {
+		u := r.Upstream
+		if u == nil {
+			continue
+		}
+		upstreams++
+		k := fmt.Sprintf("resources[%d].upstream", i)
+		switch {
+		case u.URL == "" && len(u.Command) == 0:
+			ps.bad(k, "give url (a Streamable HTTP MCP endpoint) or command (a stdio MCP server)")
+		case u.URL != "" && len(u.Command) > 0:
+			ps.bad(k, "give url or command, not both")
+		case u.URL != "":
+			uu, err := url.Parse(u.URL)
+			switch {
+			case err != nil || (uu.Scheme != "http" && uu.Scheme != "https") || uu.Host == "":
+				ps.bad(k+".url", "%q is not an http(s) URL", u.URL)
+			case uu.User != nil:
+				ps.bad(k+".url", "must not carry credentials")
+			}
+		case u.Command[0] == "":
+			ps.bad(k+".command", "the first entry is the program to run; it is empty")
+		}
+		if u.URL != "" && (len(u.Env) > 0 || u.Dir != "") {
+			ps.bad(k+".env", "env and dir apply to a command only")
+		}
+		for name := range u.Env {
+			if name == "" || strings.ContainsAny(name, "=\x00") {
+				ps.bad(k+".env", "%q is not an environment variable name", name)
+			}
+		}
+		if u.ResponseTimeout < 0 {
+			ps.bad(k+".response_timeout", "must not be negative (0 = default)")
+		}
+		if u.MaxResponseBytes < 0 {
+			ps.bad(k+".max_response_bytes", "must not be negative (0 = default)")
+		}
+		if ru, err := url.Parse(r.URI); err == nil {
+			p := cmp.Or(ru.Path, "/")
+			if j, dup := paths[p]; dup {
+				ps.bad(fmt.Sprintf("resources[%d].uri", i), "its path %q is served by the gateway for resources[%d] already; give each gateway resource its own path", p, j)
+			}
+			paths[p] = i
+		}
+	}
+	g := c.Gateway
+	if upstreams == 0 {
+		if g.Listen != "" {
+			ps.bad("gateway.listen", "no resource names an upstream; set resources[].upstream or remove gateway")
+		}
+		return
+	}
+	switch {
+	case g.Listen == "":
+		ps.bad("gateway.listen", "required: the address MCP clients reach the gateway on (e.g. 0.0.0.0:8443), since a resource names an upstream")
+	case g.Listen == c.Listen && !strings.HasSuffix(g.Listen, ":0"):
+		ps.bad("gateway.listen", "%q is the PDP API's listen address; give the gateway its own", g.Listen)
+	default:
+		if _, _, err := net.SplitHostPort(g.Listen); err != nil {
+			ps.bad("gateway.listen", "%q is not host:port (e.g. 0.0.0.0:8443)", g.Listen)
+		}
+	}
+	if (g.TLS.CertFile == "") != (g.TLS.KeyFile == "") {
+		ps.bad("gateway.tls", "set both cert_file and key_file")
 	}
 }
 

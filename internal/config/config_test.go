@@ -82,7 +82,13 @@ func TestParseByteSize(t *testing.T) {
 func TestErrorsNameKeyAndFix(t *testing.T) {
 	tests := []struct{ name, yaml, want string }{
 		{"unknown key", "lisen: x\n" + minimal, `line 1: lisen: not a known key; did you mean "listen"?`},
-		{"unknown nested key", minimal + "    upstream: {url: http://x}\n", "line 5: resources[0].upstream: not a known key here; known keys: algorithms,"},
+		{"unknown nested key", minimal + "    sidecar: {url: http://x}\n", "line 5: resources[0].sidecar: not a known key here; known keys: algorithms,"},
+		{"upstream without gateway", minimal + "    upstream: {url: \"http://127.0.0.1:3000/mcp\"}\n", "gateway.listen: required"},
+		{"upstream url and command", minimal + "    upstream: {url: \"http://a/mcp\", command: [x]}\n" + "gateway: {listen: \"127.0.0.1:1\"}\n", "resources[0].upstream: give url or command, not both"},
+		{"upstream neither", minimal + "    upstream: {forward_token: true}\n" + "gateway: {listen: \"127.0.0.1:1\"}\n", "resources[0].upstream: give url"},
+		{"upstream bad url", minimal + "    upstream: {url: \"ftp://a\"}\n" + "gateway: {listen: \"127.0.0.1:1\"}\n", "resources[0].upstream.url"},
+		{"gateway on the API address", minimal + "    upstream: {url: \"http://a/mcp\"}\n" + "listen: 127.0.0.1:9\ngateway: {listen: \"127.0.0.1:9\"}\n", "give the gateway its own"},
+		{"gateway without upstream", minimal + "gateway: {listen: \"127.0.0.1:1\"}\n", "no resource names an upstream"},
 		{"wrong type", minimal + "limits:\n  max_body_bytes: lots\n", "line 6: limits.max_body_bytes: want a whole number, not the string `lots`"},
 		{"mapping for a list", "resources: {uri: x}\n", "line 1: resources: want a list"},
 		{"key twice", minimal + "log:\n  level: info\n  level: warn\n", "line 7: log.level: given twice"},
@@ -150,7 +156,7 @@ func TestLoadReportsEveryProblemWithFileAndLine(t *testing.T) {
 resources:
   - uri: https://mcp.example.com/mcp
     isuer: https://auth.example.com
-    upstream:
+    sidecar:
       url: http://127.0.0.1:3000/mcp
 limits:
   max_body_bytes: many
@@ -168,7 +174,7 @@ log:
 		path + ": 6 problems:",
 		path + `:1: listen: "localhost" is not host:port`,
 		path + `:4: resources[0].isuer: not a known key; did you mean "issuer"?`,
-		path + ":5: resources[0].upstream: not a known key here",
+		path + ":5: resources[0].sidecar: not a known key here",
 		path + ":8: limits.max_body_bytes: want a whole number, not the string `many`",
 		path + `:10: log.level: "loud" is not one of: debug, info, warn, error`,
 		path + ":3: resources[0].issuer: required",

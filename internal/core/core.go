@@ -304,9 +304,9 @@ func (d *pending) verify(ctx context.Context, authorization string) (tokErr *tok
 // audit event records the method as "http/" + req.HTTPMethod.
 func (s *Service) decideTransport(ctx context.Context, req *pep.Request, res *Resource, pepName string, start time.Time) (*pep.Response, error) {
 	switch req.HTTPMethod {
-	case pep.HTTPMethodGet, pep.HTTPMethodDelete:
+	case pep.HTTPMethodGet, pep.HTTPMethodDelete, pep.HTTPMethodPost:
 	default:
-		return nil, badRequest("invalid_request", "http_method must be %q or %q, not %q", pep.HTTPMethodGet, pep.HTTPMethodDelete, req.HTTPMethod)
+		return nil, badRequest("invalid_request", "http_method must be %q, %q or %q, not %q", pep.HTTPMethodGet, pep.HTTPMethodDelete, pep.HTTPMethodPost, req.HTTPMethod)
 	}
 	if !isAbsent(req.Message) {
 		return nil, badRequest("invalid_request", "http_method and message exclude each other: send http_method only for a %s or %s without a JSON-RPC message", pep.HTTPMethodGet, pep.HTTPMethodDelete)

@@ -300,7 +300,7 @@ func TestTransportRequests(t *testing.T) {
 		{"expired token", expired, false, 401, pep.OutcomeChallenge},
 		{"malformed header", "Bearer a b", false, 401, pep.OutcomeChallenge},
 	}
-	for _, method := range []string{pep.HTTPMethodGet, pep.HTTPMethodDelete} {
+	for _, method := range []string{pep.HTTPMethodGet, pep.HTTPMethodDelete, pep.HTTPMethodPost} {
 		for _, tc := range tests {
 			t.Run(method+"/"+tc.name, func(t *testing.T) {
 				for _, msg := range []json.RawMessage{nil, json.RawMessage(`null`)} {
@@ -336,7 +336,7 @@ func TestTransportRequestErrors(t *testing.T) {
 		req  *pep.Request
 		code string
 	}{
-		{"POST", &pep.Request{Resource: resource, HTTPMethod: "POST"}, "invalid_request"},
+		{"PUT", &pep.Request{Resource: resource, HTTPMethod: "PUT"}, "invalid_request"},
 		{"lower case", &pep.Request{Resource: resource, HTTPMethod: "get"}, "invalid_request"},
 		{"PUT", &pep.Request{Resource: resource, HTTPMethod: "PUT"}, "invalid_request"},
 		{"with a message", &pep.Request{Resource: resource, HTTPMethod: "GET", Message: json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"ping"}`)}, "invalid_request"},

@@ -35,6 +35,9 @@ var allowedImports = map[string][]string{
 	"internal/devissuer/devissuertest": {"internal/devissuer"},
 	"internal/jsonfast":                {},
 	"internal/testkit":                 {},
+	"internal/gateway":                 {"pep"},
+	"internal/gateway/stdio":           {},
+	"internal/assertion":               {},
 }
 
 // TestPackageImports: the import graph is the one docs/architecture.md

@@ -2,8 +2,10 @@ package server
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/devissuer"
@@ -21,11 +23,17 @@ const (
 // devScope is the scope the demo catalog's protected tool needs.
 const devScope = "qr:generate"
 
+// devGatewayCatalog names the catalog of the dev gateway resource.
+const devGatewayCatalog = "dev_gateway"
+
 // setupDev makes a fresh dev issuer served by the PDP itself under
-// <base>/dev and, when cfg has no resources, adds one at <base>/mcp whose
-// tokens it signs.
-func setupDev(cfg *config.Config, base string) (*devissuer.Issuer, error) {
-	iss, err := devissuer.New(base+"/dev", "ES256")
+// <base>/dev and, when the configuration has no resources, adds one whose
+// tokens it signs: at <base>/mcp, or, with Options.DevUpstream, at
+// <gateway URL>/mcp in front of that upstream, with a catalog in which
+// every name is public but the tools of Options.DevProtect.
+func (s *Server) setupDev() (*devissuer.Issuer, error) {
+	cfg := s.cfg
+	iss, err := devissuer.New(s.base+"/dev", "ES256")
 	if err != nil {
 		return nil, err
 	}
@@ -35,7 +43,14 @@ func setupDev(cfg *config.Config, base string) (*devissuer.Issuer, error) {
 	if err := iss.Save(filepath.Join(cfg.DataDir, DevIssuerFile)); err != nil {
 		return nil, err
 	}
-	resource := base + "/mcp"
+	resource := s.base + "/mcp"
+	scopes := []string{devScope}
+	if s.opts.DevUpstream != nil {
+		resource = s.gwBase + "/mcp"
+		scopes = slices.Sorted(maps.Values(s.opts.DevProtect))
+		scopes = slices.Compact(scopes)
+		s.policyData = devGatewayData(resource, s.opts.DevProtect)
+	}
 	if err := os.WriteFile(filepath.Join(cfg.DataDir, DevResourceFile), []byte(resource+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
@@ -45,9 +60,30 @@ func setupDev(cfg *config.Config, base string) (*devissuer.Issuer, error) {
 				URI:             resource,
 				Issuer:          iss.IssuerURL(),
 				JWKSURI:         iss.JWKSURI(),
-				ScopesSupported: []string{devScope},
+				ScopesSupported: scopes,
+				Upstream:        s.opts.DevUpstream,
 			}}
 		}
 	})
 	return iss, err
+}
+
+// devGatewayData is the policy data of the dev gateway: the resource uses
+// a catalog where every name is public (an unknown upstream's tools are
+// not known in advance) except the protected tools, which are step-up.
+func devGatewayData(resource string, protect map[string]string) map[string]any {
+	tools := map[string]any{}
+	for name, scope := range protect {
+		tools[name] = map[string]any{"access": "step_up", "scopes": []any{scope}}
+	}
+	return map[string]any{
+		"resources": map[string]any{resource: map[string]any{"catalog": devGatewayCatalog}},
+		"catalogs": map[string]any{devGatewayCatalog: map[string]any{
+			"unknown":            map[string]any{"access": "public"},
+			"tools":              tools,
+			"prompts":            map[string]any{},
+			"resources":          map[string]any{},
+			"resource_templates": map[string]any{},
+		}},
+	}
 }

@@ -96,12 +96,19 @@ func bundleHeaders(pc config.Policy) (map[string]string, error) {
 // at start-up. Start-up fails when it cannot be served: there is no last
 // good policy to fall back to yet.
 func LoadPolicy(ctx context.Context, pc config.Policy, log *slog.Logger) (*decision.Policy, *policysource.Watcher, error) {
+	return loadPolicy(ctx, pc, nil, log)
+}
+
+// loadPolicy is LoadPolicy with data merged under data.mcp of every
+// bundle (dev mode's gateway catalog).
+func loadPolicy(ctx context.Context, pc config.Policy, overlay map[string]any, log *slog.Logger) (*decision.Policy, *policysource.Watcher, error) {
 	w, err := newPolicyWatcher(pc, log)
 	if err != nil {
 		return nil, nil, err
 	}
 	u, err := w.Fetch(ctx)
 	if err == nil {
+		mergePolicyData(u, overlay)
 		var p *decision.Policy
 		if p, err = decision.Prepare(ctx, u.Bundle, u.Source, decision.Options{CacheSize: pc.DecisionCacheSize, Locate: u.Locate}); err == nil {
 			logWarnings(log, p)
@@ -123,6 +130,7 @@ func LoadPolicy(ctx context.Context, pc config.Policy, log *slog.Logger) (*decis
 type policyReloader struct {
 	engine    *decision.Engine
 	cacheSize int
+	overlay   map[string]any // merged under data.mcp of every bundle
 	log       *slog.Logger
 	reloads   *prometheus.CounterVec
 	info      *prometheus.GaugeVec
@@ -165,6 +173,7 @@ func (r *policyReloader) apply(ctx context.Context, u *policysource.Update, err 
 		r.refuse(err)
 		return
 	}
+	mergePolicyData(u, r.overlay)
 	p, err := decision.Prepare(ctx, u.Bundle, u.Source, decision.Options{CacheSize: r.cacheSize, Locate: u.Locate})
 	if err != nil {
 		r.refuse(err)
@@ -233,6 +242,7 @@ func logWarnings(log *slog.Logger, p *decision.Policy) {
 func (s *Server) startPolicyReload(w *policysource.Watcher, reg prometheus.Registerer) *policyReloader {
 	pc := s.cfg.Policy
 	r := newPolicyReloader(s.engine, pc, reg, s.log)
+	r.overlay = s.policyData
 	if w == nil {
 		return r
 	}
@@ -241,4 +251,33 @@ func (s *Server) startPolicyReload(w *policysource.Watcher, reg prometheus.Regis
 	}
 	s.goBackground(func(ctx context.Context) { w.Run(ctx, r.apply) })
 	return r
+}
+
+// mergePolicyData merges overlay into the bundle's data.mcp: maps merge
+// key by key, any other value of overlay replaces the bundle's.
+func mergePolicyData(u *policysource.Update, overlay map[string]any) {
+	if len(overlay) == 0 || u == nil || u.Bundle == nil {
+		return
+	}
+	if u.Bundle.Data == nil {
+		u.Bundle.Data = map[string]any{}
+	}
+	mcp, _ := u.Bundle.Data["mcp"].(map[string]any)
+	if mcp == nil {
+		mcp = map[string]any{}
+	}
+	u.Bundle.Data["mcp"] = mergeMaps(mcp, overlay)
+}
+
+func mergeMaps(dst, src map[string]any) map[string]any {
+	for k, v := range src {
+		if sm, ok := v.(map[string]any); ok {
+			if dm, ok := dst[k].(map[string]any); ok {
+				dst[k] = mergeMaps(dm, sm)
+				continue
+			}
+		}
+		dst[k] = v
+	}
+	return dst
 }

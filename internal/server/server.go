@@ -29,6 +29,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/mcp-pdp/pdp/internal/api"
+	"github.com/mcp-pdp/pdp/internal/assertion"
 	"github.com/mcp-pdp/pdp/internal/auditsink"
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/core"
@@ -84,6 +85,16 @@ type Options struct {
 	DrainTimeout time.Duration
 	// FlushTimeout is the audit flush budget of Close (default DefaultFlushTimeout).
 	FlushTimeout time.Duration
+	// GatewayListener, when set, is served instead of a listener on
+	// gateway.listen (tests).
+	GatewayListener net.Listener
+	// DevUpstream, in dev mode, puts the dev resource behind the gateway:
+	// it is served at <gateway URL>/mcp and forwarded to this upstream
+	// (pdp gateway --dev). gateway.listen must be set.
+	DevUpstream *config.Upstream
+	// DevProtect, with DevUpstream, makes these tools step-up tools needing
+	// the mapped scope; every other name of the upstream is public.
+	DevProtect map[string]string
 }
 
 // Server is one running PDP.
@@ -97,15 +108,23 @@ type Server struct {
 	tls  *listenerTLS
 	http *http.Server
 
-	iss    *devissuer.Issuer
-	engine *decision.Engine
-	keys   *token.KeySets
-	cache  *token.Cache
-	core   *core.Service
-	api    *api.Server
-	nats   *natsembed.Server
-	nc     *nats.Conn
-	sink   *auditsink.Sink
+	gwLn   net.Listener // the gateway's, when a resource has an upstream
+	gwBase string
+	gwTLS  *listenerTLS
+	gwHTTP *http.Server
+	// asserter signs the gateway's identity assertions.
+	asserter *assertion.Signer
+
+	iss        *devissuer.Issuer
+	policyData map[string]any // merged under data.mcp (dev gateway)
+	engine     *decision.Engine
+	keys       *token.KeySets
+	cache      *token.Cache
+	core       *core.Service
+	api        *api.Server
+	nats       *natsembed.Server
+	nc         *nats.Conn
+	sink       *auditsink.Sink
 
 	bg   context.Context // background work; canceled by Close
 	stop context.CancelFunc
@@ -135,6 +154,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (s *Server, err 
 	if opts.Dev && opts.NoListener {
 		return nil, errors.New("server: dev mode serves its issuer over HTTP and needs a listener")
 	}
+	if opts.DevUpstream != nil && (!opts.Dev || cfg.Gateway.Listen == "") {
+		return nil, errors.New("server: a dev upstream needs dev mode and gateway.listen")
+	}
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	s = &Server{cfg: cfg, opts: opts, log: opts.Logger, bg: bg, stop: stop}
 	defer func() {
@@ -147,8 +169,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (s *Server, err 
 			return s, err
 		}
 	}
+	if !opts.NoListener && (s.gatewayResources() > 0 || opts.DevUpstream != nil) {
+		if err := s.listenGateway(); err != nil {
+			return s, err
+		}
+	}
 	if opts.Dev {
-		if s.iss, err = setupDev(cfg, s.base); err != nil {
+		if s.iss, err = s.setupDev(); err != nil {
 			return s, err
 		}
 	}
@@ -172,6 +199,24 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (s *Server, err 
 		}
 		if s.tls != nil {
 			s.http.TLSConfig = s.tls.Config()
+		}
+	}
+	if s.gwLn != nil {
+		h, err := s.wireGateway()
+		if err != nil {
+			return s, err
+		}
+		s.gwHTTP = &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: cmp.Or(cfg.Limits.ReadTimeout.D(), DefaultReadTimeout),
+			// No WriteTimeout: SSE answers and the server's stream last as
+			// long as the upstream keeps them; the gateway bounds idle streams.
+			IdleTimeout:    cmp.Or(cfg.Limits.IdleTimeout.D(), DefaultIdleTimeout),
+			MaxHeaderBytes: maxHeaderBytes,
+			ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		}
+		if s.gwTLS != nil {
+			s.gwHTTP.TLSConfig = s.gwTLS.Config()
 		}
 	}
 	return s, nil
@@ -224,6 +269,9 @@ func (s *Server) goBackground(fn func(ctx context.Context)) {
 // listener's address); empty without a listener.
 func (s *Server) URL() string { return s.base }
 
+// GatewayURL is the gateway's base URL; empty without a gateway.
+func (s *Server) GatewayURL() string { return s.gwBase }
+
 // Handler is the HTTP API (routes, limits, PEP authentication), without
 // Options.WrapHandler.
 func (s *Server) Handler() http.Handler { return s.api }
@@ -253,6 +301,17 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		errc <- s.http.Serve(s.ln)
 	}()
+	gwErrc := make(chan error, 1)
+	if s.gwHTTP != nil {
+		go func() {
+			if s.gwTLS != nil {
+				gwErrc <- s.gwHTTP.ServeTLS(s.gwLn, "", "")
+				return
+			}
+			gwErrc <- s.gwHTTP.Serve(s.gwLn)
+		}()
+		s.log.Info("mcp-pdp gateway serving", "addr", s.gwBase)
+	}
 	p := s.engine.Policy()
 	s.log.Info("mcp-pdp serving", "addr", s.base, "dev", s.opts.Dev, "policy", p.Source(), "revision", p.Revision())
 	for _, r := range s.cfg.Resources {
@@ -261,15 +320,27 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.iss != nil {
 		s.log.Info("dev mode: mint a token with `pdp token --scope qr:generate`", "issuer", s.iss.IssuerURL())
 	}
-	var err error
-	served := false
+	var err, gwErr error
+	served, gwServed := false, s.gwHTTP == nil
 	select {
 	case err = <-errc:
 		served = true
+	case gwErr = <-gwErrc:
+		gwServed = true
 	case <-ctx.Done():
 	}
 	drain, cancel := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
 	defer cancel()
+	if s.gwHTTP != nil {
+		// MCP clients first (their requests end in decisions), then PEPs.
+		if serr := s.gwHTTP.Shutdown(drain); serr != nil {
+			s.log.Warn("gateway shutdown: streams still open were cut", "budget", s.opts.DrainTimeout, "err", serr)
+			_ = s.gwHTTP.Close()
+		}
+		if !gwServed {
+			gwErr = <-gwErrc
+		}
+	}
 	if serr := s.http.Shutdown(drain); serr != nil {
 		s.log.Warn("http shutdown: requests still under way were cut", "budget", s.opts.DrainTimeout, "err", serr)
 	}
@@ -279,7 +350,10 @@ func (s *Server) Run(ctx context.Context) error {
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
-	return errors.Join(err, s.Close())
+	if errors.Is(gwErr, http.ErrServerClosed) {
+		gwErr = nil
+	}
+	return errors.Join(err, gwErr, s.Close())
 }
 
 // Close stops everything New started, in reverse order, and waits for the
@@ -295,6 +369,11 @@ func (s *Server) Close() error {
 			_ = s.http.Close()
 		} else if s.ln != nil {
 			_ = s.ln.Close()
+		}
+		if s.gwHTTP != nil {
+			_ = s.gwHTTP.Close()
+		} else if s.gwLn != nil {
+			_ = s.gwLn.Close()
 		}
 		if s.sink != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), s.opts.FlushTimeout)

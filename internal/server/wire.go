@@ -29,7 +29,7 @@ func (s *Server) wire(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	pol, watcher, err := LoadPolicy(ctx, cfg.Policy, log)
+	pol, watcher, err := loadPolicy(ctx, cfg.Policy, s.policyData, log)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,520 @@
+// Package gateway is mcp-pdp as an MCP reverse proxy: it serves one
+// protected resource's Streamable HTTP endpoint in front of an unmodified
+// MCP server (the upstream), decides every JSON-RPC message in-process
+// with the decision core before anything reaches the upstream, filters
+// list answers (JSON or SSE) per caller, answers denials itself as the
+// decision says, and never forwards the client's token.
+//
+// What one POST goes through:
+//
+//  1. the body is read (bounded) and checked to be one JSON-RPC message;
+//  2. the message is decided (a list request in its request phase: may this
+//     caller list at all?); a denial is answered at once: 401/403 with
+//     WWW-Authenticate and a JSON-RPC error body, or an in-band error or
+//     tool result;
+//  3. the session, when the request names one, must belong to the caller
+//     that opened it;
+//  4. the request goes upstream without Authorization (an identity
+//     assertion header instead, when configured);
+//  5. the answer is relayed: JSON as it is, SSE event by event as it
+//     arrives; the answer to a list request is filtered through the core
+//     (its response phase) before it is relayed. An answer that cannot be
+//     filtered (too large, malformed) is refused, never relayed unfiltered.
+//
+// GET (the server's SSE stream) and DELETE (end of session) are
+// authenticated as transport requests and relayed.
+package gateway
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/mcp-pdp/pdp/pep"
+)
+
+// Defaults of Options.
+const (
+	// DefaultMaxBodyBytes bounds a client's request body.
+	DefaultMaxBodyBytes = 4 << 20
+	// DefaultMaxResponseBytes bounds an upstream answer the gateway must
+	// read whole (a list to filter, a JSON answer, one SSE event).
+	DefaultMaxResponseBytes = 16 << 20
+	// DefaultConnectTimeout bounds connecting to the upstream.
+	DefaultConnectTimeout = 10 * time.Second
+	// DefaultResponseTimeout bounds the wait for the upstream's answer
+	// headers (a tool call may take this long to start answering).
+	DefaultResponseTimeout = 5 * time.Minute
+	// DefaultIdleStreamTimeout ends an SSE stream from the upstream that
+	// sent nothing for this long.
+	DefaultIdleStreamTimeout = 10 * time.Minute
+	// DefaultMaxSessions bounds the sessions whose owners the gateway
+	// remembers; the oldest is forgotten first.
+	DefaultMaxSessions = 100_000
+)
+
+// Decider decides one message in-process; *core.Service is one.
+type Decider interface {
+	// DecideValid decides req, whose Message and Result are valid JSON.
+	DecideValid(ctx context.Context, req *pep.Request, pepName string) (*pep.Response, error)
+}
+
+// Asserter makes the identity assertion that tells the upstream who calls.
+type Asserter interface {
+	// Assert returns the header value for an allowed request of caller
+	// (nil: anonymous) decided as decisionID.
+	Assert(caller *pep.Caller, decisionID string) (string, error)
+}
+
+// Options configure a Gateway for one resource.
+type Options struct {
+	// Decider decides every message (required).
+	Decider Decider
+	// Resource is the canonical URI of the protected resource (required);
+	// every decision is for it.
+	Resource string
+	// Upstream is the Streamable HTTP endpoint of the MCP server (required).
+	Upstream *url.URL
+	// Transport reaches the upstream (default: a transport with
+	// ConnectTimeout and ResponseTimeout, HTTP/1.1 and h2).
+	Transport http.RoundTripper
+	// ForwardToken sends the client's Authorization header upstream. Off
+	// by default: MCP's security best practices forbid token passthrough.
+	ForwardToken bool
+	// Asserter, when set, adds an identity assertion (AssertionHeader) to
+	// every request forwarded upstream.
+	Asserter Asserter
+	// AssertionHeader names the assertion's header (required with Asserter).
+	AssertionHeader string
+	// MaxBodyBytes bounds a client request body (default DefaultMaxBodyBytes).
+	MaxBodyBytes int64
+	// MaxResponseBytes bounds what is read whole from the upstream (default
+	// DefaultMaxResponseBytes).
+	MaxResponseBytes int64
+	// ConnectTimeout (default DefaultConnectTimeout) and ResponseTimeout
+	// (default DefaultResponseTimeout) shape the default Transport.
+	ConnectTimeout, ResponseTimeout time.Duration
+	// IdleStreamTimeout (default DefaultIdleStreamTimeout) ends an upstream
+	// SSE stream that sends nothing for this long.
+	IdleStreamTimeout time.Duration
+	// MaxSessions bounds the remembered session owners (default
+	// DefaultMaxSessions).
+	MaxSessions int
+	// Logger (default: discard).
+	Logger *slog.Logger
+}
+
+// Gateway is the http.Handler of one resource's MCP endpoint.
+type Gateway struct {
+	o        Options
+	client   *http.Client
+	sessions *sessions
+	log      *slog.Logger
+}
+
+// pepName names the gateway as the enforcement point in audit events.
+const pepName = "gateway"
+
+// New checks o and returns the gateway.
+func New(o Options) (*Gateway, error) {
+	switch {
+	case o.Decider == nil:
+		return nil, errors.New("gateway: no decider")
+	case o.Resource == "":
+		return nil, errors.New("gateway: no resource")
+	case o.Upstream == nil || (o.Upstream.Scheme != "http" && o.Upstream.Scheme != "https") || o.Upstream.Host == "":
+		return nil, fmt.Errorf("gateway: upstream.url %v is not an http(s) URL", o.Upstream)
+	case o.Asserter != nil && o.AssertionHeader == "":
+		return nil, errors.New("gateway: an asserter needs a header name")
+	}
+	o.MaxBodyBytes = cmp.Or(o.MaxBodyBytes, DefaultMaxBodyBytes)
+	o.MaxResponseBytes = cmp.Or(o.MaxResponseBytes, DefaultMaxResponseBytes)
+	o.ConnectTimeout = cmp.Or(o.ConnectTimeout, DefaultConnectTimeout)
+	o.ResponseTimeout = cmp.Or(o.ResponseTimeout, DefaultResponseTimeout)
+	o.IdleStreamTimeout = cmp.Or(o.IdleStreamTimeout, DefaultIdleStreamTimeout)
+	o.MaxSessions = cmp.Or(o.MaxSessions, DefaultMaxSessions)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Transport == nil {
+		o.Transport = &http.Transport{
+			Proxy:                 nil, // the upstream is named; no environment proxy
+			DialContext:           (&net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          256,
+			MaxIdleConnsPerHost:   256,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   o.ConnectTimeout,
+			ResponseHeaderTimeout: o.ResponseTimeout,
+		}
+	}
+	return &Gateway{
+		o: o,
+		client: &http.Client{
+			Transport: o.Transport,
+			// The upstream answers itself; a redirect is an upstream error.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		sessions: newSessions(o.MaxSessions),
+		log:      o.Logger,
+	}, nil
+}
+
+// ServeHTTP serves the MCP endpoint: POST, GET and DELETE.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodPost:
+		g.post(w, r)
+	case http.MethodGet, http.MethodDelete:
+		g.transport(w, r)
+	default:
+		w.Header().Set("Allow", "GET, POST, DELETE")
+		writeRPCError(w, http.StatusMethodNotAllowed, nil, codeInvalidRequest, "method "+r.Method+" is not allowed on an MCP endpoint")
+	}
+}
+
+// post decides one JSON-RPC message and relays it.
+func (g *Gateway) post(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.o.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			writeRPCError(w, http.StatusRequestEntityTooLarge, nil, codeInvalidRequest, fmt.Sprintf("the request body exceeds %d bytes", g.o.MaxBodyBytes))
+			return
+		}
+		writeRPCError(w, http.StatusBadRequest, nil, codeParseError, "the request body could not be read")
+		return
+	}
+	msg, err := parseMessage(body)
+	if err != nil {
+		writeRPCError(w, http.StatusBadRequest, nil, codeOf(err), err.Error())
+		return
+	}
+	if msg.Batch {
+		writeRPCError(w, http.StatusBadRequest, nil, codeInvalidRequest, "JSON-RPC batches are not supported by this gateway: send one message per request")
+		return
+	}
+	preq := &pep.Request{Resource: g.o.Resource, Authorization: r.Header.Get("Authorization"), Message: body}
+	if !msg.IsRequest() && !msg.IsNotification() {
+		// A client's answer to a server request: the caller is
+		// authenticated like a transport request.
+		preq = &pep.Request{Resource: g.o.Resource, Authorization: preq.Authorization, HTTPMethod: http.MethodPost}
+	}
+	resp, err := g.o.Decider.DecideValid(r.Context(), preq, pepName)
+	if err != nil {
+		g.refuseUndecided(w, msg.ID, err)
+		return
+	}
+	if !resp.Allow {
+		writeDenial(w, msg.ID, resp)
+		return
+	}
+	if !g.sessionAllowed(w, r, msg.ID, resp) {
+		return
+	}
+	up, err := g.forward(r, body, resp)
+	if err != nil {
+		g.upstreamFailed(w, msg.ID, err)
+		return
+	}
+	defer up.Body.Close()
+	g.bindSession(up, resp)
+	if msg.IsRequest() && isList(msg.Method) && up.StatusCode == http.StatusOK {
+		g.relayList(w, r, up, msg, preq.Authorization)
+		return
+	}
+	g.relay(w, up)
+}
+
+// transport authenticates a GET or DELETE and relays it.
+func (g *Gateway) transport(w http.ResponseWriter, r *http.Request) {
+	resp, err := g.o.Decider.DecideValid(r.Context(), &pep.Request{
+		Resource: g.o.Resource, Authorization: r.Header.Get("Authorization"), HTTPMethod: r.Method,
+	}, pepName)
+	if err != nil {
+		g.refuseUndecided(w, nil, err)
+		return
+	}
+	if !resp.Allow {
+		writeDenial(w, nil, resp)
+		return
+	}
+	if !g.sessionAllowed(w, r, nil, resp) {
+		return
+	}
+	up, err := g.forward(r, nil, resp)
+	if err != nil {
+		g.upstreamFailed(w, nil, err)
+		return
+	}
+	defer up.Body.Close()
+	if r.Method == http.MethodDelete && up.StatusCode/100 == 2 {
+		g.sessions.forget(r.Header.Get(headerSessionID))
+	}
+	g.relay(w, up)
+}
+
+// Headers of Streamable HTTP that cross the gateway in each direction.
+const (
+	headerSessionID       = "Mcp-Session-Id"
+	headerProtocolVersion = "Mcp-Protocol-Version"
+)
+
+var requestHeaders = []string{
+	"Content-Type", "Accept", headerSessionID, headerProtocolVersion, "Last-Event-Id",
+	"Mcp-Method", "Mcp-Name", "User-Agent",
+}
+
+var responseHeaders = []string{
+	"Content-Type", headerSessionID, headerProtocolVersion, "Cache-Control", "Retry-After",
+	"Www-Authenticate", // an upstream with its own authorization
+}
+
+// forward sends the request upstream: the allow-listed headers, no
+// Authorization unless ForwardToken, the identity assertion when set.
+func (g *Gateway) forward(r *http.Request, body []byte, resp *pep.Response) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(r.Context(), r.Method, g.o.Upstream.String(), rd)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range requestHeaders {
+		if v := r.Header.Values(h); len(v) > 0 {
+			req.Header[h] = v
+		}
+	}
+	if g.o.ForwardToken {
+		if v := r.Header.Get("Authorization"); v != "" {
+			req.Header.Set("Authorization", v)
+		}
+	}
+	if g.o.Asserter != nil {
+		a, err := g.o.Asserter.Assert(resp.Caller, resp.DecisionID)
+		if err != nil {
+			return nil, fmt.Errorf("identity assertion: %w", err)
+		}
+		req.Header.Set(g.o.AssertionHeader, a)
+	}
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		req.Header.Set("X-Forwarded-For", host)
+	}
+	return g.client.Do(req)
+}
+
+func copyResponseHeaders(w http.ResponseWriter, up *http.Response) {
+	for _, h := range responseHeaders {
+		if v := up.Header.Values(h); len(v) > 0 {
+			w.Header()[h] = v
+		}
+	}
+}
+
+// relay copies an upstream answer as it arrives, flushing SSE events.
+func (g *Gateway) relay(w http.ResponseWriter, up *http.Response) {
+	copyResponseHeaders(w, up)
+	w.WriteHeader(up.StatusCode)
+	if isSSE(up.Header) {
+		g.copyStream(w, up.Body, nil)
+		return
+	}
+	if _, err := io.Copy(w, up.Body); err != nil {
+		g.log.Debug("gateway: relay ended early", "err", err)
+	}
+}
+
+// relayList relays the answer to a list request with the list filtered:
+// a JSON answer read whole (bounded), or the one SSE event that carries
+// the response to this request's id; every other event passes untouched.
+func (g *Gateway) relayList(w http.ResponseWriter, r *http.Request, up *http.Response, msg *message, authz string) {
+	filter := func(event []byte) ([]byte, error) {
+		return g.filterList(r.Context(), msg, event, authz)
+	}
+	if isSSE(up.Header) {
+		copyResponseHeaders(w, up)
+		w.WriteHeader(up.StatusCode)
+		g.copyStream(w, up.Body, func(data []byte) ([]byte, bool, error) {
+			m, err := parseMessage(data)
+			if err != nil {
+				// It could be the list answer: nothing unfiltered passes.
+				return nil, false, fmt.Errorf("the upstream sent an event that is not a JSON-RPC message during %s; the stream was cut", msg.Method)
+			}
+			if !m.IsResponse() || !bytes.Equal(m.ID, msg.ID) {
+				return data, false, nil
+			}
+			out, err := filter(data)
+			return out, true, err
+		})
+		return
+	}
+	raw, err := readBounded(up.Body, g.o.MaxResponseBytes)
+	if err != nil {
+		writeRPCError(w, http.StatusBadGateway, msg.ID, codeInternalError, "the upstream's "+msg.Method+" answer "+err.Error()+"; it was not relayed")
+		return
+	}
+	out, err := filter(raw)
+	if err != nil {
+		writeRPCError(w, http.StatusBadGateway, msg.ID, codeInternalError, err.Error())
+		return
+	}
+	copyResponseHeaders(w, up)
+	w.Header().Del("Content-Length")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
+}
+
+// filterList returns the JSON-RPC response raw with its list result
+// filtered for the caller (the response phase of the list decision). An
+// error response passes unchanged; anything that is not a response to
+// msg is an error, so that nothing unfiltered is relayed.
+func (g *Gateway) filterList(ctx context.Context, msg *message, raw []byte, authz string) ([]byte, error) {
+	m, err := parseMessage(raw)
+	if err != nil || !m.IsResponse() {
+		return nil, fmt.Errorf("the upstream's %s answer is not a JSON-RPC response; it was not relayed", msg.Method)
+	}
+	if !bytes.Equal(m.ID, msg.ID) {
+		return nil, fmt.Errorf("the upstream answered %s with another request's id; it was not relayed", msg.Method)
+	}
+	if m.Error != nil {
+		return raw, nil
+	}
+	resp, err := g.o.Decider.DecideValid(ctx, &pep.Request{
+		Resource: g.o.Resource, Authorization: authz, Message: msg.Raw, Result: m.Result,
+	}, pepName)
+	if err != nil {
+		return nil, fmt.Errorf("the upstream's %s answer could not be filtered: %v; it was not relayed", msg.Method, err)
+	}
+	if !resp.Allow {
+		// Refused at the response phase (e.g. the token expired in
+		// between): answer in band with the denial's JSON-RPC error.
+		e := resp.JSONRPCError
+		if e == nil {
+			e = &pep.JSONRPCError{Code: codeInternalError, Message: resp.Reason}
+		}
+		return json.Marshal(rpcErrorResponse{JSONRPC: "2.0", ID: msg.ID, Error: e})
+	}
+	return json.Marshal(rpcResultResponse{JSONRPC: "2.0", ID: msg.ID, Result: resp.Result})
+}
+
+// copyStream relays an SSE stream event by event, flushing after each.
+// transform, when set, may rewrite an event's data (joined data lines); it
+// reports whether it handled the event. A transform error ends the stream
+// with an SSE event carrying a JSON-RPC error for nothing unfiltered to
+// leak. An upstream silent for IdleStreamTimeout ends the stream.
+func (g *Gateway) copyStream(w http.ResponseWriter, body io.Reader, transform func(data []byte) ([]byte, bool, error)) {
+	rc := http.NewResponseController(w)
+	flush := func() { _ = rc.Flush() }
+	sr := newEventReader(body, g.o.MaxResponseBytes)
+	idle := time.AfterFunc(g.o.IdleStreamTimeout, func() {
+		if c, ok := body.(io.Closer); ok {
+			_ = c.Close()
+		}
+	})
+	defer idle.Stop()
+	for {
+		ev, err := sr.next()
+		idle.Reset(g.o.IdleStreamTimeout)
+		if ev != nil {
+			out := ev.raw
+			if transform != nil && ev.hasData {
+				data, handled, terr := transform(ev.data)
+				if terr != nil {
+					_, _ = w.Write(errorEvent(terr))
+					flush()
+					return
+				}
+				if handled {
+					out = ev.withData(data)
+				}
+			}
+			if _, werr := w.Write(out); werr != nil {
+				return // the client went away
+			}
+			flush()
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				g.log.Debug("gateway: upstream stream ended", "err", err)
+				if errors.Is(err, errEventTooLarge) && transform != nil {
+					_, _ = w.Write(errorEvent(fmt.Errorf("the upstream sent an event over %d bytes; the stream was cut", g.o.MaxResponseBytes)))
+					flush()
+				}
+			}
+			return
+		}
+	}
+}
+
+func errorEvent(err error) []byte {
+	b, _ := json.Marshal(rpcErrorResponse{JSONRPC: "2.0", ID: json.RawMessage("null"), Error: &pep.JSONRPCError{Code: codeInternalError, Message: err.Error()}})
+	return append(append([]byte("event: message\ndata: "), b...), '\n', '\n')
+}
+
+func isSSE(h http.Header) bool {
+	ct := h.Get("Content-Type")
+	return strings.HasPrefix(strings.ToLower(strings.TrimSpace(ct)), "text/event-stream")
+}
+
+func isList(method string) bool {
+	switch method {
+	case "tools/list", "prompts/list", "resources/list", "resources/templates/list":
+		return true
+	}
+	return false
+}
+
+var errTooLarge = errors.New("is too large")
+
+func readBounded(r io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("could not be read (%v)", err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w (over %d bytes)", errTooLarge, limit)
+	}
+	return b, nil
+}
+
+// refuseUndecided answers a message the core could not decide at all (a
+// malformed message): 400 with the reason.
+func (g *Gateway) refuseUndecided(w http.ResponseWriter, id json.RawMessage, err error) {
+	var re *pep.RequestError
+	if errors.As(err, &re) {
+		code := codeInvalidRequest
+		if re.Code == "invalid_message" {
+			code = codeInvalidRequest
+		}
+		writeRPCError(w, cmp.Or(re.Status, http.StatusBadRequest), id, code, re.Description)
+		return
+	}
+	g.log.Error("gateway: decision failed", "err", err)
+	writeRPCError(w, http.StatusServiceUnavailable, id, codeInternalError, "authorization unavailable")
+}
+
+// upstreamFailed answers a request the upstream did not answer.
+func (g *Gateway) upstreamFailed(w http.ResponseWriter, id json.RawMessage, err error) {
+	g.log.Warn("gateway: upstream request failed", "upstream", g.o.Upstream.Redacted(), "err", err)
+	status, why := http.StatusBadGateway, "the MCP server could not be reached"
+	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+		status, why = http.StatusGatewayTimeout, "the MCP server did not answer in time"
+	}
+	writeRPCError(w, status, id, codeInternalError, why)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,169 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/mcp-pdp/pdp/pep"
+)
+
+// JSON-RPC 2.0 error codes the gateway answers with.
+const (
+	codeParseError     = -32700
+	codeInvalidRequest = -32600
+	codeInternalError  = -32603
+)
+
+// message is what the gateway reads of a JSON-RPC message: enough to tell
+// a request, a notification and a response apart and to match ids.
+type message struct {
+	// Raw is the message as received (valid JSON).
+	Raw []byte
+	// Batch: the body is a JSON array of messages.
+	Batch bool
+	// ID is the id as raw JSON, compacted; nil when absent.
+	ID     json.RawMessage
+	Method string
+	Result json.RawMessage
+	Error  json.RawMessage
+}
+
+// IsRequest: a method and an id.
+func (m *message) IsRequest() bool { return m.Method != "" && m.ID != nil }
+
+// IsNotification: a method, no id.
+func (m *message) IsNotification() bool { return m.Method != "" && m.ID == nil }
+
+// IsResponse: no method, an id, and a result or an error.
+func (m *message) IsResponse() bool {
+	return m.Method == "" && m.ID != nil && (m.Result != nil || m.Error != nil)
+}
+
+// parseError is a body that is not a JSON-RPC message.
+type parseError struct {
+	code int
+	msg  string
+}
+
+func (e *parseError) Error() string { return e.msg }
+
+func codeOf(err error) int {
+	var pe *parseError
+	if errors.As(err, &pe) {
+		return pe.code
+	}
+	return codeInvalidRequest
+}
+
+// parseMessage reads one JSON-RPC message (or notes a batch).
+func parseMessage(raw []byte) (*message, error) {
+	trimmed := bytes.TrimSpace(raw)
+	if !json.Valid(trimmed) {
+		return nil, &parseError{codeParseError, "the body is not valid JSON"}
+	}
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		return &message{Raw: raw, Batch: true}, nil
+	}
+	var m struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
+		Method  *string         `json:"method"`
+		Result  json.RawMessage `json:"result"`
+		Error   json.RawMessage `json:"error"`
+	}
+	if err := json.Unmarshal(trimmed, &m); err != nil {
+		return nil, &parseError{codeInvalidRequest, "the body is not a JSON-RPC message object"}
+	}
+	if m.JSONRPC != "2.0" {
+		return nil, &parseError{codeInvalidRequest, `jsonrpc must be "2.0"`}
+	}
+	out := &message{Raw: raw, Result: m.Result, Error: m.Error}
+	if m.Method != nil {
+		if *m.Method == "" {
+			return nil, &parseError{codeInvalidRequest, "method must not be empty"}
+		}
+		out.Method = *m.Method
+	}
+	if len(m.ID) > 0 && !bytes.Equal(m.ID, []byte("null")) {
+		var b bytes.Buffer
+		if err := json.Compact(&b, m.ID); err != nil {
+			return nil, &parseError{codeInvalidRequest, "the id is not valid JSON"}
+		}
+		if c := b.Bytes()[0]; c != '"' && c != '-' && (c < '0' || c > '9') {
+			return nil, &parseError{codeInvalidRequest, "the id must be a string or a number"}
+		}
+		out.ID = b.Bytes()
+	}
+	if out.Method == "" && !out.IsResponse() {
+		return nil, &parseError{codeInvalidRequest, "a message needs a method, or an id with a result or an error"}
+	}
+	return out, nil
+}
+
+type rpcErrorResponse struct {
+	JSONRPC string            `json:"jsonrpc"`
+	ID      json.RawMessage   `json:"id"`
+	Error   *pep.JSONRPCError `json:"error"`
+}
+
+type rpcResultResponse struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Result  any             `json:"result"`
+}
+
+func nullID(id json.RawMessage) json.RawMessage {
+	if id == nil {
+		return json.RawMessage("null")
+	}
+	return id
+}
+
+// writeRPCError answers with status and a JSON-RPC error body: clients
+// (the go-sdk's among them) drop their session on an empty error body.
+func writeRPCError(w http.ResponseWriter, status int, id json.RawMessage, code int, msg string) {
+	b, _ := json.Marshal(rpcErrorResponse{JSONRPC: "2.0", ID: nullID(id), Error: &pep.JSONRPCError{Code: code, Message: msg}})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// writeDenial answers a refused message exactly as the decision says: the
+// HTTP challenge (401/403 with WWW-Authenticate) or 503 with a JSON-RPC
+// error body, or in band (HTTP 200) with the JSON-RPC error or the tool
+// result.
+func writeDenial(w http.ResponseWriter, id json.RawMessage, d *pep.Response) {
+	if d.WWWAuthenticate != "" {
+		w.Header().Set("WWW-Authenticate", d.WWWAuthenticate)
+	}
+	status := d.HTTPStatus
+	if status == 0 {
+		status = http.StatusForbidden
+	}
+	var body any
+	switch {
+	case status == http.StatusOK && d.ToolResult != nil:
+		body = rpcResultResponse{JSONRPC: "2.0", ID: nullID(id), Result: d.ToolResult}
+	case d.JSONRPCError != nil:
+		body = rpcErrorResponse{JSONRPC: "2.0", ID: nullID(id), Error: d.JSONRPCError}
+	default:
+		msg := "forbidden"
+		switch status {
+		case http.StatusUnauthorized:
+			msg = "authorization required"
+		case http.StatusServiceUnavailable:
+			msg = "authorization unavailable"
+		}
+		body = rpcErrorResponse{JSONRPC: "2.0", ID: nullID(id), Error: &pep.JSONRPCError{Code: codeInternalError, Message: msg}}
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		b = []byte(fmt.Sprintf(`{"jsonrpc":"2.0","id":null,"error":{"code":%d,"message":"forbidden"}}`, codeInternalError))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
