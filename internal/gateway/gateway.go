@@ -405,7 +405,23 @@ func (g *Gateway) filterList(ctx context.Context, msg *message, raw []byte, auth
 		}
 		return json.Marshal(rpcErrorResponse{JSONRPC: "2.0", ID: msg.ID, Error: e})
 	}
-	return json.Marshal(rpcResultResponse{JSONRPC: "2.0", ID: msg.ID, Result: resp.Result})
+	result, err := privateCache(resp.Result)
+	if err != nil {
+		return nil, fmt.Errorf("the filtered %s result: %v; it was not relayed", msg.Method, err)
+	}
+	return json.Marshal(rpcResultResponse{JSONRPC: "2.0", ID: msg.ID, Result: result})
+}
+
+// privateCache marks a filtered list result cacheScope "private" (MCP
+// 2026-07-28): it varies per caller, whatever the upstream said, and no
+// cache may share it across authorization contexts.
+func privateCache(result json.RawMessage) (json.RawMessage, error) {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(result, &fields); err != nil {
+		return nil, err
+	}
+	fields["cacheScope"] = json.RawMessage(`"private"`)
+	return json.Marshal(fields)
 }
 
 // copyStream relays an SSE stream event by event, flushing after each.

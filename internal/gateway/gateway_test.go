@@ -143,6 +143,10 @@ func TestGatewayWithGoSDK(t *testing.T) {
 			if got := toolNames(list); !slices.Equal(got, []string{"generate_qr_url", "lookup_product"}) {
 				t.Fatalf("anonymous tools/list = %v, want the public and the step-up tool only", got)
 			}
+			// go-sdk marks its lists "public"; a filtered list is per caller.
+			if list.CacheScope != "private" {
+				t.Fatalf("filtered list cacheScope %q, want private", list.CacheScope)
+			}
 			if _, err := anon.CallTool(ctx, &mcp.CallToolParams{Name: "lookup_product"}); err != nil {
 				t.Fatalf("anonymous call of a public tool: %v", err)
 			}
