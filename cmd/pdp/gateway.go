@@ -41,6 +41,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: pdp gateway --dev --upstream URL [--protect NAME=SCOPE]... [flags]
+       pdp gateway --dev [--protect NAME=SCOPE]... [flags] -- COMMAND [ARGS...]
        pdp gateway --config pdp.yaml
 
 Protects an unmodified MCP server: MCP clients connect to the gateway, which
@@ -51,7 +52,8 @@ With --dev (development only: dev token issuer, embedded NATS) every tool of
 the upstream is public unless --protect makes it a step-up tool needing a
 scope; mint tokens with 'pdp token --scope SCOPE'. With --config the
 resources that name an upstream are served on gateway.listen (see
-docs/gateway.md). Stdio upstreams ('-- command ...') are not built yet.
+docs/gateway.md). A stdio server is started by the gateway, one process per
+MCP session: pdp gateway --dev -- npx -y @modelcontextprotocol/server-everything
 
 `)
 		fs.PrintDefaults()
@@ -108,12 +110,14 @@ docs/gateway.md). Stdio upstreams ('-- command ...') are not built yet.
 	case len(command) > 0 && *upstream != "":
 		fmt.Fprintln(stderr, "pdp gateway: give --upstream URL or a command after --, not both")
 		return 2
-	case len(command) > 0:
-		fmt.Fprintln(stderr, "pdp gateway: stdio upstreams are not built yet; start the server with a Streamable HTTP endpoint and pass --upstream URL")
+	case len(command) == 0 && *upstream == "":
+		fmt.Fprintln(stderr, "pdp gateway: --dev needs the MCP server to protect: --upstream URL, or -- COMMAND ARGS... for a stdio server")
 		return 2
-	case *upstream == "":
-		fmt.Fprintln(stderr, "pdp gateway: --dev needs --upstream URL (the MCP server to protect)")
-		return 2
+	}
+	up := &config.Upstream{URL: *upstream, Command: command}
+	target := *upstream
+	if len(command) > 0 {
+		target = "the stdio server `" + strings.Join(command, " ") + "`"
 	}
 	cfg := config.Default()
 	if *listen != "" {
@@ -126,10 +130,8 @@ docs/gateway.md). Stdio upstreams ('-- command ...') are not built yet.
 	if cfg.Gateway.Listen == "" {
 		cfg.Gateway.Listen = defaultDevGatewayListen
 	}
-	fmt.Fprintln(stderr, devGatewayBanner(*upstream, cfg.Gateway.Listen, protect))
-	return runServer(ctx, cfg, server.Options{
-		Dev: true, DevUpstream: &config.Upstream{URL: *upstream}, DevProtect: protect,
-	}, stderr)
+	fmt.Fprintln(stderr, devGatewayBanner(target, cfg.Gateway.Listen, protect))
+	return runServer(ctx, cfg, server.Options{Dev: true, DevUpstream: up, DevProtect: protect}, stderr)
 }
 
 // devGatewayBanner says, before start-up, what dev mode protects and how

@@ -40,6 +40,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcp-pdp/pdp/internal/gateway/stdio"
 	"github.com/mcp-pdp/pdp/pep"
 )
 
@@ -83,8 +84,12 @@ type Options struct {
 	// Resource is the canonical URI of the protected resource (required);
 	// every decision is for it.
 	Resource string
-	// Upstream is the Streamable HTTP endpoint of the MCP server (required).
+	// Upstream is the Streamable HTTP endpoint of the MCP server; exactly
+	// one of Upstream and Stdio is required.
 	Upstream *url.URL
+	// Stdio runs the MCP server as child processes instead (its
+	// OnMessage is the gateway's own).
+	Stdio *stdio.Options
 	// Transport reaches the upstream (default: a transport with
 	// ConnectTimeout and ResponseTimeout, HTTP/1.1 and h2).
 	Transport http.RoundTripper
@@ -118,6 +123,7 @@ type Options struct {
 type Gateway struct {
 	o        Options
 	client   *http.Client
+	stdio    *stdioFront // nil for an HTTP upstream
 	sessions *sessions
 	log      *slog.Logger
 }
@@ -132,7 +138,9 @@ func New(o Options) (*Gateway, error) {
 		return nil, errors.New("gateway: no decider")
 	case o.Resource == "":
 		return nil, errors.New("gateway: no resource")
-	case o.Upstream == nil || (o.Upstream.Scheme != "http" && o.Upstream.Scheme != "https") || o.Upstream.Host == "":
+	case (o.Upstream == nil) == (o.Stdio == nil):
+		return nil, errors.New("gateway: give an upstream URL or a stdio command, not both or neither")
+	case o.Upstream != nil && ((o.Upstream.Scheme != "http" && o.Upstream.Scheme != "https") || o.Upstream.Host == ""):
 		return nil, fmt.Errorf("gateway: upstream.url %v is not an http(s) URL", o.Upstream)
 	case o.Asserter != nil && o.AssertionHeader == "":
 		return nil, errors.New("gateway: an asserter needs a header name")
@@ -158,7 +166,7 @@ func New(o Options) (*Gateway, error) {
 			ResponseHeaderTimeout: o.ResponseTimeout,
 		}
 	}
-	return &Gateway{
+	g := &Gateway{
 		o: o,
 		client: &http.Client{
 			Transport: o.Transport,
@@ -167,7 +175,20 @@ func New(o Options) (*Gateway, error) {
 		},
 		sessions: newSessions(o.MaxSessions),
 		log:      o.Logger,
-	}, nil
+	}
+	if o.Stdio != nil {
+		so := *o.Stdio
+		if so.Logger == nil {
+			so.Logger = o.Logger
+		}
+		f, err := newStdioFront(so)
+		if err != nil {
+			return nil, err
+		}
+		g.stdio = f
+		g.sessions.issued = true
+	}
+	return g, nil
 }
 
 // ServeHTTP serves the MCP endpoint: POST, GET and DELETE.
@@ -222,6 +243,10 @@ func (g *Gateway) post(w http.ResponseWriter, r *http.Request) {
 	if !g.sessionAllowed(w, r, msg.ID, resp) {
 		return
 	}
+	if g.stdio != nil {
+		g.postStdio(w, r, msg, preq.Authorization, resp)
+		return
+	}
 	up, err := g.forward(r, body, resp)
 	if err != nil {
 		g.upstreamFailed(w, msg.ID, err)
@@ -250,6 +275,10 @@ func (g *Gateway) transport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !g.sessionAllowed(w, r, nil, resp) {
+		return
+	}
+	if g.stdio != nil {
+		g.transportStdio(w, r)
 		return
 	}
 	up, err := g.forward(r, nil, resp)

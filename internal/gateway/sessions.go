@@ -16,10 +16,13 @@ import (
 // same session); after that it belongs to that caller. Bounded: the oldest
 // session is forgotten first.
 type sessions struct {
-	mu    sync.Mutex
-	max   int
-	owner map[string]string
-	order []string // insertion order, for eviction
+	mu sync.Mutex
+	// issued: the gateway issues the session ids (stdio upstreams), so an
+	// id it does not know is not bound on first sight.
+	issued bool
+	max    int
+	owner  map[string]string
+	order  []string // insertion order, for eviction
 }
 
 func newSessions(max int) *sessions {
@@ -46,7 +49,9 @@ func (s *sessions) check(id, caller string) bool {
 	owner, ok := s.owner[id]
 	switch {
 	case !ok:
-		s.add(id, caller)
+		if !s.issued {
+			s.add(id, caller)
+		}
 		return true
 	case owner == caller:
 		return true
@@ -74,6 +79,14 @@ func (s *sessions) add(id, caller string) {
 	}
 	s.owner[id] = caller
 	s.order = append(s.order, id)
+}
+
+// known reports whether the gateway knows session id.
+func (s *sessions) known(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.owner[id]
+	return ok
 }
 
 func (s *sessions) forget(id string) {

@@ -4,14 +4,18 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/mcp-pdp/pdp/internal/assertion"
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/gateway"
+	"github.com/mcp-pdp/pdp/internal/gateway/stdio"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/pep"
 )
@@ -100,25 +104,35 @@ func (s *Server) wireGateway() (http.Handler, error) {
 			continue
 		}
 		key := fmt.Sprintf("resources[%d].upstream", i)
-		if len(up.Command) > 0 {
-			return nil, fmt.Errorf("%s.command: stdio upstreams are not built yet; use upstream.url with a Streamable HTTP server", key)
-		}
-		u, err := url.Parse(up.URL)
-		if err != nil {
-			return nil, fmt.Errorf("%s.url: %w", key, err)
-		}
-		if up.ForwardToken {
-			s.log.Warn("upstream.forward_token is on: clients' tokens reach the upstream (token passthrough; see docs/gateway.md)", "resource", r.URI)
-		}
-		g, err := gateway.New(gateway.Options{
-			Decider: s.core, Resource: r.URI, Upstream: u, ForwardToken: up.ForwardToken,
-			Asserter: upstreamAsserter{s.asserter, u.String()}, AssertionHeader: assertion.Header,
+		o := gateway.Options{
+			Decider: s.core, Resource: r.URI,
 			ResponseTimeout: up.ResponseTimeout.D(), MaxResponseBytes: up.MaxResponseBytes,
 			Logger: s.log.With("component", "gateway", "resource", r.URI),
-		})
+		}
+		target := strings.Join(up.Command, " ")
+		if len(up.Command) > 0 {
+			env := make([]string, 0, len(up.Env))
+			for _, k := range slices.Sorted(maps.Keys(up.Env)) {
+				env = append(env, k+"="+up.Env[k])
+			}
+			o.Stdio = &stdio.Options{Command: up.Command, Env: env, Dir: up.Dir, Logger: o.Logger.With("component", "stdio-upstream")}
+		} else {
+			u, err := url.Parse(up.URL)
+			if err != nil {
+				return nil, fmt.Errorf("%s.url: %w", key, err)
+			}
+			if up.ForwardToken {
+				s.log.Warn("upstream.forward_token is on: clients' tokens reach the upstream (token passthrough; see docs/gateway.md)", "resource", r.URI)
+			}
+			o.Upstream, o.ForwardToken = u, up.ForwardToken
+			o.Asserter, o.AssertionHeader = upstreamAsserter{s.asserter, u.String()}, assertion.Header
+			target = u.Redacted()
+		}
+		g, err := gateway.New(o)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", key, err)
 		}
+		s.gateways = append(s.gateways, g)
 		ru, err := url.Parse(r.URI)
 		if err != nil {
 			return nil, fmt.Errorf("resources[%d].uri: %w", i, err)
@@ -133,7 +147,7 @@ func (s *Server) wireGateway() (http.Handler, error) {
 			return nil, err
 		}
 		mux.Handle(mdPath, metadataHandler(doc))
-		s.log.Info("gateway resource", "uri", r.URI, "upstream", u.Redacted(), "metadata", mdPath)
+		s.log.Info("gateway resource", "uri", r.URI, "upstream", target, "metadata", mdPath)
 	}
 	return mux, nil
 }

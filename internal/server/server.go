@@ -35,6 +35,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/core"
 	"github.com/mcp-pdp/pdp/internal/decision"
 	"github.com/mcp-pdp/pdp/internal/devissuer"
+	"github.com/mcp-pdp/pdp/internal/gateway"
 	"github.com/mcp-pdp/pdp/internal/natsembed"
 	"github.com/mcp-pdp/pdp/internal/token"
 )
@@ -114,6 +115,7 @@ type Server struct {
 	gwHTTP *http.Server
 	// asserter signs the gateway's identity assertions.
 	asserter *assertion.Signer
+	gateways []*gateway.Gateway
 
 	iss        *devissuer.Issuer
 	policyData map[string]any // merged under data.mcp (dev gateway)
@@ -374,6 +376,14 @@ func (s *Server) Close() error {
 			_ = s.gwHTTP.Close()
 		} else if s.gwLn != nil {
 			_ = s.gwLn.Close()
+		}
+		for _, g := range s.gateways {
+			// Stdio children: their process groups are stopped.
+			ctx, cancel := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
+			if err := g.Close(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("gateway close: %w", err))
+			}
+			cancel()
 		}
 		if s.sink != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), s.opts.FlushTimeout)
