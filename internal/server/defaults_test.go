@@ -14,6 +14,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/core"
 	"github.com/mcp-pdp/pdp/internal/decision"
+	"github.com/mcp-pdp/pdp/internal/gateway"
 	"github.com/mcp-pdp/pdp/internal/policysource"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/internal/token"
@@ -56,6 +57,9 @@ func TestDocumentedDefaults(t *testing.T) {
 		"log.level":                     {strings.ToLower(slog.LevelInfo.String())},
 		"log.format":                    {"text"},
 		"runtime.gc_percent":            {strconv.Itoa(DefaultGCPercent), "0"},
+		"upstream.response_timeout":     {dur(gateway.DefaultResponseTimeout)},
+		"upstream.max_response_bytes":   {strconv.Itoa(gateway.DefaultMaxResponseBytes)},
+		"gateway.assertion_key_file":    {"<data_dir>/" + defaultAssertionKeyFile},
 	}
 	doc, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {

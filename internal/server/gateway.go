@@ -50,6 +50,21 @@ func (a upstreamAsserter) Assert(caller *pep.Caller, decisionID string) (string,
 	return a.s.Sign(c)
 }
 
+// assertionIssuer is the `iss` of the identity assertions: the origin of
+// the first gateway resource's URI (the gateway's public address, e.g.
+// https://mcp.example.com), else the gateway listener's URL.
+func (s *Server) assertionIssuer() string {
+	for _, r := range s.cfg.Resources {
+		if r.Upstream == nil {
+			continue
+		}
+		if u, err := url.Parse(r.URI); err == nil && u.Scheme != "" && u.Host != "" {
+			return u.Scheme + "://" + u.Host
+		}
+	}
+	return s.gwBase
+}
+
 // gatewayResources counts the resources that name an upstream.
 func (s *Server) gatewayResources() int {
 	n := 0
@@ -92,7 +107,7 @@ func (s *Server) listenGateway() error {
 func (s *Server) wireGateway() (http.Handler, error) {
 	mux := http.NewServeMux()
 	keyFile := cmp.Or(s.cfg.Gateway.AssertionKeyFile, filepath.Join(s.cfg.DataDir, defaultAssertionKeyFile))
-	signer, err := assertion.NewSigner(assertion.Options{KeyFile: keyFile, Issuer: s.gwBase})
+	signer, err := assertion.NewSigner(assertion.Options{KeyFile: keyFile, Issuer: s.assertionIssuer()})
 	if err != nil {
 		return nil, fmt.Errorf("gateway.assertion_key_file: %w", err)
 	}
