@@ -225,6 +225,11 @@ func (g *Gateway) post(w http.ResponseWriter, r *http.Request) {
 		writeRPCError(w, http.StatusBadRequest, nil, codeInvalidRequest, "JSON-RPC batches are not supported by this gateway: send one message per request")
 		return
 	}
+	if why := headerMismatch(r.Header, msg); why != "" {
+		g.log.Warn("gateway: header mismatch refused", "why", why)
+		writeRPCError(w, http.StatusBadRequest, msg.ID, codeHeaderMismatch, why)
+		return
+	}
 	preq := &pep.Request{Resource: g.o.Resource, Authorization: r.Header.Get("Authorization"), Message: body}
 	if !msg.IsRequest() && !msg.IsNotification() {
 		// A client's answer to a server request: the caller is

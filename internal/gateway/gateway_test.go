@@ -327,3 +327,47 @@ func TestGatewayUpstreamFailures(t *testing.T) {
 		}
 	})
 }
+
+// TestGatewayHeaderMismatch: Mcp-Method and Mcp-Name (MCP 2026-07-28) that
+// contradict the body are refused with HeaderMismatch (-32020) before the
+// upstream is asked; matching ones, plain or Base64, pass.
+func TestGatewayHeaderMismatch(t *testing.T) {
+	f := newFixture(t, true)
+	call := `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"lookup_product","arguments":{}}}`
+	tests := []struct {
+		name    string
+		headers map[string]string
+		status  int
+	}{
+		{"matching", map[string]string{"Mcp-Method": "tools/call", "Mcp-Name": "lookup_product"}, http.StatusOK},
+		{"matching in Base64", map[string]string{"Mcp-Method": "tools/call", "Mcp-Name": "=?base64?bG9va3VwX3Byb2R1Y3Q=?="}, http.StatusOK},
+		{"other method", map[string]string{"Mcp-Method": "tools/list"}, http.StatusBadRequest},
+		{"other name", map[string]string{"Mcp-Method": "tools/call", "Mcp-Name": "generate_qr_url"}, http.StatusBadRequest},
+		{"bad Base64", map[string]string{"Mcp-Name": "=?base64?%%%?="}, http.StatusBadRequest},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPost, f.endpoint, strings.NewReader(call))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			for k, v := range tc.headers {
+				req.Header.Set(k, v)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if tc.status == http.StatusBadRequest {
+				if resp.StatusCode != http.StatusBadRequest || !bytes.Contains(raw, []byte(`"code":-32020`)) {
+					t.Fatalf("HTTP %d %s, want 400 with -32020", resp.StatusCode, raw)
+				}
+				return
+			}
+			if bytes.Contains(raw, []byte(`-32020`)) {
+				t.Fatalf("matching headers refused: HTTP %d %s", resp.StatusCode, raw)
+			}
+		})
+	}
+}

@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/mcp-pdp/pdp/pep"
 )
@@ -27,6 +29,9 @@ type message struct {
 	// ID is the id as raw JSON, compacted; nil when absent.
 	ID     json.RawMessage
 	Method string
+	// Name is params.name (tools/call, prompts/get) or params.uri
+	// (resources/read): what Mcp-Name mirrors.
+	Name   string
 	Result json.RawMessage
 	Error  json.RawMessage
 }
@@ -73,6 +78,10 @@ func parseMessage(raw []byte) (*message, error) {
 		Method  *string         `json:"method"`
 		Result  json.RawMessage `json:"result"`
 		Error   json.RawMessage `json:"error"`
+		Params  struct {
+			Name any `json:"name"`
+			URI  any `json:"uri"`
+		} `json:"params"`
 	}
 	if err := json.Unmarshal(trimmed, &m); err != nil {
 		return nil, &parseError{codeInvalidRequest, "the body is not a JSON-RPC message object"}
@@ -81,6 +90,11 @@ func parseMessage(raw []byte) (*message, error) {
 		return nil, &parseError{codeInvalidRequest, `jsonrpc must be "2.0"`}
 	}
 	out := &message{Raw: raw, Result: m.Result, Error: m.Error}
+	if m.Method != nil && *m.Method == "resources/read" {
+		out.Name, _ = m.Params.URI.(string)
+	} else {
+		out.Name, _ = m.Params.Name.(string)
+	}
 	if m.Method != nil {
 		if *m.Method == "" {
 			return nil, &parseError{codeInvalidRequest, "method must not be empty"}
@@ -101,6 +115,57 @@ func parseMessage(raw []byte) (*message, error) {
 		return nil, &parseError{codeInvalidRequest, "a message needs a method, or an id with a result or an error"}
 	}
 	return out, nil
+}
+
+// codeHeaderMismatch: HTTP headers that contradict the body (MCP
+// 2026-07-28, HeaderMismatch).
+const codeHeaderMismatch = -32020
+
+// Headers that mirror the body (MCP 2026-07-28, SEP-2243).
+const (
+	headerMethod = "Mcp-Method"
+	headerName   = "Mcp-Name"
+	base64Prefix = "=?base64?"
+	base64Suffix = "?="
+)
+
+// headerMismatch checks the Mcp-Method and Mcp-Name headers a client sent
+// against the body: the decision is taken on the body, so a header that
+// says otherwise (for infrastructure that routes or limits by headers)
+// is refused. Absent headers are left to the upstream, which requires them
+// for 2026-07-28 clients. It returns what is wrong, or "".
+func headerMismatch(h http.Header, m *message) string {
+	if !m.IsRequest() && !m.IsNotification() {
+		return ""
+	}
+	if v := h.Values(headerMethod); len(v) > 0 {
+		got, ok := decodeHeaderValue(v[0])
+		if len(v) > 1 || !ok || got != m.Method {
+			return fmt.Sprintf("the %s header does not match the method of the body (%q)", headerMethod, m.Method)
+		}
+	}
+	switch m.Method {
+	case "tools/call", "prompts/get", "resources/read":
+		if v := h.Values(headerName); len(v) > 0 {
+			got, ok := decodeHeaderValue(v[0])
+			if len(v) > 1 || !ok || got != m.Name {
+				return fmt.Sprintf("the %s header does not match the name of the body's target", headerName)
+			}
+		}
+	}
+	return ""
+}
+
+// decodeHeaderValue reads a header value that may be Base64-encoded as
+// =?base64?...?= (values that are not plain printable ASCII).
+func decodeHeaderValue(v string) (string, bool) {
+	if enc, ok := strings.CutPrefix(v, base64Prefix); ok {
+		if enc, ok = strings.CutSuffix(enc, base64Suffix); ok {
+			b, err := base64.StdEncoding.DecodeString(enc)
+			return string(b), err == nil
+		}
+	}
+	return v, true
 }
 
 type rpcErrorResponse struct {
