@@ -62,6 +62,9 @@ const (
 	// DefaultMaxSessions bounds the sessions whose owners the gateway
 	// remembers; the oldest is forgotten first.
 	DefaultMaxSessions = 100_000
+	// DefaultMaxConcurrent bounds the POSTs in progress (open GET streams
+	// are not counted).
+	DefaultMaxConcurrent = 1024
 )
 
 // Decider decides one message in-process; *core.Service is one.
@@ -115,6 +118,10 @@ type Options struct {
 	// MaxSessions bounds the remembered session owners (default
 	// DefaultMaxSessions).
 	MaxSessions int
+	// MaxConcurrent bounds the POSTs in progress (default
+	// DefaultMaxConcurrent); beyond it a POST is answered 503 with
+	// Retry-After at once, without a decision.
+	MaxConcurrent int
 	// Logger (default: discard).
 	Logger *slog.Logger
 }
@@ -122,6 +129,7 @@ type Options struct {
 // Gateway is the http.Handler of one resource's MCP endpoint.
 type Gateway struct {
 	o        Options
+	slots    chan struct{} // POSTs in progress
 	client   *http.Client
 	stdio    *stdioFront // nil for an HTTP upstream
 	sessions *sessions
@@ -151,6 +159,7 @@ func New(o Options) (*Gateway, error) {
 	o.ResponseTimeout = cmp.Or(o.ResponseTimeout, DefaultResponseTimeout)
 	o.IdleStreamTimeout = cmp.Or(o.IdleStreamTimeout, DefaultIdleStreamTimeout)
 	o.MaxSessions = cmp.Or(o.MaxSessions, DefaultMaxSessions)
+	o.MaxConcurrent = cmp.Or(o.MaxConcurrent, DefaultMaxConcurrent)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -167,7 +176,8 @@ func New(o Options) (*Gateway, error) {
 		}
 	}
 	g := &Gateway{
-		o: o,
+		o:     o,
+		slots: make(chan struct{}, o.MaxConcurrent),
 		client: &http.Client{
 			Transport: o.Transport,
 			// The upstream answers itself; a redirect is an upstream error.
@@ -195,6 +205,14 @@ func New(o Options) (*Gateway, error) {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodPost:
+		select {
+		case g.slots <- struct{}{}:
+			defer func() { <-g.slots }()
+		default:
+			w.Header().Set("Retry-After", "1")
+			writeRPCError(w, http.StatusServiceUnavailable, nil, codeInternalError, "the gateway is overloaded; retry shortly")
+			return
+		}
 		g.post(w, r)
 	case http.MethodGet, http.MethodDelete:
 		g.transport(w, r)

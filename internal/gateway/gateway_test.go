@@ -371,3 +371,48 @@ func TestGatewayHeaderMismatch(t *testing.T) {
 		})
 	}
 }
+
+// TestGatewayConcurrencyLimit: beyond MaxConcurrent POSTs in progress the
+// gateway answers 503 with Retry-After at once, and serves again when one
+// finishes.
+func TestGatewayConcurrencyLimit(t *testing.T) {
+	env := coretest.New(t, coretest.Options{})
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		entered <- struct{}{}
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{"content":[]}}`)
+	}))
+	defer up.Close()
+	u, _ := url.Parse(up.URL)
+	g, err := gateway.New(gateway.Options{Decider: env.Service, Resource: coretest.Resource, Upstream: u, MaxConcurrent: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := httptest.NewServer(g)
+	defer gs.Close()
+	call := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"lookup_product"}}`
+	first := make(chan int, 1)
+	go func() {
+		resp, err := http.Post(gs.URL, "application/json", strings.NewReader(call))
+		if err != nil {
+			first <- 0
+			return
+		}
+		resp.Body.Close()
+		first <- resp.StatusCode
+	}()
+	<-entered // the first POST holds the only slot
+	resp, out := post(t, gs.URL, "", "", call)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || out["error"] == nil {
+		t.Fatalf("over the limit: HTTP %d %v, want 503 with Retry-After and a JSON-RPC error", resp.StatusCode, out)
+	}
+	close(release)
+	if code := <-first; code != http.StatusOK {
+		t.Fatalf("the first POST: HTTP %d", code)
+	}
+	if resp, _ := post(t, gs.URL, "", "", call); resp.StatusCode != http.StatusOK {
+		t.Fatalf("after the slot was freed: HTTP %d", resp.StatusCode)
+	}
+}
