@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# End-to-end step-up test with a real MCP client (the official TypeScript SDK).
+# End-to-end tests with real MCP clients (the official TypeScript SDK, inspector-cli).
 #
 # Builds the pdp binary, starts on 127.0.0.1 (free ports):
 #   - a test OAuth authorization server  (lib/as.mjs)
 #   - mcp-pdp with a config whose resources are the PEP's URLs and whose issuer is that AS
 #   - a PEP: an SDK McpServer that asks the PDP before answering (lib/pep.mjs)
-# then runs stepup.test.mjs with node:test. Cleans up every process it started.
+# then runs stepup.test.mjs with node:test; then gateway.test.mjs, which starts its own
+# environment (lib/gateway-env.mjs: pdp's gateway in front of server-everything over stdio and
+# Streamable HTTP) and stops it. Cleans up every process it started.
 #
 # Usage: test/clients/run.sh [extra node --test flags]
-# Env:   PDP_AUDIT=1   run the PDP with audit on (embedded NATS); default off
+# Env:   PDP_AUDIT=1   run the PDPs with audit on (embedded NATS); default off
 #        KEEP_TMP=1    keep the temporary directory (config, logs)
 #        PDP_BIN=path  use this pdp binary instead of building one
 set -euo pipefail
@@ -55,8 +57,12 @@ if [[ -z "$pdp_bin" ]]; then
     pdp_bin="$tmp/pdp"
 fi
 
-# 2. Node dependencies (pinned by package-lock.json).
-if [[ ! -d "$here/node_modules/@modelcontextprotocol/sdk" ]]; then
+# 2. Node dependencies (pinned by package-lock.json); reinstalled when one is missing.
+missing=0
+for pkg in @modelcontextprotocol/sdk @modelcontextprotocol/server-everything @modelcontextprotocol/inspector-cli zod; do
+    [[ -f "$here/node_modules/$pkg/package.json" ]] || missing=1
+done
+if [[ $missing == 1 ]]; then
     echo "installing node dependencies (npm ci)..."
     (cd "$here" && npm ci --no-audit --no-fund --loglevel=error) || die "npm ci failed"
 fi
@@ -122,18 +128,29 @@ wait_ready "pep" "$pep_url/_test/log" "$tmp/pep.log" "${pids[-1]}"
 
 echo "as=$as_url pdp=$pdp_url pep=$pep_url"
 
-# 6. The client tests. node:test prints TAP-like "# pass N" / "# fail N" with the spec reporter summary.
+# 6. The client tests. node:test's spec reporter ends with "ℹ pass N", "ℹ fail N", ...
 set +e
 PEP_URL="$pep_url" AS_URL="$as_url" PDP_URL="$pdp_url" \
     timeout 90 node --test --test-reporter=spec --test-timeout=30000 "$@" "$here/stepup.test.mjs" 2>&1 | tee "$tmp/test.log"
 rc=${PIPESTATUS[0]}
-set -e
 
-passed=$(grep -Eo '^ℹ pass [0-9]+' "$tmp/test.log" | grep -Eo '[0-9]+' || echo 0)
-failed=$(grep -Eo '^ℹ fail [0-9]+' "$tmp/test.log" | grep -Eo '[0-9]+' || echo 0)
-todo=$(grep -Eo '^ℹ todo [0-9]+' "$tmp/test.log" | grep -Eo '[0-9]+' || echo 0)
+# 7. The gateway tests: their own AS, pdp serve with a gateway, server-everything (lib/gateway-env.mjs).
+echo "gateway tests (pdp's gateway in front of @modelcontextprotocol/server-everything)..."
+PDP_BIN="$pdp_bin" \
+    timeout 100 node --test --test-reporter=spec --test-timeout=60000 "$@" "$here/gateway.test.mjs" 2>&1 | tee "$tmp/gateway-test.log"
+grc=${PIPESTATUS[0]}
+set -e
+[[ $rc -ne 0 ]] || rc=$grc
+
+# count KIND: the sum over both suites of node:test's "ℹ KIND N" lines.
+count() { awk -v k="$1" '$1 == "ℹ" && $2 == k && $3 ~ /^[0-9]+$/ {s += $3} END {print s + 0}' "$tmp/test.log" "$tmp/gateway-test.log" 2>/dev/null || true; }
+passed=$(count pass)
+failed=$(count fail)
+todo=$(count todo)
+skipped=$(count skipped)
 if [[ $rc -ne 0 && "$failed" == 0 ]]; then failed=1; fi
 if [[ "$todo" != 0 ]]; then echo "($todo todo: known issues, see stepup.test.mjs)"; fi
+if [[ "$skipped" != 0 ]]; then echo "($skipped skipped: known gateway bugs, see gateway.test.mjs)"; fi
 # The closing line, in the plain form CI reads.
 echo "clients: $passed passed, $failed failed"
 exit $rc

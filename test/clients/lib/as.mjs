@@ -19,7 +19,11 @@ const b64url = buf => Buffer.from(buf).toString('base64url');
 
 export const SCOPES_SUPPORTED = ['qr:generate', 'profile'];
 
-export function startAS({ port = 0, host = '127.0.0.1', issuerPath = '/oauth', tokenTTL = 300 } = {}) {
+/**
+ * @param {object} [o]
+ * @param {string[]} [o.scopes]  the scopes this server grants and advertises (default SCOPES_SUPPORTED)
+ */
+export function startAS({ port = 0, host = '127.0.0.1', issuerPath = '/oauth', tokenTTL = 300, scopes = SCOPES_SUPPORTED } = {}) {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const kid = b64url(randomBytes(8));
     const jwk = { ...publicKey.export({ format: 'jwk' }), kid, alg: 'ES256', use: 'sig' };
@@ -54,7 +58,7 @@ export function startAS({ port = 0, host = '127.0.0.1', issuerPath = '/oauth', t
     const grantScopes = requested =>
         (requested ?? '')
             .split(' ')
-            .filter(s => SCOPES_SUPPORTED.includes(s))
+            .filter(s => scopes.includes(s))
             .filter((s, i, a) => a.indexOf(s) === i)
             .join(' ');
 
@@ -87,7 +91,7 @@ export function startAS({ port = 0, host = '127.0.0.1', issuerPath = '/oauth', t
                 token_endpoint: `${issuer}/token`,
                 registration_endpoint: `${issuer}/register`,
                 jwks_uri: `${issuer}/jwks.json`,
-                scopes_supported: SCOPES_SUPPORTED,
+                scopes_supported: scopes,
                 response_types_supported: ['code'],
                 grant_types_supported: ['authorization_code', 'refresh_token'],
                 token_endpoint_auth_methods_supported: ['none'],
