@@ -242,7 +242,7 @@ for (const kind of ['stdio', 'http']) {
             assert.equal(p.scope, SCOPE_A);
             assert.equal(p.resource_metadata, prmURL(uri()));
             assert.equal(ch.headers['content-type'], 'application/json', 'the 401 carries a JSON-RPC error body');
-            assert.equal(JSON.parse(ch.body).error?.code !== undefined, true, ch.body);
+            assert.equal(typeof JSON.parse(ch.body).error?.code, 'number', ch.body);
             assert.ok(log.some(e => e.url === prmURL(uri()) && e.status === 200), 'the SDK read the resource metadata from the gateway');
             const as = env.as.log.slice(asMark);
             const authz = as.filter(e => e.type === 'authorize');
@@ -269,7 +269,7 @@ for (const kind of ['stdio', 'http']) {
                 keepTokens(provider);
                 assert.equal(steppedUp, true, `the call was challenged:\n${dump(log)}`);
                 assert.notEqual(result.isError, true, JSON.stringify(result));
-                assert.equal(result.structuredContent?.conditions !== undefined, true, JSON.stringify(result));
+                assert.equal(typeof result.structuredContent?.conditions, 'string', JSON.stringify(result));
                 const claims = jwtClaims(provider.tokens().access_token);
                 assert.deepEqual(scopeSet(claims.scope), new Set([SCOPE_A, SCOPE_B]), 'accumulate: the new token keeps math:sum');
                 assert.equal(claims.aud, uri());
