@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/mcp-pdp/pdp/internal/assertion"
+	"github.com/mcp-pdp/pdp/internal/decision"
 	"github.com/mcp-pdp/pdp/internal/devissuer"
 	"github.com/mcp-pdp/pdp/internal/gateway"
 	"github.com/mcp-pdp/pdp/internal/gateway/stdio"
@@ -831,7 +832,7 @@ func skipBug(t *testing.T, reason string) {
 // server's line mode: its methods echo, hang and crash are public, and so
 // are the sdk mode's tools.
 func linesPolicy(t *testing.T) coretest.Options {
-	files := map[string]string{"data.yaml": `mcp:
+	return coretest.Options{Policy: policyWithData(t, `mcp:
   default_catalog: lines
   resources: {}
   revoked: {clients: {}, subjects: {}}
@@ -849,7 +850,14 @@ func linesPolicy(t *testing.T) coretest.Options {
         echo: {access: public}
         hang: {access: public}
         crash: {access: public}
-`}
+`)}
+}
+
+// policyWithData is the project's default policy (its Rego files) with
+// data as its data.yaml.
+func policyWithData(tb testing.TB, data string) *decision.Policy {
+	tb.Helper()
+	files := map[string]string{"data.yaml": data}
 	err := fs.WalkDir(policies.FS, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || filepath.Ext(p) != ".rego" {
 			return err
@@ -859,9 +867,9 @@ func linesPolicy(t *testing.T) coretest.Options {
 		return err
 	})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	return coretest.Options{Policy: coretest.PolicyFiles(t, files)}
+	return coretest.PolicyFiles(tb, files)
 }
 
 // stdioGateway serves a gateway in front of the stdio test server run with
