@@ -20,6 +20,7 @@ build:
 ## (fuzz-smoke), and the real-client step-up tests (official MCP TypeScript SDK; needs node >= 20 and npm)
 test: vet
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) test -count=1 -run '^TestGatewayIdleStreams$$' ./internal/gateway # memory: without the race detector
 	$(GO) run ./cmd/pdp test policies test/policies
 	$(MAKE) fuzz-smoke
 	$(MAKE) client-test

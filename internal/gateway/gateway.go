@@ -379,7 +379,7 @@ func (g *Gateway) relay(w http.ResponseWriter, up *http.Response) {
 	copyResponseHeaders(w, up)
 	w.WriteHeader(up.StatusCode)
 	if isSSE(up.Header) {
-		g.copyStream(w, up.Body, nil)
+		g.copyStream(w, up.Body, nil, nil)
 		return
 	}
 	if _, err := io.Copy(w, up.Body); err != nil {
@@ -397,7 +397,12 @@ func (g *Gateway) relayList(w http.ResponseWriter, r *http.Request, up *http.Res
 	if isSSE(up.Header) {
 		copyResponseHeaders(w, up)
 		w.WriteHeader(up.StatusCode)
-		g.copyStream(w, up.Body, func(data []byte) ([]byte, bool, error) {
+		g.copyStream(w, up.Body, msg.ID, func(data []byte) ([]byte, bool, error) {
+			if len(bytes.TrimSpace(data)) == 0 {
+				// A priming event (an id to resume from, no message):
+				// servers send one at the start of a stream (2025-11-25).
+				return data, false, nil
+			}
 			m, err := parseMessage(data)
 			if err != nil {
 				// It could be the list answer: nothing unfiltered passes.
@@ -479,11 +484,14 @@ func privateCache(result json.RawMessage) (json.RawMessage, error) {
 // copyStream relays an SSE stream event by event, flushing after each.
 // transform, when set, may rewrite an event's data (joined data lines); it
 // reports whether it handled the event. A transform error ends the stream
-// with an SSE event carrying a JSON-RPC error for nothing unfiltered to
-// leak. An upstream silent for IdleStreamTimeout ends the stream.
-func (g *Gateway) copyStream(w http.ResponseWriter, body io.Reader, transform func(data []byte) ([]byte, bool, error)) {
+// with an SSE event carrying a JSON-RPC error for id (the request the
+// stream answers), so that nothing unfiltered leaks and the client's
+// request fails at once. An upstream silent for IdleStreamTimeout ends the
+// stream.
+func (g *Gateway) copyStream(w http.ResponseWriter, body io.Reader, id json.RawMessage, transform func(data []byte) ([]byte, bool, error)) {
 	rc := http.NewResponseController(w)
 	flush := func() { _ = rc.Flush() }
+	flush() // the head now: a stream may stay silent for long
 	sr := newEventReader(body, g.o.MaxResponseBytes)
 	idle := time.AfterFunc(g.o.IdleStreamTimeout, func() {
 		if c, ok := body.(io.Closer); ok {
@@ -499,7 +507,7 @@ func (g *Gateway) copyStream(w http.ResponseWriter, body io.Reader, transform fu
 			if transform != nil && ev.hasData {
 				data, handled, terr := transform(ev.data)
 				if terr != nil {
-					_, _ = w.Write(errorEvent(terr))
+					_, _ = w.Write(errorEvent(id, terr))
 					flush()
 					return
 				}
@@ -516,7 +524,7 @@ func (g *Gateway) copyStream(w http.ResponseWriter, body io.Reader, transform fu
 			if !errors.Is(err, io.EOF) {
 				g.log.Debug("gateway: upstream stream ended", "err", err)
 				if errors.Is(err, errEventTooLarge) && transform != nil {
-					_, _ = w.Write(errorEvent(fmt.Errorf("the upstream sent an event over %d bytes; the stream was cut", g.o.MaxResponseBytes)))
+					_, _ = w.Write(errorEvent(id, fmt.Errorf("the upstream sent an event over %d bytes; the stream was cut", g.o.MaxResponseBytes)))
 					flush()
 				}
 			}
@@ -525,8 +533,8 @@ func (g *Gateway) copyStream(w http.ResponseWriter, body io.Reader, transform fu
 	}
 }
 
-func errorEvent(err error) []byte {
-	b, _ := json.Marshal(rpcErrorResponse{JSONRPC: "2.0", ID: json.RawMessage("null"), Error: &pep.JSONRPCError{Code: codeInternalError, Message: err.Error()}})
+func errorEvent(id json.RawMessage, err error) []byte {
+	b, _ := json.Marshal(rpcErrorResponse{JSONRPC: "2.0", ID: nullID(id), Error: &pep.JSONRPCError{Code: codeInternalError, Message: err.Error()}})
 	return append(append([]byte("event: message\ndata: "), b...), '\n', '\n')
 }
 

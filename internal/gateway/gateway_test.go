@@ -416,3 +416,55 @@ func TestGatewayConcurrencyLimit(t *testing.T) {
 		t.Fatalf("after the slot was freed: HTTP %d", resp.StatusCode)
 	}
 }
+
+// TestGatewaySSEPrimingEvent: a list answered as an SSE stream that opens
+// with a priming event (an id and empty data, MCP 2025-11-25) is relayed
+// with the priming event untouched and the list filtered; a stream cut for
+// an unfilterable event carries the error for the list request's id, so
+// that the client's request fails at once. (Found by the real-client suite
+// with server-everything.)
+func TestGatewaySSEPrimingEvent(t *testing.T) {
+	env := coretest.New(t, coretest.Options{})
+	list := `{"jsonrpc":"2.0","id":"l-1","method":"tools/list"}`
+	tools := `{"jsonrpc":"2.0","id":"l-1","result":{"tools":[{"name":"lookup_product","inputSchema":{"type":"object"}},{"name":"internal_debug","inputSchema":{"type":"object"}}]}}`
+	for _, tc := range []struct {
+		name, stream string
+		want, not    []string
+	}{
+		{"priming event first", "id: prime-1\ndata: \n\nevent: message\nid: ev-2\ndata: " + tools + "\n\n",
+			[]string{"id: prime-1\ndata: \n\n", "id: ev-2\n", "lookup_product", `"cacheScope":"private"`}, []string{"internal_debug", `"id":null`}},
+		{"garbage event during the list", "event: message\ndata: not json\n\n",
+			[]string{`"id":"l-1"`, `"error"`}, []string{`"id":null`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				_, _ = io.WriteString(w, tc.stream)
+			}))
+			defer up.Close()
+			u, _ := url.Parse(up.URL)
+			g, err := gateway.New(gateway.Options{Decider: env.Service, Resource: coretest.Resource, Upstream: u})
+			if err != nil {
+				t.Fatal(err)
+			}
+			gs := httptest.NewServer(g)
+			defer gs.Close()
+			resp, err := http.Post(gs.URL, "application/json", strings.NewReader(list))
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, w := range tc.want {
+				if !bytes.Contains(raw, []byte(w)) {
+					t.Errorf("the stream lacks %q:\n%s", w, raw)
+				}
+			}
+			for _, n := range tc.not {
+				if bytes.Contains(raw, []byte(n)) {
+					t.Errorf("the stream holds %q:\n%s", n, raw)
+				}
+			}
+		})
+	}
+}

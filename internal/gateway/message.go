@@ -17,6 +17,8 @@ const (
 	codeParseError     = -32700
 	codeInvalidRequest = -32600
 	codeInternalError  = -32603
+	// codeForbidden is the PDP's code for authorization refusals.
+	codeForbidden = -32001
 )
 
 // message is what the gateway reads of a JSON-RPC message: enough to tell
@@ -215,14 +217,14 @@ func writeDenial(w http.ResponseWriter, id json.RawMessage, d *pep.Response) {
 	case d.JSONRPCError != nil:
 		body = rpcErrorResponse{JSONRPC: "2.0", ID: nullID(id), Error: d.JSONRPCError}
 	default:
-		msg := "forbidden"
+		code, msg := codeForbidden, "forbidden: the token lacks a scope this operation needs (see WWW-Authenticate)"
 		switch status {
 		case http.StatusUnauthorized:
-			msg = "authorization required"
+			msg = "authorization required (see WWW-Authenticate)"
 		case http.StatusServiceUnavailable:
-			msg = "authorization unavailable"
+			code, msg = codeInternalError, "authorization unavailable; retry later"
 		}
-		body = rpcErrorResponse{JSONRPC: "2.0", ID: nullID(id), Error: &pep.JSONRPCError{Code: codeInternalError, Message: msg}}
+		body = rpcErrorResponse{JSONRPC: "2.0", ID: nullID(id), Error: &pep.JSONRPCError{Code: code, Message: msg}}
 	}
 	b, err := json.Marshal(body)
 	if err != nil {

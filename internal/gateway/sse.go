@@ -60,7 +60,7 @@ type eventReader struct {
 }
 
 func newEventReader(r io.Reader, limit int64) *eventReader {
-	return &eventReader{r: bufio.NewReaderSize(r, 32<<10), limit: limit}
+	return &eventReader{r: bufio.NewReaderSize(r, 4<<10), limit: limit}
 }
 
 // next returns the next event; at the end of the stream it returns what

@@ -32,19 +32,6 @@ if (!PDP_BIN) throw new Error('PDP_BIN must be set: run test/clients/run.sh');
 const VISIBLE = [...CATALOG.public, ...Object.keys(CATALOG.stepUp)].sort();
 const ASSERTION_HEADER = 'x-mcp-pdp-assertion';
 
-/**
- * Known gateway bug (found by this suite): server-everything's HTTP mode answers every POST as an SSE
- * stream that starts with a priming event, `id: <uuid>` and an empty `data:` (MCP 2025-11-25: servers
- * SHOULD send one to prime reconnection). The gateway's list filter takes that event for a
- * non-JSON-RPC message and cuts the stream with `data: {"jsonrpc":"2.0","id":null,"error":{"code":-32603,
- * "message":"the upstream sent an event that is not a JSON-RPC message during tools/list; the stream was
- * cut"}}`; with id null the client cannot match it to its request and waits for its request timeout.
- * Tests that list through the HTTP upstream are skipped with this reason until the gateway passes
- * events without data untouched; PDP_GATEWAY_KNOWN_BUGS=run runs them anyway (they then fail in ~5 s).
- */
-const SSE_PRIMING_BUG =
-    'gateway bug: an SSE priming event (id + empty data, MCP 2025-11-25) in a tools/list answer cuts the stream with an id:null error; the client hangs';
-const knownBug = (kind, reason) => (kind === 'http' && process.env.PDP_GATEWAY_KNOWN_BUGS !== 'run' ? reason : false);
 /** Lists with a bound, so that a list the gateway never answers fails the test quickly instead of hanging. */
 const LIST_OPTS = { timeout: 5000 };
 
@@ -184,7 +171,7 @@ for (const kind of ['stdio', 'http']) {
             assert.ok(upstreamTools[kind].length > VISIBLE.length + 1, 'it has tools the catalog does not name (hidden by unknown: deny)');
         });
 
-        test('anonymous tools/list: public and step-up tools with their securitySchemes, not the hidden ones', { skip: knownBug(kind, SSE_PRIMING_BUG) }, async t => {
+        test('anonymous tools/list: public and step-up tools with their securitySchemes, not the hidden ones', async t => {
             const log = [];
             const provider = new TestOAuthProvider({ name: `${kind}-anonymous-list` });
             const { client } = await connect(uri(), provider, log);
@@ -298,7 +285,7 @@ for (const kind of ['stdio', 'http']) {
             assert.equal(authz[0].resource, uri());
         });
 
-        test('tools/list with both step-up scopes: the same tools, get-env still not listed', { skip: knownBug(kind, SSE_PRIMING_BUG) }, async () => {
+        test('tools/list with both step-up scopes: the same tools, get-env still not listed', async () => {
             const log = [];
             const provider = new TestOAuthProvider({ name: `${kind}-list-user` });
             await signInFirst(uri(), provider, `${SCOPE_A} ${SCOPE_B}`);
@@ -388,21 +375,21 @@ function inspector(args) {
 }
 
 for (const kind of ['stdio', 'http']) {
-    test(`inspector-cli over ${kind}: tools/list anonymously`, { skip: knownBug(kind, SSE_PRIMING_BUG) }, async () => {
+    test(`inspector-cli over ${kind}: tools/list anonymously`, async () => {
         const list = await inspector([env.resources[kind], '--transport', 'http', '--method', 'tools/list']);
         assert.equal(list.code, 0, `exit ${list.code} ${list.signal ?? ''}\nstdout: ${list.stdout}\nstderr: ${list.stderr}`);
         assert.deepEqual(JSON.parse(list.stdout).tools.map(x => x.name).sort(), VISIBLE);
     });
 
     // inspector-cli's tools/call lists the tools first (to convert the arguments to the schema's types).
-    test(`inspector-cli over ${kind}: get-sum refused anonymously, allowed with a token in --header`, { skip: knownBug(kind, SSE_PRIMING_BUG) }, async t => {
+    test(`inspector-cli over ${kind}: get-sum refused anonymously, allowed with a token in --header`, async t => {
         const uri = env.resources[kind];
         const sumArgs = ['--transport', 'http', '--method', 'tools/call', '--tool-name', 'get-sum', '--tool-arg', 'a=2', 'b=3'];
         const anon = await inspector([uri, ...sumArgs]);
         assert.notEqual(anon.code, 0, `anonymous get-sum must fail:\n${anon.stdout}`);
         assert.doesNotMatch(anon.stdout, /The sum of/);
         // The CLI has no OAuth flow; it reports the gateway's JSON-RPC error body of the 401.
-        assert.match(anon.stderr, /Failed to call tool get-sum: .*"message":"authorization required"/, anon.stderr);
+        assert.match(anon.stderr, /Failed to call tool get-sum: .*"message":"authorization required/, anon.stderr);
         t.diagnostic(`anonymous get-sum: exit ${anon.code}: ${anon.stderr.replace(/\s+/g, ' ').trim().slice(-160)}`);
 
         const provider = new TestOAuthProvider({ name: `${kind}-inspector` });
