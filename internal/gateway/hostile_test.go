@@ -328,9 +328,9 @@ func TestGatewayHostileUpstreams(t *testing.T) {
 		// listOK: the list filtered for the caller is a right answer too
 		// (the upstream's framing is odd but can be read safely).
 		listOK bool
-		// bugNoError, bugNoID and bugLeak, when set, skip the check of a
-		// JSON-RPC error, of its id, and of the leak, naming the bug.
-		bugNoError, bugNoID, bugLeak string
+		// bugNoError and bugLeak, when set, skip the check of a JSON-RPC
+		// error (and its id) and of the leak, naming the bug.
+		bugNoError, bugLeak string
 	}{
 		{
 			name: "hangs before answering a list", body: hListReq,
@@ -388,9 +388,8 @@ func TestGatewayHostileUpstreams(t *testing.T) {
 				big := strings.Replace(secret, `"result":{`, `"result":{"pad":"`+strings.Repeat("x", 4<<10)+`",`, 1)
 				writeFlush(w, sseEvent(big))
 			},
-			edit:    func(o *gateway.Options) { o.MaxResponseBytes = 1 << 10 },
-			status:  http.StatusOK,
-			bugNoID: "BUG: the error event that cuts an SSE stream has id null, not the id of the client's request, so the client cannot match it",
+			edit:   func(o *gateway.Options) { o.MaxResponseBytes = 1 << 10 },
+			status: http.StatusOK,
 		},
 		{
 			name: "SSE event over MaxResponseBytes during a call", body: hCallReq,
@@ -410,8 +409,7 @@ func TestGatewayHostileUpstreams(t *testing.T) {
 				writeFlush(w, "data: garbage "+hiddenTool+" {\n\n")
 				writeFlush(w, sseEvent(secret))
 			},
-			status:  http.StatusOK,
-			bugNoID: "BUG: the error event that cuts an SSE stream has id null, not the id of the client's request, so the client cannot match it",
+			status: http.StatusOK,
 		},
 		{
 			name: "SSE list whose last line has no line ending", body: hListReq, listOK: true,
@@ -536,14 +534,9 @@ func TestGatewayHostileUpstreams(t *testing.T) {
 				if code := e["error"].(map[string]any)["code"]; tc.status/100 != 4 && code != float64(-32603) {
 					t.Fatalf("error %v, want -32603 (internal error) for a failing upstream", e)
 				}
-				t.Run("answers the request", func(t *testing.T) {
-					if tc.bugNoID != "" {
-						skipBug(t, tc.bugNoID)
-					}
-					if !sameID(e, id) {
-						t.Fatalf("error %v: want the id %s of the client's request", e, id)
-					}
-				})
+				if !sameID(e, id) {
+					t.Fatalf("error %v: want the id %s of the client's request", e, id)
+				}
 			})
 			t.Run("usable afterwards", func(t *testing.T) { assertUsable(t, endpoint) })
 			if up.badRequests() != 1 {
