@@ -277,7 +277,11 @@ func (g *Gateway) post(w http.ResponseWriter, r *http.Request) {
 	}
 	defer up.Body.Close()
 	g.bindSession(up, resp)
-	if msg.IsRequest() && isList(msg.Method) && up.StatusCode == http.StatusOK {
+	if up.StatusCode >= 300 {
+		g.relayFailure(w, up, msg.ID)
+		return
+	}
+	if msg.IsRequest() && isList(msg.Method) {
 		g.relayList(w, r, up, msg, preq.Authorization)
 		return
 	}
@@ -374,6 +378,29 @@ func copyResponseHeaders(w http.ResponseWriter, up *http.Response) {
 	}
 }
 
+// relayFailure answers an upstream refusal (HTTP 3xx-5xx) with its status:
+// its body when that is a JSON-RPC error, else a JSON-RPC error saying
+// what happened. Nothing else of it is relayed (it could carry a list).
+func (g *Gateway) relayFailure(w http.ResponseWriter, up *http.Response, id json.RawMessage) {
+	raw, err := readBounded(up.Body, 64<<10)
+	if err == nil {
+		if m, perr := parseMessage(raw); perr == nil && m.IsResponse() && m.Error != nil && m.Result == nil {
+			copyResponseHeaders(w, up)
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Del("Content-Length")
+			w.WriteHeader(up.StatusCode)
+			_, _ = w.Write(raw)
+			return
+		}
+	}
+	for _, h := range []string{headerSessionID, "Retry-After", "Www-Authenticate"} {
+		if v := up.Header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
+	}
+	writeRPCError(w, up.StatusCode, id, codeInternalError, fmt.Sprintf("the MCP server answered HTTP %d", up.StatusCode))
+}
+
 // relay copies an upstream answer as it arrives, flushing SSE events.
 func (g *Gateway) relay(w http.ResponseWriter, up *http.Response) {
 	copyResponseHeaders(w, up)
@@ -404,12 +431,17 @@ func (g *Gateway) relayList(w http.ResponseWriter, r *http.Request, up *http.Res
 				return data, false, nil
 			}
 			m, err := parseMessage(data)
-			if err != nil {
+			if err != nil || m.Batch {
 				// It could be the list answer: nothing unfiltered passes.
-				return nil, false, fmt.Errorf("the upstream sent an event that is not a JSON-RPC message during %s; the stream was cut", msg.Method)
+				return nil, false, fmt.Errorf("the upstream sent an event that is not one JSON-RPC message during %s; the stream was cut", msg.Method)
 			}
-			if !m.IsResponse() || !bytes.Equal(m.ID, msg.ID) {
-				return data, false, nil
+			if m.Method != "" {
+				return data, false, nil // the server's own request or notification
+			}
+			if !bytes.Equal(m.ID, msg.ID) {
+				// A response in a list stream is the list's, whatever its id
+				// says (3.0, "3"): refuse rather than relay it unfiltered.
+				return nil, false, fmt.Errorf("the upstream answered %s with another id; the stream was cut", msg.Method)
 			}
 			out, err := filter(data)
 			return out, true, err
@@ -504,6 +536,11 @@ func (g *Gateway) copyStream(w http.ResponseWriter, body io.Reader, id json.RawM
 		idle.Reset(g.o.IdleStreamTimeout)
 		if ev != nil {
 			out := ev.raw
+			if transform != nil && ev.bareCR() {
+				_, _ = w.Write(errorEvent(id, errors.New("the upstream framed its stream with bare CR line endings, which the gateway does not read; the stream was cut")))
+				flush()
+				return
+			}
 			if transform != nil && ev.hasData {
 				data, handled, terr := transform(ev.data)
 				if terr != nil {

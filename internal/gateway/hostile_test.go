@@ -417,9 +417,7 @@ func TestGatewayHostileUpstreams(t *testing.T) {
 				startSSE(w)
 				writeFlush(w, "event: message\ndata: "+secret)
 			},
-			status:     http.StatusOK,
-			bugLeak:    "BUG: an SSE event whose data line is not ended before EOF is relayed raw, unfiltered (hidden tools reach the client)",
-			bugNoError: "BUG: an upstream SSE stream that ends (idle timeout, cut, EOF) before the response to the client's request is closed cleanly with no JSON-RPC error",
+			status: http.StatusOK,
 		},
 		{
 			name: "SSE list with bare CR line endings", body: hListReq, listOK: true,
@@ -427,9 +425,7 @@ func TestGatewayHostileUpstreams(t *testing.T) {
 				startSSE(w)
 				writeFlush(w, "event: message\rdata: "+secret+"\r\r")
 			},
-			status:     http.StatusOK,
-			bugLeak:    "BUG: SSE lines ended by a bare CR (valid per the SSE spec) are not split, so the list event is relayed raw, unfiltered",
-			bugNoError: "BUG: SSE lines ended by a bare CR (valid per the SSE spec) are not split, so the list event is relayed raw, unfiltered",
+			status: http.StatusOK,
 		},
 		{
 			name: "SSE list after a byte order mark", body: hListReq, listOK: true,
@@ -437,9 +433,7 @@ func TestGatewayHostileUpstreams(t *testing.T) {
 				startSSE(w)
 				writeFlush(w, "\xEF\xBB\xBFdata: "+secret+"\n\n")
 			},
-			status:     http.StatusOK,
-			bugLeak:    "BUG: a UTF-8 BOM before the first SSE field (stripped by SSE clients) hides the data field from the gateway, so the list is relayed unfiltered",
-			bugNoError: "BUG: a UTF-8 BOM before the first SSE field (stripped by SSE clients) hides the data field from the gateway, so the list is relayed unfiltered",
+			status: http.StatusOK,
 		},
 		{
 			name: "SSE list answered with the id 3.0", body: hListReq, listOK: true,
@@ -447,9 +441,7 @@ func TestGatewayHostileUpstreams(t *testing.T) {
 				startSSE(w)
 				writeFlush(w, sseEvent(fullList("3.0")))
 			},
-			status:     http.StatusOK,
-			bugLeak:    "BUG: in an SSE list answer a response whose id is not byte-equal to the request's (3.0, \"3\") passes unfiltered; JavaScript clients match it to id 3",
-			bugNoError: "BUG: in an SSE list answer a response whose id is not byte-equal to the request's (3.0, \"3\") passes unfiltered; JavaScript clients match it to id 3",
+			status: http.StatusOK,
 		},
 		{
 			name: "SSE list answered with the id \"3\"", body: hListReq, listOK: true,
@@ -457,9 +449,7 @@ func TestGatewayHostileUpstreams(t *testing.T) {
 				startSSE(w)
 				writeFlush(w, sseEvent(fullList(`"3"`)))
 			},
-			status:     http.StatusOK,
-			bugLeak:    "BUG: in an SSE list answer a response whose id is not byte-equal to the request's (3.0, \"3\") passes unfiltered; JavaScript clients match it to id 3",
-			bugNoError: "BUG: in an SSE list answer a response whose id is not byte-equal to the request's (3.0, \"3\") passes unfiltered; JavaScript clients match it to id 3",
+			status: http.StatusOK,
 		},
 		{
 			name: "SSE list answered inside a JSON-RPC batch", body: hListReq, listOK: true,
@@ -467,17 +457,14 @@ func TestGatewayHostileUpstreams(t *testing.T) {
 				startSSE(w)
 				writeFlush(w, sseEvent("["+secret+"]"))
 			},
-			status:     http.StatusOK,
-			bugLeak:    "BUG: in an SSE list answer an event whose data is a JSON array (a batch holding the list response) passes unfiltered",
-			bugNoError: "BUG: in an SSE list answer an event whose data is a JSON array (a batch holding the list response) passes unfiltered",
+			status: http.StatusOK,
 		},
 		{
 			name: "HTTP 500 with a text body", body: hCallReq,
 			bad: func(w http.ResponseWriter, r *http.Request, stop <-chan struct{}) {
 				http.Error(w, "internal server error", http.StatusInternalServerError)
 			},
-			status:     http.StatusInternalServerError,
-			bugNoError: "BUG: an upstream's non-200 answer that is not JSON-RPC (500 text/plain) is relayed verbatim instead of as a JSON-RPC error",
+			status: http.StatusInternalServerError,
 		},
 		{
 			name: "HTTP 500 carrying the unfiltered list", body: hListReq,
@@ -486,9 +473,7 @@ func TestGatewayHostileUpstreams(t *testing.T) {
 				w.WriteHeader(http.StatusInternalServerError)
 				_, _ = io.WriteString(w, secret)
 			},
-			status:     http.StatusInternalServerError,
-			bugLeak:    "BUG: a list request answered with a non-200 status is relayed verbatim, unfiltered (relayList runs for 200 only)",
-			bugNoError: "BUG: a list request answered with a non-200 status is relayed verbatim, unfiltered (relayList runs for 200 only)",
+			status: http.StatusInternalServerError,
 		},
 		{
 			name: "HTTP 404 session not found", body: hListReq,
@@ -559,7 +544,6 @@ func TestGatewayUpstream404WithGoSDK(t *testing.T) {
 		t.Fatalf("the 404 carried the hidden tool: %q", a.raw)
 	}
 	t.Run("JSON-RPC error body", func(t *testing.T) {
-		skipBug(t, "BUG: an upstream's 404 without a JSON-RPC body (go-sdk: text/plain \"session not found\") is relayed verbatim; clients expect a JSON-RPC error body")
 		if a.rpcError() == nil {
 			t.Fatalf("404 body %q: want a JSON-RPC error", a.raw)
 		}

@@ -55,8 +55,9 @@ func isField(line []byte, name string) bool {
 // eventReader splits an SSE stream into events (LF or CRLF line endings),
 // each at most limit bytes.
 type eventReader struct {
-	r     *bufio.Reader
-	limit int64
+	r       *bufio.Reader
+	limit   int64
+	started bool // past a leading byte order mark
 }
 
 func newEventReader(r io.Reader, limit int64) *eventReader {
@@ -80,6 +81,12 @@ func (er *eventReader) next() (*event, error) {
 			if len(ev.raw) == 0 {
 				return nil, err
 			}
+			// The stream ended inside an event: its last line counts too,
+			// so that a list answer cut short is still seen (and filtered
+			// or refused), never relayed raw.
+			if content := bytes.TrimRight(line, "\r\n"); len(content) > 0 {
+				ev.lines = append(ev.lines, content)
+			}
 			ev.finish()
 			return ev, err
 		}
@@ -98,6 +105,14 @@ func (er *eventReader) next() (*event, error) {
 // readLine reads through the next '\n' (or to the end of the stream),
 // bounded by the reader's limit.
 func (er *eventReader) readLine() ([]byte, error) {
+	if !er.started {
+		// A stream may begin with a UTF-8 byte order mark, which SSE
+		// decoders drop: drop it too, so that the first field is seen.
+		er.started = true
+		if b, err := er.r.Peek(3); err == nil && bytes.Equal(b, []byte{0xEF, 0xBB, 0xBF}) {
+			_, _ = er.r.Discard(3)
+		}
+	}
 	var line []byte
 	for {
 		chunk, err := er.r.ReadSlice('\n')
@@ -131,4 +146,16 @@ func (ev *event) finish() {
 		ev.hasData = true
 		ev.data = bytes.Join(data, []byte("\n"))
 	}
+}
+
+// bareCR reports whether an event's lines are ended by a lone CR (valid
+// SSE framing that this reader does not split): the gateway cannot see its
+// fields, so a list stream refuses it rather than relay it unread.
+func (ev *event) bareCR() bool {
+	for _, l := range ev.lines {
+		if bytes.IndexByte(l, '\r') >= 0 {
+			return true
+		}
+	}
+	return false
 }
