@@ -498,15 +498,36 @@ func (g *Gateway) filterList(ctx context.Context, msg *message, raw []byte, auth
 	if err != nil {
 		return nil, fmt.Errorf("the filtered %s result: %v; it was not relayed", msg.Method, err)
 	}
-	return json.Marshal(rpcResultResponse{JSONRPC: "2.0", ID: msg.ID, Result: result})
+	// The id (compacted by parseMessage) and the result (the core's, valid
+	// JSON) are spliced into the envelope: no second encoding pass.
+	out := make([]byte, 0, len(result)+len(msg.ID)+32)
+	out = append(out, `{"jsonrpc":"2.0","id":`...)
+	out = append(out, msg.ID...)
+	out = append(out, `,"result":`...)
+	out = append(out, result...)
+	return append(out, '}'), nil
 }
 
 // privateCache marks a filtered list result cacheScope "private" (MCP
 // 2026-07-28): it varies per caller, whatever the upstream said, and no
 // cache may share it across authorization contexts.
 func privateCache(result json.RawMessage) (json.RawMessage, error) {
+	trimmed := bytes.TrimSpace(result)
+	if len(trimmed) < 2 || trimmed[0] != '{' {
+		return nil, errors.New("the list result is not a JSON object")
+	}
+	if !bytes.Contains(trimmed, []byte(`"cacheScope"`)) {
+		// The common case: no cacheScope yet; put it first.
+		out := make([]byte, 0, len(trimmed)+24)
+		out = append(out, `{"cacheScope":"private"`...)
+		if rest := bytes.TrimSpace(trimmed[1:]); len(rest) > 0 && rest[0] != '}' {
+			out = append(out, ',')
+		}
+		return append(out, trimmed[1:]...), nil
+	}
+	// The upstream set one (or the text occurs in a string): replace it.
 	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(result, &fields); err != nil {
+	if err := json.Unmarshal(trimmed, &fields); err != nil {
 		return nil, err
 	}
 	fields["cacheScope"] = json.RawMessage(`"private"`)
