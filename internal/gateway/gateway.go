@@ -627,11 +627,7 @@ func readBounded(r io.Reader, limit int64) ([]byte, error) {
 func (g *Gateway) refuseUndecided(w http.ResponseWriter, id json.RawMessage, err error) {
 	var re *pep.RequestError
 	if errors.As(err, &re) {
-		code := codeInvalidRequest
-		if re.Code == "invalid_message" {
-			code = codeInvalidRequest
-		}
-		writeRPCError(w, cmp.Or(re.Status, http.StatusBadRequest), id, code, re.Description)
+		writeRPCError(w, cmp.Or(re.Status, http.StatusBadRequest), id, codeInvalidRequest, re.Description)
 		return
 	}
 	g.log.Error("gateway: decision failed", "err", err)
