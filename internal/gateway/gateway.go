@@ -38,6 +38,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcp-pdp/pdp/internal/gateway/stdio"
@@ -285,7 +286,11 @@ func (g *Gateway) post(w http.ResponseWriter, r *http.Request) {
 		g.relayList(w, r, up, msg, preq.Authorization)
 		return
 	}
-	g.relay(w, up)
+	var id json.RawMessage
+	if msg.IsRequest() {
+		id = msg.ID
+	}
+	g.relay(w, up, id)
 }
 
 // transport authenticates a GET or DELETE and relays it.
@@ -317,7 +322,7 @@ func (g *Gateway) transport(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodDelete && up.StatusCode/100 == 2 {
 		g.sessions.forget(r.Header.Get(headerSessionID))
 	}
-	g.relay(w, up)
+	g.relay(w, up, nil)
 }
 
 // Headers of Streamable HTTP that cross the gateway in each direction.
@@ -401,14 +406,30 @@ func (g *Gateway) relayFailure(w http.ResponseWriter, up *http.Response, id json
 	writeRPCError(w, up.StatusCode, id, codeInternalError, fmt.Sprintf("the MCP server answered HTTP %d", up.StatusCode))
 }
 
-// relay copies an upstream answer as it arrives, flushing SSE events.
-func (g *Gateway) relay(w http.ResponseWriter, up *http.Response) {
-	copyResponseHeaders(w, up)
-	w.WriteHeader(up.StatusCode)
+// relay copies an upstream answer: an SSE stream as it arrives, event by
+// event; the JSON answer to a request (id set) read whole, bounded by
+// MaxResponseBytes, so that a cut or oversized answer becomes a JSON-RPC
+// error rather than a truncated body; anything else as it arrives.
+func (g *Gateway) relay(w http.ResponseWriter, up *http.Response, id json.RawMessage) {
 	if isSSE(up.Header) {
-		g.copyStream(w, up.Body, nil, nil)
+		copyResponseHeaders(w, up)
+		w.WriteHeader(up.StatusCode)
+		g.copyStream(w, up.Body, id, nil)
 		return
 	}
+	if id != nil {
+		raw, err := readBounded(up.Body, g.o.MaxResponseBytes)
+		if err != nil {
+			writeRPCError(w, http.StatusBadGateway, id, codeInternalError, "the MCP server's answer "+err.Error()+"; it was not relayed")
+			return
+		}
+		copyResponseHeaders(w, up)
+		w.WriteHeader(up.StatusCode)
+		_, _ = w.Write(raw)
+		return
+	}
+	copyResponseHeaders(w, up)
+	w.WriteHeader(up.StatusCode)
 	if _, err := io.Copy(w, up.Body); err != nil {
 		g.log.Debug("gateway: relay ended early", "err", err)
 	}
@@ -536,41 +557,55 @@ func privateCache(result json.RawMessage) (json.RawMessage, error) {
 
 // copyStream relays an SSE stream event by event, flushing after each.
 // transform, when set, may rewrite an event's data (joined data lines); it
-// reports whether it handled the event. A transform error ends the stream
-// with an SSE event carrying a JSON-RPC error for id (the request the
-// stream answers), so that nothing unfiltered leaks and the client's
-// request fails at once. An upstream silent for IdleStreamTimeout ends the
-// stream.
+// reports whether the event was the response to id, which it handled. A
+// transform error ends the stream with an SSE event carrying a JSON-RPC
+// error for id, so that nothing unfiltered leaks and the client's request
+// fails at once. id, when set, is the request the stream answers: a stream
+// that ends before its response (the upstream closes it, the connection
+// breaks, it stays silent for IdleStreamTimeout, or it sends an event over
+// MaxResponseBytes) is ended by the gateway with such an error event too,
+// never left for the client to wait on.
 func (g *Gateway) copyStream(w http.ResponseWriter, body io.Reader, id json.RawMessage, transform func(data []byte) ([]byte, bool, error)) {
 	rc := http.NewResponseController(w)
 	flush := func() { _ = rc.Flush() }
+	fail := func(why string) {
+		_, _ = w.Write(errorEvent(id, errors.New(why)))
+		flush()
+	}
 	flush() // the head now: a stream may stay silent for long
 	sr := newEventReader(body, g.o.MaxResponseBytes)
+	var silent atomic.Bool
 	idle := time.AfterFunc(g.o.IdleStreamTimeout, func() {
+		silent.Store(true)
 		if c, ok := body.(io.Closer); ok {
 			_ = c.Close()
 		}
 	})
 	defer idle.Stop()
+	answered := id == nil // a GET stream answers no request
 	for {
 		ev, err := sr.next()
 		idle.Reset(g.o.IdleStreamTimeout)
 		if ev != nil {
 			out := ev.raw
 			if transform != nil && ev.bareCR() {
-				_, _ = w.Write(errorEvent(id, errors.New("the upstream framed its stream with bare CR line endings, which the gateway does not read; the stream was cut")))
-				flush()
+				fail("the upstream framed its stream with bare CR line endings, which the gateway does not read; the stream was cut")
 				return
 			}
-			if transform != nil && ev.hasData {
-				data, handled, terr := transform(ev.data)
-				if terr != nil {
-					_, _ = w.Write(errorEvent(id, terr))
-					flush()
-					return
-				}
-				if handled {
-					out = ev.withData(data)
+			if ev.hasData {
+				switch {
+				case transform != nil:
+					data, handled, terr := transform(ev.data)
+					if terr != nil {
+						fail(terr.Error())
+						return
+					}
+					if handled {
+						out = ev.withData(data)
+						answered = true
+					}
+				case !answered:
+					answered = answers(ev.data, id)
 				}
 			}
 			if _, werr := w.Write(out); werr != nil {
@@ -578,17 +613,33 @@ func (g *Gateway) copyStream(w http.ResponseWriter, body io.Reader, id json.RawM
 			}
 			flush()
 		}
-		if err != nil {
-			if !errors.Is(err, io.EOF) {
-				g.log.Debug("gateway: upstream stream ended", "err", err)
-				if errors.Is(err, errEventTooLarge) && transform != nil {
-					_, _ = w.Write(errorEvent(id, fmt.Errorf("the upstream sent an event over %d bytes; the stream was cut", g.o.MaxResponseBytes)))
-					flush()
-				}
-			}
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, io.EOF) {
+			g.log.Debug("gateway: upstream stream ended", "err", err)
+		}
+		if answered {
 			return
 		}
+		switch {
+		case errors.Is(err, errEventTooLarge):
+			fail(fmt.Sprintf("the upstream sent an event over %d bytes; the stream was cut", g.o.MaxResponseBytes))
+		case silent.Load():
+			fail(fmt.Sprintf("the MCP server sent nothing for %v before answering; the stream was cut", g.o.IdleStreamTimeout))
+		case errors.Is(err, io.EOF):
+			fail("the MCP server ended its stream without answering the request")
+		default:
+			fail("the MCP server's stream broke before it answered the request")
+		}
+		return
 	}
+}
+
+// answers reports whether data is the JSON-RPC response to the request id.
+func answers(data []byte, id json.RawMessage) bool {
+	m, err := parseMessage(data)
+	return err == nil && m.IsResponse() && bytes.Equal(m.ID, id)
 }
 
 func errorEvent(id json.RawMessage, err error) []byte {

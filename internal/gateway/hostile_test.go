@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -328,9 +327,6 @@ func TestGatewayHostileUpstreams(t *testing.T) {
 		// listOK: the list filtered for the caller is a right answer too
 		// (the upstream's framing is odd but can be read safely).
 		listOK bool
-		// bugNoError and bugLeak, when set, skip the check of a JSON-RPC
-		// error (and its id) and of the leak, naming the bug.
-		bugNoError, bugLeak string
 	}{
 		{
 			name: "hangs before answering a list", body: hListReq,
@@ -351,9 +347,8 @@ func TestGatewayHostileUpstreams(t *testing.T) {
 				writeFlush(w, sseEvent(hProgress))
 				hangUntilGone(r, stop)
 			},
-			edit:       func(o *gateway.Options) { o.IdleStreamTimeout = 300 * time.Millisecond },
-			status:     http.StatusOK,
-			bugNoError: "BUG: an upstream SSE stream that ends (idle timeout, cut, EOF) before the response to the client's request is closed cleanly with no JSON-RPC error",
+			edit:   func(o *gateway.Options) { o.IdleStreamTimeout = 300 * time.Millisecond },
+			status: http.StatusOK,
 		},
 		{
 			name: "killed mid-stream during a list", body: hListReq,
@@ -362,8 +357,7 @@ func TestGatewayHostileUpstreams(t *testing.T) {
 				writeFlush(w, sseEvent(hProgress))
 				killConn(w)
 			},
-			status:     http.StatusOK,
-			bugNoError: "BUG: an upstream SSE stream that ends (idle timeout, cut, EOF) before the response to the client's request is closed cleanly with no JSON-RPC error",
+			status: http.StatusOK,
 		},
 		{
 			name: "killed mid-stream during a call", body: hCallReq,
@@ -372,8 +366,27 @@ func TestGatewayHostileUpstreams(t *testing.T) {
 				writeFlush(w, sseEvent(hProgress))
 				killConn(w)
 			},
-			status:     http.StatusOK,
-			bugNoError: "BUG: an upstream SSE stream that ends (idle timeout, cut, EOF) before the response to the client's request is closed cleanly with no JSON-RPC error",
+			status: http.StatusOK,
+		},
+		{
+			name: "JSON answer cut mid-body during a call", body: hCallReq,
+			bad: func(w http.ResponseWriter, r *http.Request, stop <-chan struct{}) {
+				w.Header().Set("Content-Type", "application/json")
+				w.Header().Set("Content-Length", "4096")
+				w.WriteHeader(http.StatusOK)
+				writeFlush(w, callResult("4")[:20])
+				killConn(w)
+			},
+			status: http.StatusBadGateway,
+		},
+		{
+			name: "JSON answer over MaxResponseBytes during a call", body: hCallReq,
+			bad: func(w http.ResponseWriter, r *http.Request, stop <-chan struct{}) {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, strings.Replace(callResult("4"), "ran lookup_product", strings.Repeat("x", 4<<10), 1))
+			},
+			edit:   func(o *gateway.Options) { o.MaxResponseBytes = 1 << 10 },
+			status: http.StatusBadGateway,
 		},
 		{
 			name: "killed before any byte of the answer", body: hCallReq,
@@ -397,9 +410,8 @@ func TestGatewayHostileUpstreams(t *testing.T) {
 				startSSE(w)
 				writeFlush(w, sseEvent(strings.Replace(callResult("4"), "ran lookup_product", strings.Repeat("x", 4<<10), 1)))
 			},
-			edit:       func(o *gateway.Options) { o.MaxResponseBytes = 1 << 10 },
-			status:     http.StatusOK,
-			bugNoError: "BUG: an SSE event over MaxResponseBytes in a non-list answer (tools/call) ends the stream silently, with no JSON-RPC error",
+			edit:   func(o *gateway.Options) { o.MaxResponseBytes = 1 << 10 },
+			status: http.StatusOK,
 		},
 		{
 			name: "an event that is not JSON-RPC before the list", body: hListReq,
@@ -495,17 +507,11 @@ func TestGatewayHostileUpstreams(t *testing.T) {
 				id = "4"
 			}
 			t.Run("no hidden tool", func(t *testing.T) {
-				if tc.bugLeak != "" {
-					skipBug(t, tc.bugLeak)
-				}
 				if bytes.Contains(a.raw, []byte(hiddenTool)) {
 					t.Fatalf("the client received the hidden tool: %q", a.raw)
 				}
 			})
 			t.Run("JSON-RPC error", func(t *testing.T) {
-				if tc.bugNoError != "" {
-					skipBug(t, tc.bugNoError)
-				}
 				if tc.listOK && filteredList(a, id) {
 					return
 				}
@@ -796,15 +802,6 @@ func TestGatewayOversizedClientBody(t *testing.T) {
 	assertUsable(t, endpoint)
 }
 
-// skipBug skips a test of a known gateway bug, reason saying which
-// ("BUG: ..."), unless GATEWAY_TEST_BUGS=1 is set to check a fix.
-func skipBug(t *testing.T, reason string) {
-	t.Helper()
-	if reason != "" && os.Getenv("GATEWAY_TEST_BUGS") != "1" {
-		t.Skip(reason)
-	}
-}
-
 // linesPolicy is the default policy with a catalog for the stdio test
 // server's line mode: its methods echo, hang and crash are public, and so
 // are the sdk mode's tools.
@@ -908,7 +905,6 @@ func TestGatewayStdioHostile(t *testing.T) {
 	})
 
 	t.Run("never answers", func(t *testing.T) {
-		skipBug(t, "BUG: a stdio child that never answers holds the client's request until the client gives up: ResponseTimeout bounds HTTP upstreams only, and postStdio waits on the client's context")
 		endpoint, _ := stdioGateway(t, env, stdio.Options{Command: []string{"lines"}}, func(o *gateway.Options) {
 			o.ResponseTimeout = 200 * time.Millisecond
 		})

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/mcp-pdp/pdp/internal/jsonfast"
 	"github.com/mcp-pdp/pdp/pep"
 )
 
@@ -65,7 +66,8 @@ func codeOf(err error) int {
 	return codeInvalidRequest
 }
 
-// parseMessage reads one JSON-RPC message (or notes a batch).
+// parseMessage reads one JSON-RPC message (or notes a batch). The
+// message's parts (ID, Result, Error) are slices of raw, not copies.
 func parseMessage(raw []byte) (*message, error) {
 	trimmed := bytes.TrimSpace(raw)
 	if !json.Valid(trimmed) {
@@ -74,6 +76,30 @@ func parseMessage(raw []byte) (*message, error) {
 	if len(trimmed) > 0 && trimmed[0] == '[' {
 		return &message{Raw: raw, Batch: true}, nil
 	}
+	f, ok := readFieldsFast(trimmed)
+	if !ok {
+		var err error
+		if f, err = readFields(trimmed); err != nil {
+			return nil, err
+		}
+	}
+	return f.message(raw)
+}
+
+// fields are the members of a JSON-RPC message object the gateway reads,
+// as encoding/json would decode them into a struct (duplicate keys: the
+// last wins; "method": null is no method).
+type fields struct {
+	jsonrpc       string
+	id            json.RawMessage
+	method        *string
+	result, error json.RawMessage
+	name, uri     string // params.name and params.uri when strings
+}
+
+// readFields decodes with encoding/json: the reference for readFieldsFast
+// and the path for what it does not read.
+func readFields(b []byte) (fields, error) {
 	var m struct {
 		JSONRPC string          `json:"jsonrpc"`
 		ID      json.RawMessage `json:"id"`
@@ -85,33 +111,101 @@ func parseMessage(raw []byte) (*message, error) {
 			URI  any `json:"uri"`
 		} `json:"params"`
 	}
-	if err := json.Unmarshal(trimmed, &m); err != nil {
-		return nil, &parseError{codeInvalidRequest, "the body is not a JSON-RPC message object"}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return fields{}, &parseError{codeInvalidRequest, "the body is not a JSON-RPC message object"}
 	}
-	if m.JSONRPC != "2.0" {
+	f := fields{jsonrpc: m.JSONRPC, id: m.ID, method: m.Method, result: m.Result, error: m.Error}
+	f.name, _ = m.Params.Name.(string)
+	f.uri, _ = m.Params.URI.(string)
+	return f, nil
+}
+
+// readFieldsFast reads the common shape of a message (an object of plain
+// members, params an object) without reflection or copies; ok is false
+// for anything else (keys that match only up to case, a non-string
+// jsonrpc, params that is not an object, ...), which readFields then
+// decodes. FuzzParseMessage holds the two to the same result.
+func readFieldsFast(b []byte) (f fields, ok bool) {
+	const (
+		kJSONRPC = iota
+		kID
+		kMethod
+		kResult
+		kError
+		kParams
+	)
+	_, ok = jsonfast.Members(b, 0, func(k, v []byte) bool {
+		switch jsonfast.Field(k, "jsonrpc", "id", "method", "result", "error", "params") {
+		case -1:
+			return true
+		case kJSONRPC:
+			s, isString := jsonfast.String(v)
+			f.jsonrpc = s
+			return isString
+		case kID:
+			f.id = v
+		case kMethod:
+			if string(v) == "null" {
+				f.method = nil
+				return true
+			}
+			s, isString := jsonfast.String(v)
+			f.method = &s
+			return isString
+		case kResult:
+			f.result = v
+		case kError:
+			f.error = v
+		case kParams:
+			if string(v) == "null" {
+				return true // encoding/json leaves the struct as it was
+			}
+			_, pok := jsonfast.Members(v, 0, func(pk, pv []byte) bool {
+				var dst *string
+				switch jsonfast.Field(pk, "name", "uri") {
+				case -1:
+					return true
+				case 0:
+					dst = &f.name
+				case 1:
+					dst = &f.uri
+				default:
+					return false
+				}
+				*dst, _ = jsonfast.String(pv) // not a string: ""
+				return true
+			})
+			return pok
+		default: // matches a field only up to case
+			return false
+		}
+		return true
+	})
+	return f, ok
+}
+
+// message checks f as a JSON-RPC message and returns it.
+func (f fields) message(raw []byte) (*message, error) {
+	if f.jsonrpc != "2.0" {
 		return nil, &parseError{codeInvalidRequest, `jsonrpc must be "2.0"`}
 	}
-	out := &message{Raw: raw, Result: m.Result, Error: m.Error}
-	if m.Method != nil && *m.Method == "resources/read" {
-		out.Name, _ = m.Params.URI.(string)
-	} else {
-		out.Name, _ = m.Params.Name.(string)
-	}
-	if m.Method != nil {
-		if *m.Method == "" {
+	out := &message{Raw: raw, Result: f.result, Error: f.error, Name: f.name}
+	if f.method != nil {
+		if *f.method == "" {
 			return nil, &parseError{codeInvalidRequest, "method must not be empty"}
 		}
-		out.Method = *m.Method
-	}
-	if len(m.ID) > 0 && !bytes.Equal(m.ID, []byte("null")) {
-		var b bytes.Buffer
-		if err := json.Compact(&b, m.ID); err != nil {
-			return nil, &parseError{codeInvalidRequest, "the id is not valid JSON"}
+		out.Method = *f.method
+		if out.Method == "resources/read" {
+			out.Name = f.uri
 		}
-		if c := b.Bytes()[0]; c != '"' && c != '-' && (c < '0' || c > '9') {
+	}
+	if len(f.id) > 0 && !bytes.Equal(f.id, []byte("null")) {
+		// A string or a number has no insignificant space inside: it is
+		// compact as it is.
+		if c := f.id[0]; c != '"' && c != '-' && (c < '0' || c > '9') {
 			return nil, &parseError{codeInvalidRequest, "the id must be a string or a number"}
 		}
-		out.ID = b.Bytes()
+		out.ID = f.id
 	}
 	if out.Method == "" && !out.IsResponse() {
 		return nil, &parseError{codeInvalidRequest, "a message needs a method, or an id with a result or an error"}

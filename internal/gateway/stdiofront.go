@@ -99,7 +99,12 @@ func (g *Gateway) postStdio(w http.ResponseWriter, r *http.Request, msg *message
 		w.WriteHeader(http.StatusAccepted)
 		return
 	}
-	out, err := s.Call(r.Context(), msg.Raw)
+	// ResponseTimeout bounds a child's answer as it bounds an HTTP
+	// upstream's first byte: a child that never answers costs the client
+	// a 504, not its patience (the child is told: notifications/cancelled).
+	ctx, cancel := context.WithTimeout(r.Context(), g.o.ResponseTimeout)
+	defer cancel()
+	out, err := s.Call(ctx, msg.Raw)
 	if err != nil {
 		g.stdioFailed(w, msg.ID, err)
 		return
