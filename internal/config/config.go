@@ -226,6 +226,23 @@ type Upstream struct {
 	// MaxResponseBytes bounds an answer the gateway reads whole, such as a
 	// list it filters (0 = gateway.DefaultMaxResponseBytes).
 	MaxResponseBytes int64 `yaml:"max_response_bytes"`
+	// ConnectTimeout bounds connecting to URL (0 = gateway.DefaultConnectTimeout).
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+	// IdleStreamTimeout ends an SSE stream from URL that sent nothing for
+	// this long (0 = gateway.DefaultIdleStreamTimeout).
+	IdleStreamTimeout Duration `yaml:"idle_stream_timeout"`
+	// MaxRequestBytes bounds a client's request body (0 =
+	// gateway.DefaultMaxBodyBytes).
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// MaxConcurrent bounds the POSTs in progress (0 =
+	// gateway.DefaultMaxConcurrent).
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// MaxProcesses bounds Command's processes at once (0 =
+	// stdio.DefaultMaxProcesses).
+	MaxProcesses int `yaml:"max_processes"`
+	// IdleTimeout stops a Command process idle for this long (0 =
+	// stdio.DefaultIdleTimeout).
+	IdleTimeout Duration `yaml:"idle_timeout"`
 }
 
 // AuditArguments controls recording of call arguments.
@@ -811,11 +828,24 @@ func (c *Config) validateGateway(ps *problems) {
 				ps.bad(k+".env", "%q is not an environment variable name", name)
 			}
 		}
-		if u.ResponseTimeout < 0 {
-			ps.bad(k+".response_timeout", "must not be negative (0 = default)")
+		for _, n := range []struct {
+			key string
+			v   int64
+		}{
+			{"response_timeout", int64(u.ResponseTimeout)}, {"max_response_bytes", u.MaxResponseBytes},
+			{"connect_timeout", int64(u.ConnectTimeout)}, {"idle_stream_timeout", int64(u.IdleStreamTimeout)},
+			{"max_request_bytes", u.MaxRequestBytes}, {"max_concurrent", int64(u.MaxConcurrent)},
+			{"max_processes", int64(u.MaxProcesses)}, {"idle_timeout", int64(u.IdleTimeout)},
+		} {
+			if n.v < 0 {
+				ps.bad(k+"."+n.key, "must not be negative (0 = default)")
+			}
 		}
-		if u.MaxResponseBytes < 0 {
-			ps.bad(k+".max_response_bytes", "must not be negative (0 = default)")
+		if u.URL != "" && (u.MaxProcesses != 0 || u.IdleTimeout != 0) {
+			ps.bad(k+".max_processes", "max_processes and idle_timeout apply to a command only")
+		}
+		if len(u.Command) > 0 && (u.ConnectTimeout != 0 || u.IdleStreamTimeout != 0 || u.ForwardToken) {
+			ps.bad(k+".connect_timeout", "connect_timeout, idle_stream_timeout and forward_token apply to a url only")
 		}
 		if ru, err := url.Parse(r.URI); err == nil {
 			p := cmp.Or(ru.Path, "/")

@@ -15,6 +15,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/core"
 	"github.com/mcp-pdp/pdp/internal/decision"
 	"github.com/mcp-pdp/pdp/internal/gateway"
+	"github.com/mcp-pdp/pdp/internal/gateway/stdio"
 	"github.com/mcp-pdp/pdp/internal/policysource"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/internal/token"
@@ -59,6 +60,12 @@ func TestDocumentedDefaults(t *testing.T) {
 		"runtime.gc_percent":            {strconv.Itoa(DefaultGCPercent), "0"},
 		"upstream.response_timeout":     {dur(gateway.DefaultResponseTimeout)},
 		"upstream.max_response_bytes":   {strconv.Itoa(gateway.DefaultMaxResponseBytes)},
+		"upstream.connect_timeout":      {dur(gateway.DefaultConnectTimeout)},
+		"upstream.idle_stream_timeout":  {dur(gateway.DefaultIdleStreamTimeout)},
+		"upstream.max_request_bytes":    {strconv.Itoa(gateway.DefaultMaxBodyBytes)},
+		"upstream.max_concurrent":       {strconv.Itoa(gateway.DefaultMaxConcurrent)},
+		"upstream.max_processes":        {strconv.Itoa(stdio.DefaultMaxProcesses)},
+		"upstream.idle_timeout":         {dur(stdio.DefaultIdleTimeout)},
 		"gateway.assertion_key_file":    {"<data_dir>/" + defaultAssertionKeyFile},
 	}
 	doc, err := os.ReadFile("../../docs/configuration.md")

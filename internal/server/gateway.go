@@ -122,6 +122,8 @@ func (s *Server) wireGateway() (http.Handler, error) {
 		o := gateway.Options{
 			Decider: s.core, Resource: r.URI,
 			ResponseTimeout: up.ResponseTimeout.D(), MaxResponseBytes: up.MaxResponseBytes,
+			ConnectTimeout: up.ConnectTimeout.D(), IdleStreamTimeout: up.IdleStreamTimeout.D(),
+			MaxBodyBytes: up.MaxRequestBytes, MaxConcurrent: up.MaxConcurrent,
 			Logger: s.log.With("component", "gateway", "resource", r.URI),
 		}
 		target := strings.Join(up.Command, " ")
@@ -130,7 +132,11 @@ func (s *Server) wireGateway() (http.Handler, error) {
 			for _, k := range slices.Sorted(maps.Keys(up.Env)) {
 				env = append(env, k+"="+up.Env[k])
 			}
-			o.Stdio = &stdio.Options{Command: up.Command, Env: env, Dir: up.Dir, Logger: o.Logger.With("component", "stdio-upstream")}
+			o.Stdio = &stdio.Options{
+				Command: up.Command, Env: env, Dir: up.Dir,
+				MaxProcesses: up.MaxProcesses, IdleTimeout: up.IdleTimeout.D(),
+				Logger: o.Logger.With("component", "stdio-upstream"),
+			}
 		} else {
 			u, err := url.Parse(up.URL)
 			if err != nil {
