@@ -36,6 +36,16 @@ type Request struct {
 	// a valid token is allowed. Any other value is refused as
 	// invalid_request.
 	HTTPMethod string `json:"http_method,omitempty"`
+	// SessionOwner (JSON "session_owner", omitted when nil) is the caller
+	// that opened the MCP session (Mcp-Session-Id) this request arrived on,
+	// as the PEP kept it from that session's earlier [Response.Caller]: its
+	// Issuer, Subject and ClientID are compared, the other fields are
+	// ignored. A request whose verified caller is someone else, or that
+	// carries no valid token, is refused with 403 and a JSON-RPC error
+	// (session hijack, MCP security best practices), and audited as such.
+	// Nil: no session, or one opened anonymously, which its first
+	// authenticated caller may claim.
+	SessionOwner *Caller `json:"session_owner,omitempty"`
 }
 
 // Values of [Request.HTTPMethod]: the Streamable HTTP requests that carry no

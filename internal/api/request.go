@@ -210,7 +210,7 @@ func describeJSONError(err error) string {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "malformed JSON: unexpected end of input"
 	case strings.HasPrefix(err.Error(), "json: unknown field"):
-		return strings.TrimPrefix(err.Error(), "json: ") + "; known fields: resource, authorization, message, result, http_method"
+		return strings.TrimPrefix(err.Error(), "json: ") + "; known fields: resource, authorization, message, result, http_method, session_owner"
 	}
 	return "malformed JSON: " + err.Error()
 }

@@ -241,6 +241,9 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 	if err != nil {
 		return d.finish(reqCtx, nil, err, nil)
 	}
+	if tokErr == nil && !d.ownsSession(req.SessionOwner) {
+		return d.sessionHijack(reqCtx)
+	}
 
 	var result *decision.Result
 	switch {
@@ -319,6 +322,9 @@ func (s *Service) decideTransport(ctx context.Context, req *pep.Request, res *Re
 	if err != nil {
 		return d.finish(ctx, nil, err, nil)
 	}
+	if tokErr == nil && !d.ownsSession(req.SessionOwner) {
+		return d.sessionHijack(ctx)
+	}
 	// Anonymous or a valid token: allowed (an invalid token is tokErr).
 	allowed := &decision.Result{Allow: true, Visible: true, Reason: "transport request: caller authenticated for the resource"}
 	return d.finish(ctx, allowed, nil, tokErr)
@@ -389,6 +395,27 @@ func (d *pending) invalidParams(ctx context.Context, why string) (*pep.Response,
 		HTTPStatus:   http.StatusOK,
 		Reason:       "invalid params: " + why,
 		JSONRPCError: &pep.JSONRPCError{Code: stepup.CodeInvalidParams, Message: "Invalid params: " + why},
+	}
+	return d.answer(ctx, resp, pep.OutcomeDeny, nil)
+}
+
+// ownsSession reports whether the verified caller (nil: anonymous) is the
+// owner of the session the request arrived on (nil: no owner to match).
+func (d *pending) ownsSession(owner *pep.Caller) bool {
+	if owner == nil {
+		return true
+	}
+	c := d.caller
+	return c != nil && c.Issuer == owner.Issuer && c.Subject == owner.Subject && c.ClientID == owner.ClientID
+}
+
+// sessionHijack refuses a request on another caller's MCP session: 403 and
+// a JSON-RPC error, audited with the presenting caller's identity.
+func (d *pending) sessionHijack(ctx context.Context) (*pep.Response, error) {
+	resp := &pep.Response{
+		HTTPStatus:   http.StatusForbidden,
+		Reason:       "session hijack: the MCP session belongs to another caller",
+		JSONRPCError: &pep.JSONRPCError{Code: stepup.CodeForbidden, Message: "this session belongs to another caller"},
 	}
 	return d.answer(ctx, resp, pep.OutcomeDeny, nil)
 }

@@ -249,11 +249,12 @@ func (g *Gateway) post(w http.ResponseWriter, r *http.Request) {
 		writeRPCError(w, http.StatusBadRequest, msg.ID, codeHeaderMismatch, why)
 		return
 	}
-	preq := &pep.Request{Resource: g.o.Resource, Authorization: r.Header.Get("Authorization"), Message: body}
+	owner := g.sessions.ownerCaller(r.Header.Get(headerSessionID))
+	preq := &pep.Request{Resource: g.o.Resource, Authorization: r.Header.Get("Authorization"), Message: body, SessionOwner: owner}
 	if !msg.IsRequest() && !msg.IsNotification() {
 		// A client's answer to a server request: the caller is
 		// authenticated like a transport request.
-		preq = &pep.Request{Resource: g.o.Resource, Authorization: preq.Authorization, HTTPMethod: http.MethodPost}
+		preq = &pep.Request{Resource: g.o.Resource, Authorization: preq.Authorization, HTTPMethod: http.MethodPost, SessionOwner: owner}
 	}
 	resp, err := g.o.Decider.DecideValid(r.Context(), preq, pepName)
 	if err != nil {
@@ -297,6 +298,7 @@ func (g *Gateway) post(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) transport(w http.ResponseWriter, r *http.Request) {
 	resp, err := g.o.Decider.DecideValid(r.Context(), &pep.Request{
 		Resource: g.o.Resource, Authorization: r.Header.Get("Authorization"), HTTPMethod: r.Method,
+		SessionOwner: g.sessions.ownerCaller(r.Header.Get(headerSessionID)),
 	}, pepName)
 	if err != nil {
 		g.refuseUndecided(w, nil, err)

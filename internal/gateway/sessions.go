@@ -21,12 +21,27 @@ type sessions struct {
 	// id it does not know is not bound on first sight.
 	issued bool
 	max    int
-	owner  map[string]string
+	owner  map[string]owner
 	order  []string // insertion order, for eviction
 }
 
+// owner is the caller a session is bound to: its key (ownerOf) and, for an
+// authenticated caller, its identity, which every later decision on the
+// session is taken against (pep.Request.SessionOwner).
+type owner struct {
+	key    string
+	caller *pep.Caller // nil: anonymous
+}
+
+func newOwner(c *pep.Caller) owner {
+	if c == nil {
+		return owner{key: anonymous}
+	}
+	return owner{key: ownerOf(c), caller: &pep.Caller{Issuer: c.Issuer, Subject: c.Subject, ClientID: c.ClientID}}
+}
+
 func newSessions(max int) *sessions {
-	return &sessions{max: max, owner: map[string]string{}}
+	return &sessions{max: max, owner: map[string]owner{}}
 }
 
 // anonymous is the owner of a session opened without a token.
@@ -41,21 +56,35 @@ func ownerOf(c *pep.Caller) string {
 	return strings.Join([]string{c.Issuer, c.Subject, c.ClientID}, "\x00")
 }
 
-// check reports whether caller may use session id, binding it when the
-// session is new to this gateway or still anonymous.
-func (s *sessions) check(id, caller string) bool {
+// ownerCaller is the authenticated owner of session id, for the decision
+// on it to check; nil when the session is unknown or anonymous.
+func (s *sessions) ownerCaller(id string) *pep.Caller {
+	if id == "" {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	owner, ok := s.owner[id]
+	return s.owner[id].caller
+}
+
+// check reports whether caller may use session id, binding it when the
+// session is new to this gateway or still anonymous. The decision refuses
+// (and audits) a request on an authenticated caller's session already;
+// check settles the rest: two callers racing to claim an anonymous
+// session, one of which loses.
+func (s *sessions) check(id string, caller owner) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.owner[id]
 	switch {
 	case !ok:
 		if !s.issued {
 			s.add(id, caller)
 		}
 		return true
-	case owner == caller:
+	case o.key == caller.key:
 		return true
-	case owner == anonymous:
+	case o.key == anonymous:
 		s.owner[id] = caller // stepped up on the same session
 		return true
 	}
@@ -63,7 +92,7 @@ func (s *sessions) check(id, caller string) bool {
 }
 
 // bind records the owner of a session the upstream just opened.
-func (s *sessions) bind(id, caller string) {
+func (s *sessions) bind(id string, caller owner) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.owner[id]; !ok {
@@ -71,7 +100,7 @@ func (s *sessions) bind(id, caller string) {
 	}
 }
 
-func (s *sessions) add(id, caller string) {
+func (s *sessions) add(id string, caller owner) {
 	if len(s.order) >= s.max {
 		oldest := s.order[0]
 		s.order = s.order[1:]
@@ -100,7 +129,7 @@ func (s *sessions) forget(id string) {
 // sessionAllowed refuses a request on another caller's session (403).
 func (g *Gateway) sessionAllowed(w http.ResponseWriter, r *http.Request, id json.RawMessage, d *pep.Response) bool {
 	sid := r.Header.Get(headerSessionID)
-	if sid == "" || g.sessions.check(sid, ownerOf(d.Caller)) {
+	if sid == "" || g.sessions.check(sid, newOwner(d.Caller)) {
 		return true
 	}
 	g.log.Warn("gateway: request on another caller's session refused", "decision_id", d.DecisionID)
@@ -111,6 +140,6 @@ func (g *Gateway) sessionAllowed(w http.ResponseWriter, r *http.Request, id json
 // bindSession binds the session the upstream's answer opened.
 func (g *Gateway) bindSession(up *http.Response, d *pep.Response) {
 	if sid := up.Header.Get(headerSessionID); sid != "" {
-		g.sessions.bind(sid, ownerOf(d.Caller))
+		g.sessions.bind(sid, newOwner(d.Caller))
 	}
 }

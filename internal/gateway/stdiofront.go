@@ -72,7 +72,7 @@ func (g *Gateway) stdioKey(w http.ResponseWriter, r *http.Request, msg *message,
 	}
 	if msg.Method == "initialize" {
 		sid := newSessionID()
-		g.sessions.bind(sid, ownerOf(d.Caller))
+		g.sessions.bind(sid, newOwner(d.Caller))
 		w.Header().Set(headerSessionID, sid)
 		return "session:" + sid, true
 	}
