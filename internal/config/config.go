@@ -203,6 +203,12 @@ type Gateway struct {
 	// upstreams ("" = <data_dir>/gateway/assertion-key.pem, created when
 	// missing).
 	AssertionKeyFile string `yaml:"assertion_key_file"`
+	// AllowedOrigins are the browser origins ("https://app.example.com", or
+	// "*" for any) that may call the gateway's MCP endpoints; a request
+	// from another origin is refused (MCP: servers validate Origin against
+	// DNS rebinding). The resource's own origin is always allowed; requests
+	// without an Origin header (non-browser clients) are not affected.
+	AllowedOrigins []string `yaml:"allowed_origins"`
 }
 
 // Upstream is the unmodified MCP server a resource protects through the
@@ -874,6 +880,15 @@ func (c *Config) validateGateway(ps *problems) {
 	}
 	if (g.TLS.CertFile == "") != (g.TLS.KeyFile == "") {
 		ps.bad("gateway.tls", "set both cert_file and key_file")
+	}
+	for _, o := range g.AllowedOrigins {
+		if o == "*" {
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+			ps.bad("gateway.allowed_origins", "%q is not an origin: scheme://host[:port], nothing after it (or \"*\")", o)
+		}
 	}
 }
 

@@ -90,6 +90,7 @@ func TestErrorsNameKeyAndFix(t *testing.T) {
 		{"upstream negative limit", minimal + "    upstream: {url: \"http://a/mcp\", max_concurrent: -1}\n" + "gateway: {listen: \"127.0.0.1:1\"}\n", "resources[0].upstream.max_concurrent: must not be negative"},
 		{"process limits on a url", minimal + "    upstream: {url: \"http://a/mcp\", max_processes: 3}\n" + "gateway: {listen: \"127.0.0.1:1\"}\n", "apply to a command only"},
 		{"stream timeout on a command", minimal + "    upstream: {command: [go], idle_stream_timeout: 1s}\n" + "gateway: {listen: \"127.0.0.1:1\"}\n", "apply to a url only"},
+		{"not an origin", minimal + "    upstream: {url: \"http://a/mcp\"}\n" + "gateway: {listen: \"127.0.0.1:1\", allowed_origins: [\"https://app.example.com/path\"]}\n", "gateway.allowed_origins: \"https://app.example.com/path\" is not an origin"},
 		{"gateway on the API address", minimal + "    upstream: {url: \"http://a/mcp\"}\n" + "listen: 127.0.0.1:9\ngateway: {listen: \"127.0.0.1:9\"}\n", "give the gateway its own"},
 		{"gateway without upstream", minimal + "gateway: {listen: \"127.0.0.1:1\"}\n", "no resource names an upstream"},
 		{"wrong type", minimal + "limits:\n  max_body_bytes: lots\n", "line 6: limits.max_body_bytes: want a whole number, not the string `lots`"},

@@ -123,6 +123,11 @@ type Options struct {
 	// DefaultMaxConcurrent); beyond it a POST is answered 503 with
 	// Retry-After at once, without a decision.
 	MaxConcurrent int
+	// AllowedOrigins are the browser origins that may call the endpoint
+	// ("*": any); the resource's own origin always may. A request with
+	// another Origin is refused with 403 (MCP transports: validate Origin,
+	// against DNS rebinding); requests without Origin are not browsers'.
+	AllowedOrigins []string
 	// Logger (default: discard).
 	Logger *slog.Logger
 }
@@ -134,6 +139,7 @@ type Gateway struct {
 	client   *http.Client
 	stdio    *stdioFront // nil for an HTTP upstream
 	sessions *sessions
+	origins  map[string]bool // allowed Origin values; "*" for any
 	log      *slog.Logger
 }
 
@@ -185,7 +191,14 @@ func New(o Options) (*Gateway, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		sessions: newSessions(o.MaxSessions),
+		origins:  map[string]bool{},
 		log:      o.Logger,
+	}
+	if ru, err := url.Parse(o.Resource); err == nil && ru.Host != "" {
+		g.origins[ru.Scheme+"://"+ru.Host] = true
+	}
+	for _, origin := range o.AllowedOrigins {
+		g.origins[strings.TrimSuffix(origin, "/")] = true
 	}
 	if o.Stdio != nil {
 		so := *o.Stdio
@@ -202,9 +215,24 @@ func New(o Options) (*Gateway, error) {
 	return g, nil
 }
 
-// ServeHTTP serves the MCP endpoint: POST, GET and DELETE.
+// ServeHTTP serves the MCP endpoint: POST, GET and DELETE, and CORS
+// preflights (OPTIONS) from allowed origins.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !g.originAllowed(w, r) {
+		return
+	}
 	switch r.Method {
+	case http.MethodOptions:
+		if r.Header.Get("Origin") == "" {
+			w.Header().Set("Allow", "GET, POST, DELETE, OPTIONS")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		h := w.Header()
+		h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
+		h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
+		h.Set("Access-Control-Max-Age", "600")
+		w.WriteHeader(http.StatusNoContent)
 	case http.MethodPost:
 		select {
 		case g.slots <- struct{}{}:
@@ -218,9 +246,34 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet, http.MethodDelete:
 		g.transport(w, r)
 	default:
-		w.Header().Set("Allow", "GET, POST, DELETE")
+		w.Header().Set("Allow", "GET, POST, DELETE, OPTIONS")
 		writeRPCError(w, http.StatusMethodNotAllowed, nil, codeInvalidRequest, "method "+r.Method+" is not allowed on an MCP endpoint")
 	}
+}
+
+// CORS: what a browser-based client may send and read.
+const (
+	corsAllowHeaders  = "Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name"
+	corsExposeHeaders = "Mcp-Session-Id, Mcp-Protocol-Version, WWW-Authenticate"
+)
+
+// originAllowed refuses a browser request from an origin that is not
+// allowed (403), and marks the answer to an allowed one readable by it.
+func (g *Gateway) originAllowed(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if !g.origins[origin] && !g.origins["*"] {
+		g.log.Warn("gateway: request from an origin that is not allowed", "origin", origin)
+		writeRPCError(w, http.StatusForbidden, nil, codeInvalidRequest, "origin "+origin+" is not allowed to call this MCP server (gateway.allowed_origins)")
+		return false
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
+	return true
 }
 
 // post decides one JSON-RPC message and relays it.
@@ -241,7 +294,7 @@ func (g *Gateway) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if msg.Batch {
-		writeRPCError(w, http.StatusBadRequest, nil, codeInvalidRequest, "JSON-RPC batches are not supported by this gateway: send one message per request")
+		g.postBatch(w, r, body)
 		return
 	}
 	if why := headerMismatch(r.Header, msg); why != "" {
@@ -416,7 +469,11 @@ func (g *Gateway) relay(w http.ResponseWriter, up *http.Response, id json.RawMes
 	if isSSE(up.Header) {
 		copyResponseHeaders(w, up)
 		w.WriteHeader(up.StatusCode)
-		g.copyStream(w, up.Body, id, nil)
+		var due *owed
+		if id != nil {
+			due = newOwed(id)
+		}
+		g.copyStream(w, up.Body, due, nil)
 		return
 	}
 	if id != nil {
@@ -447,7 +504,8 @@ func (g *Gateway) relayList(w http.ResponseWriter, r *http.Request, up *http.Res
 	if isSSE(up.Header) {
 		copyResponseHeaders(w, up)
 		w.WriteHeader(up.StatusCode)
-		g.copyStream(w, up.Body, msg.ID, func(data []byte) ([]byte, bool, error) {
+		due := newOwed(msg.ID)
+		g.copyStream(w, up.Body, due, func(data []byte) ([]byte, bool, error) {
 			if len(bytes.TrimSpace(data)) == 0 {
 				// A priming event (an id to resume from, no message):
 				// servers send one at the start of a stream (2025-11-25).
@@ -467,6 +525,9 @@ func (g *Gateway) relayList(w http.ResponseWriter, r *http.Request, up *http.Res
 				return nil, false, fmt.Errorf("the upstream answered %s with another id; the stream was cut", msg.Method)
 			}
 			out, err := filter(data)
+			if err == nil {
+				due.answer(msg.ID)
+			}
 			return out, true, err
 		})
 		return
@@ -557,21 +618,67 @@ func privateCache(result json.RawMessage) (json.RawMessage, error) {
 	return json.Marshal(fields)
 }
 
+// owed are the requests a stream from the upstream must answer: the
+// request of a POST, or a batch's forwarded requests; nil for a GET
+// stream, which answers none.
+type owed struct {
+	ids  []json.RawMessage
+	done []bool
+	left int
+}
+
+func newOwed(ids ...json.RawMessage) *owed {
+	return &owed{ids: ids, done: make([]bool, len(ids)), left: len(ids)}
+}
+
+// answer marks the request id answered; it reports whether id was owed
+// and not answered before.
+func (o *owed) answer(id json.RawMessage) bool {
+	for i, x := range o.ids {
+		if !o.done[i] && bytes.Equal(x, id) {
+			o.done[i] = true
+			o.left--
+			return true
+		}
+	}
+	return false
+}
+
+// index is the position of id among the owed requests, answered or not;
+// -1 when it is not one of them.
+func (o *owed) index(id json.RawMessage) int {
+	for i, x := range o.ids {
+		if bytes.Equal(x, id) {
+			return i
+		}
+	}
+	return -1
+}
+
 // copyStream relays an SSE stream event by event, flushing after each.
-// transform, when set, may rewrite an event's data (joined data lines); it
-// reports whether the event was the response to id, which it handled. A
-// transform error ends the stream with an SSE event carrying a JSON-RPC
-// error for id, so that nothing unfiltered leaks and the client's request
-// fails at once. id, when set, is the request the stream answers: a stream
-// that ends before its response (the upstream closes it, the connection
-// breaks, it stays silent for IdleStreamTimeout, or it sends an event over
-// MaxResponseBytes) is ended by the gateway with such an error event too,
-// never left for the client to wait on.
-func (g *Gateway) copyStream(w http.ResponseWriter, body io.Reader, id json.RawMessage, transform func(data []byte) ([]byte, bool, error)) {
+// transform, when set, may rewrite an event's data (joined data lines) and
+// reports whether it did (rewritten to nil: the event is dropped); it
+// marks in due the requests the event answers.
+// Without transform, copyStream marks them itself. A transform error ends
+// the stream with an SSE event carrying a JSON-RPC error for each request
+// still owed, so that nothing unfiltered leaks and the client's requests
+// fail at once. A stream that ends before it answered every owed request
+// (the upstream closes it, the connection breaks, it stays silent for
+// IdleStreamTimeout, or it sends an event over MaxResponseBytes) is ended
+// by the gateway with such error events too, never left for the client to
+// wait on.
+func (g *Gateway) copyStream(w http.ResponseWriter, body io.Reader, due *owed, transform func(data []byte) ([]byte, bool, error)) {
 	rc := http.NewResponseController(w)
 	flush := func() { _ = rc.Flush() }
 	fail := func(why string) {
-		_, _ = w.Write(errorEvent(id, errors.New(why)))
+		if due == nil {
+			return
+		}
+		for i, id := range due.ids {
+			if !due.done[i] {
+				_, _ = w.Write(errorEvent(id, errors.New(why)))
+			}
+		}
 		flush()
 	}
 	flush() // the head now: a stream may stay silent for long
@@ -584,7 +691,6 @@ func (g *Gateway) copyStream(w http.ResponseWriter, body io.Reader, id json.RawM
 		}
 	})
 	defer idle.Stop()
-	answered := id == nil // a GET stream answers no request
 	for {
 		ev, err := sr.next()
 		idle.Reset(g.o.IdleStreamTimeout)
@@ -597,23 +703,27 @@ func (g *Gateway) copyStream(w http.ResponseWriter, body io.Reader, id json.RawM
 			if ev.hasData {
 				switch {
 				case transform != nil:
-					data, handled, terr := transform(ev.data)
+					data, rewritten, terr := transform(ev.data)
 					if terr != nil {
 						fail(terr.Error())
 						return
 					}
-					if handled {
+					switch {
+					case rewritten && data == nil:
+						out = nil // dropped
+					case rewritten:
 						out = ev.withData(data)
-						answered = true
 					}
-				case !answered:
-					answered = answers(ev.data, id)
+				case due != nil && due.left > 0:
+					markAnswers(ev.data, due)
 				}
 			}
-			if _, werr := w.Write(out); werr != nil {
-				return // the client went away
+			if out != nil {
+				if _, werr := w.Write(out); werr != nil {
+					return // the client went away
+				}
+				flush()
 			}
-			flush()
 		}
 		if err == nil {
 			continue
@@ -621,7 +731,7 @@ func (g *Gateway) copyStream(w http.ResponseWriter, body io.Reader, id json.RawM
 		if !errors.Is(err, io.EOF) {
 			g.log.Debug("gateway: upstream stream ended", "err", err)
 		}
-		if answered {
+		if due == nil || due.left == 0 {
 			return
 		}
 		switch {
@@ -638,12 +748,24 @@ func (g *Gateway) copyStream(w http.ResponseWriter, body io.Reader, id json.RawM
 	}
 }
 
-// answers reports whether data is the JSON-RPC response to the request id.
-func answers(data []byte, id json.RawMessage) bool {
-	m, err := parseMessage(data)
-	return err == nil && m.IsResponse() && bytes.Equal(m.ID, id)
+// markAnswers marks the owed requests that data (a JSON-RPC message or a
+// batch of them) answers.
+func markAnswers(data []byte, due *owed) {
+	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '[' {
+		var elems []json.RawMessage
+		if json.Unmarshal(t, &elems) == nil {
+			for _, e := range elems {
+				markAnswers(e, due)
+			}
+		}
+		return
+	}
+	if m, err := parseMessage(data); err == nil && m.IsResponse() {
+		due.answer(m.ID)
+	}
 }
 
+// errorEvent is an SSE event carrying a JSON-RPC error for the request id.
 func errorEvent(id json.RawMessage, err error) []byte {
 	b, _ := json.Marshal(rpcErrorResponse{JSONRPC: "2.0", ID: nullID(id), Error: &pep.JSONRPCError{Code: codeInternalError, Message: err.Error()}})
 	return append(append([]byte("event: message\ndata: "), b...), '\n', '\n')
@@ -678,23 +800,34 @@ func readBounded(r io.Reader, limit int64) ([]byte, error) {
 // refuseUndecided answers a message the core could not decide at all (a
 // malformed message): 400 with the reason.
 func (g *Gateway) refuseUndecided(w http.ResponseWriter, id json.RawMessage, err error) {
+	status, code, why := g.undecided(err)
+	writeRPCError(w, status, id, code, why)
+}
+
+// undecided is the answer to a message the core could not decide: 400 with
+// the reason for a malformed one, 503 when the core failed.
+func (g *Gateway) undecided(err error) (status, code int, why string) {
 	var re *pep.RequestError
 	if errors.As(err, &re) {
-		writeRPCError(w, cmp.Or(re.Status, http.StatusBadRequest), id, codeInvalidRequest, re.Description)
-		return
+		return cmp.Or(re.Status, http.StatusBadRequest), codeInvalidRequest, re.Description
 	}
 	g.log.Error("gateway: decision failed", "err", err)
-	writeRPCError(w, http.StatusServiceUnavailable, id, codeInternalError, "authorization unavailable")
+	return http.StatusServiceUnavailable, codeInternalError, "authorization unavailable"
 }
 
 // upstreamFailed answers a request the upstream did not answer.
 func (g *Gateway) upstreamFailed(w http.ResponseWriter, id json.RawMessage, err error) {
-	g.log.Warn("gateway: upstream request failed", "upstream", g.o.Upstream.Redacted(), "err", err)
-	status, why := http.StatusBadGateway, "the MCP server could not be reached"
-	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
-		status, why = http.StatusGatewayTimeout, "the MCP server did not answer in time"
-	}
+	status, why := g.unreachable(err)
 	writeRPCError(w, status, id, codeInternalError, why)
+}
+
+// unreachable logs a failed upstream request and says how to answer it.
+func (g *Gateway) unreachable(err error) (status int, why string) {
+	g.log.Warn("gateway: upstream request failed", "upstream", g.o.Upstream.Redacted(), "err", err)
+	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+		return http.StatusGatewayTimeout, "the MCP server did not answer in time"
+	}
+	return http.StatusBadGateway, "the MCP server could not be reached"
 }
 
 func isTimeout(err error) bool {

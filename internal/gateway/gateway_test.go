@@ -233,7 +233,6 @@ func TestGatewayDenialsOnTheWire(t *testing.T) {
 		{"invalid token on a list", "Bearer not.a.token", "", `{"jsonrpc":"2.0","id":8,"method":"tools/list"}`, http.StatusUnauthorized, `error="invalid_token"`, ""},
 		{"another caller on alice's session", bob, sid, call, http.StatusForbidden, "", "another caller"},
 		{"not JSON", "", "", `{"jsonrpc":`, http.StatusBadRequest, "", "not valid JSON"},
-		{"a batch", "", "", `[` + call + `]`, http.StatusBadRequest, "", "batches"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -187,8 +187,12 @@ func exchange(t *testing.T, method, endpoint string, hdr http.Header, body strin
 	}
 	for _, d := range datas {
 		var m map[string]any
-		if json.Unmarshal(d, &m) == nil {
+		var batch []map[string]any
+		switch {
+		case json.Unmarshal(d, &m) == nil:
 			a.msgs = append(a.msgs, m)
+		case json.Unmarshal(d, &batch) == nil: // a batch's answers
+			a.msgs = append(a.msgs, batch...)
 		}
 	}
 	return a

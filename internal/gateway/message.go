@@ -286,10 +286,15 @@ func nullID(id json.RawMessage) json.RawMessage {
 // writeRPCError answers with status and a JSON-RPC error body: clients
 // (the go-sdk's among them) drop their session on an empty error body.
 func writeRPCError(w http.ResponseWriter, status int, id json.RawMessage, code int, msg string) {
-	b, _ := json.Marshal(rpcErrorResponse{JSONRPC: "2.0", ID: nullID(id), Error: &pep.JSONRPCError{Code: code, Message: msg}})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	_, _ = w.Write(rpcError(id, code, msg))
+}
+
+// rpcError is a JSON-RPC error response for the request id (null: none).
+func rpcError(id json.RawMessage, code int, msg string) []byte {
+	b, _ := json.Marshal(rpcErrorResponse{JSONRPC: "2.0", ID: nullID(id), Error: &pep.JSONRPCError{Code: code, Message: msg}})
+	return b
 }
 
 // writeDenial answers a refused message exactly as the decision says: the
@@ -300,6 +305,15 @@ func writeDenial(w http.ResponseWriter, id json.RawMessage, d *pep.Response) {
 	if d.WWWAuthenticate != "" {
 		w.Header().Set("WWW-Authenticate", d.WWWAuthenticate)
 	}
+	status, b := denial(id, d)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// denial is the HTTP status and the JSON-RPC response that answer the
+// request id refused by d.
+func denial(id json.RawMessage, d *pep.Response) (int, []byte) {
 	status := d.HTTPStatus
 	if status == 0 {
 		status = http.StatusForbidden
@@ -324,7 +338,5 @@ func writeDenial(w http.ResponseWriter, id json.RawMessage, d *pep.Response) {
 	if err != nil {
 		b = []byte(fmt.Sprintf(`{"jsonrpc":"2.0","id":null,"error":{"code":%d,"message":"forbidden"}}`, codeInternalError))
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	return status, b
 }

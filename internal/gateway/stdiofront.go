@@ -179,20 +179,27 @@ func (g *Gateway) transportStdio(w http.ResponseWriter, r *http.Request) {
 
 // stdioFailed answers a request the child could not answer.
 func (g *Gateway) stdioFailed(w http.ResponseWriter, id []byte, err error) {
-	status, why := http.StatusBadGateway, "the MCP server failed"
+	status, why := g.stdioFailure(err)
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeRPCError(w, status, id, codeInternalError, why)
+}
+
+// stdioFailure logs a failure of a child and says how to answer it.
+func (g *Gateway) stdioFailure(err error) (status int, why string) {
+	g.log.Warn("gateway: stdio upstream failed", "err", err)
 	switch {
 	case errors.Is(err, stdio.ErrTooManyProcesses), errors.Is(err, stdio.ErrRestartBackoff):
-		status, why = http.StatusServiceUnavailable, "the MCP server is busy or restarting; retry later"
-		w.Header().Set("Retry-After", "1")
+		return http.StatusServiceUnavailable, "the MCP server is busy or restarting; retry later"
 	case errors.Is(err, stdio.ErrExited):
-		why = "the MCP server exited"
+		return http.StatusBadGateway, "the MCP server exited"
 	case errors.Is(err, stdio.ErrInvalidMessage):
-		status, why = http.StatusBadRequest, "the message cannot be sent to the MCP server"
+		return http.StatusBadRequest, "the message cannot be sent to the MCP server"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		status, why = http.StatusGatewayTimeout, "the MCP server did not answer in time"
+		return http.StatusGatewayTimeout, "the MCP server did not answer in time"
 	}
-	g.log.Warn("gateway: stdio upstream failed", "err", err)
-	writeRPCError(w, status, id, codeInternalError, why)
+	return http.StatusBadGateway, "the MCP server failed"
 }
 
 // Close stops the gateway's stdio children, if any, within ctx.

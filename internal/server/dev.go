@@ -23,6 +23,12 @@ const (
 // devScope is the scope the demo catalog's protected tool needs.
 const devScope = "qr:generate"
 
+// devAllowedOrigins are the browser origins the dev gateway accepts: the
+// MCP Inspector's web UI on its default port.
+func devAllowedOrigins() []string {
+	return []string{"http://localhost:6274", "http://127.0.0.1:6274"}
+}
+
 // devGatewayCatalog names the catalog of the dev gateway resource.
 const devGatewayCatalog = "dev_gateway"
 
@@ -63,6 +69,10 @@ func (s *Server) setupDev() (*devissuer.Issuer, error) {
 				ScopesSupported: scopes,
 				Upstream:        s.opts.DevUpstream,
 			}}
+		}
+		if s.opts.DevUpstream != nil && len(c.Gateway.AllowedOrigins) == 0 {
+			// The MCP Inspector's web UI, run on its default port.
+			c.Gateway.AllowedOrigins = devAllowedOrigins()
 		}
 	})
 	return iss, err

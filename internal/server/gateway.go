@@ -124,7 +124,8 @@ func (s *Server) wireGateway() (http.Handler, error) {
 			ResponseTimeout: up.ResponseTimeout.D(), MaxResponseBytes: up.MaxResponseBytes,
 			ConnectTimeout: up.ConnectTimeout.D(), IdleStreamTimeout: up.IdleStreamTimeout.D(),
 			MaxBodyBytes: up.MaxRequestBytes, MaxConcurrent: up.MaxConcurrent,
-			Logger: s.log.With("component", "gateway", "resource", r.URI),
+			AllowedOrigins: s.cfg.Gateway.AllowedOrigins,
+			Logger:         s.log.With("component", "gateway", "resource", r.URI),
 		}
 		target := strings.Join(up.Command, " ")
 		if len(up.Command) > 0 {
