@@ -38,9 +38,11 @@ type Request struct {
 	HTTPMethod string `json:"http_method,omitempty"`
 	// SessionOwner (JSON "session_owner", omitted when nil) is the caller
 	// that opened the MCP session (Mcp-Session-Id) this request arrived on,
-	// as the PEP kept it from that session's earlier [Response.Caller]: its
-	// Issuer, Subject and ClientID are compared, the other fields are
-	// ignored. A request whose verified caller is someone else, or that
+	// as the PEP kept it from that session's earlier [Response.Caller]. The
+	// session belongs to a user: Issuer and Subject are compared (a client
+	// may re-register when it steps up), and ClientID only when Subject is
+	// empty (a client acting on its own); the other fields are ignored. A
+	// request whose verified caller is someone else, or that
 	// carries no valid token, is refused with 403 and a JSON-RPC error
 	// (session hijack, MCP security best practices), and audited as such.
 	// Nil: no session, or one opened anonymously, which its first

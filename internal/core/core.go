@@ -401,12 +401,19 @@ func (d *pending) invalidParams(ctx context.Context, why string) (*pep.Response,
 
 // ownsSession reports whether the verified caller (nil: anonymous) is the
 // owner of the session the request arrived on (nil: no owner to match).
+// A session belongs to a user (MCP security best practices bind it to the
+// user): issuer and subject; the client may change, as clients register
+// anew when they step up. A token without a subject (a client acting on
+// its own) is matched by issuer and client.
 func (d *pending) ownsSession(owner *pep.Caller) bool {
 	if owner == nil {
 		return true
 	}
 	c := d.caller
-	return c != nil && c.Issuer == owner.Issuer && c.Subject == owner.Subject && c.ClientID == owner.ClientID
+	if c == nil || c.Issuer != owner.Issuer || c.Subject != owner.Subject {
+		return false
+	}
+	return owner.Subject != "" || c.ClientID == owner.ClientID
 }
 
 // sessionHijack refuses a request on another caller's MCP session: 403 and

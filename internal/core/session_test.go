@@ -22,6 +22,9 @@ func TestSessionOwner(t *testing.T) {
 	alice := e.Bearer(t, devissuer.MintOptions{Subject: "alice", ClientID: "demo"})
 	bob := e.Bearer(t, devissuer.MintOptions{Subject: "bob", ClientID: "demo"})
 	aliceOther := e.Bearer(t, devissuer.MintOptions{Subject: "alice", ClientID: "other-client"})
+	clientA := e.Bearer(t, devissuer.MintOptions{ClientID: "svc-a", Extra: map[string]any{"sub": nil}})
+	clientB := e.Bearer(t, devissuer.MintOptions{ClientID: "svc-b", Extra: map[string]any{"sub": nil}})
+	clientOwner := &pep.Caller{Issuer: iss, ClientID: "svc-a"}
 	owner := &pep.Caller{Issuer: iss, Subject: "alice", ClientID: "demo", Scopes: []string{"ignored"}}
 	list := json.RawMessage(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
 
@@ -37,7 +40,9 @@ func TestSessionOwner(t *testing.T) {
 		{"no owner, bob", bob, nil, "", true, "bob"},
 		{"the owner", alice, owner, "", true, "alice"},
 		{"another subject", bob, owner, "", false, "bob"},
-		{"the owner's subject with another client", aliceOther, owner, "", false, "alice"},
+		{"the owner's subject with another client (re-registered)", aliceOther, owner, "", true, "alice"},
+		{"a client-only owner, another client", clientB, clientOwner, "", false, ""},
+		{"a client-only owner, the same client", clientA, clientOwner, "", true, ""},
 		{"no token on an owned session", "", owner, "", false, ""},
 		{"another subject's GET", bob, owner, pep.HTTPMethodGet, false, "bob"},
 		{"the owner's DELETE", alice, owner, pep.HTTPMethodDelete, true, "alice"},

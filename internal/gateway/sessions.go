@@ -47,13 +47,18 @@ func newSessions(max int) *sessions {
 // anonymous is the owner of a session opened without a token.
 const anonymous = ""
 
-// ownerOf names the caller of an allowed decision: issuer, subject and
-// client; anonymous without a verified token.
+// ownerOf names the user of an allowed decision: issuer and subject (the
+// client may change: clients register anew when they step up), or issuer
+// and client for a token without a subject; anonymous without a verified
+// token. It matches the core's check of pep.Request.SessionOwner.
 func ownerOf(c *pep.Caller) string {
 	if c == nil {
 		return anonymous
 	}
-	return strings.Join([]string{c.Issuer, c.Subject, c.ClientID}, "\x00")
+	if c.Subject == "" {
+		return strings.Join([]string{c.Issuer, "", c.ClientID}, "\x00")
+	}
+	return strings.Join([]string{c.Issuer, c.Subject}, "\x00")
 }
 
 // ownerCaller is the authenticated owner of session id, for the decision

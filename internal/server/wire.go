@@ -13,6 +13,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/api"
 	"github.com/mcp-pdp/pdp/internal/core"
 	"github.com/mcp-pdp/pdp/internal/decision"
+	"github.com/mcp-pdp/pdp/internal/devissuer"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/internal/token"
 )
@@ -178,15 +179,21 @@ func (s *Server) pepAuth() (api.PEPAuth, error) {
 	return auth, nil
 }
 
-// devMount serves the dev issuer's JWKS and metadata in dev mode.
+// devMount serves the dev issuer in dev mode: its JWKS and metadata, and
+// its authorization server's endpoints (registration, authorization with
+// PKCE, token), so that real OAuth clients can finish a flow.
 func (s *Server) devMount() func(*echo.Echo) {
 	if s.iss == nil {
 		return nil
 	}
-	h := echo.WrapHandler(s.iss.Handler())
+	as := s.iss.AuthServer(devissuer.AuthServerOptions{Logger: s.log.With("component", "dev-authorization-server")})
+	h := echo.WrapHandler(as.Handler())
 	return func(e *echo.Echo) {
 		e.GET("/dev/*", h)
+		e.POST("/dev/*", h)
+		e.OPTIONS("/dev/*", h)
 		e.GET("/.well-known/oauth-authorization-server/dev", h)
 		e.GET("/.well-known/openid-configuration/dev", h)
+		e.OPTIONS("/.well-known/oauth-authorization-server/dev", h)
 	}
 }
