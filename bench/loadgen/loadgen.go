@@ -23,6 +23,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,11 @@ type Options struct {
 	Addr string
 	// Path of the POST, e.g. /v1/decide.
 	Path string
+	// Headers are extra request header lines ("Name: value", no line
+	// ending), sent with every request after the fixed ones (Host,
+	// User-Agent, Content-Type: application/json, Content-Length), e.g.
+	// Authorization and Accept for an MCP endpoint.
+	Headers []string
 	// Conns is the number of connections, each with one request in flight.
 	Conns int
 	// Warmup runs before the measurement window and is not recorded.
@@ -110,6 +116,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Body == nil {
 		return nil, errors.New("loadgen: Body is required")
 	}
+	var extra []byte
+	for _, h := range o.Headers {
+		name, _, ok := strings.Cut(h, ":")
+		if !ok || name == "" || strings.ContainsAny(h, "\r\n") {
+			return nil, fmt.Errorf("loadgen: header %q is not one \"Name: value\" line", h)
+		}
+		extra = append(append(extra, h...), "\r\n"...)
+	}
 	// Fail early and clearly when nothing listens.
 	c, err := net.DialTimeout("tcp", o.Addr, 2*time.Second)
 	if err != nil {
@@ -121,7 +135,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	workers := make([]*worker, o.Conns)
 	var wg sync.WaitGroup
 	for i := range workers {
-		w := &worker{o: &o, sh: sh, hist: NewHistogram()}
+		w := &worker{o: &o, sh: sh, hist: NewHistogram(), extra: extra}
 		workers[i] = w
 		wg.Add(1)
 		go func() {
@@ -194,6 +208,8 @@ type worker struct {
 	head    []byte
 	resp    []byte
 	checked uint64
+	// extra are the Options' Headers as request header lines.
+	extra []byte
 
 	bytesOut, bytesIn uint64
 }
@@ -213,7 +229,7 @@ func (w *worker) loop(ctx context.Context) {
 			}
 		}
 		w.body = w.o.Body(w.body[:0])
-		w.head = appendHead(w.head[:0], w.o.Path, w.o.Addr, len(w.body))
+		w.head = appendHead(w.head[:0], w.o.Path, w.o.Addr, w.extra, len(w.body))
 		t0 := time.Now()
 		status, err := w.roundTrip()
 		t1 := time.Now()
@@ -260,14 +276,16 @@ func (w *worker) dial() error {
 	return nil
 }
 
-func appendHead(b []byte, path, host string, n int) []byte {
+func appendHead(b []byte, path, host string, extra []byte, n int) []byte {
 	b = append(b, "POST "...)
 	b = append(b, path...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, host...)
 	b = append(b, "\r\nUser-Agent: mcp-pdp-loadgen\r\nContent-Type: application/json\r\nContent-Length: "...)
 	b = strconv.AppendInt(b, int64(n), 10)
-	return append(b, "\r\n\r\n"...)
+	b = append(b, "\r\n"...)
+	b = append(b, extra...)
+	return append(b, "\r\n"...)
 }
 
 // roundTrip writes the request and reads the answer into w.resp.

@@ -112,3 +112,33 @@ func TestRunCountsErrors(t *testing.T) {
 		t.Fatalf("errors %d first %q", res.Errors, res.FirstError)
 	}
 }
+
+func TestRunSendsHeaders(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer tok" || r.Header.Get("Accept") != "application/json, text/event-stream" ||
+			r.Header.Get("Content-Type") != "application/json" {
+			http.Error(w, "missing headers", http.StatusBadRequest)
+			return
+		}
+		w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	res, err := Run(context.Background(), Options{
+		Addr: strings.TrimPrefix(srv.URL, "http://"), Path: "/mcp", Conns: 2, Duration: 100 * time.Millisecond,
+		Headers: []string{"Authorization: Bearer tok", "Accept: application/json, text/event-stream"},
+		Body:    func(dst []byte) []byte { return append(dst, "{}"...) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Errors != 0 || res.Requests == 0 {
+		t.Fatalf("requests %d errors %d, first: %s", res.Requests, res.Errors, res.FirstError)
+	}
+	if _, err := Run(context.Background(), Options{
+		Addr: strings.TrimPrefix(srv.URL, "http://"), Path: "/mcp", Conns: 1, Duration: 10 * time.Millisecond,
+		Headers: []string{"X: a\r\nInjected: b"},
+		Body:    func(dst []byte) []byte { return append(dst, "{}"...) },
+	}); err == nil {
+		t.Fatal("a header with a line break was accepted")
+	}
+}
