@@ -62,7 +62,6 @@ FUZZ_TARGETS := \
 	internal/core:FuzzDecide \
 	internal/core:FuzzParseMessageFast \
 	internal/core:FuzzScopeClaims \
-	internal/gateway:FuzzParseMessage \
 	internal/decision:FuzzCacheEquivalence \
 	internal/jsonfast:FuzzWalk \
 	internal/listfilter:FuzzFilter \

@@ -1,36 +1,48 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/mcp-pdp/pdp/internal/gateway/stdio"
 	"github.com/mcp-pdp/pdp/pep"
 )
 
-// stdioFront speaks Streamable HTTP to clients for a stdio upstream: the
-// gateway owns the MCP sessions (it issues Mcp-Session-Id on initialize),
-// one child process per session, or per caller for clients without a
-// session; answers are JSON; what a child sends outside a call (its
-// notifications and requests) goes to the session's GET stream when the
-// client holds one open, and is dropped otherwise.
+// stdioFront is the handler behind the middleware for a stdio upstream:
+// it speaks Streamable HTTP to clients, owns the MCP sessions (it issues
+// Mcp-Session-Id on initialize), one child process per session, or per
+// caller for clients without a session; answers are JSON; what a child
+// sends outside a call (its notifications and requests) goes to the
+// session's GET stream when the client holds one open, and is dropped
+// otherwise.
 type stdioFront struct {
-	pool *stdio.Pool
+	pool    *stdio.Pool
+	timeout time.Duration // bounds a child's answer
+	log     *slog.Logger
 
 	mu      sync.Mutex
 	streams map[string]chan []byte // session key -> its open GET stream
+	issued  map[string]bool        // session ids issued
+	order   []string               // issued, oldest first
+	max     int
 }
 
 // streamBuffer bounds the messages waiting for a slow GET stream; beyond
 // it a child's messages are dropped rather than block its output.
 const streamBuffer = 256
 
-func newStdioFront(o stdio.Options) (*stdioFront, error) {
-	f := &stdioFront{streams: map[string]chan []byte{}}
+func newStdioFront(o stdio.Options, timeout time.Duration, maxSessions int, log *slog.Logger) (*stdioFront, error) {
+	f := &stdioFront{timeout: timeout, log: log, streams: map[string]chan []byte{}, issued: map[string]bool{}, max: maxSessions}
 	o.OnMessage = f.deliver
 	p, err := stdio.NewPool(o)
 	if err != nil {
@@ -54,106 +66,216 @@ func (f *stdioFront) deliver(s *stdio.Session, msg []byte) {
 	}
 }
 
-func newSessionID() string {
+// issue returns a new session id, remembered (bounded: the oldest is
+// forgotten first).
+func (f *stdioFront) issue() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	sid := hex.EncodeToString(b[:])
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.order) >= f.max {
+		delete(f.issued, f.order[0])
+		f.order = f.order[1:]
+	}
+	f.issued[sid] = true
+	f.order = append(f.order, sid)
+	return sid
 }
 
-// key is the child of a request: its MCP session, or for a client without
-// one its caller, so that callers never share a child.
-func (g *Gateway) stdioKey(w http.ResponseWriter, r *http.Request, msg *message, d *pep.Response) (key string, ok bool) {
-	if sid := r.Header.Get(headerSessionID); sid != "" {
-		if !g.sessions.known(sid) {
-			writeRPCError(w, http.StatusNotFound, msg.ID, codeInvalidRequest, "session not found: initialize a new one")
+func (f *stdioFront) known(sid string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.issued[sid]
+}
+
+func (f *stdioFront) forget(sid string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.issued, sid)
+}
+
+// callerKey names the caller of a request without a session, so that
+// callers never share a child: the user (issuer and subject), or the
+// client for a token without a subject.
+func callerKey(c *pep.Caller) string {
+	if c == nil {
+		return "caller:"
+	}
+	if c.Subject == "" {
+		return "caller:" + strings.Join([]string{c.Issuer, "", c.ClientID}, "\x00")
+	}
+	return "caller:" + strings.Join([]string{c.Issuer, c.Subject}, "\x00")
+}
+
+// envelope is what the front reads of a message the middleware allowed.
+type envelope struct {
+	ID     json.RawMessage `json:"id"`
+	Method string          `json:"method"`
+}
+
+func (e envelope) isRequest() bool {
+	return e.Method != "" && len(e.ID) > 0 && !bytes.Equal(e.ID, []byte("null"))
+}
+
+func (f *stdioFront) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodPost:
+		f.post(w, r)
+	case http.MethodGet:
+		f.stream(w, r)
+	case http.MethodDelete:
+		sid := r.Header.Get("Mcp-Session-Id")
+		if sid == "" || !f.known(sid) {
+			pep.WriteError(w, http.StatusNotFound, nil, codeInvalidRequest, "session not found: initialize a new one")
+			return
+		}
+		if s, err := f.pool.Session(r.Context(), "session:"+sid); err == nil {
+			_ = s.Close()
+		}
+		f.forget(sid)
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// key is the child of a request: its MCP session, or for a client
+// without one its caller. A new session is issued on initialize.
+func (f *stdioFront) key(w http.ResponseWriter, r *http.Request, initialize bool) (string, bool) {
+	if sid := r.Header.Get("Mcp-Session-Id"); sid != "" {
+		if !f.known(sid) {
+			pep.WriteError(w, http.StatusNotFound, nil, codeInvalidRequest, "session not found: initialize a new one")
 			return "", false
 		}
 		return "session:" + sid, true
 	}
-	if msg.Method == "initialize" {
-		sid := newSessionID()
-		g.sessions.bind(sid, newOwner(d.Caller))
-		w.Header().Set(headerSessionID, sid)
+	if initialize {
+		sid := f.issue()
+		w.Header().Set("Mcp-Session-Id", sid)
 		return "session:" + sid, true
 	}
-	return "caller:" + ownerOf(d.Caller), true
+	return callerKey(pep.CallerFrom(r.Context())), true
 }
 
-// postStdio forwards an allowed message to the child and answers its
-// response (a list filtered) as JSON.
-func (g *Gateway) postStdio(w http.ResponseWriter, r *http.Request, msg *message, authz string, d *pep.Response) {
-	key, ok := g.stdioKey(w, r, msg, d)
+// post sends an allowed message (or batch) to the child and answers its
+// response as JSON.
+func (f *stdioFront) post(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		pep.WriteError(w, http.StatusBadRequest, nil, codeInvalidRequest, "the request body could not be read")
+		return
+	}
+	var msgs []json.RawMessage
+	isBatch := len(bytes.TrimSpace(body)) > 0 && bytes.TrimSpace(body)[0] == '['
+	if isBatch {
+		if err := json.Unmarshal(body, &msgs); err != nil || len(msgs) == 0 {
+			pep.WriteError(w, http.StatusBadRequest, nil, codeInvalidRequest, "the batch is not a JSON array")
+			return
+		}
+	} else {
+		msgs = []json.RawMessage{body}
+	}
+	envs := make([]envelope, len(msgs))
+	initialize := false
+	for i, m := range msgs {
+		_ = json.Unmarshal(m, &envs[i]) // the middleware checked each message
+		initialize = initialize || envs[i].Method == "initialize"
+	}
+	key, ok := f.key(w, r, initialize && !isBatch)
 	if !ok {
 		return
 	}
-	s, err := g.stdio.pool.Session(r.Context(), key)
+	s, err := f.pool.Session(r.Context(), key)
 	if err != nil {
-		g.stdioFailed(w, msg.ID, err)
+		f.failed(w, err)
 		return
 	}
-	if !msg.IsRequest() {
-		if err := s.Send(r.Context(), msg.Raw); err != nil {
-			g.stdioFailed(w, msg.ID, err)
-			return
-		}
-		w.WriteHeader(http.StatusAccepted)
-		return
-	}
-	// ResponseTimeout bounds a child's answer as it bounds an HTTP
-	// upstream's first byte: a child that never answers costs the client
-	// a 504, not its patience (the child is told: notifications/cancelled).
-	ctx, cancel := context.WithTimeout(r.Context(), g.o.ResponseTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), f.timeout)
 	defer cancel()
-	out, err := s.Call(ctx, msg.Raw)
-	if err != nil {
-		g.stdioFailed(w, msg.ID, err)
-		return
+	answers := make([][]byte, len(msgs))
+	var firstErr error
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i, m := range msgs {
+		if !envs[i].isRequest() {
+			if err := s.Send(ctx, m); err != nil {
+				mu.Lock()
+				firstErr = cmpErr(firstErr, err)
+				mu.Unlock()
+			}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := s.Call(ctx, m)
+			if err != nil {
+				_, why := f.failure(err)
+				out = rpcErrorBytes(envs[i].ID, why)
+				mu.Lock()
+				firstErr = cmpErr(firstErr, err)
+				mu.Unlock()
+			}
+			answers[i] = out
+		}()
 	}
-	if isList(msg.Method) {
-		if out, err = g.filterList(r.Context(), msg, out, authz); err != nil {
-			writeRPCError(w, http.StatusBadGateway, msg.ID, codeInternalError, err.Error())
-			return
+	wg.Wait()
+	var kept [][]byte
+	for _, a := range answers {
+		if a != nil {
+			kept = append(kept, a)
 		}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(out)
+	switch {
+	case !isBatch && firstErr != nil:
+		f.failed(w, firstErr)
+	case len(kept) == 0:
+		w.WriteHeader(http.StatusAccepted)
+	case !isBatch:
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(kept[0])
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(append(append([]byte{'['}, bytes.Join(kept, []byte{','})...), ']'))
+	}
 }
 
-// transportStdio serves GET (the session's stream of the child's own
-// messages) and DELETE (stop the session's child).
-func (g *Gateway) transportStdio(w http.ResponseWriter, r *http.Request) {
-	sid := r.Header.Get(headerSessionID)
-	if sid == "" || !g.sessions.known(sid) {
-		writeRPCError(w, http.StatusNotFound, nil, codeInvalidRequest, "session not found: initialize a new one")
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+func rpcErrorBytes(id json.RawMessage, why string) []byte {
+	b, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "error": map[string]any{"code": codeInternalError, "message": why}})
+	return b
+}
+
+// stream serves GET: the session's stream of the child's own messages.
+func (f *stdioFront) stream(w http.ResponseWriter, r *http.Request) {
+	sid := r.Header.Get("Mcp-Session-Id")
+	if sid == "" || !f.known(sid) {
+		pep.WriteError(w, http.StatusNotFound, nil, codeInvalidRequest, "session not found: initialize a new one")
 		return
 	}
 	key := "session:" + sid
-	if r.Method == http.MethodDelete {
-		if s, err := g.stdio.pool.Session(r.Context(), key); err == nil {
-			_ = s.Close()
-		}
-		g.sessions.forget(sid)
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
 	ch := make(chan []byte, streamBuffer)
-	g.stdio.mu.Lock()
-	if g.stdio.streams[key] != nil {
-		g.stdio.mu.Unlock()
-		writeRPCError(w, http.StatusConflict, nil, codeInvalidRequest, "this session has a stream open already")
+	f.mu.Lock()
+	if f.streams[key] != nil {
+		f.mu.Unlock()
+		pep.WriteError(w, http.StatusConflict, nil, codeInvalidRequest, "this session has a stream open already")
 		return
 	}
-	g.stdio.streams[key] = ch
-	g.stdio.mu.Unlock()
+	f.streams[key] = ch
+	f.mu.Unlock()
 	defer func() {
-		g.stdio.mu.Lock()
-		delete(g.stdio.streams, key)
-		g.stdio.mu.Unlock()
+		f.mu.Lock()
+		delete(f.streams, key)
+		f.mu.Unlock()
 	}()
-	s, err := g.stdio.pool.Session(r.Context(), key)
+	s, err := f.pool.Session(r.Context(), key)
 	if err != nil {
-		g.stdioFailed(w, nil, err)
+		f.failed(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
@@ -177,18 +299,18 @@ func (g *Gateway) transportStdio(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// stdioFailed answers a request the child could not answer.
-func (g *Gateway) stdioFailed(w http.ResponseWriter, id []byte, err error) {
-	status, why := g.stdioFailure(err)
+// failed answers a request the child could not answer.
+func (f *stdioFront) failed(w http.ResponseWriter, err error) {
+	status, why := f.failure(err)
 	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "1")
 	}
-	writeRPCError(w, status, id, codeInternalError, why)
+	pep.WriteError(w, status, nil, codeInternalError, why)
 }
 
-// stdioFailure logs a failure of a child and says how to answer it.
-func (g *Gateway) stdioFailure(err error) (status int, why string) {
-	g.log.Warn("gateway: stdio upstream failed", "err", err)
+// failure logs a failure of a child and says how to answer it.
+func (f *stdioFront) failure(err error) (status int, why string) {
+	f.log.Warn("gateway: stdio upstream failed", "err", err)
 	switch {
 	case errors.Is(err, stdio.ErrTooManyProcesses), errors.Is(err, stdio.ErrRestartBackoff):
 		return http.StatusServiceUnavailable, "the MCP server is busy or restarting; retry later"
@@ -200,12 +322,4 @@ func (g *Gateway) stdioFailure(err error) (status int, why string) {
 		return http.StatusGatewayTimeout, "the MCP server did not answer in time"
 	}
 	return http.StatusBadGateway, "the MCP server failed"
-}
-
-// Close stops the gateway's stdio children, if any, within ctx.
-func (g *Gateway) Close(ctx context.Context) error {
-	if g.stdio == nil {
-		return nil
-	}
-	return g.stdio.pool.Close(ctx)
 }

@@ -35,7 +35,7 @@ var allowedImports = map[string][]string{
 	"internal/devissuer/devissuertest": {"internal/devissuer"},
 	"internal/jsonfast":                {},
 	"internal/testkit":                 {},
-	"internal/gateway":                 {"pep", "internal/gateway/stdio", "internal/jsonfast"},
+	"internal/gateway":                 {"pep", "internal/gateway/stdio"},
 	"internal/gateway/stdio":           {},
 	"internal/assertion":               {},
 }

@@ -1,4 +1,4 @@
-package gateway
+package pep
 
 import (
 	"encoding/json"

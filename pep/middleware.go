@@ -1,0 +1,307 @@
+package pep
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Decider decides one request of an MCP server: [*Client] over the PDP's
+// HTTP API, or the PDP's core in-process.
+type Decider interface {
+	// Decide answers req. An error means no decision (the PDP could not
+	// be reached, or refused the request as malformed): the caller fails
+	// closed. A *RequestError says what the PDP refused.
+	Decide(ctx context.Context, req *Request) (*Response, error)
+}
+
+// Defaults of Options.
+const (
+	// DefaultMaxBodyBytes bounds a client's request body.
+	DefaultMaxBodyBytes = 4 << 20
+	// DefaultMaxResponseBytes bounds what the middleware reads whole of
+	// the handler's answer: the JSON answer to a request, one SSE event.
+	DefaultMaxResponseBytes = 16 << 20
+	// DefaultMaxSessions bounds the sessions whose owners are remembered.
+	DefaultMaxSessions = 100_000
+	// MaxBatch bounds the messages of one JSON-RPC batch: each is a
+	// decision.
+	MaxBatch = 100
+)
+
+// Options configure [Middleware].
+type Options struct {
+	// Decider decides every message (required).
+	Decider Decider
+	// Resource is the canonical URI of the protected MCP server
+	// (required), byte-identical to a resource configured on the PDP.
+	Resource string
+	// MaxBodyBytes bounds a client's request body (default
+	// DefaultMaxBodyBytes); a larger one is answered 413.
+	MaxBodyBytes int64
+	// MaxResponseBytes bounds what is read whole of the handler's answer
+	// (default DefaultMaxResponseBytes): a larger list is refused, never
+	// relayed unfiltered.
+	MaxResponseBytes int64
+	// AllowedOrigins are the browser origins that may call the server
+	// ("*": any); the resource's own origin always may. A request with
+	// another Origin header is refused with 403 (MCP transports: validate
+	// Origin, against DNS rebinding).
+	AllowedOrigins []string
+	// MaxSessions bounds the remembered session owners (default
+	// DefaultMaxSessions); the oldest is forgotten first.
+	MaxSessions int
+	// Logger receives the middleware's warnings (default: none).
+	Logger *slog.Logger
+}
+
+type decisionKey struct{}
+
+// DecisionFrom returns the allowed decision of the request whose context
+// ctx is, as [Middleware] put it there for the handler.
+func DecisionFrom(ctx context.Context) (*Response, bool) {
+	d, ok := ctx.Value(decisionKey{}).(*Response)
+	return d, ok
+}
+
+// CallerFrom returns the verified caller of the request whose context ctx
+// is: nil for an anonymous caller or outside [Middleware].
+func CallerFrom(ctx context.Context) *Caller {
+	if d, ok := DecisionFrom(ctx); ok {
+		return d.Caller
+	}
+	return nil
+}
+
+// middleware is the handler Middleware returns.
+type middleware struct {
+	o        Options
+	next     http.Handler
+	sessions *sessions
+	origins  map[string]bool
+	log      *slog.Logger
+}
+
+// Middleware protects next, the Streamable HTTP endpoint of an MCP server
+// (every protocol revision from 2025-03-26 on). Before a message reaches
+// next it is decided: a refusal is answered as the decision says (401/403
+// with WWW-Authenticate and a JSON-RPC error body, an in-band JSON-RPC
+// error, or a tool result) and next never sees it. What next answers to a
+// list request (tools/list, prompts/list, resources/list,
+// resources/templates/list) is filtered for the caller, in a JSON body or
+// in the SSE event that carries it (every other event streams through),
+// and marked cacheScope "private"; an answer that cannot be filtered is
+// refused, never passed on unfiltered. GET and DELETE are authenticated.
+// A session (Mcp-Session-Id) is bound to the user who opened it. JSON-RPC
+// batches are decided message by message. The allowed decision, with its
+// caller, is in the request context of next ([CallerFrom],
+// [DecisionFrom]).
+//
+// Middleware panics when o has no Decider or no Resource.
+func Middleware(next http.Handler, o Options) http.Handler {
+	if o.Decider == nil || o.Resource == "" {
+		panic("pep.Middleware: Options.Decider and Options.Resource are required")
+	}
+	o.MaxBodyBytes = cmp.Or(o.MaxBodyBytes, DefaultMaxBodyBytes)
+	o.MaxResponseBytes = cmp.Or(o.MaxResponseBytes, DefaultMaxResponseBytes)
+	o.MaxSessions = cmp.Or(o.MaxSessions, DefaultMaxSessions)
+	m := &middleware{o: o, next: next, sessions: newSessions(o.MaxSessions), origins: map[string]bool{}, log: o.Logger}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	if ru, err := url.Parse(o.Resource); err == nil && ru.Host != "" {
+		m.origins[ru.Scheme+"://"+ru.Host] = true
+	}
+	for _, origin := range o.AllowedOrigins {
+		m.origins[strings.TrimSuffix(origin, "/")] = true
+	}
+	return m
+}
+
+// CORS: what a browser-based client may send and read.
+const (
+	corsAllowHeaders  = "Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name"
+	corsExposeHeaders = "Mcp-Session-Id, Mcp-Protocol-Version, WWW-Authenticate"
+)
+
+func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !m.originAllowed(w, r) {
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+		m.post(w, r)
+	case http.MethodGet, http.MethodDelete:
+		m.transport(w, r)
+	case http.MethodOptions:
+		if r.Header.Get("Origin") == "" {
+			w.Header().Set("Allow", "GET, POST, DELETE, OPTIONS")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		h := w.Header()
+		h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
+		h.Set("Access-Control-Allow-Headers", corsAllowHeaders)
+		h.Set("Access-Control-Max-Age", "600")
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		w.Header().Set("Allow", "GET, POST, DELETE, OPTIONS")
+		WriteError(w, http.StatusMethodNotAllowed, nil, codeInvalidRequest, "method "+r.Method+" is not allowed on an MCP endpoint")
+	}
+}
+
+// originAllowed refuses a browser request from an origin that is not
+// allowed (403), and marks the answer to an allowed one readable by it.
+func (m *middleware) originAllowed(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	if !m.origins[origin] && !m.origins["*"] {
+		m.log.Warn("pep: request from an origin that is not allowed", "origin", origin)
+		WriteError(w, http.StatusForbidden, nil, codeInvalidRequest, "origin "+origin+" is not allowed to call this MCP server")
+		return false
+	}
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
+	return true
+}
+
+// post decides one JSON-RPC message (or a batch) and hands it to next.
+func (m *middleware) post(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, m.o.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			WriteError(w, http.StatusRequestEntityTooLarge, nil, codeInvalidRequest, fmt.Sprintf("the request body exceeds %d bytes", m.o.MaxBodyBytes))
+			return
+		}
+		WriteError(w, http.StatusBadRequest, nil, codeParseError, "the request body could not be read")
+		return
+	}
+	msg, err := parseMessage(body)
+	if err != nil {
+		WriteError(w, http.StatusBadRequest, nil, codeOf(err), err.Error())
+		return
+	}
+	if msg.batch {
+		m.postBatch(w, r, body)
+		return
+	}
+	if why := headerMismatch(r.Header, msg); why != "" {
+		m.log.Warn("pep: header mismatch refused", "why", why)
+		WriteError(w, http.StatusBadRequest, msg.id, codeHeaderMismatch, why)
+		return
+	}
+	authz := r.Header.Get("Authorization")
+	resp, err := m.o.Decider.Decide(r.Context(), m.request(r, msg, authz))
+	if err != nil {
+		status, code, why := m.undecided(err)
+		WriteError(w, status, msg.id, code, why)
+		return
+	}
+	if !resp.Allow {
+		writeDenial(w, msg.id, resp)
+		return
+	}
+	if !m.sessionAllowed(w, r, msg.id, resp) {
+		return
+	}
+	iw := m.intercept(w, r, resp)
+	if msg.isRequest() {
+		iw.due = newOwed(msg.id)
+		if isList(msg.method) {
+			iw.list = msg
+			iw.authz = authz
+		}
+	}
+	m.serve(iw, r, body, resp)
+}
+
+// request is the decision request for msg: the message itself, or, for a
+// client's answer to a server request, the caller only.
+func (m *middleware) request(r *http.Request, msg *message, authz string) *Request {
+	owner := m.sessions.ownerCaller(r.Header.Get(headerSessionID))
+	if !msg.isRequest() && !msg.isNotification() {
+		return &Request{Resource: m.o.Resource, Authorization: authz, HTTPMethod: HTTPMethodPost, SessionOwner: owner}
+	}
+	return &Request{Resource: m.o.Resource, Authorization: authz, Message: msg.raw, SessionOwner: owner}
+}
+
+// serve runs next with the allowed decision in its context and the body
+// it is to read, then completes the answer.
+func (m *middleware) serve(iw *interceptor, r *http.Request, body []byte, d *Response) {
+	r2 := r.WithContext(context.WithValue(r.Context(), decisionKey{}, d))
+	if body != nil {
+		r2.Body = io.NopCloser(bytes.NewReader(body))
+		r2.ContentLength = int64(len(body))
+	}
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				m.log.Error("pep: the MCP handler panicked", "panic", p)
+				iw.handlerFailed = true
+			}
+		}()
+		m.next.ServeHTTP(iw, r2)
+	}()
+	iw.finish()
+}
+
+// transport authenticates a GET or DELETE and hands it to next.
+func (m *middleware) transport(w http.ResponseWriter, r *http.Request) {
+	resp, err := m.o.Decider.Decide(r.Context(), &Request{
+		Resource: m.o.Resource, Authorization: r.Header.Get("Authorization"), HTTPMethod: r.Method,
+		SessionOwner: m.sessions.ownerCaller(r.Header.Get(headerSessionID)),
+	})
+	if err != nil {
+		status, code, why := m.undecided(err)
+		WriteError(w, status, nil, code, why)
+		return
+	}
+	if !resp.Allow {
+		writeDenial(w, nil, resp)
+		return
+	}
+	if !m.sessionAllowed(w, r, nil, resp) {
+		return
+	}
+	m.serve(m.intercept(w, r, resp), r, nil, resp)
+}
+
+// undecided is the answer to a message the PDP could not decide: 400 with
+// the reason for a malformed one, 503 when no decision could be had.
+func (m *middleware) undecided(err error) (status, code int, why string) {
+	var re *RequestError
+	if errors.As(err, &re) {
+		if status := cmp.Or(re.Status, http.StatusBadRequest); status/100 == 4 {
+			return status, codeInvalidRequest, re.Description
+		}
+	}
+	m.log.Error("pep: no decision", "err", err)
+	return http.StatusServiceUnavailable, codeInternalError, "authorization unavailable"
+}
+
+// sessionAllowed refuses a request on another caller's session (403).
+func (m *middleware) sessionAllowed(w http.ResponseWriter, r *http.Request, id json.RawMessage, d *Response) bool {
+	sid := r.Header.Get(headerSessionID)
+	if sid == "" || m.sessions.check(sid, newOwner(d.Caller)) {
+		return true
+	}
+	m.log.Warn("pep: request on another caller's session refused", "decision_id", d.DecisionID)
+	WriteError(w, http.StatusForbidden, id, codeForbidden, "this session belongs to another caller")
+	return false
+}

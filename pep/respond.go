@@ -1,0 +1,471 @@
+package pep
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// owed are the requests an answer must respond to: the request of a POST,
+// or a batch's forwarded requests.
+type owed struct {
+	ids  []json.RawMessage
+	done []bool
+	left int
+}
+
+func newOwed(ids ...json.RawMessage) *owed {
+	return &owed{ids: ids, done: make([]bool, len(ids)), left: len(ids)}
+}
+
+// answer marks the request id answered; it reports whether id was owed
+// and not answered before.
+func (o *owed) answer(id json.RawMessage) bool {
+	for i, x := range o.ids {
+		if !o.done[i] && bytes.Equal(x, id) {
+			o.done[i] = true
+			o.left--
+			return true
+		}
+	}
+	return false
+}
+
+// index is the position of id among the owed requests, answered or not;
+// -1 when it is not one of them.
+func (o *owed) index(id json.RawMessage) int {
+	for i, x := range o.ids {
+		if bytes.Equal(x, id) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Modes of an interceptor, chosen when the handler writes its header.
+const (
+	modePass    = iota // relayed as written (no request owed an answer)
+	modeJSON           // the answer to a request, read whole, then written
+	modeSSE            // an SSE stream answering requests, event by event
+	modeFailure        // a status >= 300 answering requests
+)
+
+// maxFailureBytes bounds the body of a failure answer that is read.
+const maxFailureBytes = 64 << 10
+
+// errStreamCut tells a handler still writing that the middleware ended
+// its stream (an answer that could not be filtered, or too large).
+var errStreamCut = errors.New("pep: the stream was cut: the answer could not be relayed")
+
+// interceptor is the ResponseWriter next writes to: it relays what may be
+// relayed, filters list answers, and makes sure every request it owes an
+// answer gets one.
+type interceptor struct {
+	m     *middleware
+	w     http.ResponseWriter
+	r     *http.Request
+	d     *Response
+	due   *owed
+	list  *message // the list request whose answer is filtered
+	authz string
+	batch *batch
+
+	wroteHeader   bool
+	mode          int
+	status        int
+	buf           []byte
+	over          bool
+	sse           splitter
+	cut           bool
+	handlerFailed bool
+}
+
+func (m *middleware) intercept(w http.ResponseWriter, r *http.Request, d *Response) *interceptor {
+	return &interceptor{m: m, w: w, r: r, d: d, sse: splitter{limit: m.o.MaxResponseBytes}}
+}
+
+func (iw *interceptor) Header() http.Header { return iw.w.Header() }
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (iw *interceptor) Unwrap() http.ResponseWriter { return iw.w }
+
+// owes reports whether the answer must respond to requests (or, for a
+// batch, carry the middleware's own answers).
+func (iw *interceptor) owes() bool { return iw.batch != nil || (iw.due != nil && len(iw.due.ids) > 0) }
+
+func (iw *interceptor) WriteHeader(status int) {
+	if iw.wroteHeader || status < 200 {
+		if status >= 100 && status < 200 && !iw.wroteHeader {
+			iw.w.WriteHeader(status) // informational: passes
+		}
+		return
+	}
+	iw.wroteHeader, iw.status = true, status
+	iw.bindSession(status)
+	h := iw.w.Header()
+	switch {
+	case !iw.owes():
+		iw.mode = modePass
+		iw.w.WriteHeader(status)
+	case status >= 300:
+		iw.mode = modeFailure
+	case isSSE(h):
+		iw.mode = modeSSE
+		h.Del("Content-Length")
+		iw.w.WriteHeader(status)
+		if iw.batch != nil {
+			for _, a := range iw.batch.answers {
+				_, _ = iw.w.Write(messageEvent(a))
+			}
+		}
+		iw.flush()
+	default:
+		iw.mode = modeJSON
+	}
+}
+
+// bindSession binds the session of an answered request to its caller, and
+// forgets a session that a DELETE ended.
+func (iw *interceptor) bindSession(status int) {
+	if status >= 300 {
+		return
+	}
+	reqSID := iw.r.Header.Get(headerSessionID)
+	if iw.r.Method == http.MethodDelete {
+		if reqSID != "" {
+			iw.m.sessions.forget(reqSID)
+		}
+		return
+	}
+	sid := cmp.Or(iw.w.Header().Get(headerSessionID), reqSID)
+	if sid != "" {
+		iw.m.sessions.bind(sid, newOwner(iw.d.Caller))
+	}
+}
+
+func (iw *interceptor) Write(p []byte) (int, error) {
+	if !iw.wroteHeader {
+		if iw.w.Header().Get("Content-Type") == "" {
+			iw.w.Header().Set("Content-Type", http.DetectContentType(p))
+		}
+		iw.WriteHeader(http.StatusOK)
+	}
+	switch iw.mode {
+	case modePass:
+		return iw.w.Write(p)
+	case modeJSON, modeFailure:
+		limit := iw.m.o.MaxResponseBytes
+		if iw.mode == modeFailure {
+			limit = maxFailureBytes
+		}
+		if int64(len(iw.buf)+len(p)) > limit {
+			iw.over = true
+			return 0, fmt.Errorf("pep: the answer exceeds %d bytes", limit)
+		}
+		iw.buf = append(iw.buf, p...)
+		return len(p), nil
+	}
+	if iw.cut {
+		return 0, errStreamCut
+	}
+	iw.sse.add(p)
+	for {
+		ev, err := iw.sse.next()
+		if err != nil {
+			iw.fail(fmt.Sprintf("the MCP server sent an event over %d bytes; the stream was cut", iw.m.o.MaxResponseBytes))
+			return 0, errStreamCut
+		}
+		if ev == nil {
+			break
+		}
+		if !iw.relay(ev) {
+			return 0, errStreamCut
+		}
+	}
+	if iw.sse.overLimit() {
+		iw.fail(fmt.Sprintf("the MCP server sent an event over %d bytes; the stream was cut", iw.m.o.MaxResponseBytes))
+		return 0, errStreamCut
+	}
+	return len(p), nil
+}
+
+// Flush sends what was relayed so far.
+func (iw *interceptor) Flush() {
+	if iw.mode == modePass || iw.mode == modeSSE {
+		iw.flush()
+	}
+}
+
+func (iw *interceptor) flush() { _ = http.NewResponseController(iw.w).Flush() }
+
+// relay writes one event of an SSE answer, filtered as it must be; false
+// when the stream was cut instead.
+func (iw *interceptor) relay(ev *event) bool {
+	out := ev.raw
+	filtering := iw.list != nil || iw.batch != nil
+	switch {
+	case filtering && ev.bareCR():
+		iw.fail("the MCP server framed its stream with bare CR line endings, which the PEP does not read; the stream was cut")
+		return false
+	case !ev.hasData:
+	case iw.list != nil:
+		data, rewritten, err := iw.filterListEvent(ev.data)
+		if err != nil {
+			iw.fail(err.Error())
+			return false
+		}
+		if rewritten {
+			out = ev.withData(data)
+		}
+	case iw.batch != nil:
+		if len(bytes.TrimSpace(ev.data)) == 0 {
+			break // a priming event
+		}
+		kept, array, err := iw.m.filterBatchAnswer(iw.r.Context(), iw.batch, ev.data, iw.authz)
+		switch {
+		case err != nil:
+			iw.fail(err.Error())
+			return false
+		case len(kept) == 0:
+			return true // nothing of it may pass
+		case !array && len(kept) == 1:
+			out = ev.withData(kept[0])
+		default:
+			out = ev.withData(joinArray(kept))
+		}
+	case iw.due.left > 0:
+		markAnswers(ev.data, iw.due)
+	}
+	if _, err := iw.w.Write(out); err != nil {
+		iw.cut = true // the client went away
+		return false
+	}
+	iw.flush()
+	return true
+}
+
+// filterListEvent filters the event that carries the list response; the
+// server's own requests and notifications pass; anything else in a list
+// stream is an error, so that nothing unfiltered passes.
+func (iw *interceptor) filterListEvent(data []byte) ([]byte, bool, error) {
+	msg := iw.list
+	if len(bytes.TrimSpace(data)) == 0 {
+		// A priming event (an id to resume from, no message): servers
+		// send one at the start of a stream (2025-11-25).
+		return nil, false, nil
+	}
+	ev, err := parseMessage(data)
+	if err != nil || ev.batch {
+		return nil, false, fmt.Errorf("the MCP server sent an event that is not one JSON-RPC message during %s; the stream was cut", msg.method)
+	}
+	if ev.method != "" {
+		return nil, false, nil // the server's own request or notification
+	}
+	if !bytes.Equal(ev.id, msg.id) {
+		// A response in a list stream is the list's, whatever its id says
+		// (3.0, "3"): refuse rather than relay it unfiltered.
+		return nil, false, fmt.Errorf("the MCP server answered %s with another id; the stream was cut", msg.method)
+	}
+	out, err := iw.m.filterList(iw.r.Context(), msg, ev, iw.authz)
+	if err != nil {
+		return nil, false, err
+	}
+	iw.due.answer(msg.id)
+	return out, true, nil
+}
+
+// fail ends an SSE answer with a JSON-RPC error event for every request
+// still owed, and drops whatever the handler writes after.
+func (iw *interceptor) fail(why string) {
+	iw.cut = true
+	for i, id := range iw.due.ids {
+		if !iw.due.done[i] {
+			iw.due.done[i] = true
+			iw.due.left--
+			_, _ = iw.w.Write(errorEvent(id, why))
+		}
+	}
+	iw.flush()
+}
+
+// finish completes the answer once the handler returned.
+func (iw *interceptor) finish() {
+	if !iw.wroteHeader {
+		if !iw.owes() {
+			if iw.handlerFailed {
+				WriteError(iw.w, http.StatusInternalServerError, nil, codeInternalError, "the MCP server failed")
+			}
+			return
+		}
+		iw.status = http.StatusBadGateway
+		iw.mode = modeFailure
+		iw.wroteHeader = true
+	}
+	switch iw.mode {
+	case modeSSE:
+		if iw.cut {
+			return
+		}
+		if ev := iw.sse.rest(); ev != nil && !iw.relay(ev) {
+			return
+		}
+		if iw.due.left > 0 {
+			iw.fail("the MCP server ended its stream without answering the request")
+		}
+	case modeJSON:
+		iw.finishJSON()
+	case modeFailure:
+		iw.finishFailure()
+	}
+}
+
+// finishJSON writes the JSON answer to the request(s), filtered.
+func (iw *interceptor) finishJSON() {
+	raw := iw.buf
+	switch {
+	case iw.over:
+		iw.failJSON(fmt.Sprintf("the MCP server's answer is over %d bytes; it was not relayed", iw.m.o.MaxResponseBytes))
+		return
+	case iw.batch != nil:
+		if len(bytes.TrimSpace(raw)) > 0 {
+			if !json.Valid(raw) {
+				iw.failJSON("the MCP server's answer is not valid JSON (cut short?); it was not relayed")
+				return
+			}
+			kept, _, err := iw.m.filterBatchAnswer(iw.r.Context(), iw.batch, raw, iw.authz)
+			if err != nil {
+				iw.failJSON(err.Error())
+				return
+			}
+			iw.batch.answers = append(iw.batch.answers, kept...)
+		}
+		iw.batch.failOwed("the MCP server did not answer this request")
+		iw.batch.write(iw.w, iw.status)
+		return
+	case !json.Valid(raw):
+		iw.failJSON("the MCP server's answer is not valid JSON (cut short?); it was not relayed")
+		return
+	case iw.list != nil:
+		m, err := parseMessage(raw)
+		if err == nil {
+			raw, err = iw.m.filterList(iw.r.Context(), iw.list, m, iw.authz)
+		} else {
+			err = fmt.Errorf("the MCP server's %s answer is not a JSON-RPC response; it was not relayed", iw.list.method)
+		}
+		if err != nil {
+			iw.failJSON(err.Error())
+			return
+		}
+	}
+	iw.w.Header().Del("Content-Length")
+	iw.w.WriteHeader(iw.status)
+	_, _ = iw.w.Write(raw)
+}
+
+// failJSON answers the owed requests with 502 and a JSON-RPC error.
+func (iw *interceptor) failJSON(why string) {
+	if iw.batch != nil {
+		iw.batch.failOwed(why)
+		iw.batch.write(iw.w, http.StatusBadGateway)
+		return
+	}
+	WriteError(iw.w, http.StatusBadGateway, iw.due.ids[0], codeInternalError, why)
+}
+
+// finishFailure answers a refusal of the server (HTTP 3xx-5xx) with its
+// status: its body when that is a JSON-RPC error (a null id becomes the
+// request's), else a JSON-RPC error saying what happened. Nothing else of
+// it is relayed (it could carry a list).
+func (iw *interceptor) finishFailure() {
+	why := fmt.Sprintf("the MCP server answered HTTP %d", iw.status)
+	if iw.handlerFailed {
+		iw.status, why = http.StatusInternalServerError, "the MCP server failed"
+	} else if iw.status == http.StatusBadGateway && len(iw.buf) == 0 {
+		why = "the MCP server sent no answer"
+	}
+	if iw.batch != nil {
+		iw.batch.failOwed(why)
+		iw.batch.write(iw.w, iw.status)
+		return
+	}
+	id := iw.due.ids[0]
+	if !iw.over && !iw.handlerFailed {
+		if m, err := parseMessage(iw.buf); err == nil && m.isResponse() && m.err != nil && m.result == nil {
+			var e JSONRPCError
+			if json.Unmarshal(m.err, &e) == nil && e.Message != "" {
+				iw.w.Header().Del("Content-Length")
+				WriteError(iw.w, iw.status, id, e.Code, e.Message)
+				return
+			}
+		}
+	}
+	WriteError(iw.w, iw.status, id, codeInternalError, why)
+}
+
+// markAnswers marks the owed requests that data (a JSON-RPC message or a
+// batch of them) answers.
+func markAnswers(data []byte, due *owed) {
+	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '[' {
+		var elems []json.RawMessage
+		if json.Unmarshal(t, &elems) == nil {
+			for _, e := range elems {
+				markAnswers(e, due)
+			}
+		}
+		return
+	}
+	if m, err := parseMessage(data); err == nil && m.isResponse() {
+		due.answer(m.id)
+	}
+}
+
+func isSSE(h http.Header) bool {
+	ct := h.Get("Content-Type")
+	return strings.HasPrefix(strings.ToLower(strings.TrimSpace(ct)), "text/event-stream")
+}
+
+// filterList returns the JSON-RPC response resp to the list request msg
+// with its result filtered for the caller (the response phase of the list
+// decision). An error response passes unchanged; anything that is not a
+// response to msg is an error, so that nothing unfiltered is relayed.
+func (m *middleware) filterList(ctx context.Context, msg, resp *message, authz string) ([]byte, error) {
+	if !resp.isResponse() {
+		return nil, fmt.Errorf("the MCP server's %s answer is not a JSON-RPC response; it was not relayed", msg.method)
+	}
+	if !bytes.Equal(resp.id, msg.id) {
+		return nil, fmt.Errorf("the MCP server answered %s with another request's id; it was not relayed", msg.method)
+	}
+	if resp.err != nil {
+		return resp.raw, nil
+	}
+	d, err := m.o.Decider.Decide(ctx, &Request{Resource: m.o.Resource, Authorization: authz, Message: msg.raw, Result: resp.result})
+	if err != nil {
+		return nil, fmt.Errorf("the MCP server's %s answer could not be filtered: %v; it was not relayed", msg.method, err)
+	}
+	if !d.Allow {
+		// Refused at the response phase (e.g. the token expired in
+		// between): answer with the denial's JSON-RPC error.
+		e := d.JSONRPCError
+		if e == nil {
+			e = &JSONRPCError{Code: codeInternalError, Message: "the list was refused"}
+		}
+		return json.Marshal(rpcErrorResponse{JSONRPC: "2.0", ID: msg.id, Error: e})
+	}
+	result, err := privateCache(d.Result)
+	if err != nil {
+		return nil, fmt.Errorf("the filtered %s result: %v; it was not relayed", msg.method, err)
+	}
+	// The id and the result (the PDP's, valid JSON) are spliced into the
+	// envelope: no second encoding pass.
+	out := make([]byte, 0, len(result)+len(msg.id)+32)
+	out = append(out, `{"jsonrpc":"2.0","id":`...)
+	out = append(out, msg.id...)
+	out = append(out, `,"result":`...)
+	out = append(out, result...)
+	return append(out, '}'), nil
+}
