@@ -1,0 +1,419 @@
+// pdpAuth: the policy enforcement point in front of an MCP SDK's Streamable
+// HTTP transport, as Node (req, res, next) middleware. Every JSON-RPC message
+// is decided by mcp-pdp (POST /v1/decide) before the transport sees it; a
+// denial is answered exactly as decided; an allowed request reaches the
+// transport with req.auth set (the SDKs hand it to tool handlers) and its
+// list answers filtered per caller.
+import type http from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+    CODE_HEADER_MISMATCH,
+    CODE_INTERNAL_ERROR,
+    CODE_INVALID_REQUEST,
+    CODE_PARSE_ERROR,
+    type Id,
+    type Message,
+    MessageError,
+    LIST_METHODS,
+    headerMismatch,
+    isNotification,
+    isRequest,
+    readMessage,
+    writeDenial,
+    writeRPCError
+} from './jsonrpc.js';
+import { FilterError, intercept } from './intercept.js';
+import { metadataHandler, metadataPath } from './metadata.js';
+import { DecideError, PdpClient } from './pdp.js';
+import { Sessions, ownerOf } from './sessions.js';
+import type { AuthInfo, Caller, Decision, DecideRequest } from './wire.js';
+
+/** Options of {@link pdpAuth}. */
+export interface PdpAuthOptions {
+    /** The PDP's base URL, e.g. `http://127.0.0.1:8181` (required). */
+    pdpUrl: string;
+    /** The canonical URI of this MCP server, byte-identical to a `resources[].uri` of the PDP (required). */
+    resource: string;
+    /** The PEP's API key (`pdp apikey`), sent as `X-PDP-API-Key`; needed when the PDP has `auth.api_keys`. */
+    apiKey?: string;
+    /** How long to wait for one decision before failing closed (default 2000 ms). */
+    timeoutMs?: number;
+    /** The agent for the PDP (default: a keep-alive agent; pass an `https.Agent` with `ca`/`cert`/`key` for a private CA or mTLS). */
+    agent?: http.Agent;
+    /** Bound of a client's request body (default 4 MiB). */
+    maxBodyBytes?: number;
+    /** Bound of an answer of the server read whole: a JSON answer, one SSE event (default 16 MiB). */
+    maxResponseBytes?: number;
+    /** Bound of the remembered session owners (default 100 000; the oldest is forgotten first). */
+    maxSessions?: number;
+    /**
+     * The authorization servers to publish in the RFC 9728 metadata document
+     * served by `metadata`; without them `metadata` proxies the PDP's document.
+     */
+    authorizationServers?: string[];
+    /** `scopes_supported` of the served metadata document. */
+    scopesSupported?: string[];
+    /** Called with every decision (for logs: `decision_id`, `outcome`, `reason`). */
+    onDecision?: (d: Decision, req: IncomingMessage) => void;
+    /** Called when a request is refused without a decision or an answer of the server is not relayed. */
+    onError?: (err: Error, req: IncomingMessage) => void;
+}
+
+/** Express-compatible Node middleware. */
+export type Middleware = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void;
+
+/** The middleware returned by {@link pdpAuth}. */
+export interface PdpAuthMiddleware extends Middleware {
+    /** Serves the RFC 9728 protected resource metadata document at {@link metadataPath}. */
+    metadata: (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void) => void;
+    /** The path of the metadata document: `/.well-known/oauth-protected-resource` + the resource's path. */
+    metadataPath: string;
+}
+
+const DEFAULTS = { timeoutMs: 2000, maxBodyBytes: 4 << 20, maxResponseBytes: 16 << 20, maxSessions: 100_000 };
+
+const callers = new WeakMap<IncomingMessage, Caller | null>();
+
+/**
+ * The verified caller of an allowed request: undefined for an anonymous
+ * caller and for requests pdpAuth did not allow.
+ */
+export function getCaller(req: IncomingMessage): Caller | undefined {
+    return callers.get(req) ?? undefined;
+}
+
+/**
+ * The verified caller from a tool handler's authInfo (`extra.authInfo` in
+ * SDK 1.x, `ctx.http?.authInfo` in 2.x); undefined for an anonymous caller.
+ */
+export function callerFromAuthInfo(authInfo: { extra?: Record<string, unknown> } | undefined): Caller | undefined {
+    const c = authInfo?.extra?.caller;
+    return typeof c === 'object' && c !== null ? (c as Caller) : undefined;
+}
+
+/** The token of an Authorization header (`Bearer <token>`), or "". */
+function bearerToken(h: string | undefined): string {
+    const m = /^\s*bearer\s+(\S+)\s*$/i.exec(h ?? '');
+    return m?.[1] ?? '';
+}
+
+function authInfoOf(caller: Caller, authorization: string | undefined, resource: URL | undefined, decisionId: string): AuthInfo {
+    const info: AuthInfo = {
+        token: bearerToken(authorization),
+        clientId: caller.client_id ?? '',
+        scopes: [...caller.scopes],
+        extra: { caller, decisionId }
+    };
+    if (resource) info.resource = resource;
+    return info;
+}
+
+class BodyError extends Error {
+    constructor(
+        readonly status: number,
+        readonly code: number,
+        message: string
+    ) {
+        super(message);
+    }
+}
+
+/** Reads the request body, bounded; uses what a body parser that ran before left in req.body. */
+async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
+    const pre = (req as { body?: unknown }).body;
+    if (pre !== undefined && (req.readableEnded || (req as { _body?: boolean })._body)) {
+        if (Buffer.isBuffer(pre) || typeof pre === 'string') return parseJSON(pre.toString());
+        return pre;
+    }
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) throw new BodyError(413, CODE_INVALID_REQUEST, `the request body exceeds ${limit} bytes`);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    await new Promise<void>((resolve, reject) => {
+        const onData = (c: Buffer) => {
+            size += c.length;
+            if (size > limit) {
+                cleanup();
+                req.resume(); // drain, answer 413
+                reject(new BodyError(413, CODE_INVALID_REQUEST, `the request body exceeds ${limit} bytes`));
+                return;
+            }
+            chunks.push(c);
+        };
+        const onEnd = () => {
+            cleanup();
+            resolve();
+        };
+        const onError = () => {
+            cleanup();
+            reject(new BodyError(400, CODE_PARSE_ERROR, 'the request body could not be read'));
+        };
+        const cleanup = () => {
+            req.off('data', onData);
+            req.off('end', onEnd);
+            req.off('error', onError);
+        };
+        req.on('data', onData);
+        req.on('end', onEnd);
+        req.on('error', onError);
+    });
+    return parseJSON(Buffer.concat(chunks).toString('utf8'));
+}
+
+function parseJSON(text: string): unknown {
+    try {
+        return JSON.parse(text);
+    } catch {
+        throw new BodyError(400, CODE_PARSE_ERROR, 'the body is not valid JSON');
+    }
+}
+
+/**
+ * Creates the middleware that protects one MCP endpoint (one resource).
+ * Create it once: it remembers which caller owns each MCP session.
+ *
+ * ```ts
+ * const auth = pdpAuth({ pdpUrl: 'http://127.0.0.1:8181', resource: 'https://mcp.example.com/mcp' });
+ * app.get(auth.metadataPath, auth.metadata);
+ * app.all('/mcp', auth, (req, res) => transport.handleRequest(req, res));
+ * ```
+ */
+export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
+    if (!options || typeof options.pdpUrl !== 'string' || !options.pdpUrl) throw new TypeError('pdpAuth: pdpUrl is required');
+    if (typeof options.resource !== 'string' || !options.resource) throw new TypeError('pdpAuth: resource is required');
+    const o = { ...DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as Required<Pick<PdpAuthOptions, keyof typeof DEFAULTS>> & PdpAuthOptions;
+    const pdp = new PdpClient({ pdpUrl: o.pdpUrl, apiKey: o.apiKey, timeoutMs: o.timeoutMs, agent: o.agent, maxAnswerBytes: Math.max(o.maxResponseBytes * 2, 1 << 20) });
+    const sessions = new Sessions(o.maxSessions);
+    let resourceURL: URL | undefined;
+    try {
+        resourceURL = new URL(o.resource);
+    } catch {
+        resourceURL = undefined;
+    }
+    const report = (err: Error, req: IncomingMessage) => {
+        try {
+            o.onError?.(err, req);
+        } catch {
+            // a logging hook must not break the request
+        }
+    };
+    const decide = async (body: DecideRequest, req: IncomingMessage): Promise<Decision> => {
+        const d = await pdp.decide(body);
+        try {
+            o.onDecision?.(d, req);
+        } catch {
+            // a logging hook must not break the request
+        }
+        return d;
+    };
+
+    /** Answers a request the PDP did not decide: fail closed. */
+    const undecided = (res: ServerResponse, req: IncomingMessage, id: Id | undefined, err: unknown) => {
+        const e = err instanceof Error ? err : new Error(String(err));
+        report(e, req);
+        if (e instanceof DecideError && e.status === 400 && e.code === 'invalid_message') {
+            // The client's message is malformed (the PDP says what is wrong).
+            writeRPCError(res, 400, id, CODE_INVALID_REQUEST, e.message.replace(/^.*?invalid_message: /, ''));
+            return;
+        }
+        const headers: Record<string, string> = {};
+        if (e instanceof DecideError && (e.status === 429 || e.status === 503)) headers['Retry-After'] = e.retryAfter ?? '1';
+        writeRPCError(res, 503, id, CODE_INTERNAL_ERROR, 'authorization unavailable', headers);
+    };
+
+    /** Refuses a request on another caller's session (the PDP refuses the rest). */
+    const sessionAllowed = (req: IncomingMessage, res: ServerResponse, id: Id | undefined, d: Decision): boolean => {
+        const sid = sessionId(req);
+        if (!sid || sessions.check(sid, ownerOf(d.caller))) return true;
+        report(new Error(`a request on another caller's session was refused (decision ${d.decision_id})`), req);
+        writeRPCError(res, 403, id, CODE_INVALID_REQUEST, 'this session belongs to another caller');
+        return false;
+    };
+
+    const allow = (req: IncomingMessage, d: Decision) => {
+        const authorization = req.headers.authorization;
+        const r = req as IncomingMessage & { auth?: AuthInfo };
+        if (d.caller) {
+            r.auth = authInfoOf(d.caller, authorization, resourceURL, d.decision_id);
+            callers.set(req, d.caller);
+        } else {
+            r.auth = undefined; // anonymous, whatever ran before
+            callers.set(req, null);
+        }
+    };
+
+    const post = async (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => {
+        let value: unknown;
+        try {
+            value = await readBody(req, o.maxBodyBytes);
+        } catch (err) {
+            if (err instanceof BodyError) {
+                writeRPCError(res, err.status, undefined, err.code, err.message, err.status === 413 ? { Connection: 'close' } : {});
+                return;
+            }
+            throw err;
+        }
+        if (Array.isArray(value)) {
+            writeRPCError(res, 400, undefined, CODE_INVALID_REQUEST, 'JSON-RPC batches are not accepted by this server (MCP 2025-06-18 removed them); send one message per POST');
+            return;
+        }
+        let msg: Message;
+        try {
+            msg = readMessage(value);
+        } catch (err) {
+            writeRPCError(res, 400, undefined, err instanceof MessageError ? err.code : CODE_INVALID_REQUEST, (err as Error).message);
+            return;
+        }
+        const why = headerMismatch(req.headersDistinct as Record<string, string[] | undefined>, msg);
+        if (why) {
+            writeRPCError(res, 400, msg.id, CODE_HEADER_MISMATCH, why);
+            return;
+        }
+        // The transport parses exactly the bytes that were decided.
+        const canonical = JSON.stringify(msg.raw);
+        const authorization = req.headers.authorization;
+        const owner = sessions.ownerCaller(sessionId(req));
+        const body: DecideRequest = { resource: o.resource };
+        if (authorization) body.authorization = authorization;
+        if (isRequest(msg) || isNotification(msg)) body.message = msg.raw;
+        else body.http_method = 'POST'; // the client's answer to a server request: only the caller is authenticated
+        if (owner) body.session_owner = owner;
+        let d: Decision;
+        try {
+            d = await decide(body, req);
+        } catch (err) {
+            undecided(res, req, msg.id, err);
+            return;
+        }
+        if (!d.allow) {
+            writeDenial(res, msg.id, d);
+            return;
+        }
+        if (!sessionAllowed(req, res, msg.id, d)) return;
+        allow(req, d);
+        const r = req as IncomingMessage & { body?: unknown; rawBody?: Buffer };
+        r.body = msg.raw;
+        r.rawBody = Buffer.from(canonical, 'utf8'); // read by the SDKs' Node adapters (@hono/node-server)
+        const owned = ownerOf(d.caller);
+        const list = isRequest(msg) && LIST_METHODS.has(msg.method ?? '');
+        intercept(res, {
+            msg,
+            list,
+            maxResponseBytes: o.maxResponseBytes,
+            onHead: resp => {
+                const sid = resp.getHeader('mcp-session-id');
+                if (typeof sid === 'string' && sid) sessions.bind(sid, owned);
+            },
+            onRefused: why => report(new Error(why), req),
+            filter: async response => {
+                const m = readMessage(response);
+                if (m.method !== undefined || m.id === undefined || !(m.hasResult || m.hasError)) {
+                    throw new FilterError(`the MCP server's ${msg.method} answer is not a JSON-RPC response; it was not relayed`);
+                }
+                if (m.id !== msg.id || typeof m.id !== typeof msg.id) throw new FilterError(`the MCP server answered ${msg.method} with another request's id; it was not relayed`);
+                if (m.hasError) {
+                    if (m.hasResult) throw new FilterError(`the MCP server answered ${msg.method} with both a result and an error; it was not relayed`);
+                    return JSON.stringify({ jsonrpc: '2.0', id: msg.id, error: response.error });
+                }
+                const result = response.result;
+                if (typeof result !== 'object' || result === null || Array.isArray(result)) {
+                    throw new FilterError(`the MCP server's ${msg.method} result is not an object; it was not relayed`);
+                }
+                const fb: DecideRequest = { resource: o.resource, message: msg.raw, result };
+                if (authorization) fb.authorization = authorization;
+                let fd: Decision;
+                try {
+                    fd = await decide(fb, req);
+                } catch (err) {
+                    report(err as Error, req);
+                    throw new FilterError(`the MCP server's ${msg.method} answer could not be filtered; it was not relayed`);
+                }
+                if (!fd.allow) {
+                    // Refused at the response phase (the token expired in between): in band.
+                    const e = fd.jsonrpc_error ?? { code: CODE_INTERNAL_ERROR, message: `${msg.method} was refused` };
+                    return JSON.stringify({ jsonrpc: '2.0', id: msg.id, error: e });
+                }
+                if (typeof fd.result !== 'object' || fd.result === null || Array.isArray(fd.result)) {
+                    throw new FilterError(`the PDP returned no filtered ${msg.method} result; it was not relayed`);
+                }
+                // A filtered list varies per caller: no cache may share it (MCP 2026-07-28).
+                const { cacheScope: _ignored, ...rest } = fd.result as Record<string, unknown>;
+                return JSON.stringify({ jsonrpc: '2.0', id: msg.id, result: { cacheScope: 'private', ...rest } });
+            }
+        });
+        next();
+    };
+
+    /** GET (the server's SSE stream) and DELETE (end of session): the caller is authenticated. */
+    const transport = async (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => {
+        const body: DecideRequest = { resource: o.resource, http_method: req.method as 'GET' | 'DELETE' };
+        const authorization = req.headers.authorization;
+        if (authorization) body.authorization = authorization;
+        const owner = sessions.ownerCaller(sessionId(req));
+        if (owner) body.session_owner = owner;
+        let d: Decision;
+        try {
+            d = await decide(body, req);
+        } catch (err) {
+            undecided(res, req, undefined, err);
+            return;
+        }
+        if (!d.allow) {
+            writeDenial(res, undefined, d);
+            return;
+        }
+        if (!sessionAllowed(req, res, undefined, d)) return;
+        allow(req, d);
+        const sid = sessionId(req);
+        if (req.method === 'DELETE' && sid) {
+            res.once('finish', () => {
+                if (res.statusCode >= 200 && res.statusCode < 300) sessions.forget(sid);
+            });
+        }
+        next();
+    };
+
+    const mPath = metadataPath(o.resource);
+    const metadata = metadataHandler({
+        path: mPath,
+        resource: o.resource,
+        authorizationServers: o.authorizationServers,
+        scopesSupported: o.scopesSupported,
+        pdp,
+        timeoutMs: o.timeoutMs
+    });
+
+    const middleware = ((req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => {
+        callers.delete(req);
+        let work: Promise<void>;
+        switch (req.method) {
+            case 'POST':
+                work = post(req, res, next);
+                break;
+            case 'GET':
+            case 'DELETE':
+                work = transport(req, res, next);
+                break;
+            case 'OPTIONS':
+                next(); // CORS preflights are the application's
+                return;
+            default:
+                res.setHeader('Allow', 'GET, POST, DELETE, OPTIONS');
+                writeRPCError(res, 405, undefined, CODE_INVALID_REQUEST, `method ${req.method} is not allowed on an MCP endpoint`);
+                return;
+        }
+        work.catch(err => {
+            report(err instanceof Error ? err : new Error(String(err)), req);
+            if (!res.headersSent) writeRPCError(res, 500, undefined, CODE_INTERNAL_ERROR, 'internal error');
+            else res.destroy();
+        });
+    }) as PdpAuthMiddleware;
+    middleware.metadata = metadata;
+    middleware.metadataPath = mPath;
+    return middleware;
+}
+
+function sessionId(req: IncomingMessage): string | undefined {
+    const v = req.headers['mcp-session-id'];
+    return typeof v === 'string' && v ? v : undefined;
+}

@@ -1,0 +1,78 @@
+// The /v1/decide wire contract (docs/api.md; the Go types are pep/wire.go).
+
+/** The verified identity behind an allowed request (pep.Caller). */
+export interface Caller {
+    /** The token's `sub`; absent for a client acting on its own. */
+    sub?: string;
+    /** The OAuth client the token was issued to (`client_id`, else `azp`). */
+    client_id?: string;
+    /** The scopes the token grants, in the token's order, without duplicates. */
+    scopes: string[];
+    /** The RFC 8693 delegation chain, the current actor first. */
+    act?: Actor[];
+    /** "user" or "client_credentials", when known. */
+    grant?: string;
+    /** The token's `iss`. */
+    issuer: string;
+}
+
+/** One link of a caller's delegation chain (RFC 8693 `act`). */
+export interface Actor {
+    sub?: string;
+    client_id?: string;
+}
+
+/** The JSON-RPC error object of a refusal. */
+export interface JSONRPCErrorObject {
+    code: number;
+    message: string;
+}
+
+/** The body of POST /v1/decide. */
+export interface DecideRequest {
+    resource: string;
+    authorization?: string;
+    message?: unknown;
+    result?: unknown;
+    http_method?: 'GET' | 'DELETE' | 'POST';
+    session_owner?: Pick<Caller, 'issuer' | 'sub' | 'client_id'>;
+}
+
+/** The body of a decided POST /v1/decide (HTTP 200). */
+export interface Decision {
+    decision_id: string;
+    allow: boolean;
+    outcome: 'allow' | 'filtered' | 'challenge' | 'deny';
+    http_status: number;
+    www_authenticate?: string;
+    required_scopes: string[];
+    missing_scopes: string[];
+    /** For logs only: it may reveal policy internals; never sent to clients. */
+    reason: string;
+    jsonrpc_error?: JSONRPCErrorObject;
+    tool_result?: Record<string, unknown>;
+    result?: Record<string, unknown>;
+    policy_revision?: string;
+    caller?: Caller;
+}
+
+/**
+ * What the MCP SDKs' Streamable HTTP transports read from `req.auth` and hand
+ * to tool handlers (`extra.authInfo` in `@modelcontextprotocol/sdk` 1.x,
+ * `ctx.http.authInfo` in `@modelcontextprotocol/server` 2.x). Structurally the
+ * SDKs' `AuthInfo`.
+ */
+export interface AuthInfo {
+    /** The access token, as the client presented it. */
+    token: string;
+    /** The OAuth client id ("" when the token names none). */
+    clientId: string;
+    /** The scopes the token grants. */
+    scopes: string[];
+    /** Not known to the PEP: /v1/decide does not return the token's expiry. */
+    expiresAt?: number;
+    /** The protected resource (the `resource` option). */
+    resource?: URL;
+    /** `caller` is the full verified caller; `decisionId` the PDP's decision id. */
+    extra?: Record<string, unknown>;
+}

@@ -1,0 +1,162 @@
+// The test environment: a test authorization server, a real mcp-pdp
+// (`pdp serve`, the binary from PDP_BIN or built from the repository) whose
+// resources are the test servers' URLs, and free loopback ports for them.
+// The policy is the repository's default policy (its *.rego, read-only) with
+// this file's catalog.
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startAS } from './as.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..', '..', '..');
+
+export const SCOPE_A = 'math:sum';
+export const SCOPE_B = 'weather:read';
+
+/** The catalog the PDP enforces for every test resource. */
+export const CATALOG = `      unknown: {access: deny}
+      tools:
+        echo: {access: public}
+        whoami: {access: public}
+        get-sum: {access: step_up, scopes: ["${SCOPE_A}"]}
+        get-weather: {access: step_up, scopes: ["${SCOPE_B}"]}
+        secret: {access: deny}
+      prompts: {}
+      resources: {}
+      resource_templates: {}
+      methods:
+        completion/complete: {access: public}
+        logging/setLevel: {access: public}`;
+
+export const freePort = () =>
+    new Promise((resolve, reject) => {
+        const s = net.createServer();
+        s.once('error', reject);
+        s.listen(0, '127.0.0.1', () => {
+            const { port } = s.address();
+            s.close(() => resolve(port));
+        });
+    });
+
+export async function freePorts(n) {
+    const ps = [];
+    while (ps.length < n) {
+        const p = await freePort();
+        if (!ps.includes(p)) ps.push(p);
+    }
+    return ps;
+}
+
+function pdpBinary(tmp) {
+    if (process.env.PDP_BIN) return process.env.PDP_BIN;
+    const bin = join(tmp, 'pdp');
+    execFileSync('go', ['build', '-o', bin, './cmd/pdp'], { cwd: root, stdio: 'inherit' });
+    return bin;
+}
+
+/**
+ * Starts the AS and the PDP for the given resource URIs.
+ * @returns {{as, pdpUrl, tmp, pdpOutput: () => string, stopPdp: () => Promise<void>, close: () => Promise<void>}}
+ */
+export async function startEnv(resources) {
+    const tmp = mkdtempSync(join(tmpdir(), 'pdp-ts-test.'));
+    const as = await startAS({ scopes: [SCOPE_A, SCOPE_B] });
+    let pdp;
+    try {
+        const bin = pdpBinary(tmp);
+        const policy = join(tmp, 'policy');
+        mkdirSync(join(policy, 'lib'), { recursive: true });
+        const src = join(root, 'policies');
+        for (const f of readdirSync(src)) if (f.endsWith('.rego') && !f.endsWith('_test.rego')) copyFileSync(join(src, f), join(policy, f));
+        for (const f of readdirSync(join(src, 'lib'))) if (f.endsWith('.rego') && !f.endsWith('_test.rego')) copyFileSync(join(src, 'lib', f), join(policy, 'lib', f));
+        writeFileSync(
+            join(policy, 'data.yaml'),
+            `mcp:
+  default_catalog: test
+  resources: {}
+  revoked: {clients: {}, subjects: {}}
+  hidden: []
+  catalogs:
+    test:
+${CATALOG}
+`
+        );
+        const [apiPort] = await freePorts(1);
+        const pdpUrl = `http://127.0.0.1:${apiPort}`;
+        const config = join(tmp, 'pdp.yaml');
+        writeFileSync(
+            config,
+            `listen: 127.0.0.1:${apiPort}
+data_dir: ${join(tmp, 'data')}
+instance: ts-pep-test
+resources:
+${resources
+    .map(
+        uri => `  - uri: ${uri}
+    issuer: ${as.issuer}
+    jwks_uri: ${as.jwksUri}
+    scopes_supported: [${SCOPE_A}, ${SCOPE_B}]
+    challenge_scopes: accumulate`
+    )
+    .join('\n')}
+policy:
+  path: ${policy}
+  poll_interval: 0s
+audit:
+  enabled: false
+log:
+  level: warn
+`
+        );
+        const out = [];
+        pdp = spawn(bin, ['serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+        pdp.stdout.on('data', c => out.push(c));
+        pdp.stderr.on('data', c => out.push(c));
+        const exited = once(pdp, 'exit');
+        const kill = () => pdp.exitCode === null && pdp.signalCode === null && pdp.kill('SIGKILL');
+        process.on('exit', kill);
+        const output = () => Buffer.concat(out).toString('utf8');
+        for (let i = 0; ; i++) {
+            if (pdp.exitCode !== null) throw new Error(`pdp exited during start-up:\n${output()}`);
+            const ok = await fetch(`${pdpUrl}/readyz`, { signal: AbortSignal.timeout(500) }).then(
+                r => r.ok,
+                () => false
+            );
+            if (ok) break;
+            if (i > 200) throw new Error(`pdp did not become ready:\n${output()}`);
+            await new Promise(r => setTimeout(r, 100));
+        }
+        const stopPdp = async () => {
+            if (pdp.exitCode === null && pdp.signalCode === null) {
+                pdp.kill('SIGTERM');
+                const t = setTimeout(() => pdp.kill('SIGKILL'), 5000);
+                await exited;
+                clearTimeout(t);
+            }
+            process.off('exit', kill);
+        };
+        return {
+            as,
+            pdpUrl,
+            tmp,
+            pdpOutput: output,
+            stopPdp,
+            async close() {
+                await stopPdp();
+                await as.close();
+                if (process.env.KEEP_TMP === '1') console.error(`kept ${tmp}`);
+                else rmSync(tmp, { recursive: true, force: true });
+            }
+        };
+    } catch (err) {
+        if (pdp && pdp.exitCode === null) pdp.kill('SIGKILL');
+        await as.close();
+        rmSync(tmp, { recursive: true, force: true });
+        throw err;
+    }
+}

@@ -1,0 +1,126 @@
+// MCP servers built with the official SDKs (1.x: @modelcontextprotocol/sdk,
+// 2.x: @modelcontextprotocol/server + @modelcontextprotocol/node), stateful
+// (one transport per session), JSON or SSE answers, behind pdpAuth, served
+// with express or with plain node:http. Every tool handler call is recorded
+// with the caller it saw.
+import { randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import express from 'express';
+import { z } from 'zod';
+import { McpServer as McpServerV1 } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { StreamableHTTPServerTransport as TransportV1 } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { McpServer as McpServerV2 } from '@modelcontextprotocol/server';
+import { NodeStreamableHTTPServerTransport as TransportV2 } from '@modelcontextprotocol/node';
+import { callerFromAuthInfo, getCaller, pdpAuth } from '../../dist/index.js';
+
+const text = s => ({ content: [{ type: 'text', text: s }] });
+
+/** What a handler saw of its caller: authInfo without the token, and the caller. */
+function seen(authInfo) {
+    if (!authInfo) return { anonymous: true };
+    const { token, resource, ...rest } = authInfo;
+    return { ...rest, hasToken: typeof token === 'string' && token.length > 0, resource: resource?.href, caller: callerFromAuthInfo(authInfo) };
+}
+
+function registerTools(server, line, calls) {
+    const tool = (name, handler) => {
+        if (line === 1) {
+            server.registerTool(name, { description: name, inputSchema: { x: z.string().optional() } }, async (_args, extra) => {
+                calls.push({ name, authInfo: extra.authInfo });
+                return handler(extra.authInfo);
+            });
+        } else {
+            server.registerTool(name, { description: name, inputSchema: z.object({ x: z.string().optional() }) }, async (_args, ctx) => {
+                calls.push({ name, authInfo: ctx.http?.authInfo });
+                return handler(ctx.http?.authInfo);
+            });
+        }
+    };
+    tool('echo', () => text('echo'));
+    tool('whoami', authInfo => text(JSON.stringify(seen(authInfo))));
+    tool('get-sum', () => text('3'));
+    tool('get-weather', () => text('sunny'));
+    tool('secret', () => text('the secret'));
+    tool('unlisted', () => text('not in the catalog'));
+}
+
+/**
+ * Starts one protected MCP endpoint at http://127.0.0.1:<port>/mcp.
+ * @param {object} o
+ * @param {1|2} o.line           the SDK line
+ * @param {boolean} o.json       enableJsonResponse
+ * @param {'express'|'http'} o.framework
+ * @param {number} o.port
+ * @param {object} o.auth        pdpAuth options (resource is set here)
+ */
+export async function startMcpServer({ line, json, framework, port, auth }) {
+    const resource = `http://127.0.0.1:${port}/mcp`;
+    const calls = [];
+    const errors = [];
+    const routeCallers = [];
+    const guard = pdpAuth({ resource, onError: err => errors.push(err.message), ...auth });
+    const transports = new Map();
+
+    async function mcp(req, res) {
+        routeCallers.push(getCaller(req));
+        const sid = req.headers['mcp-session-id'];
+        let t = sid ? transports.get(sid) : undefined;
+        if (!t) {
+            if (sid) {
+                res.writeHead(404, { 'Content-Type': 'application/json' });
+                return res.end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } }));
+            }
+            const Transport = line === 1 ? TransportV1 : TransportV2;
+            const server = line === 1 ? new McpServerV1({ name: 'ts-pep-test', version: '0.0.0' }) : new McpServerV2({ name: 'ts-pep-test', version: '0.0.0' });
+            registerTools(server, line, calls);
+            t = new Transport({
+                sessionIdGenerator: () => randomUUID(),
+                enableJsonResponse: json,
+                onsessioninitialized: id => transports.set(id, t)
+            });
+            t.onclose = () => t.sessionId && transports.delete(t.sessionId);
+            await server.connect(t);
+        }
+        // req.body: what pdpAuth decided (the transports also read req.rawBody).
+        await t.handleRequest(req, res, req.body);
+    }
+
+    let server;
+    if (framework === 'express') {
+        const app = express();
+        app.get(guard.metadataPath, guard.metadata);
+        app.all('/mcp', guard, (req, res, next) => mcp(req, res).catch(next));
+        server = createServer(app);
+    } else {
+        server = createServer((req, res) => {
+            const path = new URL(req.url, 'http://x').pathname;
+            if (path === guard.metadataPath) return guard.metadata(req, res);
+            if (path !== '/mcp') {
+                res.writeHead(404);
+                return res.end();
+            }
+            guard(req, res, () =>
+                mcp(req, res).catch(err => {
+                    errors.push(String(err));
+                    if (!res.headersSent) res.writeHead(500).end();
+                })
+            );
+        });
+    }
+    await new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, '127.0.0.1', resolve);
+    });
+    return {
+        url: resource,
+        resource,
+        calls,
+        errors,
+        routeCallers,
+        async close() {
+            for (const t of transports.values()) await t.close().catch(() => {});
+            server.closeAllConnections?.();
+            await new Promise(r => server.close(() => r()));
+        }
+    };
+}
