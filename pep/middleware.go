@@ -283,12 +283,17 @@ func (m *middleware) transport(w http.ResponseWriter, r *http.Request) {
 }
 
 // undecided is the answer to a message the PDP could not decide: 400 with
-// the reason for a malformed one, 503 when no decision could be had.
+// the reason for a malformed message (the client's fault), 429 when the
+// PDP rate-limits, 503 for everything else (no decision could be had:
+// fail closed, without the PDP's reason, which may describe its set-up).
 func (m *middleware) undecided(err error) (status, code int, why string) {
 	var re *RequestError
 	if errors.As(err, &re) {
-		if status := cmp.Or(re.Status, http.StatusBadRequest); status/100 == 4 {
-			return status, codeInvalidRequest, re.Description
+		switch {
+		case re.Code == "invalid_message":
+			return http.StatusBadRequest, codeInvalidRequest, re.Description
+		case re.Status == http.StatusTooManyRequests:
+			return http.StatusTooManyRequests, codeInternalError, "too many requests; retry later"
 		}
 	}
 	m.log.Error("pep: no decision", "err", err)

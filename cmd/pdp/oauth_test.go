@@ -3,70 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-	"github.com/modelcontextprotocol/go-sdk/oauthex"
 
 	"github.com/mcp-pdp/pdp/internal/server"
 	"github.com/mcp-pdp/pdp/internal/testkit"
+	"github.com/mcp-pdp/pdp/internal/testkit/oauthtest"
 )
-
-// fetcher is the user's browser for the go-sdk's authorization code flow:
-// it opens the authorization URL (the dev authorization server approves at
-// once) and reads the code off the redirect, as the client's callback
-// would. It records the scopes each authorization asked for.
-type fetcher struct {
-	mu     sync.Mutex
-	scopes []string
-}
-
-func (f *fetcher) fetch(ctx context.Context, args *auth.AuthorizationArgs) (*auth.AuthorizationResult, error) {
-	u, err := url.Parse(args.URL)
-	if err != nil {
-		return nil, err
-	}
-	f.mu.Lock()
-	f.scopes = append(f.scopes, u.Query().Get("scope"))
-	f.mu.Unlock()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, args.URL, nil)
-	if err != nil {
-		return nil, err
-	}
-	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusFound {
-		return nil, errors.New("the authorization endpoint answered " + resp.Status)
-	}
-	back, err := url.Parse(resp.Header.Get("Location"))
-	if err != nil {
-		return nil, err
-	}
-	q := back.Query()
-	if e := q.Get("error"); e != "" {
-		return nil, errors.New("authorization refused: " + e + ": " + q.Get("error_description"))
-	}
-	return &auth.AuthorizationResult{Code: q.Get("code"), State: q.Get("state"), Iss: q.Get("iss")}, nil
-}
-
-func (f *fetcher) asked() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.scopes...)
-}
 
 // TestGatewayGoSDKOAuth: the go-sdk client with its
 // auth.AuthorizationCodeHandler in front of `pdp gateway --dev`, with no
@@ -110,17 +59,8 @@ func TestGatewayGoSDKOAuth(t *testing.T) {
 		return resp.StatusCode == http.StatusOK
 	})
 
-	f := &fetcher{}
-	h, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
-		DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
-			RedirectURIs: []string{"http://127.0.0.1:1/callback"}, ClientName: "go-sdk test client",
-			TokenEndpointAuthMethod: "none", GrantTypes: []string{"authorization_code", "refresh_token"},
-		}},
-		AuthorizationCodeFetcher: f.fetch,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := &oauthtest.Browser{}
+	h := f.Handler(t)
 	cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer ccancel()
 	cs, err := mcp.NewClient(&mcp.Implementation{Name: "oauth-client", Version: "1"}, nil).Connect(cctx,
@@ -132,8 +72,8 @@ func TestGatewayGoSDKOAuth(t *testing.T) {
 	if _, err := cs.ListTools(cctx, nil); err != nil {
 		t.Fatalf("anonymous list: %v", err)
 	}
-	if len(f.asked()) != 0 {
-		t.Fatalf("the client authorized before it was challenged: %v", f.asked())
+	if len(f.Asked()) != 0 {
+		t.Fatalf("the client authorized before it was challenged: %v", f.Asked())
 	}
 	for i, tc := range []struct{ tool, wantScopes string }{
 		{"sum", "math:sum"},
@@ -143,33 +83,19 @@ func TestGatewayGoSDKOAuth(t *testing.T) {
 		if err != nil || res.IsError || res.Content[0].(*mcp.TextContent).Text != tc.tool+" ran" {
 			t.Fatalf("%s after the challenge: %+v %v\n%s", tc.tool, res, err, stderr.String())
 		}
-		asked := f.asked()
-		if len(asked) != i+1 || !sameScopes(asked[i], tc.wantScopes) {
+		asked := f.Asked()
+		if len(asked) != i+1 || !oauthtest.SameScopes(asked[i], tc.wantScopes) {
 			t.Fatalf("authorizations asked for %q, want authorization %d for %q", asked, i+1, tc.wantScopes)
 		}
 	}
 	// Both tools keep working with the stepped-up token, without another
 	// authorization.
-	if _, err := cs.CallTool(cctx, &mcp.CallToolParams{Name: "sum"}); err != nil || len(f.asked()) != 2 {
-		t.Fatalf("sum after the step-up: %v (authorizations %q)", err, f.asked())
+	if _, err := cs.CallTool(cctx, &mcp.CallToolParams{Name: "sum"}); err != nil || len(f.Asked()) != 2 {
+		t.Fatalf("sum after the step-up: %v (authorizations %q)", err, f.Asked())
 	}
 	for _, hd := range seen.all() {
 		if hd.Get("Authorization") != "" {
 			t.Fatal("the upstream received an Authorization header")
 		}
 	}
-}
-
-// sameScopes compares space-separated scope lists as sets.
-func sameScopes(a, b string) bool {
-	x, y := strings.Fields(a), strings.Fields(b)
-	if len(x) != len(y) {
-		return false
-	}
-	for _, s := range x {
-		if !strings.Contains(" "+b+" ", " "+s+" ") {
-			return false
-		}
-	}
-	return true
 }

@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"strings"
 
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/server"
@@ -22,7 +24,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	dev := fs.Bool("dev", false, "development mode: dev token issuer, demo policy, embedded NATS; no config needed")
 	listen := fs.String("listen", "", "listen address (overrides the config; default "+config.DefaultListen+")")
 	dataDir := fs.String("data-dir", "", "data directory (overrides the config; default "+config.DefaultDataDir+")")
+	var resources resourceFlags
+	fs.Var(&resources, "resource", "with --dev: the URI of an MCP server of yours whose PEP asks this PDP; dev tokens are for it (repeatable; default the PDP's own /mcp)")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if len(resources) > 0 && !*dev {
+		fmt.Fprintln(stderr, "pdp serve: --resource goes with --dev; with --config, list resources in the file")
 		return 2
 	}
 	if (*cfgPath == "") == !*dev {
@@ -53,7 +61,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		cfg = c
 	}
-	return runServer(ctx, cfg, server.Options{Dev: *dev}, stderr)
+	return runServer(ctx, cfg, server.Options{Dev: *dev, DevResources: resources}, stderr)
+}
+
+// resourceFlags collects repeated --resource URI.
+type resourceFlags []string
+
+func (r *resourceFlags) String() string { return strings.Join(*r, ",") }
+
+func (r *resourceFlags) Set(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
+		return fmt.Errorf("want the MCP server's URI (http or https, no fragment), not %q", v)
+	}
+	*r = append(*r, v)
+	return nil
 }
 
 // runServer runs the PDP of cfg until ctx is done: the logger and the

@@ -57,10 +57,16 @@ func (s *Server) setupDev() (*devissuer.Issuer, error) {
 		scopes = slices.Compact(scopes)
 		s.policyData = devGatewayData(resource, s.opts.DevProtect)
 	}
+	if len(s.opts.DevResources) > 0 {
+		resource = s.opts.DevResources[0] // pdp token's default audience
+	}
 	if err := os.WriteFile(filepath.Join(cfg.DataDir, DevResourceFile), []byte(resource+"\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("data_dir: %w", err)
 	}
 	err = cfg.Override(func(c *config.Config) {
+		for _, uri := range s.opts.DevResources {
+			c.Resources = append(c.Resources, config.Resource{URI: uri, Issuer: iss.IssuerURL(), JWKSURI: iss.JWKSURI()})
+		}
 		if len(c.Resources) == 0 {
 			c.Resources = []config.Resource{{
 				URI:             resource,

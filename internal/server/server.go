@@ -89,6 +89,10 @@ type Options struct {
 	// GatewayListener, when set, is served instead of a listener on
 	// gateway.listen (tests).
 	GatewayListener net.Listener
+	// DevResources, in dev mode, are the resources the dev issuer's tokens
+	// are for, instead of the PDP's own <base>/mcp: MCP servers of your own
+	// with a PEP (pep.Middleware) that asks this PDP.
+	DevResources []string
 	// DevUpstream, in dev mode, puts the dev resource behind the gateway:
 	// it is served at <gateway URL>/mcp and forwarded to this upstream
 	// (pdp gateway --dev). gateway.listen must be set.
