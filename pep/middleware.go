@@ -179,7 +179,7 @@ func (m *middleware) originAllowed(w http.ResponseWriter, r *http.Request) bool 
 
 // post decides one JSON-RPC message (or a batch) and hands it to next.
 func (m *middleware) post(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, m.o.MaxBodyBytes))
+	body, err := readBody(w, r, m.o.MaxBodyBytes)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
@@ -219,13 +219,27 @@ func (m *middleware) post(w http.ResponseWriter, r *http.Request) {
 	}
 	iw := m.intercept(w, r, resp)
 	if msg.isRequest() {
-		iw.due = newOwed(msg.id)
+		iw.owe(msg.id)
 		if isList(msg.method) {
 			iw.list = msg
 			iw.authz = authz
 		}
 	}
 	m.serve(iw, r, body, resp)
+}
+
+// readBody reads a request body of at most limit bytes, in one
+// allocation when its length is declared.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	rd := http.MaxBytesReader(w, r.Body, limit)
+	if n := r.ContentLength; n > 0 && n <= limit {
+		b := make([]byte, n)
+		if _, err := io.ReadFull(rd, b); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	return io.ReadAll(rd)
 }
 
 // request is the decision request for msg: the message itself, or, for a

@@ -72,6 +72,11 @@ type interceptor struct {
 	d     *Response
 	due   *owed
 	list  *message // the list request whose answer is filtered
+	// one, oneID and oneDone hold due for a single request, without
+	// allocations of their own.
+	one     owed
+	oneID   [1]json.RawMessage
+	oneDone [1]bool
 	authz string
 	batch *batch
 
@@ -87,6 +92,13 @@ type interceptor struct {
 
 func (m *middleware) intercept(w http.ResponseWriter, r *http.Request, d *Response) *interceptor {
 	return &interceptor{m: m, w: w, r: r, d: d, sse: splitter{limit: m.o.MaxResponseBytes}}
+}
+
+// owe makes the answer owe one to the request id.
+func (iw *interceptor) owe(id json.RawMessage) {
+	iw.oneID[0] = id
+	iw.one = owed{ids: iw.oneID[:], done: iw.oneDone[:], left: 1}
+	iw.due = &iw.one
 }
 
 func (iw *interceptor) Header() http.Header { return iw.w.Header() }
