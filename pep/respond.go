@@ -66,19 +66,19 @@ var errStreamCut = errors.New("pep: the stream was cut: the answer could not be 
 // relayed, filters list answers, and makes sure every request it owes an
 // answer gets one.
 type interceptor struct {
-	m     *middleware
-	w     http.ResponseWriter
-	r     *http.Request
-	d     *Response
-	due   *owed
-	list  *message // the list request whose answer is filtered
+	m    *middleware
+	w    http.ResponseWriter
+	r    *http.Request
+	d    *Response
+	due  *owed
+	list *message // the list request whose answer is filtered
 	// one, oneID and oneDone hold due for a single request, without
 	// allocations of their own.
 	one     owed
 	oneID   [1]json.RawMessage
 	oneDone [1]bool
-	authz string
-	batch *batch
+	authz   string
+	batch   *batch
 
 	wroteHeader   bool
 	mode          int
