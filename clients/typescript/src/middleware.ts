@@ -44,6 +44,12 @@ export interface PdpAuthOptions {
     maxBodyBytes?: number;
     /** Bound of an answer of the server read whole: a JSON answer, one SSE event (default 16 MiB). */
     maxResponseBytes?: number;
+    /**
+     * The browser origins that may call the server ("*": any); the
+     * resource's own origin always may. A request with another Origin header
+     * is refused with 403 (MCP transports: validate Origin, against DNS rebinding).
+     */
+    allowedOrigins?: string[];
     /** Bound of the remembered session owners (default 100 000; the oldest is forgotten first). */
     maxSessions?: number;
     /**
@@ -71,6 +77,10 @@ export interface PdpAuthMiddleware extends Middleware {
 }
 
 const DEFAULTS = { timeoutMs: 2000, maxBodyBytes: 4 << 20, maxResponseBytes: 16 << 20, maxSessions: 100_000 };
+
+/** CORS: what a browser-based client may send and read. */
+const CORS_ALLOW_HEADERS = 'Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name';
+const CORS_EXPOSE_HEADERS = 'Mcp-Session-Id, Mcp-Protocol-Version, WWW-Authenticate';
 
 const callers = new WeakMap<IncomingMessage, Caller | null>();
 
@@ -190,6 +200,23 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
     } catch {
         resourceURL = undefined;
     }
+    const origins = new Set<string>();
+    if (resourceURL && resourceURL.host) origins.add(resourceURL.origin);
+    for (const origin of o.allowedOrigins ?? []) origins.add(origin.replace(/\/$/, ''));
+    /** Refuses a browser request from an origin that is not allowed; marks an allowed one's answer readable by it. */
+    const originAllowed = (req: IncomingMessage, res: ServerResponse): boolean => {
+        const origin = req.headers.origin;
+        if (origin === undefined || origin === '') return true;
+        if (!origins.has(origin) && !origins.has('*')) {
+            report(new Error(`a request from origin ${origin}, which is not allowed, was refused`), req);
+            writeRPCError(res, 403, undefined, CODE_INVALID_REQUEST, `origin ${origin} is not allowed to call this MCP server`);
+            return false;
+        }
+        res.setHeader('Access-Control-Allow-Origin', origin);
+        res.appendHeader('Vary', 'Origin');
+        res.setHeader('Access-Control-Expose-Headers', CORS_EXPOSE_HEADERS);
+        return true;
+    };
     const report = (err: Error, req: IncomingMessage) => {
         try {
             o.onError?.(err, req);
@@ -385,6 +412,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
 
     const middleware = ((req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => {
         callers.delete(req);
+        if (!originAllowed(req, res)) return;
         let work: Promise<void>;
         switch (req.method) {
             case 'POST':
@@ -395,7 +423,15 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
                 work = transport(req, res, next);
                 break;
             case 'OPTIONS':
-                next(); // CORS preflights are the application's
+                if (!req.headers.origin) {
+                    res.writeHead(204, { Allow: 'GET, POST, DELETE, OPTIONS' }).end();
+                    return;
+                }
+                res.writeHead(204, {
+                    'Access-Control-Allow-Methods': 'GET, POST, DELETE',
+                    'Access-Control-Allow-Headers': CORS_ALLOW_HEADERS,
+                    'Access-Control-Max-Age': '600'
+                }).end();
                 return;
             default:
                 res.setHeader('Allow', 'GET, POST, DELETE, OPTIONS');

@@ -213,6 +213,24 @@ test('Mcp-Method and Mcp-Name that contradict the body: -32020', async () => {
     assert.equal(sse.calls.length, before + 1);
 });
 
+test('Origin: another origin is refused (403), the resource own origin is allowed, with CORS', async () => {
+    const before = sse.calls.length;
+    const evil = await post(sse.url, call('echo', 64), { Origin: 'http://evil.example' });
+    assert.equal(evil.status, 403);
+    assert.equal(evil.last.error.code, -32600);
+    assert.equal(sse.calls.length, before);
+    const self = new URL(sse.url).origin;
+    const pre = await fetch(sse.url, { method: 'OPTIONS', headers: { Origin: self, 'Access-Control-Request-Method': 'POST' } });
+    assert.equal(pre.status, 204);
+    assert.equal(pre.headers.get('access-control-allow-origin'), self);
+    assert.match(pre.headers.get('access-control-allow-headers'), /Mcp-Session-Id/);
+    const sid = await open(sse.url, { Origin: self });
+    const ok = await post(sse.url, list(), { Origin: self, 'Mcp-Session-Id': sid });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.headers.get('access-control-allow-origin'), self);
+    assert.match(ok.headers.get('access-control-expose-headers'), /WWW-Authenticate/);
+});
+
 test('malformed requests: not JSON, a batch, too large', async () => {
     assert.equal((await post(sse.url, '{"jsonrpc":')).last.error.code, -32700);
     const batch = await post(sse.url, [call('echo'), call('secret')]);
