@@ -17,9 +17,14 @@ const COMBOS = [
     { line: 1, json: true, framework: 'express' },
     { line: 1, json: false, framework: 'http' },
     { line: 2, json: true, framework: 'http' },
-    { line: 2, json: false, framework: 'express' }
+    { line: 2, json: false, framework: 'express' },
+    // across the lines: the 1.x client against a 2.x server and the other way round
+    { line: 2, client: 1, json: false, framework: 'http' },
+    { line: 1, client: 2, json: true, framework: 'http' }
 ];
-const label = c => `SDK ${c.line}.x client and server (${c.framework}), ${c.json ? 'JSON' : 'SSE'} answers`;
+const clientLine = c => c.client ?? c.line;
+const label = c =>
+    c.client ? `SDK ${c.client}.x client, ${c.line}.x server (${c.framework}), ${c.json ? 'JSON' : 'SSE'} answers` : `SDK ${c.line}.x client and server (${c.framework}), ${c.json ? 'JSON' : 'SSE'} answers`;
 
 let env;
 const servers = [];
@@ -28,7 +33,7 @@ before(async () => {
     const ports = await freePorts(COMBOS.length);
     env = await startEnv(ports.map(p => `http://127.0.0.1:${p}/mcp`));
     for (const [i, c] of COMBOS.entries()) {
-        servers.push(await startMcpServer({ ...c, port: ports[i], auth: { pdpUrl: env.pdpUrl } }));
+        servers.push(await startMcpServer({ line: c.line, json: c.json, framework: c.framework, port: ports[i], auth: { pdpUrl: env.pdpUrl } }));
     }
 });
 
@@ -40,7 +45,7 @@ after(async () => {
 const text = r => r.content.map(c => c.text).join('');
 
 async function connect(c, server, provider) {
-    const [Client, Transport] = c.line === 1 ? [ClientV1, ClientTransportV1] : [ClientV2, ClientTransportV2];
+    const [Client, Transport] = clientLine(c) === 1 ? [ClientV1, ClientTransportV1] : [ClientV2, ClientTransportV2];
     const transport = new Transport(new URL(server.url), { authProvider: provider });
     const client = new Client({ name: 'ts-pep-test-client', version: '0.0.0' });
     await client.connect(transport);
@@ -49,7 +54,7 @@ async function connect(c, server, provider) {
 
 /** The application's half of a step-up: on UnauthorizedError finish the flow and run op again. */
 async function withStepUp(c, transport, provider, op) {
-    const Unauthorized = c.line === 1 ? UnauthorizedV1 : UnauthorizedV2;
+    const Unauthorized = clientLine(c) === 1 ? UnauthorizedV1 : UnauthorizedV2;
     try {
         return { result: await op(), steppedUp: false };
     } catch (err) {
