@@ -18,6 +18,7 @@ const module = "github.com/mcp-pdp/pdp/"
 var allowedImports = map[string][]string{
 	"pep":                              {},
 	"pep/gosdk":                        {"pep"},
+	"pep/mcpgo":                        {"pep"},
 	"pep/local":                        {"pep", "internal/server", "internal/config"},
 	"policies":                         {},
 	"internal/api":                     {"pep", "internal/stepup", "internal/jsonfast"},

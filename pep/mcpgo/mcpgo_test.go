@@ -1,0 +1,32 @@
+package mcpgo_test
+
+import (
+	"context"
+	"net/http"
+	"testing"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/mcp-pdp/pdp/internal/testkit/peptest"
+	"github.com/mcp-pdp/pdp/pep"
+	"github.com/mcp-pdp/pdp/pep/mcpgo"
+)
+
+// TestMCPGoStepUp: the go-sdk client with its own OAuth handler against an
+// mcp-go server protected by mcpgo.Handler, deciding with a remote PDP and
+// in-process: anonymous list without the hidden tool, a public call,
+// step-ups through 401 and 403; tool handlers see the caller with
+// pep.CallerFrom; denied calls never reach a handler. mcp-go answers in
+// JSON unless the handler streams, so both modes run the same.
+func TestMCPGoStepUp(t *testing.T) {
+	peptest.StepUp(t, func(d pep.Decider, resource string, _ bool, calls *peptest.Calls) http.Handler {
+		s := server.NewMCPServer("shop", "1.0.0", server.WithToolCapabilities(true))
+		for _, name := range peptest.Tools {
+			s.AddTool(mcp.NewTool(name), func(ctx context.Context, _ mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				return mcp.NewToolResultText(calls.Ran(name, pep.CallerFrom(ctx))), nil
+			})
+		}
+		return mcpgo.Handler(s, pep.Options{Decider: d, Resource: resource}, server.WithEndpointPath("/mcp"))
+	})
+}
