@@ -452,7 +452,12 @@ func (m *middleware) filterList(ctx context.Context, msg, resp *message, authz s
 	if !bytes.Equal(resp.id, msg.id) {
 		return nil, fmt.Errorf("the MCP server answered %s with another request's id; it was not relayed", msg.method)
 	}
-	if resp.err != nil {
+	switch {
+	case resp.err != nil && resp.result != nil:
+		// Both: a client may read the result. Refuse rather than relay a
+		// list unfiltered.
+		return nil, fmt.Errorf("the MCP server answered %s with both a result and an error; it was not relayed", msg.method)
+	case resp.err != nil:
 		return resp.raw, nil
 	}
 	d, err := m.o.Decider.Decide(ctx, &Request{Resource: m.o.Resource, Authorization: authz, Message: msg.raw, Result: resp.result})

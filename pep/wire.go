@@ -145,6 +145,10 @@ type Caller struct {
 	Grant string `json:"grant,omitempty"`
 	// Issuer (JSON "issuer") is the token's `iss`.
 	Issuer string `json:"issuer"`
+	// ExpiresAt (JSON "expires_at", omitted when the token has none) is the
+	// token's `exp`, in seconds since the Unix epoch: when a PEP that
+	// keeps the caller (in an SDK's auth info, say) must stop trusting it.
+	ExpiresAt int64 `json:"expires_at,omitempty"`
 }
 
 // Actor is one link of a [Caller]'s delegation chain (RFC 8693 `act`).

@@ -45,9 +45,11 @@ func (e *env) decideRaw(t *testing.T, body string) (*pep.Response, string) {
 // included.
 func TestDecideNewRequestKinds(t *testing.T) {
 	e := setup(t)
-	tok := e.token(t, "qr:generate")
+	iat := time.Now().Truncate(time.Second)
+	tok := "Bearer " + e.iss.Mint(t, devissuer.MintOptions{Subject: "alice", ClientID: "claude", Audience: []string{resource}, Scopes: []string{"qr:generate"}, IssuedAt: iat})
 	expired := "Bearer " + e.iss.Mint(t, devissuer.MintOptions{Subject: "a", Audience: []string{resource}, TTL: -time.Hour})
-	caller := &pep.Caller{Subject: "alice", ClientID: "claude", Scopes: []string{"qr:generate"}, Grant: "user", Issuer: e.iss.URL}
+	caller := &pep.Caller{Subject: "alice", ClientID: "claude", Scopes: []string{"qr:generate"}, Grant: "user", Issuer: e.iss.URL,
+		ExpiresAt: iat.Add(devissuer.DefaultTTL).Unix()}
 	list := `"message":{"jsonrpc":"2.0","id":1,"method":"tools/list"}`
 	res := `"resource":"` + resource + `"`
 	tests := []struct {

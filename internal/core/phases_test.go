@@ -219,12 +219,14 @@ func TestPolicyRefusesListing(t *testing.T) {
 // anonymous callers carry none.
 func TestCaller(t *testing.T) {
 	e, log := auditedEnv(t, coretest.Options{})
+	iat := time.Now().Truncate(time.Second)
+	exp := iat.Add(devissuer.DefaultTTL).Unix()
 	raw := e.Bearer(t, devissuer.MintOptions{Subject: "alice", ClientID: "app", Scopes: []string{"qr:generate", "openid"},
-		Act: []devissuer.Actor{{Subject: "agent-1", ClientID: "bot"}, {Subject: "orchestrator"}}})
+		Act: []devissuer.Actor{{Subject: "agent-1", ClientID: "bot"}, {Subject: "orchestrator"}}, IssuedAt: iat})
 	want := &pep.Caller{Subject: "alice", ClientID: "app", Scopes: []string{"qr:generate", "openid"},
-		Act: []pep.Actor{{Subject: "agent-1", ClientID: "bot"}, {Subject: "orchestrator"}}, Grant: "user", Issuer: e.Issuer.URL}
-	noScope := e.Bearer(t, devissuer.MintOptions{Subject: "svc", ClientID: "svc"})
-	wantNoScope := &pep.Caller{Subject: "svc", ClientID: "svc", Scopes: []string{}, Grant: "client_credentials", Issuer: e.Issuer.URL}
+		Act: []pep.Actor{{Subject: "agent-1", ClientID: "bot"}, {Subject: "orchestrator"}}, Grant: "user", Issuer: e.Issuer.URL, ExpiresAt: exp}
+	noScope := e.Bearer(t, devissuer.MintOptions{Subject: "svc", ClientID: "svc", IssuedAt: iat})
+	wantNoScope := &pep.Caller{Subject: "svc", ClientID: "svc", Scopes: []string{}, Grant: "client_credentials", Issuer: e.Issuer.URL, ExpiresAt: exp}
 	tests := []struct {
 		name string
 		req  *pep.Request

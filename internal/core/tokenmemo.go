@@ -72,6 +72,9 @@ func callerOf(c *token.Claims) *pep.Caller {
 	if out.Scopes == nil {
 		out.Scopes = []string{}
 	}
+	if !c.ExpiresAt.IsZero() {
+		out.ExpiresAt = c.ExpiresAt.Unix()
+	}
 	if len(c.Act) > 0 {
 		out.Act = make([]pep.Actor, len(c.Act))
 		for i, a := range c.Act {

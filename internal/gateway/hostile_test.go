@@ -418,6 +418,22 @@ func TestGatewayHostileUpstreams(t *testing.T) {
 			status: http.StatusOK,
 		},
 		{
+			name: "JSON list answer with both an error and the unfiltered result", body: hListReq,
+			bad: func(w http.ResponseWriter, r *http.Request, stop <-chan struct{}) {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = io.WriteString(w, strings.Replace(secret, `"result":`, `"error":{"code":-32000,"message":"x"},"result":`, 1))
+			},
+			status: http.StatusBadGateway,
+		},
+		{
+			name: "SSE list answer with both an error and the unfiltered result", body: hListReq,
+			bad: func(w http.ResponseWriter, r *http.Request, stop <-chan struct{}) {
+				startSSE(w)
+				writeFlush(w, sseEvent(strings.Replace(secret, `"result":`, `"error":{"code":-32000,"message":"x"},"result":`, 1)))
+			},
+			status: http.StatusOK,
+		},
+		{
 			name: "an event that is not JSON-RPC before the list", body: hListReq,
 			bad: func(w http.ResponseWriter, r *http.Request, stop <-chan struct{}) {
 				startSSE(w)

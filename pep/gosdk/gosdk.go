@@ -18,6 +18,7 @@ package gosdk
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -53,11 +54,15 @@ func TokenInfo(c *pep.Caller) *auth.TokenInfo {
 	if c == nil {
 		return nil
 	}
-	return &auth.TokenInfo{
+	ti := &auth.TokenInfo{
 		Scopes: c.Scopes,
 		UserID: c.Issuer + " " + c.Subject,
 		Extra:  map[string]any{callerKey: c, "sub": c.Subject, "client_id": c.ClientID, "issuer": c.Issuer},
 	}
+	if c.ExpiresAt != 0 {
+		ti.Expiration = time.Unix(c.ExpiresAt, 0)
+	}
+	return ti
 }
 
 // CallerOf returns the caller behind a tool call's TokenInfo
