@@ -25,9 +25,11 @@ test: vet
 	$(MAKE) fuzz-smoke
 	$(MAKE) client-test
 
-## client-test: an MCP client (official TypeScript SDK) steps up on the PDP's challenges
+## client-test: real MCP clients (official TypeScript SDK, inspector-cli) step up on the PDP's challenges
+## and through the gateway; the TypeScript PEP library (clients/typescript) against both SDK lines
 client-test:
 	test/clients/run.sh
+	bash clients/typescript/run-tests.sh
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
