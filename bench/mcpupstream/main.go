@@ -26,6 +26,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -117,6 +118,7 @@ func (s *server) post(w http.ResponseWriter, r *http.Request, sse bool) {
 	if sse {
 		out = append(out, "\n\n"...)
 	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 	_, _ = w.Write(out)
 }
 

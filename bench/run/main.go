@@ -60,7 +60,12 @@ type options struct {
 	profileFor    time.Duration
 }
 
-type binaries struct{ pdp, opa, floor, pdpprof, nats string }
+type binaries struct {
+	pdp, opa, floor, pdpprof, nats string
+	// The gateway series' fixtures (bench/mcpupstream, bench/proxy,
+	// bench/twohop, bench/mcpstdio).
+	upstream, proxy, twohop, mcpstdio string
+}
 
 type bench struct {
 	opts    options
@@ -86,7 +91,7 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unrecorded warm-up before each window")
 	flag.IntVar(&o.runs, "runs", 3, "runs of each cell (the table shows medians)")
 	flag.StringVar(&conns, "conns", "1,32", "connection counts")
-	flag.StringVar(&what, "what", "main,series", "what to run: main, series, profile (comma-separated)")
+	flag.StringVar(&what, "what", "main,series,gateway", "what to run: main, series, gateway, profile (comma-separated)")
 	flag.StringVar(&only, "scenarios", "", "main-table workloads to run (comma-separated keys: session, fresh, anon, list, session-same, list-same; empty = all)")
 	flag.BoolVar(&o.quick, "quick", false, "smoke run: short windows, one run, small pools and series")
 	flag.IntVar(&o.poolSize, "pool", 100000, "distinct tokens minted for the fresh-token and live-token runs")
@@ -141,8 +146,8 @@ func main() {
 	o.what = map[string]bool{}
 	for _, w := range strings.Split(what, ",") {
 		w = strings.TrimSpace(w)
-		if w != "main" && w != "series" && w != "profile" {
-			fatal(fmt.Errorf("-what: %q is not one of main, series, profile", w))
+		if w != "main" && w != "series" && w != "gateway" && w != "profile" {
+			fatal(fmt.Errorf("-what: %q is not one of main, series, gateway, profile", w))
 		}
 		o.what[w] = true
 	}
@@ -226,6 +231,11 @@ func (b *bench) run(ctx context.Context) error {
 			return err
 		}
 	}
+	if b.opts.what["gateway"] {
+		if err := b.gatewaySeries(ctx); err != nil {
+			return err
+		}
+	}
 	if b.opts.what["profile"] {
 		if err := b.profile(ctx); err != nil {
 			return err
@@ -255,7 +265,9 @@ func (b *bench) build(ctx context.Context) error {
 	b.bins = binaries{
 		pdp: filepath.Join(bin, "pdp"), opa: filepath.Join(bin, "opa"),
 		floor: filepath.Join(bin, "floor"), pdpprof: filepath.Join(bin, "pdpprof"),
-		nats: filepath.Join(bin, "nats-server"),
+		nats:     filepath.Join(bin, "nats-server"),
+		upstream: filepath.Join(bin, "mcpupstream"), proxy: filepath.Join(bin, "proxy"),
+		twohop: filepath.Join(bin, "twohop"), mcpstdio: filepath.Join(bin, "mcpstdio"),
 	}
 	builds := [][2]string{{b.bins.pdp, "./cmd/pdp"}, {b.bins.opa, "github.com/open-policy-agent/opa"}, {b.bins.floor, "./bench/floor"}}
 	if b.opts.what["profile"] {
@@ -265,6 +277,10 @@ func (b *bench) build(ctx context.Context) error {
 		// The NATS server the product embeds, as its own process, for the
 		// audit series' external-NATS row (the version go.mod pins).
 		builds = append(builds, [2]string{b.bins.nats, "github.com/nats-io/nats-server/v2"})
+	}
+	if b.opts.what["gateway"] {
+		builds = append(builds, [2]string{b.bins.upstream, "./bench/mcpupstream"}, [2]string{b.bins.proxy, "./bench/proxy"},
+			[2]string{b.bins.twohop, "./bench/twohop"}, [2]string{b.bins.mcpstdio, "./bench/mcpstdio"})
 	}
 	for _, bl := range builds {
 		logf("go build -o %s %s", filepath.Base(bl[0]), bl[1])

@@ -28,6 +28,8 @@ type report struct {
 	retried        int
 	auditEnd       map[string]float64
 	auditExtEnd    map[string]float64
+	// gw is the gateway series (-what gateway), nil when not run.
+	gw *gwResults
 }
 
 type profileResult struct {
@@ -306,6 +308,7 @@ func (r *report) markdown() string {
 		r.targets(p)
 	}
 	r.seriesMarkdown(p)
+	r.gatewayMarkdown(p)
 	if len(r.profile) > 0 {
 		p("## CPU profile of the decision path under load\n\n")
 		p("bench/pdpprof serves /v1/decide with the same packages and wiring as `pdp serve` plus net/http/pprof (a fresh process per workload), %d connections, audit off except in *session+audit* (async, embedded NATS in the same process) and *session+audit-ext* (async, a nats-server process on the same machine, whose CPU is not in this profile). "+
@@ -364,6 +367,13 @@ func (r *report) markdown() string {
 		for x, xs := range m {
 			if a := aggregate(xs); a.errors > 0 {
 				bad = append(bad, fmt.Sprintf("- series %s=%d: %d errors, first: %s", name, x, a.errors, a.firstErr))
+			}
+		}
+	}
+	if r.gw != nil {
+		for _, k := range r.gw.order {
+			if a := aggregate(r.gw.cells[k]); a.errors > 0 {
+				bad = append(bad, fmt.Sprintf("- gateway series %s %s: %d errors, first: %s", k.scenario, k.row, a.errors, a.firstErr))
 			}
 		}
 	}
@@ -654,6 +664,13 @@ func (r *report) write() error {
 		}
 	}
 	raw["series"] = series
+	if gw := r.b.rep.gw; gw != nil {
+		cells := map[string][]sample{}
+		for k, v := range gw.cells {
+			cells[k.scenario+"/"+k.row] = v
+		}
+		raw["gateway"] = map[string]any{"cells": cells, "idle_streams": gw.idle, "stdio": gw.stdio, "upstream_peak_rss": gw.upstreamRSS}
+	}
 	js, _ := json.MarshalIndent(raw, "", "  ")
 	if err := os.WriteFile(base+".json", js, 0o644); err != nil {
 		return err

@@ -318,7 +318,12 @@ func (b *bench) estimate() time.Duration {
 		n += len(b.opts.seriesCatalog)*b.opts.runs + len(b.opts.seriesList)*2*len(b.opts.conns) +
 			len(b.opts.seriesTokens) + 3*b.opts.runs + 7*min(b.opts.runs, 2)
 	}
-	return time.Duration(n) * per
+	extra := time.Duration(0)
+	if b.opts.what["gateway"] {
+		n += b.gwRuns()
+		extra = 30 * time.Second // idle streams, stdio samples, start-ups
+	}
+	return time.Duration(n)*per + extra
 }
 
 // startByName starts one server of the main table.
