@@ -153,6 +153,9 @@ func build(iss, alg string, ttl time.Duration, priv crypto.Signer) (*Signer, err
 	return s, nil
 }
 
+// TTL returns the lifetime of the assertions it signs.
+func (s *Signer) TTL() time.Duration { return s.ttl }
+
 // Alg returns the signing algorithm.
 func (s *Signer) Alg() string { return s.alg }
 

@@ -72,9 +72,13 @@ type Decider interface {
 // Asserter makes the identity assertion that tells the upstream who calls.
 type Asserter interface {
 	// Assert returns the header value for an allowed request of caller
-	// (nil: anonymous) decided as decisionID.
-	Assert(caller *pep.Caller, decisionID string) (string, error)
+	// (nil: anonymous).
+	Assert(caller *pep.Caller) (string, error)
 }
+
+// DecisionHeader carries the id of the decision that allowed a forwarded
+// request (its audit event's id) to the upstream.
+const DecisionHeader = "X-Mcp-Pdp-Decision-Id"
 
 // Options configure a Gateway for one resource.
 type Options struct {
@@ -300,12 +304,15 @@ func (f *forwarder) forward(r *http.Request, d *pep.Response) (*http.Response, e
 			req.Header.Set("Authorization", v)
 		}
 	}
-	if f.o.Asserter != nil && d != nil {
-		a, err := f.o.Asserter.Assert(d.Caller, d.DecisionID)
-		if err != nil {
-			return nil, fmt.Errorf("identity assertion: %w", err)
+	if d != nil {
+		req.Header.Set(DecisionHeader, d.DecisionID)
+		if f.o.Asserter != nil {
+			a, err := f.o.Asserter.Assert(d.Caller)
+			if err != nil {
+				return nil, fmt.Errorf("identity assertion: %w", err)
+			}
+			req.Header.Set(f.o.AssertionHeader, a)
 		}
-		req.Header.Set(f.o.AssertionHeader, a)
 	}
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		req.Header.Set("X-Forwarded-For", host)

@@ -690,8 +690,8 @@ func TestGatewaySSERelayFidelity(t *testing.T) {
 // upstreamAsserter adapts the real assertion signer to the gateway.
 type upstreamAsserter struct{ s *assertion.Signer }
 
-func (a upstreamAsserter) Assert(c *pep.Caller, decisionID string) (string, error) {
-	claims := assertion.Claims{DecisionID: decisionID, Audience: "https://upstream.test"}
+func (a upstreamAsserter) Assert(c *pep.Caller) (string, error) {
+	claims := assertion.Claims{Audience: "https://upstream.test"}
 	if c != nil {
 		claims.Subject, claims.ClientID, claims.Scopes = c.Subject, c.ClientID, c.Scopes
 	}

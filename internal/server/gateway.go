@@ -28,16 +28,18 @@ const AssertionJWKSPath = "/.well-known/mcp-pdp-assertion-jwks.json"
 // the data directory.
 const defaultAssertionKeyFile = "gateway/assertion-key.pem"
 
-// upstreamAsserter signs the identity assertions for one upstream.
+// upstreamAsserter signs the identity assertions for one upstream, each
+// caller's once for half its lifetime (assertion.Cache): the decision id
+// travels beside it (gateway.DecisionHeader).
 type upstreamAsserter struct {
-	s        *assertion.Signer
+	c        *assertion.Cache
 	audience string
 }
 
 // Assert vouches for the caller of an allowed request (anonymous when
 // caller is nil).
-func (a upstreamAsserter) Assert(caller *pep.Caller, decisionID string) (string, error) {
-	c := assertion.Claims{DecisionID: decisionID, Audience: a.audience}
+func (a upstreamAsserter) Assert(caller *pep.Caller) (string, error) {
+	c := assertion.Claims{Audience: a.audience}
 	if caller != nil {
 		// A client acting on its own behalf may carry no sub: the client
 		// is then the subject.
@@ -47,7 +49,7 @@ func (a upstreamAsserter) Assert(caller *pep.Caller, decisionID string) (string,
 			c.Act = append(c.Act, assertion.Actor{Subject: act.Subject, ClientID: act.ClientID})
 		}
 	}
-	return a.s.Sign(c)
+	return a.c.Sign(c)
 }
 
 // assertionIssuer is the `iss` of the identity assertions: the origin of
@@ -147,7 +149,7 @@ func (s *Server) wireGateway() (http.Handler, error) {
 				s.log.Warn("upstream.forward_token is on: clients' tokens reach the upstream (token passthrough; see docs/gateway.md)", "resource", r.URI)
 			}
 			o.Upstream, o.ForwardToken = u, up.ForwardToken
-			o.Asserter, o.AssertionHeader = upstreamAsserter{s.asserter, u.String()}, assertion.Header
+			o.Asserter, o.AssertionHeader = upstreamAsserter{assertion.NewCache(s.asserter, 0), u.String()}, assertion.Header
 			target = u.Redacted()
 		}
 		g, err := gateway.New(o)
