@@ -88,5 +88,3 @@ func cacheKey(c *Claims) string {
 	}
 	return b.String()
 }
-
-
