@@ -64,10 +64,10 @@ func codeOf(err error) int {
 // parseMessage reads one JSON-RPC message (or notes a batch).
 func parseMessage(raw []byte) (*message, error) {
 	trimmed := bytes.TrimSpace(raw)
-	if !json.Valid(trimmed) {
-		return nil, &parseError{codeParseError, "the body is not valid JSON"}
-	}
 	if len(trimmed) > 0 && trimmed[0] == '[' {
+		if !json.Valid(trimmed) {
+			return nil, &parseError{codeParseError, "the body is not valid JSON"}
+		}
 		return &message{raw: raw, batch: true}, nil
 	}
 	var m struct {
@@ -81,7 +81,13 @@ func parseMessage(raw []byte) (*message, error) {
 			URI  any `json:"uri"`
 		} `json:"params"`
 	}
+	// Unmarshal checks the whole input is valid JSON before it decodes
+	// (a syntax error is reported as such): no separate validation pass.
 	if err := json.Unmarshal(trimmed, &m); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) || len(trimmed) == 0 {
+			return nil, &parseError{codeParseError, "the body is not valid JSON"}
+		}
 		return nil, &parseError{codeInvalidRequest, "the body is not a JSON-RPC message object"}
 	}
 	if m.JSONRPC != "2.0" {

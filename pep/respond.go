@@ -359,7 +359,7 @@ func (iw *interceptor) finishJSON() {
 		iw.batch.failOwed("the MCP server did not answer this request")
 		iw.batch.write(iw.w, iw.status)
 		return
-	case !json.Valid(raw):
+	case iw.list == nil && !json.Valid(raw):
 		iw.failJSON("the MCP server's answer is not valid JSON (cut short?); it was not relayed")
 		return
 	case iw.list != nil:
