@@ -223,6 +223,9 @@ func (m *middleware) post(w http.ResponseWriter, r *http.Request) {
 		if isList(msg.method) {
 			iw.list = msg
 			iw.authz = authz
+			if sid := r.Header.Get(headerSessionID); sid != "" {
+				m.sessions.rememberList(sid, &message{raw: bytes.Clone(msg.raw), id: bytes.Clone(msg.id), method: msg.method})
+			}
 		}
 	}
 	m.serve(iw, r, body, resp)
@@ -293,7 +296,13 @@ func (m *middleware) transport(w http.ResponseWriter, r *http.Request) {
 	if !m.sessionAllowed(w, r, nil, resp) {
 		return
 	}
-	m.serve(m.intercept(w, r, resp), r, nil, resp)
+	iw := m.intercept(w, r, resp)
+	if r.Method == http.MethodGet {
+		// The server's stream: what it replays of earlier answers (after
+		// Last-Event-ID) is held to the session's list requests.
+		iw.replay, iw.authz = r.Header.Get(headerSessionID), r.Header.Get("Authorization")
+	}
+	m.serve(iw, r, nil, resp)
 }
 
 // undecided is the answer to a message the PDP could not decide: 400 with

@@ -77,8 +77,13 @@ type interceptor struct {
 	one     owed
 	oneID   [1]json.RawMessage
 	oneDone [1]bool
-	authz   string
-	batch   *batch
+	// replay is the session of a GET stream, get that the answer is one:
+	// a response in it is a replayed answer, filtered if it answers a
+	// list request.
+	replay string
+	get    bool
+	authz  string
+	batch  *batch
 
 	wroteHeader   bool
 	mode          int
@@ -121,6 +126,11 @@ func (iw *interceptor) WriteHeader(status int) {
 	iw.bindSession(status)
 	h := iw.w.Header()
 	switch {
+	case iw.r.Method == http.MethodGet && status < 300 && isSSE(h):
+		iw.mode, iw.get = modeSSE, true
+		h.Del("Content-Length")
+		iw.w.WriteHeader(status)
+		iw.flush()
 	case !iw.owes():
 		iw.mode = modePass
 		iw.w.WriteHeader(status)
@@ -220,6 +230,9 @@ func (iw *interceptor) flush() { _ = http.NewResponseController(iw.w).Flush() }
 func (iw *interceptor) relay(ev *event) bool {
 	out := ev.raw
 	filtering := iw.list != nil || iw.batch != nil
+	if iw.get {
+		return iw.relayReplay(ev)
+	}
 	switch {
 	case filtering && ev.bareCR():
 		iw.fail("the MCP server framed its stream with bare CR line endings, which the PEP does not read; the stream was cut")
@@ -261,6 +274,59 @@ func (iw *interceptor) relay(ev *event) bool {
 	return true
 }
 
+// relayReplay writes one event of a GET stream. The server's requests and
+// notifications pass; a response is a replayed answer: one to a list
+// request of the session is filtered for this caller; one that is not
+// but looks like a list (its result has a tools, prompts, resources or
+// resourceTemplates member) is dropped; others pass.
+func (iw *interceptor) relayReplay(ev *event) bool {
+	out := ev.raw
+	if ev.hasData && len(bytes.TrimSpace(ev.data)) > 0 {
+		m, err := parseMessage(ev.data)
+		switch {
+		case ev.bareCR() || (err == nil && m.batch):
+			iw.m.log.Warn("pep: dropped a GET stream event it cannot read")
+			return true
+		case err != nil || m.method != "":
+		case iw.replay != "" && iw.m.sessions.listRequest(iw.replay, m.id) != nil:
+			list := iw.m.sessions.listRequest(iw.replay, m.id)
+			filtered, ferr := iw.m.filterList(iw.r.Context(), list, m, iw.authz)
+			if ferr != nil {
+				iw.m.log.Warn("pep: dropped a replayed list answer", "err", ferr)
+				return true
+			}
+			out = ev.withData(filtered)
+		case looksLikeList(m.result):
+			iw.m.log.Warn("pep: dropped a replayed answer to an unknown list request", "id", string(m.id))
+			return true
+		}
+	}
+	if _, err := iw.w.Write(out); err != nil {
+		iw.cut = true
+		return false
+	}
+	iw.flush()
+	return true
+}
+
+// looksLikeList reports whether a result has a member that list results
+// carry.
+func looksLikeList(result json.RawMessage) bool {
+	if len(result) == 0 {
+		return false
+	}
+	var r map[string]json.RawMessage
+	if json.Unmarshal(result, &r) != nil {
+		return false
+	}
+	for _, k := range []string{"tools", "prompts", "resources", "resourceTemplates"} {
+		if _, ok := r[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // filterListEvent filters the event that carries the list response; the
 // server's own requests and notifications pass; anything else in a list
 // stream is an error, so that nothing unfiltered passes.
@@ -295,6 +361,9 @@ func (iw *interceptor) filterListEvent(data []byte) ([]byte, bool, error) {
 // still owed, and drops whatever the handler writes after.
 func (iw *interceptor) fail(why string) {
 	iw.cut = true
+	if iw.due == nil {
+		return // a GET stream owes no answer
+	}
 	for i, id := range iw.due.ids {
 		if !iw.due.done[i] {
 			iw.due.done[i] = true
@@ -326,7 +395,7 @@ func (iw *interceptor) finish() {
 		if ev := iw.sse.rest(); ev != nil && !iw.relay(ev) {
 			return
 		}
-		if iw.due.left > 0 {
+		if iw.due != nil && iw.due.left > 0 {
 			iw.fail("the MCP server ended its stream without answering the request")
 		}
 	case modeJSON:

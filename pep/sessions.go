@@ -17,6 +17,18 @@ type sessions struct {
 	max   int
 	owner map[string]owner
 	order []string // insertion order, for eviction
+	// lists are each session's last list requests handed on, so that a
+	// list answer the server replays on a GET stream (a client resuming
+	// with Last-Event-ID) is filtered like the first time.
+	lists map[string]*listRing
+}
+
+// listRingSize bounds the list requests remembered per session.
+const listRingSize = 16
+
+type listRing struct {
+	msgs [listRingSize]*message
+	next int
 }
 
 // owner is the caller a session is bound to: its key (ownerKey) and, for
@@ -50,7 +62,7 @@ func ownerKey(c *Caller) string {
 }
 
 func newSessions(max int) *sessions {
-	return &sessions{max: max, owner: map[string]owner{}}
+	return &sessions{max: max, owner: map[string]owner{}, lists: map[string]*listRing{}}
 }
 
 // ownerCaller is the authenticated owner of session id, for the decision
@@ -95,6 +107,7 @@ func (s *sessions) bind(id string, caller owner) {
 		oldest := s.order[0]
 		s.order = s.order[1:]
 		delete(s.owner, oldest)
+		delete(s.lists, oldest)
 	}
 	s.owner[id] = caller
 	s.order = append(s.order, id)
@@ -105,6 +118,41 @@ func (s *sessions) forget(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.owner, id)
+	delete(s.lists, id)
 	// order keeps the id until it is evicted; evicting a forgotten id
 	// deletes nothing.
+}
+
+// rememberList notes a list request handed on in session id (a session
+// the middleware knows).
+func (s *sessions) rememberList(id string, m *message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.owner[id]; !ok {
+		return
+	}
+	r := s.lists[id]
+	if r == nil {
+		r = &listRing{}
+		s.lists[id] = r
+	}
+	r.msgs[r.next] = m
+	r.next = (r.next + 1) % listRingSize
+}
+
+// listRequest is the list request of session sid with JSON-RPC id, if
+// it is one of those remembered.
+func (s *sessions) listRequest(sid string, id []byte) *message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.lists[sid]
+	if r == nil {
+		return nil
+	}
+	for _, m := range r.msgs {
+		if m != nil && string(m.id) == string(id) {
+			return m
+		}
+	}
+	return nil
 }

@@ -1007,3 +1007,58 @@ func mustID(t *testing.T, body string) json.RawMessage {
 	}
 	return m.ID
 }
+
+// TestGatewayReplayedListOnGET: a server that replays earlier answers on
+// its GET stream (a client resuming with Last-Event-ID) cannot leak a
+// list: the answer to a list request of the session is filtered again,
+// a list-shaped answer to a request the gateway never handed on is
+// dropped, and other events pass.
+func TestGatewayReplayedListOnGET(t *testing.T) {
+	env := coretest.New(t, coretest.Options{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Mcp-Session-Id", "s1")
+		switch r.Method {
+		case http.MethodPost:
+			body, _ := io.ReadAll(r.Body)
+			w.Header().Set("Content-Type", "application/json")
+			if bytes.Contains(body, []byte(`"tools/list"`)) {
+				_, _ = io.WriteString(w, fullList("3"))
+				return
+			}
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"x","version":"1"}}}`)
+		case http.MethodGet:
+			startSSE(w)
+			writeFlush(w, "id: e1\n"+sseEvent(fullList("3")))
+			writeFlush(w, "id: e2\n"+sseEvent(fullList("99")))
+			writeFlush(w, "id: e3\n"+sseEvent(callResult("5")))
+			writeFlush(w, sseEvent(hProgress))
+		}
+	}))
+	t.Cleanup(up.Close)
+	endpoint := hostileGateway(t, env, up.URL, nil)
+	h := http.Header{"Mcp-Session-Id": {"s1"}}
+	if a := exchange(t, http.MethodPost, endpoint, nil, initialize); a.status != http.StatusOK {
+		t.Fatalf("initialize: HTTP %d %q", a.status, a.raw)
+	}
+	if a := exchange(t, http.MethodPost, endpoint, h, hListReq); !filteredList(a, "3") {
+		t.Fatalf("the list: %q", a.raw)
+	}
+	a := exchange(t, http.MethodGet, endpoint, h, "")
+	if bytes.Contains(a.raw, []byte(hiddenTool)) {
+		t.Fatalf("the replayed stream leaked the hidden tool: %q", a.raw)
+	}
+	if !filteredList(a, "3") {
+		t.Fatalf("the replayed list answer was not filtered: %q", a.raw)
+	}
+	var ids []string
+	for _, m := range a.msgs {
+		b, _ := json.Marshal(m["id"])
+		ids = append(ids, string(b))
+	}
+	if strings.Join(ids, ",") != "3,5,null" {
+		t.Fatalf("events for ids %v, want 3 (filtered), 5 (passed) and the notification; 99 dropped", ids)
+	}
+	if !bytes.Contains(a.raw, []byte("id: e3")) {
+		t.Fatalf("event ids were not kept: %q", a.raw)
+	}
+}
