@@ -70,7 +70,8 @@ FUZZ_TARGETS := \
 	internal/listfilter:FuzzParseFast \
 	internal/spool:FuzzSegment \
 	internal/stepup:FuzzHeader \
-	internal/token:FuzzParseAuthorization
+	internal/token:FuzzParseAuthorization \
+	pep:FuzzScanMessage
 FUZZ_PKGS := $(sort $(foreach t,$(FUZZ_TARGETS),$(firstword $(subst :, ,$(t)))))
 
 ## fuzz: coverage-guided fuzzing of each target for FUZZTIME (a duration, or a count such as

@@ -70,6 +70,15 @@ func parseMessage(raw []byte) (*message, error) {
 		}
 		return &message{raw: raw, batch: true}, nil
 	}
+	if m, ok := scanMessage(raw, trimmed); ok {
+		return m, nil
+	}
+	return parseMessageJSON(raw, trimmed)
+}
+
+// parseMessageJSON reads a message with encoding/json: the reference, and
+// the path for what scanMessage does not read.
+func parseMessageJSON(raw, trimmed []byte) (*message, error) {
 	var m struct {
 		JSONRPC string          `json:"jsonrpc"`
 		ID      json.RawMessage `json:"id"`
