@@ -74,8 +74,12 @@ func TestExamples(t *testing.T) {
 		name string
 		argv func(pdp, addr string) []string
 	}{
-		{"go-sdk", func(pdp, addr string) []string { return []string{filepath.Join(bin, "go-sdk"), "-pdp", pdp, "-listen", addr} }},
-		{"mcp-go", func(pdp, addr string) []string { return []string{filepath.Join(bin, "mcp-go"), "-pdp", pdp, "-listen", addr} }},
+		{"go-sdk", func(pdp, addr string) []string {
+			return []string{filepath.Join(bin, "go-sdk"), "-pdp", pdp, "-listen", addr}
+		}},
+		{"mcp-go", func(pdp, addr string) []string {
+			return []string{filepath.Join(bin, "mcp-go"), "-pdp", pdp, "-listen", addr}
+		}},
 		{"python", func(pdp, addr string) []string {
 			return []string{"python3", "python/pep.py", "--pdp", pdp, "--listen", addr}
 		}},
