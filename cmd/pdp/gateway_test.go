@@ -78,45 +78,7 @@ func (a authzTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestGatewayDevQuickStart(t *testing.T) {
 	var seen headerLog
 	up := mathUpstream(t, &seen)
-	dataDir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	var stderr testkit.SyncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"gateway", "--dev", "--upstream", up.URL, "--protect", "sum=math:sum",
-			"--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--data-dir", dataDir}, &bytes.Buffer{}, &stderr)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("pdp gateway exited %d:\n%s", code, stderr.String())
-			}
-		case <-time.After(testkit.WaitTimeout):
-			t.Error("pdp gateway did not stop")
-		}
-	})
-	var endpoint string
-	testkit.WaitFor(t, "the dev gateway to start", func() bool {
-		select {
-		case code := <-done:
-			done <- code
-			t.Fatalf("pdp gateway exited %d at start:\n%s", code, stderr.String())
-		default:
-		}
-		b, err := os.ReadFile(filepath.Join(dataDir, server.DevResourceFile))
-		endpoint = strings.TrimSpace(string(b))
-		if err != nil || endpoint == "" {
-			return false
-		}
-		resp, err := http.Get(strings.Replace(endpoint, "/mcp", "/.well-known/oauth-protected-resource/mcp", 1))
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK && resp.Header.Get("Access-Control-Allow-Origin") == "*"
-	})
+	endpoint, dataDir, stderr := startDevGateway(t, "--upstream", up.URL, "--protect", "sum=math:sum")
 	if !strings.Contains(stderr.String(), "Tool sum needs scope math:sum") {
 		t.Fatalf("the banner does not say what is protected:\n%s", stderr.String())
 	}
@@ -186,4 +148,51 @@ func TestGatewayDevQuickStart(t *testing.T) {
 	if !subjects[""] || !subjects["alice"] {
 		t.Fatalf("assertion subjects %v, want anonymous and alice", subjects)
 	}
+}
+
+// startDevGateway runs `pdp gateway --dev` with args (on free ports, a
+// fresh data directory) until the test ends, and returns the MCP endpoint
+// once its metadata document is served (with CORS), the data directory
+// and the command's stderr.
+func startDevGateway(t *testing.T, args ...string) (endpoint, dataDir string, stderr *testkit.SyncBuffer) {
+	t.Helper()
+	dataDir = t.TempDir()
+	stderr = &testkit.SyncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, append(append([]string{"gateway", "--dev"}, args...),
+			"--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--data-dir", dataDir), &bytes.Buffer{}, stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("pdp gateway exited %d:\n%s", code, stderr.String())
+			}
+		case <-time.After(testkit.WaitTimeout):
+			t.Error("pdp gateway did not stop")
+		}
+	})
+	testkit.WaitFor(t, "the dev gateway to start", func() bool {
+		select {
+		case code := <-done:
+			done <- code
+			t.Fatalf("pdp gateway exited %d at start:\n%s", code, stderr.String())
+		default:
+		}
+		b, err := os.ReadFile(filepath.Join(dataDir, server.DevResourceFile))
+		endpoint = strings.TrimSpace(string(b))
+		if err != nil || endpoint == "" {
+			return false
+		}
+		resp, err := http.Get(strings.Replace(endpoint, "/mcp", "/.well-known/oauth-protected-resource/mcp", 1))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK && resp.Header.Get("Access-Control-Allow-Origin") == "*"
+	})
+	return endpoint, dataDir, stderr
 }

@@ -1,19 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"net/http"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/mcp-pdp/pdp/internal/server"
-	"github.com/mcp-pdp/pdp/internal/testkit"
 	"github.com/mcp-pdp/pdp/internal/testkit/oauthtest"
 )
 
@@ -28,36 +21,7 @@ import (
 func TestGatewayGoSDKOAuth(t *testing.T) {
 	var seen headerLog
 	up := mathUpstream(t, &seen)
-	dataDir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	var stderr testkit.SyncBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, []string{"gateway", "--dev", "--upstream", up.URL, "--protect", "sum=math:sum", "--protect", "echo=math:echo",
-			"--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--data-dir", dataDir}, &bytes.Buffer{}, &stderr)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(testkit.WaitTimeout):
-			t.Error("pdp gateway did not stop")
-		}
-	})
-	var endpoint string
-	testkit.WaitFor(t, "the dev gateway to start", func() bool {
-		b, err := os.ReadFile(filepath.Join(dataDir, server.DevResourceFile))
-		endpoint = strings.TrimSpace(string(b))
-		if err != nil || endpoint == "" {
-			return false
-		}
-		resp, err := http.Get(strings.Replace(endpoint, "/mcp", "/.well-known/oauth-protected-resource/mcp", 1))
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	endpoint, _, stderr := startDevGateway(t, "--upstream", up.URL, "--protect", "sum=math:sum", "--protect", "echo=math:echo")
 
 	f := &oauthtest.Browser{}
 	h := f.Handler(t)

@@ -81,7 +81,13 @@ type fixture struct {
 
 func newFixture(t *testing.T, jsonAnswers bool) *fixture {
 	t.Helper()
-	env := coretest.New(t, coretest.Options{})
+	return newFixtureWith(t, jsonAnswers, coretest.Options{})
+}
+
+// newFixtureWith is newFixture with the core built as co says.
+func newFixtureWith(t *testing.T, jsonAnswers bool, co coretest.Options) *fixture {
+	t.Helper()
+	env := coretest.New(t, co)
 	up := newUpstream(t, jsonAnswers)
 	u, _ := url.Parse(up.URL)
 	g, err := gateway.New(gateway.Options{Decider: env.Service, Resource: coretest.Resource, Upstream: u})

@@ -3,15 +3,12 @@ package gateway_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/mcp-pdp/pdp/internal/auditsink"
 	"github.com/mcp-pdp/pdp/internal/devissuer"
-	"github.com/mcp-pdp/pdp/internal/gateway"
 	"github.com/mcp-pdp/pdp/internal/testkit/coretest"
 )
 
@@ -40,16 +37,8 @@ func (l *auditLog) count() int {
 // caller who presented it. A GET stream on her session is refused alike.
 func TestGatewaySessionHijackAudited(t *testing.T) {
 	audit := &auditLog{}
-	env := coretest.New(t, coretest.Options{Auditor: audit})
-	up := newUpstream(t, true)
-	u, _ := url.Parse(up.URL)
-	g, err := gateway.New(gateway.Options{Decider: env.Service, Resource: coretest.Resource, Upstream: u})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := httptest.NewServer(g)
-	t.Cleanup(gs.Close)
-	endpoint := gs.URL + "/mcp"
+	f := newFixtureWith(t, true, coretest.Options{Auditor: audit})
+	env, endpoint := f.env, f.endpoint
 	alice := env.Bearer(t, devissuer.MintOptions{Subject: "alice", ClientID: "demo"})
 	bob := env.Bearer(t, devissuer.MintOptions{Subject: "bob", ClientID: "demo"})
 
