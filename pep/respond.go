@@ -3,6 +3,7 @@ package pep
 import (
 	"bytes"
 	"cmp"
+	"strconv"
 	"context"
 	"encoding/json"
 	"errors"
@@ -148,6 +149,9 @@ func (iw *interceptor) WriteHeader(status int) {
 		iw.flush()
 	default:
 		iw.mode = modeJSON
+		if n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil && n > 0 && n <= iw.m.o.MaxResponseBytes {
+			iw.buf = make([]byte, 0, n) // the answer in one allocation
+		}
 	}
 }
 
@@ -542,16 +546,32 @@ func (m *middleware) filterList(ctx context.Context, msg, resp *message, authz s
 		}
 		return json.Marshal(rpcErrorResponse{JSONRPC: "2.0", ID: msg.id, Error: e})
 	}
-	result, err := privateCache(d.Result)
+	// The id and the result (the PDP's, valid JSON), marked private, are
+	// spliced into the envelope in one allocation: no encoding pass.
+	out, err := appendPrivate(make([]byte, 0, len(d.Result)+len(msg.id)+64), msg.id, d.Result)
 	if err != nil {
 		return nil, fmt.Errorf("the filtered %s result: %v; it was not relayed", msg.method, err)
 	}
-	// The id and the result (the PDP's, valid JSON) are spliced into the
-	// envelope: no second encoding pass.
-	out := make([]byte, 0, len(result)+len(msg.id)+32)
+	return out, nil
+}
+
+// appendPrivate appends the JSON-RPC response for id whose result is
+// result marked cacheScope "private".
+func appendPrivate(out, id, result []byte) ([]byte, error) {
 	out = append(out, `{"jsonrpc":"2.0","id":`...)
-	out = append(out, msg.id...)
+	out = append(out, id...)
 	out = append(out, `,"result":`...)
-	out = append(out, result...)
-	return append(out, '}'), nil
+	trimmed := bytes.TrimSpace(result)
+	if len(trimmed) >= 2 && trimmed[0] == '{' && !bytes.Contains(trimmed, []byte(`"cacheScope"`)) {
+		out = append(out, `{"cacheScope":"private"`...) // the common case: none yet; first
+		if rest := bytes.TrimSpace(trimmed[1:]); len(rest) > 0 && rest[0] != '}' {
+			out = append(out, ',')
+		}
+		return append(append(out, trimmed[1:]...), '}'), nil
+	}
+	r, err := privateCache(result)
+	if err != nil {
+		return nil, err
+	}
+	return append(append(out, r...), '}'), nil
 }

@@ -254,7 +254,7 @@ var requestHeaders = []string{
 }
 
 var responseHeaders = []string{
-	"Content-Type", "Mcp-Session-Id", "Mcp-Protocol-Version", "Cache-Control", "Retry-After",
+	"Content-Type", "Content-Length", "Mcp-Session-Id", "Mcp-Protocol-Version", "Cache-Control", "Retry-After",
 	"Www-Authenticate", // an upstream with its own authorization
 }
 

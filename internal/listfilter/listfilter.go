@@ -200,7 +200,9 @@ func filter(ctx context.Context, d Decider, in *decision.Input, result json.RawM
 	}
 	out := &Filtered{Decision: res, Visible: make([]string, 0, len(l.Items))}
 	var buf bytes.Buffer
-	buf.Grow(len(result) + 64*len(l.Items))
+	// Each kept item gains its securitySchemes twice (~80 bytes for
+	// noauth, more with scopes).
+	buf.Grow(len(result) + 160*len(l.Items))
 	buf.WriteByte('{')
 	keys := make([]string, 0, len(l.fields))
 	for k := range l.fields {
