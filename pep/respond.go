@@ -3,12 +3,12 @@ package pep
 import (
 	"bytes"
 	"cmp"
-	"strconv"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
