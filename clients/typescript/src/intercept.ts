@@ -6,29 +6,128 @@
 // bound becomes a JSON-RPC error rather than a truncated body. An answer
 // that cannot be filtered (too large, malformed, another id) is never
 // relayed unfiltered.
+//
+// The same interception serves a JSON-RPC batch (its allowed messages
+// handed on together: the answers merged with the middleware's own, list
+// results filtered, responses to requests not handed on dropped, requests
+// left unanswered answered with an error) and a GET stream (what the server
+// replays there of earlier answers is filtered when it answers one of the
+// session's list requests, dropped when it looks like a list answering
+// anything else).
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { CODE_INTERNAL_ERROR, type Id, type Message, readMessage, rpcError } from './jsonrpc.js';
 import { EventReader, EventTooLargeError, messageEvent, type SseEvent, withData } from './sse.js';
+import type { Decision } from './wire.js';
 
 /** An answer that must not be relayed; its message says why (it goes to the client). */
 export class FilterError extends Error {}
 
+/** The requests an answer must respond to: a batch's handed-on requests. */
+export class Owed {
+    readonly ids: Id[];
+    readonly done: boolean[];
+    left: number;
+
+    constructor(ids: Id[]) {
+        this.ids = ids;
+        this.done = ids.map(() => false);
+        this.left = ids.length;
+    }
+
+    /** Marks id answered; reports whether it was owed and not answered before. */
+    answer(id: Id | undefined): boolean {
+        for (let i = 0; i < this.ids.length; i++) {
+            if (!this.done[i] && sameId(this.ids[i], id)) {
+                this.done[i] = true;
+                this.left--;
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** The position of id among the owed requests, answered or not; -1 when it is none of them. */
+    index(id: Id | undefined): number {
+        return this.ids.findIndex(x => sameId(x, id));
+    }
+}
+
+/** A JSON-RPC batch on its way to the transport (the Go middleware's pep/batch.go). */
+export interface Batch {
+    /** The middleware's own answers (refusals, malformed messages), in the batch's order; then the server's. */
+    answers: string[];
+    /** How many messages were handed on. */
+    forwarded: number;
+    /** The handed-on requests' ids. */
+    due: Owed;
+    /** The handed-on list requests, by position in due. */
+    lists: Map<number, Message>;
+    /** The first refusal at the HTTP level (401, 403, 503): the batch's status when nothing is handed on. */
+    challenge: Decision | undefined;
+}
+
+/** Fails every handed-on request still owed with a JSON-RPC error. */
+export function failOwed(b: Batch, why: string): void {
+    b.due.ids.forEach((id, i) => {
+        if (!b.due.done[i]) {
+            b.due.done[i] = true;
+            b.due.left--;
+            b.answers.push(rpcError(id, CODE_INTERNAL_ERROR, why));
+        }
+    });
+}
+
+/**
+ * The answer to a batch: its answers as a JSON array; with nothing handed on
+ * and a refusal at the HTTP level, that refusal's status and challenge; with
+ * no answer at all (notifications only), 202 and no body.
+ */
+export function batchAnswer(b: Batch, status: number): { status: number; headers: Record<string, string>; body: string | undefined } {
+    const headers: Record<string, string> = {};
+    if (b.forwarded === 0 && b.challenge) {
+        status = b.challenge.http_status || 403;
+        if (b.challenge.www_authenticate) headers['WWW-Authenticate'] = b.challenge.www_authenticate;
+    }
+    if (status >= 200 && status < 300) {
+        if (b.answers.length === 0) return { status: 202, headers, body: undefined };
+        status = 200;
+    }
+    headers['Content-Type'] = 'application/json';
+    return { status, headers, body: `[${b.answers.join(',')}]` };
+}
+
+/** Reports whether a result has a member that list results carry. */
+function looksLikeList(result: unknown): boolean {
+    if (typeof result !== 'object' || result === null || Array.isArray(result)) return false;
+    return ['tools', 'prompts', 'resources', 'resourceTemplates'].some(k => Object.prototype.hasOwnProperty.call(result, k));
+}
+
+/** Filters the JSON-RPC response `response` to the list request `list`; returns the JSON to relay. Throws FilterError. */
+export type ListFilter = (list: Message, response: Record<string, unknown>) => Promise<string>;
+
 export interface InterceptOptions {
-    /** The allowed request whose answer this is. */
-    msg: Message;
+    /** The allowed request whose answer this is (a single message). */
+    msg?: Message;
     /** A list request: its answer is filtered with filter. */
     list: boolean;
-    /** Filters a parsed JSON-RPC response to msg; returns the JSON to relay. Throws FilterError. */
-    filter: (response: Record<string, unknown>) => Promise<string>;
+    /** A batch: the answer is merged with the middleware's own answers. */
+    batch?: Batch;
+    /**
+     * A GET stream: the list request of the session with this id, if it is one
+     * of those remembered; a response on the stream to it is filtered.
+     */
+    replay?: (id: Id) => Message | undefined;
+    /** Filters a list answer. */
+    filter: ListFilter;
     /** Bound of an answer read whole (JSON) and of one SSE event. */
     maxResponseBytes: number;
     /** Called with the response headers when they are known (session binding). */
-    onHead: (res: ServerResponse) => void;
+    onHead: (res: ServerResponse, status: number) => void;
     /** Reports a refused answer (for logs). */
     onRefused: (why: string) => void;
 }
 
-type Mode = 'init' | 'pass' | 'json' | 'failure' | 'sse' | 'done';
+type Mode = 'init' | 'pass' | 'json' | 'failure' | 'sse' | 'replay' | 'done';
 
 /** Bound of a failure answer (HTTP 3xx-5xx) read to see whether it is a JSON-RPC error. */
 const MAX_FAILURE_BYTES = 64 << 10;
@@ -38,6 +137,22 @@ const toBuffer = (chunk: unknown, encoding?: BufferEncoding): Buffer =>
 
 const sameId = (a: unknown, b: Id | undefined) => b !== undefined && typeof a === typeof b && a === b;
 
+/** Parses one SSE event's data as a JSON-RPC message; batch: it is an array; undefined: not JSON-RPC. */
+function parseEventMessage(data: string): { m: Message | undefined; batch: boolean } {
+    let v: unknown;
+    try {
+        v = JSON.parse(data);
+    } catch {
+        return { m: undefined, batch: false };
+    }
+    if (Array.isArray(v)) return { m: undefined, batch: true };
+    try {
+        return { m: readMessage(v), batch: false };
+    } catch {
+        return { m: undefined, batch: false };
+    }
+}
+
 /** Installs the interception on res. */
 export function intercept(res: ServerResponse, o: InterceptOptions): void {
     const orig = {
@@ -46,6 +161,9 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
         end: res.end.bind(res) as (chunk?: Buffer) => ServerResponse,
         flushHeaders: res.flushHeaders.bind(res)
     };
+    const batch = o.batch;
+    /** The single request whose answer is owed, if any. */
+    const owedId = o.msg && o.msg.id !== undefined && o.msg.method !== undefined ? o.msg.id : undefined;
     let mode: Mode = 'init';
     let status = 200;
     let chunks: Buffer[] = [];
@@ -70,85 +188,224 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
 
     const head = (st: number) => {
         status = st;
-        o.onHead(res);
-        if (st >= 300) {
+        o.onHead(res, st);
+        if (o.replay) {
+            // The server's GET stream: only an SSE stream carries replayed answers.
+            if (st < 300 && isSSE()) {
+                mode = 'replay';
+                reader = new EventReader(o.maxResponseBytes);
+                res.removeHeader('content-length');
+                orig.writeHead(st);
+                orig.flushHeaders();
+            } else {
+                mode = 'pass';
+                orig.writeHead(st);
+            }
+        } else if (owedId === undefined && !batch) {
+            mode = 'pass';
+            orig.writeHead(st);
+        } else if (st >= 300) {
             mode = 'failure';
         } else if (isSSE()) {
             mode = 'sse';
             reader = new EventReader(o.maxResponseBytes);
             res.removeHeader('content-length');
             orig.writeHead(st);
+            // A batch's stream starts with the middleware's own answers.
+            for (const a of batch?.answers ?? []) orig.write(messageEvent(a));
             orig.flushHeaders();
-        } else if (o.msg.id !== undefined && o.msg.method !== undefined) {
-            mode = 'json';
         } else {
-            mode = 'pass';
-            orig.writeHead(st);
+            mode = 'json';
         }
     };
 
     /** Answers in place of the server, keeping its session headers. */
-    const replace = (st: number, body: string) => {
+    const replace = (st: number, body: string | undefined, headers: Record<string, string> = {}) => {
         mode = 'done';
         res.removeHeader('content-length');
         res.removeHeader('content-encoding');
         res.removeHeader('transfer-encoding');
+        for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+        if (body === undefined) {
+            orig.writeHead(st);
+            orig.end();
+            return;
+        }
         res.setHeader('Content-Type', 'application/json');
         res.setHeader('Content-Length', Buffer.byteLength(body));
         orig.writeHead(st);
         orig.end(Buffer.from(body, 'utf8'));
     };
 
-    const refuseJSON = (st: number, why: string) => {
-        o.onRefused(why);
-        replace(st, rpcError(o.msg.id, CODE_INTERNAL_ERROR, why));
+    /** Answers the batch: what it holds, every owed request still unanswered failed with why. */
+    const writeBatch = (b: Batch, st: number, why: string) => {
+        failOwed(b, why);
+        const a = batchAnswer(b, st);
+        replace(a.status, a.body, a.headers);
     };
 
-    /** Ends an SSE stream with an error event for the request, when it is still owed. */
+    const refuseJSON = (st: number, why: string) => {
+        o.onRefused(why);
+        if (batch) writeBatch(batch, st, why);
+        else replace(st, rpcError(owedId, CODE_INTERNAL_ERROR, why));
+    };
+
+    /** Ends an SSE stream with an error event for every request still owed. */
     const failStream = (why: string) => {
         if (mode === 'done') return;
         o.onRefused(why);
         mode = 'done';
-        if (!answered && o.msg.id !== undefined && o.msg.method !== undefined) orig.write(messageEvent(rpcError(o.msg.id, CODE_INTERNAL_ERROR, why)));
+        if (batch) {
+            batch.due.ids.forEach((id, i) => {
+                if (!batch.due.done[i]) {
+                    batch.due.done[i] = true;
+                    batch.due.left--;
+                    orig.write(messageEvent(rpcError(id, CODE_INTERNAL_ERROR, why)));
+                }
+            });
+        } else if (!answered && owedId !== undefined && !o.replay) orig.write(messageEvent(rpcError(owedId, CODE_INTERNAL_ERROR, why)));
         orig.end();
+    };
+
+    /**
+     * What the client may see of an answer of the server to a batch (one
+     * JSON-RPC message or an array of them): the server's own requests and
+     * notifications, and the responses to handed-on requests, each once,
+     * list results filtered. A response to any other id is dropped (it could
+     * be an unfiltered list under a forged id). With a list among the
+     * requests, an answer that is not JSON-RPC is refused.
+     */
+    const filterBatchAnswer = async (b: Batch, data: string): Promise<{ kept: string[]; array: boolean }> => {
+        let elems: unknown[] = [];
+        let array = false;
+        let whole: unknown;
+        let parsed = true;
+        try {
+            whole = JSON.parse(data);
+        } catch {
+            parsed = false;
+        }
+        if (data.trim().startsWith('[')) {
+            array = true;
+            elems = parsed && Array.isArray(whole) ? whole : [];
+        } else {
+            elems = [parsed ? whole : data];
+        }
+        const kept: string[] = [];
+        for (const e of elems) {
+            let m: Message | undefined;
+            if (parsed && !Array.isArray(e)) {
+                try {
+                    m = readMessage(e);
+                } catch {
+                    m = undefined;
+                }
+            }
+            if (!m) {
+                if (b.lists.size > 0) throw new FilterError('the MCP server answered a batch with a list request with something that is not JSON-RPC; it was not relayed');
+                kept.push(typeof e === 'string' && !parsed ? e : JSON.stringify(e));
+                continue;
+            }
+            if (m.method !== undefined) {
+                kept.push(JSON.stringify(e));
+                continue;
+            }
+            const i = b.due.index(m.id);
+            if (i < 0 || !b.due.answer(m.id)) {
+                o.onRefused(`dropped a response to a request that was not handed on (id ${JSON.stringify(m.id ?? null)})`);
+                continue;
+            }
+            const list = b.lists.get(i);
+            kept.push(list ? await o.filter(list, m.raw) : JSON.stringify(e));
+        }
+        return { kept, array };
+    };
+
+    const write = (buf: Buffer) => {
+        if (mode !== 'done') orig.write(buf);
     };
 
     const onEvent = async (ev: SseEvent, terminated: boolean): Promise<void> => {
         const raw = terminated ? ev.raw : Buffer.concat([ev.raw, Buffer.from('\n\n')]);
+        if (mode === 'replay') return relayReplay(ev, raw);
+        if (batch) {
+            if (ev.bareCR) throw new FilterError('the MCP server framed its stream with bare CR line endings, which pdpAuth does not read; the stream was cut');
+            if (ev.data === undefined || ev.data.trim() === '') {
+                write(raw); // no message; a priming event
+                return;
+            }
+            const { kept, array } = await filterBatchAnswer(batch, ev.data);
+            if (kept.length === 0) return; // nothing of it may pass
+            write(withData(ev, !array && kept.length === 1 ? (kept[0] as string) : `[${kept.join(',')}]`));
+            return;
+        }
         if (!o.list) {
             if (ev.data !== undefined && !answered) markAnswered(ev.data);
-            orig.write(raw);
+            write(raw);
             return;
         }
         if (ev.bareCR) throw new FilterError('the MCP server framed its stream with bare CR line endings, which pdpAuth does not read; the stream was cut');
         if (ev.data === undefined || ev.data.trim() === '') {
-            orig.write(raw); // a priming event (an id to resume from, no message)
+            write(raw); // a priming event (an id to resume from, no message)
             return;
         }
-        let parsed: unknown;
-        try {
-            parsed = JSON.parse(ev.data);
-        } catch {
-            throw new FilterError(`the MCP server sent an event that is not one JSON-RPC message during ${o.msg.method}; the stream was cut`);
-        }
-        let m: Message;
-        try {
-            if (Array.isArray(parsed)) throw new Error('batch');
-            m = readMessage(parsed);
-        } catch {
-            throw new FilterError(`the MCP server sent an event that is not one JSON-RPC message during ${o.msg.method}; the stream was cut`);
-        }
+        const { m } = parseEventMessage(ev.data);
+        if (!m) throw new FilterError(`the MCP server sent an event that is not one JSON-RPC message during ${o.msg?.method}; the stream was cut`);
         if (m.method !== undefined) {
-            orig.write(raw); // the server's own request or notification
+            write(raw); // the server's own request or notification
             return;
         }
-        if (!sameId(m.id, o.msg.id)) {
+        if (!sameId(m.id, owedId)) {
             // A response in a list stream is the list's, whatever its id says.
-            throw new FilterError(`the MCP server answered ${o.msg.method} with another id; the stream was cut`);
+            throw new FilterError(`the MCP server answered ${o.msg?.method} with another id; the stream was cut`);
         }
-        const out = await o.filter(m.raw);
+        const out = await o.filter(o.msg as Message, m.raw);
         answered = true;
-        orig.write(withData(ev, out));
+        write(withData(ev, out));
+    };
+
+    /**
+     * One event of a GET stream. The server's requests and notifications
+     * pass; a response is a replayed answer: one to a remembered list request
+     * of the session is filtered for this caller; one that is not but looks
+     * like a list (its result has tools, prompts, resources or
+     * resourceTemplates) is dropped; others pass. An event that cannot be
+     * read (bare CR framing, with or without a visible data field; a batch)
+     * is dropped.
+     */
+    const relayReplay = async (ev: SseEvent, raw: Buffer): Promise<void> => {
+        if (ev.bareCR) {
+            // Its fields cannot be seen (a data line may hide behind the CR):
+            // dropped whether or not a data field was found.
+            o.onRefused('dropped a GET stream event framed with bare CR line endings');
+            return;
+        }
+        if (ev.data !== undefined && ev.data.trim() !== '') {
+            const { m, batch: isBatch } = parseEventMessage(ev.data);
+            if (isBatch) {
+                o.onRefused('dropped a GET stream event that cannot be read');
+                return;
+            }
+            if (m && m.method === undefined && m.id !== undefined) {
+                const list = o.replay?.(m.id);
+                if (list) {
+                    let out: string;
+                    try {
+                        out = await o.filter(list, m.raw);
+                    } catch (err) {
+                        o.onRefused(`dropped a replayed list answer: ${(err as Error).message}`);
+                        return;
+                    }
+                    write(withData(ev, out));
+                    return;
+                }
+                if (looksLikeList(m.raw.result)) {
+                    o.onRefused(`dropped a replayed answer to an unknown list request (id ${JSON.stringify(m.id)})`);
+                    return;
+                }
+            }
+        }
+        write(raw);
     };
 
     const markAnswered = (data: string) => {
@@ -161,7 +418,7 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
         for (const e of Array.isArray(v) ? v : [v]) {
             try {
                 const m = readMessage(e);
-                if (m.method === undefined && sameId(m.id, o.msg.id)) answered = true;
+                if (m.method === undefined && sameId(m.id, owedId)) answered = true;
             } catch {
                 // not a message: nothing answered
             }
@@ -169,10 +426,10 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
     };
 
     const sseChunk = async (chunk: Buffer) => {
-        if (mode !== 'sse' || !reader) return;
+        if ((mode !== 'sse' && mode !== 'replay') || !reader) return;
         try {
             for (const ev of reader.push(chunk)) {
-                if ((mode as Mode) !== 'sse') return;
+                if ((mode as Mode) !== 'sse' && (mode as Mode) !== 'replay') return;
                 await onEvent(ev, true);
             }
         } catch (err) {
@@ -181,7 +438,7 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
     };
 
     const sseEnd = async () => {
-        if (mode !== 'sse' || !reader) return;
+        if ((mode !== 'sse' && mode !== 'replay') || !reader) return;
         try {
             const last = reader.end();
             if (last) await onEvent(last, false);
@@ -189,8 +446,8 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
             failStream(streamFailure(err, o.maxResponseBytes));
             return;
         }
-        if ((mode as Mode) !== 'sse') return;
-        if (!answered && o.msg.id !== undefined && o.msg.method !== undefined) {
+        if ((mode as Mode) !== 'sse' && (mode as Mode) !== 'replay') return;
+        if (batch ? batch.due.left > 0 : !answered && owedId !== undefined && mode === 'sse') {
             failStream('the MCP server ended its stream without answering the request');
             return;
         }
@@ -202,6 +459,11 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
         if (mode === 'failure') {
             const body = Buffer.concat(chunks);
             chunks = [];
+            if (batch) {
+                const why = status === 502 && body.length === 0 ? 'the MCP server sent no answer' : `the MCP server answered HTTP ${status}`;
+                writeBatch(batch, status, why);
+                return;
+            }
             if (!overflow) {
                 try {
                     const m = readMessage(JSON.parse(body.toString('utf8')));
@@ -219,38 +481,60 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
                 }
             }
             // Nothing else of it is relayed (it could carry a list).
-            replace(status, rpcError(o.msg.id, CODE_INTERNAL_ERROR, `the MCP server answered HTTP ${status}`));
+            replace(status, rpcError(owedId, CODE_INTERNAL_ERROR, `the MCP server answered HTTP ${status}`));
             return;
         }
         // mode === 'json'
         if (overflow) {
-            refuseJSON(502, `the MCP server's answer is too large (over ${o.maxResponseBytes} bytes); it was not relayed`);
+            refuseJSON(502, batch ? `the MCP server's answer is over ${o.maxResponseBytes} bytes; it was not relayed` : `the MCP server's answer is too large (over ${o.maxResponseBytes} bytes); it was not relayed`);
             return;
         }
         const body = Buffer.concat(chunks);
         chunks = [];
+        if (batch) {
+            const text = body.toString('utf8');
+            if (text.trim() !== '') {
+                try {
+                    JSON.parse(text);
+                } catch {
+                    refuseJSON(502, "the MCP server's answer is not valid JSON (cut short?); it was not relayed");
+                    return;
+                }
+                let kept: string[];
+                try {
+                    kept = (await filterBatchAnswer(batch, text)).kept;
+                } catch (err) {
+                    refuseJSON(502, err instanceof FilterError ? err.message : "the MCP server's answer could not be filtered; it was not relayed");
+                    return;
+                }
+                batch.answers.push(...kept);
+            }
+            writeBatch(batch, status, 'the MCP server did not answer this request');
+            return;
+        }
         if (!o.list) {
             mode = 'done';
             orig.writeHead(status);
             orig.end(body);
             return;
         }
+        const method = o.msg?.method;
         let parsed: unknown;
         try {
             parsed = JSON.parse(body.toString('utf8'));
         } catch {
-            refuseJSON(502, `the MCP server's ${o.msg.method} answer is not a JSON-RPC response; it was not relayed`);
+            refuseJSON(502, `the MCP server's ${method} answer is not a JSON-RPC response; it was not relayed`);
             return;
         }
         if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-            refuseJSON(502, `the MCP server's ${o.msg.method} answer is not a JSON-RPC response; it was not relayed`);
+            refuseJSON(502, `the MCP server's ${method} answer is not a JSON-RPC response; it was not relayed`);
             return;
         }
         try {
-            const out = await o.filter(parsed as Record<string, unknown>);
+            const out = await o.filter(o.msg as Message, parsed as Record<string, unknown>);
             replace(200, out);
         } catch (err) {
-            refuseJSON(502, err instanceof FilterError ? err.message : `the MCP server's ${o.msg.method} answer could not be filtered; it was not relayed`);
+            refuseJSON(502, err instanceof FilterError ? err.message : `the MCP server's ${method} answer could not be filtered; it was not relayed`);
         }
     };
 
@@ -259,7 +543,7 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
     };
 
     res.writeHead = function (this: ServerResponse, st: number, a?: unknown, b?: unknown): ServerResponse {
-        if (mode === 'pass' || mode === 'sse' || mode === 'done') {
+        if (mode === 'pass' || mode === 'sse' || mode === 'replay' || mode === 'done') {
             return (orig.writeHead as (...args: unknown[]) => ServerResponse)(st, a, b);
         }
         if (typeof a === 'string') res.statusMessage = a;
@@ -278,7 +562,7 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
 
     res.flushHeaders = function () {
         ensureHead();
-        if (mode === 'pass' || mode === 'sse') orig.flushHeaders();
+        if (mode === 'pass' || mode === 'sse' || mode === 'replay') orig.flushHeaders();
     };
 
     res.write = function (this: ServerResponse, chunk: unknown, encOrCb?: unknown, cb?: unknown): boolean {
@@ -300,6 +584,7 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
                 break;
             }
             case 'sse':
+            case 'replay':
                 queue = queue.then(() => sseChunk(buf));
                 break;
             default:
@@ -326,6 +611,7 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
                 queue = queue.then(bufferedEnd);
                 break;
             case 'sse':
+            case 'replay':
                 queue = queue.then(sseEnd);
                 break;
             default:

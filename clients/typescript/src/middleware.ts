@@ -7,6 +7,7 @@
 import type http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
+    CODE_FORBIDDEN,
     CODE_HEADER_MISMATCH,
     CODE_INTERNAL_ERROR,
     CODE_INVALID_REQUEST,
@@ -18,11 +19,13 @@ import {
     headerMismatch,
     isNotification,
     isRequest,
+    denial,
     readMessage,
+    rpcError,
     writeDenial,
     writeRPCError
 } from './jsonrpc.js';
-import { FilterError, intercept } from './intercept.js';
+import { type Batch, FilterError, Owed, batchAnswer, intercept } from './intercept.js';
 import { metadataHandler, metadataPath } from './metadata.js';
 import { DecideError, PdpClient } from './pdp.js';
 import { Sessions, ownerOf } from './sessions.js';
@@ -75,6 +78,9 @@ export interface PdpAuthMiddleware extends Middleware {
     /** The path of the metadata document: `/.well-known/oauth-protected-resource` + the resource's path. */
     metadataPath: string;
 }
+
+/** Bound of the messages of one JSON-RPC batch: each is a decision (as the Go middleware's pep.MaxBatch). */
+const MAX_BATCH = 100;
 
 const DEFAULTS = { timeoutMs: 2000, maxBodyBytes: 4 << 20, maxResponseBytes: 16 << 20, maxSessions: 100_000 };
 
@@ -234,18 +240,28 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
         return d;
     };
 
-    /** Answers a request the PDP did not decide: fail closed. */
-    const undecided = (res: ServerResponse, req: IncomingMessage, id: Id | undefined, err: unknown) => {
+    /**
+     * The answer to a message the PDP could not decide: 400 with the reason
+     * for a malformed message (the client's fault), 429 when the PDP
+     * rate-limits, 503 for everything else (fail closed, without the PDP's
+     * reason). The last element is the Retry-After to send, if any.
+     */
+    const undecidedAnswer = (req: IncomingMessage, err: unknown): [number, number, string, string | undefined] => {
         const e = err instanceof Error ? err : new Error(String(err));
         report(e, req);
         if (e instanceof DecideError && e.status === 400 && e.code === 'invalid_message') {
             // The client's message is malformed (the PDP says what is wrong).
-            writeRPCError(res, 400, id, CODE_INVALID_REQUEST, e.message.replace(/^.*?invalid_message: /, ''));
-            return;
+            return [400, CODE_INVALID_REQUEST, e.message.replace(/^.*?invalid_message: /, ''), undefined];
         }
-        const headers: Record<string, string> = {};
-        if (e instanceof DecideError && (e.status === 429 || e.status === 503)) headers['Retry-After'] = e.retryAfter ?? '1';
-        writeRPCError(res, 503, id, CODE_INTERNAL_ERROR, 'authorization unavailable', headers);
+        if (e instanceof DecideError && e.status === 429) return [429, CODE_INTERNAL_ERROR, 'too many requests; retry later', e.retryAfter ?? '1'];
+        const retry = e instanceof DecideError && e.status === 503 ? (e.retryAfter ?? '1') : undefined;
+        return [503, CODE_INTERNAL_ERROR, 'authorization unavailable', retry];
+    };
+
+    /** Answers a request the PDP did not decide: fail closed. */
+    const undecided = (res: ServerResponse, req: IncomingMessage, id: Id | undefined, err: unknown) => {
+        const [status, code, why, retry] = undecidedAnswer(req, err);
+        writeRPCError(res, status, id, code, why, retry ? { 'Retry-After': retry } : {});
     };
 
     /** Refuses a request on another caller's session (the PDP refuses the rest). */
@@ -253,7 +269,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
         const sid = sessionId(req);
         if (!sid || sessions.check(sid, ownerOf(d.caller))) return true;
         report(new Error(`a request on another caller's session was refused (decision ${d.decision_id})`), req);
-        writeRPCError(res, 403, id, CODE_INVALID_REQUEST, 'this session belongs to another caller');
+        writeRPCError(res, 403, id, CODE_FORBIDDEN, 'this session belongs to another caller');
         return false;
     };
 
@@ -269,6 +285,72 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
         }
     };
 
+    /**
+     * The JSON-RPC response `response` to the list request `list` with its
+     * result filtered for the caller of `authorization` (the response phase
+     * of the list decision). An error response passes; anything that is not
+     * a response to list is refused (FilterError), so that nothing
+     * unfiltered is relayed.
+     */
+    const filterList = async (list: Message, response: Record<string, unknown>, authorization: string | undefined, req: IncomingMessage): Promise<string> => {
+        const m = readMessage(response);
+        if (m.method !== undefined || m.id === undefined || !(m.hasResult || m.hasError)) {
+            throw new FilterError(`the MCP server's ${list.method} answer is not a JSON-RPC response; it was not relayed`);
+        }
+        if (m.id !== list.id || typeof m.id !== typeof list.id) throw new FilterError(`the MCP server answered ${list.method} with another request's id; it was not relayed`);
+        if (m.hasError) {
+            if (m.hasResult) throw new FilterError(`the MCP server answered ${list.method} with both a result and an error; it was not relayed`);
+            return JSON.stringify({ jsonrpc: '2.0', id: list.id, error: response.error });
+        }
+        const result = response.result;
+        if (typeof result !== 'object' || result === null || Array.isArray(result)) {
+            throw new FilterError(`the MCP server's ${list.method} result is not an object; it was not relayed`);
+        }
+        const fb: DecideRequest = { resource: o.resource, message: list.raw, result };
+        if (authorization) fb.authorization = authorization;
+        let fd: Decision;
+        try {
+            fd = await decide(fb, req);
+        } catch (err) {
+            report(err as Error, req);
+            throw new FilterError(`the MCP server's ${list.method} answer could not be filtered; it was not relayed`);
+        }
+        if (!fd.allow) {
+            // Refused at the response phase (the token expired in between): in band.
+            const e = fd.jsonrpc_error ?? { code: CODE_INTERNAL_ERROR, message: `${list.method} was refused` };
+            return JSON.stringify({ jsonrpc: '2.0', id: list.id, error: e });
+        }
+        if (typeof fd.result !== 'object' || fd.result === null || Array.isArray(fd.result)) {
+            throw new FilterError(`the PDP returned no filtered ${list.method} result; it was not relayed`);
+        }
+        // A filtered list varies per caller: no cache may share it (MCP 2026-07-28).
+        const { cacheScope: _ignored, ...rest } = fd.result as Record<string, unknown>;
+        return JSON.stringify({ jsonrpc: '2.0', id: list.id, result: { cacheScope: 'private', ...rest } });
+    };
+
+    /** The decision request for msg: the message itself, or, for a client's answer to a server request, the caller only. */
+    const decideRequest = (req: IncomingMessage, msg: Message): DecideRequest => {
+        const authorization = req.headers.authorization;
+        const owner = sessions.ownerCaller(sessionId(req));
+        const body: DecideRequest = { resource: o.resource };
+        if (authorization) body.authorization = authorization;
+        if (isRequest(msg) || isNotification(msg)) body.message = msg.raw;
+        else body.http_method = 'POST';
+        if (owner) body.session_owner = owner;
+        return body;
+    };
+
+    /** Binds the session the server answers on to the caller of d. */
+    const onHead = (req: IncomingMessage, d: Decision) => {
+        const owned = ownerOf(d.caller);
+        return (resp: ServerResponse, status: number) => {
+            if (status >= 300) return;
+            const sid = resp.getHeader('mcp-session-id');
+            if (typeof sid === 'string' && sid) sessions.bind(sid, owned);
+            else if (req.method !== 'DELETE' && sessionId(req)) sessions.bind(sessionId(req) as string, owned);
+        };
+    };
+
     const post = async (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => {
         let value: unknown;
         try {
@@ -280,10 +362,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
             }
             throw err;
         }
-        if (Array.isArray(value)) {
-            writeRPCError(res, 400, undefined, CODE_INVALID_REQUEST, 'JSON-RPC batches are not accepted by this server (MCP 2025-06-18 removed them); send one message per POST');
-            return;
-        }
+        if (Array.isArray(value)) return postBatch(req, res, next, value);
         let msg: Message;
         try {
             msg = readMessage(value);
@@ -299,15 +378,9 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
         // The transport parses exactly the bytes that were decided.
         const canonical = JSON.stringify(msg.raw);
         const authorization = req.headers.authorization;
-        const owner = sessions.ownerCaller(sessionId(req));
-        const body: DecideRequest = { resource: o.resource };
-        if (authorization) body.authorization = authorization;
-        if (isRequest(msg) || isNotification(msg)) body.message = msg.raw;
-        else body.http_method = 'POST'; // the client's answer to a server request: only the caller is authenticated
-        if (owner) body.session_owner = owner;
         let d: Decision;
         try {
-            d = await decide(body, req);
+            d = await decide(decideRequest(req, msg), req);
         } catch (err) {
             undecided(res, req, msg.id, err);
             return;
@@ -321,52 +394,108 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
         const r = req as IncomingMessage & { body?: unknown; rawBody?: Buffer };
         r.body = msg.raw;
         r.rawBody = Buffer.from(canonical, 'utf8'); // read by the SDKs' Node adapters (@hono/node-server)
-        const owned = ownerOf(d.caller);
         const list = isRequest(msg) && LIST_METHODS.has(msg.method ?? '');
+        const sid = sessionId(req);
+        if (list && sid) sessions.rememberList(sid, msg); // a GET stream may replay its answer
         intercept(res, {
             msg,
             list,
             maxResponseBytes: o.maxResponseBytes,
-            onHead: resp => {
-                const sid = resp.getHeader('mcp-session-id');
-                if (typeof sid === 'string' && sid) sessions.bind(sid, owned);
-            },
+            onHead: onHead(req, d),
             onRefused: why => report(new Error(why), req),
-            filter: async response => {
-                const m = readMessage(response);
-                if (m.method !== undefined || m.id === undefined || !(m.hasResult || m.hasError)) {
-                    throw new FilterError(`the MCP server's ${msg.method} answer is not a JSON-RPC response; it was not relayed`);
-                }
-                if (m.id !== msg.id || typeof m.id !== typeof msg.id) throw new FilterError(`the MCP server answered ${msg.method} with another request's id; it was not relayed`);
-                if (m.hasError) {
-                    if (m.hasResult) throw new FilterError(`the MCP server answered ${msg.method} with both a result and an error; it was not relayed`);
-                    return JSON.stringify({ jsonrpc: '2.0', id: msg.id, error: response.error });
-                }
-                const result = response.result;
-                if (typeof result !== 'object' || result === null || Array.isArray(result)) {
-                    throw new FilterError(`the MCP server's ${msg.method} result is not an object; it was not relayed`);
-                }
-                const fb: DecideRequest = { resource: o.resource, message: msg.raw, result };
-                if (authorization) fb.authorization = authorization;
-                let fd: Decision;
-                try {
-                    fd = await decide(fb, req);
-                } catch (err) {
-                    report(err as Error, req);
-                    throw new FilterError(`the MCP server's ${msg.method} answer could not be filtered; it was not relayed`);
-                }
-                if (!fd.allow) {
-                    // Refused at the response phase (the token expired in between): in band.
-                    const e = fd.jsonrpc_error ?? { code: CODE_INTERNAL_ERROR, message: `${msg.method} was refused` };
-                    return JSON.stringify({ jsonrpc: '2.0', id: msg.id, error: e });
-                }
-                if (typeof fd.result !== 'object' || fd.result === null || Array.isArray(fd.result)) {
-                    throw new FilterError(`the PDP returned no filtered ${msg.method} result; it was not relayed`);
-                }
-                // A filtered list varies per caller: no cache may share it (MCP 2026-07-28).
-                const { cacheScope: _ignored, ...rest } = fd.result as Record<string, unknown>;
-                return JSON.stringify({ jsonrpc: '2.0', id: msg.id, result: { cacheScope: 'private', ...rest } });
+            filter: (l, response) => filterList(l, response, authorization, req)
+        });
+        next();
+    };
+
+    /**
+     * A JSON-RPC batch (MCP 2025-03-26): every message decided as if it came
+     * alone, the refused requests answered by the middleware, the allowed
+     * messages handed to the transport together as one batch, its answers
+     * merged with the middleware's (intercept). The batch as a whole is
+     * refused when it is empty, too long, has two requests with one id, or
+     * comes with Mcp-Method/Mcp-Name headers (they describe one message).
+     */
+    const postBatch = async (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void, values: unknown[]) => {
+        if (values.length === 0) {
+            writeRPCError(res, 400, undefined, CODE_INVALID_REQUEST, 'an empty batch');
+            return;
+        }
+        if (values.length > MAX_BATCH) {
+            writeRPCError(res, 413, undefined, CODE_INVALID_REQUEST, `a batch of ${values.length} messages; at most ${MAX_BATCH} are taken`);
+            return;
+        }
+        if (req.headers['mcp-method'] !== undefined || req.headers['mcp-name'] !== undefined) {
+            writeRPCError(res, 400, undefined, CODE_HEADER_MISMATCH, 'the Mcp-Method and Mcp-Name headers describe one message, not a batch');
+            return;
+        }
+        const answers: string[] = [];
+        const forward: Message[] = [];
+        const ids: Id[] = [];
+        let allowed: Decision | undefined;
+        let challenge: Decision | undefined;
+        for (const v of values) {
+            let msg: Message;
+            try {
+                if (Array.isArray(v)) throw new MessageError(CODE_INVALID_REQUEST, 'a batch inside a batch');
+                msg = readMessage(v);
+            } catch (err) {
+                answers.push(rpcError(undefined, err instanceof MessageError ? err.code : CODE_INVALID_REQUEST, (err as Error).message));
+                continue;
             }
+            if (isRequest(msg)) {
+                if (ids.some(id => id === msg.id && typeof id === typeof msg.id)) {
+                    writeRPCError(res, 400, undefined, CODE_INVALID_REQUEST, `two requests of the batch have the id ${JSON.stringify(msg.id)}`);
+                    return;
+                }
+                ids.push(msg.id as Id);
+            }
+            let d: Decision;
+            try {
+                d = await decide(decideRequest(req, msg), req);
+            } catch (err) {
+                if (isRequest(msg)) {
+                    const [, code, why] = undecidedAnswer(req, err);
+                    answers.push(rpcError(msg.id, code, why));
+                }
+                continue;
+            }
+            if (!d.allow) {
+                if (isRequest(msg)) answers.push(denial(msg.id, d)[1]);
+                if (!challenge && d.http_status !== 200) challenge = d;
+                continue;
+            }
+            forward.push(msg);
+            allowed ??= d;
+        }
+        const due: Id[] = [];
+        const lists = new Map<number, Message>();
+        for (const f of forward) {
+            if (!isRequest(f)) continue;
+            if (LIST_METHODS.has(f.method ?? '')) lists.set(due.length, f);
+            due.push(f.id as Id);
+        }
+        const b: Batch = { answers, forwarded: forward.length, due: new Owed(due), lists, challenge };
+        if (!allowed) {
+            const a = batchAnswer(b, 200);
+            res.writeHead(a.status, a.body === undefined ? a.headers : { ...a.headers, 'Content-Length': Buffer.byteLength(a.body) });
+            res.end(a.body);
+            return;
+        }
+        if (!sessionAllowed(req, res, undefined, allowed)) return;
+        allow(req, allowed);
+        const raws = forward.map(f => f.raw);
+        const r = req as IncomingMessage & { body?: unknown; rawBody?: Buffer };
+        r.body = raws;
+        r.rawBody = Buffer.from(JSON.stringify(raws), 'utf8');
+        const authorization = req.headers.authorization;
+        intercept(res, {
+            list: false,
+            batch: b,
+            maxResponseBytes: o.maxResponseBytes,
+            onHead: onHead(req, allowed),
+            onRefused: why => report(new Error(why), req),
+            filter: (l, response) => filterList(l, response, authorization, req)
         });
         next();
     };
@@ -395,6 +524,18 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
         if (req.method === 'DELETE' && sid) {
             res.once('finish', () => {
                 if (res.statusCode >= 200 && res.statusCode < 300) sessions.forget(sid);
+            });
+        }
+        if (req.method === 'GET') {
+            // The server's stream: what it replays of earlier answers (after
+            // Last-Event-ID) is held to the session's list requests.
+            intercept(res, {
+                list: false,
+                replay: id => (sid ? sessions.listRequest(sid, id) : undefined),
+                maxResponseBytes: o.maxResponseBytes,
+                onHead: onHead(req, d),
+                onRefused: why => report(new Error(why), req),
+                filter: (l, response) => filterList(l, response, authorization, req)
             });
         }
         next();

@@ -1,7 +1,11 @@
 // Which caller owns each MCP session (the same rules as the Go gateway): a
 // session belongs to the user that opened it; one opened anonymously is
 // claimed by its first authenticated caller. Bounded: the oldest is forgotten first.
+import type { Id, Message } from './jsonrpc.js';
 import type { Caller } from './wire.js';
+
+/** The list requests remembered per session (as the Go middleware). */
+const LIST_RING_SIZE = 16;
 
 /** The owner of a session: its key and, for an authenticated caller, its identity. */
 export interface Owner {
@@ -24,6 +28,12 @@ export function ownerOf(c: Caller | undefined): Owner {
 export class Sessions {
     readonly #max: number;
     readonly #owners = new Map<string, Owner>(); // insertion order: the oldest first
+    /**
+     * Each session's last list requests handed on, so that a list answer the
+     * server replays on a GET stream (a client resuming with Last-Event-ID)
+     * is filtered like the first time.
+     */
+    readonly #lists = new Map<string, Message[]>();
 
     constructor(max: number) {
         this.#max = max;
@@ -61,6 +71,24 @@ export class Sessions {
 
     forget(id: string): void {
         this.#owners.delete(id);
+        this.#lists.delete(id);
+    }
+
+    /** Notes a list request handed on in session id (a session whose owner is known). */
+    rememberList(id: string, m: Message): void {
+        if (!this.#owners.has(id)) return;
+        let ring = this.#lists.get(id);
+        if (!ring) {
+            ring = [];
+            this.#lists.set(id, ring);
+        }
+        ring.push(m);
+        if (ring.length > LIST_RING_SIZE) ring.shift();
+    }
+
+    /** The list request of session sid with JSON-RPC id, if it is one of those remembered. */
+    listRequest(sid: string, id: Id): Message | undefined {
+        return this.#lists.get(sid)?.find(m => m.id === id && typeof m.id === typeof id);
     }
 
     #add(id: string, owner: Owner): void {
@@ -68,6 +96,7 @@ export class Sessions {
             const oldest = this.#owners.keys().next().value;
             if (oldest === undefined) break;
             this.#owners.delete(oldest);
+            this.#lists.delete(oldest);
         }
         this.#owners.set(id, owner);
     }

@@ -52,8 +52,9 @@ function registerTools(server, line, calls) {
  * @param {'express'|'http'} o.framework
  * @param {number} o.port
  * @param {object} o.auth        pdpAuth options (resource is set here)
+ * @param {() => object} [o.eventStore] makes each session's event store (resumability: the server replays on GET after Last-Event-ID)
  */
-export async function startMcpServer({ line, json, framework, port, auth }) {
+export async function startMcpServer({ line, json, framework, port, auth, eventStore }) {
     const resource = `http://127.0.0.1:${port}/mcp`;
     const calls = [];
     const errors = [];
@@ -76,6 +77,7 @@ export async function startMcpServer({ line, json, framework, port, auth }) {
             t = new Transport({
                 sessionIdGenerator: () => randomUUID(),
                 enableJsonResponse: json,
+                ...(eventStore ? { eventStore: eventStore() } : {}),
                 onsessioninitialized: id => transports.set(id, t)
             });
             t.onclose = () => t.sessionId && transports.delete(t.sessionId);
