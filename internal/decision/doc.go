@@ -53,9 +53,15 @@
 //     meet here. It is bounded by weight (one unit per decision and per list
 //     item, more with a token) and evicts first in, first out.
 //
-// Layers 4 and 5 exist only for a deterministic policy with the cache on;
+//  6. The list memo (listMemo, per Policy) is for the list filter
+//     (internal/listfilter), in front of layers 4 and 5: a filtered list
+//     kept by ListMemoKey (resource, method, the token's key term as in
+//     layer 4) and the list's exact bytes, bounded by bytes and emptied
+//     when full.
+//
+// Layers 4 to 6 exist only for a deterministic policy with the cache on;
 // Options.CacheSize < 0, a call of a non-deterministic built-in (time.now_ns,
-// http.send, ...) in the policy, or Recording turns both off. A reload
+// http.send, ...) in the policy, or Recording turns them off. A reload
 // prepares a new Policy, whose caches start empty; a Result from a cache is
 // shared and read-only.
 //

@@ -45,7 +45,7 @@ func ParseExplainMode(s string) (ExplainMode, error) {
 // one request at a time.
 func (p *Policy) Recording() *Policy {
 	cp := *p
-	cp.cache, cp.calls = nil, nil
+	cp.cache, cp.calls, cp.lists = nil, nil, nil
 	// The whole input, as documented: what the policy cannot read (see
 	// readsArguments, readsItems, claimsRead) does not change its decision.
 	cp.readsArgs, cp.readsItems, cp.claimKeys, cp.subjects = true, true, nil, nil

@@ -53,6 +53,7 @@ type Policy struct {
 	// cache memoizes results by input; nil when disabled or when the
 	// policy calls a non-deterministic built-in (named in nondeterministic).
 	cache            *resultCache
+	lists            *listMemo  // filtered lists, for the list filter (nil: no caches)
 	calls            *callCache // in front of cache for single-target requests
 	nondeterministic string
 	// readsArgs is false when no rule can read call arguments.
@@ -227,6 +228,7 @@ func prepare(ctx context.Context, b *bundle.Bundle, source string, o Options, in
 		}
 		p.cache = newResultCache(size)
 		p.calls = newCallCache()
+		p.lists = &listMemo{m: map[ListMemoKey]map[string]any{}}
 	}
 	return p, nil
 }

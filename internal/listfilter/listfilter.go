@@ -188,7 +188,40 @@ func FilterValid(ctx context.Context, d Decider, in *decision.Input, result json
 	return filter(ctx, d, in, result, true)
 }
 
+// Memoizer is a Decider whose policy remembers filtered lists
+// (*decision.Engine): a list it has filtered for the same caller, resource
+// and method, byte for byte, is answered without reading it again.
+type Memoizer interface {
+	Policy() *decision.Policy
+}
+
 func filter(ctx context.Context, d Decider, in *decision.Input, result json.RawMessage, valid bool) (*Filtered, error) {
+	var pol *decision.Policy
+	var key decision.ListMemoKey
+	memo := false
+	if m, ok := d.(Memoizer); ok {
+		if pol = m.Policy(); pol != nil {
+			key, memo = pol.ListMemoKeyFor(in)
+		}
+	}
+	if memo {
+		if v, ok := pol.ListMemo(key, result); ok {
+			f := *v.(*Filtered)
+			f.Result = bytes.Clone(f.Result) // the caller's own copy: a PEP may change it
+			return &f, nil
+		}
+	}
+	f, err := filterOnce(ctx, d, in, result, valid)
+	if err == nil && memo {
+		pol.ListMemoPut(key, result, f)
+		f2 := *f
+		f2.Result = bytes.Clone(f.Result)
+		return &f2, nil
+	}
+	return f, err
+}
+
+func filterOnce(ctx context.Context, d Decider, in *decision.Input, result json.RawMessage, valid bool) (*Filtered, error) {
 	l, err := parse(in.Class, result, valid)
 	if err != nil {
 		return nil, err
