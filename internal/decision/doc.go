@@ -26,10 +26,12 @@
 //     returns the same *token.Claims for the same token until it expires
 //     (or its MaxTTL). Only successful verifications are kept; a verifier
 //     without a cache verifies every time.
+//
 //  2. The token memo (internal/core, tokenMemo) is keyed on that *Claims
 //     pointer and returns the same *Token, built once by NewToken. A
 //     Claims that did not come from the cache is a new pointer: a new Token,
 //     not a wrong one. Anonymous requests have no Token.
+//
 //  3. A Token memoizes its Rego value (termFor, keyTermFor): one term with
 //     every claim, one with only the claims a policy reads and one cache
 //     key term (subject replaced by what the subject lookups find), each
@@ -37,6 +39,7 @@
 //     that policy's claimKeys and subjectKeying. Another policy rebuilds
 //     the term. Neither a Token nor the claims given to NewToken may be
 //     modified afterwards.
+//
 //  4. The call cache (callCache, per Policy) answers single-target requests
 //     without building the input. It is keyed on resource, method, target,
 //     the raw call arguments when the policy reads them, and the identity
@@ -45,6 +48,7 @@
 //     token. It is bypassed for lists and for arguments given as a Rego
 //     value (Input.Arguments), and emptied when it holds callCacheSize
 //     entries.
+//
 //  5. The result cache (resultCache, per Policy) is keyed on the input
 //     value as the policy can see it: without call arguments unless the
 //     policy reads them, without input.items unless it reads them, with
