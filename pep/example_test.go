@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log"
+	"net/http"
 
 	"github.com/mcp-pdp/pdp/pep"
 )
@@ -79,4 +80,21 @@ func ExampleCaller() {
 	// Output:
 	// alice via demo (acting: agent-7), scopes [qr:generate]
 	// {"resource":"https://mcp.example.com/mcp","message":null,"http_method":"GET"}
+}
+
+// ExampleMiddleware protects an MCP server's Streamable HTTP handler with
+// a PDP reached over HTTP; the handler reads the caller of each allowed
+// request. The runnable servers are in examples/.
+func ExampleMiddleware() {
+	pdp, err := pep.NewClient("http://127.0.0.1:8181", pep.ClientOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	mcpHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c := pep.CallerFrom(r.Context()); c != nil {
+			log.Printf("called by %s via %s", c.Subject, c.ClientID)
+		}
+		// ... the MCP SDK's Streamable HTTP handler answers here
+	})
+	http.Handle("/mcp", pep.Middleware(mcpHandler, pep.Options{Decider: pdp, Resource: "https://mcp.example.com/mcp"}))
 }
