@@ -1,6 +1,7 @@
-// Package pep is the wire contract between an MCP server that enforces
-// decisions (the policy enforcement point, PEP) and mcp-pdp, the policy
-// decision point: the JSON bodies of POST /v1/decide.
+// Package pep is what an MCP server needs to enforce mcp-pdp's decisions
+// (the server is the policy enforcement point, PEP; mcp-pdp the policy
+// decision point): the wire contract of POST /v1/decide, a client of it,
+// and the enforcement middleware.
 //
 // For every JSON-RPC message it receives, the MCP server sends a [Request]
 // (the message, the raw Authorization header, its resource URI and, for list
@@ -19,6 +20,14 @@
 // the SSE stream, DELETE ends the session) are decided with
 // [Request.HTTPMethod]. An allowed answer names its [Caller] when the
 // request carried a valid token.
+//
+// Most Go servers need none of this by hand: [Middleware] is the whole
+// enforcement point as net/http middleware in front of any Streamable HTTP
+// MCP handler (decisions, list filtering in JSON and SSE answers, denials,
+// session binding, batches, Origin checks), with [Client] as its
+// [Decider] over the PDP's HTTP API; the tool handlers read the caller
+// with [CallerFrom]. The subpackages gosdk and mcpgo adapt it to the two
+// Go MCP SDKs, and local runs the PDP itself in-process.
 //
 // The types here encode to and decode from exactly the JSON the PDP reads
 // and writes (field names and order included), so a Go PEP can use them with
