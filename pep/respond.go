@@ -285,10 +285,16 @@ func (iw *interceptor) relay(ev *event) bool {
 // resourceTemplates member) is dropped; others pass.
 func (iw *interceptor) relayReplay(ev *event) bool {
 	out := ev.raw
+	if ev.bareCR() {
+		// Lines ended by a lone CR hide their fields from the splitter but
+		// not from a client: the event could be a list; drop it.
+		iw.m.log.Warn("pep: dropped a GET stream event framed with bare CR line endings")
+		return true
+	}
 	if ev.hasData && len(bytes.TrimSpace(ev.data)) > 0 {
 		m, err := parseMessage(ev.data)
 		switch {
-		case ev.bareCR() || (err == nil && m.batch):
+		case err == nil && m.batch:
 			iw.m.log.Warn("pep: dropped a GET stream event it cannot read")
 			return true
 		case err != nil || m.method != "":

@@ -1032,6 +1032,9 @@ func TestGatewayReplayedListOnGET(t *testing.T) {
 			writeFlush(w, "id: e2\n"+sseEvent(fullList("99")))
 			writeFlush(w, "id: e3\n"+sseEvent(callResult("5")))
 			writeFlush(w, sseEvent(hProgress))
+			// A list framed with bare CRs: a client reads its fields, the
+			// gateway's splitter does not; it must not pass.
+			writeFlush(w, "event: message\rdata: "+fullList(`"x"`)+"\r\r\n\n")
 		}
 	}))
 	t.Cleanup(up.Close)
