@@ -78,9 +78,12 @@ func (e *event) finish() {
 		}
 		data = append(data, v)
 	}
-	if len(data) > 0 {
-		e.hasData = true
-		e.data = bytes.Join(data, []byte("\n"))
+	switch len(data) {
+	case 0:
+	case 1:
+		e.hasData, e.data = true, data[0] // the common case: a slice of raw
+	default:
+		e.hasData, e.data = true, bytes.Join(data, []byte("\n"))
 	}
 }
 
@@ -88,9 +91,10 @@ func (e *event) finish() {
 // or CRLF line endings; a leading byte order mark dropped), each at most
 // limit bytes.
 type splitter struct {
-	buf     []byte
-	limit   int64
-	started bool
+	buf      []byte
+	limit    int64
+	started  bool
+	searched int // bytes of buf searched for an event's end without finding one
 }
 
 // add appends written bytes (a leading byte order mark dropped, as SSE
@@ -107,35 +111,42 @@ func (s *splitter) add(p []byte) {
 func (s *splitter) overLimit() bool { return int64(len(s.buf)) > s.limit }
 
 // next returns the next complete event, or nil. Blank lines between
-// events are skipped.
+// events are skipped. Bytes already searched are not searched again, so
+// that an event written in many small pieces costs one pass.
 func (s *splitter) next() (*event, error) {
-	ev := &event{}
-	i := 0
-	for {
-		j := bytes.IndexByte(s.buf[i:], '\n')
-		if j < 0 {
-			return nil, nil
+	// Blank lines before an event.
+	for len(s.buf) > 0 && (s.buf[0] == '\n' || (s.buf[0] == '\r' && len(s.buf) > 1 && s.buf[1] == '\n')) {
+		if s.buf[0] == '\r' {
+			s.buf = s.buf[2:]
+		} else {
+			s.buf = s.buf[1:]
 		}
-		line := s.buf[i : i+j+1]
-		content := bytes.TrimRight(line, "\r\n")
-		i += j + 1
-		if len(content) == 0 {
-			if len(ev.lines) == 0 {
-				// blank lines before an event: consumed
-				s.buf = s.buf[i:]
-				i = 0
-				continue
-			}
-			ev.raw = append([]byte(nil), s.buf[:i]...)
-			s.buf = s.buf[i:]
-			if int64(len(ev.raw)) > s.limit {
-				return nil, errEventTooLarge
-			}
-			ev.finish()
-			return ev, nil
-		}
-		ev.lines = append(ev.lines, append([]byte(nil), content...))
+		s.searched = 0
 	}
+	from := max(0, s.searched-2)
+	end := -1
+	if i := bytes.Index(s.buf[from:], []byte("\n\n")); i >= 0 {
+		end = from + i + 2
+	}
+	if i := bytes.Index(s.buf[from:], []byte("\n\r\n")); i >= 0 && (end < 0 || from+i+3 < end) {
+		end = from + i + 3
+	}
+	if end < 0 {
+		s.searched = len(s.buf)
+		return nil, nil
+	}
+	if int64(end) > s.limit {
+		return nil, errEventTooLarge
+	}
+	ev := &event{raw: append([]byte(nil), s.buf[:end]...)}
+	s.buf, s.searched = s.buf[end:], 0
+	for _, l := range bytes.Split(ev.raw, []byte("\n")) {
+		if c := bytes.TrimRight(l, "\r"); len(c) > 0 {
+			ev.lines = append(ev.lines, c) // slices of raw: no copies
+		}
+	}
+	ev.finish()
+	return ev, nil
 }
 
 // rest returns what was written after the last complete event (an event
