@@ -568,6 +568,11 @@ func appendPrivate(out, id, result []byte) ([]byte, error) {
 	out = append(out, id...)
 	out = append(out, `,"result":`...)
 	trimmed := bytes.TrimSpace(result)
+	if bytes.HasPrefix(trimmed, []byte(`{"cacheScope":"private"`)) {
+		// mcp-pdp marks its filtered lists itself (first, at once); a
+		// second cacheScope could not follow in its output.
+		return append(append(out, trimmed...), '}'), nil
+	}
 	if len(trimmed) >= 2 && trimmed[0] == '{' && !bytes.Contains(trimmed, []byte(`"cacheScope"`)) {
 		out = append(out, `{"cacheScope":"private"`...) // the common case: none yet; first
 		if rest := bytes.TrimSpace(trimmed[1:]); len(rest) > 0 && rest[0] != '}' {

@@ -236,16 +236,19 @@ func filterOnce(ctx context.Context, d Decider, in *decision.Input, result json.
 	// Each kept item gains its securitySchemes twice (~80 bytes for
 	// noauth, more with scopes).
 	buf.Grow(len(result) + 160*len(l.Items))
-	buf.WriteByte('{')
+	// A filtered list varies per caller: no cache may share it across
+	// authorization contexts (MCP 2026-07-28 cacheScope), whatever the
+	// server said. First, so that a PEP sees it at once.
+	buf.WriteString(`{"cacheScope":"private"`)
 	keys := make([]string, 0, len(l.fields))
 	for k := range l.fields {
-		keys = append(keys, k)
+		if k != "cacheScope" {
+			keys = append(keys, k)
+		}
 	}
 	slices.Sort(keys)
-	for i, k := range keys {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
+	for _, k := range keys {
+		buf.WriteByte(',')
 		writeKey(&buf, k)
 		if k != in.Class.ListKey {
 			buf.Write(l.fields[k])
