@@ -2,6 +2,7 @@ package pep
 
 import (
 	"bytes"
+	"encoding/binary"
 	"unicode/utf8"
 )
 
@@ -295,6 +296,14 @@ func (s *scanner) str() bool {
 	}
 	j := s.i + 1
 	for j < len(s.b) {
+		// Eight plain bytes at a time (printable ASCII, no quote, no
+		// backslash): most of a JSON document's strings.
+		for j+8 <= len(s.b) && plain8(binary.LittleEndian.Uint64(s.b[j:])) {
+			j += 8
+		}
+		if j >= len(s.b) {
+			break
+		}
 		c := s.b[j]
 		switch {
 		case c == '"':
@@ -331,6 +340,24 @@ func (s *scanner) str() bool {
 		}
 	}
 	return false
+}
+
+// SWAR constants: every byte 0x01, every byte 0x80.
+const (
+	lo8 = 0x0101010101010101
+	hi8 = 0x8080808080808080
+)
+
+// plain8 reports whether the eight bytes of x (little endian) are all
+// printable ASCII (0x20 to 0x7f) other than '"' and '\\'.
+func plain8(x uint64) bool {
+	// hasLess(v, n) sets the high bit of some byte when a byte of v is
+	// below n (for bytes under 0x80: x's own high bits are rejected
+	// anyway); a zero byte is one below 1.
+	hasLess := func(v, n uint64) uint64 { return (v - lo8*n) &^ v }
+	q := x ^ lo8*'"'
+	bs := x ^ lo8*'\\'
+	return (hasLess(x, 0x20)|hasLess(q, 1)|hasLess(bs, 1)|x)&hi8 == 0
 }
 
 func isHex4(b []byte) bool {

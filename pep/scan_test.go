@@ -49,3 +49,24 @@ func FuzzScanMessage(f *testing.F) {
 		}
 	})
 }
+
+// TestPlain8 holds the eight-byte test to the byte-by-byte one.
+func TestPlain8(t *testing.T) {
+	plain := func(c byte) bool { return c >= 0x20 && c < 0x80 && c != '"' && c != '\\' }
+	var buf [8]byte
+	for c := 0; c < 256; c++ {
+		for pos := range 8 {
+			for i := range buf {
+				buf[i] = 'a'
+			}
+			buf[pos] = byte(c)
+			x := uint64(0)
+			for i := 7; i >= 0; i-- {
+				x = x<<8 | uint64(buf[i])
+			}
+			if got := plain8(x); got != plain(byte(c)) {
+				t.Fatalf("byte %#x at %d: plain8 %v", c, pos, got)
+			}
+		}
+	}
+}
