@@ -443,8 +443,9 @@ func (iw *interceptor) finishJSON() {
 		return
 	case iw.list != nil:
 		m, err := parseMessage(raw)
+		var parts [][]byte
 		if err == nil {
-			raw, err = iw.m.filterList(iw.r.Context(), iw.list, m, iw.authz)
+			parts, err = iw.m.filterListParts(iw.r.Context(), iw.list, m, iw.authz)
 		} else {
 			err = fmt.Errorf("the MCP server's %s answer is not a JSON-RPC response; it was not relayed", iw.list.method)
 		}
@@ -452,6 +453,14 @@ func (iw *interceptor) finishJSON() {
 			iw.failJSON(err.Error())
 			return
 		}
+		iw.w.Header().Del("Content-Length")
+		iw.w.WriteHeader(iw.status)
+		for _, p := range parts {
+			if _, err := iw.w.Write(p); err != nil {
+				return
+			}
+		}
+		return
 	}
 	iw.w.Header().Del("Content-Length")
 	iw.w.WriteHeader(iw.status)
@@ -525,6 +534,20 @@ func isSSE(h http.Header) bool {
 // decision). An error response passes unchanged; anything that is not a
 // response to msg is an error, so that nothing unfiltered is relayed.
 func (m *middleware) filterList(ctx context.Context, msg, resp *message, authz string) ([]byte, error) {
+	parts, err := m.filterListParts(ctx, msg, resp, authz)
+	if err != nil {
+		return nil, err
+	}
+	if len(parts) == 1 {
+		return parts[0], nil
+	}
+	return bytes.Join(parts, nil), nil
+}
+
+// filterListParts is filterList's answer in pieces to be written one
+// after the other: the answer of a list mcp-pdp filtered is its envelope
+// around the PDP's result, which is not copied.
+func (m *middleware) filterListParts(ctx context.Context, msg, resp *message, authz string) ([][]byte, error) {
 	if !resp.isResponse() {
 		return nil, fmt.Errorf("the MCP server's %s answer is not a JSON-RPC response; it was not relayed", msg.method)
 	}
@@ -537,7 +560,7 @@ func (m *middleware) filterList(ctx context.Context, msg, resp *message, authz s
 		// list unfiltered.
 		return nil, fmt.Errorf("the MCP server answered %s with both a result and an error; it was not relayed", msg.method)
 	case resp.err != nil:
-		return resp.raw, nil
+		return [][]byte{resp.raw}, nil
 	}
 	d, err := m.o.Decider.Decide(ctx, &Request{Resource: m.o.Resource, Authorization: authz, Message: msg.raw, Result: resp.result})
 	if err != nil {
@@ -550,16 +573,29 @@ func (m *middleware) filterList(ctx context.Context, msg, resp *message, authz s
 		if e == nil {
 			e = &JSONRPCError{Code: codeInternalError, Message: "the list was refused"}
 		}
-		return json.Marshal(rpcErrorResponse{JSONRPC: "2.0", ID: msg.id, Error: e})
+		b, err := json.Marshal(rpcErrorResponse{JSONRPC: "2.0", ID: msg.id, Error: e})
+		return [][]byte{b}, err
 	}
-	// The id and the result (the PDP's, valid JSON), marked private, are
-	// spliced into the envelope in one allocation: no encoding pass.
+	if trimmed := bytes.TrimSpace(d.Result); bytes.HasPrefix(trimmed, []byte(`{"cacheScope":"private"`)) {
+		// mcp-pdp marks its filtered lists itself (first): the envelope
+		// around the result as it is.
+		return [][]byte{envelopeHead, msg.id, envelopeResult, trimmed, envelopeTail}, nil
+	}
+	// The id and the result (valid JSON), marked private, are spliced into
+	// the envelope in one allocation: no encoding pass.
 	out, err := appendPrivate(make([]byte, 0, len(d.Result)+len(msg.id)+64), msg.id, d.Result)
 	if err != nil {
 		return nil, fmt.Errorf("the filtered %s result: %v; it was not relayed", msg.method, err)
 	}
-	return out, nil
+	return [][]byte{out}, nil
 }
+
+// The pieces of a JSON-RPC response around its id and result.
+var (
+	envelopeHead   = []byte(`{"jsonrpc":"2.0","id":`)
+	envelopeResult = []byte(`,"result":`)
+	envelopeTail   = []byte(`}`)
+)
 
 // appendPrivate appends the JSON-RPC response for id whose result is
 // result marked cacheScope "private".

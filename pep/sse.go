@@ -138,7 +138,9 @@ func (s *splitter) next() (*event, error) {
 	if int64(end) > s.limit {
 		return nil, errEventTooLarge
 	}
-	ev := &event{raw: append([]byte(nil), s.buf[:end]...)}
+	// The event keeps its bytes where they are: later writes append
+	// behind the rest of the buffer and never reach them.
+	ev := &event{raw: s.buf[:end:end]}
 	s.buf, s.searched = s.buf[end:], 0
 	for _, l := range bytes.Split(ev.raw, []byte("\n")) {
 		if c := bytes.TrimRight(l, "\r"); len(c) > 0 {

@@ -109,7 +109,8 @@ type Response struct {
 	// Result (JSON "result", set for allowed list methods whose request
 	// carried a result) is the filtered list result: hidden items removed,
 	// kept tools annotated with their securitySchemes. The MCP server sends
-	// it instead of its own result.
+	// it instead of its own result. From a PDP in-process (pep/local) it
+	// may be shared with other answers: do not change it.
 	Result json.RawMessage `json:"result,omitempty"`
 	// PolicyRevision (JSON "policy_revision", set when the policy was
 	// evaluated) is the revision of the policy that decided: the bundle's

@@ -25,7 +25,8 @@ type Decider interface {
 	Decide(ctx context.Context, in *decision.Input) (*decision.Result, error)
 }
 
-// Filtered is a filtered list result.
+// Filtered is a filtered list result. One that the list memo answered is
+// shared with other callers: treat it, and its Result, as read-only.
 type Filtered struct {
 	// Result is the list result with hidden items removed and the kept
 	// tools annotated; every other field is kept as it was.
@@ -206,17 +207,12 @@ func filter(ctx context.Context, d Decider, in *decision.Input, result json.RawM
 	}
 	if memo {
 		if v, ok := pol.ListMemo(key, result); ok {
-			f := *v.(*Filtered)
-			f.Result = bytes.Clone(f.Result) // the caller's own copy: a PEP may change it
-			return &f, nil
+			return v.(*Filtered), nil // shared: read-only, as every cached answer
 		}
 	}
 	f, err := filterOnce(ctx, d, in, result, valid)
 	if err == nil && memo {
 		pol.ListMemoPut(key, result, f)
-		f2 := *f
-		f2.Result = bytes.Clone(f.Result)
-		return &f2, nil
 	}
 	return f, err
 }

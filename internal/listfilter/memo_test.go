@@ -13,7 +13,7 @@ import (
 
 // TestListMemo: a list filtered once for a caller is answered from the
 // memo when the same caller sends the same bytes again (the policy is not
-// evaluated, the answer is the same and is the caller's own copy); other
+// evaluated, the answer is the same, shared and read-only); other
 // bytes and another caller decide anew; with the caches off nothing is
 // memoized.
 func TestListMemo(t *testing.T) {
@@ -55,10 +55,6 @@ func TestListMemo(t *testing.T) {
 	}
 	if !bytes.Equal(first.Result, second.Result) || len(first.Visible) != len(second.Visible) || len(first.Hidden) != len(second.Hidden) {
 		t.Fatalf("the memo answered %s (%v/%v), the filter %s (%v/%v)", second.Result, second.Visible, second.Hidden, first.Result, first.Visible, first.Hidden)
-	}
-	second.Result[1] = 'X' // the caller's own copy
-	if third := filter(with, list); !bytes.Equal(third.Result, first.Result) {
-		t.Fatalf("a caller's change reached the memo: %s", third.Result)
 	}
 	if f := filter(with, other); bytes.Equal(f.Result, first.Result) || len(f.Visible) != 1 {
 		t.Fatalf("other bytes were answered from the memo: %s", f.Result)
