@@ -243,13 +243,20 @@ func (iw *interceptor) relay(ev *event) bool {
 		return false
 	case !ev.hasData:
 	case iw.list != nil:
-		data, rewritten, err := iw.filterListEvent(ev.data)
+		parts, rewritten, err := iw.filterListEvent(ev.data)
 		if err != nil {
 			iw.fail(err.Error())
 			return false
 		}
 		if rewritten {
-			out = ev.withData(data)
+			// The event's other lines, then its new data line written
+			// piece by piece: the filtered list is not copied again.
+			if err := ev.writeWithData(iw.w, parts); err != nil {
+				iw.cut = true
+				return false
+			}
+			iw.flush()
+			return true
 		}
 	case iw.batch != nil:
 		if len(bytes.TrimSpace(ev.data)) == 0 {
@@ -340,7 +347,7 @@ func looksLikeList(result json.RawMessage) bool {
 // filterListEvent filters the event that carries the list response; the
 // server's own requests and notifications pass; anything else in a list
 // stream is an error, so that nothing unfiltered passes.
-func (iw *interceptor) filterListEvent(data []byte) ([]byte, bool, error) {
+func (iw *interceptor) filterListEvent(data []byte) ([][]byte, bool, error) {
 	msg := iw.list
 	if len(bytes.TrimSpace(data)) == 0 {
 		// A priming event (an id to resume from, no message): servers
@@ -359,12 +366,12 @@ func (iw *interceptor) filterListEvent(data []byte) ([]byte, bool, error) {
 		// (3.0, "3"): refuse rather than relay it unfiltered.
 		return nil, false, fmt.Errorf("the MCP server answered %s with another id; the stream was cut", msg.method)
 	}
-	out, err := iw.m.filterList(iw.r.Context(), msg, ev, iw.authz)
+	parts, err := iw.m.filterListParts(iw.r.Context(), msg, ev, iw.authz)
 	if err != nil {
 		return nil, false, err
 	}
 	iw.due.answer(msg.id)
-	return out, true, nil
+	return parts, true, nil
 }
 
 // fail ends an SSE answer with a JSON-RPC error event for every request

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 )
 
 // errEventTooLarge: an SSE event over the middleware's bound.
@@ -40,6 +41,42 @@ func (e *event) withData(d []byte) []byte {
 	}
 	b.WriteByte('\n')
 	return b.Bytes()
+}
+
+// writeWithData writes the event with its data replaced by the
+// concatenation of parts (one line), as withData builds it, without
+// building it.
+func (e *event) writeWithData(w io.Writer, parts [][]byte) error {
+	wrote := false
+	nl := []byte{'\n'}
+	for _, l := range e.lines {
+		if isField(l, "data") {
+			if wrote {
+				continue
+			}
+			wrote = true
+			if _, err := io.WriteString(w, "data: "); err != nil {
+				return err
+			}
+			for _, p := range parts {
+				if _, err := w.Write(p); err != nil {
+					return err
+				}
+			}
+			if _, err := w.Write(nl); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := w.Write(l); err != nil {
+			return err
+		}
+		if _, err := w.Write(nl); err != nil {
+			return err
+		}
+	}
+	_, err := w.Write(nl)
+	return err
 }
 
 // isField reports whether line is a field named name ("name:" or "name").
