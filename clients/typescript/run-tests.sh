@@ -8,6 +8,8 @@
 # is left running.
 #
 # Usage: clients/typescript/run-tests.sh [extra node --test flags]
+# The test files run one after the other (--test-concurrency=1): each picks
+# free ports and binds them later, and two files in parallel could pick one.
 # Env:   PDP_BIN=path  use this pdp binary instead of building one
 #        KEEP_TMP=1    keep the temporary directories
 set -euo pipefail
@@ -66,7 +68,7 @@ fi
 # 4. The tests, in their own process group. node:test's spec reporter ends with "ℹ pass N", "ℹ fail N".
 set +e
 PDP_BIN="$pdp_bin" TMPDIR="$tmp" setsid timeout --kill-after=5 110 \
-    node --test --test-reporter=spec --test-timeout=60000 "$@" test/*.test.mjs >"$tmp/test.log" 2>&1 &
+    node --test --test-concurrency=1 --test-reporter=spec --test-timeout=60000 "$@" test/*.test.mjs >"$tmp/test.log" 2>&1 &
 group=$!
 wait "$group"
 rc=$?
