@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -99,6 +101,9 @@ func parseMessageJSON(raw, trimmed []byte) (*message, error) {
 		}
 		return nil, &parseError{codeInvalidRequest, "the body is not a JSON-RPC message object"}
 	}
+	if k, ok := caseVariantKey(trimmed); ok {
+		return nil, &parseError{codeInvalidRequest, fmt.Sprintf("the key %q differs from a JSON-RPC or MCP member only in case: keys are read exactly, so the message is ambiguous", k)}
+	}
 	if m.JSONRPC != "2.0" {
 		return nil, &parseError{codeInvalidRequest, `jsonrpc must be "2.0"`}
 	}
@@ -125,6 +130,42 @@ func parseMessageJSON(raw, trimmed []byte) (*message, error) {
 		return nil, &parseError{codeInvalidRequest, "a message needs a method, or an id with a result or an error"}
 	}
 	return out, nil
+}
+
+// caseVariantKey returns a key of the message (valid JSON), or of its
+// params, that matches a member the middleware reads only up to case
+// ("Params", "NAME"). encoding/json takes such a key for the member; the
+// MCP server behind the middleware, reading keys exactly as JSON.parse,
+// Python's json and most SDKs do, would not, and the message decided would
+// not be the message served. Such a message is refused.
+func caseVariantKey(msg []byte) (string, bool) {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(msg, &top) != nil {
+		return "", false
+	}
+	if k, ok := foldedKey(top, "jsonrpc", "id", "method", "result", "error", "params"); ok {
+		return k, true
+	}
+	var params map[string]json.RawMessage
+	if json.Unmarshal(top["params"], &params) != nil {
+		return "", false
+	}
+	if k, ok := foldedKey(params, "name", "uri", "arguments"); ok {
+		return "params." + k, true
+	}
+	return "", false
+}
+
+// foldedKey returns a key of m equal to one of names up to case only.
+func foldedKey(m map[string]json.RawMessage, names ...string) (string, bool) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		for _, n := range names {
+			if k != n && strings.EqualFold(k, n) {
+				return k, true
+			}
+		}
+	}
+	return "", false
 }
 
 // Headers of Streamable HTTP the middleware reads or writes.

@@ -191,6 +191,9 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 	var p callParams
 	fast := parseMessageFast(req.Message, valid, &msg, &p)
 	if !fast {
+		if k, ok := caseVariantKey(req.Message); ok && (valid || json.Valid(req.Message)) {
+			return nil, badRequest("invalid_message", "message key %q differs from a JSON-RPC or MCP member only in case: servers read keys exactly, so the message is ambiguous", k)
+		}
 		msg, p = message{}, callParams{}
 		if err := json.Unmarshal(req.Message, &msg); err != nil {
 			return nil, badRequest("invalid_message", "message must be a JSON-RPC request object: %v", jsonErr(err))

@@ -128,6 +128,14 @@ func TestRequestErrors(t *testing.T) {
 		{"string message", &pep.Request{Resource: resource, Message: json.RawMessage(`"x"`)}, "invalid_message"},
 		{"method not a string", &pep.Request{Resource: resource, Message: json.RawMessage(`{"jsonrpc":"2.0","method":5}`)}, "invalid_message"},
 		{"jsonrpc 1.0", &pep.Request{Resource: resource, Message: json.RawMessage(`{"jsonrpc":"1.0","method":"ping"}`)}, "invalid_message"},
+		// A key that encoding/json takes for a member up to case but a
+		// server reading keys exactly does not: the decided message would
+		// not be the served one (a public tool decided, a protected run).
+		{"Params beside params", &pep.Request{Resource: resource, Message: json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin"},"Params":{"name":"echo"}}`)}, "invalid_message"},
+		{"NAME beside name", &pep.Request{Resource: resource, Message: json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"admin","NAME":"echo"}}`)}, "invalid_message"},
+		{"Method alone", &pep.Request{Resource: resource, Message: json.RawMessage(`{"jsonrpc":"2.0","id":1,"Method":"tools/call","params":{"name":"echo"}}`)}, "invalid_message"},
+		{"Arguments", &pep.Request{Resource: resource, Message: json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","Arguments":{}}}`)}, "invalid_message"},
+		{"escaped long s", &pep.Request{Resource: resource, Message: json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","argument\u017f":{}}}`)}, "invalid_message"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -71,3 +71,34 @@ func parseMessageFast(raw []byte, valid bool, msg *message, p *callParams) bool 
 	})
 	return ok
 }
+
+// caseVariantKey returns a key of the message raw (valid JSON), or of its
+// params, that matches a member the decision reads only up to case
+// ("Params", "NAME", "Arguments"). encoding/json would take it for that
+// member; a server that reads keys exactly (JSON.parse, Python's json, most
+// SDKs) would not, and then the request decided would not be the request
+// served. Such a message is refused, never decided.
+func caseVariantKey(raw []byte) (string, bool) {
+	var found string
+	var params []byte
+	check := func(prefix string, names ...string) func(k, v []byte) bool {
+		return func(k, v []byte) bool {
+			switch jsonfast.Field(k, names...) {
+			case -2:
+				s, _ := jsonfast.String(k)
+				found = prefix + s
+				return false
+			case 3:
+				if prefix == "" {
+					params = v
+				}
+			}
+			return true
+		}
+	}
+	jsonfast.Members(raw, jsonfast.SkipSpace(raw, 0), check("", "jsonrpc", "id", "method", "params"))
+	if found == "" && params != nil {
+		jsonfast.Members(params, 0, check("params.", "name", "uri", "arguments"))
+	}
+	return found, found != ""
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -372,6 +373,37 @@ func TestGatewayHeaderMismatch(t *testing.T) {
 			}
 			if bytes.Contains(raw, []byte(`-32020`)) {
 				t.Fatalf("matching headers refused: HTTP %d %s", resp.StatusCode, raw)
+			}
+		})
+	}
+}
+
+// TestGatewayCaseVariantKeys: a message with a key that encoding/json
+// would take for a member only up to case ("Params" beside "params") is
+// refused before a decision and never reaches the upstream: the go-sdk and
+// JSON.parse read keys exactly, so the upstream would run another request
+// than the one decided (here the step-up tool, decided as the public one).
+func TestGatewayCaseVariantKeys(t *testing.T) {
+	f := newFixture(t, true)
+	for _, body := range []string{
+		`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"generate_qr_url","arguments":{}},"Params":{"name":"lookup_product"}}`,
+		`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"generate_qr_url","NAME":"lookup_product","arguments":{}}}`,
+		`{"jsonrpc":"2.0","id":3,"method":"tools/call","Method":"tools/list","params":{"name":"generate_qr_url"}}`,
+	} {
+		t.Run(body, func(t *testing.T) {
+			f.up.mu.Lock()
+			before := len(f.up.headers)
+			f.up.mu.Unlock()
+			resp, out := post(t, f.endpoint, "", "", body)
+			e, _ := out["error"].(map[string]any)
+			if resp.StatusCode != http.StatusBadRequest || e == nil || e["code"] != float64(-32600) || !strings.Contains(fmt.Sprint(e["message"]), "only in case") {
+				t.Fatalf("HTTP %d %v, want 400 with -32600 naming the key", resp.StatusCode, out)
+			}
+			f.up.mu.Lock()
+			after := len(f.up.headers)
+			f.up.mu.Unlock()
+			if after != before {
+				t.Fatal("the ambiguous message reached the upstream")
 			}
 		})
 	}
