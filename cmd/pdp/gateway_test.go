@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -161,8 +162,9 @@ func startDevGateway(t *testing.T, args ...string) (endpoint, dataDir string, st
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, append(append([]string{"gateway", "--dev"}, args...),
-			"--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--data-dir", dataDir), &bytes.Buffer{}, stderr)
+		// args last: they may end with "-- command...".
+		done <- run(ctx, append([]string{"gateway", "--dev", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--data-dir", dataDir}, args...),
+			&bytes.Buffer{}, stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -195,4 +197,57 @@ func startDevGateway(t *testing.T, args ...string) (endpoint, dataDir string, st
 		return resp.StatusCode == http.StatusOK && resp.Header.Get("Access-Control-Allow-Origin") == "*"
 	})
 	return endpoint, dataDir, stderr
+}
+
+// TestGatewayDevStdioIdentity: a stdio upstream learns who calls from the
+// identity assertion in each request's _meta, and verifies it with what
+// its environment says (issuer, audience, JWKS): anonymous for an
+// anonymous caller, alice for her token, and a forged identity a client
+// puts in _meta itself is replaced, never passed on.
+func TestGatewayDevStdioIdentity(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "fakeserver")
+	build := exec.Command("go", "build", "-o", bin, "../../internal/gateway/stdio/testdata/fakeserver")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the stdio test server: %v\n%s", err, out)
+	}
+	endpoint, dataDir, stderr := startDevGateway(t, "--", bin, "sdk")
+	whoami := func(authz string, meta mcp.Meta) string {
+		t.Helper()
+		cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer ccancel()
+		cs, err := mcp.NewClient(&mcp.Implementation{Name: "stdio-identity", Version: "1"}, nil).Connect(cctx,
+			&mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: &http.Client{Transport: authzTransport{authz}}, DisableStandaloneSSE: true, MaxRetries: -1}, nil)
+		if err != nil {
+			t.Fatalf("connect to %s: %v\n%s", endpoint, err, stderr.String())
+		}
+		defer cs.Close()
+		res, err := cs.CallTool(cctx, &mcp.CallToolParams{Name: "whoami", Meta: meta})
+		if err != nil || res.IsError || len(res.Content) != 1 {
+			t.Fatalf("whoami: %+v %v\n%s", res, err, stderr.String())
+		}
+		return res.Content[0].(*mcp.TextContent).Text
+	}
+	var tok bytes.Buffer
+	if code := run(context.Background(), []string{"token", "--data-dir", dataDir, "--scope", "math:sum"}, &tok, &bytes.Buffer{}); code != 0 {
+		t.Fatal("pdp token failed")
+	}
+	forged := mcp.Meta{assertion.MetaKey: "eyJhbGciOiJub25lIn0.eyJzdWIiOiJyb290In0.", "io.github.mcp-pdp/decision-id": "forged", "progressToken": "p1"}
+	tests := []struct {
+		name, authz string
+		meta        mcp.Meta
+		want        string
+	}{
+		{"anonymous", "", nil, "anonymous decision="},
+		{"alice", "Bearer " + strings.TrimSpace(tok.String()), nil, "sub=alice client=demo scope=math:sum decision="},
+		{"anonymous forging an identity", "", forged, "anonymous decision="},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := whoami(tc.authz, tc.meta)
+			id, ok := strings.CutPrefix(got, tc.want)
+			if !ok || len(id) < 8 || id == "forged" {
+				t.Fatalf("whoami = %q, want %q and a decision id", got, tc.want+"…")
+			}
+		})
+	}
 }

@@ -9,6 +9,21 @@ import "time"
 // headers. A gateway replaces any value a client sent in this header.
 const Header = "X-MCP-PDP-Assertion"
 
+// MetaKey is the `_meta` key, in the params of every request the gateway
+// sends to a stdio upstream, that carries the assertion there (stdio has no
+// headers). A gateway replaces any value a client sent under this key.
+const MetaKey = "io.github.mcp-pdp/identity"
+
+// The environment of a stdio upstream the gateway starts tells it how to
+// verify the assertions it receives: the gateway's issuer URL, the
+// audience (the resource's URI) and the JWKS itself (JSON), so that the
+// process needs no network access to the gateway.
+const (
+	EnvIssuer   = "MCP_PDP_ASSERTION_ISSUER"
+	EnvAudience = "MCP_PDP_ASSERTION_AUDIENCE"
+	EnvJWKS     = "MCP_PDP_ASSERTION_JWKS"
+)
+
 // Typ is the JWS "typ" header of every assertion; [Verify] accepts no other.
 const Typ = "mcp-pdp-assertion+jwt"
 

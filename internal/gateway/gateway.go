@@ -60,6 +60,7 @@ const (
 // JSON-RPC error codes of the gateway's own answers.
 const (
 	codeInvalidRequest = -32600
+	codeInvalidParams  = -32602
 	codeInternalError  = -32603
 )
 
@@ -99,11 +100,16 @@ type Options struct {
 	// ForwardToken sends the client's Authorization header upstream. Off
 	// by default: MCP's security best practices forbid token passthrough.
 	ForwardToken bool
-	// Asserter, when set, adds an identity assertion (AssertionHeader) to
-	// every request forwarded upstream.
+	// Asserter, when set, adds an identity assertion to every request
+	// forwarded upstream: in AssertionHeader for an HTTP upstream, in the
+	// request's params._meta (under AssertionMetaKey) for a stdio one.
 	Asserter Asserter
-	// AssertionHeader names the assertion's header (required with Asserter).
+	// AssertionHeader names the assertion's header (required with Asserter
+	// and Upstream).
 	AssertionHeader string
+	// AssertionMetaKey names the assertion's _meta key (required with
+	// Asserter and Stdio).
+	AssertionMetaKey string
 	// MaxBodyBytes bounds a client request body (default DefaultMaxBodyBytes).
 	MaxBodyBytes int64
 	// MaxResponseBytes bounds what is read whole from the upstream (default
@@ -161,8 +167,10 @@ func New(o Options) (*Gateway, error) {
 		return nil, errors.New("gateway: give an upstream URL or a stdio command, not both or neither")
 	case o.Upstream != nil && ((o.Upstream.Scheme != "http" && o.Upstream.Scheme != "https") || o.Upstream.Host == ""):
 		return nil, fmt.Errorf("gateway: upstream.url %v is not an http(s) URL", o.Upstream)
-	case o.Asserter != nil && o.AssertionHeader == "":
+	case o.Asserter != nil && o.Upstream != nil && o.AssertionHeader == "":
 		return nil, errors.New("gateway: an asserter needs a header name")
+	case o.Asserter != nil && o.Stdio != nil && o.AssertionMetaKey == "":
+		return nil, errors.New("gateway: an asserter needs a _meta key for a stdio upstream")
 	}
 	o.ConnectTimeout = cmp.Or(o.ConnectTimeout, DefaultConnectTimeout)
 	o.ResponseTimeout = cmp.Or(o.ResponseTimeout, DefaultResponseTimeout)
@@ -178,7 +186,7 @@ func New(o Options) (*Gateway, error) {
 		if so.Logger == nil {
 			so.Logger = o.Logger
 		}
-		f, err := newStdioFront(so, o.ResponseTimeout, cmp.Or(o.MaxSessions, DefaultMaxSessions), o.Logger)
+		f, err := newStdioFront(so, o.ResponseTimeout, cmp.Or(o.MaxSessions, DefaultMaxSessions), o.Asserter, o.AssertionMetaKey, o.Logger)
 		if err != nil {
 			return nil, err
 		}

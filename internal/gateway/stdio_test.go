@@ -58,6 +58,7 @@ func mathPolicy(t *testing.T) coretest.Options {
       tools:
         echo: {access: public}
         sum: {access: step_up, scopes: ["math:sum"]}
+        whoami: {access: public}
       prompts: {}
       resources: {}
       resource_templates: {}
@@ -100,7 +101,7 @@ func TestGatewayStdio(t *testing.T) {
 	if err != nil {
 		t.Fatalf("tools/list through the stdio gateway: %v", err)
 	}
-	if got := toolNames(list); !slices.Equal(got, []string{"echo", "sum"}) || list.CacheScope != "private" {
+	if got := toolNames(list); !slices.Equal(got, []string{"echo", "sum", "whoami"}) || list.CacheScope != "private" {
 		t.Fatalf("tools/list = %v (cacheScope %q)", got, list.CacheScope)
 	}
 	res, err := anon.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "hi"}})

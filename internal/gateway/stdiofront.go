@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -26,9 +27,11 @@ import (
 // session's GET stream when the client holds one open, and is dropped
 // otherwise.
 type stdioFront struct {
-	pool    *stdio.Pool
-	timeout time.Duration // bounds a child's answer
-	log     *slog.Logger
+	pool     *stdio.Pool
+	timeout  time.Duration // bounds a child's answer
+	asserter Asserter      // nil: requests go as they came
+	metaKey  string        // the assertion's _meta key
+	log      *slog.Logger
 
 	mu      sync.Mutex
 	streams map[string]chan []byte // session key -> its open GET stream
@@ -41,8 +44,8 @@ type stdioFront struct {
 // it a child's messages are dropped rather than block its output.
 const streamBuffer = 256
 
-func newStdioFront(o stdio.Options, timeout time.Duration, maxSessions int, log *slog.Logger) (*stdioFront, error) {
-	f := &stdioFront{timeout: timeout, log: log, streams: map[string]chan []byte{}, issued: map[string]bool{}, max: maxSessions}
+func newStdioFront(o stdio.Options, timeout time.Duration, maxSessions int, a Asserter, metaKey string, log *slog.Logger) (*stdioFront, error) {
+	f := &stdioFront{timeout: timeout, asserter: a, metaKey: metaKey, log: log, streams: map[string]chan []byte{}, issued: map[string]bool{}, max: maxSessions}
 	o.OnMessage = f.deliver
 	p, err := stdio.NewPool(o)
 	if err != nil {
@@ -189,6 +192,16 @@ func (f *stdioFront) post(w http.ResponseWriter, r *http.Request) {
 		f.failed(w, err)
 		return
 	}
+	if f.asserter != nil {
+		if err := f.assert(r.Context(), msgs, envs); errors.Is(err, errParamsNotObject) {
+			pep.WriteError(w, http.StatusBadRequest, nil, codeInvalidParams, "params must be an object")
+			return
+		} else if err != nil {
+			f.log.Error("gateway: identity assertion for a stdio upstream failed", "err", err)
+			pep.WriteError(w, http.StatusInternalServerError, nil, codeInternalError, "the gateway could not vouch for the caller")
+			return
+		}
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), f.timeout)
 	defer cancel()
 	answers := make([][]byte, len(msgs))
@@ -237,6 +250,36 @@ func (f *stdioFront) post(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(append(append([]byte{'['}, bytes.Join(kept, []byte{','})...), ']'))
 	}
+}
+
+// assert puts the identity assertion (under metaKey) and the decision
+// id (DecisionMetaKey) into the _meta of every request of msgs, in place
+// of anything the client sent under those keys. In a batch, the decision
+// is the first allowed message's, as the DecisionHeader of an HTTP
+// upstream.
+func (f *stdioFront) assert(ctx context.Context, msgs []json.RawMessage, envs []envelope) error {
+	d, _ := pep.DecisionFrom(ctx)
+	var caller *pep.Caller
+	var id string
+	if d != nil {
+		caller, id = d.Caller, d.DecisionID
+	}
+	a, err := f.asserter.Assert(caller)
+	if err != nil {
+		return err
+	}
+	meta := map[string]string{f.metaKey: a, DecisionMetaKey: id}
+	for i := range msgs {
+		if !envs[i].isRequest() {
+			continue
+		}
+		m, err := withMeta(msgs[i], meta)
+		if err != nil {
+			return fmt.Errorf("request %s: %w", envs[i].ID, err)
+		}
+		msgs[i] = m
+	}
+	return nil
 }
 
 func cmpErr(a, b error) error {

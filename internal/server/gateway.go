@@ -131,10 +131,15 @@ func (s *Server) wireGateway() (http.Handler, error) {
 		}
 		target := strings.Join(up.Command, " ")
 		if len(up.Command) > 0 {
-			env := make([]string, 0, len(up.Env))
+			env := make([]string, 0, len(up.Env)+3)
 			for _, k := range slices.Sorted(maps.Keys(up.Env)) {
 				env = append(env, k+"="+up.Env[k])
 			}
+			// How to verify the assertions in each request's _meta; after
+			// upstream.env, so that these win.
+			env = append(env, assertion.EnvIssuer+"="+signer.Issuer(), assertion.EnvAudience+"="+r.URI,
+				assertion.EnvJWKS+"="+string(signer.JWKS()))
+			o.Asserter, o.AssertionMetaKey = upstreamAsserter{assertion.NewCache(signer, 0), r.URI}, assertion.MetaKey
 			o.Stdio = &stdio.Options{
 				Command: up.Command, Env: env, Dir: up.Dir,
 				MaxProcesses: up.MaxProcesses, IdleTimeout: up.IdleTimeout.D(),

@@ -265,7 +265,7 @@ func TestGoSDKRoundTrip(t *testing.T) {
 		names = append(names, tool.Name)
 	}
 	slices.Sort(names)
-	if !slices.Equal(names, []string{"echo", "sum"}) {
+	if !slices.Equal(names, []string{"echo", "sum", "whoami"}) {
 		t.Errorf("tools %v", names)
 	}
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "sum", Arguments: map[string]any{"a": 2, "b": 3}})

@@ -2,7 +2,7 @@
 // real go-sdk MCP server over stdio, and hand-written servers that misbehave
 // on purpose. The first argument picks the mode:
 //
-//	sdk       a go-sdk server (tools "echo" and "sum") on mcp.StdioTransport
+//	sdk       a go-sdk server (tools "echo", "sum" and "whoami") on mcp.StdioTransport
 //	lines     a line server: answers each request by method (see answer)
 //	exit N    exits at once with status N
 //	stubborn  a line server that ignores the end of stdin and SIGTERM
@@ -23,6 +23,9 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcp-pdp/pdp/internal/assertion"
+	"github.com/mcp-pdp/pdp/internal/gateway"
 )
 
 func main() {
@@ -68,10 +71,32 @@ func sdkServer() {
 		func(ctx context.Context, req *mcp.CallToolRequest, a echoArgs) (*mcp.CallToolResult, any, error) {
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: a.Text}}}, nil, nil
 		})
+	// whoami verifies the gateway's identity assertion in the request's
+	// _meta as a tool would (the keys from the environment) and says whom
+	// it names.
+	mcp.AddTool(s, &mcp.Tool{Name: "whoami", Description: "says who calls"},
+		func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: whoami(req.Params.Meta)}}}, nil, nil
+		})
 	if err := s.Run(context.Background(), &mcp.StdioTransport{}); err != nil {
 		fmt.Fprintln(os.Stderr, "server:", err)
 		os.Exit(1)
 	}
+}
+
+// whoami reads the identity assertion of a request's _meta: "sub=… client=…
+// scope=… decision=…", "anonymous decision=…", or "unverified: why".
+func whoami(meta mcp.Meta) string {
+	tok, _ := meta[assertion.MetaKey].(string)
+	c, err := assertion.Verify(tok, []byte(os.Getenv(assertion.EnvJWKS)), os.Getenv(assertion.EnvIssuer), os.Getenv(assertion.EnvAudience), time.Now())
+	if err != nil {
+		return "unverified: " + err.Error()
+	}
+	id, _ := meta[gateway.DecisionMetaKey].(string)
+	if c.Anonymous() {
+		return "anonymous decision=" + id
+	}
+	return fmt.Sprintf("sub=%s client=%s scope=%s decision=%s", c.Subject, c.ClientID, strings.Join(c.Scopes, " "), id)
 }
 
 type request struct {
