@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -285,7 +286,7 @@ func (f *forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.WriteHeader(up.StatusCode)
-	if err := f.copyBody(w, up); err != nil {
+	if err := f.copyBody(w, up, r.Method == http.MethodPost); err != nil {
 		f.log.Debug("gateway: upstream answer ended", "err", err)
 	}
 }
@@ -331,7 +332,12 @@ func (f *forwarder) forward(r *http.Request, d *pep.Response) (*http.Response, e
 // copyBody relays the upstream's answer as it arrives, flushing after
 // each read so that SSE events stream. An upstream silent for
 // IdleStreamTimeout is cut (its body closed).
-func (f *forwarder) copyBody(w http.ResponseWriter, up *http.Response) error {
+//
+// The answer to a POST is read in large pieces (a pooled buffer: a list
+// answer then arrives in the middleware in one or two writes, and is
+// copied there once); a GET stream, which may stay open and idle for
+// long, holds a small buffer of its own.
+func (f *forwarder) copyBody(w http.ResponseWriter, up *http.Response, post bool) error {
 	rc := http.NewResponseController(w)
 	var silent atomic.Bool
 	idle := time.AfterFunc(f.o.IdleStreamTimeout, func() {
@@ -340,7 +346,14 @@ func (f *forwarder) copyBody(w http.ResponseWriter, up *http.Response) error {
 	})
 	defer idle.Stop()
 	_ = rc.Flush()             // the head now: a stream may stay silent for long
-	buf := make([]byte, 4<<10) // small: an idle stream holds it for as long as it lasts
+	var buf []byte
+	if post {
+		bp := postBuffers.Get().(*[]byte)
+		defer postBuffers.Put(bp) // the middleware keeps no byte of a write
+		buf = *bp
+	} else {
+		buf = make([]byte, 4<<10) // small: an idle stream holds it for as long as it lasts
+	}
 	for {
 		n, err := up.Body.Read(buf)
 		idle.Reset(f.o.IdleStreamTimeout)
@@ -361,6 +374,9 @@ func (f *forwarder) copyBody(w http.ResponseWriter, up *http.Response) error {
 		}
 	}
 }
+
+// postBuffers are the read buffers of answers to POSTs.
+var postBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 func isTimeout(err error) bool {
 	var ne net.Error
