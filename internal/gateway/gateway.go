@@ -345,7 +345,7 @@ func (f *forwarder) copyBody(w http.ResponseWriter, up *http.Response, post bool
 		_ = up.Body.Close()
 	})
 	defer idle.Stop()
-	_ = rc.Flush()             // the head now: a stream may stay silent for long
+	_ = rc.Flush() // the head now: a stream may stay silent for long
 	var buf []byte
 	if post {
 		bp := postBuffers.Get().(*[]byte)
