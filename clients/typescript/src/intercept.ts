@@ -15,29 +15,30 @@
 // session's list requests, dropped when it looks like a list answering
 // anything else).
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { CODE_INTERNAL_ERROR, type Id, type Message, readMessage, rpcError } from './jsonrpc.js';
+import { CODE_INTERNAL_ERROR, type Message, type RawId, readMessage, rpcError } from './jsonrpc.js';
+import { arrayElements } from './rawjson.js';
 import { EventReader, EventTooLargeError, messageEvent, type SseEvent, withData } from './sse.js';
 import type { Decision } from './wire.js';
 
 /** An answer that must not be relayed; its message says why (it goes to the client). */
 export class FilterError extends Error {}
 
-/** The requests an answer must respond to: a batch's handed-on requests. */
+/** The requests an answer must respond to: a batch's handed-on requests, by id as written. */
 export class Owed {
-    readonly ids: Id[];
+    readonly ids: RawId[];
     readonly done: boolean[];
     left: number;
 
-    constructor(ids: Id[]) {
+    constructor(ids: RawId[]) {
         this.ids = ids;
         this.done = ids.map(() => false);
         this.left = ids.length;
     }
 
     /** Marks id answered; reports whether it was owed and not answered before. */
-    answer(id: Id | undefined): boolean {
+    answer(id: RawId | undefined): boolean {
         for (let i = 0; i < this.ids.length; i++) {
-            if (!this.done[i] && sameId(this.ids[i], id)) {
+            if (!this.done[i] && this.ids[i] === id) {
                 this.done[i] = true;
                 this.left--;
                 return true;
@@ -47,8 +48,8 @@ export class Owed {
     }
 
     /** The position of id among the owed requests, answered or not; -1 when it is none of them. */
-    index(id: Id | undefined): number {
-        return this.ids.findIndex(x => sameId(x, id));
+    index(id: RawId | undefined): number {
+        return id === undefined ? -1 : this.ids.indexOf(id);
     }
 }
 
@@ -102,8 +103,8 @@ function looksLikeList(result: unknown): boolean {
     return ['tools', 'prompts', 'resources', 'resourceTemplates'].some(k => Object.prototype.hasOwnProperty.call(result, k));
 }
 
-/** Filters the JSON-RPC response `response` to the list request `list`; returns the JSON to relay. Throws FilterError. */
-export type ListFilter = (list: Message, response: Record<string, unknown>) => Promise<string>;
+/** Filters the JSON-RPC response `response` (a message of the server) to the list request `list`; returns the JSON to relay. Throws FilterError. */
+export type ListFilter = (list: Message, response: Message) => Promise<string>;
 
 export interface InterceptOptions {
     /** The allowed request whose answer this is (a single message). */
@@ -116,7 +117,7 @@ export interface InterceptOptions {
      * A GET stream: the list request of the session with this id, if it is one
      * of those remembered; a response on the stream to it is filtered.
      */
-    replay?: (id: Id) => Message | undefined;
+    replay?: (id: RawId) => Message | undefined;
     /** Filters a list answer. */
     filter: ListFilter;
     /** Bound of an answer read whole (JSON) and of one SSE event. */
@@ -135,8 +136,6 @@ const MAX_FAILURE_BYTES = 64 << 10;
 const toBuffer = (chunk: unknown, encoding?: BufferEncoding): Buffer =>
     Buffer.isBuffer(chunk) ? chunk : chunk instanceof Uint8Array ? Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength) : Buffer.from(String(chunk), encoding ?? 'utf8');
 
-const sameId = (a: unknown, b: Id | undefined) => b !== undefined && typeof a === typeof b && a === b;
-
 /** Parses one SSE event's data as a JSON-RPC message; batch: it is an array; undefined: not JSON-RPC. */
 function parseEventMessage(data: string): { m: Message | undefined; batch: boolean } {
     let v: unknown;
@@ -147,7 +146,7 @@ function parseEventMessage(data: string): { m: Message | undefined; batch: boole
     }
     if (Array.isArray(v)) return { m: undefined, batch: true };
     try {
-        return { m: readMessage(v), batch: false };
+        return { m: readMessage(v, data), batch: false };
     } catch {
         return { m: undefined, batch: false };
     }
@@ -162,8 +161,8 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
         flushHeaders: res.flushHeaders.bind(res)
     };
     const batch = o.batch;
-    /** The single request whose answer is owed, if any. */
-    const owedId = o.msg && o.msg.id !== undefined && o.msg.method !== undefined ? o.msg.id : undefined;
+    /** The single request whose answer is owed, if any (its id as written). */
+    const owedId = o.msg && o.msg.id !== undefined && o.msg.method !== undefined ? o.msg.rawId : undefined;
     let mode: Mode = 'init';
     let status = 200;
     let chunks: Buffer[] = [];
@@ -173,6 +172,33 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
     let reader: EventReader | undefined;
     let answered = false;
     let queue: Promise<void> = Promise.resolve();
+    // SSE backpressure: the bytes the server wrote that are not relayed yet,
+    // and whether a write() of the server was answered false (it then waits
+    // for 'drain' before it writes more).
+    let backlog = 0;
+    let owesDrain = false;
+    const highWater = res.writableHighWaterMark || 16 << 10;
+
+    /** Waits until the client's connection takes more, or is gone. */
+    const drained = () =>
+        new Promise<void>(resolve => {
+            const done = () => {
+                res.off('drain', done);
+                res.off('close', done);
+                resolve();
+            };
+            res.on('drain', done);
+            res.on('close', done);
+        });
+
+    /** n bytes of the server's were relayed (or dropped): a server waiting for 'drain' may write on once all are. */
+    const relayed = (n: number) => {
+        backlog -= n;
+        if (owesDrain && backlog === 0 && !res.writableNeedDrain) {
+            owesDrain = false;
+            res.emit('drain');
+        }
+    };
 
     const applyHeaders = (h: unknown) => {
         if (!h) return;
@@ -276,8 +302,6 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
      * requests, an answer that is not JSON-RPC is refused.
      */
     const filterBatchAnswer = async (b: Batch, data: string): Promise<{ kept: string[]; array: boolean }> => {
-        let elems: unknown[] = [];
-        let array = false;
         let whole: unknown;
         let parsed = true;
         try {
@@ -285,38 +309,41 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
         } catch {
             parsed = false;
         }
-        if (data.trim().startsWith('[')) {
-            array = true;
-            elems = parsed && Array.isArray(whole) ? whole : [];
+        // Each element as the server wrote it (its JSON text), and its value.
+        let elems: [string, unknown][];
+        const array = data.trim().startsWith('[');
+        if (array) {
+            const texts = parsed && Array.isArray(whole) ? arrayElements(data) : [];
+            elems = texts.map((t, i) => [t, (whole as unknown[])[i]]);
         } else {
-            elems = [parsed ? whole : data];
+            elems = [[data, parsed ? whole : undefined]];
         }
         const kept: string[] = [];
-        for (const e of elems) {
+        for (const [text, e] of elems) {
             let m: Message | undefined;
             if (parsed && !Array.isArray(e)) {
                 try {
-                    m = readMessage(e);
+                    m = readMessage(e, text);
                 } catch {
                     m = undefined;
                 }
             }
             if (!m) {
                 if (b.lists.size > 0) throw new FilterError('the MCP server answered a batch with a list request with something that is not JSON-RPC; it was not relayed');
-                kept.push(typeof e === 'string' && !parsed ? e : JSON.stringify(e));
+                kept.push(text);
                 continue;
             }
             if (m.method !== undefined) {
-                kept.push(JSON.stringify(e));
+                kept.push(text);
                 continue;
             }
-            const i = b.due.index(m.id);
-            if (i < 0 || !b.due.answer(m.id)) {
-                o.onRefused(`dropped a response to a request that was not handed on (id ${JSON.stringify(m.id ?? null)})`);
+            const i = b.due.index(m.rawId);
+            if (i < 0 || !b.due.answer(m.rawId)) {
+                o.onRefused(`dropped a response to a request that was not handed on (id ${m.rawId ?? 'null'})`);
                 continue;
             }
             const list = b.lists.get(i);
-            kept.push(list ? await o.filter(list, m.raw) : JSON.stringify(e));
+            kept.push(list ? await o.filter(list, m) : text);
         }
         return { kept, array };
     };
@@ -355,11 +382,11 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
             write(raw); // the server's own request or notification
             return;
         }
-        if (!sameId(m.id, owedId)) {
+        if (m.rawId !== owedId) {
             // A response in a list stream is the list's, whatever its id says.
             throw new FilterError(`the MCP server answered ${o.msg?.method} with another id; the stream was cut`);
         }
-        const out = await o.filter(o.msg as Message, m.raw);
+        const out = await o.filter(o.msg as Message, m);
         answered = true;
         write(withData(ev, out));
     };
@@ -386,12 +413,12 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
                 o.onRefused('dropped a GET stream event that cannot be read');
                 return;
             }
-            if (m && m.method === undefined && m.id !== undefined) {
-                const list = o.replay?.(m.id);
+            if (m && m.method === undefined && m.rawId !== undefined) {
+                const list = o.replay?.(m.rawId);
                 if (list) {
                     let out: string;
                     try {
-                        out = await o.filter(list, m.raw);
+                        out = await o.filter(list, m);
                     } catch (err) {
                         o.onRefused(`dropped a replayed list answer: ${(err as Error).message}`);
                         return;
@@ -400,7 +427,7 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
                     return;
                 }
                 if (looksLikeList(m.raw.result)) {
-                    o.onRefused(`dropped a replayed answer to an unknown list request (id ${JSON.stringify(m.id)})`);
+                    o.onRefused(`dropped a replayed answer to an unknown list request (id ${m.rawId})`);
                     return;
                 }
             }
@@ -415,10 +442,11 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
         } catch {
             return;
         }
-        for (const e of Array.isArray(v) ? v : [v]) {
+        const elems: [unknown, string][] = Array.isArray(v) ? arrayElements(data).map((t, i) => [(v as unknown[])[i], t]) : [[v, data]];
+        for (const [e, text] of elems) {
             try {
-                const m = readMessage(e);
-                if (m.method === undefined && sameId(m.id, owedId)) answered = true;
+                const m = readMessage(e, text);
+                if (m.method === undefined && m.rawId === owedId) answered = true;
             } catch {
                 // not a message: nothing answered
             }
@@ -431,6 +459,8 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
             for (const ev of reader.push(chunk)) {
                 if ((mode as Mode) !== 'sse' && (mode as Mode) !== 'replay') return;
                 await onEvent(ev, true);
+                // A client that reads slowly: relay no more until it has taken what was written.
+                while (res.writableNeedDrain) await drained();
             }
         } catch (err) {
             failStream(streamFailure(err, o.maxResponseBytes));
@@ -465,19 +495,23 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
                 return;
             }
             if (!overflow) {
+                // A JSON-RPC error is answered with its code and message
+                // under the request's id, as the Go middleware does.
+                let e: { code: number; message: string } | undefined;
                 try {
-                    const m = readMessage(JSON.parse(body.toString('utf8')));
-                    if (m.method === undefined && m.hasError && !m.hasResult) {
-                        mode = 'done';
-                        res.removeHeader('content-length');
-                        res.setHeader('Content-Type', 'application/json');
-                        res.setHeader('Content-Length', body.length);
-                        orig.writeHead(status);
-                        orig.end(body);
-                        return;
+                    const text = body.toString('utf8');
+                    const m = readMessage(JSON.parse(text), text);
+                    const err = m.raw.error as { code?: unknown; message?: unknown } | null;
+                    const code = typeof err === 'object' && err !== null ? (err.code ?? 0) : undefined;
+                    if (m.method === undefined && m.hasError && !m.hasResult && Number.isInteger(code) && typeof err?.message === 'string' && err.message !== '') {
+                        e = { code: code as number, message: err.message };
                     }
                 } catch {
                     // not a JSON-RPC error: answered below
+                }
+                if (e) {
+                    replace(status, rpcError(owedId, e.code, e.message));
+                    return;
                 }
             }
             // Nothing else of it is relayed (it could carry a list).
@@ -512,26 +546,29 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
             writeBatch(batch, status, 'the MCP server did not answer this request');
             return;
         }
+        const text = body.toString('utf8');
         if (!o.list) {
+            try {
+                JSON.parse(text);
+            } catch {
+                refuseJSON(502, "the MCP server's answer is not valid JSON (cut short?); it was not relayed");
+                return;
+            }
             mode = 'done';
             orig.writeHead(status);
             orig.end(body);
             return;
         }
         const method = o.msg?.method;
-        let parsed: unknown;
+        let answer: Message;
         try {
-            parsed = JSON.parse(body.toString('utf8'));
+            answer = readMessage(JSON.parse(text), text);
         } catch {
             refuseJSON(502, `the MCP server's ${method} answer is not a JSON-RPC response; it was not relayed`);
             return;
         }
-        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-            refuseJSON(502, `the MCP server's ${method} answer is not a JSON-RPC response; it was not relayed`);
-            return;
-        }
         try {
-            const out = await o.filter(o.msg as Message, parsed as Record<string, unknown>);
+            const out = await o.filter(o.msg as Message, answer);
             replace(200, out);
         } catch (err) {
             refuseJSON(502, err instanceof FilterError ? err.message : `the MCP server's ${method} answer could not be filtered; it was not relayed`);
@@ -584,9 +621,22 @@ export function intercept(res: ServerResponse, o: InterceptOptions): void {
                 break;
             }
             case 'sse':
-            case 'replay':
-                queue = queue.then(() => sseChunk(buf));
-                break;
+            case 'replay': {
+                backlog += buf.length;
+                queue = queue.then(async () => {
+                    try {
+                        await sseChunk(buf);
+                    } finally {
+                        relayed(buf.length);
+                    }
+                });
+                if (typeof callback === 'function') queueMicrotask(() => (callback as () => void)());
+                // Backpressure: false while the relay is behind or the client's connection is full;
+                // 'drain' follows (from the connection, or from relayed()).
+                if (backlog <= highWater && !res.writableNeedDrain) return true;
+                owesDrain = true;
+                return false;
+            }
             default:
                 break; // done: the answer was cut; the rest is dropped
         }

@@ -1,5 +1,6 @@
 // What the middleware reads of a JSON-RPC message, and the answers it writes.
 import type { ServerResponse } from 'node:http';
+import { memberText } from './rawjson.js';
 import type { Decision, JSONRPCErrorObject } from './wire.js';
 
 /** JSON-RPC error codes the middleware answers with. */
@@ -13,10 +14,22 @@ export const CODE_HEADER_MISMATCH = -32020;
 
 export type Id = string | number;
 
+/**
+ * A JSON-RPC id as JSON text, exactly as the client (or the server) wrote
+ * it: the middleware answers with it and matches answers by it, as the Go
+ * middleware does (an id 1.0 is answered 1.0, and an answer with the id 1
+ * does not answer it).
+ */
+export type RawId = string;
+
 /** A JSON-RPC message as the middleware sees it. */
 export interface Message {
     raw: Record<string, unknown>;
+    /** The message's JSON text as received, when it is known (not for a body parsed before pdpAuth). */
+    text: string | undefined;
     id: Id | undefined;
+    /** The id as written (see RawId); undefined when absent or null. */
+    rawId: RawId | undefined;
     method: string | undefined;
     /** params.name (tools/call, prompts/get) or params.uri (resources/read). */
     name: string | undefined;
@@ -38,8 +51,12 @@ export const isResponse = (m: Message) => m.method === undefined && m.id !== und
 
 const own = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);
 
-/** Checks a parsed value as one JSON-RPC message (not a batch). */
-export function readMessage(v: unknown): Message {
+/**
+ * Checks a parsed value as one JSON-RPC message (not a batch). text is the
+ * JSON text v was parsed from, when known: the message's id is read from it
+ * as written (without it, the id is v's id encoded again).
+ */
+export function readMessage(v: unknown, text?: string): Message {
     if (typeof v !== 'object' || v === null || Array.isArray(v)) {
         throw new MessageError(CODE_INVALID_REQUEST, 'the body is not a JSON-RPC message object');
     }
@@ -65,7 +82,9 @@ export function readMessage(v: unknown): Message {
     }
     const m: Message = {
         raw: o,
+        text,
         id,
+        rawId: id === undefined ? undefined : ((text === undefined ? undefined : memberText(text, 'id')) ?? JSON.stringify(id)),
         method,
         name,
         hasResult: own(o, 'result') && o.result !== null && o.result !== undefined,
@@ -79,13 +98,18 @@ export function readMessage(v: unknown): Message {
 
 export const LIST_METHODS = new Set(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
 
-/** A JSON-RPC error response for the request id (null: none). */
-export function rpcError(id: Id | undefined, code: number, message: string): string {
-    return JSON.stringify({ jsonrpc: '2.0', id: id ?? null, error: { code, message } });
+/** A JSON-RPC response for the request id (as written; undefined: null) with member (`result` or `error`) set to value. */
+export function rpcResponse(id: RawId | undefined, member: 'result' | 'error', value: unknown): string {
+    return `{"jsonrpc":"2.0","id":${id ?? 'null'},"${member}":${JSON.stringify(value)}}`;
+}
+
+/** A JSON-RPC error response for the request id (as written; undefined: null). */
+export function rpcError(id: RawId | undefined, code: number, message: string): string {
+    return rpcResponse(id, 'error', { code, message });
 }
 
 /** Answers with status and a JSON-RPC error body (clients drop their session on an empty error body). */
-export function writeRPCError(res: ServerResponse, status: number, id: Id | undefined, code: number, message: string, headers: Record<string, string> = {}): void {
+export function writeRPCError(res: ServerResponse, status: number, id: RawId | undefined, code: number, message: string, headers: Record<string, string> = {}): void {
     const body = rpcError(id, code, message);
     res.writeHead(status, { ...headers, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
     res.end(body);
@@ -95,24 +119,18 @@ export function writeRPCError(res: ServerResponse, status: number, id: Id | unde
  * The HTTP status and the JSON-RPC response that answer the request id
  * refused by d: exactly what the decision says (docs/api.md, "What the PEP must do").
  */
-export function denial(id: Id | undefined, d: Decision): [number, string] {
+export function denial(id: RawId | undefined, d: Decision): [number, string] {
     const status = d.http_status || 403;
-    let body: unknown;
-    if (status === 200 && d.tool_result) {
-        body = { jsonrpc: '2.0', id: id ?? null, result: d.tool_result };
-    } else if (d.jsonrpc_error) {
-        body = { jsonrpc: '2.0', id: id ?? null, error: d.jsonrpc_error };
-    } else {
-        let e: JSONRPCErrorObject = { code: CODE_FORBIDDEN, message: 'forbidden: the token lacks a scope this operation needs (see WWW-Authenticate)' };
-        if (status === 401) e = { code: CODE_FORBIDDEN, message: 'authorization required (see WWW-Authenticate)' };
-        else if (status === 503) e = { code: CODE_INTERNAL_ERROR, message: 'authorization unavailable; retry later' };
-        body = { jsonrpc: '2.0', id: id ?? null, error: e };
-    }
-    return [status, JSON.stringify(body)];
+    if (status === 200 && d.tool_result) return [status, rpcResponse(id, 'result', d.tool_result)];
+    if (d.jsonrpc_error) return [status, rpcResponse(id, 'error', d.jsonrpc_error)];
+    let e: JSONRPCErrorObject = { code: CODE_FORBIDDEN, message: 'forbidden: the token lacks a scope this operation needs (see WWW-Authenticate)' };
+    if (status === 401) e = { code: CODE_FORBIDDEN, message: 'authorization required (see WWW-Authenticate)' };
+    else if (status === 503) e = { code: CODE_INTERNAL_ERROR, message: 'authorization unavailable; retry later' };
+    return [status, rpcResponse(id, 'error', e)];
 }
 
 /** Answers a refused message as the decision says. */
-export function writeDenial(res: ServerResponse, id: Id | undefined, d: Decision): void {
+export function writeDenial(res: ServerResponse, id: RawId | undefined, d: Decision): void {
     const [status, body] = denial(id, d);
     const headers: Record<string, string | number> = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) };
     if (d.www_authenticate) headers['WWW-Authenticate'] = d.www_authenticate;

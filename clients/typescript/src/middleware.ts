@@ -12,22 +12,24 @@ import {
     CODE_INTERNAL_ERROR,
     CODE_INVALID_REQUEST,
     CODE_PARSE_ERROR,
-    type Id,
     type Message,
     MessageError,
     LIST_METHODS,
     headerMismatch,
     isNotification,
     isRequest,
+    type RawId,
     denial,
     readMessage,
     rpcError,
+    rpcResponse,
     writeDenial,
     writeRPCError
 } from './jsonrpc.js';
 import { type Batch, FilterError, Owed, batchAnswer, intercept } from './intercept.js';
 import { metadataHandler, metadataPath } from './metadata.js';
 import { DecideError, PdpClient } from './pdp.js';
+import { arrayElements } from './rawjson.js';
 import { Sessions, ownerOf } from './sessions.js';
 import type { AuthInfo, Caller, Decision, DecideRequest } from './wire.js';
 
@@ -134,12 +136,18 @@ class BodyError extends Error {
     }
 }
 
+/** A request body: its value and, unless a body parser that ran before had parsed it, its JSON text. */
+interface Body {
+    value: unknown;
+    text: string | undefined;
+}
+
 /** Reads the request body, bounded; uses what a body parser that ran before left in req.body. */
-async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
+async function readBody(req: IncomingMessage, limit: number): Promise<Body> {
     const pre = (req as { body?: unknown }).body;
     if (pre !== undefined && (req.readableEnded || (req as { _body?: boolean })._body)) {
         if (Buffer.isBuffer(pre) || typeof pre === 'string') return parseJSON(pre.toString());
-        return pre;
+        return { value: pre, text: undefined };
     }
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) throw new BodyError(413, CODE_INVALID_REQUEST, `the request body exceeds ${limit} bytes`);
@@ -176,9 +184,9 @@ async function readBody(req: IncomingMessage, limit: number): Promise<unknown> {
     return parseJSON(Buffer.concat(chunks).toString('utf8'));
 }
 
-function parseJSON(text: string): unknown {
+function parseJSON(text: string): Body {
     try {
-        return JSON.parse(text);
+        return { value: JSON.parse(text), text };
     } catch {
         throw new BodyError(400, CODE_PARSE_ERROR, 'the body is not valid JSON');
     }
@@ -244,28 +252,28 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
      * The answer to a message the PDP could not decide: 400 with the reason
      * for a malformed message (the client's fault), 429 when the PDP
      * rate-limits, 503 for everything else (fail closed, without the PDP's
-     * reason). The last element is the Retry-After to send, if any.
+     * reason). As the Go middleware: no Retry-After (the PDP's is about the
+     * PEP's own budget, not the client's).
      */
-    const undecidedAnswer = (req: IncomingMessage, err: unknown): [number, number, string, string | undefined] => {
+    const undecidedAnswer = (req: IncomingMessage, err: unknown): [number, number, string] => {
         const e = err instanceof Error ? err : new Error(String(err));
         report(e, req);
         if (e instanceof DecideError && e.status === 400 && e.code === 'invalid_message') {
             // The client's message is malformed (the PDP says what is wrong).
-            return [400, CODE_INVALID_REQUEST, e.message.replace(/^.*?invalid_message: /, ''), undefined];
+            return [400, CODE_INVALID_REQUEST, e.message.replace(/^.*?invalid_message: /, '')];
         }
-        if (e instanceof DecideError && e.status === 429) return [429, CODE_INTERNAL_ERROR, 'too many requests; retry later', e.retryAfter ?? '1'];
-        const retry = e instanceof DecideError && e.status === 503 ? (e.retryAfter ?? '1') : undefined;
-        return [503, CODE_INTERNAL_ERROR, 'authorization unavailable', retry];
+        if (e instanceof DecideError && e.status === 429) return [429, CODE_INTERNAL_ERROR, 'too many requests; retry later'];
+        return [503, CODE_INTERNAL_ERROR, 'authorization unavailable'];
     };
 
     /** Answers a request the PDP did not decide: fail closed. */
-    const undecided = (res: ServerResponse, req: IncomingMessage, id: Id | undefined, err: unknown) => {
-        const [status, code, why, retry] = undecidedAnswer(req, err);
-        writeRPCError(res, status, id, code, why, retry ? { 'Retry-After': retry } : {});
+    const undecided = (res: ServerResponse, req: IncomingMessage, id: RawId | undefined, err: unknown) => {
+        const [status, code, why] = undecidedAnswer(req, err);
+        writeRPCError(res, status, id, code, why);
     };
 
     /** Refuses a request on another caller's session (the PDP refuses the rest). */
-    const sessionAllowed = (req: IncomingMessage, res: ServerResponse, id: Id | undefined, d: Decision): boolean => {
+    const sessionAllowed = (req: IncomingMessage, res: ServerResponse, id: RawId | undefined, d: Decision): boolean => {
         const sid = sessionId(req);
         if (!sid || sessions.check(sid, ownerOf(d.caller))) return true;
         report(new Error(`a request on another caller's session was refused (decision ${d.decision_id})`), req);
@@ -292,17 +300,17 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
      * a response to list is refused (FilterError), so that nothing
      * unfiltered is relayed.
      */
-    const filterList = async (list: Message, response: Record<string, unknown>, authorization: string | undefined, req: IncomingMessage): Promise<string> => {
-        const m = readMessage(response);
-        if (m.method !== undefined || m.id === undefined || !(m.hasResult || m.hasError)) {
+    const filterList = async (list: Message, m: Message, authorization: string | undefined, req: IncomingMessage): Promise<string> => {
+        if (m.method !== undefined || m.rawId === undefined || !(m.hasResult || m.hasError)) {
             throw new FilterError(`the MCP server's ${list.method} answer is not a JSON-RPC response; it was not relayed`);
         }
-        if (m.id !== list.id || typeof m.id !== typeof list.id) throw new FilterError(`the MCP server answered ${list.method} with another request's id; it was not relayed`);
+        // The id as written: an answer with the id 1 does not answer the list 1.0.
+        if (m.rawId !== list.rawId) throw new FilterError(`the MCP server answered ${list.method} with another request's id; it was not relayed`);
         if (m.hasError) {
             if (m.hasResult) throw new FilterError(`the MCP server answered ${list.method} with both a result and an error; it was not relayed`);
-            return JSON.stringify({ jsonrpc: '2.0', id: list.id, error: response.error });
+            return m.text ?? rpcResponse(list.rawId, 'error', m.raw.error);
         }
-        const result = response.result;
+        const result = m.raw.result;
         if (typeof result !== 'object' || result === null || Array.isArray(result)) {
             throw new FilterError(`the MCP server's ${list.method} result is not an object; it was not relayed`);
         }
@@ -317,15 +325,14 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
         }
         if (!fd.allow) {
             // Refused at the response phase (the token expired in between): in band.
-            const e = fd.jsonrpc_error ?? { code: CODE_INTERNAL_ERROR, message: `${list.method} was refused` };
-            return JSON.stringify({ jsonrpc: '2.0', id: list.id, error: e });
+            return rpcResponse(list.rawId, 'error', fd.jsonrpc_error ?? { code: CODE_INTERNAL_ERROR, message: 'the list was refused' });
         }
         if (typeof fd.result !== 'object' || fd.result === null || Array.isArray(fd.result)) {
             throw new FilterError(`the PDP returned no filtered ${list.method} result; it was not relayed`);
         }
         // A filtered list varies per caller: no cache may share it (MCP 2026-07-28).
         const { cacheScope: _ignored, ...rest } = fd.result as Record<string, unknown>;
-        return JSON.stringify({ jsonrpc: '2.0', id: list.id, result: { cacheScope: 'private', ...rest } });
+        return rpcResponse(list.rawId, 'result', { cacheScope: 'private', ...rest });
     };
 
     /** The decision request for msg: the message itself, or, for a client's answer to a server request, the caller only. */
@@ -352,9 +359,9 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
     };
 
     const post = async (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => {
-        let value: unknown;
+        let body: Body;
         try {
-            value = await readBody(req, o.maxBodyBytes);
+            body = await readBody(req, o.maxBodyBytes);
         } catch (err) {
             if (err instanceof BodyError) {
                 writeRPCError(res, err.status, undefined, err.code, err.message, err.status === 413 ? { Connection: 'close' } : {});
@@ -362,38 +369,39 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
             }
             throw err;
         }
-        if (Array.isArray(value)) return postBatch(req, res, next, value);
+        if (Array.isArray(body.value)) return postBatch(req, res, next, body.value, body.text);
         let msg: Message;
         try {
-            msg = readMessage(value);
+            msg = readMessage(body.value, body.text);
         } catch (err) {
             writeRPCError(res, 400, undefined, err instanceof MessageError ? err.code : CODE_INVALID_REQUEST, (err as Error).message);
             return;
         }
         const why = headerMismatch(req.headersDistinct as Record<string, string[] | undefined>, msg);
         if (why) {
-            writeRPCError(res, 400, msg.id, CODE_HEADER_MISMATCH, why);
+            writeRPCError(res, 400, msg.rawId, CODE_HEADER_MISMATCH, why);
             return;
         }
-        // The transport parses exactly the bytes that were decided.
-        const canonical = JSON.stringify(msg.raw);
+        // The transport parses the text that was decided, as received
+        // (without it, the decided value encoded now, before anything can change it).
+        const text = msg.text ?? JSON.stringify(msg.raw);
         const authorization = req.headers.authorization;
         let d: Decision;
         try {
             d = await decide(decideRequest(req, msg), req);
         } catch (err) {
-            undecided(res, req, msg.id, err);
+            undecided(res, req, msg.rawId, err);
             return;
         }
         if (!d.allow) {
-            writeDenial(res, msg.id, d);
+            writeDenial(res, msg.rawId, d);
             return;
         }
-        if (!sessionAllowed(req, res, msg.id, d)) return;
+        if (!sessionAllowed(req, res, msg.rawId, d)) return;
         allow(req, d);
         const r = req as IncomingMessage & { body?: unknown; rawBody?: Buffer };
         r.body = msg.raw;
-        r.rawBody = Buffer.from(canonical, 'utf8'); // read by the SDKs' Node adapters (@hono/node-server)
+        r.rawBody = Buffer.from(text, 'utf8'); // read by the SDKs' Node adapters (@hono/node-server)
         const list = isRequest(msg) && LIST_METHODS.has(msg.method ?? '');
         const sid = sessionId(req);
         if (list && sid) sessions.rememberList(sid, msg); // a GET stream may replay its answer
@@ -416,7 +424,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
      * refused when it is empty, too long, has two requests with one id, or
      * comes with Mcp-Method/Mcp-Name headers (they describe one message).
      */
-    const postBatch = async (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void, values: unknown[]) => {
+    const postBatch = async (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void, values: unknown[], text: string | undefined) => {
         if (values.length === 0) {
             writeRPCError(res, 400, undefined, CODE_INVALID_REQUEST, 'an empty batch');
             return;
@@ -429,26 +437,30 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
             writeRPCError(res, 400, undefined, CODE_HEADER_MISMATCH, 'the Mcp-Method and Mcp-Name headers describe one message, not a batch');
             return;
         }
+        // Each message's text as received (its id as written; handed on as it came).
+        let texts = text !== undefined ? arrayElements(text) : [];
+        if (texts.length !== values.length) texts = values.map(v => JSON.stringify(v));
         const answers: string[] = [];
         const forward: Message[] = [];
-        const ids: Id[] = [];
+        const ids: RawId[] = [];
         let allowed: Decision | undefined;
         let challenge: Decision | undefined;
-        for (const v of values) {
+        for (const [i, v] of values.entries()) {
             let msg: Message;
             try {
                 if (Array.isArray(v)) throw new MessageError(CODE_INVALID_REQUEST, 'a batch inside a batch');
-                msg = readMessage(v);
+                msg = readMessage(v, texts[i]);
             } catch (err) {
                 answers.push(rpcError(undefined, err instanceof MessageError ? err.code : CODE_INVALID_REQUEST, (err as Error).message));
                 continue;
             }
             if (isRequest(msg)) {
-                if (ids.some(id => id === msg.id && typeof id === typeof msg.id)) {
-                    writeRPCError(res, 400, undefined, CODE_INVALID_REQUEST, `two requests of the batch have the id ${JSON.stringify(msg.id)}`);
+                const id = msg.rawId as RawId;
+                if (ids.includes(id)) {
+                    writeRPCError(res, 400, undefined, CODE_INVALID_REQUEST, `two requests of the batch have the id ${id}`);
                     return;
                 }
-                ids.push(msg.id as Id);
+                ids.push(id);
             }
             let d: Decision;
             try {
@@ -456,24 +468,24 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
             } catch (err) {
                 if (isRequest(msg)) {
                     const [, code, why] = undecidedAnswer(req, err);
-                    answers.push(rpcError(msg.id, code, why));
+                    answers.push(rpcError(msg.rawId, code, why));
                 }
                 continue;
             }
             if (!d.allow) {
-                if (isRequest(msg)) answers.push(denial(msg.id, d)[1]);
+                if (isRequest(msg)) answers.push(denial(msg.rawId, d)[1]);
                 if (!challenge && d.http_status !== 200) challenge = d;
                 continue;
             }
             forward.push(msg);
             allowed ??= d;
         }
-        const due: Id[] = [];
+        const due: RawId[] = [];
         const lists = new Map<number, Message>();
         for (const f of forward) {
             if (!isRequest(f)) continue;
             if (LIST_METHODS.has(f.method ?? '')) lists.set(due.length, f);
-            due.push(f.id as Id);
+            due.push(f.rawId as RawId);
         }
         const b: Batch = { answers, forwarded: forward.length, due: new Owed(due), lists, challenge };
         if (!allowed) {
@@ -484,10 +496,9 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
         }
         if (!sessionAllowed(req, res, undefined, allowed)) return;
         allow(req, allowed);
-        const raws = forward.map(f => f.raw);
         const r = req as IncomingMessage & { body?: unknown; rawBody?: Buffer };
-        r.body = raws;
-        r.rawBody = Buffer.from(JSON.stringify(raws), 'utf8');
+        r.body = forward.map(f => f.raw);
+        r.rawBody = Buffer.from(`[${forward.map(f => f.text).join(',')}]`, 'utf8'); // the allowed messages as received
         const authorization = req.headers.authorization;
         intercept(res, {
             list: false,

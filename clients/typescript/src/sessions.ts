@@ -1,7 +1,7 @@
 // Which caller owns each MCP session (the same rules as the Go gateway): a
 // session belongs to the user that opened it; one opened anonymously is
 // claimed by its first authenticated caller. Bounded: the oldest is forgotten first.
-import type { Id, Message } from './jsonrpc.js';
+import type { Message, RawId } from './jsonrpc.js';
 import type { Caller } from './wire.js';
 
 /** The list requests remembered per session (as the Go middleware). */
@@ -86,9 +86,9 @@ export class Sessions {
         if (ring.length > LIST_RING_SIZE) ring.shift();
     }
 
-    /** The list request of session sid with JSON-RPC id, if it is one of those remembered. */
-    listRequest(sid: string, id: Id): Message | undefined {
-        return this.#lists.get(sid)?.find(m => m.id === id && typeof m.id === typeof id);
+    /** The list request of session sid with the JSON-RPC id (as written), if it is one of those remembered. */
+    listRequest(sid: string, id: RawId): Message | undefined {
+        return this.#lists.get(sid)?.find(m => m.rawId === id);
     }
 
     #add(id: string, owner: Owner): void {

@@ -2,6 +2,7 @@
 // SDK writes to its response (the same rules as the Go gateway's reader:
 // LF or CRLF line endings, a leading byte order mark dropped, data lines
 // joined by "\n", every event bounded).
+import { oneLine } from './rawjson.js';
 
 /** One server-sent event as the server wrote it. */
 export interface SseEvent {
@@ -119,14 +120,14 @@ function finish(raw: Buffer, lines: Buffer[]): SseEvent {
     };
 }
 
-/** The event with its data replaced by one data line, every other field kept in place. */
+/** The event with its data (JSON text) replaced by one data line, every other field kept in place. */
 export function withData(ev: SseEvent, data: string): Buffer {
     const parts: string[] = [];
     let wrote = false;
     for (const l of ev.lines) {
         if (isField(l, 'data')) {
             if (!wrote) {
-                parts.push(`data: ${data}\n`);
+                parts.push(`data: ${oneLine(data)}\n`);
                 wrote = true;
             }
             continue;
@@ -139,5 +140,5 @@ export function withData(ev: SseEvent, data: string): Buffer {
 
 /** An SSE event carrying one JSON-RPC message. */
 export function messageEvent(json: string): Buffer {
-    return Buffer.from(`event: message\ndata: ${json}\n\n`, 'utf8');
+    return Buffer.from(`event: message\ndata: ${oneLine(json)}\n\n`, 'utf8');
 }

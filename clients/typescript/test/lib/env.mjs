@@ -10,7 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startAS } from './as.mjs';
+import { startAS } from '../../../../test/clients/lib/as.mjs'; // shared with the repository's client tests
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..', '..');
@@ -33,7 +33,10 @@ export const CATALOG = `      unknown: {access: deny}
         completion/complete: {access: public}
         logging/setLevel: {access: public}`;
 
-export const freePort = () =>
+/** The ports handed out in this process: a port picked and not bound yet is not handed out twice. */
+const handedOut = new Set();
+
+const anyFreePort = () =>
     new Promise((resolve, reject) => {
         const s = net.createServer();
         s.once('error', reject);
@@ -43,12 +46,19 @@ export const freePort = () =>
         });
     });
 
+export async function freePort() {
+    for (;;) {
+        const p = await anyFreePort();
+        if (!handedOut.has(p)) {
+            handedOut.add(p);
+            return p;
+        }
+    }
+}
+
 export async function freePorts(n) {
     const ps = [];
-    while (ps.length < n) {
-        const p = await freePort();
-        if (!ps.includes(p)) ps.push(p);
-    }
+    while (ps.length < n) ps.push(await freePort());
     return ps;
 }
 
@@ -61,9 +71,12 @@ function pdpBinary(tmp) {
 
 /**
  * Starts the AS and the PDP for the given resource URIs.
+ * @param {string[]} resources
+ * @param {object} [o]
+ * @param {Record<string, number>} [o.limits]  the PDP's `limits` (e.g. {rate_per_pep: 0.05, rate_burst: 1})
  * @returns {{as, pdpUrl, tmp, pdpOutput: () => string, stopPdp: () => Promise<void>, close: () => Promise<void>}}
  */
-export async function startEnv(resources) {
+export async function startEnv(resources, { limits } = {}) {
     const tmp = mkdtempSync(join(tmpdir(), 'pdp-ts-test.'));
     const as = await startAS({ scopes: [SCOPE_A, SCOPE_B] });
     let pdp;
@@ -111,7 +124,7 @@ audit:
   enabled: false
 log:
   level: warn
-`
+${limits ? `limits:\n${Object.entries(limits).map(([k, v]) => `  ${k}: ${v}`).join('\n')}\n` : ''}`
         );
         const out = [];
         pdp = spawn(bin, ['serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });

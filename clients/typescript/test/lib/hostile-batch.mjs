@@ -7,6 +7,7 @@
 // ("secret"), so that a test sees whether anything unfiltered got through.
 import { createServer } from 'node:http';
 import { pdpAuth } from '../../dist/index.js';
+import { arrayElements, memberText } from '../../dist/rawjson.js';
 
 const tools = [
     { name: 'echo', description: 'echo', inputSchema: { type: 'object' } },
@@ -51,6 +52,18 @@ const BATCH = {
         res.write(ev({ jsonrpc: '2.0', method: 'notifications/progress', params: { progress: 1, progressToken: 't' } }));
         res.end();
     },
+    // Answers every request under its id as written in the body it was handed (as a Go server keeping raw ids would).
+    'json-raw-ids': (_b, res, raw) => {
+        const out = [];
+        for (const t of arrayElements(raw)) {
+            const m = JSON.parse(t);
+            const id = memberText(t, 'id');
+            if (!m.method || id === undefined) continue;
+            const result = isList(m) ? { tools } : { content: [{ type: 'text', text: `answered ${m.method}` }] };
+            out.push(`{"jsonrpc":"2.0","id":${id},"result":${JSON.stringify(result)}}`);
+        }
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end(`[${out.join(',')}]`);
+    },
     'sse-notrpc': (_b, res) => {
         sse(res);
         res.write(ev({ tools }));
@@ -80,6 +93,7 @@ export async function startHostileBatch({ port, auth }) {
     const resource = `http://127.0.0.1:${port}/mcp`;
     const errors = [];
     const seen = [];
+    const rawSeen = [];
     let sessions = 0;
     const guard = pdpAuth({ resource, onError: err => errors.push(err.message), ...auth });
     const server = createServer((req, res) => {
@@ -87,11 +101,13 @@ export async function startHostileBatch({ port, auth }) {
             if (req.method === 'GET') return replay(JSON.parse(req.headers['x-list-id'] ?? 'null'), res);
             if (req.method !== 'POST') return res.writeHead(405).end();
             const body = req.body;
+            const raw = req.rawBody?.toString('utf8');
             seen.push(body);
+            rawSeen.push(raw);
             if (Array.isArray(body)) {
                 const b = BATCH[req.headers['x-hostile']];
                 if (!b) return res.writeHead(400, { 'Content-Type': 'application/json' }).end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32600, message: 'unknown behaviour' } }));
-                return b(body, res);
+                return b(body, res, raw);
             }
             if (body.method === 'initialize') {
                 return res
@@ -112,6 +128,8 @@ export async function startHostileBatch({ port, auth }) {
         resource,
         errors,
         seen,
+        /** The bodies handed on, as text (req.rawBody). */
+        rawSeen,
         close: () => {
             server.closeAllConnections?.();
             return new Promise(r => server.close(() => r()));
