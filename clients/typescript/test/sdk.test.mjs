@@ -10,7 +10,7 @@ import { StreamableHTTPClientTransport as ClientTransportV1 } from '@modelcontex
 import { UnauthorizedError as UnauthorizedV1 } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Client as ClientV2, StreamableHTTPClientTransport as ClientTransportV2, UnauthorizedError as UnauthorizedV2 } from '@modelcontextprotocol/client';
 import { SCOPE_A, SCOPE_B, freePorts, startEnv } from './lib/env.mjs';
-import { TestOAuthProvider } from './lib/provider.mjs';
+import { TestOAuthProvider } from '../../../test/clients/lib/provider.mjs'; // shared with the repository's client tests
 import { startMcpServer } from './lib/servers.mjs';
 
 const COMBOS = [
@@ -43,6 +43,8 @@ after(async () => {
 });
 
 const text = r => r.content.map(c => c.text).join('');
+/** The scope of every authorization the SDK asked for. */
+const scopes = provider => provider.authorizations.map(u => u.searchParams.get('scope'));
 
 async function connect(c, server, provider) {
     const [Client, Transport] = clientLine(c) === 1 ? [ClientV1, ClientTransportV1] : [ClientV2, ClientTransportV2];
@@ -59,7 +61,8 @@ async function withStepUp(c, transport, provider, op) {
         return { result: await op(), steppedUp: false };
     } catch (err) {
         if (!(err instanceof Unauthorized)) throw err;
-        await transport.finishAuth(provider.takeCode());
+        const iss = provider.pendingIss; // RFC 9207: the 2.x client checks it, 1.x ignores it
+        await transport.finishAuth(provider.takeCode(), iss);
         return { result: await op(), steppedUp: true };
     }
 }
@@ -67,7 +70,7 @@ async function withStepUp(c, transport, provider, op) {
 for (const [i, c] of COMBOS.entries()) {
     test(label(c), async t => {
         const server = servers[i];
-        const provider = new TestOAuthProvider(`ts-pep-${i}`);
+        const provider = new TestOAuthProvider({ name: `ts-pep-${i}` });
         const { client, transport } = await connect(c, server, provider);
         try {
             await t.test('anonymous list: the public and step-up tools, hidden ones removed', async () => {
@@ -87,7 +90,7 @@ for (const [i, c] of COMBOS.entries()) {
                 const { result, steppedUp } = await withStepUp(c, transport, provider, () => client.callTool({ name: 'get-sum', arguments: {} }));
                 assert.equal(steppedUp, true);
                 assert.equal(text(result), '3');
-                assert.deepEqual(provider.authorizations, [SCOPE_A]);
+                assert.deepEqual(scopes(provider), [SCOPE_A]);
                 assert.deepEqual(
                     server.calls.slice(before).map(x => x.name),
                     ['get-sum'],
@@ -113,7 +116,7 @@ for (const [i, c] of COMBOS.entries()) {
                 assert.equal(steppedUp, true);
                 assert.equal(text(result), 'sunny');
                 assert.equal(provider.authorizations.length, 2);
-                assert.deepEqual(provider.authorizations[1].split(' ').sort(), [SCOPE_A, SCOPE_B]);
+                assert.deepEqual(scopes(provider)[1].split(' ').sort(), [SCOPE_A, SCOPE_B]);
                 const who = JSON.parse(text(await client.callTool({ name: 'whoami', arguments: {} })));
                 assert.deepEqual([...who.scopes].sort(), [SCOPE_A, SCOPE_B]);
             });

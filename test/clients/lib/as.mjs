@@ -12,6 +12,9 @@
 // Refresh tokens are issued only to clients registered for the refresh_token grant.
 //
 // Every request the tests care about is recorded; GET /_test/log returns the records.
+// mint() issues a token directly, for tests that speak raw HTTP. Shared by the
+// client tests here and the tests of clients/typescript (it imports only
+// node built-ins, so it resolves from either package).
 import { createServer } from 'node:http';
 import { createHash, generateKeyPairSync, randomBytes, randomUUID, sign } from 'node:crypto';
 
@@ -36,7 +39,7 @@ export function startAS({ port = 0, host = '127.0.0.1', issuerPath = '/oauth', t
     let issuer; // set once listening
     const record = (type, fields) => log.push({ seq: log.length, type, at: performance.timeOrigin + performance.now(), ...fields });
 
-    function mintAccessToken({ sub, clientId, resource, scope }) {
+    function mintAccessToken({ sub, clientId, resource, scope, ttl = tokenTTL }) {
         const now = Math.floor(Date.now() / 1000);
         const header = { alg: 'ES256', typ: 'at+jwt', kid };
         const claims = {
@@ -46,7 +49,7 @@ export function startAS({ port = 0, host = '127.0.0.1', issuerPath = '/oauth', t
             client_id: clientId,
             scope,
             iat: now,
-            exp: now + tokenTTL,
+            exp: now + ttl,
             jti: randomUUID()
         };
         const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
@@ -242,6 +245,8 @@ export function startAS({ port = 0, host = '127.0.0.1', issuerPath = '/oauth', t
                 issuer,
                 jwksUri: `${issuer}/jwks.json`,
                 log,
+                /** A token for resource, issued without a client flow. */
+                mint: ({ sub = 'alice', clientId = 'test-client', resource, scope = '', ttl = tokenTTL }) => mintAccessToken({ sub, clientId, resource, scope, ttl }).token,
                 close: () => new Promise(r => server.close(() => r()))
             });
         });

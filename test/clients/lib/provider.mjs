@@ -31,6 +31,8 @@ export class TestOAuthProvider {
         this.authorizations = [];
         /** The code of the last approved authorization, for finishAuth. */
         this.pendingCode = undefined;
+        /** Its RFC 9207 iss parameter (SDK 2.x checks it: finishAuth(code, iss)). */
+        this.pendingIss = undefined;
         /** Every token set the SDK saved. */
         this.savedTokens = [];
     }
@@ -86,6 +88,7 @@ export class TestOAuthProvider {
         const err = back.searchParams.get('error');
         if (err) throw new Error(`authorization failed: ${err}: ${back.searchParams.get('error_description')}`);
         this.pendingCode = back.searchParams.get('code');
+        this.pendingIss = back.searchParams.get('iss') ?? undefined;
     }
 
     /** Take the pending code (once). */
