@@ -150,7 +150,7 @@ func caseVariantKey(msg []byte) (string, bool) {
 	if json.Unmarshal(top["params"], &params) != nil {
 		return "", false
 	}
-	if k, ok := foldedKey(params, "name", "uri", "arguments"); ok {
+	if k, ok := foldedKey(params, "name", "uri"); ok { // the PDP checks what else it reads
 		return "params." + k, true
 	}
 	return "", false
