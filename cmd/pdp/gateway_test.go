@@ -84,17 +84,7 @@ func TestGatewayDevQuickStart(t *testing.T) {
 		t.Fatalf("the banner does not say what is protected:\n%s", stderr.String())
 	}
 
-	connect := func(authz string) *mcp.ClientSession {
-		cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer ccancel()
-		cs, err := mcp.NewClient(&mcp.Implementation{Name: "quick-start", Version: "1"}, nil).Connect(cctx,
-			&mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: &http.Client{Transport: authzTransport{authz}}, DisableStandaloneSSE: true, MaxRetries: -1}, nil)
-		if err != nil {
-			t.Fatalf("connect to %s: %v\n%s", endpoint, err, stderr.String())
-		}
-		t.Cleanup(func() { _ = cs.Close() })
-		return cs
-	}
+	connect := func(authz string) *mcp.ClientSession { return connectGoSDK(t, endpoint, authz, stderr) }
 	anon := connect("")
 	list, err := anon.ListTools(context.Background(), nil)
 	if err != nil {
@@ -149,6 +139,21 @@ func TestGatewayDevQuickStart(t *testing.T) {
 	if !subjects[""] || !subjects["alice"] {
 		t.Fatalf("assertion subjects %v, want anonymous and alice", subjects)
 	}
+}
+
+// connectGoSDK connects the go-sdk client to endpoint with the
+// Authorization header authz ("": none), closed when the test ends.
+func connectGoSDK(t *testing.T, endpoint, authz string, stderr *testkit.SyncBuffer) *mcp.ClientSession {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "gateway-test", Version: "1"}, nil).Connect(ctx,
+		&mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: &http.Client{Transport: authzTransport{authz}}, DisableStandaloneSSE: true, MaxRetries: -1}, nil)
+	if err != nil {
+		t.Fatalf("connect to %s: %v\n%s", endpoint, err, stderr.String())
+	}
+	t.Cleanup(func() { _ = cs.Close() })
+	return cs
 }
 
 // startDevGateway runs `pdp gateway --dev` with args (on free ports, a
@@ -213,15 +218,10 @@ func TestGatewayDevStdioIdentity(t *testing.T) {
 	endpoint, dataDir, stderr := startDevGateway(t, "--", bin, "sdk")
 	whoami := func(authz string, meta mcp.Meta) string {
 		t.Helper()
-		cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
-		defer ccancel()
-		cs, err := mcp.NewClient(&mcp.Implementation{Name: "stdio-identity", Version: "1"}, nil).Connect(cctx,
-			&mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: &http.Client{Transport: authzTransport{authz}}, DisableStandaloneSSE: true, MaxRetries: -1}, nil)
-		if err != nil {
-			t.Fatalf("connect to %s: %v\n%s", endpoint, err, stderr.String())
-		}
-		defer cs.Close()
-		res, err := cs.CallTool(cctx, &mcp.CallToolParams{Name: "whoami", Meta: meta})
+		cs := connectGoSDK(t, endpoint, authz, stderr)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "whoami", Meta: meta})
 		if err != nil || res.IsError || len(res.Content) != 1 {
 			t.Fatalf("whoami: %+v %v\n%s", res, err, stderr.String())
 		}
