@@ -4,6 +4,10 @@
 //
 //	pdp serve --dev --resource http://127.0.0.1:3000/mcp
 //	go run ./examples/go-sdk
+//
+// It answers with SSE streams; -json makes it answer with JSON, -resumable
+// keeps its streams' events for clients resuming with Last-Event-ID (both
+// for the parity test, test/parity).
 package main
 
 import (
@@ -29,6 +33,8 @@ type qrArgs struct {
 func main() {
 	pdpURL := flag.String("pdp", "http://127.0.0.1:8181", "the PDP's URL")
 	addr := flag.String("listen", "127.0.0.1:3000", "this server's address")
+	jsonAnswers := flag.Bool("json", false, "answer with JSON rather than SSE streams")
+	resumable := flag.Bool("resumable", false, "keep stream events for clients resuming with Last-Event-ID")
 	flag.Parse()
 	resource := "http://" + *addr + "/mcp"
 
@@ -47,7 +53,11 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	http.Handle("/mcp", gosdk.Handler(func(*http.Request) *mcp.Server { return server }, pep.Options{Decider: pdp, Resource: resource}, nil))
+	opts := &mcp.StreamableHTTPOptions{JSONResponse: *jsonAnswers}
+	if *resumable {
+		opts.EventStore = mcp.NewMemoryEventStore(nil)
+	}
+	http.Handle("/mcp", gosdk.Handler(func(*http.Request) *mcp.Server { return server }, pep.Options{Decider: pdp, Resource: resource}, opts))
 	http.Handle("/.well-known/oauth-protected-resource/mcp", auth.ProtectedResourceMetadataHandler(
 		&oauthex.ProtectedResourceMetadata{Resource: resource, AuthorizationServers: []string{*pdpURL + "/dev"}}))
 

@@ -4,6 +4,10 @@
 //
 //	pdp serve --dev --resource http://127.0.0.1:3000/mcp
 //	npm ci && npm run build && node dist/server.js --pdp http://127.0.0.1:8181 --listen 127.0.0.1:3000
+//
+// It answers with SSE streams; --json makes it answer with JSON, --resumable
+// keeps its streams' events for clients resuming with Last-Event-ID (both for
+// the parity test, test/parity).
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import express from 'express';
@@ -11,9 +15,15 @@ import { z } from 'zod';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { callerFromAuthInfo, pdpAuth } from '@mcp-pdp/pep';
+import { OrderedEventStore } from './events.js';
 
 const { values: flags } = parseArgs({
-    options: { pdp: { type: 'string', default: process.env.PDP_URL ?? 'http://127.0.0.1:8181' }, listen: { type: 'string', default: process.env.LISTEN ?? '127.0.0.1:3000' } }
+    options: {
+        pdp: { type: 'string', default: process.env.PDP_URL ?? 'http://127.0.0.1:8181' },
+        listen: { type: 'string', default: process.env.LISTEN ?? '127.0.0.1:3000' },
+        json: { type: 'boolean', default: false },
+        resumable: { type: 'boolean', default: false }
+    }
 });
 const resource = `http://${flags.listen}/mcp`;
 const text = (s: string) => ({ content: [{ type: 'text' as const, text: s }] });
@@ -36,7 +46,12 @@ app.all('/mcp', auth, async (req, res) => {
     let t = typeof sid === 'string' ? sessions.get(sid) : undefined;
     if (!t) {
         if (sid) return void res.status(404).json({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } });
-        const created = new StreamableHTTPServerTransport({ sessionIdGenerator: randomUUID, onsessioninitialized: id => void sessions.set(id, created) });
+        const created = new StreamableHTTPServerTransport({
+            sessionIdGenerator: randomUUID,
+            enableJsonResponse: flags.json,
+            ...(flags.resumable ? { eventStore: new OrderedEventStore() } : {}),
+            onsessioninitialized: id => void sessions.set(id, created)
+        });
         created.onclose = () => void (created.sessionId && sessions.delete(created.sessionId));
         await shop().connect(created);
         t = created;

@@ -2,132 +2,243 @@
 // against the three enforcement points in front of the same dev PDP (the Go
 // middleware in examples/go-sdk, the TypeScript middleware in
 // examples/typescript, the gateway in front of a plain TypeScript SDK
-// server). What the enforcement point answers itself is compared: HTTP
-// status, WWW-Authenticate (its resource URL's origin replaced by
-// <origin>), the JSON-RPC error code and message, the names of a list. An
-// allowed answer's own content differs by server and is not compared (only
-// that it is a result).
+// server). Each point runs twice: its server answering with JSON and with SSE
+// streams (whose events it keeps for Last-Event-ID); a case names the one it
+// runs against. What the enforcement point answers itself is compared: HTTP
+// status, the answer's kind (json, sse), WWW-Authenticate (its resource
+// URL's origin replaced by <origin>), the JSON-RPC error code and message,
+// the names of a list. An allowed answer's own content differs by server and
+// is not compared (only that it is a result). Batch answers are compared
+// element by element, ordered by id as written.
 //
-// Env: PARITY_POINTS  JSON [{"name":"go","url":"http://127.0.0.1:P/mcp"}, ...]
+// Env: PARITY_POINTS  JSON [{"name":"go","json":"http://127.0.0.1:P/mcp","sse":"http://127.0.0.1:Q/mcp"}, ...]
 //      PDP_BIN, PDP_DATA_DIR  to mint dev tokens (pdp token --aud URL)
 // Prints the table; the last line is "parity: N passed, M failed"; exit 1 on a difference.
 import { execFileSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+// The JSON text of each element of a batch answer, the id of a message as
+// written: @mcp-pdp/pep's reader (run.sh builds the package).
+const { arrayElements, memberText } = await import(pathToFileURL(join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'clients', 'typescript', 'dist', 'rawjson.js')).href);
 
 const points = JSON.parse(process.env.PARITY_POINTS ?? '[]');
 const VERSION = '2025-06-18';
+/** Batches: the go-sdk takes them only before 2025-06-18. */
+const BATCH_VERSION = '2025-03-26';
+/** GET replays: the servers prime each stream with an event id from 2025-11-25 on. */
+const RESUME_VERSION = '2025-11-25';
 
 const mint = (url, { scope = '', sub = 'alice' } = {}) =>
     execFileSync(process.env.PDP_BIN, ['token', '--data-dir', process.env.PDP_DATA_DIR, '--aud', url, '--scope', scope, '--sub', sub], { encoding: 'utf8' }).trim();
 
+/** The events of an SSE stream: their id and data fields. */
 function events(text) {
     return text
         .split(/\r?\n\r?\n/)
-        .map(b => b.split(/\r?\n/).filter(l => l.startsWith('data:')).map(l => l.slice(5).replace(/^ /, '')))
-        .filter(d => d.length && d.join('').trim())
-        .map(d => JSON.parse(d.join('\n')));
+        .map(block => {
+            const lines = block.split(/\r?\n/);
+            const data = lines.filter(l => l.startsWith('data:')).map(l => l.slice(5).replace(/^ /, ''));
+            const id = lines.find(l => l.startsWith('id:'))?.slice(3).trim();
+            return { id, data: data.length ? data.join('\n') : undefined };
+        })
+        .filter(e => e.id !== undefined || e.data !== undefined);
 }
 
-/** One HTTP exchange (body: JSON-encoded; raw: sent as is); returns status, headers and the JSON-RPC messages of the answer. */
-async function send(url, { method = 'POST', body, raw, headers = {} } = {}) {
+/** The JSON-RPC messages of a JSON text (a message or an array of them), each with its text. */
+function messagesOf(text) {
+    const t = text.trim();
+    if (!t) return [];
+    JSON.parse(t); // throws when it is not JSON
+    return (t.startsWith('[') ? arrayElements(t) : [t]).map(x => ({ text: x, value: JSON.parse(x) }));
+}
+
+/** Reads an answer: status, headers, its kind, its SSE events, its JSON-RPC messages. */
+async function read(r, text) {
+    const ct = r.headers.get('content-type') ?? '';
+    const kind = ct.startsWith('text/event-stream') ? 'sse' : ct.startsWith('application/json') ? 'json' : '';
+    const evs = kind === 'sse' ? events(text) : [];
+    let messages = [];
+    try {
+        messages = kind === 'sse' ? evs.filter(e => e.data?.trim()).flatMap(e => messagesOf(e.data)) : messagesOf(text);
+    } catch {
+        messages = [{ text, value: { unparsed: text.slice(0, 200) } }];
+    }
+    return { status: r.status, headers: r.headers, kind, events: evs, messages };
+}
+
+/** One HTTP exchange (body: JSON-encoded; raw: sent as is). */
+async function send(url, { method = 'POST', body, raw, headers = {}, version = VERSION } = {}) {
     const payload = raw ?? (body === undefined ? undefined : JSON.stringify(body));
     const r = await fetch(url, {
         method,
-        headers: { Accept: 'application/json, text/event-stream', 'MCP-Protocol-Version': VERSION, ...(payload !== undefined ? { 'Content-Type': 'application/json' } : {}), ...headers },
+        headers: { Accept: 'application/json, text/event-stream', 'MCP-Protocol-Version': version, ...(payload !== undefined ? { 'Content-Type': 'application/json' } : {}), ...headers },
         body: payload,
         signal: AbortSignal.timeout(10_000)
     });
     // A GET that is allowed is a stream: read no further than its head.
-    const ct = r.headers.get('content-type') ?? '';
     if (method === 'GET' && r.ok) {
         await r.body?.cancel();
-        return { status: r.status, headers: r.headers, messages: [] };
+        return read(r, '');
     }
-    const text = await r.text();
-    let messages = [];
+    return read(r, await r.text());
+}
+
+/**
+ * GETs the server's stream and reads it until it ends, an answer (a result
+ * or an error) has come, or for ms (a stream that replays nothing stays open).
+ */
+async function stream(url, headers, version, ms = 2500) {
+    const ac = new AbortController();
+    const r = await fetch(url, { headers: { Accept: 'text/event-stream', 'MCP-Protocol-Version': version, ...headers }, signal: ac.signal });
+    let text = '';
+    const timer = setTimeout(() => ac.abort(), ms);
     try {
-        messages = ct.startsWith('text/event-stream') ? events(text) : text ? [JSON.parse(text)].flat() : [];
+        for await (const c of r.body ?? []) {
+            text += Buffer.from(c).toString('utf8');
+            const whole = text.slice(0, text.lastIndexOf('\n\n') + 1); // the events complete so far
+            if (events(whole).some(e => /"(result|error)"\s*:/.test(e.data ?? ''))) break;
+        }
     } catch {
-        messages = [{ unparsed: text.slice(0, 200) }];
+        // aborted: read for long enough
     }
-    return { status: r.status, headers: r.headers, messages };
+    clearTimeout(timer);
+    ac.abort();
+    return read(r, text);
 }
 
 let nextId = 1;
-const call = (name, args = {}) => ({ jsonrpc: '2.0', id: nextId++, method: 'tools/call', params: { name, arguments: args } });
+const call = (name, args = {}, id = nextId++) => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } });
+const list = (id = nextId++) => ({ jsonrpc: '2.0', id, method: 'tools/list', params: {} });
 const bearer = t => ({ Authorization: `Bearer ${t}` });
+const sid = s => ({ 'Mcp-Session-Id': s });
 
 /** Opens a session (initialize + initialized); returns its Mcp-Session-Id. */
-async function open(url, headers = {}) {
-    const init = await send(url, { body: { jsonrpc: '2.0', id: nextId++, method: 'initialize', params: { protocolVersion: VERSION, capabilities: {}, clientInfo: { name: 'parity', version: '0' } } }, headers });
-    const sid = init.headers.get('mcp-session-id');
-    if (init.status !== 200 || !sid) throw new Error(`initialize at ${url}: HTTP ${init.status} ${JSON.stringify(init.messages)}`);
-    const done = await send(url, { body: { jsonrpc: '2.0', method: 'notifications/initialized' }, headers: { ...headers, 'Mcp-Session-Id': sid } });
+async function open(url, headers = {}, version = VERSION) {
+    const init = await send(url, { body: { jsonrpc: '2.0', id: nextId++, method: 'initialize', params: { protocolVersion: version, capabilities: {}, clientInfo: { name: 'parity', version: '0' } } }, headers, version });
+    const s = init.headers.get('mcp-session-id');
+    if (init.status !== 200 || !s) throw new Error(`initialize at ${url}: HTTP ${init.status} ${JSON.stringify(init.messages.map(m => m.value))}`);
+    const done = await send(url, { body: { jsonrpc: '2.0', method: 'notifications/initialized' }, headers: { ...headers, ...sid(s) }, version });
     if (done.status !== 202) throw new Error(`notifications/initialized at ${url}: HTTP ${done.status}`);
-    return sid;
+    return s;
 }
 
-/** What is compared of an answer. */
-function observe(url, r, { list = false } = {}) {
+/**
+ * What is compared of an answer. ids: each answer's id as written is shown,
+ * and the answers are ordered by it (a batch: the order of a merged answer
+ * is the PEP's business).
+ */
+function observe(url, r, { list = false, ids = false } = {}) {
     const origin = new URL(url).origin;
     const www = r.headers.get('www-authenticate');
-    const o = { status: r.status };
+    const o = { status: r.status, kind: r.kind };
     if (www) o.www = www.split(origin).join('<origin>');
-    o.answers = r.messages.map(m => {
-        if (m.error) return { id: m.id === null ? null : 'id', code: m.error.code, message: m.error.message };
+    o.answers = r.messages.map(({ text, value: m }) => {
+        const id = m.unparsed === undefined && m.id !== undefined && m.id !== null ? memberText(text, 'id') : null;
+        const a = ids ? { id } : {};
+        if (m.error) return { ...a, nullId: id === null, code: m.error.code, message: m.error.message };
         if (m.result) {
-            if (list) return { names: (m.result.tools ?? []).map(t => t.name).sort(), cacheScope: m.result.cacheScope };
-            return { result: m.result.isError ? 'tool error' : 'result' };
+            if (list && m.result.tools) return { ...a, names: m.result.tools.map(t => t.name).sort(), cacheScope: m.result.cacheScope };
+            return { ...a, result: m.result.isError ? 'tool error' : 'result' };
         }
-        return m.unparsed !== undefined ? { unparsed: true } : { other: Object.keys(m).sort().join(',') };
+        return m.unparsed !== undefined ? { unparsed: true } : { ...a, other: Object.keys(m).sort().join(',') };
     });
+    if (ids) o.answers.sort((x, y) => (x.id === null) - (y.id === null) || (x.id === null ? 0 : x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
     return o;
 }
 
-/** The cases: each runs against one enforcement point (its URL) and returns what is compared. */
+/** A GET replay: a list on a fresh resumable session, (forget: 16 lists more,) then GET after its priming event. */
+async function replay(url, headers, { forget = false } = {}) {
+    const s = await open(url, headers, RESUME_VERSION);
+    const h = { ...headers, ...sid(s) };
+    const first = await send(url, { body: list(), headers: h, version: RESUME_VERSION });
+    const priming = first.events.find(e => e.id && !e.data?.trim());
+    if (!priming) return { status: `no priming event (HTTP ${first.status} ${first.kind})`, answers: [] };
+    for (let i = 0; forget && i < 16; i++) await send(url, { body: list(), headers: h, version: RESUME_VERSION });
+    return observe(url, await stream(url, { ...h, 'Last-Event-ID': priming.id }, RESUME_VERSION), { list: true });
+}
+
+/** A batch of every kind: allowed (a call, a list), refused (401 in band, hidden), malformed, a notification; ids of every spelling. */
+const MIXED_BATCH = `[${[
+    JSON.stringify(call('lookup_product', {}, 201)),
+    JSON.stringify(list('list-1')),
+    '{"jsonrpc":"2.0","id":3.0,"method":"tools/call","params":{"name":"generate_qr_url","arguments":{"text":"x"}}}',
+    '{"jsonrpc":"2.0","id":"\\u0034","method":"tools/call","params":{"name":"internal_debug","arguments":{}}}',
+    '{"jsonrpc":"1.0","method":"x"}',
+    '{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"none"}}'
+].join(',')}]`;
+/** An allowed call whose id the servers answer respelt (5.0 as 5). */
+const RESPELT_BATCH = '[{"jsonrpc":"2.0","id":5.0,"method":"tools/call","params":{"name":"lookup_product","arguments":{}}}]';
+const RESPELT_CALL = '{"jsonrpc":"2.0","id":9.0,"method":"tools/call","params":{"name":"lookup_product","arguments":{}}}';
+
+/**
+ * The cases: [name, mode, run]; run gets the point's state for that mode
+ * (its URL, tokens, sessions) and returns what is compared.
+ */
 const CASES = [
-    ['anonymous tools/list: the visible names', async (url, s) => observe(url, await send(url, { body: { jsonrpc: '2.0', id: nextId++, method: 'tools/list', params: {} }, headers: { 'Mcp-Session-Id': s.anon } }), { list: true })],
-    ['anonymous lookup_product: allowed', async (url, s) => observe(url, await send(url, { body: call('lookup_product'), headers: { 'Mcp-Session-Id': s.anon } }))],
-    ['anonymous generate_qr_url: 401 challenge', async (url, s) => observe(url, await send(url, { body: call('generate_qr_url', { text: 'x' }), headers: { 'Mcp-Session-Id': s.anon } }))],
-    ['token without the scope: 403 insufficient_scope', async (url, s) => observe(url, await send(url, { body: call('generate_qr_url', { text: 'x' }), headers: { ...bearer(s.noScope), 'Mcp-Session-Id': s.noScopeSid } }))],
-    ['token with the scope: generate_qr_url allowed', async (url, s) => observe(url, await send(url, { body: call('generate_qr_url', { text: 'x' }), headers: { ...bearer(s.alice), 'Mcp-Session-Id': s.aliceSid } }))],
-    ['invalid token: 401 invalid_token', async (url, s) => observe(url, await send(url, { body: call('lookup_product'), headers: { ...bearer('not.a.token'), 'Mcp-Session-Id': s.anon } }))],
-    ['token for another resource: 401', async (url, s) => observe(url, await send(url, { body: call('lookup_product'), headers: { ...bearer(s.foreign), 'Mcp-Session-Id': s.anon } }))],
-    ['hidden tool internal_debug: in band -32602', async (url, s) => observe(url, await send(url, { body: call('internal_debug'), headers: { 'Mcp-Session-Id': s.anon } }))],
-    ['GET with an invalid token: 401', async (url, s) => observe(url, await send(url, { method: 'GET', headers: { ...bearer('not.a.token'), 'Mcp-Session-Id': s.anon } }))],
-    ['DELETE with an invalid token: 401', async (url, s) => observe(url, await send(url, { method: 'DELETE', headers: { ...bearer('not.a.token'), 'Mcp-Session-Id': s.anon } }))],
-    ['GET anonymous on an anonymous session: allowed', async (url, s) => observe(url, await send(url, { method: 'GET', headers: { 'Mcp-Session-Id': s.anon } }))],
-    ['Mcp-Method header mismatch: 400 -32020', async (url, s) => observe(url, await send(url, { body: call('lookup_product'), headers: { 'Mcp-Method': 'tools/list', 'Mcp-Session-Id': s.anon } }))],
-    ['Mcp-Name header mismatch: 400 -32020', async (url, s) => observe(url, await send(url, { body: call('lookup_product'), headers: { 'Mcp-Method': 'tools/call', 'Mcp-Name': 'generate_qr_url', 'Mcp-Session-Id': s.anon } }))],
-    ["another user's token on a session: 403", async (url, s) => observe(url, await send(url, { body: call('lookup_product'), headers: { ...bearer(s.bob), 'Mcp-Session-Id': s.aliceSid } }))],
-    ["anonymous on an authenticated user's session: 403", async (url, s) => observe(url, await send(url, { body: call('lookup_product'), headers: { 'Mcp-Session-Id': s.aliceSid } }))],
-    ['not JSON: 400 -32700', async (url, s) => observe(url, await send(url, { raw: '{"jsonrpc":', headers: { 'Mcp-Session-Id': s.anon } }))],
-    ['a batch, nothing allowed: the first HTTP refusal, every request answered', async (url, s) => observe(url, await send(url, { body: [call('generate_qr_url', { text: 'x' }), call('internal_debug'), { jsonrpc: '1.0', method: 'x' }], headers: { 'Mcp-Session-Id': s.anon } }))],
-    ['an empty batch: 400', async (url, s) => observe(url, await send(url, { body: [], headers: { 'Mcp-Session-Id': s.anon } }))],
-    ['a batch with Mcp-Method: 400 -32020', async (url, s) => observe(url, await send(url, { body: [call('internal_debug')], headers: { 'Mcp-Method': 'tools/call', 'Mcp-Session-Id': s.anon } }))],
-    ['a batch with two requests of one id: 400', async (url, s) => observe(url, await send(url, { body: [{ ...call('internal_debug'), id: 7 }, { ...call('internal_debug'), id: 7 }], headers: { 'Mcp-Session-Id': s.anon } }))],
-    ['a batch of 101 messages: 413', async (url, s) => observe(url, await send(url, { body: Array.from({ length: 101 }, () => call('internal_debug')), headers: { 'Mcp-Session-Id': s.anon } }))],
-    ['PUT: 405', async url => observe(url, await send(url, { method: 'PUT', body: {} }))],
-    ['a foreign Origin: 403', async (url, s) => observe(url, await send(url, { body: call('lookup_product'), headers: { Origin: 'http://evil.example', 'Mcp-Session-Id': s.anon } }))]
+    ['anonymous tools/list: the visible names', 'json', async s => observe(s.url, await send(s.url, { body: list(), headers: sid(s.anon) }), { list: true })],
+    ['anonymous lookup_product: allowed', 'json', async s => observe(s.url, await send(s.url, { body: call('lookup_product'), headers: sid(s.anon) }))],
+    ['anonymous generate_qr_url: 401 challenge', 'json', async s => observe(s.url, await send(s.url, { body: call('generate_qr_url', { text: 'x' }), headers: sid(s.anon) }))],
+    ['token without the scope: 403 insufficient_scope', 'json', async s => observe(s.url, await send(s.url, { body: call('generate_qr_url', { text: 'x' }), headers: { ...bearer(s.noScope), ...sid(s.noScopeSid) } }))],
+    ['token with the scope: generate_qr_url allowed', 'json', async s => observe(s.url, await send(s.url, { body: call('generate_qr_url', { text: 'x' }), headers: { ...bearer(s.alice), ...sid(s.aliceSid) } }))],
+    ['SSE: anonymous tools/list: the list event filtered', 'sse', async s => observe(s.url, await send(s.url, { body: list(), headers: sid(s.anon) }), { list: true })],
+    ['SSE: anonymous lookup_product: allowed', 'sse', async s => observe(s.url, await send(s.url, { body: call('lookup_product'), headers: sid(s.anon) }))],
+    ['SSE: token with the scope: generate_qr_url allowed', 'sse', async s => observe(s.url, await send(s.url, { body: call('generate_qr_url', { text: 'x' }), headers: { ...bearer(s.alice), ...sid(s.aliceSid) } }))],
+    ['SSE: with the scope: tools/list filtered for the user', 'sse', async s => observe(s.url, await send(s.url, { body: list(), headers: { ...bearer(s.alice), ...sid(s.aliceSid) } }), { list: true })],
+    ['invalid token: 401 invalid_token', 'json', async s => observe(s.url, await send(s.url, { body: call('lookup_product'), headers: { ...bearer('not.a.token'), ...sid(s.anon) } }))],
+    ['token for another resource: 401', 'json', async s => observe(s.url, await send(s.url, { body: call('lookup_product'), headers: { ...bearer(s.foreign), ...sid(s.anon) } }))],
+    ['hidden tool internal_debug: in band -32602', 'json', async s => observe(s.url, await send(s.url, { body: call('internal_debug'), headers: sid(s.anon) }))],
+    ['hidden tool, id 1.0: answered under 1.0', 'json', async s => observe(s.url, await send(s.url, { raw: '{"jsonrpc":"2.0","id":1.0,"method":"tools/call","params":{"name":"internal_debug","arguments":{}}}', headers: sid(s.anon) }), { ids: true })],
+    ['a lone call with id 9.0, answered 9 by the servers: relayed as it is', 'json', async s => observe(s.url, await send(s.url, { raw: RESPELT_CALL, headers: sid(s.anon) }), { ids: true })],
+    ['SSE: a lone call with id 9.0, answered 9 by the servers: relayed, then -32603 under 9.0', 'sse', async s => observe(s.url, await send(s.url, { raw: RESPELT_CALL, headers: sid(s.anon) }), { ids: true })],
+    ['GET with an invalid token: 401', 'json', async s => observe(s.url, await send(s.url, { method: 'GET', headers: { ...bearer('not.a.token'), ...sid(s.anon) } }))],
+    ['DELETE with an invalid token: 401', 'json', async s => observe(s.url, await send(s.url, { method: 'DELETE', headers: { ...bearer('not.a.token'), ...sid(s.anon) } }))],
+    ['GET anonymous on an anonymous session: allowed', 'json', async s => observe(s.url, await send(s.url, { method: 'GET', headers: sid(s.anon) }))],
+    ['GET replay after Last-Event-ID: the list answer filtered for the caller', 'sse', async s => replay(s.url, {})],
+    ['GET replay, with the scope: filtered for the user', 'sse', async s => replay(s.url, bearer(s.alice))],
+    ['GET replay of a list 17 lists back (not remembered): dropped', 'sse', async s => replay(s.url, {}, { forget: true })],
+    ['Mcp-Method header mismatch: 400 -32020', 'json', async s => observe(s.url, await send(s.url, { body: call('lookup_product'), headers: { 'Mcp-Method': 'tools/list', ...sid(s.anon) } }))],
+    ['Mcp-Name header mismatch: 400 -32020', 'json', async s => observe(s.url, await send(s.url, { body: call('lookup_product'), headers: { 'Mcp-Method': 'tools/call', 'Mcp-Name': 'generate_qr_url', ...sid(s.anon) } }))],
+    ["another user's token on a session: 403", 'json', async s => observe(s.url, await send(s.url, { body: call('lookup_product'), headers: { ...bearer(s.bob), ...sid(s.aliceSid) } }))],
+    ["anonymous on an authenticated user's session: 403", 'json', async s => observe(s.url, await send(s.url, { body: call('lookup_product'), headers: sid(s.aliceSid) }))],
+    ['not JSON: 400 -32700', 'json', async s => observe(s.url, await send(s.url, { raw: '{"jsonrpc":', headers: sid(s.anon) }))],
+    ['a batch, allowed and refused: each refusal in band under its id as written, the rest answered by the server', 'json', async s => observe(s.url, await send(s.url, { raw: MIXED_BATCH, headers: sid(s.batchSid), version: BATCH_VERSION }), { list: true, ids: true })],
+    ['SSE: a batch, allowed and refused', 'sse', async s => observe(s.url, await send(s.url, { raw: MIXED_BATCH, headers: sid(s.batchSid), version: BATCH_VERSION }), { list: true, ids: true })],
+    ['a batch: an allowed call with id 5.0, answered 5 by the servers: not an answer, -32603 under 5.0', 'json', async s => observe(s.url, await send(s.url, { raw: RESPELT_BATCH, headers: sid(s.batchSid), version: BATCH_VERSION }), { ids: true })],
+    ['SSE: a batch: an allowed call with id 5.0, answered 5: -32603 under 5.0', 'sse', async s => observe(s.url, await send(s.url, { raw: RESPELT_BATCH, headers: sid(s.batchSid), version: BATCH_VERSION }), { ids: true })],
+    ['a batch, nothing allowed: the first HTTP refusal, every request answered', 'json', async s => observe(s.url, await send(s.url, { body: [call('generate_qr_url', { text: 'x' }), call('internal_debug'), { jsonrpc: '1.0', method: 'x' }], headers: sid(s.anon) }))],
+    ['an empty batch: 400', 'json', async s => observe(s.url, await send(s.url, { body: [], headers: sid(s.anon) }))],
+    ['a batch with Mcp-Method: 400 -32020', 'json', async s => observe(s.url, await send(s.url, { body: [call('internal_debug')], headers: { 'Mcp-Method': 'tools/call', ...sid(s.anon) } }))],
+    ['a batch with two requests of one id: 400', 'json', async s => observe(s.url, await send(s.url, { body: [{ ...call('internal_debug'), id: 7 }, { ...call('internal_debug'), id: 7 }], headers: sid(s.anon) }))],
+    ['a batch of 101 messages: 413', 'json', async s => observe(s.url, await send(s.url, { body: Array.from({ length: 101 }, () => call('internal_debug')), headers: sid(s.anon) }))],
+    ['PUT: 405', 'json', async s => observe(s.url, await send(s.url, { method: 'PUT', body: {} }))],
+    ['a foreign Origin: 403', 'json', async s => observe(s.url, await send(s.url, { body: call('lookup_product'), headers: { Origin: 'http://evil.example', ...sid(s.anon) } }))]
 ];
 
-// Per enforcement point: its sessions and tokens.
+// Per enforcement point and answer mode: its URL, tokens and sessions.
 const state = {};
 for (const p of points) {
-    const alice = mint(p.url, { scope: 'qr:generate' });
-    const noScope = mint(p.url, { scope: '' });
-    const s = { alice, noScope, bob: mint(p.url, { scope: 'qr:generate', sub: 'bob' }), foreign: mint('http://127.0.0.1:9/elsewhere', { scope: 'qr:generate' }) };
-    s.anon = await open(p.url);
-    s.aliceSid = await open(p.url, bearer(alice));
-    s.noScopeSid = await open(p.url, bearer(noScope));
-    state[p.name] = s;
+    state[p.name] = {};
+    for (const mode of ['json', 'sse']) {
+        const url = p[mode];
+        const alice = mint(url, { scope: 'qr:generate' });
+        const noScope = mint(url, { scope: '' });
+        const s = { url, alice, noScope, bob: mint(url, { scope: 'qr:generate', sub: 'bob' }), foreign: mint('http://127.0.0.1:9/elsewhere', { scope: 'qr:generate' }) };
+        s.anon = await open(url);
+        s.aliceSid = await open(url, bearer(alice));
+        s.noScopeSid = await open(url, bearer(noScope));
+        s.batchSid = await open(url, {}, BATCH_VERSION);
+        state[p.name][mode] = s;
+    }
 }
 
 const show = o => {
-    const parts = [String(o.status)];
+    const parts = [o.kind ? `${o.status} ${o.kind}` : String(o.status)];
     for (const a of o.answers ?? []) {
-        if (a.code !== undefined) parts.push(`${a.code}${a.id === null ? '(id null)' : ''} ${JSON.stringify(a.message)}`);
-        else if (a.names) parts.push(`[${a.names.join(',')}]${a.cacheScope ? ` ${a.cacheScope}` : ''}`);
-        else parts.push(Object.values(a).join(''));
+        const id = a.id !== undefined ? `id=${a.id ?? 'null'}: ` : '';
+        if (a.code !== undefined) parts.push(`${id}${a.code}${a.nullId && a.id === undefined ? '(id null)' : ''} ${JSON.stringify(a.message)}`);
+        else if (a.names) parts.push(`${id}[${a.names.join(',')}]${a.cacheScope ? ` ${a.cacheScope}` : ''}`);
+        else parts.push(id + Object.entries(a).filter(([k]) => k !== 'id').map(([, v]) => v).join(''));
     }
     if (o.www) parts.push(`WWW-Authenticate: ${o.www}`);
     return parts.join(' | ');
@@ -136,11 +247,11 @@ const show = o => {
 let passed = 0;
 let failed = 0;
 const rows = [];
-for (const [name, run] of CASES) {
+for (const [name, mode, run] of CASES) {
     const got = {};
     for (const p of points) {
         try {
-            got[p.name] = await run(p.url, state[p.name]);
+            got[p.name] = await run(state[p.name][mode]);
         } catch (err) {
             got[p.name] = { status: 'error', answers: [{ other: String(err) }] };
         }

@@ -5,11 +5,11 @@
 // is the Go middleware's (pep/batch.go, pep/respond.go relayReplay).
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { InMemoryEventStore } from '@modelcontextprotocol/sdk/examples/shared/inMemoryEventStore.js';
 import { SCOPE_A, freePorts, startEnv } from './lib/env.mjs';
 import { startHostileBatch } from './lib/hostile-batch.mjs';
 import { open, post, readStream } from './lib/raw.mjs';
 import { startMcpServer } from './lib/servers.mjs';
+import { OrderedEventStore } from '../../../test/clients/lib/events.mjs'; // the SDK example's store replays out of order
 
 const COMBOS = [
     { line: 1, json: true },
@@ -27,7 +27,7 @@ before(async () => {
     servers = [];
     for (const [i, c] of COMBOS.entries()) servers.push(await startMcpServer({ ...c, framework: 'http', port: ports[i], auth: { pdpUrl: env.pdpUrl } }));
     hostile = await startHostileBatch({ port: ports[COMBOS.length], auth: { pdpUrl: env.pdpUrl } });
-    resumable = await startMcpServer({ line: 1, json: false, framework: 'express', port: ports[COMBOS.length + 1], auth: { pdpUrl: env.pdpUrl }, eventStore: () => new InMemoryEventStore() });
+    resumable = await startMcpServer({ line: 1, json: false, framework: 'express', port: ports[COMBOS.length + 1], auth: { pdpUrl: env.pdpUrl }, eventStore: () => new OrderedEventStore() });
 });
 
 after(async () => {
