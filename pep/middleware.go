@@ -232,18 +232,23 @@ func (m *middleware) post(w http.ResponseWriter, r *http.Request) {
 }
 
 // readBody reads a request body of at most limit bytes, in one
-// allocation when its length is declared.
+// allocation when its length is declared (then exactly that many bytes are
+// read: what is decided is what next reads).
 func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	rd := http.MaxBytesReader(w, r.Body, limit)
 	if n := r.ContentLength; n > 0 && n <= limit {
 		b := make([]byte, n)
-		if _, err := io.ReadFull(rd, b); err != nil {
+		if _, err := io.ReadFull(r.Body, b); err != nil {
 			return nil, err
 		}
 		return b, nil
 	}
-	return io.ReadAll(rd)
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 }
+
+// bodyReader is the body next reads: the bytes decided.
+type bodyReader struct{ bytes.Reader }
+
+func (*bodyReader) Close() error { return nil }
 
 // request is the decision request for msg: the message itself, or, for a
 // client's answer to a server request, the caller only.
@@ -260,8 +265,9 @@ func (m *middleware) request(r *http.Request, msg *message, authz string) *Reque
 func (m *middleware) serve(iw *interceptor, r *http.Request, body []byte, d *Response) {
 	r2 := r.WithContext(context.WithValue(r.Context(), decisionKey{}, d))
 	if body != nil {
-		r2.Body = io.NopCloser(bytes.NewReader(body))
-		r2.ContentLength = int64(len(body))
+		b := &bodyReader{}
+		b.Reset(body)
+		r2.Body, r2.ContentLength = b, int64(len(body))
 	}
 	func() {
 		defer func() {

@@ -149,7 +149,9 @@ func (iw *interceptor) WriteHeader(status int) {
 		iw.flush()
 	default:
 		iw.mode = modeJSON
-		if n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64); err == nil && n > 0 && n <= iw.m.o.MaxResponseBytes {
+		if cl := h.Get("Content-Length"); cl == "" {
+			// undeclared: the buffer grows as the answer is written
+		} else if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n > 0 && n <= iw.m.o.MaxResponseBytes {
 			iw.buf = make([]byte, 0, n) // the answer in one allocation
 		}
 	}
@@ -174,6 +176,35 @@ func (iw *interceptor) bindSession(status int) {
 	}
 }
 
+// room reports whether n more bytes fit the buffered answer.
+func (iw *interceptor) room(n int) error {
+	limit := iw.m.o.MaxResponseBytes
+	if iw.mode == modeFailure {
+		limit = maxFailureBytes
+	}
+	if int64(len(iw.buf)+n) > limit {
+		iw.over = true
+		return fmt.Errorf("pep: the answer exceeds %d bytes", limit)
+	}
+	return nil
+}
+
+// WriteString is Write for a handler that writes strings (io.WriteString):
+// a buffered answer takes s without converting it first.
+func (iw *interceptor) WriteString(s string) (int, error) {
+	if !iw.wroteHeader && iw.w.Header().Get("Content-Type") != "" {
+		iw.WriteHeader(http.StatusOK)
+	}
+	if iw.wroteHeader && (iw.mode == modeJSON || iw.mode == modeFailure) {
+		if err := iw.room(len(s)); err != nil {
+			return 0, err
+		}
+		iw.buf = append(iw.buf, s...)
+		return len(s), nil
+	}
+	return iw.Write([]byte(s))
+}
+
 func (iw *interceptor) Write(p []byte) (int, error) {
 	if !iw.wroteHeader {
 		if iw.w.Header().Get("Content-Type") == "" {
@@ -185,13 +216,8 @@ func (iw *interceptor) Write(p []byte) (int, error) {
 	case modePass:
 		return iw.w.Write(p)
 	case modeJSON, modeFailure:
-		limit := iw.m.o.MaxResponseBytes
-		if iw.mode == modeFailure {
-			limit = maxFailureBytes
-		}
-		if int64(len(iw.buf)+len(p)) > limit {
-			iw.over = true
-			return 0, fmt.Errorf("pep: the answer exceeds %d bytes", limit)
+		if err := iw.room(len(p)); err != nil {
+			return 0, err
 		}
 		iw.buf = append(iw.buf, p...)
 		return len(p), nil

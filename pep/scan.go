@@ -100,7 +100,7 @@ func scanMessage(raw, trimmed []byte) (*message, bool) {
 	if string(jsonrpc) != "2.0" || (hasMethod && len(method) == 0) {
 		return nil, false // encoding/json's path says what is wrong
 	}
-	out.method = string(method)
+	out.method = methodString(method)
 	out.name = string(name)
 	if out.method == "resources/read" {
 		out.name = string(uri)
@@ -409,4 +409,30 @@ func (s *scanner) number() bool {
 		}
 	}
 	return s.i > start
+}
+
+// methodString is string(b), without an allocation for the methods an MCP
+// server is asked most.
+func methodString(b []byte) string {
+	switch string(b) {
+	case "tools/call":
+		return "tools/call"
+	case "tools/list":
+		return "tools/list"
+	case "resources/read":
+		return "resources/read"
+	case "resources/list":
+		return "resources/list"
+	case "prompts/get":
+		return "prompts/get"
+	case "prompts/list":
+		return "prompts/list"
+	case "notifications/initialized":
+		return "notifications/initialized"
+	case "initialize":
+		return "initialize"
+	case "ping":
+		return "ping"
+	}
+	return string(b)
 }

@@ -130,7 +130,7 @@ func (s *Service) newID() string {
 type message struct {
 	JSONRPC string          `json:"jsonrpc"`
 	ID      json.RawMessage `json:"id"`
-	Method  *string         `json:"method"`
+	Method  string          `json:"method"` // absent and "" are both refused
 	Params  json.RawMessage `json:"params"`
 }
 
@@ -138,6 +138,14 @@ type callParams struct {
 	Name      string          `json:"name"`
 	URI       string          `json:"uri"`
 	Arguments json.RawMessage `json:"arguments"`
+}
+
+// decideWork is what one decision of a message keeps, allocated once.
+type decideWork struct {
+	msg     message
+	params  callParams
+	in      decision.Input
+	pending pending
 }
 
 func badRequest(code, format string, args ...any) *pep.RequestError {
@@ -187,30 +195,32 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 	if isAbsent(req.Message) {
 		return nil, badRequest("invalid_request", "message is required: the JSON-RPC request the MCP server received")
 	}
-	var msg message
-	var p callParams
-	fast := parseMessageFast(req.Message, valid, &msg, &p)
+	w := new(decideWork) // one allocation for what the decision keeps
+	msg, p := &w.msg, &w.params
+	fast := parseMessageFast(req.Message, valid, msg, p)
 	if !fast {
 		if k, ok := caseVariantKey(req.Message); ok && (valid || json.Valid(req.Message)) {
 			return nil, badRequest("invalid_message", "message key %q differs from a JSON-RPC or MCP member only in case: servers read keys exactly, so the message is ambiguous", k)
 		}
-		msg, p = message{}, callParams{}
-		if err := json.Unmarshal(req.Message, &msg); err != nil {
+		*msg, *p = message{}, callParams{}
+		if err := json.Unmarshal(req.Message, msg); err != nil {
 			return nil, badRequest("invalid_message", "message must be a JSON-RPC request object: %v", jsonErr(err))
 		}
 	}
 	if msg.JSONRPC != "2.0" {
 		return nil, badRequest("invalid_message", `message.jsonrpc must be "2.0"`)
 	}
-	if msg.Method == nil || *msg.Method == "" {
+	if msg.Method == "" {
 		return nil, badRequest("invalid_message", "message.method is required")
 	}
-	in := decision.Input{Resource: res.URI, Method: *msg.Method, Class: decision.ClassifyMethod(*msg.Method)}
-	d := &pending{svc: s, res: res, in: &in, id: msg.ID, pepName: pepName, start: start}
+	in := &w.in
+	*in = decision.Input{Resource: res.URI, Method: msg.Method, Class: decision.ClassifyMethod(msg.Method)}
+	d := &w.pending
+	*d = pending{svc: s, res: res, in: in, id: msg.ID, pepName: pepName, start: start}
 
 	if in.Class.Operation == decision.OpCall {
 		if !fast && len(msg.Params) > 0 {
-			if err := json.Unmarshal(msg.Params, &p); err != nil {
+			if err := json.Unmarshal(msg.Params, p); err != nil {
 				return d.invalidParams(ctx, "params must be an object")
 			}
 		}
@@ -253,9 +263,9 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 	case in.Class.Operation == decision.OpList && !isAbsent(req.Result):
 		var f *listfilter.Filtered
 		if valid {
-			f, err = listfilter.FilterValid(ctx, s.engine, &in, req.Result)
+			f, err = listfilter.FilterValid(ctx, s.engine, in, req.Result)
 		} else {
-			f, err = listfilter.Filter(ctx, s.engine, &in, req.Result)
+			f, err = listfilter.Filter(ctx, s.engine, in, req.Result)
 		}
 		if errors.Is(err, listfilter.ErrInvalidResult) {
 			return nil, badRequest("invalid_result", "%v", err)
@@ -268,7 +278,7 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 		// A single target, a lifecycle or other method, or the request
 		// phase of a list (no result): the policy decides the request as
 		// it is, a list without items.
-		result, err = s.engine.Decide(ctx, &in)
+		result, err = s.engine.Decide(ctx, in)
 	}
 	return d.finish(reqCtx, result, err, tokErr)
 }

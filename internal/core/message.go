@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 
+	"github.com/mcp-pdp/pdp/internal/decision"
 	"github.com/mcp-pdp/pdp/internal/jsonfast"
 )
 
@@ -28,14 +29,22 @@ func parseMessageFast(raw []byte, valid bool, msg *message, p *callParams) bool 
 	end, ok := jsonfast.Members(raw, jsonfast.SkipSpace(raw, 0), func(k, v []byte) bool {
 		switch jsonfast.Field(k, "jsonrpc", "id", "method", "params") {
 		case 0:
+			if string(v) == `"2.0"` {
+				msg.JSONRPC = "2.0" // no allocation for the only valid value
+				return true
+			}
 			s, ok := jsonfast.String(v)
 			msg.JSONRPC = s
 			return ok
 		case 1:
 			msg.ID = bytes.Clone(v)
 		case 2:
+			if s, end, ok := jsonfast.PlainString(v, 0); ok && end == len(v) {
+				msg.Method = decision.MethodString(s)
+				return true
+			}
 			s, ok := jsonfast.String(v)
-			msg.Method = &s
+			msg.Method = s
 			return ok
 		case 3:
 			msg.Params, params = v, v

@@ -70,8 +70,8 @@ func TestParseMessageFastShapes(t *testing.T) {
 		if fast != tc.fast {
 			t.Fatalf("%s: fast = %v, want %v", tc.raw, fast, tc.fast)
 		}
-		if fast && (*msg.Method != tc.method || p.Name != tc.name) {
-			t.Fatalf("%s: method %q name %q, want %q %q", tc.raw, *msg.Method, p.Name, tc.method, tc.name)
+		if fast && (msg.Method != tc.method || p.Name != tc.name) {
+			t.Fatalf("%s: method %q name %q, want %q %q", tc.raw, msg.Method, p.Name, tc.method, tc.name)
 		}
 	}
 }

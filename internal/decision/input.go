@@ -57,6 +57,25 @@ var methods = map[string]Method{
 	"ping":                     {OpLifecycle, KindNone, "", ""},
 }
 
+// methodNames holds each method of the table as its own string, so that
+// MethodString can return it without an allocation. Read-only.
+var methodNames = func() map[string]string {
+	names := make(map[string]string, len(methods))
+	for m := range methods {
+		names[m] = m
+	}
+	return names
+}()
+
+// MethodString is string(b), without an allocation for the methods the
+// table knows.
+func MethodString(b []byte) string {
+	if s, ok := methodNames[string(b)]; ok {
+		return s
+	}
+	return string(b)
+}
+
 // ClassifyMethod tells how method is decided. Notifications are lifecycle;
 // methods the table does not know are OpOther.
 func ClassifyMethod(method string) Method {
