@@ -48,6 +48,33 @@ type Claims struct {
 	// Fingerprint is "sha256:" + hex of the first 16 bytes of SHA-256(raw
 	// token); safe to log and publish, useless to replay.
 	Fingerprint string
+	// Validation tells how the token was validated: ValidationJWT or
+	// ValidationIntrospection.
+	Validation string
+	// JKT is the token's `cnf.jkt` (RFC 9449 §6): the base64url SHA-256
+	// thumbprint of the key the token is bound to, "" for a bearer token.
+	JKT string
+}
+
+// Values of Claims.Validation.
+const (
+	ValidationJWT           = "jwt"
+	ValidationIntrospection = "introspection"
+)
+
+// confirmationJKT returns the `cnf.jkt` of claims m: "" when there is no
+// `cnf` or it binds no key thumbprint; ok is false when `cnf` or `jkt` has
+// the wrong type (a malformed binding is never ignored).
+func confirmationJKT(m map[string]any) (string, bool) {
+	v, present := m["cnf"]
+	if !present || v == nil {
+		return "", true
+	}
+	cnf, ok := v.(map[string]any)
+	if !ok {
+		return "", false
+	}
+	return optString(cnf, "jkt")
 }
 
 // maxNumericDate is 9999-12-31T23:59:59Z; larger values are malformed.

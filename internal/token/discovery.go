@@ -38,19 +38,25 @@ func metadataURLs(issuer string) ([]string, error) {
 	}, nil
 }
 
-type metadataDoc struct {
-	Issuer  string `json:"issuer"`
-	JWKSURI string `json:"jwks_uri"`
+// issuerMeta is what the PDP uses of an issuer's metadata.
+type issuerMeta struct {
+	Issuer                string `json:"issuer"`
+	JWKSURI               string `json:"jwks_uri"`
+	IntrospectionEndpoint string `json:"introspection_endpoint"`
+	// IntrospectionSigningAlgs (RFC 9701 §7): the server can answer an
+	// introspection with a signed JWT.
+	IntrospectionSigningAlgs []string `json:"introspection_signing_alg_values_supported"`
 }
 
-// discover returns the issuer's jwks_uri. The metadata's "issuer" must equal
-// the configured issuer exactly (RFC 8414 §3.3, OIDC Discovery §4.3), and
-// jwks_uri must be https (http only when the issuer itself is http, for
-// development).
-func (k *KeySets) discover(ctx context.Context, issuer string) (string, time.Duration, error) {
+// discover returns the issuer's metadata. Its "issuer" must equal the
+// configured issuer exactly (RFC 8414 §3.3, OIDC Discovery §4.3); the
+// jwks_uri and introspection_endpoint it names (either may be absent: an
+// issuer of opaque tokens only may have no keys) must be https (http only
+// when the issuer itself is http, for development).
+func (k *KeySets) discover(ctx context.Context, issuer string) (*issuerMeta, time.Duration, error) {
 	urls, err := metadataURLs(issuer)
 	if err != nil {
-		return "", 0, err
+		return nil, 0, err
 	}
 	var errs []error
 	for _, mu := range urls {
@@ -64,7 +70,7 @@ func (k *KeySets) discover(ctx context.Context, issuer string) (string, time.Dur
 			}
 			continue // 404 and friends: try the next well-known location
 		}
-		var doc metadataDoc
+		var doc issuerMeta
 		if err := json.Unmarshal(body, &doc); err != nil {
 			errs = append(errs, fmt.Errorf("%s: invalid JSON: %w", mu, err))
 			continue
@@ -73,17 +79,27 @@ func (k *KeySets) discover(ctx context.Context, issuer string) (string, time.Dur
 			errs = append(errs, fmt.Errorf("%s: metadata issuer %q does not match %q", mu, clip(doc.Issuer), issuer))
 			continue
 		}
-		if err := checkJWKSURI(doc.JWKSURI, issuer); err != nil {
+		if doc.JWKSURI == "" && doc.IntrospectionEndpoint == "" {
+			errs = append(errs, fmt.Errorf("%s: neither jwks_uri nor introspection_endpoint", mu))
+			continue
+		}
+		if err := checkEndpoint(doc.JWKSURI, issuer); doc.JWKSURI != "" && err != nil {
 			errs = append(errs, fmt.Errorf("%s: jwks_uri: %w", mu, err))
 			continue
 		}
-		k.log.Debug("token: discovered jwks_uri", "issuer", issuer, "metadata", mu, "jwks_uri", doc.JWKSURI)
-		return doc.JWKSURI, maxAge, nil
+		if err := checkEndpoint(doc.IntrospectionEndpoint, issuer); doc.IntrospectionEndpoint != "" && err != nil {
+			errs = append(errs, fmt.Errorf("%s: introspection_endpoint: %w", mu, err))
+			continue
+		}
+		k.log.Debug("token: discovered metadata", "issuer", issuer, "metadata", mu, "jwks_uri", doc.JWKSURI, "introspection_endpoint", doc.IntrospectionEndpoint)
+		return &doc, maxAge, nil
 	}
-	return "", 0, fmt.Errorf("no usable authorization server metadata: %w", errors.Join(errs...))
+	return nil, 0, fmt.Errorf("no usable authorization server metadata: %w", errors.Join(errs...))
 }
 
-func checkJWKSURI(s, issuer string) error {
+// checkEndpoint checks a URL of the issuer's metadata: absolute https, or
+// http when the issuer itself is http (development).
+func checkEndpoint(s, issuer string) error {
 	if s == "" {
 		return errors.New("missing")
 	}

@@ -112,11 +112,18 @@ func (p *idp) newIssuer(t testing.TB, path, alg string) *devissuer.Issuer {
 	return iss
 }
 
-// clock is a per-test adjustable clock.
-type clock struct{ off atomic.Int64 }
+// clock is a per-test adjustable clock: real time plus an offset, or, once
+// frozen, a fixed instant plus the offset.
+type clock struct{ off, frozen atomic.Int64 }
 
-func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *clock) now() time.Time {
+	if f := c.frozen.Load(); f != 0 {
+		return time.Unix(0, f+c.off.Load())
+	}
+	return time.Now().Add(time.Duration(c.off.Load()))
+}
 func (c *clock) advance(d time.Duration) { c.off.Add(int64(d)) }
+func (c *clock) freeze()                 { c.off.Store(0); c.frozen.Store(time.Now().UnixNano()) }
 
 // env is an IdP with one issuer, a KeySets and a Verifier using an explicit
 // JWKS URI.

@@ -77,7 +77,7 @@ type KeySets struct {
 
 	mu   sync.RWMutex
 	jwks map[string]*cell[*keySet]
-	meta map[string]*cell[string]
+	meta map[string]*cell[*issuerMeta]
 
 	fetches     atomic.Uint64
 	fetchErrors atomic.Uint64
@@ -136,7 +136,7 @@ func NewKeySets(cfg KeySetsConfig) *KeySets {
 		client: client,
 		now:    time.Now,
 		jwks:   make(map[string]*cell[*keySet]),
-		meta:   make(map[string]*cell[string]),
+		meta:   make(map[string]*cell[*issuerMeta]),
 		base:   base,
 		cancel: cancel,
 	}
@@ -199,7 +199,7 @@ func (k *KeySets) refreshDue() {
 	for _, c := range k.jwks {
 		jw = append(jw, c)
 	}
-	md := make([]*cell[string], 0, len(k.meta))
+	md := make([]*cell[*issuerMeta], 0, len(k.meta))
 	for _, c := range k.meta {
 		md = append(md, c)
 	}
@@ -234,7 +234,7 @@ func (k *KeySets) jwksCell(uri string) *cell[*keySet] {
 	return c
 }
 
-func (k *KeySets) metaCell(issuer string) *cell[string] {
+func (k *KeySets) metaCell(issuer string) *cell[*issuerMeta] {
 	k.mu.RLock()
 	c := k.meta[issuer]
 	k.mu.RUnlock()
@@ -244,7 +244,7 @@ func (k *KeySets) metaCell(issuer string) *cell[string] {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if c = k.meta[issuer]; c == nil {
-		c = &cell[string]{k: k, kind: "metadata", target: issuer, fetch: func(ctx context.Context) (string, time.Duration, error) {
+		c = &cell[*issuerMeta]{k: k, kind: "metadata", target: issuer, fetch: func(ctx context.Context) (*issuerMeta, time.Duration, error) {
 			return k.discover(ctx, issuer)
 		}}
 		k.meta[issuer] = c
@@ -308,6 +308,18 @@ func (k *KeySets) jwksURIFor(ctx context.Context, issuer string) (string, *Error
 	if err != nil {
 		return "", keysUnavailable(fmt.Errorf("metadata discovery for %s: %w", issuer, err))
 	}
+	if s.val.JWKSURI == "" {
+		return "", keysUnavailable(fmt.Errorf("the metadata of %s has no jwks_uri", issuer))
+	}
+	return s.val.JWKSURI, nil
+}
+
+// metadataFor returns the issuer's discovered metadata.
+func (k *KeySets) metadataFor(ctx context.Context, issuer string) (*issuerMeta, error) {
+	s, err := k.metaCell(issuer).get(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("metadata discovery for %s: %w", issuer, err)
+	}
 	return s.val, nil
 }
 
@@ -343,6 +355,28 @@ type cell[T any] struct {
 	lastAttempt time.Time // start of the last fetch, any reason
 	lastForced  time.Time // start of the last unknown-kid refetch
 	lastErr     error     // error of the last fetch; nil after a success
+	failures    int       // failed fetches in a row
+}
+
+// firstRetry is the gap after the first failed fetch of a document that
+// was never fetched; it doubles with each failure up to
+// MinRefetchInterval, so a PDP started a moment before its authorization
+// server does not refuse tokens for the whole interval.
+const firstRetry = 250 * time.Millisecond
+
+// retryGap is how long after a failed attempt the next may start: the
+// backoff from firstRetry while the document was never fetched, else
+// MinRefetchInterval (a stale copy still serves).
+func (c *cell[T]) retryGap() time.Duration {
+	minGap := c.k.cfg.MinRefetchInterval
+	if c.snap.Load() != nil || c.failures == 0 {
+		return minGap
+	}
+	gap := firstRetry
+	for i := 1; i < c.failures && gap < minGap; i++ {
+		gap *= 2
+	}
+	return min(gap, minGap)
 }
 
 // usable returns the current snapshot unless there is none or it is older
@@ -413,7 +447,7 @@ func (c *cell[T]) start(now time.Time, forced bool) *flight {
 		if s := c.snap.Load(); s != nil && now.Before(s.refreshAt) && now.Sub(s.fetchedAt) <= c.k.cfg.MaxStaleness {
 			return nil
 		}
-		if c.lastErr != nil && now.Sub(c.lastAttempt) < minGap {
+		if c.lastErr != nil && now.Sub(c.lastAttempt) < c.retryGap() {
 			return nil
 		}
 	}
@@ -433,8 +467,9 @@ func (c *cell[T]) run(f *flight) {
 	c.mu.Lock()
 	if err != nil {
 		c.lastErr = err
+		c.failures++
 	} else {
-		c.lastErr = nil
+		c.lastErr, c.failures = nil, 0
 		c.snap.Store(&snapshot[T]{val: val, fetchedAt: now, refreshAt: now.Add(c.k.refreshAfter(maxAge))})
 	}
 	c.inflight = nil

@@ -272,12 +272,13 @@ func TestFirstFetchFails(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, "ES256", nil, func(_ *Config, k *KeySetsConfig) { k.FetchTimeout = 200 * time.Millisecond })
+			e.clock.freeze() // attempts are rate-limited by this clock, not by how long a fetch takes
 			tt.setup(e)
 			if err := e.v.Warm(context.Background()); err == nil || !errors.Is(err, ErrKeysUnavailable) {
 				t.Fatalf("warm: %v", err)
 			}
 			tok := e.mint(t, devissuer.MintOptions{})
-			for range 3 { // retried at most once per interval, never panics
+			for range 3 { // not retried before the first backoff step, never panics
 				_, err := e.v.Verify(context.Background(), tok)
 				wantErr(t, err, CodeInvalidToken, descKeysUnavailable)
 				if !errors.Is(err, ErrKeysUnavailable) {
@@ -285,9 +286,57 @@ func TestFirstFetchFails(t *testing.T) {
 				}
 			}
 			if got := e.keys.Stats().Fetches; got != 1 {
-				t.Fatalf("%d fetches, want 1 within the min interval", got)
+				t.Fatalf("%d fetches, want 1 within the first backoff step", got)
 			}
 		})
+	}
+}
+
+// TestFirstFetchBackoff: before the first successful fetch, a failing
+// JWKS endpoint is retried after 250 ms, then 500 ms, 1 s, ... up to
+// MinRefetchInterval, and the first success ends the waiting at once; a
+// failure after that success is retried once per MinRefetchInterval (the
+// stale keys serve meanwhile).
+func TestFirstFetchBackoff(t *testing.T) {
+	e := newEnv(t, "ES256", nil)
+	e.clock.freeze()
+	e.idp.setMode("500")
+	tok := e.mint(t, devissuer.MintOptions{})
+	verify := func() error { _, err := e.v.Verify(context.Background(), tok); return err }
+	fetches := func() uint64 { return e.keys.Stats().Fetches }
+
+	if err := verify(); !errors.Is(err, ErrKeysUnavailable) {
+		t.Fatalf("first attempt: %v", err)
+	}
+	var want uint64 = 1
+	for i, gap := range []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, DefaultMinRefetchInterval, DefaultMinRefetchInterval} {
+		e.clock.advance(gap - time.Millisecond)
+		_ = verify()
+		if got := fetches(); got != want {
+			t.Fatalf("step %d: %d fetches %s after the last attempt, want %d (none before %s)", i, got, gap-time.Millisecond, want, gap)
+		}
+		e.clock.advance(time.Millisecond)
+		_ = verify()
+		want++
+		if got := fetches(); got != want {
+			t.Fatalf("step %d: %d fetches %s after the last attempt, want %d", i, got, gap, want)
+		}
+	}
+
+	e.idp.setMode("")
+	e.clock.advance(DefaultMinRefetchInterval)
+	if err := verify(); err != nil {
+		t.Fatalf("after the endpoint recovered: %v", err)
+	}
+	// Keys fetched: a later outage is retried once per MinRefetchInterval.
+	e.idp.setMode("500")
+	e.clock.advance(DefaultRefreshInterval)
+	mustVerify(t, e.v, tok) // due: a refresh starts (and fails); the stale keys verify
+	n := fetches()
+	e.clock.advance(time.Second)
+	mustVerify(t, e.v, tok)
+	if got := fetches(); got != n {
+		t.Fatalf("%d fetches 1 s after a failed refresh, want %d", got, n)
 	}
 }
 

@@ -139,6 +139,18 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 // verify is the full check: structure, header, algorithm, key, signature,
 // then claims. The payload is parsed only after the signature verified.
 func (v *Verifier) verify(ctx context.Context, raw string, sum *[32]byte, now time.Time) (*Claims, *Error) {
+	m, err := v.verifyJWS(ctx, raw, acceptedTyp)
+	if err != nil {
+		return nil, err
+	}
+	return v.claims(m, sum, now)
+}
+
+// verifyJWS checks a compact JWS signed by a key of the issuer (structure,
+// header, algorithm, key, signature) whose typ, when present, typOK
+// accepts, and returns its decoded payload, parsed only after the
+// signature verified.
+func (v *Verifier) verifyJWS(ctx context.Context, raw string, typOK func(string) bool) (map[string]any, *Error) {
 	// Compact JWS: exactly three base64url segments.
 	dot1, dot2 := -1, -1
 	for i := 0; i < len(raw); i++ {
@@ -184,7 +196,7 @@ func (v *Verifier) verify(ctx context.Context, raw string, sum *[32]byte, now ti
 		return nil, invalidToken(descUnsupportedCrit)
 	}
 	if t, present := hdr["typ"]; present {
-		if s, ok := t.(string); !ok || !acceptedTyp(s) {
+		if s, ok := t.(string); !ok || !typOK(s) {
 			return nil, invalidToken(descUnsupportedType)
 		}
 	}
@@ -231,7 +243,7 @@ func (v *Verifier) verify(ctx context.Context, raw string, sum *[32]byte, now ti
 	if err := json.Unmarshal(pb, &m); err != nil || m == nil {
 		return nil, malformed(errors.New("payload is not a JSON object"))
 	}
-	return v.claims(m, sum, now)
+	return m, nil
 }
 
 func (v *Verifier) claims(m map[string]any, sum *[32]byte, now time.Time) (*Claims, *Error) {
@@ -299,6 +311,10 @@ func (v *Verifier) claims(m map[string]any, sum *[32]byte, now time.Time) (*Clai
 	if kerr != nil {
 		return nil, kerr
 	}
+	jkt, ok := confirmationJKT(m)
+	if !ok {
+		return nil, malformedClaim("cnf")
+	}
 	return &Claims{
 		Subject:     sub,
 		ClientID:    client,
@@ -311,6 +327,8 @@ func (v *Verifier) claims(m map[string]any, sum *[32]byte, now time.Time) (*Clai
 		IssuedAt:    iat,
 		Raw:         m,
 		Fingerprint: fingerprint(sum),
+		Validation:  ValidationJWT,
+		JKT:         jkt,
 	}, nil
 }
 
