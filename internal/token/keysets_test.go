@@ -331,7 +331,13 @@ func TestFirstFetchBackoff(t *testing.T) {
 	// Keys fetched: a later outage is retried once per MinRefetchInterval.
 	e.idp.setMode("500")
 	e.clock.advance(DefaultRefreshInterval)
-	mustVerify(t, e.v, tok) // due: a refresh starts (and fails); the stale keys verify
+	failed := e.keys.Stats().FetchErrors
+	mustVerify(t, e.v, tok) // due: a refresh starts in the background (and fails); the stale keys verify
+	for deadline := time.Now().Add(5 * time.Second); e.keys.Stats().FetchErrors == failed; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the due refresh did not run")
+		}
+	}
 	n := fetches()
 	e.clock.advance(time.Second)
 	mustVerify(t, e.v, tok)
