@@ -45,6 +45,9 @@ type Config struct {
 	// ClockSkew is the leeway for exp/nbf/iat; 0 = DefaultClockSkew.
 	// Negative is an error.
 	ClockSkew time.Duration
+	// Introspection, when set, validates the tokens that are not JWTs of
+	// Issuer by RFC 7662 introspection; without it they are rejected.
+	Introspection *IntrospectionConfig
 }
 
 type keyFamily uint8
@@ -164,6 +167,13 @@ func (c Config) normalize() (*normalized, error) {
 			c.Resource, strings.Join(unknown, ", "), strings.Join(DefaultAlgorithms(), " "))
 	}
 	n.Algorithms = slices.Clone(algs)
+	if c.Introspection != nil {
+		ic, err := c.Introspection.normalize(c.Issuer)
+		if err != nil {
+			return nil, fmt.Errorf("resource %q: %w", c.Resource, err)
+		}
+		n.Introspection = ic
+	}
 	return n, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unsafe"
@@ -20,6 +21,7 @@ import (
 // and safe for concurrent use.
 type Verifier struct {
 	cfg         *normalized
+	intro       *introspector // nil: no introspection
 	keys        *KeySets
 	cache       *Cache
 	log         *slog.Logger
@@ -43,7 +45,7 @@ func NewVerifier(cfg Config, keys *KeySets, cache *Cache, log *slog.Logger) (*Ve
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Verifier{
+	v := &Verifier{
 		cfg:         n,
 		keys:        keys,
 		cache:       cache,
@@ -52,7 +54,11 @@ func NewVerifier(cfg Config, keys *KeySets, cache *Cache, log *slog.Logger) (*Ve
 		audMismatch: "audience mismatch: token is not for " + n.Resource,
 		b64:         base64.RawURLEncoding.Strict(),
 		now:         time.Now,
-	}, nil
+	}
+	if n.Introspection != nil {
+		v.intro = newIntrospector(n.Introspection, v)
+	}
+	return v, nil
 }
 
 // digest identifies everything that influences a verification result, so
@@ -67,7 +73,11 @@ func (n *normalized) digest() uint64 {
 		}
 	})
 	auds := slices.Sorted(slices.Values(n.Audiences))
-	for _, part := range [][]string{{n.Resource, n.Issuer, n.JWKSURI, n.skew.String()}, auds, algs} {
+	var intro []string
+	if ic := n.Introspection; ic != nil {
+		intro = []string{ic.Endpoint, strconv.FormatBool(ic.Discover), ic.ClientID, strconv.FormatBool(ic.RequireAudience), strconv.FormatBool(ic.JWTResponse), ic.MaxTTL.String()}
+	}
+	for _, part := range [][]string{{n.Resource, n.Issuer, n.JWKSURI, n.skew.String()}, auds, algs, intro} {
 		for _, s := range part {
 			h.Write([]byte(s))
 			h.Write([]byte{0})
@@ -123,7 +133,17 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 			return cl, nil
 		}
 	}
-	cl, err := v.verify(ctx, raw, &key.sum, now)
+	var cl *Claims
+	var until time.Time
+	var err *Error
+	if v.intro != nil && !v.ownJWT(raw) {
+		cl, until, err = v.intro.introspect(ctx, raw, &key.sum)
+	} else {
+		cl, err = v.verify(ctx, raw, &key.sum, now)
+		if err == nil {
+			until = cl.ExpiresAt
+		}
+	}
 	if err != nil {
 		if v.log.Enabled(ctx, slog.LevelDebug) {
 			v.log.DebugContext(ctx, "token: rejected", "fingerprint", fingerprint(&key.sum), "reason", err.Description, "cause", err.Unwrap())
@@ -131,9 +151,33 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Claims, error) {
 		return nil, err
 	}
 	if v.cache != nil {
-		v.cache.put(&key, cl, cl.ExpiresAt.UnixNano(), now.UnixNano())
+		v.cache.put(&key, cl, until.UnixNano(), now.UnixNano())
 	}
 	return cl, nil
+}
+
+// ownJWT reports whether raw looks like a JWT of the issuer: three
+// segments whose payload decodes to an object with the issuer's `iss`
+// (unverified: it only routes the token to local verification, which
+// checks everything). Any other token is introspected.
+func (v *Verifier) ownJWT(raw string) bool {
+	dot1 := strings.IndexByte(raw, '.')
+	if dot1 < 0 {
+		return false
+	}
+	rest := raw[dot1+1:]
+	dot2 := strings.IndexByte(rest, '.')
+	if dot2 < 0 || strings.IndexByte(rest[dot2+1:], '.') >= 0 {
+		return false
+	}
+	pb, err := v.b64.DecodeString(rest[:dot2])
+	if err != nil {
+		return false
+	}
+	var p struct {
+		Iss string `json:"iss"`
+	}
+	return json.Unmarshal(pb, &p) == nil && p.Iss == v.cfg.Issuer
 }
 
 // verify is the full check: structure, header, algorithm, key, signature,
