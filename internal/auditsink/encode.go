@@ -118,6 +118,7 @@ func appendEvent(b []byte, e *Event) (_ []byte, ok bool) {
 		{`,"grant":`, e.Grant},
 		{`,"issuer":`, e.Issuer},
 		{`,"token_fingerprint":`, e.TokenFingerprint},
+		{`,"token_validation":`, e.TokenValidation},
 		{`,"policy_revision":`, e.PolicyRevision},
 	} {
 		if b, ok = appendField(b, f.key, f.v, true); !ok {

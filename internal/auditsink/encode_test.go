@@ -185,7 +185,7 @@ func fuzzEvent(strs, lists string, num, sec int64, nsec, zone int32, flags uint8
 	e := &Event{HTTPStatus: int(int32(num)), LatencyMicros: num, Truncated: flags&8 != 0}
 	sp := strings.Split(strs, "|")
 	for i, p := range []*string{&e.ID, &e.Schema, &e.PDP, &e.PEP, &e.Resource, &e.ResourceKey, &e.Method, &e.Target,
-		&e.Outcome, &e.Reason, &e.Subject, &e.ClientID, &e.Grant, &e.Issuer, &e.TokenFingerprint, &e.PolicyRevision} {
+		&e.Outcome, &e.Reason, &e.Subject, &e.ClientID, &e.Grant, &e.Issuer, &e.TokenFingerprint, &e.PolicyRevision, &e.TokenValidation} {
 		if i < len(sp) {
 			*p = sp[i]
 		}

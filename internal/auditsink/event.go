@@ -90,6 +90,9 @@ type Event struct {
 	// TokenFingerprint identifies the token without revealing it (a hash
 	// computed by internal/token); the token itself is never recorded.
 	TokenFingerprint string `json:"token_fingerprint,omitempty"`
+	// TokenValidation tells how the token was validated: "jwt" (its
+	// signature, by the issuer's keys) or "introspection" (RFC 7662).
+	TokenValidation string `json:"token_validation,omitempty"`
 
 	PolicyRevision string `json:"policy_revision,omitempty"`
 	LatencyMicros  int64  `json:"latency_us"`

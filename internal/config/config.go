@@ -188,6 +188,39 @@ type Resource struct {
 	AuditArguments AuditArguments `yaml:"audit_arguments"`
 	// Upstream, when set, puts the resource behind the gateway.
 	Upstream *Upstream `yaml:"upstream"`
+	// Introspection, when set, validates the tokens that are not JWTs of
+	// the issuer (opaque tokens) by RFC 7662 introspection.
+	Introspection *Introspection `yaml:"introspection"`
+}
+
+// Introspection is a resource's RFC 7662 token introspection: its
+// endpoint, and how the PDP authenticates to it.
+type Introspection struct {
+	// Endpoint is the introspection endpoint URL (or Discover).
+	Endpoint string `yaml:"endpoint"`
+	// Discover takes introspection_endpoint from the issuer's RFC 8414
+	// metadata.
+	Discover bool `yaml:"discover"`
+	// ClientID is the PDP's client at the authorization server.
+	ClientID string `yaml:"client_id"`
+	// AuthMethod: client_secret_basic (default), client_secret_post or
+	// private_key_jwt.
+	AuthMethod string `yaml:"auth_method"`
+	// ClientSecretFile holds the client secret (client_secret_*).
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// PrivateKeyFile is a PEM private key (private_key_jwt); KeyID its kid.
+	PrivateKeyFile string `yaml:"private_key_file"`
+	KeyID          string `yaml:"key_id"`
+	// JWTResponse asks for, and requires, RFC 9701 signed responses.
+	JWTResponse bool `yaml:"jwt_response"`
+	// RequireAudience rejects responses without aud.
+	RequireAudience bool `yaml:"require_audience"`
+	// Timeout bounds one introspection (0 = token's default, 3s).
+	Timeout Duration `yaml:"timeout"`
+	// MaxTTL bounds how long an active result is reused (0 = 1m).
+	MaxTTL Duration `yaml:"max_ttl"`
+	// NegativeTTL is how long a rejected token is remembered (0 = 5s).
+	NegativeTTL Duration `yaml:"negative_ttl"`
 }
 
 // Gateway is the MCP gateway's listener: every resource with an upstream is
@@ -648,6 +681,51 @@ func (c *Config) validateResources(ps *problems) {
 			if !validScope(s) {
 				ps.bad(k+".scopes_supported", "%q is not a valid scope token (RFC 6749 §3.3)", s)
 			}
+		}
+		if r.Introspection != nil {
+			validateIntrospection(ps, k+".introspection", r.Introspection)
+		}
+	}
+}
+
+func validateIntrospection(ps *problems, k string, in *Introspection) {
+	switch {
+	case in.Endpoint == "" && !in.Discover:
+		ps.bad(k+".endpoint", "required: the authorization server's introspection endpoint (or discover: true)")
+	case in.Endpoint != "" && in.Discover:
+		ps.bad(k+".discover", "give endpoint or discover: true, not both")
+	case in.Endpoint != "":
+		if u, err := url.Parse(in.Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Fragment != "" {
+			ps.bad(k+".endpoint", "%q is not an http(s) URL without fragment", in.Endpoint)
+		}
+	}
+	if in.ClientID == "" {
+		ps.bad(k+".client_id", "required: the PDP's client at the authorization server")
+	}
+	ps.oneOf(k+".auth_method", in.AuthMethod, "client_secret_basic", "client_secret_post", "private_key_jwt")
+	switch in.AuthMethod {
+	case "", "client_secret_basic", "client_secret_post":
+		if in.ClientSecretFile == "" {
+			ps.bad(k+".client_secret_file", "required for %s: the file holding the client secret", cmp.Or(in.AuthMethod, "client_secret_basic"))
+		}
+		if in.PrivateKeyFile != "" {
+			ps.bad(k+".private_key_file", "only for auth_method: private_key_jwt")
+		}
+	case "private_key_jwt":
+		if in.PrivateKeyFile == "" {
+			ps.bad(k+".private_key_file", "required for private_key_jwt: a PEM private key")
+		}
+		if in.ClientSecretFile != "" {
+			ps.bad(k+".client_secret_file", "not used by private_key_jwt")
+		}
+	}
+	for _, d := range []struct {
+		key      string
+		v        Duration
+		min, max time.Duration
+	}{{"timeout", in.Timeout, 0, 30 * time.Second}, {"max_ttl", in.MaxTTL, 0, time.Hour}, {"negative_ttl", in.NegativeTTL, 0, 5 * time.Minute}} {
+		if d.v.D() < d.min || d.v.D() > d.max {
+			ps.bad(k+"."+d.key, "%s is out of range; use %s to %s (0 = the default)", d.v.D(), d.min, d.max)
 		}
 	}
 }

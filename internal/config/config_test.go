@@ -128,6 +128,14 @@ func TestErrorsNameKeyAndFix(t *testing.T) {
 		{"gc off without limit", minimal + "runtime:\n  gc_percent: -1\n", "set runtime.memory_limit"},
 		{"memory limit unit", minimal + "runtime:\n  memory_limit: 1GB\n", "runtime.memory_limit: \"1GB\" is not a byte count"},
 		{"memory limit sign", minimal + "runtime:\n  memory_limit: -1MiB\n", "runtime.memory_limit"},
+		{"introspection without endpoint", minimal + "    introspection: {client_id: pdp, client_secret_file: s}\n", "resources[0].introspection.endpoint: required"},
+		{"introspection endpoint and discover", minimal + "    introspection: {endpoint: \"https://a/i\", discover: true, client_id: pdp, client_secret_file: s}\n", "resources[0].introspection.discover: give endpoint or discover"},
+		{"introspection without client", minimal + "    introspection: {discover: true, client_secret_file: s}\n", "resources[0].introspection.client_id: required"},
+		{"introspection without secret", minimal + "    introspection: {discover: true, client_id: pdp}\n", "resources[0].introspection.client_secret_file: required for client_secret_basic"},
+		{"introspection without key", minimal + "    introspection: {discover: true, client_id: pdp, auth_method: private_key_jwt}\n", "resources[0].introspection.private_key_file: required"},
+		{"introspection method", minimal + "    introspection: {discover: true, client_id: pdp, auth_method: tls_client_auth}\n", "resources[0].introspection.auth_method"},
+		{"introspection max_ttl", minimal + "    introspection: {discover: true, client_id: pdp, client_secret_file: s, max_ttl: 2h}\n", "resources[0].introspection.max_ttl: 2h0m0s is out of range"},
+		{"introspection unknown key", minimal + "    introspection: {discover: true, client_id: pdp, client_secret_file: s, secret: x}\n", "resources[0].introspection.secret: not a known key"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -301,10 +301,10 @@ func (d *pending) verify(ctx context.Context, authorization string) (tokErr *tok
 		return nil, nil
 	}
 	d.claims, d.caller, d.in.Token = nil, nil, nil
-	if errors.Is(err, token.ErrKeysUnavailable) {
+	if errors.Is(err, token.ErrKeysUnavailable) || errors.Is(err, token.ErrIntrospectionUnavailable) {
 		// Not the caller's fault: a 401 would send the client to
 		// re-authorize for nothing. Deny as unavailable (503).
-		d.svc.log.Warn("signing keys unavailable", "resource", d.res.URI, "err", err)
+		d.svc.log.Warn("token validation unavailable", "resource", d.res.URI, "err", err)
 		return nil, fmt.Errorf("token verification: %w", err)
 	}
 	if !errors.As(err, &tokErr) {
@@ -571,7 +571,7 @@ func (d *pending) event(resp *pep.Response) *auditsink.Event {
 	}
 	if c := d.claims; c != nil {
 		ev.Subject, ev.ClientID, ev.Grant, ev.Issuer = c.Subject, c.ClientID, c.Grant, c.Issuer
-		ev.TokenFingerprint = c.Fingerprint
+		ev.TokenFingerprint, ev.TokenValidation = c.Fingerprint, c.Validation
 		for _, a := range c.Act {
 			ev.Act = append(ev.Act, auditsink.Actor{Subject: a.Subject, ClientID: a.ClientID})
 		}

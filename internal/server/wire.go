@@ -125,9 +125,13 @@ func (s *Server) buildResources() ([]*core.Resource, []api.MetadataDoc, error) {
 	var resources []*core.Resource
 	var docs []api.MetadataDoc
 	for i, r := range s.cfg.Resources {
+		intro, err := introspection(r.Introspection)
+		if err != nil {
+			return nil, nil, fmt.Errorf("resources[%d] (%s): %w", i, r.URI, err)
+		}
 		v, err := token.NewVerifier(token.Config{
 			Resource: r.URI, Issuer: r.Issuer, Audiences: r.Audiences, JWKSURI: r.JWKSURI,
-			Algorithms: r.Algorithms, ClockSkew: r.ClockSkew.D(),
+			Algorithms: r.Algorithms, ClockSkew: r.ClockSkew.D(), Introspection: intro,
 		}, s.keys, s.cache, s.log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("resources[%d] (%s): %w", i, r.URI, err)

@@ -61,6 +61,9 @@ type Options struct {
 	// JWKSURI is where the verifier fetches keys; "" discovers it from the
 	// issuer's metadata.
 	JWKSURI string
+	// Introspection, when set, introspects the tokens that are not JWTs of
+	// the issuer.
+	Introspection *token.IntrospectionConfig
 	// Core, when set, edits the core's options last, e.g. to deny unaudited
 	// decisions or to swap the engine.
 	Core func(*core.Options)
@@ -105,7 +108,7 @@ func New(tb testing.TB, o Options) *Env {
 	if issuer == "" {
 		issuer = iss.URL
 	}
-	v, err := token.NewVerifier(token.Config{Resource: Resource, Issuer: issuer, JWKSURI: o.JWKSURI}, keys, cache, nil)
+	v, err := token.NewVerifier(token.Config{Resource: Resource, Issuer: issuer, JWKSURI: o.JWKSURI, Introspection: o.Introspection}, keys, cache, nil)
 	if err != nil {
 		tb.Fatalf("coretest: verifier: %v", err)
 	}
