@@ -169,7 +169,7 @@ func (a *introAS) authenticate(r *http.Request) (string, bool) {
 		}
 		var c struct {
 			Iss, Sub, Aud, Jti string
-			Exp, Iat          int64
+			Exp, Iat           int64
 		}
 		if json.Unmarshal(payload, &c) != nil {
 			return AuthPrivateKeyJWT, false
