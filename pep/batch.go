@@ -50,7 +50,7 @@ func (m *middleware) postBatch(w http.ResponseWriter, r *http.Request, body []by
 		raws[i] = f.raw
 	}
 	iw := m.intercept(w, r, b.allowed)
-	iw.batch, iw.due, iw.authz = b, b.due, r.Header.Get("Authorization")
+	iw.batch, iw.due, iw.authz = b, b.due, authorization(r.Header)
 	m.serve(iw, r, append(append([]byte{'['}, bytes.Join(raws, []byte{','})...), ']'), b.allowed)
 }
 
@@ -77,7 +77,7 @@ func (m *middleware) decideBatch(w http.ResponseWriter, r *http.Request, body []
 	}
 	b := &batch{lists: map[int]*message{}}
 	var ids []json.RawMessage
-	authz := r.Header.Get("Authorization")
+	authz := authorization(r.Header)
 	for _, raw := range raws {
 		msg, err := parseMessage(raw)
 		if err == nil && msg.batch {

@@ -203,7 +203,7 @@ func (m *middleware) post(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusBadRequest, msg.id, codeHeaderMismatch, why)
 		return
 	}
-	authz := r.Header.Get("Authorization")
+	authz := authorization(r.Header)
 	resp, err := m.o.Decider.Decide(r.Context(), m.request(r, msg, authz))
 	if err != nil {
 		status, code, why := m.undecided(err)
@@ -287,7 +287,7 @@ func (m *middleware) serve(iw *interceptor, r *http.Request, body []byte, d *Res
 // transport authenticates a GET or DELETE and hands it to next.
 func (m *middleware) transport(w http.ResponseWriter, r *http.Request) {
 	resp, err := m.o.Decider.Decide(r.Context(), &Request{
-		Resource: m.o.Resource, Authorization: r.Header.Get("Authorization"), HTTPMethod: r.Method,
+		Resource: m.o.Resource, Authorization: authorization(r.Header), HTTPMethod: r.Method,
 		SessionOwner: m.sessions.ownerCaller(r.Header.Get(headerSessionID)),
 	})
 	if err != nil {
@@ -306,9 +306,25 @@ func (m *middleware) transport(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet {
 		// The server's stream: what it replays of earlier answers (after
 		// Last-Event-ID) is held to the session's list requests.
-		iw.replay, iw.authz = r.Header.Get(headerSessionID), r.Header.Get("Authorization")
+		iw.replay, iw.authz = r.Header.Get(headerSessionID), authorization(r.Header)
 	}
 	m.serve(iw, r, nil, resp)
+}
+
+// authorization is the request's Authorization header as the PDP is to see
+// it. Several headers are joined with ", " (RFC 9110 §5.3), never one of
+// them picked: the PDP refuses the result (a comma is not a token
+// character) with 400 invalid_request, so a request whose credentials are
+// ambiguous is refused, and audited, rather than decided on one of them.
+func authorization(h http.Header) string {
+	v := h["Authorization"]
+	switch len(v) {
+	case 0:
+		return ""
+	case 1:
+		return v[0]
+	}
+	return strings.Join(v, ", ")
 }
 
 // undecided is the answer to a message the PDP could not decide: 400 with

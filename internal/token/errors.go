@@ -56,26 +56,29 @@ func invalidTokenCause(desc string, cause error) *Error {
 
 // Descriptions that are compared in tests and by callers. Keep them stable.
 const (
-	descMalformed        = "malformed token"
-	descTooLarge         = "token too large"
-	descExpired          = "token expired"
-	descNotYetValid      = "token not yet valid"
-	descIssuedInFuture   = "token issued in the future"
-	descIssuerMismatch   = "issuer mismatch"
-	descSignature        = "signature verification failed"
-	descMissingExp       = "missing exp claim"
-	descKeysUnavailable  = "signing keys unavailable"
-	descUnsupportedCrit  = "unsupported critical header"
-	descUnsupportedType  = "unsupported token type"
-	descMissingToken     = "missing bearer token"
-	descMultipleTokens   = "multiple tokens in authorization header"
-	descBadScheme        = "unsupported authorization scheme (expected Bearer)"
-	descBadTokenChars    = "malformed bearer token"
-	descEmptyHeader      = "empty authorization header"
-	descAmbiguousKey     = "token has no kid and the key set has several keys"
-	descActTooDeep       = "act claim nested too deeply"
-	maxQuotedInDesc      = 64
-	descAlgNotAllowedFmt = "algorithm not allowed: %s"
+	descMalformed       = "malformed token"
+	descTooLarge        = "token too large"
+	descExpired         = "token expired"
+	descNotYetValid     = "token not yet valid"
+	descIssuedInFuture  = "token issued in the future"
+	descIssuerMismatch  = "issuer mismatch"
+	descSignature       = "signature verification failed"
+	descMissingExp      = "missing exp claim"
+	descKeysUnavailable = "signing keys unavailable"
+	descUnsupportedCrit = "unsupported critical header"
+	descUnsupportedType = "unsupported token type"
+	descMissingToken    = "missing bearer token"
+	descMultipleTokens  = "multiple tokens in authorization header"
+	// descSeveralCredentials: a comma in the Authorization value, or
+	// several Authorization headers.
+	descSeveralCredentials = "several credentials or Authorization headers; send one"
+	descBadScheme          = "unsupported authorization scheme (expected Bearer)"
+	descBadTokenChars      = "malformed bearer token"
+	descEmptyHeader        = "empty authorization header"
+	descAmbiguousKey       = "token has no kid and the key set has several keys"
+	descActTooDeep         = "act claim nested too deeply"
+	maxQuotedInDesc        = 64
+	descAlgNotAllowedFmt   = "algorithm not allowed: %s"
 )
 
 func malformed(cause error) *Error { return invalidTokenCause(descMalformed, cause) }

@@ -1,5 +1,7 @@
 package token
 
+import "strings"
+
 // MaxTokenBytes is the largest bearer token accepted, both by
 // [ParseAuthorization] and by [Verifier.Verify]. Real access tokens are 1-2 KiB.
 const MaxTokenBytes = 8 << 10
@@ -21,6 +23,13 @@ func ParseAuthorization(h string) (string, error) {
 	// Bound the work before looking at the content.
 	if len(h) > MaxTokenBytes+256 {
 		return "", invalidToken(descTooLarge)
+	}
+	// A comma is in no token and in no scheme: the value holds several
+	// credentials, or several Authorization headers joined (RFC 9110
+	// §5.3; the PEPs join them so that the PDP refuses the request rather
+	// than deciding on one of them).
+	if strings.IndexByte(h, ',') >= 0 {
+		return "", invalidRequest(descSeveralCredentials)
 	}
 	h = trimOWS(h)
 	if h == "" {

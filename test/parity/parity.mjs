@@ -15,6 +15,7 @@
 //      PDP_BIN, PDP_DATA_DIR  to mint dev tokens (pdp token --aud URL)
 // Prints the table; the last line is "parity: N passed, M failed"; exit 1 on a difference.
 import { execFileSync } from 'node:child_process';
+import { request } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -82,6 +83,25 @@ async function send(url, { method = 'POST', body, raw, headers = {}, version = V
         return read(r, '');
     }
     return read(r, await r.text());
+}
+
+/**
+ * A POST with header lines as given (a header whose value is an array is
+ * sent as several lines, which fetch would join into one): node:http.
+ */
+function sendLines(url, body, headers) {
+    return new Promise((resolve, reject) => {
+        const payload = JSON.stringify(body);
+        const r = request(url, { method: 'POST', headers: { Accept: 'application/json, text/event-stream', 'MCP-Protocol-Version': VERSION, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload), ...headers }, timeout: 10_000 }, res => {
+            let text = '';
+            res.setEncoding('utf8');
+            res.on('data', c => (text += c));
+            res.on('end', () => resolve(read({ status: res.statusCode, headers: new Headers(Object.entries(res.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : String(v)])) }, text)));
+        });
+        r.on('timeout', () => r.destroy(new Error('timed out')));
+        r.on('error', reject);
+        r.end(payload);
+    });
 }
 
 /**
@@ -212,6 +232,8 @@ const CASES = [
     ['a batch with two requests of one id: 400', 'json', async s => observe(s.url, await send(s.url, { body: [{ ...call('internal_debug'), id: 7 }, { ...call('internal_debug'), id: 7 }], headers: sid(s.anon) }))],
     ['a batch of 101 messages: 413', 'json', async s => observe(s.url, await send(s.url, { body: Array.from({ length: 101 }, () => call('internal_debug')), headers: sid(s.anon) }))],
     ['PUT: 405', 'json', async s => observe(s.url, await send(s.url, { method: 'PUT', body: {} }))],
+    ['two Authorization headers, each with a valid token: 401 invalid_token, never one of them used', 'json', async s => observe(s.url, await sendLines(s.url, call('generate_qr_url', { text: 'x' }), { Authorization: [`Bearer ${s.alice}`, `Bearer ${s.alice}`], ...sid(s.aliceSid) }))],
+    ['an Authorization header and an empty one: 401', 'json', async s => observe(s.url, await sendLines(s.url, call('lookup_product'), { Authorization: [`Bearer ${s.alice}`, ''], ...sid(s.anon) }))],
     ['a foreign Origin: 403', 'json', async s => observe(s.url, await send(s.url, { body: call('lookup_product'), headers: { Origin: 'http://evil.example', ...sid(s.anon) } }))]
 ];
 

@@ -115,6 +115,23 @@ function bearerToken(h: string | undefined): string {
     return m?.[1] ?? '';
 }
 
+/**
+ * The request's Authorization as the PDP is to see it. Node keeps only the
+ * first of several Authorization headers in `req.headers`; they are read
+ * from `rawHeaders` and joined with ", " (RFC 9110 §5.3), never one of them
+ * picked, so that the PDP refuses the request (a comma is in no token), as
+ * the Go middleware does.
+ */
+function authorizationOf(req: IncomingMessage): string | undefined {
+    const values: string[] = [];
+    const raw = req.rawHeaders;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+        if (raw[i]!.toLowerCase() === 'authorization') values.push(raw[i + 1]!);
+    }
+    if (values.length === 0) return req.headers.authorization;
+    return values.length === 1 ? values[0] : values.join(', ');
+}
+
 function authInfoOf(caller: Caller, authorization: string | undefined, resource: URL | undefined, decisionId: string): AuthInfo {
     const info: AuthInfo = {
         token: bearerToken(authorization),
@@ -282,7 +299,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
     };
 
     const allow = (req: IncomingMessage, d: Decision) => {
-        const authorization = req.headers.authorization;
+        const authorization = authorizationOf(req);
         const r = req as IncomingMessage & { auth?: AuthInfo };
         if (d.caller) {
             r.auth = authInfoOf(d.caller, authorization, resourceURL, d.decision_id);
@@ -337,7 +354,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
 
     /** The decision request for msg: the message itself, or, for a client's answer to a server request, the caller only. */
     const decideRequest = (req: IncomingMessage, msg: Message): DecideRequest => {
-        const authorization = req.headers.authorization;
+        const authorization = authorizationOf(req);
         const owner = sessions.ownerCaller(sessionId(req));
         const body: DecideRequest = { resource: o.resource };
         if (authorization) body.authorization = authorization;
@@ -385,7 +402,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
         // The transport parses the text that was decided, as received
         // (without it, the decided value encoded now, before anything can change it).
         const text = msg.text ?? JSON.stringify(msg.raw);
-        const authorization = req.headers.authorization;
+        const authorization = authorizationOf(req);
         let d: Decision;
         try {
             d = await decide(decideRequest(req, msg), req);
@@ -499,7 +516,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
         const r = req as IncomingMessage & { body?: unknown; rawBody?: Buffer };
         r.body = forward.map(f => f.raw);
         r.rawBody = Buffer.from(`[${forward.map(f => f.text).join(',')}]`, 'utf8'); // the allowed messages as received
-        const authorization = req.headers.authorization;
+        const authorization = authorizationOf(req);
         intercept(res, {
             list: false,
             batch: b,
@@ -514,7 +531,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
     /** GET (the server's SSE stream) and DELETE (end of session): the caller is authenticated. */
     const transport = async (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => {
         const body: DecideRequest = { resource: o.resource, http_method: req.method as 'GET' | 'DELETE' };
-        const authorization = req.headers.authorization;
+        const authorization = authorizationOf(req);
         if (authorization) body.authorization = authorization;
         const owner = sessions.ownerCaller(sessionId(req));
         if (owner) body.session_owner = owner;
