@@ -48,6 +48,25 @@ type Request struct {
 	// Nil: no session, or one opened anonymously, which its first
 	// authenticated caller may claim.
 	SessionOwner *Caller `json:"session_owner,omitempty"`
+	// DPoP (JSON "dpop", omitted when empty) is the DPoP header (RFC 9449)
+	// of the MCP request, exactly as received; several DPoP headers are
+	// joined with ", " (and then refused). A token bound to a key
+	// (`cnf.jkt`) is accepted only with a valid proof for HTTP.
+	DPoP string `json:"dpop,omitempty"`
+	// HTTP (JSON "http", omitted when nil) is the HTTP request that carried
+	// the message, which a DPoP proof signs: required with DPoP.
+	HTTP *HTTPRequest `json:"http,omitempty"`
+}
+
+// HTTPRequest is the HTTP request of an MCP message, as a DPoP proof names
+// it (RFC 9449 §4.2 htm and htu).
+type HTTPRequest struct {
+	// Method (JSON "method") is the HTTP method, e.g. "POST".
+	Method string `json:"method"`
+	// URL (JSON "url") is the absolute URL the client addressed, without
+	// query and fragment: the resource URI's scheme and host with the
+	// request's path, for a server behind a proxy too.
+	URL string `json:"url"`
 }
 
 // Values of [Request.HTTPMethod]: the Streamable HTTP requests that carry no

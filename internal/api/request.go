@@ -105,11 +105,12 @@ const (
 	keyMessage
 	keyResult
 	keyHTTPMethod
+	keyDPoP
 )
 
 // decodeFast decodes the common shape of a request without reflection: one
 // object whose keys are spelled exactly as documented, each at most once;
-// resource, authorization and http_method printable ASCII strings without
+// resource, authorization, http_method and dpop printable ASCII strings without
 // escapes;
 // message and result any valid JSON value; nothing but whitespace after the
 // object. It reports false for anything else, and the caller decodes with
@@ -143,6 +144,8 @@ func decodeFast(buf []byte, req *pep.Request) bool {
 				bit = keyResult
 			case "http_method":
 				bit = keyHTTPMethod
+			case "dpop":
+				bit = keyDPoP
 			default:
 				return false
 			}
@@ -156,7 +159,7 @@ func decodeFast(buf []byte, req *pep.Request) bool {
 			}
 			i = jsonfast.SkipSpace(buf, i+1)
 			switch bit {
-			case keyResource, keyAuthorization, keyHTTPMethod:
+			case keyResource, keyAuthorization, keyHTTPMethod, keyDPoP:
 				s, next, ok := jsonfast.PlainString(buf, i)
 				if !ok {
 					return false
@@ -166,6 +169,8 @@ func decodeFast(buf []byte, req *pep.Request) bool {
 					req.Resource = string(s)
 				case keyAuthorization:
 					req.Authorization = string(s)
+				case keyDPoP:
+					req.DPoP = string(s)
 				default:
 					req.HTTPMethod = string(s)
 				}
@@ -210,7 +215,7 @@ func describeJSONError(err error) string {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "malformed JSON: unexpected end of input"
 	case strings.HasPrefix(err.Error(), "json: unknown field"):
-		return strings.TrimPrefix(err.Error(), "json: ") + "; known fields: resource, authorization, message, result, http_method, session_owner"
+		return strings.TrimPrefix(err.Error(), "json: ") + "; known fields: resource, authorization, message, result, http_method, session_owner, dpop, http"
 	}
 	return "malformed JSON: " + err.Error()
 }
