@@ -19,9 +19,21 @@ import (
 // header), so a description must not be able to pose as a parameter.
 // Values are sanitized to the characters RFC 6750 allows in them.
 func Header(errCode, description, metadataURL string, scopes []string) string {
+	return challenge("Bearer", errCode, description, metadataURL, scopes, nil)
+}
+
+// DPoPHeader builds a DPoP challenge (RFC 9449 §7.1): as Header, with the
+// scheme DPoP and, first, algs (the proof algorithms accepted,
+// space-separated). errCode may be a DPoP error (invalid_dpop_proof,
+// use_dpop_nonce) or an RFC 6750 one.
+func DPoPHeader(errCode, description, metadataURL string, scopes, algs []string) string {
+	return challenge("DPoP", errCode, description, metadataURL, scopes, algs)
+}
+
+func challenge(scheme, errCode, description, metadataURL string, scopes, algs []string) string {
 	var b strings.Builder
-	b.Grow(64 + len(description) + len(metadataURL) + 16*len(scopes))
-	b.WriteString("Bearer")
+	b.Grow(64 + len(description) + len(metadataURL) + 16*len(scopes) + 8*len(algs))
+	b.WriteString(scheme)
 	first := true
 	param := func(name, value string) {
 		if value == "" {
@@ -39,6 +51,7 @@ func Header(errCode, description, metadataURL string, scopes []string) string {
 		b.WriteByte('"')
 	}
 	scope := strings.Join(scopes, " ")
+	param("algs", strings.Join(algs, " "))
 	param("error", errCode)
 	if errCode == "insufficient_scope" {
 		param("scope", scope)

@@ -35,7 +35,27 @@ type Resource struct {
 	// ScopesSupported limits which granted scopes Accumulate carries over
 	// (empty: all granted scopes).
 	ScopesSupported []string
+	// DPoP is how the resource takes DPoP proofs (RFC 9449): DPoPOff
+	// (zero: Bearer challenges only), DPoPAllowed (a Bearer and a DPoP
+	// challenge) or DPoPRequired (a DPoP challenge only).
+	DPoP DPoPMode
+	// DPoPAlgs are the proof algorithms accepted, for the DPoP challenge's
+	// algs.
+	DPoPAlgs []string
 }
+
+// DPoPMode is how a resource takes sender-constrained tokens.
+type DPoPMode string
+
+// Values of DPoPMode.
+const (
+	DPoPOff      DPoPMode = "off"
+	DPoPAllowed  DPoPMode = "allowed"
+	DPoPRequired DPoPMode = "required"
+)
+
+// dpop reports whether challenges carry a DPoP challenge.
+func (r *Resource) dpop() bool { return r.DPoP == DPoPAllowed || r.DPoP == DPoPRequired }
 
 // MetadataURL derives the RFC 9728 §3.1 well-known URL of a resource:
 // "/.well-known/oauth-protected-resource" inserted between the host and the
@@ -88,6 +108,12 @@ type Refusal struct {
 	Required, Granted []string
 	// Description is the human readable reason (error_description).
 	Description string
+	// DPoP says the request presented its token with the DPoP scheme: the
+	// error goes into the DPoP challenge.
+	DPoP bool
+	// DPoPError, when set (invalid_dpop_proof, use_dpop_nonce), is the
+	// error code of a refused proof; the refusal is then InvalidToken.
+	DPoPError string
 }
 
 // Answer is what the enforcement point must send; the core copies it into
@@ -120,7 +146,7 @@ func (r *Resource) Answer(f Refusal) Answer {
 	case Allowed:
 		return Answer{HTTPStatus: http.StatusOK}
 	case NoToken:
-		h := Header("", "", r.MetadataURL, r.challengeScopes(f.Required, nil))
+		h := r.challenges("", "", f, r.challengeScopes(f.Required, nil))
 		return Answer{HTTPStatus: http.StatusUnauthorized, WWWAuthenticate: h, ToolResult: toolChallenge(f, h)}
 	case InvalidToken, InvalidRequest:
 		code := "invalid_token"
@@ -128,10 +154,13 @@ func (r *Resource) Answer(f Refusal) Answer {
 		if f.Kind == InvalidRequest {
 			code, status = "invalid_request", http.StatusBadRequest
 		}
-		h := Header(code, f.Description, r.MetadataURL, r.challengeScopes(f.Required, nil))
+		if f.DPoPError != "" {
+			code = f.DPoPError
+		}
+		h := r.challenges(code, f.Description, f, r.challengeScopes(f.Required, nil))
 		return Answer{HTTPStatus: status, WWWAuthenticate: h, ToolResult: toolChallenge(f, h)}
 	case InsufficientScope:
-		h := Header("insufficient_scope", f.Description, r.MetadataURL, r.challengeScopes(f.Required, f.Granted))
+		h := r.challenges("insufficient_scope", f.Description, f, r.challengeScopes(f.Required, f.Granted))
 		return Answer{HTTPStatus: http.StatusForbidden, WWWAuthenticate: h, ToolResult: toolChallenge(f, h)}
 	case Hidden:
 		return Answer{HTTPStatus: http.StatusOK, JSONRPCError: hiddenError(f.Method, f.Target)}
@@ -146,6 +175,37 @@ func (r *Resource) Answer(f Refusal) Answer {
 	default: // Unavailable
 		return Answer{HTTPStatus: http.StatusServiceUnavailable, JSONRPCError: &pep.JSONRPCError{Code: CodeInternalError, Message: "Authorization unavailable"}}
 	}
+}
+
+// challenges is the WWW-Authenticate value of a refusal: the Bearer
+// challenge, and, on a DPoP resource, a DPoP challenge with its algs
+// (RFC 9449 §7.1); a resource that requires DPoP sends only that one. The
+// error goes into the challenge of the scheme the request used (a DPoP
+// proof error always into the DPoP one); the other challenge carries only
+// resource_metadata and scope, so a client can authorize either way.
+func (r *Resource) challenges(code, desc string, f Refusal, scopes []string) string {
+	if !r.dpop() {
+		return Header(code, desc, r.MetadataURL, scopes)
+	}
+	inDPoP := f.DPoP || f.DPoPError != "" || r.DPoP == DPoPRequired
+	var bearer string
+	if r.DPoP != DPoPRequired {
+		if inDPoP {
+			bearer = Header("", "", r.MetadataURL, scopes)
+		} else {
+			bearer = Header(code, desc, r.MetadataURL, scopes)
+		}
+	}
+	var dp string
+	if inDPoP {
+		dp = DPoPHeader(code, desc, r.MetadataURL, scopes, r.DPoPAlgs)
+	} else {
+		dp = DPoPHeader("", "", r.MetadataURL, scopes, r.DPoPAlgs)
+	}
+	if bearer == "" {
+		return dp
+	}
+	return bearer + ", " + dp
 }
 
 // hiddenError answers as if the target did not exist, so its existence is not revealed.

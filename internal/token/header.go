@@ -17,23 +17,46 @@ const MaxTokenBytes = 8 << 10
 // "invalid_token" ("token too large") for a token longer than MaxTokenBytes.
 // It never panics and does not allocate on success.
 func ParseAuthorization(h string) (string, error) {
-	if h == "" {
-		return "", nil
+	scheme, tok, err := ParseCredentials(h)
+	if err == nil && scheme == SchemeDPoP {
+		return "", invalidRequest(descBadScheme)
 	}
+	return tok, err
+}
+
+// Authorization schemes of [ParseCredentials].
+const (
+	SchemeBearer = "Bearer"
+	SchemeDPoP   = "DPoP" // RFC 9449 §7.1
+)
+
+// ParseCredentials is [ParseAuthorization] for the schemes Bearer and DPoP
+// (RFC 9449 §7.1: the same token syntax): it returns which one (as
+// SchemeBearer or SchemeDPoP) with the token. An empty value yields
+// ("", "", nil).
+func ParseCredentials(h string) (scheme, tok string, err error) {
+	if h == "" {
+		return "", "", nil
+	}
+	tok, scheme, err = parseCredentials(h)
+	return scheme, tok, err
+}
+
+func parseCredentials(h string) (string, string, error) {
 	// Bound the work before looking at the content.
 	if len(h) > MaxTokenBytes+256 {
-		return "", invalidToken(descTooLarge)
+		return "", "", invalidToken(descTooLarge)
 	}
 	// A comma is in no token and in no scheme: the value holds several
 	// credentials, or several Authorization headers joined (RFC 9110
 	// §5.3; the PEPs join them so that the PDP refuses the request rather
 	// than deciding on one of them).
 	if strings.IndexByte(h, ',') >= 0 {
-		return "", invalidRequest(descSeveralCredentials)
+		return "", "", invalidRequest(descSeveralCredentials)
 	}
 	h = trimOWS(h)
 	if h == "" {
-		return "", invalidRequest(descEmptyHeader)
+		return "", "", invalidRequest(descEmptyHeader)
 	}
 	scheme, rest := h, ""
 	for i := 0; i < len(h); i++ {
@@ -42,37 +65,43 @@ func ParseAuthorization(h string) (string, error) {
 			break
 		}
 	}
-	if !isBearer(scheme) {
-		return "", invalidRequest(descBadScheme)
+	var canon string
+	switch {
+	case isBearer(scheme):
+		canon = SchemeBearer
+	case isDPoP(scheme):
+		canon = SchemeDPoP
+	default:
+		return "", "", invalidRequest(descBadScheme)
 	}
 	for len(rest) > 0 && rest[0] == ' ' {
 		rest = rest[1:]
 	}
 	if rest == "" {
-		return "", invalidRequest(descMissingToken)
+		return "", "", invalidRequest(descMissingToken)
 	}
 	if len(rest) > MaxTokenBytes {
-		return "", invalidToken(descTooLarge)
+		return "", "", invalidToken(descTooLarge)
 	}
 	padding := false
 	for i := 0; i < len(rest); i++ {
 		switch charClass[rest[i]] {
 		case ccB64URL, ccB64Token, ccDot:
 			if padding { // "=" only at the end
-				return "", invalidRequest(descBadTokenChars)
+				return "", "", invalidRequest(descBadTokenChars)
 			}
 		case ccPad:
 			if i == 0 {
-				return "", invalidRequest(descBadTokenChars)
+				return "", "", invalidRequest(descBadTokenChars)
 			}
 			padding = true
 		case ccSep:
-			return "", invalidRequest(descMultipleTokens)
+			return "", "", invalidRequest(descMultipleTokens)
 		default:
-			return "", invalidRequest(descBadTokenChars)
+			return "", "", invalidRequest(descBadTokenChars)
 		}
 	}
-	return rest, nil
+	return rest, canon, nil
 }
 
 func trimOWS(s string) string {
@@ -86,8 +115,14 @@ func trimOWS(s string) string {
 }
 
 // isBearer compares ASCII case-insensitively (no Unicode folding).
-func isBearer(s string) bool {
-	const want = "bearer"
+func isBearer(s string) bool { return asciiFold(s, "bearer") }
+
+// isDPoP is isBearer for the DPoP scheme.
+func isDPoP(s string) bool { return asciiFold(s, "dpop") }
+
+// asciiFold reports whether s equals the lower-case want, ASCII
+// case-insensitively.
+func asciiFold(s, want string) bool {
 	if len(s) != len(want) {
 		return false
 	}

@@ -108,3 +108,29 @@ func FuzzParseAuthorization(f *testing.F) {
 		}
 	})
 }
+
+func TestParseCredentials(t *testing.T) {
+	for _, tt := range []struct{ in, scheme, tok, desc string }{
+		{"Bearer abc", SchemeBearer, "abc", ""},
+		{"DPoP abc.def-_~+/=", SchemeDPoP, "abc.def-_~+/=", ""},
+		{"dpop  abc", SchemeDPoP, "abc", ""},
+		{"DPOP abc", SchemeDPoP, "abc", ""},
+		{"", "", "", ""},
+		{"DPoP", "", "", descMissingToken},
+		{"DPoP a b", "", "", descMultipleTokens},
+		{"DPoP a, Bearer b", "", "", descSeveralCredentials},
+		{"Basic abc", "", "", descBadScheme},
+	} {
+		scheme, tok, err := ParseCredentials(tt.in)
+		if tt.desc != "" {
+			wantErr(t, err, CodeInvalidRequest, tt.desc)
+			continue
+		}
+		if err != nil || scheme != tt.scheme || tok != tt.tok {
+			t.Errorf("%q: %q %q %v", tt.in, scheme, tok, err)
+		}
+	}
+	// ParseAuthorization takes Bearer only.
+	_, err := ParseAuthorization("DPoP abc")
+	wantErr(t, err, CodeInvalidRequest, descBadScheme)
+}
