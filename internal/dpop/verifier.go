@@ -199,8 +199,11 @@ func (v *Verifier) verify(c Check) (*Proof, [32]byte, *Error) {
 		return nil, key, invalid(descTyp)
 	}
 	alg, present, ok := memberString(hdr, "alg")
-	if !present || !ok {
+	switch {
+	case !present:
 		return nil, key, invalid(descNoAlg)
+	case !ok:
+		return nil, key, invalidCause(descHeader, errors.New(`"alg" is not a string`))
 	}
 	ai := v.algs[alg]
 	if ai == nil {

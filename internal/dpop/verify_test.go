@@ -168,6 +168,7 @@ func TestVerifyRejects(t *testing.T) {
 		{name: "typ in another case", mod: func(p *proof, _ *Check) { p.header["typ"] = "DPoP+JWT" }, desc: descTyp},
 		{name: "typ not a string", mod: func(p *proof, _ *Check) { p.header["typ"] = 1 }, desc: descTyp},
 		{name: "alg missing", mod: func(p *proof, _ *Check) { delete(p.header, "alg") }, desc: descNoAlg},
+		{name: "alg not a string", mod: func(p *proof, _ *Check) { p.header["alg"] = []string{"ES256"} }, desc: descHeader},
 		{name: "alg none", mod: func(p *proof, _ *Check) { p.header["alg"], p.signAlg = "none", "none" }, desc: descAlgNotAllowed + "none"},
 		{name: "HS256 with an oct jwk", mod: func(p *proof, _ *Check) {
 			secret := []byte("0123456789abcdef0123456789abcdef")
@@ -215,6 +216,25 @@ func TestVerifyRejects(t *testing.T) {
 			m["n"] = enc.EncodeToString(n[:128])
 			p.header["alg"], p.header["jwk"] = "RS256", m
 		}, desc: descRSAShort},
+		{name: "RSA key of more than 8192 bits", key: ks.rs256, mod: func(p *proof, _ *Check) {
+			m := publicJWK(ks.rs256)
+			n := make([]byte, 1025)
+			n[0] = 1
+			m["n"] = enc.EncodeToString(n)
+			p.header["jwk"] = m
+		}, desc: descRSALong},
+		{name: "RSA n with a leading zero octet", key: ks.rs256, mod: func(p *proof, _ *Check) {
+			m := publicJWK(ks.rs256)
+			n, _ := enc.DecodeString(m["n"].(string))
+			m["n"] = enc.EncodeToString(append([]byte{0}, n...))
+			p.header["jwk"] = m
+		}, desc: descJWK},
+		{name: "EC x with a line break", mod: func(p *proof, _ *Check) {
+			m := publicJWK(es)
+			x := m["x"].(string)
+			m["x"] = x[:10] + "\n" + x[10:] // base64 decoding alone would skip it
+			p.header["jwk"] = m
+		}, desc: descJWK},
 		{name: "wrong signature (another key)", mod: func(p *proof, _ *Check) { p.signKey = ks.es256b.priv }, desc: descSignature},
 		{name: "signature of another payload", raw: func() string {
 			a := strings.Split(newProof(es).build(t), ".")
@@ -518,4 +538,37 @@ func TestVerifyEd25519Alg(t *testing.T) {
 	if _, err := v.Verify(context.Background(), check(newProof(k2).build(t), k2)); !errors.As(err, &de) || de.Description != descAlgNotAllowed+"EdDSA" {
 		t.Fatalf("EdDSA: %v", err)
 	}
+}
+
+// Whatever the header value, Verify does not panic, every refusal is an
+// *Error, and only a seed (a real proof) is ever accepted.
+func FuzzVerify(f *testing.F) {
+	k := newKey(f, "ES256")
+	seeds := map[string]bool{}
+	for _, mod := range []func(p *proof){
+		func(*proof) {},
+		func(p *proof) { p.claims["htu"] = "HTTPS://MCP.EXAMPLE.COM:443/./mcp?q" },
+		func(p *proof) { p.header["kid"] = "k\u00e9" },
+	} {
+		p := newProof(k)
+		mod(p)
+		s := p.build(f)
+		seeds[s] = true
+		f.Add(s)
+	}
+	f.Add("e30.e30.")
+	f.Fuzz(func(t *testing.T, s string) {
+		v := newTestVerifier(t, nil)
+		got, err := v.Verify(context.Background(), check(s, k))
+		if err == nil {
+			if !seeds[s] {
+				t.Fatalf("accepted a proof that is no seed: %q (%+v)", s, got)
+			}
+			return
+		}
+		var de *Error
+		if !errors.As(err, &de) || de.Description == "" {
+			t.Fatalf("refusal %v is not an *Error with a description", err)
+		}
+	})
 }
