@@ -233,3 +233,31 @@ func TestKVReplayDown(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkKVReplayClaim is one claim of a new key in the bucket of an
+// embedded NATS server on the same machine (one round trip, file storage).
+func BenchmarkKVReplayClaim(b *testing.B) {
+	srv := natstest.Start(b)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	kv, err := NewKVReplay(ctx, js, "dpop_bench", 2*DefaultWindow)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if fresh, err := kv.Claim(ctx, digest(i), time.Now().Add(DefaultWindow)); !fresh || err != nil {
+			b.Fatal(fresh, err)
+		}
+		i++
+	}
+}
