@@ -15,6 +15,12 @@ import (
 // kv.Create of the key in hex, which the server accepts once: "key exists"
 // is a replay. Every other failure is returned, and the proof is refused
 // (fail closed).
+//
+// A claim made while the connection is down waits in the NATS client's
+// reconnect buffer until ctx ends; it may still be stored after the
+// reconnect, so that the proof refused then counts as used (a client sends
+// a new proof with its retry anyway). A connection made with
+// nats.ReconnectBufSize(-1) does not buffer claims.
 type KVReplay struct {
 	kv     jetstream.KeyValue
 	bucket string
