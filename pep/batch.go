@@ -50,7 +50,7 @@ func (m *middleware) postBatch(w http.ResponseWriter, r *http.Request, body []by
 		raws[i] = f.raw
 	}
 	iw := m.intercept(w, r, b.allowed)
-	iw.batch, iw.due, iw.authz = b, b.due, authorization(r.Header)
+	iw.batch, iw.due, iw.creds = b, b.due, m.credentials(r)
 	m.serve(iw, r, append(append([]byte{'['}, bytes.Join(raws, []byte{','})...), ']'), b.allowed)
 }
 
@@ -77,7 +77,7 @@ func (m *middleware) decideBatch(w http.ResponseWriter, r *http.Request, body []
 	}
 	b := &batch{lists: map[int]*message{}}
 	var ids []json.RawMessage
-	authz := authorization(r.Header)
+	creds := m.credentials(r)
 	for _, raw := range raws {
 		msg, err := parseMessage(raw)
 		if err == nil && msg.batch {
@@ -96,7 +96,7 @@ func (m *middleware) decideBatch(w http.ResponseWriter, r *http.Request, body []
 			}
 			ids = append(ids, msg.id)
 		}
-		resp, err := m.o.Decider.Decide(r.Context(), m.request(r, msg, authz))
+		resp, err := m.o.Decider.Decide(r.Context(), m.request(r, msg, creds))
 		switch {
 		case err != nil:
 			if msg.isRequest() {
@@ -138,7 +138,7 @@ func (m *middleware) decideBatch(w http.ResponseWriter, r *http.Request, body []
 // to any other id is dropped (it could be an unfiltered list under a
 // forged id). With a list among the requests, an answer that is not
 // JSON-RPC is an error: nothing unfiltered passes.
-func (m *middleware) filterBatchAnswer(ctx context.Context, b *batch, data []byte, authz string) (kept []json.RawMessage, array bool, err error) {
+func (m *middleware) filterBatchAnswer(ctx context.Context, b *batch, data []byte, creds credentials) (kept []json.RawMessage, array bool, err error) {
 	elems := []json.RawMessage{data}
 	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '[' {
 		array = true
@@ -165,7 +165,7 @@ func (m *middleware) filterBatchAnswer(ctx context.Context, b *batch, data []byt
 			continue
 		}
 		if list := b.lists[i]; list != nil {
-			out, ferr := m.filterList(ctx, list, msg, authz)
+			out, ferr := m.filterList(ctx, list, msg, creds)
 			if ferr != nil {
 				return nil, false, ferr
 			}
@@ -195,6 +195,9 @@ func (b *batch) write(w http.ResponseWriter, status int) {
 		status = b.challenge.HTTPStatus
 		if b.challenge.WWWAuthenticate != "" {
 			w.Header().Set("WWW-Authenticate", b.challenge.WWWAuthenticate)
+		}
+		if b.challenge.DPoPNonce != "" {
+			w.Header().Set("DPoP-Nonce", b.challenge.DPoPNonce)
 		}
 	}
 	if status/100 == 2 {

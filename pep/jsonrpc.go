@@ -260,6 +260,9 @@ func writeDenial(w http.ResponseWriter, id json.RawMessage, d *Response) {
 	if d.WWWAuthenticate != "" {
 		w.Header().Set("WWW-Authenticate", d.WWWAuthenticate)
 	}
+	if d.DPoPNonce != "" {
+		w.Header().Set("DPoP-Nonce", d.DPoPNonce) // RFC 9449 §8
+	}
 	status, b := denial(id, d)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

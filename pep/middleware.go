@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -87,6 +88,7 @@ type middleware struct {
 	next     http.Handler
 	sessions *sessions
 	origins  map[string]bool
+	base     string // the resource's scheme://host, of the URLs DPoP proofs sign
 	log      *slog.Logger
 }
 
@@ -118,7 +120,8 @@ func Middleware(next http.Handler, o Options) http.Handler {
 		m.log = slog.New(slog.DiscardHandler)
 	}
 	if ru, err := url.Parse(o.Resource); err == nil && ru.Host != "" {
-		m.origins[ru.Scheme+"://"+ru.Host] = true
+		m.base = ru.Scheme + "://" + ru.Host
+		m.origins[m.base] = true
 	}
 	for _, origin := range o.AllowedOrigins {
 		m.origins[strings.TrimSuffix(origin, "/")] = true
@@ -128,8 +131,8 @@ func Middleware(next http.Handler, o Options) http.Handler {
 
 // CORS: what a browser-based client may send and read.
 const (
-	corsAllowHeaders  = "Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name"
-	corsExposeHeaders = "Mcp-Session-Id, Mcp-Protocol-Version, WWW-Authenticate"
+	corsAllowHeaders  = "Authorization, DPoP, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name"
+	corsExposeHeaders = "Mcp-Session-Id, Mcp-Protocol-Version, WWW-Authenticate, DPoP-Nonce"
 )
 
 func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -203,8 +206,8 @@ func (m *middleware) post(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusBadRequest, msg.id, codeHeaderMismatch, why)
 		return
 	}
-	authz := authorization(r.Header)
-	resp, err := m.o.Decider.Decide(r.Context(), m.request(r, msg, authz))
+	creds := m.credentials(r)
+	resp, err := m.o.Decider.Decide(r.Context(), m.request(r, msg, creds))
 	if err != nil {
 		status, code, why := m.undecided(err)
 		WriteError(w, status, msg.id, code, why)
@@ -222,7 +225,7 @@ func (m *middleware) post(w http.ResponseWriter, r *http.Request) {
 		iw.owe(msg.id)
 		if isList(msg.method) {
 			iw.list = msg
-			iw.authz = authz
+			iw.creds = creds
 			if sid := r.Header.Get(headerSessionID); sid != "" {
 				m.sessions.rememberList(sid, &message{raw: bytes.Clone(msg.raw), id: bytes.Clone(msg.id), method: msg.method})
 			}
@@ -252,12 +255,33 @@ func (*bodyReader) Close() error { return nil }
 
 // request is the decision request for msg: the message itself, or, for a
 // client's answer to a server request, the caller only.
-func (m *middleware) request(r *http.Request, msg *message, authz string) *Request {
+func (m *middleware) request(r *http.Request, msg *message, c credentials) *Request {
 	owner := m.sessions.ownerCaller(r.Header.Get(headerSessionID))
 	if !msg.isRequest() && !msg.isNotification() {
-		return &Request{Resource: m.o.Resource, Authorization: authz, HTTPMethod: HTTPMethodPost, SessionOwner: owner}
+		return &Request{Resource: m.o.Resource, Authorization: c.authorization, DPoP: c.dpop, HTTP: c.http, HTTPMethod: HTTPMethodPost, SessionOwner: owner}
 	}
-	return &Request{Resource: m.o.Resource, Authorization: authz, Message: msg.raw, SessionOwner: owner}
+	return &Request{Resource: m.o.Resource, Authorization: c.authorization, DPoP: c.dpop, HTTP: c.http, Message: msg.raw, SessionOwner: owner}
+}
+
+// credentials are what a request presents to the PDP: its Authorization
+// and, with a DPoP proof, the proof and the HTTP request it signs.
+type credentials struct {
+	authorization, dpop string
+	http                *HTTPRequest
+}
+
+// credentials reads r's credentials. A DPoP proof comes with r's method,
+// its URL as the client addressed it (the resource's scheme and host, the
+// request's path: a proxy in front changes neither for the client) and a
+// random id shared by the decisions of r, which may all present the one
+// proof. Several DPoP headers are joined (and so refused).
+func (m *middleware) credentials(r *http.Request) credentials {
+	c := credentials{authorization: authorization(r.Header)}
+	if v := r.Header.Values("DPoP"); len(v) > 0 {
+		c.dpop = strings.Join(v, ", ")
+		c.http = &HTTPRequest{Method: r.Method, URL: m.base + r.URL.EscapedPath(), ID: rand.Text()}
+	}
+	return c
 }
 
 // serve runs next with the allowed decision in its context and the body
@@ -286,8 +310,9 @@ func (m *middleware) serve(iw *interceptor, r *http.Request, body []byte, d *Res
 
 // transport authenticates a GET or DELETE and hands it to next.
 func (m *middleware) transport(w http.ResponseWriter, r *http.Request) {
+	creds := m.credentials(r)
 	resp, err := m.o.Decider.Decide(r.Context(), &Request{
-		Resource: m.o.Resource, Authorization: authorization(r.Header), HTTPMethod: r.Method,
+		Resource: m.o.Resource, Authorization: creds.authorization, DPoP: creds.dpop, HTTP: creds.http, HTTPMethod: r.Method,
 		SessionOwner: m.sessions.ownerCaller(r.Header.Get(headerSessionID)),
 	})
 	if err != nil {
@@ -306,7 +331,7 @@ func (m *middleware) transport(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodGet {
 		// The server's stream: what it replays of earlier answers (after
 		// Last-Event-ID) is held to the session's list requests.
-		iw.replay, iw.authz = r.Header.Get(headerSessionID), authorization(r.Header)
+		iw.replay, iw.creds = r.Header.Get(headerSessionID), creds
 	}
 	m.serve(iw, r, nil, resp)
 }

@@ -83,7 +83,7 @@ type interceptor struct {
 	// list request.
 	replay string
 	get    bool
-	authz  string
+	creds  credentials
 	batch  *batch
 
 	wroteHeader   bool
@@ -288,7 +288,7 @@ func (iw *interceptor) relay(ev *event) bool {
 		if len(bytes.TrimSpace(ev.data)) == 0 {
 			break // a priming event
 		}
-		kept, array, err := iw.m.filterBatchAnswer(iw.r.Context(), iw.batch, ev.data, iw.authz)
+		kept, array, err := iw.m.filterBatchAnswer(iw.r.Context(), iw.batch, ev.data, iw.creds)
 		switch {
 		case err != nil:
 			iw.fail(err.Error())
@@ -333,7 +333,7 @@ func (iw *interceptor) relayReplay(ev *event) bool {
 		case err != nil || m.method != "":
 		case iw.replay != "" && iw.m.sessions.listRequest(iw.replay, m.id) != nil:
 			list := iw.m.sessions.listRequest(iw.replay, m.id)
-			filtered, ferr := iw.m.filterList(iw.r.Context(), list, m, iw.authz)
+			filtered, ferr := iw.m.filterList(iw.r.Context(), list, m, iw.creds)
 			if ferr != nil {
 				iw.m.log.Warn("pep: dropped a replayed list answer", "err", ferr)
 				return true
@@ -392,7 +392,7 @@ func (iw *interceptor) filterListEvent(data []byte) ([][]byte, bool, error) {
 		// (3.0, "3"): refuse rather than relay it unfiltered.
 		return nil, false, fmt.Errorf("the MCP server answered %s with another id; the stream was cut", msg.method)
 	}
-	parts, err := iw.m.filterListParts(iw.r.Context(), msg, ev, iw.authz)
+	parts, err := iw.m.filterListParts(iw.r.Context(), msg, ev, iw.creds)
 	if err != nil {
 		return nil, false, err
 	}
@@ -461,7 +461,7 @@ func (iw *interceptor) finishJSON() {
 				iw.failJSON("the MCP server's answer is not valid JSON (cut short?); it was not relayed")
 				return
 			}
-			kept, _, err := iw.m.filterBatchAnswer(iw.r.Context(), iw.batch, raw, iw.authz)
+			kept, _, err := iw.m.filterBatchAnswer(iw.r.Context(), iw.batch, raw, iw.creds)
 			if err != nil {
 				iw.failJSON(err.Error())
 				return
@@ -478,7 +478,7 @@ func (iw *interceptor) finishJSON() {
 		m, err := parseMessage(raw)
 		var parts [][]byte
 		if err == nil {
-			parts, err = iw.m.filterListParts(iw.r.Context(), iw.list, m, iw.authz)
+			parts, err = iw.m.filterListParts(iw.r.Context(), iw.list, m, iw.creds)
 		} else {
 			err = fmt.Errorf("the MCP server's %s answer is not a JSON-RPC response; it was not relayed", iw.list.method)
 		}
@@ -566,8 +566,8 @@ func isSSE(h http.Header) bool {
 // with its result filtered for the caller (the response phase of the list
 // decision). An error response passes unchanged; anything that is not a
 // response to msg is an error, so that nothing unfiltered is relayed.
-func (m *middleware) filterList(ctx context.Context, msg, resp *message, authz string) ([]byte, error) {
-	parts, err := m.filterListParts(ctx, msg, resp, authz)
+func (m *middleware) filterList(ctx context.Context, msg, resp *message, c credentials) ([]byte, error) {
+	parts, err := m.filterListParts(ctx, msg, resp, c)
 	if err != nil {
 		return nil, err
 	}
@@ -580,7 +580,7 @@ func (m *middleware) filterList(ctx context.Context, msg, resp *message, authz s
 // filterListParts is filterList's answer in pieces to be written one
 // after the other: the answer of a list mcp-pdp filtered is its envelope
 // around the PDP's result, which is not copied.
-func (m *middleware) filterListParts(ctx context.Context, msg, resp *message, authz string) ([][]byte, error) {
+func (m *middleware) filterListParts(ctx context.Context, msg, resp *message, c credentials) ([][]byte, error) {
 	if !resp.isResponse() {
 		return nil, fmt.Errorf("the MCP server's %s answer is not a JSON-RPC response; it was not relayed", msg.method)
 	}
@@ -595,7 +595,7 @@ func (m *middleware) filterListParts(ctx context.Context, msg, resp *message, au
 	case resp.err != nil:
 		return [][]byte{resp.raw}, nil
 	}
-	d, err := m.o.Decider.Decide(ctx, &Request{Resource: m.o.Resource, Authorization: authz, Message: msg.raw, Result: resp.result})
+	d, err := m.o.Decider.Decide(ctx, &Request{Resource: m.o.Resource, Authorization: c.authorization, DPoP: c.dpop, HTTP: c.http, Message: msg.raw, Result: resp.result})
 	if err != nil {
 		return nil, fmt.Errorf("the MCP server's %s answer could not be filtered: %v; it was not relayed", msg.method, err)
 	}

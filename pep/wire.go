@@ -67,6 +67,11 @@ type HTTPRequest struct {
 	// query and fragment: the resource URI's scheme and host with the
 	// request's path, for a server behind a proxy too.
 	URL string `json:"url"`
+	// ID (JSON "id", omitted when empty) identifies the HTTP request at
+	// the PEP, unique and unguessable: the decisions of one HTTP request
+	// (a batch's messages, a list request and its answer) may present its
+	// one DPoP proof; without it a proof is accepted for one decision.
+	ID string `json:"id,omitempty"`
 }
 
 // Values of [Request.HTTPMethod]: the Streamable HTTP requests that carry no
@@ -104,6 +109,10 @@ type Response struct {
 	// the complete WWW-Authenticate header value (RFC 6750 §3) to send with
 	// HTTPStatus.
 	WWWAuthenticate string `json:"www_authenticate,omitempty"`
+	// DPoPNonce (JSON "dpop_nonce", omitted when empty) is a nonce the
+	// client must put in its next DPoP proof (RFC 9449 §8): send it as the
+	// DPoP-Nonce header of the answer (a use_dpop_nonce challenge).
+	DPoPNonce string `json:"dpop_nonce,omitempty"`
 	// RequiredScopes (JSON "required_scopes", always set, possibly empty) are
 	// the scopes the target requires per the policy; empty for public
 	// targets, lists, lifecycle methods and targets hidden from the caller.

@@ -191,6 +191,18 @@ type Resource struct {
 	// Introspection, when set, validates the tokens that are not JWTs of
 	// the issuer (opaque tokens) by RFC 7662 introspection.
 	Introspection *Introspection `yaml:"introspection"`
+	// DPoP is how the resource takes sender-constrained tokens (RFC 9449):
+	// "off", "allowed" ("" = allowed: a token bound to a key needs a
+	// proof, other tokens work as bearer tokens) or "required".
+	DPoP string `yaml:"dpop"`
+	// DPoPAlgorithms are the proof algorithms accepted (empty = the dpop
+	// package's default).
+	DPoPAlgorithms []string `yaml:"dpop_algorithms"`
+	// DPoPWindow is the accepted distance of a proof's iat from now
+	// (0 = the dpop package's default, 5m).
+	DPoPWindow Duration `yaml:"dpop_window"`
+	// DPoPNonce makes proofs carry a nonce the PDP issued (RFC 9449 §8).
+	DPoPNonce bool `yaml:"dpop_nonce"`
 }
 
 // Introspection is a resource's RFC 7662 token introspection: its
@@ -684,6 +696,18 @@ func (c *Config) validateResources(ps *problems) {
 		}
 		if r.Introspection != nil {
 			validateIntrospection(ps, k+".introspection", r.Introspection)
+		}
+		ps.oneOf(k+".dpop", r.DPoP, "off", "allowed", "required")
+		for _, a := range r.DPoPAlgorithms {
+			if !allowedAlgs[a] && a != "Ed25519" {
+				ps.bad(k+".dpop_algorithms", "%q is not allowed; use asymmetric algorithms only (RS256..RS512, PS256..PS512, ES256..ES512, EdDSA, Ed25519)", a)
+			}
+		}
+		if r.DPoPWindow < 0 || r.DPoPWindow.D() > time.Hour {
+			ps.bad(k+".dpop_window", "%s is out of range; use 0s to 1h (0 = the default)", r.DPoPWindow.D())
+		}
+		if r.DPoP == "off" && (len(r.DPoPAlgorithms) > 0 || r.DPoPWindow != 0 || r.DPoPNonce) {
+			ps.bad(k+".dpop", "off, but dpop_algorithms, dpop_window or dpop_nonce is set")
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/mcp-pdp/pdp/internal/auditsink"
 	"github.com/mcp-pdp/pdp/internal/decision"
+	"github.com/mcp-pdp/pdp/internal/dpop"
 	"github.com/mcp-pdp/pdp/internal/listfilter"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/internal/token"
@@ -52,6 +53,12 @@ type Resource struct {
 	// fields named in Redact (at any depth) replaced by "[REDACTED]".
 	AuditArguments bool
 	Redact         []string
+	// DPoP checks the proofs of sender-constrained tokens (RFC 9449); nil:
+	// DPoP is off for the resource (the DPoP scheme is refused; a token
+	// bound to a key is taken as a bearer token).
+	DPoP *dpop.Verifier
+	// DPoPRequired refuses the tokens that are not bound to a key.
+	DPoPRequired bool
 }
 
 // Options configure a Service.
@@ -250,7 +257,7 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 
 	// The token. An invalid token is refused with 401 whatever the method;
 	// the policy is still evaluated (as anonymous) to tell the scopes needed.
-	tokErr, err := d.verify(ctx, req.Authorization)
+	tokErr, err := d.verify(ctx, req)
 	if err != nil {
 		return d.finish(reqCtx, nil, err, nil)
 	}
@@ -289,10 +296,17 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 // tokErr, answered with a 401 challenge; err is a failure that is not the
 // caller's fault (the signing keys cannot be fetched), answered as
 // unavailable (503).
-func (d *pending) verify(ctx context.Context, authorization string) (tokErr *token.Error, err error) {
-	raw, err := token.ParseAuthorization(authorization)
+func (d *pending) verify(ctx context.Context, req *pep.Request) (tokErr *token.Error, err error) {
+	scheme, raw, err := token.ParseCredentials(req.Authorization)
+	d.dpopUsed = scheme == token.SchemeDPoP || req.DPoP != ""
+	if err == nil && scheme == token.SchemeDPoP && d.res.DPoP == nil {
+		err = &token.Error{Code: token.CodeInvalidRequest, Description: "unsupported authorization scheme: DPoP is off for this resource (expected Bearer)"}
+	}
 	if err == nil && raw != "" {
 		d.claims, err = d.res.Verifier.Verify(ctx, raw)
+		if err == nil {
+			err = d.checkDPoP(ctx, req, scheme, raw)
+		}
 		if err == nil {
 			d.in.Token, d.caller, err = d.svc.tokens.get(d.claims)
 		}
@@ -301,6 +315,10 @@ func (d *pending) verify(ctx context.Context, authorization string) (tokErr *tok
 		return nil, nil
 	}
 	d.claims, d.caller, d.in.Token = nil, nil, nil
+	if errors.Is(err, errDPoPUnavailable) {
+		d.svc.log.Warn("DPoP replay cache unavailable", "resource", d.res.URI, "err", err)
+		return nil, err
+	}
 	if errors.Is(err, token.ErrKeysUnavailable) || errors.Is(err, token.ErrIntrospectionUnavailable) {
 		// Not the caller's fault: a 401 would send the client to
 		// re-authorize for nothing. Deny as unavailable (503).
@@ -331,7 +349,7 @@ func (s *Service) decideTransport(ctx context.Context, req *pep.Request, res *Re
 	d := &pending{svc: s, res: res, in: &in, pepName: pepName, start: start}
 	vctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	tokErr, err := d.verify(vctx, req.Authorization)
+	tokErr, err := d.verify(vctx, req)
 	if err != nil {
 		return d.finish(ctx, nil, err, nil)
 	}
@@ -400,6 +418,10 @@ type pending struct {
 	caller   *pep.Caller
 	args     json.RawMessage
 	filtered *listfilter.Filtered
+	// dpopUsed: the request presented the DPoP scheme or a proof;
+	// dpopNonce is the nonce to send back (use_dpop_nonce).
+	dpopUsed  bool
+	dpopNonce string
 }
 
 func (d *pending) invalidParams(ctx context.Context, why string) (*pep.Response, error) {
@@ -442,7 +464,7 @@ func (d *pending) sessionHijack(ctx context.Context) (*pep.Response, error) {
 
 func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr error, tokErr *token.Error) (*pep.Response, error) {
 	resp := &pep.Response{RequiredScopes: []string{}, MissingScopes: []string{}}
-	ref := stepup.Refusal{Method: d.in.Method, Target: d.in.Target}
+	ref := stepup.Refusal{Method: d.in.Method, Target: d.in.Target, DPoP: d.dpopUsed}
 	if result != nil {
 		resp.PolicyRevision = result.Revision
 		ref.Required = result.RequiredScopes
@@ -468,6 +490,10 @@ func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr e
 		// clients back to authorization; a 400 would leave them stuck.
 		ref.Kind = stepup.InvalidToken
 		ref.Description = tokErr.Description
+		if tokErr.Code == dpop.CodeInvalidProof || tokErr.Code == dpop.CodeUseNonce {
+			ref.DPoPError = tokErr.Code
+			resp.DPoPNonce = d.dpopNonce
+		}
 		if result != nil && !result.Visible {
 			ref.Required = nil // do not reveal what a hidden target needs
 		}

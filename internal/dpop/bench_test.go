@@ -72,7 +72,7 @@ func BenchmarkMemoryReplayClaim(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		now = now.Add(time.Microsecond)
-		if _, err := m.Claim(ctx, keys[i&(len(keys)-1)], now.Add(time.Duration(len(keys)/2)*time.Microsecond)); err != nil {
+		if _, err := m.Claim(ctx, keys[i&(len(keys)-1)], "", now.Add(time.Duration(len(keys)/2)*time.Microsecond)); err != nil {
 			b.Fatal(err)
 		}
 		i++

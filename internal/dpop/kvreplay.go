@@ -70,17 +70,24 @@ func NewKVReplay(ctx context.Context, js jetstream.JetStream, bucket string, ttl
 // Claim implements [ReplayCache]. until must be within the bucket's TTL
 // from now, or the bucket would forget the key too early: that is refused
 // with an error.
-func (r *KVReplay) Claim(ctx context.Context, key [32]byte, until time.Time) (bool, error) {
+func (r *KVReplay) Claim(ctx context.Context, key [32]byte, owner string, until time.Time) (bool, error) {
 	if until.Sub(r.now()) > r.ttl {
 		return false, fmt.Errorf("dpop: replay bucket %s keeps keys %s, less than the %s requested", r.bucket, r.ttl, until.Sub(r.now()).Round(time.Second))
 	}
 	var name [64]byte
 	hex.Encode(name[:], key[:])
-	if _, err := r.kv.Create(ctx, string(name[:]), nil); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
+	if _, err := r.kv.Create(ctx, string(name[:]), []byte(owner)); err != nil {
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return false, fmt.Errorf("dpop: replay bucket %s: %w", r.bucket, err)
+		}
+		if owner == "" {
 			return false, nil
 		}
-		return false, fmt.Errorf("dpop: replay bucket %s: %w", r.bucket, err)
+		e, err := r.kv.Get(ctx, string(name[:]))
+		if err != nil {
+			return false, fmt.Errorf("dpop: replay bucket %s: %w", r.bucket, err)
+		}
+		return string(e.Value()) == owner, nil
 	}
 	return true, nil
 }

@@ -145,7 +145,7 @@ func TestKVReplayTTL(t *testing.T) {
 		t.Fatal("NewKVReplay over a bucket without TTL: want an error")
 	}
 	// A claim past the TTL is refused rather than forgotten early.
-	if _, err := short.Claim(ctx, digest(1), time.Now().Add(2*time.Minute)); err == nil {
+	if _, err := short.Claim(ctx, digest(1), "", time.Now().Add(2*time.Minute)); err == nil {
 		t.Fatal("Claim beyond the bucket TTL: want an error")
 	}
 	if _, err := NewKVReplay(ctx, js, "dpop_zero", 0); err == nil {
@@ -255,9 +255,52 @@ func BenchmarkKVReplayClaim(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		if fresh, err := kv.Claim(ctx, digest(i), time.Now().Add(DefaultWindow)); !fresh || err != nil {
+		if fresh, err := kv.Claim(ctx, digest(i), "", time.Now().Add(DefaultWindow)); !fresh || err != nil {
 			b.Fatal(fresh, err)
 		}
 		i++
+	}
+}
+
+// TestReplayOwner: the decisions of one HTTP request (one owner) may
+// present its proof again, on every cache; another request, or none, may
+// not.
+func TestReplayOwner(t *testing.T) {
+	srv := natstest.Start(t)
+	ctx := ctxTimeout(t, 20*time.Second)
+	kv, err := NewKVReplay(ctx, connect(t, srv), "dpop_owner", 2*DefaultWindow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layered, err := NewLayeredReplay(NewMemoryReplay(100), kv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv2, err := NewKVReplay(ctx, connect(t, srv), "dpop_owner2", 2*DefaultWindow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]ReplayCache{"memory": NewMemoryReplay(100), "kv": kv2, "layered": layered} {
+		t.Run(name, func(t *testing.T) {
+			until := time.Now().Add(time.Minute)
+			for i, step := range []struct {
+				key   byte
+				owner string
+				fresh bool
+			}{
+				{1, "req-a", true},  // first use
+				{1, "req-a", true},  // the same request's next decision
+				{1, "req-b", false}, // another request: a replay
+				{1, "", false},      // no request named: a replay
+				{2, "", true},
+				{2, "", false}, // without an owner, once
+				{2, "req-a", false},
+			} {
+				fresh, err := c.Claim(ctx, digest(int(step.key)), step.owner, until)
+				if err != nil || fresh != step.fresh {
+					t.Fatalf("step %d (key %d, owner %q): fresh %v, %v; want %v", i, step.key, step.owner, fresh, err, step.fresh)
+				}
+			}
+		})
 	}
 }

@@ -13,10 +13,12 @@ import (
 // accepted once (RFC 9449 §11.1). Implementations are safe for concurrent
 // use.
 type ReplayCache interface {
-	// Claim records key (a SHA-256 digest) until `until` and reports false
-	// when it was already recorded. An error means the cache could not
-	// answer; the proof must then be refused (fail closed).
-	Claim(ctx context.Context, key [32]byte, until time.Time) (fresh bool, err error)
+	// Claim records key (a SHA-256 digest) for owner until `until` and
+	// reports false when it was already recorded, unless for the same
+	// non-empty owner (the HTTP request whose decisions share one proof).
+	// An error means the cache could not answer; the proof must then be
+	// refused (fail closed).
+	Claim(ctx context.Context, key [32]byte, owner string, until time.Time) (fresh bool, err error)
 }
 
 // holdLimiter is implemented by caches that forget entries after a fixed
@@ -45,6 +47,7 @@ type MemoryReplay struct {
 
 type replayEntry struct {
 	key   [32]byte
+	owner string
 	until int64 // unix nanoseconds
 	index int   // in byUntil
 }
@@ -60,19 +63,19 @@ func NewMemoryReplay(max int) *MemoryReplay {
 
 // Claim implements [ReplayCache]. It never waits and never fails but when
 // full ([ErrReplayCacheFull]).
-func (m *MemoryReplay) Claim(_ context.Context, key [32]byte, until time.Time) (bool, error) {
+func (m *MemoryReplay) Claim(_ context.Context, key [32]byte, owner string, until time.Time) (bool, error) {
 	now := m.now().UnixNano()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sweep(now)
-	if _, ok := m.entries[key]; ok {
-		return false, nil
+	if e, ok := m.entries[key]; ok {
+		return owner != "" && e.owner == owner, nil
 	}
 	if len(m.entries) >= m.max {
 		return false, fmt.Errorf("%w (%d entries, the first expires in %s)", ErrReplayCacheFull,
 			len(m.entries), time.Duration(m.byUntil[0].until-now).Round(time.Millisecond))
 	}
-	e := &replayEntry{key: key, until: until.UnixNano()}
+	e := &replayEntry{key: key, owner: owner, until: until.UnixNano()}
 	m.entries[key] = e
 	heap.Push(&m.byUntil, e)
 	return true, nil
@@ -151,8 +154,8 @@ func NewLayeredReplay(local *MemoryReplay, shared ReplayCache) (*LayeredReplay, 
 }
 
 // Claim implements [ReplayCache].
-func (l *LayeredReplay) Claim(ctx context.Context, key [32]byte, until time.Time) (bool, error) {
-	fresh, err := l.local.Claim(ctx, key, until)
+func (l *LayeredReplay) Claim(ctx context.Context, key [32]byte, owner string, until time.Time) (bool, error) {
+	fresh, err := l.local.Claim(ctx, key, owner, until)
 	switch {
 	case err != nil && !errors.Is(err, ErrReplayCacheFull):
 		return false, err
@@ -160,7 +163,7 @@ func (l *LayeredReplay) Claim(ctx context.Context, key [32]byte, until time.Time
 		return false, nil
 	}
 	claimed := err == nil
-	fresh, err = l.shared.Claim(ctx, key, until)
+	fresh, err = l.shared.Claim(ctx, key, owner, until)
 	if err != nil {
 		if claimed {
 			l.local.forget(key)

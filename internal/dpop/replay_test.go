@@ -18,7 +18,7 @@ func TestMemoryReplayBound(t *testing.T) {
 	now := testNow
 	m := newTestMemory(3, func() time.Time { return now })
 	claim := func(i int, until time.Duration) (bool, error) {
-		return m.Claim(ctx, digest(i), testNow.Add(until))
+		return m.Claim(ctx, digest(i), "", testNow.Add(until))
 	}
 	for i, until := range []time.Duration{3 * time.Minute, time.Minute, 2 * time.Minute} {
 		if fresh, err := claim(i, until); !fresh || err != nil {
@@ -66,7 +66,7 @@ func TestMemoryReplayForget(t *testing.T) {
 	ctx := context.Background()
 	m := newTestMemory(10, func() time.Time { return testNow })
 	for i := range 5 {
-		if _, err := m.Claim(ctx, digest(i), testNow.Add(time.Duration(5-i)*time.Minute)); err != nil {
+		if _, err := m.Claim(ctx, digest(i), "", testNow.Add(time.Duration(5-i)*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -75,7 +75,7 @@ func TestMemoryReplayForget(t *testing.T) {
 	if got := m.Len(); got != 4 {
 		t.Fatalf("Len = %d; want 4", got)
 	}
-	if fresh, _ := m.Claim(ctx, digest(2), testNow.Add(time.Minute)); !fresh {
+	if fresh, _ := m.Claim(ctx, digest(2), "", testNow.Add(time.Minute)); !fresh {
 		t.Fatal("a forgotten key is still claimed")
 	}
 	// The heap still orders what is left.
@@ -94,7 +94,7 @@ func TestMemoryReplayConcurrent(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for i := range 500 {
-				ok, err := m.Claim(ctx, digest(i), time.Now().Add(time.Minute))
+				ok, err := m.Claim(ctx, digest(i), "", time.Now().Add(time.Minute))
 				if err != nil {
 					t.Error(err)
 					return
@@ -115,7 +115,7 @@ func TestMemoryReplayConcurrent(t *testing.T) {
 // tested against a stopped NATS server in kvreplay_test.go).
 type failingCache struct{ calls int }
 
-func (f *failingCache) Claim(context.Context, [32]byte, time.Time) (bool, error) {
+func (f *failingCache) Claim(context.Context, [32]byte, string, time.Time) (bool, error) {
 	f.calls++
 	return false, errors.New("shared cache down")
 }
@@ -134,24 +134,24 @@ func TestLayeredReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fresh, err := l.Claim(ctx, digest(1), until); !fresh || err != nil {
+	if fresh, err := l.Claim(ctx, digest(1), "", until); !fresh || err != nil {
 		t.Fatalf("first claim: %v, %v", fresh, err)
 	}
-	if fresh, err := l.Claim(ctx, digest(1), until); fresh || err != nil {
+	if fresh, err := l.Claim(ctx, digest(1), "", until); fresh || err != nil {
 		t.Fatalf("replay: %v, %v", fresh, err)
 	}
 	// Claimed on another replica (only in the shared cache).
-	if _, err := shared.Claim(ctx, digest(2), until); err != nil {
+	if _, err := shared.Claim(ctx, digest(2), "", until); err != nil {
 		t.Fatal(err)
 	}
-	if fresh, err := l.Claim(ctx, digest(2), until); fresh || err != nil {
+	if fresh, err := l.Claim(ctx, digest(2), "", until); fresh || err != nil {
 		t.Fatalf("replay through another replica: %v, %v", fresh, err)
 	}
 	// The local cache is full now (1 and 2): the shared cache decides alone.
-	if fresh, err := l.Claim(ctx, digest(3), until); !fresh || err != nil {
+	if fresh, err := l.Claim(ctx, digest(3), "", until); !fresh || err != nil {
 		t.Fatalf("claim with the local cache full: %v, %v", fresh, err)
 	}
-	if fresh, err := l.Claim(ctx, digest(3), until); fresh || err != nil {
+	if fresh, err := l.Claim(ctx, digest(3), "", until); fresh || err != nil {
 		t.Fatalf("replay with the local cache full: %v, %v", fresh, err)
 	}
 
@@ -160,18 +160,18 @@ func TestLayeredReplay(t *testing.T) {
 	down := &failingCache{}
 	local2 := newTestMemory(10, clock)
 	l2, _ := NewLayeredReplay(local2, down)
-	if fresh, err := l2.Claim(ctx, digest(4), until); fresh || err == nil {
+	if fresh, err := l2.Claim(ctx, digest(4), "", until); fresh || err == nil {
 		t.Fatalf("shared down: %v, %v; want an error", fresh, err)
 	}
 	if local2.Len() != 0 {
 		t.Fatal("the local claim was kept after the shared cache failed")
 	}
 	// A local replay needs no round trip.
-	if _, err := local2.Claim(ctx, digest(5), until); err != nil {
+	if _, err := local2.Claim(ctx, digest(5), "", until); err != nil {
 		t.Fatal(err)
 	}
 	calls := down.calls
-	if fresh, err := l2.Claim(ctx, digest(5), until); fresh || err != nil || down.calls != calls {
+	if fresh, err := l2.Claim(ctx, digest(5), "", until); fresh || err != nil || down.calls != calls {
 		t.Fatalf("local replay: %v, %v, %d shared calls", fresh, err, down.calls-calls)
 	}
 }

@@ -110,6 +110,11 @@ type Check struct {
 	// JKT is the token's cnf.jkt (base64url SHA-256 JWK thumbprint); "" for
 	// an unbound token: the proof key is then only reported.
 	JKT string
+	// Request, when set, identifies the HTTP request at the enforcement
+	// point: its several decisions (a batch's messages, a list's request
+	// and its answer) may present its one proof; another request may not.
+	// Empty: the proof is accepted once.
+	Request string
 }
 
 // Proof is a verified proof.
@@ -141,7 +146,7 @@ func (v *Verifier) Verify(ctx context.Context, c Check) (*Proof, error) {
 		return nil, err
 	}
 	until := p.IssuedAt.Add(v.window)
-	fresh, rerr := v.replay.Claim(ctx, key, until)
+	fresh, rerr := v.replay.Claim(ctx, key, c.Request, until)
 	if rerr != nil {
 		return nil, fmt.Errorf("dpop: replay cache: %w", rerr)
 	}

@@ -63,6 +63,9 @@ func (s *Server) wire(ctx context.Context) error {
 	} else {
 		log.Warn("audit is disabled: decisions are not recorded (not recommended)")
 	}
+	if err := s.wireDPoP(ctx, resources); err != nil {
+		return err
+	}
 	s.core, err = core.New(core.Options{
 		Engine: s.engine, Resources: resources, Auditor: auditor,
 		DenyUnaudited:   cfg.Audit.OnFailure == "deny",

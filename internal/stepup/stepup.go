@@ -183,8 +183,13 @@ func (r *Resource) Answer(f Refusal) Answer {
 // error goes into the challenge of the scheme the request used (a DPoP
 // proof error always into the DPoP one); the other challenge carries only
 // resource_metadata and scope, so a client can authorize either way.
+//
+// Where DPoP is allowed, a request that used neither the DPoP scheme nor a
+// proof gets the Bearer challenge alone, as from a resource without DPoP:
+// clients that do not know DPoP see what they always saw, and clients
+// that use it learn the algorithms.
 func (r *Resource) challenges(code, desc string, f Refusal, scopes []string) string {
-	if !r.dpop() {
+	if !r.dpop() || (r.DPoP == DPoPAllowed && !f.DPoP && f.DPoPError == "") {
 		return Header(code, desc, r.MetadataURL, scopes)
 	}
 	inDPoP := f.DPoP || f.DPoPError != "" || r.DPoP == DPoPRequired
