@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -56,10 +57,7 @@ func (s *Server) wireDPoP(ctx context.Context, resources []*core.Resource) error
 		if js, err = jetstream.New(s.nc); err != nil {
 			return fmt.Errorf("dpop: JetStream: %w", err)
 		}
-		kv, err := dpop.NewKVReplay(ctx, js, dpopReplayBucket, 2*window)
-		if err != nil {
-			return fmt.Errorf("dpop: replay bucket %s: %w", dpopReplayBucket, err)
-		}
+		kv := &lazyKV{js: js, bucket: dpopReplayBucket, ttl: 2 * window}
 		if replay, err = dpop.NewLayeredReplay(local, kv); err != nil {
 			return fmt.Errorf("dpop: %w", err)
 		}
@@ -96,6 +94,48 @@ func (s *Server) wireDPoP(ctx context.Context, resources []*core.Resource) error
 		}
 	}
 	return nil
+}
+
+// lazyKV is the replay bucket, bound on first use: NATS may be away when
+// the PDP starts (the audit spools meanwhile), and a PDP must start all
+// the same. Until the bucket is bound, DPoP proofs cannot be checked and
+// are refused as unavailable (fail closed); a failed bind is retried at
+// most once a second.
+type lazyKV struct {
+	js     jetstream.JetStream
+	bucket string
+	ttl    time.Duration
+
+	mu   sync.Mutex
+	kv   *dpop.KVReplay
+	last time.Time // of the last failed bind
+	err  error
+}
+
+func (l *lazyKV) Claim(ctx context.Context, key [32]byte, owner string, until time.Time) (bool, error) {
+	kv, err := l.bind(ctx)
+	if err != nil {
+		return false, err
+	}
+	return kv.Claim(ctx, key, owner, until)
+}
+
+func (l *lazyKV) bind(ctx context.Context) (*dpop.KVReplay, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.kv != nil {
+		return l.kv, nil
+	}
+	if l.err != nil && time.Since(l.last) < time.Second {
+		return nil, l.err
+	}
+	kv, err := dpop.NewKVReplay(ctx, l.js, l.bucket, l.ttl)
+	if err != nil {
+		l.err, l.last = fmt.Errorf("dpop: replay bucket %s: %w", l.bucket, err), time.Now()
+		return nil, l.err
+	}
+	l.kv = kv
+	return kv, nil
 }
 
 // nonceKey is the key of the DPoP nonces: shared by the replicas through
