@@ -28,6 +28,7 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	client := fs.String("client-id", "demo", "client_id (the agent or app)")
 	aud := fs.String("aud", "", "audience (default: the dev server's resource)")
 	ttl := fs.Duration("ttl", time.Hour, "lifetime")
+	jkt := fs.String("jkt", "", "binds the token to a DPoP key: its cnf.jkt, the key's RFC 7638 SHA-256 thumbprint (base64url)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -45,10 +46,14 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		audience = strings.TrimSpace(string(b))
 	}
-	tok, err := iss.Mint(devissuer.MintOptions{
+	mo := devissuer.MintOptions{
 		Subject: *sub, ClientID: *client, Audience: []string{audience},
 		Scopes: strings.Fields(*scope), TTL: *ttl,
-	})
+	}
+	if *jkt != "" {
+		mo.Extra = map[string]any{"cnf": map[string]any{"jkt": *jkt}}
+	}
+	tok, err := iss.Mint(mo)
 	if err != nil {
 		fmt.Fprintln(stderr, "pdp token:", err)
 		return 1
