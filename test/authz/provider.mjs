@@ -151,7 +151,16 @@ export async function startProvider({ port = 0, host = '127.0.0.1', resources = 
         clients: registered,
         jwks: { keys: signing },
         cookies: { keys: [secret(), secret()] },
-        ttl: { AccessToken: accessTokenTTL, ClientCredentials: accessTokenTTL, AuthorizationCode: 60, Interaction: 600, Session: 3600, Grant: 3600 },
+        // A resource's ttl wins (a number here would override it); then accessTokenTTL.
+        ttl: {
+            AccessToken: (ctx, t) => t.resourceServer?.accessTokenTTL ?? accessTokenTTL,
+            ClientCredentials: (ctx, t) => t.resourceServer?.accessTokenTTL ?? accessTokenTTL,
+            AuthorizationCode: 60,
+            IdToken: 3600,
+            Interaction: 600,
+            Session: 3600,
+            Grant: 3600
+        },
         // The code flow's interactions are answered by this module (auto-approve), below.
         interactions: { url: (ctx, interaction) => `/_test/interaction/${interaction.uid}` },
         findAccount: (ctx, id) => ({ accountId: id, claims: () => ({ sub: id }) }),
