@@ -18,6 +18,7 @@ package gosdk
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
@@ -44,6 +45,12 @@ func Handler(getServer func(*http.Request) *mcp.Server, o pep.Options, opts *mcp
 		if pep.CallerFrom(r.Context()) == nil {
 			sdk.ServeHTTP(w, r) // anonymous: no TokenInfo
 			return
+		}
+		if a := r.Header.Get("Authorization"); len(a) > 5 && strings.EqualFold(a[:5], "DPoP ") {
+			// The SDK's middleware reads the Bearer scheme only; the PDP
+			// has checked the token and its proof (RFC 9449).
+			r = r.Clone(r.Context())
+			r.Header.Set("Authorization", "Bearer "+strings.TrimSpace(a[5:]))
 		}
 		withInfo.ServeHTTP(w, r)
 	}), o)

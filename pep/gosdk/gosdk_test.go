@@ -33,3 +33,20 @@ func TestGoSDKStepUp(t *testing.T) {
 			pep.Options{Decider: d, Resource: resource}, &mcp.StreamableHTTPOptions{JSONResponse: jsonAnswers})
 	})
 }
+
+// TestGoSDKDPoP: a DPoP-bound token reaches tool handlers through the SDK's
+// TokenInfo (the SDK's middleware reads only the Bearer scheme).
+func TestGoSDKDPoP(t *testing.T) {
+	peptest.DPoP(t, func(d pep.Decider, resource string, jsonAnswers bool, calls *peptest.Calls) http.Handler {
+		srv := mcp.NewServer(&mcp.Implementation{Name: "shop", Version: "1.0.0"}, nil)
+		for _, name := range peptest.Tools {
+			srv.AddTool(&mcp.Tool{Name: name, InputSchema: json.RawMessage(`{"type":"object"}`)},
+				func(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+					text := calls.Ran(name, gosdk.CallerOf(req.Extra.TokenInfo))
+					return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}, nil
+				})
+		}
+		return gosdk.Handler(func(*http.Request) *mcp.Server { return srv },
+			pep.Options{Decider: d, Resource: resource}, &mcp.StreamableHTTPOptions{JSONResponse: jsonAnswers})
+	})
+}

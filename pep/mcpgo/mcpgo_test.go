@@ -30,3 +30,16 @@ func TestMCPGoStepUp(t *testing.T) {
 		return mcpgo.Handler(s, pep.Options{Decider: d, Resource: resource}, server.WithEndpointPath("/mcp"))
 	})
 }
+
+// TestMCPGoDPoP: a DPoP-bound token reaches tool handlers (pep.CallerFrom).
+func TestMCPGoDPoP(t *testing.T) {
+	peptest.DPoP(t, func(d pep.Decider, resource string, _ bool, calls *peptest.Calls) http.Handler {
+		s := server.NewMCPServer("shop", "1.0.0", server.WithToolCapabilities(true))
+		for _, name := range peptest.Tools {
+			s.AddTool(mcp.NewTool(name), func(ctx context.Context, _ mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				return mcp.NewToolResultText(calls.Ran(name, pep.CallerFrom(ctx))), nil
+			})
+		}
+		return mcpgo.Handler(s, pep.Options{Decider: d, Resource: resource}, server.WithEndpointPath("/mcp"))
+	})
+}
