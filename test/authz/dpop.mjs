@@ -80,8 +80,8 @@ const webCryptoParams = alg => {
  * @param {string} [o.alg]        header alg; 'none' makes an unsigned proof (empty signature); any
  *                                other value than the key's own is written but the key's own signs
  * @param {string|null} [o.typ]   header typ (default 'dpop+jwt'; null omits it)
- * @param {object} [o.extraHeader]  merged into the header; a member set to undefined is removed
- * @param {object} [o.extraClaims]  merged into the claims; a member set to undefined is removed
+ * @param {object} [o.extraHeader]  merged into the header; a member set to undefined or null is removed
+ * @param {object} [o.extraClaims]  merged into the claims; a member set to undefined or null is removed
  * @param {string[]} [o.omit]     claim or header names to leave out: 'ath', 'iat', 'jti', 'htm', 'htu', 'jwk', 'typ'
  * @param {CryptoKey} [o.signWith]  sign with this private key instead of key's (signature does not fit the jwk)
  * @param {boolean} [o.privateJwkInHeader]  the header jwk includes the private key members (d, ...)

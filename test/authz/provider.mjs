@@ -92,7 +92,7 @@ const sendJSON = (res, status, body) => {
  * @param {string} [o.host]            127.0.0.1
  * @param {Array<string|{uri: string, format?: 'opaque'|'jwt', scopes?: string[], ttl?: number, alg?: string}>} o.resources
  *        the RFC 8707 resource indicators it issues tokens for; format opaque (default) or
- *        jwt (RFC 9068, signed with alg, default ES256); ttl in seconds (default accessTokenTTL)
+ *        jwt (RFC 9068, signed with alg: ES256, the default, or RS256); ttl in seconds (default accessTokenTTL)
  * @param {object[]} [o.clients]       extra oidc-provider client metadata, registered beside the built-in ones
  * @param {number} [o.accessTokenTTL]  seconds, 300
  * @param {string} [o.dir]             where the private_key_jwt key files go; default a new
@@ -146,7 +146,6 @@ export async function startProvider({ port = 0, host = '127.0.0.1', resources = 
     };
     const registered = [...Object.entries(CLIENTS).map(([client_id, m]) => ({ client_id, ...m })), ...clients];
 
-    let issuer; // known once listening
     const configuration = {
         clients: registered,
         jwks: { keys: signing },
@@ -181,7 +180,9 @@ export async function startProvider({ port = 0, host = '127.0.0.1', resources = 
                     throw new errors.InvalidRequest('client is not authorized to revoke the presented token');
                 }
             },
-            dPoP: { enabled: true, ...(requireDpopNonce ? { nonceSecret: randomBytes(32), requireNonce: () => true } : {}) },
+            // With requireDpopNonce the token endpoint answers a proof without a nonce with
+            // use_dpop_nonce and a DPoP-Nonce header (RFC 9449 §8); token() retries once.
+            dPoP: { enabled: true, ...(requireDpopNonce ? { nonceSecret: randomBytes(32), requireNonce: ctx => ctx.oidc.route === 'token' } : {}) },
             resourceIndicators: {
                 enabled: true,
                 // A client that names no resource gets none (and so no access token for a resource).
@@ -206,7 +207,7 @@ export async function startProvider({ port = 0, host = '127.0.0.1', resources = 
         server.once('error', reject);
         server.listen(port, host, resolve);
     });
-    issuer = `http://${host}:${server.address().port}`;
+    const issuer = `http://${host}:${server.address().port}`;
     const provider = new Provider(issuer, configuration);
     const callback = provider.callback();
 
@@ -396,7 +397,8 @@ export async function startProvider({ port = 0, host = '127.0.0.1', resources = 
         const path = new URL(req.url, issuer).pathname;
         if (!path.startsWith('/_test/')) return callback(req, res);
         control(req, res, path).catch(err => {
-            const status = err instanceof oauth.ResponseBodyError ? 400 : 500;
+            // An OAuth error from the server keeps its status (ResponseBodyError, challenges).
+            const status = Number.isInteger(err.status) ? err.status : err.response?.status ?? 500;
             const body = { error: err.error ?? 'test_control_error', error_description: String(err.error_description ?? err.message ?? err) };
             if (!res.headersSent) sendJSON(res, status, body);
             else res.destroy();

@@ -463,6 +463,50 @@ describe('DPoP proofs (dpop.mjs), judged by oidc-provider\'s userinfo endpoint',
     }
 });
 
+describe('server DPoP nonces (requireDpopNonce)', () => {
+    let nas;
+    before(async () => (nas = await startProvider({ resources: [RS], requireDpopNonce: true })));
+    after(() => nas?.close());
+
+    test('the token endpoint asks for a nonce (use_dpop_nonce + DPoP-Nonce) and token() retries with it', async () => {
+        const key = await generateKey();
+        // A proof without a nonce, by hand: refused with a nonce to use.
+        const form = new URLSearchParams({ grant_type: 'client_credentials', resource: RS, scope: 'read' });
+        const c = nas.clients['svc-a'];
+        const res = await fetch(nas.tokenEndpoint, {
+            method: 'POST',
+            headers: {
+                authorization: `Basic ${Buffer.from(`${c.client_id}:${c.client_secret}`).toString('base64')}`,
+                'content-type': 'application/x-www-form-urlencoded',
+                dpop: await proof({ key, htm: 'POST', htu: nas.tokenEndpoint })
+            },
+            body: form
+        });
+        assert.equal(res.status, 400);
+        assert.equal((await res.json()).error, 'use_dpop_nonce');
+        const nonce = res.headers.get('dpop-nonce');
+        assert.ok(nonce);
+        // token() (oauth4webapi) picks the nonce up and retries.
+        const t = await nas.token({ resource: RS, scope: 'read', dpopKey: key });
+        assert.equal(t.token_type, 'dpop');
+        const { body } = await introspect(nas, 'pdp-basic', t.access_token);
+        assert.equal(body.active, true);
+        assert.deepEqual(body.cnf, { jkt: await thumbprint(key) });
+        // A proof with the server's nonce, by hand (dpop.mjs's nonce option), is accepted.
+        const res2 = await fetch(nas.tokenEndpoint, {
+            method: 'POST',
+            headers: {
+                authorization: `Basic ${Buffer.from(`${c.client_id}:${c.client_secret}`).toString('base64')}`,
+                'content-type': 'application/x-www-form-urlencoded',
+                dpop: await proof({ key, htm: 'POST', htu: nas.tokenEndpoint, nonce })
+            },
+            body: form
+        });
+        assert.equal(res2.status, 200, await res2.clone().text());
+        assert.equal((await res2.json()).token_type, 'DPoP');
+    });
+});
+
 describe('serve.mjs', () => {
     test('prints one JSON line, its /_test routes issue, prove and revoke, SIGTERM ends it', async () => {
         const child = spawn(
