@@ -174,3 +174,46 @@ func TestDPoPReplayCacheDown(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+// BenchmarkDecideCallDPoP is BenchmarkDecideCallCachedToken with the token
+// bound to a key and a fresh DPoP proof per call (memory replay cache): one
+// ES256 verification per call. Issue #14's figure: the cost over the same
+// call without DPoP.
+//
+//	go test -run '^$' -bench 'DecideCall(CachedToken|DPoP)$' -count 6 ./internal/core/
+func BenchmarkDecideCallDPoP(b *testing.B) {
+	v, err := dpop.New(dpop.Options{Replay: dpop.NewMemoryReplay(0)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := coretest.New(b, coretest.Options{Core: func(o *core.Options) {
+		r := o.Resources[0]
+		r.DPoP, r.Challenge.DPoP, r.Challenge.DPoPAlgs = v, stepup.DPoPAllowed, v.Algorithms()
+	}})
+	key := dpoptest.NewKey(b)
+	tok := e.Issuer.Mint(b, devissuer.MintOptions{Subject: "alice", ClientID: "demo", Audience: []string{coretest.Resource}, Scopes: []string{"qr:generate"},
+		Extra: map[string]any{"cnf": map[string]any{"jkt": key.JKT}}})
+	http := &pep.HTTPRequest{Method: "POST", URL: coretest.Resource}
+	ctx := context.Background()
+	req := callRequest("DPoP "+tok, "generate_qr_url")
+	req.DPoP, req.HTTP = key.Proof(b, "POST", coretest.Resource, tok, dpoptest.Options{}), http
+	if r, err := e.Service.Decide(ctx, req, ""); err != nil || !r.Allow {
+		b.Fatalf("%+v %v", r, err)
+	}
+	proofs := make([]string, b.N)
+	for i := range proofs {
+		proofs[i] = key.Proof(b, "POST", coretest.Resource, tok, dpoptest.Options{})
+	}
+	reqs := make([]pep.Request, b.N)
+	for i := range reqs {
+		reqs[i] = *req
+		reqs[i].DPoP = proofs[i]
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if r, err := e.Service.Decide(ctx, &reqs[i], ""); err != nil || !r.Allow {
+			b.Fatalf("%+v %v", r, err)
+		}
+	}
+}

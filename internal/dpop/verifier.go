@@ -9,6 +9,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -42,12 +44,18 @@ type Options struct {
 // Verifier checks DPoP proofs (RFC 9449 §4.3) presented to one or more
 // protected resources. It is immutable and safe for concurrent use.
 type Verifier struct {
-	algs   map[string]*algInfo
-	names  []string
-	window time.Duration
-	replay ReplayCache
-	nonces *Nonces
-	now    func() time.Time
+	// keys caches the checked public keys of proofs by their jwk header
+	// member's bytes and alg: a client signs every proof with one key, so
+	// after its first proof only the signature is checked. Bounded by
+	// maxCachedKeys (then keys are checked every time).
+	keys     sync.Map // string(jwk bytes) + "\x00" + alg -> *proofKey
+	keyCount atomic.Int64
+	algs     map[string]*algInfo
+	names    []string
+	window   time.Duration
+	replay   ReplayCache
+	nonces   *Nonces
+	now      func() time.Time
 }
 
 // New validates o and returns a verifier.
@@ -156,6 +164,29 @@ func (v *Verifier) Verify(ctx context.Context, c Check) (*Proof, error) {
 	return p, nil
 }
 
+// maxCachedKeys bounds Verifier.keys.
+const maxCachedKeys = 10_000
+
+// proofKey is parseProofKey, cached: the same jwk bytes for the same
+// algorithm give the same key (the key is public; the cache holds only
+// keys that passed every check).
+func (v *Verifier) proofKey(raw []byte, ai *algInfo) (*proofKey, *Error) {
+	ck := string(raw) + "\x00" + ai.name
+	if pk, ok := v.keys.Load(ck); ok {
+		return pk.(*proofKey), nil
+	}
+	pk, err := parseProofKey(raw, ai)
+	if err != nil {
+		return nil, err
+	}
+	if v.keyCount.Load() < maxCachedKeys {
+		if _, loaded := v.keys.LoadOrStore(ck, pk); !loaded {
+			v.keyCount.Add(1)
+		}
+	}
+	return pk, nil
+}
+
 // verify is everything but the replay claim; it returns the replay key.
 func (v *Verifier) verify(c Check) (*Proof, [32]byte, *Error) {
 	var key [32]byte
@@ -221,7 +252,7 @@ func (v *Verifier) verify(c Check) (*Proof, [32]byte, *Error) {
 	if !ok {
 		return nil, key, invalid(descNoJWK)
 	}
-	pk, perr := parseProofKey(jwkRaw, ai)
+	pk, perr := v.proofKey(jwkRaw, ai)
 	if perr != nil {
 		return nil, key, perr
 	}
