@@ -14,6 +14,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/core"
 	"github.com/mcp-pdp/pdp/internal/decision"
+	"github.com/mcp-pdp/pdp/internal/dpop"
 	"github.com/mcp-pdp/pdp/internal/gateway"
 	"github.com/mcp-pdp/pdp/internal/gateway/stdio"
 	"github.com/mcp-pdp/pdp/internal/policysource"
@@ -74,6 +75,10 @@ func TestDocumentedDefaults(t *testing.T) {
 		"introspection.discover":         {"false"},
 		"introspection.jwt_response":     {"false"},
 		"introspection.require_audience": {"false"},
+		"dpop":                           {string(stepup.DPoPAllowed)},
+		"dpop_algorithms":                {strings.Join(dpop.DefaultAlgorithms(), " ")},
+		"dpop_window":                    {dur(dpop.DefaultWindow)},
+		"dpop_nonce":                     {"false"},
 	}
 	doc, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {
