@@ -7,4 +7,4 @@ export { pdpAuth, getCaller, callerFromAuthInfo } from './middleware.js';
 export type { PdpAuthOptions, PdpAuthMiddleware, Middleware } from './middleware.js';
 export { metadataPath } from './metadata.js';
 export { DecideError } from './pdp.js';
-export type { AuthInfo, Caller, Actor, Decision, DecideRequest, JSONRPCErrorObject } from './wire.js';
+export type { AuthInfo, Caller, Actor, Decision, DecideRequest, HTTPRequest, JSONRPCErrorObject } from './wire.js';

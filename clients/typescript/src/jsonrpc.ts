@@ -134,6 +134,7 @@ export function writeDenial(res: ServerResponse, id: RawId | undefined, d: Decis
     const [status, body] = denial(id, d);
     const headers: Record<string, string | number> = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) };
     if (d.www_authenticate) headers['WWW-Authenticate'] = d.www_authenticate;
+    if (d.dpop_nonce) headers['DPoP-Nonce'] = d.dpop_nonce; // RFC 9449 §8
     res.writeHead(status, headers);
     res.end(body);
 }

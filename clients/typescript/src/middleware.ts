@@ -4,6 +4,7 @@
 // denial is answered exactly as decided; an allowed request reaches the
 // transport with req.auth set (the SDKs hand it to tool handlers) and its
 // list answers filtered per caller.
+import { randomBytes } from 'node:crypto';
 import type http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
@@ -31,7 +32,7 @@ import { metadataHandler, metadataPath } from './metadata.js';
 import { DecideError, PdpClient } from './pdp.js';
 import { arrayElements } from './rawjson.js';
 import { Sessions, ownerOf } from './sessions.js';
-import type { AuthInfo, Caller, Decision, DecideRequest } from './wire.js';
+import type { AuthInfo, Caller, Decision, DecideRequest, HTTPRequest } from './wire.js';
 
 /** Options of {@link pdpAuth}. */
 export interface PdpAuthOptions {
@@ -87,8 +88,8 @@ const MAX_BATCH = 100;
 const DEFAULTS = { timeoutMs: 2000, maxBodyBytes: 4 << 20, maxResponseBytes: 16 << 20, maxSessions: 100_000 };
 
 /** CORS: what a browser-based client may send and read. */
-const CORS_ALLOW_HEADERS = 'Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name';
-const CORS_EXPOSE_HEADERS = 'Mcp-Session-Id, Mcp-Protocol-Version, WWW-Authenticate';
+const CORS_ALLOW_HEADERS = 'Authorization, DPoP, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name';
+const CORS_EXPOSE_HEADERS = 'Mcp-Session-Id, Mcp-Protocol-Version, WWW-Authenticate, DPoP-Nonce';
 
 const callers = new WeakMap<IncomingMessage, Caller | null>();
 
@@ -109,10 +110,20 @@ export function callerFromAuthInfo(authInfo: { extra?: Record<string, unknown> }
     return typeof c === 'object' && c !== null ? (c as Caller) : undefined;
 }
 
-/** The token of an Authorization header (`Bearer <token>`), or "". */
+/** The token of an Authorization header (`Bearer <token>`, or `DPoP <token>` for a token bound to a DPoP key), or "". */
 function bearerToken(h: string | undefined): string {
-    const m = /^\s*bearer\s+(\S+)\s*$/i.exec(h ?? '');
+    const m = /^\s*(?:bearer|dpop)\s+(\S+)\s*$/i.exec(h ?? '');
     return m?.[1] ?? '';
+}
+
+/** The values of every header line of the request named name (lower case), in order. */
+function headerLines(req: IncomingMessage, name: string): string[] {
+    const values: string[] = [];
+    const raw = req.rawHeaders;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+        if (raw[i]!.toLowerCase() === name) values.push(raw[i + 1]!);
+    }
+    return values;
 }
 
 /**
@@ -123,13 +134,50 @@ function bearerToken(h: string | undefined): string {
  * the Go middleware does.
  */
 function authorizationOf(req: IncomingMessage): string | undefined {
-    const values: string[] = [];
-    const raw = req.rawHeaders;
-    for (let i = 0; i + 1 < raw.length; i += 2) {
-        if (raw[i]!.toLowerCase() === 'authorization') values.push(raw[i + 1]!);
-    }
+    const values = headerLines(req, 'authorization');
     if (values.length === 0) return req.headers.authorization;
     return values.length === 1 ? values[0] : values.join(', ');
+}
+
+/**
+ * What a request presents to the PDP: its Authorization and, with a DPoP
+ * proof, the proof and the HTTP request it signs. Read once per HTTP
+ * request: every decision made for it (a batch's messages, a list's
+ * response phase, the filter of a GET stream's replays) sends the same.
+ */
+interface Credentials {
+    authorization: string | undefined;
+    dpop?: string;
+    http?: HTTPRequest;
+}
+
+/** Adds c to a decision request. */
+function withCredentials(body: DecideRequest, c: Credentials): DecideRequest {
+    if (c.authorization) body.authorization = c.authorization;
+    if (c.dpop) body.dpop = c.dpop;
+    if (c.http) body.http = c.http;
+    return body;
+}
+
+/**
+ * The path of the request as the client sent it, without the query (the
+ * part of the URL a DPoP proof's htu names after scheme://host). Under
+ * express, originalUrl: a router that mounts the middleware strips its
+ * prefix from req.url, not from what the client addressed.
+ */
+function requestPath(req: IncomingMessage): string {
+    const target = (req as { originalUrl?: unknown }).originalUrl;
+    let t = typeof target === 'string' && target ? target : (req.url ?? '/');
+    if (!t.startsWith('/')) {
+        // The absolute form (RFC 9112 §3.2.2): its path.
+        try {
+            t = new URL(t).pathname;
+        } catch {
+            // not a URL: as it is
+        }
+    }
+    const q = t.indexOf('?');
+    return q < 0 ? t : t.slice(0, q);
 }
 
 function authInfoOf(caller: Caller, authorization: string | undefined, resource: URL | undefined, decisionId: string): AuthInfo {
@@ -232,7 +280,12 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
         resourceURL = undefined;
     }
     const origins = new Set<string>();
-    if (resourceURL && resourceURL.host) origins.add(resourceURL.origin);
+    /** The resource's scheme://host, of the URLs DPoP proofs sign. */
+    let base = '';
+    if (resourceURL && resourceURL.host) {
+        base = `${resourceURL.protocol}//${resourceURL.host}`;
+        origins.add(resourceURL.origin);
+    }
     for (const origin of o.allowedOrigins ?? []) origins.add(origin.replace(/\/$/, ''));
     /** Refuses a browser request from an origin that is not allowed; marks an allowed one's answer readable by it. */
     const originAllowed = (req: IncomingMessage, res: ServerResponse): boolean => {
@@ -247,6 +300,24 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
         res.appendHeader('Vary', 'Origin');
         res.setHeader('Access-Control-Expose-Headers', CORS_EXPOSE_HEADERS);
         return true;
+    };
+    /**
+     * The request's credentials. A DPoP proof comes with the request's
+     * method, its URL as the client addressed it (the resource's scheme and
+     * host, the request's path: a proxy in front changes neither for the
+     * client) and a random id shared by the decisions of this request, which
+     * may all present the one proof. Several DPoP headers are joined (and so
+     * refused by the PDP), as the Go middleware does.
+     */
+    const credentials = (req: IncomingMessage): Credentials => {
+        const c: Credentials = { authorization: authorizationOf(req) };
+        let dpop = headerLines(req, 'dpop');
+        if (dpop.length === 0 && typeof req.headers.dpop === 'string') dpop = [req.headers.dpop]; // a request without rawHeaders
+        if (dpop.length > 0) {
+            c.dpop = dpop.join(', ');
+            c.http = { method: req.method ?? '', url: base + requestPath(req), id: randomBytes(16).toString('base64url') };
+        }
+        return c;
     };
     const report = (err: Error, req: IncomingMessage) => {
         try {
@@ -298,11 +369,10 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
         return false;
     };
 
-    const allow = (req: IncomingMessage, d: Decision) => {
-        const authorization = authorizationOf(req);
+    const allow = (req: IncomingMessage, d: Decision, creds: Credentials) => {
         const r = req as IncomingMessage & { auth?: AuthInfo };
         if (d.caller) {
-            r.auth = authInfoOf(d.caller, authorization, resourceURL, d.decision_id);
+            r.auth = authInfoOf(d.caller, creds.authorization, resourceURL, d.decision_id);
             callers.set(req, d.caller);
         } else {
             r.auth = undefined; // anonymous, whatever ran before
@@ -312,12 +382,12 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
 
     /**
      * The JSON-RPC response `response` to the list request `list` with its
-     * result filtered for the caller of `authorization` (the response phase
+     * result filtered for the caller of `creds` (the response phase
      * of the list decision). An error response passes; anything that is not
      * a response to list is refused (FilterError), so that nothing
      * unfiltered is relayed.
      */
-    const filterList = async (list: Message, m: Message, authorization: string | undefined, req: IncomingMessage): Promise<string> => {
+    const filterList = async (list: Message, m: Message, creds: Credentials, req: IncomingMessage): Promise<string> => {
         if (m.method !== undefined || m.rawId === undefined || !(m.hasResult || m.hasError)) {
             throw new FilterError(`the MCP server's ${list.method} answer is not a JSON-RPC response; it was not relayed`);
         }
@@ -331,8 +401,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
         if (typeof result !== 'object' || result === null || Array.isArray(result)) {
             throw new FilterError(`the MCP server's ${list.method} result is not an object; it was not relayed`);
         }
-        const fb: DecideRequest = { resource: o.resource, message: list.raw, result };
-        if (authorization) fb.authorization = authorization;
+        const fb = withCredentials({ resource: o.resource, message: list.raw, result }, creds);
         let fd: Decision;
         try {
             fd = await decide(fb, req);
@@ -353,11 +422,9 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
     };
 
     /** The decision request for msg: the message itself, or, for a client's answer to a server request, the caller only. */
-    const decideRequest = (req: IncomingMessage, msg: Message): DecideRequest => {
-        const authorization = authorizationOf(req);
+    const decideRequest = (req: IncomingMessage, msg: Message, creds: Credentials): DecideRequest => {
         const owner = sessions.ownerCaller(sessionId(req));
-        const body: DecideRequest = { resource: o.resource };
-        if (authorization) body.authorization = authorization;
+        const body = withCredentials({ resource: o.resource }, creds);
         if (isRequest(msg) || isNotification(msg)) body.message = msg.raw;
         else body.http_method = 'POST';
         if (owner) body.session_owner = owner;
@@ -402,10 +469,10 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
         // The transport parses the text that was decided, as received
         // (without it, the decided value encoded now, before anything can change it).
         const text = msg.text ?? JSON.stringify(msg.raw);
-        const authorization = authorizationOf(req);
+        const creds = credentials(req);
         let d: Decision;
         try {
-            d = await decide(decideRequest(req, msg), req);
+            d = await decide(decideRequest(req, msg, creds), req);
         } catch (err) {
             undecided(res, req, msg.rawId, err);
             return;
@@ -415,7 +482,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
             return;
         }
         if (!sessionAllowed(req, res, msg.rawId, d)) return;
-        allow(req, d);
+        allow(req, d, creds);
         const r = req as IncomingMessage & { body?: unknown; rawBody?: Buffer };
         r.body = msg.raw;
         r.rawBody = Buffer.from(text, 'utf8'); // read by the SDKs' Node adapters (@hono/node-server)
@@ -428,7 +495,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
             maxResponseBytes: o.maxResponseBytes,
             onHead: onHead(req, d),
             onRefused: why => report(new Error(why), req),
-            filter: (l, response) => filterList(l, response, authorization, req)
+            filter: (l, response) => filterList(l, response, creds, req)
         });
         next();
     };
@@ -462,6 +529,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
         const ids: RawId[] = [];
         let allowed: Decision | undefined;
         let challenge: Decision | undefined;
+        const creds = credentials(req); // one HTTP request: its decisions (and the lists' filters) share its DPoP proof
         for (const [i, v] of values.entries()) {
             let msg: Message;
             try {
@@ -481,7 +549,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
             }
             let d: Decision;
             try {
-                d = await decide(decideRequest(req, msg), req);
+                d = await decide(decideRequest(req, msg, creds), req);
             } catch (err) {
                 if (isRequest(msg)) {
                     const [, code, why] = undecidedAnswer(req, err);
@@ -512,27 +580,25 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
             return;
         }
         if (!sessionAllowed(req, res, undefined, allowed)) return;
-        allow(req, allowed);
+        allow(req, allowed, creds);
         const r = req as IncomingMessage & { body?: unknown; rawBody?: Buffer };
         r.body = forward.map(f => f.raw);
         r.rawBody = Buffer.from(`[${forward.map(f => f.text).join(',')}]`, 'utf8'); // the allowed messages as received
-        const authorization = authorizationOf(req);
         intercept(res, {
             list: false,
             batch: b,
             maxResponseBytes: o.maxResponseBytes,
             onHead: onHead(req, allowed),
             onRefused: why => report(new Error(why), req),
-            filter: (l, response) => filterList(l, response, authorization, req)
+            filter: (l, response) => filterList(l, response, creds, req)
         });
         next();
     };
 
     /** GET (the server's SSE stream) and DELETE (end of session): the caller is authenticated. */
     const transport = async (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => {
-        const body: DecideRequest = { resource: o.resource, http_method: req.method as 'GET' | 'DELETE' };
-        const authorization = authorizationOf(req);
-        if (authorization) body.authorization = authorization;
+        const creds = credentials(req);
+        const body = withCredentials({ resource: o.resource, http_method: req.method as 'GET' | 'DELETE' }, creds);
         const owner = sessions.ownerCaller(sessionId(req));
         if (owner) body.session_owner = owner;
         let d: Decision;
@@ -547,7 +613,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
             return;
         }
         if (!sessionAllowed(req, res, undefined, d)) return;
-        allow(req, d);
+        allow(req, d, creds);
         const sid = sessionId(req);
         if (req.method === 'DELETE' && sid) {
             res.once('finish', () => {
@@ -563,7 +629,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
                 maxResponseBytes: o.maxResponseBytes,
                 onHead: onHead(req, d),
                 onRefused: why => report(new Error(why), req),
-                filter: (l, response) => filterList(l, response, authorization, req)
+                filter: (l, response) => filterList(l, response, creds, req)
             });
         }
         next();

@@ -36,6 +36,24 @@ export interface DecideRequest {
     result?: unknown;
     http_method?: 'GET' | 'DELETE' | 'POST';
     session_owner?: Pick<Caller, 'issuer' | 'sub' | 'client_id'>;
+    /** The DPoP header of the MCP request (RFC 9449), as received; several DPoP headers joined with ", " (and so refused). */
+    dpop?: string;
+    /** The HTTP request that carried the message, as a DPoP proof names it: sent with a DPoP header. */
+    http?: HTTPRequest;
+}
+
+/** The HTTP request of an MCP message, as a DPoP proof names it (htm, htu). */
+export interface HTTPRequest {
+    /** The HTTP method, e.g. "POST". */
+    method: string;
+    /** The absolute URL without query: the resource's scheme://host and the request's path. */
+    url: string;
+    /**
+     * A random, unguessable id of the HTTP request: the decisions of one HTTP
+     * request (a batch's messages, a list's request and response phases) share
+     * it, so that they may all present its one DPoP proof.
+     */
+    id?: string;
 }
 
 /** The body of a decided POST /v1/decide (HTTP 200). */
@@ -45,6 +63,8 @@ export interface Decision {
     outcome: 'allow' | 'filtered' | 'challenge' | 'deny';
     http_status: number;
     www_authenticate?: string;
+    /** A nonce the client must put in its next DPoP proof (RFC 9449 §8): sent as the DPoP-Nonce header of the denial. */
+    dpop_nonce?: string;
     required_scopes: string[];
     missing_scopes: string[];
     /** For logs only: it may reveal policy internals; never sent to clients. */

@@ -3,6 +3,8 @@
 // resources are the test servers' URLs, and free loopback ports for them.
 // The policy is the repository's default policy (its *.rego, read-only) with
 // this file's catalog.
+// startDevEnv: a dev PDP (`pdp serve --dev`, the demo catalog) whose
+// `pdp token` mints tokens, also bound to DPoP keys.
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -60,6 +62,46 @@ export async function freePorts(n) {
     const ps = [];
     while (ps.length < n) ps.push(await freePort());
     return ps;
+}
+
+/**
+ * Starts `pdp` with args and waits until it is ready at pdpUrl.
+ * @returns {Promise<{output: () => string, stop: () => Promise<void>}>}
+ */
+async function spawnPdp(bin, args, pdpUrl) {
+    const out = [];
+    const pdp = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    pdp.stdout.on('data', c => out.push(c));
+    pdp.stderr.on('data', c => out.push(c));
+    const exited = once(pdp, 'exit');
+    const kill = () => pdp.exitCode === null && pdp.signalCode === null && pdp.kill('SIGKILL');
+    process.on('exit', kill);
+    const output = () => Buffer.concat(out).toString('utf8');
+    const stop = async () => {
+        if (pdp.exitCode === null && pdp.signalCode === null) {
+            pdp.kill('SIGTERM');
+            const t = setTimeout(() => pdp.kill('SIGKILL'), 5000);
+            await exited;
+            clearTimeout(t);
+        }
+        process.off('exit', kill);
+    };
+    try {
+        for (let i = 0; ; i++) {
+            if (pdp.exitCode !== null) throw new Error(`pdp exited during start-up:\n${output()}`);
+            const ok = await fetch(`${pdpUrl}/readyz`, { signal: AbortSignal.timeout(500) }).then(
+                r => r.ok,
+                () => false
+            );
+            if (ok) break;
+            if (i > 200) throw new Error(`pdp did not become ready:\n${output()}`);
+            await new Promise(r => setTimeout(r, 100));
+        }
+    } catch (err) {
+        await stop();
+        throw err;
+    }
+    return { output, stop };
 }
 
 function pdpBinary(tmp) {
@@ -126,38 +168,13 @@ log:
   level: warn
 ${limits ? `limits:\n${Object.entries(limits).map(([k, v]) => `  ${k}: ${v}`).join('\n')}\n` : ''}`
         );
-        const out = [];
-        pdp = spawn(bin, ['serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-        pdp.stdout.on('data', c => out.push(c));
-        pdp.stderr.on('data', c => out.push(c));
-        const exited = once(pdp, 'exit');
-        const kill = () => pdp.exitCode === null && pdp.signalCode === null && pdp.kill('SIGKILL');
-        process.on('exit', kill);
-        const output = () => Buffer.concat(out).toString('utf8');
-        for (let i = 0; ; i++) {
-            if (pdp.exitCode !== null) throw new Error(`pdp exited during start-up:\n${output()}`);
-            const ok = await fetch(`${pdpUrl}/readyz`, { signal: AbortSignal.timeout(500) }).then(
-                r => r.ok,
-                () => false
-            );
-            if (ok) break;
-            if (i > 200) throw new Error(`pdp did not become ready:\n${output()}`);
-            await new Promise(r => setTimeout(r, 100));
-        }
-        const stopPdp = async () => {
-            if (pdp.exitCode === null && pdp.signalCode === null) {
-                pdp.kill('SIGTERM');
-                const t = setTimeout(() => pdp.kill('SIGKILL'), 5000);
-                await exited;
-                clearTimeout(t);
-            }
-            process.off('exit', kill);
-        };
+        pdp = await spawnPdp(bin, ['serve', '--config', config], pdpUrl);
+        const { output: pdpOutput, stop: stopPdp } = pdp;
         return {
             as,
             pdpUrl,
             tmp,
-            pdpOutput: output,
+            pdpOutput,
             stopPdp,
             async close() {
                 await stopPdp();
@@ -167,9 +184,78 @@ ${limits ? `limits:\n${Object.entries(limits).map(([k, v]) => `  ${k}: ${v}`).jo
             }
         };
     } catch (err) {
-        if (pdp && pdp.exitCode === null) pdp.kill('SIGKILL');
+        await pdp?.stop();
         await as.close();
         rmSync(tmp, { recursive: true, force: true });
+        throw err;
+    }
+}
+
+/**
+ * Starts a dev PDP (`pdp serve --dev`: its dev issuer, the demo policy, an
+ * embedded NATS; DPoP "allowed" on its resources) for the given resource
+ * URIs, and optionally a second PDP (`pdp serve --config`) whose resources
+ * trust the dev issuer, with extra keys for each (e.g. `dpop_nonce: true`).
+ * mint() issues dev tokens (`pdp token`; jkt binds one to a DPoP key).
+ * @param {string[]} resources
+ * @param {object} [o]
+ * @param {string[]} [o.configResources]  the second PDP's resource URIs
+ * @param {string} [o.configExtra]        YAML lines added to each of its resources (indented 4)
+ */
+export async function startDevEnv(resources, { configResources = [], configExtra = '' } = {}) {
+    const tmp = mkdtempSync(join(tmpdir(), 'pdp-ts-dev.'));
+    const stops = [];
+    const close = async () => {
+        for (const stop of stops.reverse()) await stop();
+        if (process.env.KEEP_TMP === '1') console.error(`kept ${tmp}`);
+        else rmSync(tmp, { recursive: true, force: true });
+    };
+    try {
+        const bin = pdpBinary(tmp);
+        const [devPort, cfgPort] = await freePorts(2);
+        const pdpUrl = `http://127.0.0.1:${devPort}`;
+        const dataDir = join(tmp, 'dev');
+        const dev = await spawnPdp(bin, ['serve', '--dev', '--listen', `127.0.0.1:${devPort}`, '--data-dir', dataDir, ...resources.flatMap(r => ['--resource', r])], pdpUrl);
+        stops.push(dev.stop);
+        let configUrl;
+        if (configResources.length > 0) {
+            configUrl = `http://127.0.0.1:${cfgPort}`;
+            const config = join(tmp, 'pdp.yaml');
+            writeFileSync(
+                config,
+                `listen: 127.0.0.1:${cfgPort}
+data_dir: ${join(tmp, 'data')}
+instance: ts-pep-dpop-test
+resources:
+${configResources
+    .map(
+        uri => `  - uri: ${uri}
+    issuer: ${pdpUrl}/dev
+    jwks_uri: ${pdpUrl}/dev/jwks.json
+${configExtra}`
+    )
+    .join('\n')}
+audit:
+  enabled: false
+log:
+  level: warn
+`
+            );
+            const second = await spawnPdp(bin, ['serve', '--config', config], configUrl);
+            stops.push(second.stop);
+        }
+        return {
+            pdpUrl,
+            configUrl,
+            tmp,
+            devOutput: dev.output,
+            /** A dev token for aud (scope: space-delimited; jkt: the DPoP key's thumbprint, binding the token to it). */
+            mint: ({ aud, scope = '', sub = 'alice', jkt } = {}) =>
+                execFileSync(bin, ['token', '--data-dir', dataDir, '--aud', aud, '--scope', scope, '--sub', sub, ...(jkt ? ['--jkt', jkt] : [])], { encoding: 'utf8' }).trim(),
+            close
+        };
+    } catch (err) {
+        await close();
         throw err;
     }
 }

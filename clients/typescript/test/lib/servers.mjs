@@ -3,7 +3,7 @@
 // (one transport per session), JSON or SSE answers, behind pdpAuth, served
 // with express or with plain node:http. Every tool handler call is recorded
 // with the caller it saw.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import express from 'express';
 import { z } from 'zod';
@@ -15,14 +15,18 @@ import { callerFromAuthInfo, getCaller, pdpAuth } from '../../dist/index.js';
 
 const text = s => ({ content: [{ type: 'text', text: s }] });
 
-/** What a handler saw of its caller: authInfo without the token, and the caller. */
+/** A token's fingerprint (SHA-256, 16 hex digits): what the tests compare instead of the token. */
+export const fingerprint = token => createHash('sha256').update(token).digest('hex').slice(0, 16);
+
+/** What a handler saw of its caller: authInfo without the token (its fingerprint), and the caller. */
 function seen(authInfo) {
     if (!authInfo) return { anonymous: true };
     const { token, resource, ...rest } = authInfo;
-    return { ...rest, hasToken: typeof token === 'string' && token.length > 0, resource: resource?.href, caller: callerFromAuthInfo(authInfo) };
+    const hasToken = typeof token === 'string' && token.length > 0;
+    return { ...rest, hasToken, tokenFingerprint: hasToken ? fingerprint(token) : undefined, resource: resource?.href, caller: callerFromAuthInfo(authInfo) };
 }
 
-function registerTools(server, line, calls) {
+function registerTools(server, line, calls, demoTools) {
     const tool = (name, handler) => {
         if (line === 1) {
             server.registerTool(name, { description: name, inputSchema: { x: z.string().optional() } }, async (_args, extra) => {
@@ -42,6 +46,11 @@ function registerTools(server, line, calls) {
     tool('get-weather', () => text('sunny'));
     tool('secret', () => text('the secret'));
     tool('unlisted', () => text('not in the catalog'));
+    if (demoTools) {
+        // Tools of the dev PDP's demo catalog (lookup_product public, generate_qr_url needs qr:generate), answering what they saw of the caller.
+        tool('lookup_product', authInfo => text(JSON.stringify(seen(authInfo))));
+        tool('generate_qr_url', authInfo => text(JSON.stringify(seen(authInfo))));
+    }
 }
 
 /**
@@ -53,8 +62,9 @@ function registerTools(server, line, calls) {
  * @param {number} o.port
  * @param {object} o.auth        pdpAuth options (resource is set here)
  * @param {() => object} [o.eventStore] makes each session's event store (resumability: the server replays on GET after Last-Event-ID)
+ * @param {boolean} [o.demoTools] also the tools of the dev PDP's demo catalog (lookup_product, generate_qr_url)
  */
-export async function startMcpServer({ line, json, framework, port, auth, eventStore }) {
+export async function startMcpServer({ line, json, framework, port, auth, eventStore, demoTools = false }) {
     const resource = `http://127.0.0.1:${port}/mcp`;
     const calls = [];
     const errors = [];
@@ -73,7 +83,7 @@ export async function startMcpServer({ line, json, framework, port, auth, eventS
             }
             const Transport = line === 1 ? TransportV1 : TransportV2;
             const server = line === 1 ? new McpServerV1({ name: 'ts-pep-test', version: '0.0.0' }) : new McpServerV2({ name: 'ts-pep-test', version: '0.0.0' });
-            registerTools(server, line, calls);
+            registerTools(server, line, calls, demoTools);
             t = new Transport({
                 sessionIdGenerator: () => randomUUID(),
                 enableJsonResponse: json,
