@@ -152,6 +152,27 @@ func BenchmarkDecideCallDistinctArguments(b *testing.B) {
 	}
 }
 
+// BenchmarkDecideCallFreshToken is BenchmarkDecideCallCachedToken with the
+// verified-token cache off: every call verifies the JWT's ES256 signature,
+// the one signature verification a DPoP call (BenchmarkDecideCallDPoP)
+// adds to a cached token.
+func BenchmarkDecideCallFreshToken(b *testing.B) {
+	e := coretest.New(b, coretest.Options{TokenCacheSize: -1})
+	tok := "Bearer " + e.Issuer.Mint(b, devissuer.MintOptions{Subject: "alice", ClientID: "demo", Audience: []string{resource}, Scopes: []string{"qr:generate"}})
+	req := callRequest(tok, "generate_qr_url")
+	ctx := context.Background()
+	if r, err := e.Service.Decide(ctx, req, ""); err != nil || !r.Allow {
+		b.Fatalf("%+v %v", r, err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := e.Service.Decide(ctx, req, ""); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkDecideCallUncached is a tools/call with the decision cache off:
 // every call evaluates the policy (the cost of a first call, or of a policy
 // that reads arguments).
