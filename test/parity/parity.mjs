@@ -11,10 +11,15 @@
 // is not compared (only that it is a result). Batch answers are compared
 // element by element, ordered by id as written.
 //
+// DPoP (RFC 9449): each point and mode has a P-256 key made here
+// (node:crypto) and a dev token bound to it (pdp token --jkt); each request
+// of the DPoP cases carries a fresh proof unless the case says otherwise.
+//
 // Env: PARITY_POINTS  JSON [{"name":"go","json":"http://127.0.0.1:P/mcp","sse":"http://127.0.0.1:Q/mcp"}, ...]
-//      PDP_BIN, PDP_DATA_DIR  to mint dev tokens (pdp token --aud URL)
+//      PDP_BIN, PDP_DATA_DIR  to mint dev tokens (pdp token --aud URL [--jkt THUMBPRINT])
 // Prints the table; the last line is "parity: N passed, M failed"; exit 1 on a difference.
 import { execFileSync } from 'node:child_process';
+import { createHash, generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { request } from 'node:http';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -30,8 +35,26 @@ const BATCH_VERSION = '2025-03-26';
 /** GET replays: the servers prime each stream with an event id from 2025-11-25 on. */
 const RESUME_VERSION = '2025-11-25';
 
-const mint = (url, { scope = '', sub = 'alice' } = {}) =>
-    execFileSync(process.env.PDP_BIN, ['token', '--data-dir', process.env.PDP_DATA_DIR, '--aud', url, '--scope', scope, '--sub', sub], { encoding: 'utf8' }).trim();
+/** A dev token for url; jkt (a DPoP key's RFC 7638 thumbprint) binds it to that key (cnf.jkt). */
+const mint = (url, { scope = '', sub = 'alice', jkt } = {}) =>
+    execFileSync(process.env.PDP_BIN, ['token', '--data-dir', process.env.PDP_DATA_DIR, '--aud', url, '--scope', scope, '--sub', sub, ...(jkt ? ['--jkt', jkt] : [])], { encoding: 'utf8' }).trim();
+
+const b64u = b => Buffer.from(b).toString('base64url');
+
+/** A DPoP key (P-256): the private key, the public JWK and its RFC 7638 thumbprint. */
+function dpopKey() {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const { crv, kty, x, y } = publicKey.export({ format: 'jwk' });
+    const jwk = { crv, kty, x, y }; // the required members in lexicographic order (RFC 7638 §3)
+    return { privateKey, jwk, jkt: b64u(createHash('sha256').update(JSON.stringify(jwk)).digest()) };
+}
+
+/** A DPoP proof (RFC 9449 §4.2) of key for htm htu, bound to token (ath). */
+function dpopProof(key, { htm = 'POST', htu, token }) {
+    const header = b64u(JSON.stringify({ typ: 'dpop+jwt', alg: 'ES256', jwk: key.jwk }));
+    const claims = b64u(JSON.stringify({ jti: randomUUID(), htm, htu, iat: Math.floor(Date.now() / 1000), ath: b64u(createHash('sha256').update(token).digest()) }));
+    return `${header}.${claims}.${b64u(sign('sha256', Buffer.from(`${header}.${claims}`), { key: key.privateKey, dsaEncoding: 'ieee-p1363' }))}`;
+}
 
 /** The events of an SSE stream: their id and data fields. */
 function events(text) {
@@ -133,12 +156,13 @@ const list = (id = nextId++) => ({ jsonrpc: '2.0', id, method: 'tools/list', par
 const bearer = t => ({ Authorization: `Bearer ${t}` });
 const sid = s => ({ 'Mcp-Session-Id': s });
 
-/** Opens a session (initialize + initialized); returns its Mcp-Session-Id. */
+/** Opens a session (initialize + initialized); returns its Mcp-Session-Id. headers: an object, or a function making each request's (DPoP: a fresh proof). */
 async function open(url, headers = {}, version = VERSION) {
-    const init = await send(url, { body: { jsonrpc: '2.0', id: nextId++, method: 'initialize', params: { protocolVersion: version, capabilities: {}, clientInfo: { name: 'parity', version: '0' } } }, headers, version });
+    const h = typeof headers === 'function' ? headers : () => headers;
+    const init = await send(url, { body: { jsonrpc: '2.0', id: nextId++, method: 'initialize', params: { protocolVersion: version, capabilities: {}, clientInfo: { name: 'parity', version: '0' } } }, headers: h(), version });
     const s = init.headers.get('mcp-session-id');
     if (init.status !== 200 || !s) throw new Error(`initialize at ${url}: HTTP ${init.status} ${JSON.stringify(init.messages.map(m => m.value))}`);
-    const done = await send(url, { body: { jsonrpc: '2.0', method: 'notifications/initialized' }, headers: { ...headers, ...sid(s) }, version });
+    const done = await send(url, { body: { jsonrpc: '2.0', method: 'notifications/initialized' }, headers: { ...h(), ...sid(s) }, version });
     if (done.status !== 202) throw new Error(`notifications/initialized at ${url}: HTTP ${done.status}`);
     return s;
 }
@@ -191,6 +215,17 @@ const MIXED_BATCH = `[${[
 const RESPELT_BATCH = '[{"jsonrpc":"2.0","id":5.0,"method":"tools/call","params":{"name":"lookup_product","arguments":{}}}]';
 const RESPELT_CALL = '{"jsonrpc":"2.0","id":9.0,"method":"tools/call","params":{"name":"lookup_product","arguments":{}}}';
 
+/** A bound token's request headers: the DPoP scheme and a fresh proof (or the one given). */
+const dpop = (s, proof = dpopProof(s.key, { htu: s.url, token: s.bound })) => ({ Authorization: `DPoP ${s.bound}`, DPoP: proof });
+
+/** The same DPoP proof twice: what the second request gets, after the status of the first. */
+async function replayedProof(s) {
+    const h = { ...dpop(s), ...sid(s.boundSid) };
+    const first = await send(s.url, { body: call('lookup_product'), headers: h });
+    const second = observe(s.url, await send(s.url, { body: call('lookup_product'), headers: h }));
+    return { ...second, status: `${first.status}, then ${second.status}` };
+}
+
 /**
  * The cases: [name, mode, run]; run gets the point's state for that mode
  * (its URL, tokens, sessions) and returns what is compared.
@@ -234,7 +269,13 @@ const CASES = [
     ['PUT: 405', 'json', async s => observe(s.url, await send(s.url, { method: 'PUT', body: {} }))],
     ['two Authorization headers, each with a valid token: 401 invalid_token, never one of them used', 'json', async s => observe(s.url, await sendLines(s.url, call('generate_qr_url', { text: 'x' }), { Authorization: [`Bearer ${s.alice}`, `Bearer ${s.alice}`], ...sid(s.aliceSid) }))],
     ['an Authorization header and an empty one: 401', 'json', async s => observe(s.url, await sendLines(s.url, call('lookup_product'), { Authorization: [`Bearer ${s.alice}`, ''], ...sid(s.anon) }))],
-    ['a foreign Origin: 403', 'json', async s => observe(s.url, await send(s.url, { body: call('lookup_product'), headers: { Origin: 'http://evil.example', ...sid(s.anon) } }))]
+    ['a foreign Origin: 403', 'json', async s => observe(s.url, await send(s.url, { body: call('lookup_product'), headers: { Origin: 'http://evil.example', ...sid(s.anon) } }))],
+    ['DPoP: a bound token and a valid proof: generate_qr_url allowed', 'json', async s => observe(s.url, await send(s.url, { body: call('generate_qr_url', { text: 'x' }), headers: { ...dpop(s), ...sid(s.boundSid) } }))],
+    ['SSE: DPoP: a bound token and a valid proof: generate_qr_url allowed', 'sse', async s => observe(s.url, await send(s.url, { body: call('generate_qr_url', { text: 'x' }), headers: { ...dpop(s), ...sid(s.boundSid) } }))],
+    ['DPoP: the bound token as Bearer: 401 invalid_token', 'json', async s => observe(s.url, await send(s.url, { body: call('generate_qr_url', { text: 'x' }), headers: { ...bearer(s.bound), ...sid(s.boundSid) } }))],
+    ['DPoP: the same proof twice: the second 401 invalid_dpop_proof', 'json', async s => replayedProof(s)],
+    ['DPoP: a batch of two allowed calls with one proof: both answered by the server', 'json', async s => observe(s.url, await send(s.url, { body: [call('generate_qr_url', { text: 'x' }, 601), call('lookup_product', {}, 602)], headers: { ...dpop(s), ...sid(s.boundBatchSid) }, version: BATCH_VERSION }), { ids: true })],
+    ['SSE: DPoP: a batch of two allowed calls with one proof', 'sse', async s => observe(s.url, await send(s.url, { body: [call('generate_qr_url', { text: 'x' }, 601), call('lookup_product', {}, 602)], headers: { ...dpop(s), ...sid(s.boundBatchSid) }, version: BATCH_VERSION }), { ids: true })]
 ];
 
 // Per enforcement point and answer mode: its URL, tokens and sessions.
@@ -250,6 +291,10 @@ for (const p of points) {
         s.aliceSid = await open(url, bearer(alice));
         s.noScopeSid = await open(url, bearer(noScope));
         s.batchSid = await open(url, {}, BATCH_VERSION);
+        s.key = dpopKey();
+        s.bound = mint(url, { scope: 'qr:generate', jkt: s.key.jkt });
+        s.boundSid = await open(url, () => dpop(s));
+        s.boundBatchSid = await open(url, () => dpop(s), BATCH_VERSION);
         state[p.name][mode] = s;
     }
 }
