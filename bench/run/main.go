@@ -6,6 +6,9 @@
 //     the RS256 token of every request with jwx v3;
 //   - mcp-pdp: `pdp serve --config` with the demo policy (policies/*.rego)
 //     on a catalog of 100 tools and a real JWKS served over HTTP;
+//   - mcp-pdp+introspection: the same with RFC 7662 introspection of
+//     opaque tokens, against an endpoint the orchestrator serves (TLS on
+//     loopback), for the opaque-token session row;
 //   - opa: OPA's REST server (`opa run --server`, built from the OPA module
 //     version of go.mod through its tool directive) on the equivalent policy
 //     bench/opa/policy.rego (io.jwt.decode_verify against the same JWKS, the
@@ -35,6 +38,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mcp-pdp/pdp/bench/internal/fixture"
 	"github.com/mcp-pdp/pdp/internal/devissuer"
 )
 
@@ -76,12 +80,18 @@ type bench struct {
 	jwks    []byte
 	jwksURL string
 	session string
-	pool    []string
-	servers []*server
-	rep     *report
-	step    int
-	steps   int
-	started time.Time
+	// intro is the RFC 7662 endpoint of the opaque-token row, served over
+	// TLS on loopback at introURL; introCA is the PEM file of its
+	// certificate (SSL_CERT_FILE of the PDP that introspects).
+	intro    *fixture.Introspection
+	introURL string
+	introCA  string
+	pool     []string
+	servers  []*server
+	rep      *report
+	step     int
+	steps    int
+	started  time.Time
 }
 
 func main() {
@@ -92,7 +102,7 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 3, "runs of each cell (the table shows medians)")
 	flag.StringVar(&conns, "conns", "1,32", "connection counts")
 	flag.StringVar(&what, "what", "main,series,gateway", "what to run: main, series, gateway, profile (comma-separated)")
-	flag.StringVar(&only, "scenarios", "", "main-table workloads to run (comma-separated keys: session, fresh, anon, list, session-same, list-same; empty = all)")
+	flag.StringVar(&only, "scenarios", "", "main-table workloads to run (comma-separated keys: session, fresh, anon, list, session-same, list-same, session-opaque; empty = all)")
 	flag.BoolVar(&o.quick, "quick", false, "smoke run: short windows, one run, small pools and series")
 	flag.IntVar(&o.poolSize, "pool", 100000, "distinct tokens minted for the fresh-token and live-token runs")
 	flag.StringVar(&o.outDir, "out", "bench/results", "directory for the results (relative to the module root)")

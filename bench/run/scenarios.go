@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -53,6 +54,39 @@ func (b *bench) fixtures(ctx context.Context) error {
 		w.Write(b.jwks)
 	}), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	return b.serveIntrospection(ctx)
+}
+
+// serveIntrospection serves the RFC 7662 endpoint of the opaque-token row
+// (fixture.Introspection) over TLS on loopback, with a self-signed
+// certificate whose PEM the PDP that introspects gets as SSL_CERT_FILE: the
+// PDP refuses a plain http endpoint for an https issuer.
+func (b *bench) serveIntrospection(ctx context.Context) error {
+	intro, err := fixture.NewIntrospection()
+	if err != nil {
+		return err
+	}
+	cert, certPEM, err := fixture.LoopbackTLS()
+	if err != nil {
+		return err
+	}
+	b.introCA = filepath.Join(b.work, "introspection-ca.pem")
+	if err := os.WriteFile(b.introCA, certPEM, 0o644); err != nil {
+		return fmt.Errorf("introspection CA: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("introspection endpoint: %w", err)
+	}
+	b.intro = intro
+	b.introURL = "https://" + ln.Addr().String() + fixture.IntrospectionPath
+	srv := &http.Server{Handler: intro, TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 5 * time.Second}
+	go srv.ServeTLS(ln, "", "")
 	go func() {
 		<-ctx.Done()
 		srv.Close()
@@ -127,6 +161,16 @@ func (b *bench) allScenarios() []scenario {
 			},
 		},
 		{
+			// The token is opaque: mcp-pdp introspects it once (RFC 7662,
+			// b.intro; max_ttl 1h) and answers from its token cache after.
+			// Compared with the session row's mcp-pdp (issue #14: within 10%).
+			key: "session-opaque", title: "tools/call, one opaque token reused (introspected once, then cached)",
+			servers: []string{pdpIntrospection}, ref: "session", want: `"allow":true`,
+			body: func(s *server) fixture.Body {
+				return fixture.CallBody(s.shape, fixture.ProtectedTool, fixture.Same(b.intro.Token()), true)
+			},
+		},
+		{
 			key: "list-same", title: fmt.Sprintf("tools/list of %d tools, identical body every time (decision cache hit)", b.opts.listSize),
 			servers: []string{"mcp-pdp"}, ref: "list", want: `"outcome":"filtered"`,
 			body: func(s *server) fixture.Body {
@@ -155,12 +199,15 @@ type sample struct {
 	// (the external NATS server), not in CPUPerReq nor in OtherCores.
 	AuxCPUPerReq time.Duration `json:"aux_cpu_per_request,omitempty"`
 	// Retried counts the runs discarded because the machine was busy.
-	Retried    int    `json:"retried,omitempty"`
-	PeakRSS    uint64 `json:"peak_rss"`
-	RSS        uint64 `json:"rss"`
-	Requests   uint64 `json:"requests"`
-	Errors     uint64 `json:"errors"`
-	FirstError string `json:"first_error,omitempty"`
+	Retried int `json:"retried,omitempty"`
+	// Introspections counts the requests to the orchestrator's RFC 7662
+	// endpoint during the window (any server's).
+	Introspections uint64 `json:"introspections,omitempty"`
+	PeakRSS        uint64 `json:"peak_rss"`
+	RSS            uint64 `json:"rss"`
+	Requests       uint64 `json:"requests"`
+	Errors         uint64 `json:"errors"`
+	FirstError     string `json:"first_error,omitempty"`
 	// Metrics are deltas (counters) or end values (gauges) of mcp-pdp's
 	// /metrics around the run.
 	Metrics map[string]float64 `json:"metrics,omitempty"`
@@ -226,6 +273,13 @@ func (b *bench) measureOnce(ctx context.Context, s *server, r runSpec) (sample, 
 		}
 	}
 	var cpu0, cpu1, self0, self1, m0, m1, aux0, aux1 time.Duration
+	var intro0, intro1 fixture.IntrospectionCounts
+	introCounts := func() fixture.IntrospectionCounts {
+		if b.intro == nil {
+			return fixture.IntrospectionCounts{}
+		}
+		return b.intro.Counts()
+	}
 	auxCPU := func() time.Duration {
 		if s.aux == nil {
 			return 0
@@ -242,12 +296,14 @@ func (b *bench) measureOnce(ctx context.Context, s *server, r runSpec) (sample, 
 			aux0 = auxCPU()
 			self0, _ = procCPU(os.Getpid())
 			m0, _ = machineCPU()
+			intro0 = introCounts()
 		},
 		OnStop: func() {
 			cpu1, _ = procCPU(s.pid())
 			aux1 = auxCPU()
 			self1, _ = procCPU(os.Getpid())
 			m1, _ = machineCPU()
+			intro1 = introCounts()
 		},
 	})
 	if err != nil {
@@ -257,6 +313,7 @@ func (b *bench) measureOnce(ctx context.Context, s *server, r runSpec) (sample, 
 		Server: s.name, Conns: r.conns, Rate: res.Rate(),
 		P50: res.Hist.Quantile(0.50), P90: res.Hist.Quantile(0.90), P99: res.Hist.Quantile(0.99), Max: res.Hist.Max(),
 		Requests: res.Requests, Errors: res.Errors, FirstError: res.FirstError,
+		Introspections: intro1.Sub(intro0).Requests,
 	}
 	if res.Requests > 0 {
 		smp.CPUPerReq = (cpu1 - cpu0) / time.Duration(res.Requests)
@@ -344,6 +401,12 @@ func (b *bench) startByName(ctx context.Context, name string) (*server, error) {
 		return b.startPDP(ctx, "mcp-pdp", b.opts.catalog, pdpDefault)
 	case "mcp-pdp-nocache":
 		return b.startPDP(ctx, "mcp-pdp-nocache", b.opts.catalog, pdpNoCache)
+	case pdpIntrospection:
+		s, err := b.startPDP(ctx, "mcp-pdp-introspection", b.opts.catalog, pdpIntrospect)
+		if s != nil {
+			s.name = pdpIntrospection
+		}
+		return s, err
 	case "opa":
 		return b.startOPA(ctx, "opa", b.opts.catalog)
 	}
@@ -361,6 +424,7 @@ func (b *bench) mainTable(ctx context.Context) error {
 	}
 	logf("main table: %d runs of %s after %s of warm-up; whole benchmark ~%s", b.steps, b.opts.duration, b.opts.warmup, b.estimate().Round(time.Minute))
 	for _, sc := range scs {
+		intro0 := b.intro.Counts()
 		byName := map[string]*server{}
 		for _, name := range sc.servers {
 			s, err := b.startByName(ctx, name)
@@ -385,6 +449,9 @@ func (b *bench) mainTable(ctx context.Context) error {
 		for _, s := range byName {
 			b.stop(s)
 		}
+		// From the first server's start to the last one's stop: start-up,
+		// warm-ups and windows.
+		b.rep.introspections[sc.key] = b.intro.Counts().Sub(intro0)
 	}
 	return nil
 }
@@ -399,7 +466,12 @@ const (
 	pdpNoCache               // policy.decision_cache_size: -1
 	pdpGOGC                  // GOGC=400 in the environment
 	pdpGOGC100               // GOGC=100 (Go's default) in the environment
+	pdpIntrospect            // the resource introspects opaque tokens (b.intro)
 )
+
+// pdpIntrospection is the main table's name of the mcp-pdp server in
+// pdpIntrospect mode.
+const pdpIntrospection = "mcp-pdp+introspection"
 
 // interleave measures the servers run by run in rotating order and files
 // each sample in the series under key(i) of its server.

@@ -166,7 +166,8 @@ func (b *bench) startFloor(ctx context.Context, name string, verify bool) (*serv
 // pdpConfig is the mcp-pdp configuration of the benchmark: the demo policy
 // (policies/*.rego) with a catalog of n tools, one resource whose JWKS is
 // the orchestrator's loopback JWKS server, audit off or on (async, embedded
-// NATS), everything else at its default.
+// NATS), introspection of opaque tokens in pdpIntrospect mode, everything
+// else at its default.
 func (b *bench) pdpConfig(dir, addr string, catalog int, mode pdpMode, natsURL string) (string, error) {
 	pol := filepath.Join(dir, "policy")
 	if err := fixture.WritePDPPolicy(pol, catalog); err != nil {
@@ -183,6 +184,18 @@ func (b *bench) pdpConfig(dir, addr string, catalog int, mode pdpMode, natsURL s
 	if mode == pdpNoCache {
 		cacheYAML = "  decision_cache_size: -1\n"
 	}
+	introYAML := ""
+	if mode == pdpIntrospect {
+		// The one opaque token is introspected once: max_ttl 1h (the
+		// longest allowed) keeps it cached for the whole run, where the
+		// default (1m) would introspect it again every minute.
+		secret := filepath.Join(dir, "introspection-secret")
+		if err := os.WriteFile(secret, []byte(b.intro.ClientSecret()+"\n"), 0o600); err != nil {
+			return "", fmt.Errorf("introspection secret: %w", err)
+		}
+		introYAML = fmt.Sprintf("    introspection:\n      endpoint: %q\n      client_id: %q\n      client_secret_file: %q\n      max_ttl: 1h\n",
+			b.introURL, fixture.IntrospectionClientID, secret)
+	}
 	cfg := fmt.Sprintf(`# written by bench/run (make loadbench)
 listen: %q
 data_dir: %q
@@ -192,11 +205,11 @@ resources:
     issuer: %q
     jwks_uri: %q
     scopes_supported: [%q]
-policy:
+%spolicy:
   path: %q
 %s%slog:
   level: warn
-`, addr, filepath.Join(dir, "data"), fixture.Resource, fixture.Issuer, b.jwksURL, fixture.Scope, pol, cacheYAML, auditYAML)
+`, addr, filepath.Join(dir, "data"), fixture.Resource, fixture.Issuer, b.jwksURL, fixture.Scope, introYAML, pol, cacheYAML, auditYAML)
 	path := filepath.Join(dir, "pdp.yaml")
 	return path, os.WriteFile(path, []byte(cfg), 0o644)
 }
@@ -232,6 +245,10 @@ func (b *bench) startPDPBinary(ctx context.Context, name, bin string, catalog in
 		s.env = []string{"GOGC=400"}
 	case pdpGOGC100:
 		s.env = []string{"GOGC=100"}
+	case pdpIntrospect:
+		// The endpoint's self-signed certificate is this process's only
+		// root: it talks to nothing else over TLS.
+		s.env = []string{"SSL_CERT_FILE=" + b.introCA}
 	}
 	args := []string{bin, "--config", cfg}
 	if serve {
