@@ -29,6 +29,7 @@
 //   POST /_test/token    {client?, resource, scope?, user?, dpop_jwk?}  -> token()'s result
 //   POST /_test/revoke   {token}                                        -> 200 {}
 //   POST /_test/proof    {jwk, htm, htu, access_token?, ...}            -> {proof} (see dpop.mjs)
+//   GET  /_test/counts   requests so far per oidc-provider route        -> {introspection: n, ...}
 import { createServer } from 'node:http';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -209,6 +210,18 @@ export async function startProvider({ port = 0, host = '127.0.0.1', resources = 
     });
     const issuer = `http://${host}:${server.address().port}`;
     const provider = new Provider(issuer, configuration);
+    // Requests per oidc-provider route ('introspection', 'revocation', 'token', 'jwks',
+    // 'discovery', ...), counted as they arrive, whatever their outcome: the PDP tests
+    // assert how often the PDP introspects (counts(), GET /_test/counts).
+    const counts = {};
+    provider.use(async (ctx, next) => {
+        try {
+            await next();
+        } finally {
+            const route = ctx.oidc?.route;
+            if (route) counts[route] = (counts[route] ?? 0) + 1;
+        }
+    });
     const callback = provider.callback();
 
     // Which client obtained which token (by fingerprint), so revoke() can use it.
@@ -364,6 +377,7 @@ export async function startProvider({ port = 0, host = '127.0.0.1', resources = 
 
     async function control(req, res, path) {
         if (req.method === 'GET' && path.startsWith('/_test/interaction/')) return interaction(req, res);
+        if (req.method === 'GET' && path === '/_test/counts') return sendJSON(res, 200, { ...counts });
         if (req.method !== 'POST') return sendJSON(res, 405, { error: 'method_not_allowed' });
         const body = await readJSON(req);
         switch (path) {
@@ -431,6 +445,7 @@ export async function startProvider({ port = 0, host = '127.0.0.1', resources = 
         provider,
         token,
         revoke,
+        counts: () => ({ ...counts }),
         close: async () => {
             await new Promise(resolve => {
                 server.close(() => resolve());

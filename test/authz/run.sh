@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# Smoke tests of the test authorization server (oidc-provider, provider.mjs) that
-# mcp-pdp's introspection and DPoP tests use (issue #14): no PDP, just the server.
+# Tests against the test authorization server (oidc-provider, provider.mjs) of
+# mcp-pdp's introspection and DPoP support (issue #14):
+#   smoke.test.mjs  the server itself, no PDP
+#   pdp.test.mjs    the PDP end to end: `pdp serve` introspecting the server's
+#                   opaque tokens (client_secret_basic/post, private_key_jwt, RFC
+#                   9701), verifying its JWTs, checking DPoP proofs
 #
 # Installs the pinned node dependencies (package-lock.json) when one is missing,
-# then runs smoke.test.mjs with node:test. The tests start their own servers on
-# free loopback ports (port 0) and stop them; serve.mjs runs as a child process.
+# builds pdp unless PDP_BIN names one, then runs both files with node:test (one
+# run, one summary). The tests start their own servers on free loopback ports
+# and stop them; the run is a process group of its own, ended on exit, so
+# nothing it starts (serve.mjs, pdp serve) outlives it.
 #
 # Usage: test/authz/run.sh [extra node --test flags]
-# Env:   KEEP_TMP=1  keep the temporary directory (the test output)
+# Env:   KEEP_TMP=1  keep the temporary directories (the test output; pdp.test.mjs's
+#                    config, log and data_dir)
+#        PDP_BIN     the pdp binary (default: built into the temporary directory)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,12 +31,15 @@ node -e 'process.exit(typeof URL.parse === "function" && typeof require("node:cr
     die "node >= 20.19 is required (oidc-provider 9)"
 
 npm_deps "$here" oidc-provider oauth4webapi jose
+pdp_binary
+export PDP_BIN="$pdp_bin"
 
-# node:test's spec reporter ends with "ℹ pass N", "ℹ fail N", ...
-set +e
-(cd "$here" && timeout 120 node --test --test-reporter=spec --test-timeout=30000 "$@" smoke.test.mjs) 2>&1 | tee "$tmp/test.out"
-rc=${PIPESTATUS[0]}
-set -e
+# node:test's spec reporter ends with "ℹ pass N", "ℹ fail N", ... (for both files).
+# TMPDIR: the tests' own temporary directories go under $tmp, removed on exit.
+cd "$here"
+rc=0
+run_group test.out env TMPDIR="$tmp" timeout 180 node --test --test-reporter=spec --test-timeout=30000 "$@" smoke.test.mjs pdp.test.mjs || rc=$?
+cat "$tmp/test.out"
 
 passed=$(count_tests pass "$tmp/test.out")
 failed=$(count_tests fail "$tmp/test.out")

@@ -49,7 +49,7 @@ const as = await startProvider({
     dir: values.dir,
     requireDpopNonce: values['dpop-nonce']
 });
-const { provider, token, revoke, close, ...info } = as;
+const { provider, token, revoke, counts, close, ...info } = as;
 process.stdout.write(`${JSON.stringify(info)}\n`);
 
 let stopping = false;
