@@ -69,6 +69,8 @@ FUZZ_TARGETS := \
 	internal/core:FuzzParseMessageFast \
 	internal/core:FuzzScopeClaims \
 	internal/decision:FuzzCacheEquivalence \
+	internal/dpop:FuzzNormalizeHTU \
+	internal/dpop:FuzzVerify \
 	internal/jsonfast:FuzzWalk \
 	internal/listfilter:FuzzFilter \
 	internal/listfilter:FuzzParseFast \

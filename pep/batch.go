@@ -34,7 +34,8 @@ type batch struct {
 // list answers filtered, answers to requests that were not handed on
 // dropped, a request left unanswered answered with an error.
 func (m *middleware) postBatch(w http.ResponseWriter, r *http.Request, body []byte) {
-	b, ok := m.decideBatch(w, r, body)
+	creds := m.credentials(r) // one HTTP request: its decisions share one http.id (DPoP)
+	b, ok := m.decideBatch(w, r, body, creds)
 	if !ok {
 		return
 	}
@@ -50,7 +51,7 @@ func (m *middleware) postBatch(w http.ResponseWriter, r *http.Request, body []by
 		raws[i] = f.raw
 	}
 	iw := m.intercept(w, r, b.allowed)
-	iw.batch, iw.due, iw.creds = b, b.due, m.credentials(r)
+	iw.batch, iw.due, iw.creds = b, b.due, creds
 	m.serve(iw, r, append(append([]byte{'['}, bytes.Join(raws, []byte{','})...), ']'), b.allowed)
 }
 
@@ -58,7 +59,7 @@ func (m *middleware) postBatch(w http.ResponseWriter, r *http.Request, body []by
 // the client itself (and reports false) when the batch as a whole is
 // refused: not an array of messages, empty, too long, two requests with
 // one id, or Mcp-Method/Mcp-Name headers (they describe one message).
-func (m *middleware) decideBatch(w http.ResponseWriter, r *http.Request, body []byte) (*batch, bool) {
+func (m *middleware) decideBatch(w http.ResponseWriter, r *http.Request, body []byte, creds credentials) (*batch, bool) {
 	var raws []json.RawMessage
 	if err := json.Unmarshal(body, &raws); err != nil {
 		WriteError(w, http.StatusBadRequest, nil, codeInvalidRequest, "the batch is not a JSON array")
@@ -77,7 +78,6 @@ func (m *middleware) decideBatch(w http.ResponseWriter, r *http.Request, body []
 	}
 	b := &batch{lists: map[int]*message{}}
 	var ids []json.RawMessage
-	creds := m.credentials(r)
 	for _, raw := range raws {
 		msg, err := parseMessage(raw)
 		if err == nil && msg.batch {

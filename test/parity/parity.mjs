@@ -275,7 +275,9 @@ const CASES = [
     ['DPoP: the bound token as Bearer: 401 invalid_token', 'json', async s => observe(s.url, await send(s.url, { body: call('generate_qr_url', { text: 'x' }), headers: { ...bearer(s.bound), ...sid(s.boundSid) } }))],
     ['DPoP: the same proof twice: the second 401 invalid_dpop_proof', 'json', async s => replayedProof(s)],
     ['DPoP: a batch of two allowed calls with one proof: both answered by the server', 'json', async s => observe(s.url, await send(s.url, { body: [call('generate_qr_url', { text: 'x' }, 601), call('lookup_product', {}, 602)], headers: { ...dpop(s), ...sid(s.boundBatchSid) }, version: BATCH_VERSION }), { ids: true })],
-    ['SSE: DPoP: a batch of two allowed calls with one proof', 'sse', async s => observe(s.url, await send(s.url, { body: [call('generate_qr_url', { text: 'x' }, 601), call('lookup_product', {}, 602)], headers: { ...dpop(s), ...sid(s.boundBatchSid) }, version: BATCH_VERSION }), { ids: true })]
+    ['SSE: DPoP: a batch of two allowed calls with one proof', 'sse', async s => observe(s.url, await send(s.url, { body: [call('generate_qr_url', { text: 'x' }, 601), call('lookup_product', {}, 602)], headers: { ...dpop(s), ...sid(s.boundBatchSid) }, version: BATCH_VERSION }), { ids: true })],
+    ['DPoP: a batch of a list and a call with one proof: the list filtered (its answer checked with the same proof)', 'json', async s => observe(s.url, await send(s.url, { body: [list(611), call('lookup_product', {}, 612)], headers: { ...dpop(s), ...sid(s.boundBatchSid) }, version: BATCH_VERSION }), { list: true, ids: true })],
+    ['DPoP: a lone tools/list with a proof: filtered', 'json', async s => observe(s.url, await send(s.url, { body: list(), headers: { ...dpop(s), ...sid(s.boundSid) } }), { list: true })]
 ];
 
 // Per enforcement point and answer mode: its URL, tokens and sessions.
