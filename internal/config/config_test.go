@@ -135,6 +135,10 @@ func TestErrorsNameKeyAndFix(t *testing.T) {
 		{"introspection without key", minimal + "    introspection: {discover: true, client_id: pdp, auth_method: private_key_jwt}\n", "resources[0].introspection.private_key_file: required"},
 		{"introspection method", minimal + "    introspection: {discover: true, client_id: pdp, auth_method: tls_client_auth}\n", "resources[0].introspection.auth_method"},
 		{"introspection max_ttl", minimal + "    introspection: {discover: true, client_id: pdp, client_secret_file: s, max_ttl: 2h}\n", "resources[0].introspection.max_ttl: 2h0m0s is out of range"},
+		{"dpop mode", minimal + "    dpop: sometimes\n", `resources[0].dpop: "sometimes" is not one of: off, allowed, required`},
+		{"dpop alg", minimal + "    dpop_algorithms: [HS256]\n", `resources[0].dpop_algorithms: "HS256" is not allowed`},
+		{"dpop window", minimal + "    dpop_window: 2h\n", "resources[0].dpop_window: 2h0m0s is out of range"},
+		{"dpop off with settings", minimal + "    dpop: off\n    dpop_nonce: true\n", "resources[0].dpop: off, but"},
 		{"introspection unknown key", minimal + "    introspection: {discover: true, client_id: pdp, client_secret_file: s, secret: x}\n", "resources[0].introspection.secret: not a known key"},
 	}
 	for _, tc := range tests {
