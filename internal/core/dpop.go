@@ -37,6 +37,7 @@ func (d *pending) checkDPoP(ctx context.Context, req *pep.Request, scheme, raw s
 	bound := d.claims.JKT != ""
 	switch {
 	case bound && scheme != token.SchemeDPoP:
+		d.dpopUsed = true // the client has a DPoP key: tell it the algorithms
 		return &token.Error{Code: token.CodeInvalidToken, Description: descBoundAsBearer}
 	case !bound && scheme == token.SchemeDPoP:
 		return &token.Error{Code: token.CodeInvalidToken, Description: descUnboundAsDPoP}

@@ -496,13 +496,20 @@ func (in *introspector) claims(m map[string]any, sum *[32]byte) (*Claims, time.T
 	if iss == "" {
 		iss = in.v.cfg.Issuer // the endpoint speaks for the configured issuer
 	}
+	grant := grantOf(m, sub, client)
+	if grant == "" && sub == "" && client != "" {
+		// RFC 7662 §2.2: sub names the resource owner; a token with a
+		// client and no resource owner is the client's own
+		// (client_credentials), as authorization servers answer for them.
+		grant = GrantClientCredentials
+	}
 	cl := &Claims{
 		Subject:     sub,
 		ClientID:    client,
 		Issuer:      iss,
 		Audience:    aud,
 		Scopes:      scopes,
-		Grant:       grantOf(m, sub, client),
+		Grant:       grant,
 		Act:         act,
 		ExpiresAt:   exp,
 		IssuedAt:    iat,

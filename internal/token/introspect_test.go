@@ -249,14 +249,22 @@ func TestIntrospectionActive(t *testing.T) {
 	if accept, auth := e.as.last(); accept != "application/json" || auth != AuthClientSecretBasic {
 		t.Fatalf("accept %q auth %q", accept, auth)
 	}
+	// A client's own token (no sub): client_credentials.
+	svc := opaque(t)
+	sr := activeResp(e)
+	delete(sr, "sub")
+	e.as.set(svc, sr)
+	if cl := mustVerify(t, e.v, svc); cl.Grant != GrantClientCredentials || cl.Subject != "" {
+		t.Fatalf("client token: grant %q sub %q", cl.Grant, cl.Subject)
+	}
 	// Cached: no second request.
 	mustVerify(t, e.v, tok)
-	if n := e.as.calls.Load(); n != 1 {
-		t.Fatalf("%d introspections, want 1", n)
+	if n := e.as.calls.Load(); n != 2 {
+		t.Fatalf("%d introspections, want 2 (one per token)", n)
 	}
 	// A JWT of the issuer is verified locally, never introspected.
 	jwtCl := mustVerify(t, e.v, e.mint(t, devissuer.MintOptions{}))
-	if jwtCl.Validation != ValidationJWT || e.as.calls.Load() != 1 {
+	if jwtCl.Validation != ValidationJWT || e.as.calls.Load() != 2 {
 		t.Fatalf("JWT: validation %q, %d introspections", jwtCl.Validation, e.as.calls.Load())
 	}
 }

@@ -281,8 +281,9 @@ describe('introspected opaque tokens', () => {
                 assertAllowed(d, { client: 'svc-a' });
                 assert.deepEqual(d.caller.scopes, ['read', 'qr:generate']);
                 // oidc-provider's introspection of a client_credentials token has neither sub
-                // nor grant_type: the PDP does not guess (grant unknown), and never says user.
-                assert.equal(d.caller.grant, undefined);
+                // nor grant_type: a client with no resource owner (RFC 7662 sub) is the
+                // client's own token, client_credentials, never user.
+                assert.equal(d.caller.grant, 'client_credentials');
                 assert.ok(d.caller.expires_at >= now() + 200, `expires_at ${d.caller.expires_at}`);
                 assert.equal(introspections(), n + 1);
                 // A second call of the same token: from the cache.
@@ -474,9 +475,10 @@ describe('DPoP-bound tokens', () => {
     test('the bound token as Bearer: 401 invalid_token naming the DPoP scheme', () =>
         withLog(async () => {
             const desc = 'the token is bound to a key (cnf.jkt): present it with the DPoP scheme and a DPoP proof';
-            // No proof either: the request looks like a plain Bearer one, so the Bearer challenge alone.
+            // No proof either: the token is bound, so the client has a DPoP key: both
+            // challenges (it learns the algorithms), the error in the DPoP one.
             const d = await callQR(R.basic, `Bearer ${tok}`);
-            assertChallenge(d, bearer(R.basic, { error: 'invalid_token', desc }), desc);
+            assertChallenge(d, refusedDPoP(desc, 'invalid_token'), desc);
             // With a (valid) proof: both challenges, the error in the DPoP one.
             const p = await proof({ key, htm: 'POST', htu: R.basic, accessToken: tok });
             assertChallenge(await dpopCall(p, { scheme: 'Bearer' }), refusedDPoP(desc, 'invalid_token'), desc);
@@ -536,7 +538,7 @@ describe('DPoP-bound tokens', () => {
             assertAllowed(await dpopCall(p, { resource: R.jwt, url: R.jwt, token: t }), { client: 'svc-a', sub: 'svc-a' });
             assert.equal(introspections(), n);
             const desc = 'the token is bound to a key (cnf.jkt): present it with the DPoP scheme and a DPoP proof';
-            assertChallenge(await callQR(R.jwt, `Bearer ${t}`), bearer(R.jwt, { error: 'invalid_token', desc }), desc);
+            assertChallenge(await callQR(R.jwt, `Bearer ${t}`), refusedDPoP(desc, 'invalid_token', R.jwt), desc);
         }));
 
     test('a DPoP-bound user token (code flow) on the private_key_jwt resource: allowed, caller.sub the user', () =>

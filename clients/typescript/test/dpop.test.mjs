@@ -156,8 +156,8 @@ for (const [i, c] of COMBOS.entries()) {
             const r = await post(s().url, call('lookup_product'), { Authorization: `Bearer ${a.token}` }, '2025-06-18');
             assert.equal(r.status, 401, r.text);
             const www = r.headers.get('www-authenticate') ?? '';
-            // The client used Bearer: a Bearer challenge, whose description names the DPoP scheme.
-            assert.match(www, /^Bearer .*error="invalid_token"/);
+            // The token is bound: both challenges, the error in the DPoP one (the client learns the algs).
+            assert.match(www, /^Bearer resource_metadata="[^"]+", scope="[^"]*", DPoP algs="[^"]+", error="invalid_token"/);
             assert.match(www, /error_description="[^"]*the DPoP scheme/);
             // With a valid proof besides, still the wrong scheme.
             const withProof = await post(s().url, call('lookup_product'), { Authorization: `Bearer ${a.token}`, DPoP: a.proof() }, '2025-06-18');
