@@ -27,13 +27,15 @@ test: vet
 
 ## client-test: real MCP clients (official TypeScript SDK, inspector-cli) step up on the PDP's challenges
 ## and through the gateway; the TypeScript PEP library (clients/typescript) against both SDK lines; the
-## TypeScript example; the parity table (Go middleware, TypeScript middleware and gateway answer alike)
+## TypeScript example; the parity table (Go middleware, TypeScript middleware and gateway answer alike);
+## introspection and DPoP against a real authorization server (oidc-provider, test/authz)
 client-test:
 	$(GO) build -o bin/pdp-client-test ./cmd/pdp
 	PDP_BIN=$(CURDIR)/bin/pdp-client-test test/clients/run.sh
 	PDP_BIN=$(CURDIR)/bin/pdp-client-test bash clients/typescript/run-tests.sh
 	PDP_BIN=$(CURDIR)/bin/pdp-client-test bash examples/typescript/run-test.sh
 	PDP_BIN=$(CURDIR)/bin/pdp-client-test bash test/parity/run.sh
+	PDP_BIN=$(CURDIR)/bin/pdp-client-test bash test/authz/run.sh
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
