@@ -157,7 +157,7 @@ for (const [i, c] of COMBOS.entries()) {
             assert.equal(r.status, 401, r.text);
             const www = r.headers.get('www-authenticate') ?? '';
             // The token is bound: both challenges, the error in the DPoP one (the client learns the algs).
-            assert.match(www, /^Bearer resource_metadata="[^"]+", scope="[^"]*", DPoP algs="[^"]+", error="invalid_token"/);
+            assert.match(www, /^Bearer resource_metadata="[^"]+"(, scope="[^"]*")?, DPoP algs="[^"]+", error="invalid_token"/);
             assert.match(www, /error_description="[^"]*the DPoP scheme/);
             // With a valid proof besides, still the wrong scheme.
             const withProof = await post(s().url, call('lookup_product'), { Authorization: `Bearer ${a.token}`, DPoP: a.proof() }, '2025-06-18');
