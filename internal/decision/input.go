@@ -15,9 +15,13 @@ const (
 	OpCall Operation = "call"
 	// OpList lists targets: tools/list, prompts/list, resources/list, ...
 	OpList Operation = "list"
-	// OpLifecycle is initialize, ping and notifications/*.
+	// OpLifecycle is initialize, server/discover (MCP 2026-07-28), ping and
+	// notifications/*: always allowed by the default policy.
 	OpLifecycle Operation = "lifecycle"
-	// OpOther is every other method (completion/complete, logging/setLevel, ...).
+	// OpOther is every other method (completion/complete, logging/setLevel,
+	// tasks/*, subscriptions/listen, ...): the default policy looks it up
+	// in the catalog's methods section; a method not listed there is
+	// unknown (-32601).
 	OpOther Operation = "other"
 )
 
@@ -54,6 +58,7 @@ var methods = map[string]Method{
 	"resources/list":           {OpList, KindResource, "resources", "uri"},
 	"resources/templates/list": {OpList, KindResourceTemplate, "resourceTemplates", "uriTemplate"},
 	"initialize":               {OpLifecycle, KindNone, "", ""},
+	"server/discover":          {OpLifecycle, KindNone, "", ""}, // MCP 2026-07-28: replaces initialize
 	"ping":                     {OpLifecycle, KindNone, "", ""},
 }
 

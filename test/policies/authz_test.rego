@@ -70,9 +70,24 @@ test_revoked_client_is_denied if {
 }
 
 test_lifecycle_methods_allowed if {
-	every m in ["initialize", "ping", "notifications/initialized"] {
+	every m in ["initialize", "server/discover", "ping", "notifications/initialized"] {
 		d := authz.decision with input as {"resource": resource, "method": m, "operation": "lifecycle", "kind": "", "token": anonymous}
 		d.allow
+	}
+}
+
+# MCP 2026-07-28's one notification stream, and 2025-11-25's tasks: listed
+# public in the default catalog's methods; a server-to-client request sent
+# to the server is unknown.
+test_other_methods_of_the_default_catalog if {
+	every m in ["subscriptions/listen", "tasks/get", "tasks/result", "tasks/list", "tasks/cancel", "completion/complete"] {
+		d := authz.decision with input as {"resource": resource, "method": m, "operation": "other", "kind": "", "token": anonymous}
+		d.allow
+	}
+	every m in ["sampling/createMessage", "roots/list", "elicitation/create"] {
+		d := authz.decision with input as {"resource": resource, "method": m, "operation": "other", "kind": "", "token": anonymous}
+		not d.allow
+		not d.visible
 	}
 }
 
