@@ -48,6 +48,14 @@ type Request struct {
 	// Nil: no session, or one opened anonymously, which its first
 	// authenticated caller may claim.
 	SessionOwner *Caller `json:"session_owner,omitempty"`
+	// MCPMethod and MCPName (JSON "mcp_method", "mcp_name", omitted when
+	// empty) are the Mcp-Method and Mcp-Name request headers (MCP
+	// 2026-07-28) as received, plain or in their =?base64?…?= form. The
+	// PDP refuses a message they contradict (400, JSON-RPC -32020
+	// HeaderMismatch), audited: infrastructure that routes or limits on
+	// the headers must not see another request than the one decided.
+	MCPMethod string `json:"mcp_method,omitempty"`
+	MCPName   string `json:"mcp_name,omitempty"`
 	// DPoP (JSON "dpop", omitted when empty) is the DPoP header (RFC 9449)
 	// of the MCP request, exactly as received; several DPoP headers are
 	// joined with ", " (and then refused). A token bound to a key

@@ -106,6 +106,8 @@ const (
 	keyResult
 	keyHTTPMethod
 	keyDPoP
+	keyMCPMethod
+	keyMCPName
 )
 
 // decodeFast decodes the common shape of a request without reflection: one
@@ -146,6 +148,10 @@ func decodeFast(buf []byte, req *pep.Request) bool {
 				bit = keyHTTPMethod
 			case "dpop":
 				bit = keyDPoP
+			case "mcp_method":
+				bit = keyMCPMethod
+			case "mcp_name":
+				bit = keyMCPName
 			default:
 				return false
 			}
@@ -159,7 +165,7 @@ func decodeFast(buf []byte, req *pep.Request) bool {
 			}
 			i = jsonfast.SkipSpace(buf, i+1)
 			switch bit {
-			case keyResource, keyAuthorization, keyHTTPMethod, keyDPoP:
+			case keyResource, keyAuthorization, keyHTTPMethod, keyDPoP, keyMCPMethod, keyMCPName:
 				s, next, ok := jsonfast.PlainString(buf, i)
 				if !ok {
 					return false
@@ -171,6 +177,10 @@ func decodeFast(buf []byte, req *pep.Request) bool {
 					req.Authorization = string(s)
 				case keyDPoP:
 					req.DPoP = string(s)
+				case keyMCPMethod:
+					req.MCPMethod = string(s)
+				case keyMCPName:
+					req.MCPName = string(s)
 				default:
 					req.HTTPMethod = string(s)
 				}
@@ -215,7 +225,7 @@ func describeJSONError(err error) string {
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "malformed JSON: unexpected end of input"
 	case strings.HasPrefix(err.Error(), "json: unknown field"):
-		return strings.TrimPrefix(err.Error(), "json: ") + "; known fields: resource, authorization, message, result, http_method, session_owner, dpop, http"
+		return strings.TrimPrefix(err.Error(), "json: ") + "; known fields: resource, authorization, message, result, http_method, session_owner, dpop, http, mcp_method, mcp_name"
 	}
 	return "malformed JSON: " + err.Error()
 }

@@ -264,6 +264,9 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 	if tokErr == nil && !d.ownsSession(req.SessionOwner) {
 		return d.sessionHijack(reqCtx)
 	}
+	if why := headerMismatch(req, msg.Method, in); why != "" {
+		return d.headerMismatch(reqCtx, why)
+	}
 
 	var result *decision.Result
 	switch {
