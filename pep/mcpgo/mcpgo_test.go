@@ -43,3 +43,17 @@ func TestMCPGoDPoP(t *testing.T) {
 		return mcpgo.Handler(s, pep.Options{Decider: d, Resource: resource}, server.WithEndpointPath("/mcp"))
 	})
 }
+
+// TestMCPGoVersions: the scenario with the go-sdk client asking for each
+// protocol version; mcp-go's server answers the ones it speaks.
+func TestMCPGoVersions(t *testing.T) {
+	peptest.StepUpVersions(t, func(d pep.Decider, resource string, _ bool, calls *peptest.Calls) http.Handler {
+		s := server.NewMCPServer("shop", "1.0.0", server.WithToolCapabilities(true))
+		for _, name := range peptest.Tools {
+			s.AddTool(mcp.NewTool(name), func(ctx context.Context, _ mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				return mcp.NewToolResultText(calls.Ran(name, pep.CallerFrom(ctx))), nil
+			})
+		}
+		return mcpgo.Handler(s, pep.Options{Decider: d, Resource: resource}, server.WithEndpointPath("/mcp"))
+	}, peptest.Versions, nil)
+}

@@ -87,12 +87,32 @@ func StepUp(t *testing.T, mount Mount) {
 	for _, remote := range []bool{true, false} {
 		for _, jsonAnswers := range []bool{false, true} {
 			name := map[bool]string{true: "remote PDP", false: "in-process PDP"}[remote] + map[bool]string{true: ", JSON", false: ", SSE"}[jsonAnswers]
-			t.Run(name, func(t *testing.T) { stepUp(t, mount, remote, jsonAnswers) })
+			t.Run(name, func(t *testing.T) { stepUp(t, mount, remote, jsonAnswers, "", "") })
 		}
 	}
 }
 
-func stepUp(t *testing.T, mount Mount, remote, jsonAnswers bool) {
+// StepUpVersions runs the scenario (remote PDP, SSE answers) with the
+// go-sdk client asking for each protocol version in turn (the client's
+// ClientSessionOptions.ProtocolVersion), and checks the version the session
+// negotiated: want[v], or v itself when want has no entry (a server that
+// does not speak v's era makes the client fall back).
+func StepUpVersions(t *testing.T, mount Mount, versions []string, want map[string]string) {
+	for _, v := range versions {
+		t.Run(v, func(t *testing.T) {
+			negotiated := want[v]
+			if negotiated == "" {
+				negotiated = v
+			}
+			stepUp(t, mount, true, false, v, negotiated)
+		})
+	}
+}
+
+// Protocol versions of the go-sdk client the scenarios ask for.
+var Versions = []string{"2025-06-18", "2025-11-25", "2026-07-28"}
+
+func stepUp(t *testing.T, mount Mount, remote, jsonAnswers bool, version, negotiated string) {
 	mcpSrv := httptest.NewUnstartedServer(nil)
 	t.Cleanup(mcpSrv.Close)
 	resource := "http://" + mcpSrv.Listener.Addr().String() + "/mcp"
@@ -134,11 +154,15 @@ func stepUp(t *testing.T, mount Mount, remote, jsonAnswers bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cs, err := mcp.NewClient(&mcp.Implementation{Name: "shopper", Version: "1"}, nil).Connect(ctx,
-		&mcp.StreamableClientTransport{Endpoint: resource, OAuthHandler: b.Handler(t), DisableStandaloneSSE: true, MaxRetries: -1}, nil)
+		&mcp.StreamableClientTransport{Endpoint: resource, OAuthHandler: b.Handler(t), DisableStandaloneSSE: true, MaxRetries: -1},
+		&mcp.ClientSessionOptions{ProtocolVersion: version})
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
 	t.Cleanup(func() { _ = cs.Close() })
+	if got := cs.InitializeResult().ProtocolVersion; negotiated != "" && got != negotiated {
+		t.Fatalf("negotiated protocol version %s, want %s", got, negotiated)
+	}
 
 	list, err := cs.ListTools(ctx, nil)
 	if err != nil {
