@@ -1,16 +1,18 @@
 // MCP servers built with the official SDKs (1.x: @modelcontextprotocol/sdk,
 // 2.x: @modelcontextprotocol/server + @modelcontextprotocol/node), stateful
 // (one transport per session), JSON or SSE answers, behind pdpAuth, served
-// with express or with plain node:http. Every tool handler call is recorded
-// with the caller it saw.
+// with express or with plain node:http; or (modern) the 2.x entry for MCP
+// 2026-07-28 (createMcpHandler: stateless, one server per request). Every
+// tool handler call is recorded with the caller it saw, every request with
+// the protocol version it named.
 import { createHash, randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import express from 'express';
 import { z } from 'zod';
 import { McpServer as McpServerV1 } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport as TransportV1 } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { McpServer as McpServerV2 } from '@modelcontextprotocol/server';
-import { NodeStreamableHTTPServerTransport as TransportV2 } from '@modelcontextprotocol/node';
+import { McpServer as McpServerV2, createMcpHandler } from '@modelcontextprotocol/server';
+import { NodeStreamableHTTPServerTransport as TransportV2, toNodeHandler } from '@modelcontextprotocol/node';
 import { callerFromAuthInfo, getCaller, pdpAuth } from '../../dist/index.js';
 
 const text = s => ({ content: [{ type: 'text', text: s }] });
@@ -63,17 +65,43 @@ function registerTools(server, line, calls, demoTools) {
  * @param {object} o.auth        pdpAuth options (resource is set here)
  * @param {() => object} [o.eventStore] makes each session's event store (resumability: the server replays on GET after Last-Event-ID)
  * @param {boolean} [o.demoTools] also the tools of the dev PDP's demo catalog (lookup_product, generate_qr_url)
+ * @param {string[]} [o.protocolVersions] the 2.x server's supportedProtocolVersions (e.g. ['2025-06-18']: its initialize answer)
+ * @param {boolean} [o.modern] line 2 only: serve with createMcpHandler (MCP 2026-07-28, legacy requests served stateless)
  */
-export async function startMcpServer({ line, json, framework, port, auth, eventStore, demoTools = false }) {
+export async function startMcpServer({ line, json, framework, port, auth, eventStore, demoTools = false, protocolVersions, modern = false }) {
     const resource = `http://127.0.0.1:${port}/mcp`;
     const calls = [];
     const errors = [];
     const routeCallers = [];
+    /** Per POST handed on: its method, MCP-Protocol-Version and Mcp-Method headers, _meta protocol version (2026-07-28). */
+    const versions = [];
     const guard = pdpAuth({ resource, onError: err => errors.push(err.message), ...auth });
     const transports = new Map();
+    const v2Options = protocolVersions ? { supportedProtocolVersions: protocolVersions } : undefined;
+    if (modern && line !== 2) throw new Error('modern: the 2.x server only');
+    const modernHandler = modern
+        ? toNodeHandler(
+              createMcpHandler(() => {
+                  const server = new McpServerV2({ name: 'ts-pep-test', version: '0.0.0' }, v2Options);
+                  registerTools(server, 2, calls, demoTools);
+                  return server;
+              }, { onerror: err => errors.push(`createMcpHandler: ${err.message}`) }),
+              { onerror: err => errors.push(`toNodeHandler: ${err.message}`) }
+          )
+        : undefined;
 
     async function mcp(req, res) {
         routeCallers.push(getCaller(req));
+        if (req.method === 'POST' && req.body && !Array.isArray(req.body)) {
+            versions.push({
+                method: req.body.method,
+                header: req.headers['mcp-protocol-version'],
+                mcpMethod: req.headers['mcp-method'],
+                meta: req.body.params?._meta?.['io.modelcontextprotocol/protocolVersion']
+            });
+        }
+        // req.body: what pdpAuth decided.
+        if (modernHandler) return modernHandler(req, res, req.body);
         const sid = req.headers['mcp-session-id'];
         let t = sid ? transports.get(sid) : undefined;
         if (!t) {
@@ -82,7 +110,7 @@ export async function startMcpServer({ line, json, framework, port, auth, eventS
                 return res.end(JSON.stringify({ jsonrpc: '2.0', id: null, error: { code: -32001, message: 'Session not found' } }));
             }
             const Transport = line === 1 ? TransportV1 : TransportV2;
-            const server = line === 1 ? new McpServerV1({ name: 'ts-pep-test', version: '0.0.0' }) : new McpServerV2({ name: 'ts-pep-test', version: '0.0.0' });
+            const server = line === 1 ? new McpServerV1({ name: 'ts-pep-test', version: '0.0.0' }) : new McpServerV2({ name: 'ts-pep-test', version: '0.0.0' }, v2Options);
             registerTools(server, line, calls, demoTools);
             t = new Transport({
                 sessionIdGenerator: () => randomUUID(),
@@ -129,6 +157,7 @@ export async function startMcpServer({ line, json, framework, port, auth, eventS
         calls,
         errors,
         routeCallers,
+        versions,
         async close() {
             for (const t of transports.values()) await t.close().catch(() => {});
             server.closeAllConnections?.();
