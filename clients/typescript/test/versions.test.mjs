@@ -8,6 +8,9 @@
 //   2026-07-28  the 2.x client pinned to it (versionNegotiation: {mode:
 //               {pin}}: a server/discover probe, no initialize, no fallback)
 //               and a 2.x server served by createMcpHandler (stateless)
+// and the 2.x client negotiating (versionNegotiation: {mode: 'auto'}): the
+// probe answered by the modern server (2026-07-28), and the probe refused by
+// a stateful 1.x server, the client falling back to initialize (2025-11-25).
 // For each: the negotiated version as both ends see it (the client's, and the
 // MCP-Protocol-Version header and _meta protocol version on every request the
 // server got), an anonymous list without the hidden tools, an anonymous public
@@ -26,7 +29,9 @@ import { startMcpServer } from './lib/servers.mjs';
 const VERSIONS = [
     { version: '2025-06-18', client: 1, server: { line: 2, protocolVersions: ['2025-06-18'], json: true, framework: 'express' } },
     { version: '2025-11-25', client: 1, server: { line: 1, json: false, framework: 'http' } },
-    { version: '2026-07-28', client: 2, server: { line: 2, modern: true, json: true, framework: 'express' } }
+    { version: '2026-07-28', client: 2, server: { line: 2, modern: true, json: true, framework: 'express' } },
+    { version: '2026-07-28', client: 2, auto: true, server: { line: 2, modern: true, json: false, framework: 'http' } },
+    { version: '2025-11-25', client: 2, auto: true, server: { line: 1, json: true, framework: 'express' } }
 ];
 const LISTED = ['echo', 'get-sum', 'get-weather', 'whoami'];
 
@@ -57,13 +62,13 @@ async function connect(v, server, provider) {
         return { client, transport, negotiated: () => transport.protocolVersion, Unauthorized: UnauthorizedV1 };
     }
     const transport = new ClientTransportV2(new URL(server.url), { authProvider: provider });
-    const client = new ClientV2({ name: 'ts-pep-versions', version: '0.0.0' }, { versionNegotiation: { mode: { pin: v.version } } });
+    const client = new ClientV2({ name: 'ts-pep-versions', version: '0.0.0' }, { versionNegotiation: { mode: v.auto ? 'auto' : { pin: v.version } } });
     await client.connect(transport);
     return { client, transport, negotiated: () => client.getNegotiatedProtocolVersion(), Unauthorized: UnauthorizedV2 };
 }
 
 for (const [i, v] of VERSIONS.entries()) {
-    test(`MCP ${v.version}: SDK ${v.client}.x client, ${v.server.line}.x server${v.server.modern ? ' (createMcpHandler)' : ''} behind pdpAuth`, async t => {
+    test(`MCP ${v.version}: SDK ${v.client}.x client${v.auto ? ' (auto)' : ''}, ${v.server.line}.x server${v.server.modern ? ' (createMcpHandler)' : ''} behind pdpAuth`, async t => {
         const server = servers[i];
         const provider = new TestOAuthProvider({ name: `ts-pep-versions-${i}` });
         const { client, transport, negotiated, Unauthorized } = await connect(v, server, provider);
@@ -82,8 +87,11 @@ for (const [i, v] of VERSIONS.entries()) {
                         assert.equal(x.mcpMethod, x.method, `${x.method}: Mcp-Method`);
                     }
                 } else {
-                    assert.deepEqual(methods.slice(0, 2), ['initialize', 'notifications/initialized']);
-                    for (const x of server.versions.slice(1)) assert.equal(x.header, v.version, `${x.method}: MCP-Protocol-Version`);
+                    // a negotiating client probes first (the PDP lets server/discover through; the 2025 server refuses it)
+                    const start = v.auto ? 1 : 0;
+                    if (v.auto) assert.equal(methods[0], 'server/discover');
+                    assert.deepEqual(methods.slice(start, start + 2), ['initialize', 'notifications/initialized']);
+                    for (const x of server.versions.slice(start + 1)) assert.equal(x.header, v.version, `${x.method}: MCP-Protocol-Version`);
                 }
             });
 
