@@ -173,8 +173,25 @@ func badRequest(code, format string, args ...any) *pep.RequestError {
 // The Response's Caller is shared by the answers for the same verified
 // token: treat it as read-only.
 func (s *Service) Decide(ctx context.Context, req *pep.Request, pepName string) (*pep.Response, error) {
-	return s.decide(ctx, req, pepName, false)
+	return s.decide(ctx, req, pepName, false, nil)
 }
+
+// DecideVerified decides req for a caller whose token the enforcement
+// point has verified itself (the AuthZEN profile: the PEP sends the
+// subject, not the token): caller stands for the token (nil: anonymous),
+// req must carry no Authorization and no DPoP. The policy sees the token
+// object built from caller; its Validation names who verified it
+// (ValidationPEP). Audited like every decision.
+func (s *Service) DecideVerified(ctx context.Context, req *pep.Request, caller *token.Claims, pepName string) (*pep.Response, error) {
+	if req.Authorization != "" || req.DPoP != "" {
+		return nil, badRequest("invalid_request", "a request decided for a verified caller carries no authorization and no dpop")
+	}
+	return s.decide(ctx, req, pepName, false, caller)
+}
+
+// ValidationPEP is Claims.Validation of a caller verified by the
+// enforcement point (DecideVerified).
+const ValidationPEP = "pep"
 
 // DecideValid is Decide for a request whose Message and Result the caller
 // has already checked to be valid JSON (json.Valid, or read by a decoder
@@ -182,12 +199,12 @@ func (s *Service) Decide(ctx context.Context, req *pep.Request, pepName string) 
 // again. It is the trusted entry point; when that does not hold, call
 // Decide.
 func (s *Service) DecideValid(ctx context.Context, req *pep.Request, pepName string) (*pep.Response, error) {
-	return s.decide(ctx, req, pepName, true)
+	return s.decide(ctx, req, pepName, true, nil)
 }
 
 // decide is Decide; valid says that req.Message and req.Result are known to
 // be valid JSON.
-func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, valid bool) (*pep.Response, error) {
+func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, valid bool, verified *token.Claims) (*pep.Response, error) {
 	start := time.Now()
 	if req.Resource == "" {
 		return nil, badRequest("invalid_request", "resource is required")
@@ -197,7 +214,7 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 		return nil, badRequest("unknown_resource", "resource %q is not configured on this PDP", req.Resource)
 	}
 	if req.HTTPMethod != "" {
-		return s.decideTransport(ctx, req, res, pepName, start)
+		return s.decideTransport(ctx, req, res, pepName, start, verified)
 	}
 	if isAbsent(req.Message) {
 		return nil, badRequest("invalid_request", "message is required: the JSON-RPC request the MCP server received")
@@ -223,7 +240,7 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 	in := &w.in
 	*in = decision.Input{Resource: res.URI, Method: msg.Method, Class: decision.ClassifyMethod(msg.Method)}
 	d := &w.pending
-	*d = pending{svc: s, res: res, in: in, id: msg.ID, pepName: pepName, start: start}
+	*d = pending{svc: s, res: res, in: in, id: msg.ID, pepName: pepName, start: start, verified: verified}
 
 	if in.Class.Operation == decision.OpCall {
 		if !fast && len(msg.Params) > 0 {
@@ -300,6 +317,17 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 // caller's fault (the signing keys cannot be fetched), answered as
 // unavailable (503).
 func (d *pending) verify(ctx context.Context, req *pep.Request) (tokErr *token.Error, err error) {
+	if v := d.verified; v != nil {
+		// Verified by the enforcement point: its policy view, not memoized
+		// (a new caller object per request).
+		d.claims = v
+		if d.in.Token, err = policyToken(v); err != nil {
+			d.claims, d.in.Token = nil, nil
+			return nil, fmt.Errorf("verified caller: %w", err)
+		}
+		d.caller = callerOf(v)
+		return nil, nil
+	}
 	scheme, raw, err := token.ParseCredentials(req.Authorization)
 	d.dpopUsed = scheme == token.SchemeDPoP || req.DPoP != ""
 	if err == nil && scheme == token.SchemeDPoP && d.res.DPoP == nil {
@@ -339,7 +367,7 @@ func (d *pending) verify(ctx context.Context, req *pep.Request) (tokErr *token.E
 // message (req.HTTPMethod): the caller is authenticated for the resource
 // and the policy is not consulted, as there is no method to decide. The
 // audit event records the method as "http/" + req.HTTPMethod.
-func (s *Service) decideTransport(ctx context.Context, req *pep.Request, res *Resource, pepName string, start time.Time) (*pep.Response, error) {
+func (s *Service) decideTransport(ctx context.Context, req *pep.Request, res *Resource, pepName string, start time.Time, verified *token.Claims) (*pep.Response, error) {
 	switch req.HTTPMethod {
 	case pep.HTTPMethodGet, pep.HTTPMethodDelete, pep.HTTPMethodPost:
 	default:
@@ -349,7 +377,7 @@ func (s *Service) decideTransport(ctx context.Context, req *pep.Request, res *Re
 		return nil, badRequest("invalid_request", "http_method and message exclude each other: send http_method only for a %s or %s without a JSON-RPC message", pep.HTTPMethodGet, pep.HTTPMethodDelete)
 	}
 	in := decision.Input{Resource: res.URI, Method: "http/" + req.HTTPMethod, Class: decision.Method{Operation: decision.OpOther}}
-	d := &pending{svc: s, res: res, in: &in, pepName: pepName, start: start}
+	d := &pending{svc: s, res: res, in: &in, pepName: pepName, start: start, verified: verified}
 	vctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	tokErr, err := d.verify(vctx, req)
@@ -425,6 +453,9 @@ type pending struct {
 	// dpopNonce is the nonce to send back (use_dpop_nonce).
 	dpopUsed  bool
 	dpopNonce string
+	// verified is the caller the enforcement point verified
+	// (DecideVerified); nil: verify req.Authorization.
+	verified *token.Claims
 }
 
 func (d *pending) invalidParams(ctx context.Context, why string) (*pep.Response, error) {
