@@ -11,6 +11,8 @@
 // and the 2.x client negotiating (versionNegotiation: {mode: 'auto'}): the
 // probe answered by the modern server (2026-07-28), and the probe refused by
 // a stateful 1.x server, the client falling back to initialize (2025-11-25).
+// Each once through pdpAuth and once through the PDP's gateway (upstream.url:
+// the same server without pdpAuth).
 // For each: the negotiated version as both ends see it (the client's, and the
 // MCP-Protocol-Version header and _meta protocol version on every request the
 // server got), an anonymous list without the hidden tools, an anonymous public
@@ -35,14 +37,36 @@ const VERSIONS = [
 ];
 const LISTED = ['echo', 'get-sum', 'get-weather', 'whoami'];
 
+// Each version through pdpAuth, and through the PDP's gateway in front of the same kind of server without pdpAuth.
+const CASES = [...VERSIONS.map(v => ({ ...v, via: 'pdpAuth' })), ...VERSIONS.map(v => ({ ...v, via: 'gateway' }))];
+
 let env;
 const servers = [];
 
 before(async () => {
-    const ports = await freePorts(VERSIONS.length);
-    env = await startEnv(ports.map(p => `http://127.0.0.1:${p}/mcp`));
-    for (const [i, v] of VERSIONS.entries()) {
-        servers.push(await startMcpServer({ ...v.server, port: ports[i], auth: { pdpUrl: env.pdpUrl } }));
+    const ports = await freePorts(CASES.length);
+    const [gatewayPort] = await freePorts(1);
+    const upstreams = {};
+    const resources = [];
+    for (const [i, c] of CASES.entries()) {
+        if (c.via === 'gateway') upstreams[`http://127.0.0.1:${gatewayPort}/v${i}/mcp`] = `http://127.0.0.1:${ports[i]}/mcp`;
+        else resources.push(`http://127.0.0.1:${ports[i]}/mcp`);
+    }
+    env = await startEnv(resources, { gateway: { port: gatewayPort, upstreams } });
+    for (const [i, c] of CASES.entries()) {
+        const s = await startMcpServer({ ...c.server, port: ports[i], auth: c.via === 'gateway' ? null : { pdpUrl: env.pdpUrl } });
+        if (c.via === 'gateway') {
+            s.url = s.resource = `http://127.0.0.1:${gatewayPort}/v${i}/mcp`;
+            s.upstream = true;
+        }
+        servers.push(s);
+    }
+    // the gateway listens once the PDP is ready; wait for its metadata all the same
+    for (let i = 0; ; i++) {
+        const ok = await fetch(`http://127.0.0.1:${gatewayPort}/.well-known/oauth-protected-resource/v${VERSIONS.length}/mcp`).then(r => r.ok, () => false);
+        if (ok) break;
+        if (i > 100) throw new Error(`the gateway did not answer:\n${env.pdpOutput()}`);
+        await new Promise(r => setTimeout(r, 100));
     }
 });
 
@@ -67,8 +91,8 @@ async function connect(v, server, provider) {
     return { client, transport, negotiated: () => client.getNegotiatedProtocolVersion(), Unauthorized: UnauthorizedV2 };
 }
 
-for (const [i, v] of VERSIONS.entries()) {
-    test(`MCP ${v.version}: SDK ${v.client}.x client${v.auto ? ' (auto)' : ''}, ${v.server.line}.x server${v.server.modern ? ' (createMcpHandler)' : ''} behind pdpAuth`, async t => {
+for (const [i, v] of CASES.entries()) {
+    test(`MCP ${v.version}: SDK ${v.client}.x client${v.auto ? ' (auto)' : ''}, ${v.server.line}.x server${v.server.modern ? ' (createMcpHandler)' : ''} behind ${v.via}`, async t => {
         const server = servers[i];
         const provider = new TestOAuthProvider({ name: `ts-pep-versions-${i}` });
         const { client, transport, negotiated, Unauthorized } = await connect(v, server, provider);
@@ -131,6 +155,11 @@ for (const [i, v] of VERSIONS.entries()) {
                     'the refused call never reached the handler'
                 );
                 const who = JSON.parse(text(await client.callTool({ name: 'whoami', arguments: {} })));
+                if (server.upstream) {
+                    // behind the gateway the upstream gets no token (an identity assertion instead)
+                    assert.deepEqual(who, { anonymous: true });
+                    return;
+                }
                 assert.equal(who.hasToken, true);
                 assert.deepEqual(who.scopes, [SCOPE_A]);
                 assert.equal(who.caller.sub, 'alice');

@@ -116,9 +116,11 @@ function pdpBinary(tmp) {
  * @param {string[]} resources
  * @param {object} [o]
  * @param {Record<string, number>} [o.limits]  the PDP's `limits` (e.g. {rate_per_pep: 0.05, rate_burst: 1})
+ * @param {{port: number, upstreams: Record<string, string>}} [o.gateway]  the PDP's gateway on port: each resource URI
+ *        in upstreams (they are also resources) behind it, forwarded to its upstream.url
  * @returns {{as, pdpUrl, tmp, pdpOutput: () => string, stopPdp: () => Promise<void>, close: () => Promise<void>}}
  */
-export async function startEnv(resources, { limits } = {}) {
+export async function startEnv(resources, { limits, gateway } = {}) {
     const tmp = mkdtempSync(join(tmpdir(), 'pdp-ts-test.'));
     const as = await startAS({ scopes: [SCOPE_A, SCOPE_B] });
     let pdp;
@@ -150,16 +152,16 @@ ${CATALOG}
 data_dir: ${join(tmp, 'data')}
 instance: ts-pep-test
 resources:
-${resources
+${[...resources, ...Object.keys(gateway?.upstreams ?? {})]
     .map(
         uri => `  - uri: ${uri}
     issuer: ${as.issuer}
     jwks_uri: ${as.jwksUri}
     scopes_supported: [${SCOPE_A}, ${SCOPE_B}]
-    challenge_scopes: accumulate`
+    challenge_scopes: accumulate${gateway?.upstreams?.[uri] ? `\n    upstream:\n      url: ${gateway.upstreams[uri]}` : ''}`
     )
     .join('\n')}
-policy:
+${gateway ? `gateway:\n  listen: 127.0.0.1:${gateway.port}\n` : ''}policy:
   path: ${policy}
   poll_interval: 0s
 audit:

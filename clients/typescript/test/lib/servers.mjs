@@ -55,6 +55,29 @@ function registerTools(server, line, calls, demoTools) {
     }
 }
 
+/** Instead of pdpAuth (an upstream of the gateway): reads a POST's body as JSON into req.body, serves no metadata. */
+function openGuard() {
+    const guard = (req, res, next) => {
+        if (req.method !== 'POST') return next();
+        const chunks = [];
+        req.on('data', c => chunks.push(c));
+        req.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            try {
+                req.body = JSON.parse(text);
+            } catch {
+                req.body = undefined;
+            }
+            req.rawBody = Buffer.from(text, 'utf8');
+            next();
+        });
+        req.on('error', next);
+    };
+    guard.metadataPath = '/.well-known/oauth-protected-resource/none';
+    guard.metadata = (_req, res) => res.writeHead(404).end();
+    return guard;
+}
+
 /**
  * Starts one protected MCP endpoint at http://127.0.0.1:<port>/mcp.
  * @param {object} o
@@ -62,7 +85,7 @@ function registerTools(server, line, calls, demoTools) {
  * @param {boolean} o.json       enableJsonResponse
  * @param {'express'|'http'} o.framework
  * @param {number} o.port
- * @param {object} o.auth        pdpAuth options (resource is set here)
+ * @param {object|null} o.auth   pdpAuth options (resource is set here); null: no pdpAuth (an upstream of the gateway, which reads the body as JSON)
  * @param {() => object} [o.eventStore] makes each session's event store (resumability: the server replays on GET after Last-Event-ID)
  * @param {boolean} [o.demoTools] also the tools of the dev PDP's demo catalog (lookup_product, generate_qr_url)
  * @param {string[]} [o.protocolVersions] the 2.x server's supportedProtocolVersions (e.g. ['2025-06-18']: its initialize answer)
@@ -75,7 +98,7 @@ export async function startMcpServer({ line, json, framework, port, auth, eventS
     const routeCallers = [];
     /** Per POST handed on: its method, MCP-Protocol-Version and Mcp-Method headers, _meta protocol version (2026-07-28). */
     const versions = [];
-    const guard = pdpAuth({ resource, onError: err => errors.push(err.message), ...auth });
+    const guard = auth === null ? openGuard() : pdpAuth({ resource, onError: err => errors.push(err.message), ...auth });
     const transports = new Map();
     const v2Options = protocolVersions ? { supportedProtocolVersions: protocolVersions } : undefined;
     if (modern && line !== 2) throw new Error('modern: the 2.x server only');
