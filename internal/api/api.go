@@ -1,5 +1,7 @@
 // Package api is the HTTP surface of mcp-pdp (echo v5): POST /v1/decide, the
-// RFC 9728 protected resource metadata, health, readiness and metrics. It
+// AuthZEN Authorization API (POST /access/v1/evaluation and evaluations, its
+// metadata), the RFC 9728 protected resource metadata, health, readiness
+// and metrics. It
 // parses and limits requests and maps errors to status codes; deciding is
 // the job of internal/core.
 package api
@@ -18,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/mcp-pdp/pdp/internal/authzen"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/pep"
 )
@@ -71,6 +74,8 @@ type Server struct {
 	metrics *metrics
 	auth    *authenticator
 	limits  *limiter
+	// authzen answers the AuthZEN routes (authzen.go); nil without them.
+	authzen *authzen.Service
 }
 
 // DefaultMaxBodyBytes is Options.MaxBodyBytes's default
@@ -96,6 +101,7 @@ func New(o Options) *Server {
 	e.HTTPErrorHandler = s.handleRouteErrors
 	e.Pre(s.guard)
 	e.POST("/v1/decide", s.decide)
+	s.mountAuthZEN(e)
 	e.GET(stepup.WellKnownPath, s.metadata)
 	e.GET(stepup.WellKnownPath+"/*", s.metadata)
 	e.GET("/healthz", func(c *echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })

@@ -238,8 +238,9 @@ func (a *authenticator) refuse(r *http.Request, reason string) error {
 }
 
 // isAPIPath reports whether a request path belongs to the authenticated
-// API. It errs on the side of "yes": any spelling that could route to
-// /v1/... (escaped, unclean, other case) is treated as the API.
+// API (/v1/... and the AuthZEN /access/...). It errs on the side of
+// "yes": any spelling that could route there (escaped, unclean, other
+// case) is treated as the API.
 func isAPIPath(r *http.Request) bool {
 	if r.URL.RawPath == "" && r.URL.Path == "/v1/decide" {
 		return true // the common case, without cleaning
@@ -250,6 +251,10 @@ func isAPIPath(r *http.Request) bool {
 		}
 		p = strings.ToLower(path.Clean("/" + p))
 		if p == "/v1" || strings.HasPrefix(p, "/v1/") || strings.HasPrefix(p, "/v1%") {
+			return true
+		}
+		// The AuthZEN evaluation endpoints (/access/v1/...).
+		if p == "/access" || strings.HasPrefix(p, "/access/") || strings.HasPrefix(p, "/access%") {
 			return true
 		}
 	}
