@@ -81,6 +81,9 @@ func checkJSON(b []byte, maxDepth int) error {
 	for {
 		tok, err := dec.Token()
 		if err == io.EOF {
+			if len(stack) > 0 || values == 0 {
+				return errors.New("malformed JSON: unexpected end of input")
+			}
 			break
 		}
 		if err != nil {
