@@ -40,6 +40,9 @@ export interface DecideRequest {
     dpop?: string;
     /** The HTTP request that carried the message, as a DPoP proof names it: sent with a DPoP header. */
     http?: HTTPRequest;
+    /** The Mcp-Method and Mcp-Name request headers (MCP 2026-07-28) as received; the PDP refuses a message they contradict (400, -32020). */
+    mcp_method?: string;
+    mcp_name?: string;
 }
 
 /** The HTTP request of an MCP message, as a DPoP proof names it (htm, htu). */
