@@ -67,6 +67,7 @@ FUZZ_TARGETS := \
 	internal/api:FuzzDecodeFast \
 	internal/assertion:FuzzAppendString \
 	internal/auditsink:FuzzAppendEvent \
+	internal/authzen:FuzzEvaluate \
 	internal/core:FuzzDecide \
 	internal/core:FuzzParseMessageFast \
 	internal/core:FuzzScopeClaims \
