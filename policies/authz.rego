@@ -164,6 +164,7 @@ clients_ok(e) if input.token.client_id in e.clients
 visible(e) if {
 	open_classes[e.access]
 	clients_ok(e)
+	acquirable(e)
 }
 
 visible(e) if {
@@ -171,6 +172,56 @@ visible(e) if {
 	clients_ok(e)
 	entitled(e)
 }
+
+# "Acquirable" listing, per resource (data.mcp.resources[<uri>].listing:
+# acquirable; the default, all, lists every step-up tool): a step-up entry
+# is shown, and callable, only when the caller could obtain every scope it
+# needs: each is among the resource's acquirable_scopes (when given: what
+# its authorization server can grant, usually its scopes_supported) and
+# within the ceilings of the caller's grant and client
+# (data.mcp.scope_ceilings.grants / .clients: e.g. client_credentials agents
+# never get user-consent scopes). Entries the caller can never get are
+# hidden like restricted ones.
+default listing_acquirable := false
+
+listing_acquirable if data.mcp.resources[input.resource].listing == "acquirable"
+
+acquirable(_) if not listing_acquirable
+
+acquirable(e) if {
+	listing_acquirable
+	every s in object.get(e, "scopes", []) {
+		obtainable(s)
+	}
+}
+
+obtainable(s) if {
+	within(object.get(object.get(data.mcp.resources, input.resource, {}), "acquirable_scopes", null), s)
+	within(ceiling("grants", caller_grant), s)
+	within(ceiling("clients", caller_client), s)
+}
+
+# The token's grant and client ("" when absent, as for anonymous callers).
+default caller_grant := ""
+
+caller_grant := input.token.grant
+
+default caller_client := ""
+
+caller_client := input.token.client_id
+
+# ceiling is the scope ceiling of a grant or client, null when none is set
+# (or the caller is anonymous: no grant, no client).
+default ceiling(_, _) := null
+
+ceiling(kind, id) := c if {
+	input.token.present
+	c := data.mcp.scope_ceilings[kind][id]
+}
+
+within(list, _) if list == null
+
+within(list, s) if s in list
 
 allowed(e) if e.access == "public"
 

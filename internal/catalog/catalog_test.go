@@ -49,6 +49,10 @@ func TestValidate(t *testing.T) {
 		{"client ids may hold spaces", `{"mcp": {"default_catalog": "c", "catalogs": {"c": {"tools": {"t": {"access": "restricted", "clients": ["my app"]}}}}}}`, nil},
 		{"resource entry not an object", `{"mcp": {"resources": {"https://x/mcp": "c"}}}`,
 			[]string{`data.mcp.resources["https://x/mcp"]: must be an object such as {catalog: <name>}, not a string`}},
+		{"acquirable listing", `{"mcp": {"default_catalog": "c", "catalogs": {"c": {}}, "resources": {"https://x/mcp": {"catalog": "c", "listing": "acquirable", "acquirable_scopes": ["a"]}}, "scope_ceilings": {"grants": {"client_credentials": ["a"]}, "clients": {"app": []}}}}`, nil},
+		{"acquirable listing, wrong values", `{"mcp": {"default_catalog": "c", "catalogs": {"c": {}}, "resources": {"https://x/mcp": {"catalog": "c", "listing": "some", "acquirable_scopes": "a"}}, "scope_ceilings": {"grants": ["client_credentials"]}}}`,
+			[]string{`data.mcp.resources["https://x/mcp"].acquirable_scopes: must be a list, not a string: write ["a"]`, `data.mcp.resources["https://x/mcp"].listing: must be "all" (the default) or "acquirable", not some`,
+				"data.mcp.scope_ceilings.grants: must be an object mapping each grant to the scopes it can ever be granted, not a list"}},
 		{"ordered by path", `{"mcp": {"hidden": {}, "default_catalog": 1}}`,
 			[]string{"data.mcp.default_catalog: must be the name of a catalog (a string), not a number", "data.mcp.hidden: must be a list of names, not an object"}},
 	}

@@ -30,7 +30,7 @@ import (
 var accessClasses = []string{"public", "step_up", "restricted", "deny"}
 
 var (
-	mcpKeys     = []string{"default_catalog", "resources", "revoked", "hidden", "catalogs"}
+	mcpKeys     = []string{"default_catalog", "resources", "revoked", "hidden", "catalogs", "scope_ceilings"}
 	catalogKeys = []string{"unknown", "scope_implies", "wildcard_scopes", "tools", "prompts", "resources", "resource_templates", "methods"}
 	entryKeys   = []string{"access", "scopes", "roles", "clients"}
 	sectionKeys = []string{"tools", "prompts", "resources", "resource_templates", "methods"}
@@ -132,7 +132,13 @@ func (v *validator) mcp(mcp map[string]any) {
 				v.errorf(rp, "must be an object such as {catalog: <name>}, not %s", kindOf(res[uri]))
 				continue
 			}
-			v.misspelt(rp, r, []string{"catalog"})
+			v.misspelt(rp, r, []string{"catalog", "listing", "acquirable_scopes"})
+			if l, ok := r["listing"]; ok && l != "all" && l != "acquirable" {
+				v.errorf(join(rp, "listing"), `must be "all" (the default) or "acquirable", not %v`, l)
+			}
+			if a, ok := r["acquirable_scopes"]; ok {
+				v.scopeList(join(rp, "acquirable_scopes"), a, "scopes")
+			}
 			if c, ok := r["catalog"]; ok {
 				if name, ok := c.(string); !ok {
 					v.errorf(join(rp, "catalog"), "must be the name of a catalog (a string), not %s", kindOf(c))
@@ -157,6 +163,28 @@ func (v *validator) mcp(mcp map[string]any) {
 			if _, isObj := x.(map[string]any); !isObj {
 				v.add(join(p, k), false, `write {"some-id": "why it is revoked"}: the policy looks ids up as keys, so a list would revoke nobody`,
 					"must be an object mapping each revoked id to a note, not %s", kindOf(x))
+			}
+		}
+	}
+	if raw, ok := mcp["scope_ceilings"]; ok {
+		p := join(root, "scope_ceilings")
+		sc, ok := raw.(map[string]any)
+		if !ok {
+			v.errorf(p, "must be an object {grants: {...}, clients: {...}}, not %s", kindOf(raw))
+		}
+		v.misspelt(p, sc, []string{"grants", "clients"})
+		for _, k := range []string{"grants", "clients"} {
+			x, ok := sc[k]
+			if !ok {
+				continue
+			}
+			m, isObj := x.(map[string]any)
+			if !isObj {
+				v.errorf(join(p, k), "must be an object mapping each %s to the scopes it can ever be granted, not %s", strings.TrimSuffix(k, "s"), kindOf(x))
+				continue
+			}
+			for _, id := range sortedKeys(m) {
+				v.scopeList(join(p, k, id), m[id], "scopes")
 			}
 		}
 	}

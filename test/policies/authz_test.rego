@@ -202,3 +202,59 @@ test_list_with_catalog_index_hides_hidden if {
 		with data.mcp.hidden as ["lookup_product"]
 	d.item_groups == [{"entry": {"access": "public"}, "names": {"ping"}}, {"entry": {"access": "step_up", "scopes": ["qr:generate"]}, "names": set()}]
 }
+
+# "Acquirable" listing: step-up tools whose scopes the caller can never get
+# are hidden (lists and calls); the default lists every step-up tool.
+acq_resources := {resource: {"catalog": "demo", "listing": "acquirable", "acquirable_scopes": ["qr:generate"]}}
+
+cc_token := object.union(token([]), {"grant": "client_credentials", "client_id": "agent-1"})
+
+test_acquirable_default_lists_every_step_up_tool if {
+	d := authz.decision with input as list(["generate_qr_url"], cc_token)
+		with data.mcp.scope_ceilings as {"grants": {"client_credentials": []}}
+	object.union_n(d.items) == {"generate_qr_url": {"access": "step_up", "scopes": ["qr:generate"]}}
+}
+
+test_acquirable_scope_not_grantable_hides if {
+	d := authz.decision with input as list(["lookup_product", "generate_qr_url"], anonymous)
+		with data.mcp.resources as {resource: {"catalog": "demo", "listing": "acquirable", "acquirable_scopes": ["other"]}}
+	object.union_n(d.items) == {"lookup_product": {"access": "public"}}
+	c := authz.decision with input as call("generate_qr_url", anonymous)
+		with data.mcp.resources as {resource: {"catalog": "demo", "listing": "acquirable", "acquirable_scopes": ["other"]}}
+	not c.allow
+	not c.visible
+}
+
+test_acquirable_grant_ceiling if {
+	# A client acting on its own can never be granted qr:generate: hidden for it...
+	d := authz.decision with input as list(["lookup_product", "generate_qr_url"], cc_token)
+		with data.mcp.resources as acq_resources
+		with data.mcp.scope_ceilings as {"grants": {"client_credentials": ["catalog:read"]}}
+	object.union_n(d.items) == {"lookup_product": {"access": "public"}}
+	c := authz.decision with input as call("generate_qr_url", cc_token)
+		with data.mcp.resources as acq_resources
+		with data.mcp.scope_ceilings as {"grants": {"client_credentials": ["catalog:read"]}}
+	not c.visible
+
+	# ...listed (as a step-up) for a user, and for anonymous callers.
+	u := authz.decision with input as list(["generate_qr_url"], token([]))
+		with data.mcp.resources as acq_resources
+		with data.mcp.scope_ceilings as {"grants": {"client_credentials": ["catalog:read"]}}
+	object.union_n(u.items) == {"generate_qr_url": {"access": "step_up", "scopes": ["qr:generate"]}}
+	a := authz.decision with input as call("generate_qr_url", anonymous)
+		with data.mcp.resources as acq_resources
+		with data.mcp.scope_ceilings as {"grants": {"client_credentials": ["catalog:read"]}}
+	a.visible
+	not a.allow
+}
+
+test_acquirable_client_ceiling if {
+	c := authz.decision with input as call("generate_qr_url", token([]))
+		with data.mcp.resources as acq_resources
+		with data.mcp.scope_ceilings as {"clients": {"demo": ["qr:generate"]}}
+	c.visible
+	d := authz.decision with input as call("generate_qr_url", token([]))
+		with data.mcp.resources as acq_resources
+		with data.mcp.scope_ceilings as {"clients": {"demo": []}}
+	not d.visible
+}
