@@ -326,7 +326,41 @@ target_name := input.target.name if input.operation == "call"
 
 else := input.method
 
-target_required := sort(required(target_entry))
+target_required := sort(array.concat(required(target_entry), destructive_scopes))
+
+# Tool annotations (MCP: readOnlyHint, destructiveHint, idempotentHint,
+# openWorldHint): the catalog entry's "annotations", over what the server's
+# last tools/list said (input.target.annotations, {} when it said nothing).
+tool_annotations := object.union(observed_annotations, object.get(target_entry, "annotations", {}))
+
+# (A plain reference, not object.get on input: the decision caches key on
+# what the policy reads, and a look into input as a whole reads everything.)
+default observed_annotations := {}
+
+observed_annotations := input.target.annotations
+
+# Opt-in (a catalog's "destructive_scope"): calling a destructive tool also
+# needs that scope. Destructive as MCP defines the hints' defaults: a tool
+# is destructive unless it says readOnlyHint: true or destructiveHint: false
+# (an unannotated tool is destructive).
+destructive if {
+	input.operation == "call"
+	input.kind == "tool"
+	not tool_annotations.readOnlyHint == true
+	not tool_annotations.destructiveHint == false
+}
+
+destructive_scopes := [catalog.destructive_scope] if {
+	is_string(catalog.destructive_scope) # first: without the opt-in, nothing more is evaluated
+	destructive
+} else := []
+
+default destructive_ok := true
+
+destructive_ok := false if {
+	some s in destructive_scopes
+	not has_scope(s)
+}
 
 # An allowed target misses nothing (allowed implies every scope is held).
 target_missing := [] if target_allowed
@@ -346,6 +380,7 @@ target_allowed if {
 	target_visible
 	allowed(target_entry)
 	count(deny) == 0
+	destructive_ok
 }
 
 # An explicit deny (revocation, argument limits, ...) is final: no step-up.

@@ -53,6 +53,10 @@ func TestValidate(t *testing.T) {
 		{"acquirable listing, wrong values", `{"mcp": {"default_catalog": "c", "catalogs": {"c": {}}, "resources": {"https://x/mcp": {"catalog": "c", "listing": "some", "acquirable_scopes": "a"}}, "scope_ceilings": {"grants": ["client_credentials"]}}}`,
 			[]string{`data.mcp.resources["https://x/mcp"].acquirable_scopes: must be a list, not a string: write ["a"]`, `data.mcp.resources["https://x/mcp"].listing: must be "all" (the default) or "acquirable", not some`,
 				"data.mcp.scope_ceilings.grants: must be an object mapping each grant to the scopes it can ever be granted, not a list"}},
+		{"annotations and destructive_scope", `{"mcp": {"default_catalog": "c", "catalogs": {"c": {"destructive_scope": "tools:destructive", "tools": {"t": {"access": "public", "annotations": {"readOnlyHint": true}}}}}}}`, nil},
+		{"annotations and destructive_scope, wrong types", `{"mcp": {"default_catalog": "c", "catalogs": {"c": {"destructive_scope": ["x"], "tools": {"t": {"access": "public", "annotations": "ro"}}}}}}`,
+			[]string{"data.mcp.catalogs.c.destructive_scope: must be the scope destructive tools need (a non-empty string), not a list",
+				"data.mcp.catalogs.c.tools.t.annotations: must be an object of MCP tool annotations such as {destructiveHint: true}, not a string"}},
 		{"ordered by path", `{"mcp": {"hidden": {}, "default_catalog": 1}}`,
 			[]string{"data.mcp.default_catalog: must be the name of a catalog (a string), not a number", "data.mcp.hidden: must be a list of names, not an object"}},
 	}

@@ -31,8 +31,8 @@ var accessClasses = []string{"public", "step_up", "restricted", "deny"}
 
 var (
 	mcpKeys     = []string{"default_catalog", "resources", "revoked", "hidden", "catalogs", "scope_ceilings"}
-	catalogKeys = []string{"unknown", "scope_implies", "wildcard_scopes", "tools", "prompts", "resources", "resource_templates", "methods"}
-	entryKeys   = []string{"access", "scopes", "roles", "clients"}
+	catalogKeys = []string{"unknown", "scope_implies", "wildcard_scopes", "tools", "prompts", "resources", "resource_templates", "methods", "destructive_scope"}
+	entryKeys   = []string{"access", "scopes", "roles", "clients", "annotations"}
 	sectionKeys = []string{"tools", "prompts", "resources", "resource_templates", "methods"}
 )
 
@@ -215,6 +215,11 @@ func (v *validator) catalog(path []string, raw any) {
 	if raw, ok := cat["unknown"]; ok {
 		v.entry(join(path, "unknown"), raw)
 	}
+	if raw, ok := cat["destructive_scope"]; ok {
+		if s, isStr := raw.(string); !isStr || s == "" {
+			v.errorf(join(path, "destructive_scope"), "must be the scope destructive tools need (a non-empty string), not %s", kindOf(raw))
+		}
+	}
 	if raw, ok := cat["scope_implies"]; ok {
 		p := join(path, "scope_implies")
 		imp, ok := raw.(map[string]any)
@@ -252,6 +257,11 @@ func (v *validator) entry(path []string, raw any) {
 		return
 	}
 	v.misspelt(path, e, entryKeys)
+	if a, ok := e["annotations"]; ok {
+		if _, isObj := a.(map[string]any); !isObj {
+			v.errorf(join(path, "annotations"), "must be an object of MCP tool annotations such as {destructiveHint: true}, not %s", kindOf(a))
+		}
+	}
 	access, hasAccess := e["access"]
 	switch a, isStr := access.(string); {
 	case !hasAccess:

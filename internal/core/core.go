@@ -88,6 +88,8 @@ type Service struct {
 	log       *slog.Logger
 	ids       sync.Pool
 	tokens    *tokenMemo
+	// annotations are each resource's tools' annotations from its lists.
+	annotations map[string]*toolAnnotations
 }
 
 // New returns a Service.
@@ -96,12 +98,13 @@ func New(o Options) (*Service, error) {
 		return nil, errors.New("core: no decision engine")
 	}
 	s := &Service{
-		engine:    o.Engine,
-		resources: make(map[string]*Resource, len(o.Resources)),
-		auditor:   o.Auditor,
-		denyUnaud: o.DenyUnaudited,
-		timeout:   o.DecisionTimeout,
-		log:       o.Logger,
+		engine:      o.Engine,
+		resources:   make(map[string]*Resource, len(o.Resources)),
+		annotations: make(map[string]*toolAnnotations, len(o.Resources)),
+		auditor:     o.Auditor,
+		denyUnaud:   o.DenyUnaudited,
+		timeout:     o.DecisionTimeout,
+		log:         o.Logger,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -114,6 +117,7 @@ func New(o Options) (*Service, error) {
 			return nil, fmt.Errorf("core: resource %s has no token verifier", r.URI)
 		}
 		s.resources[r.URI] = r
+		s.annotations[r.URI] = newToolAnnotations()
 	}
 	s.ids.New = func() any { return nuid.New() }
 	s.tokens = newTokenMemo(2048)
@@ -252,6 +256,9 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 		if in.Class.NameKey == "uri" {
 			in.Target = p.URI
 		}
+		if in.Class.Kind == decision.KindTool {
+			in.RawTargetAnnotations = s.annotations[res.URI].get(in.Target)
+		}
 		if in.Target == "" {
 			return d.invalidParams(ctx, "params."+in.Class.NameKey+" is required")
 		}
@@ -300,6 +307,9 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 		if err == nil {
 			result = f.Decision
 			d.filtered = f
+			if in.Class.Kind == decision.KindTool {
+				s.annotations[res.URI].remember(in.Items)
+			}
 		}
 	default:
 		// A single target, a lifecycle or other method, or the request

@@ -112,14 +112,19 @@ type Input struct {
 	// RawArguments are the call arguments as JSON text (an object), parsed
 	// only for a policy that can read them; Arguments, when set, wins.
 	RawArguments []byte
-	Token        *Token // nil: anonymous
-	Items        []Item // list methods
+	// RawTargetAnnotations are the called tool's MCP annotations
+	// (readOnlyHint, destructiveHint, ...) as JSON text (an object), as the
+	// server's last tools/list said; nil when unknown. The policy sees
+	// them as input.target.annotations ({} when unknown).
+	RawTargetAnnotations []byte
+	Token                *Token // nil: anonymous
+	Items                []Item // list methods
 }
 
 // Value builds the Rego input document:
 //
 //	{"resource", "method", "operation", "kind",
-//	 "target": {"kind", "name", "arguments"}, "tool": <target, tools only>,
+//	 "target": {"kind", "name", "arguments", "annotations"}, "tool": <target, tools only>,
 //	 "token": {...}, "items": [{"name", "annotations"}], "names": {<item names>}}
 func (in *Input) Value() ast.Value {
 	lt := in.listTerms(nil)
@@ -212,10 +217,19 @@ func (in *Input) value(args, items bool, tok *ast.Term, lt *listTerms) (ast.Valu
 				argsTerm = ast.NewTerm(a)
 			}
 		}
+		annTerm := ast.NewTerm(ast.NewObject())
+		if len(in.RawTargetAnnotations) > 0 {
+			if a, err := ast.ValueFromReader(bytes.NewReader(in.RawTargetAnnotations)); err == nil {
+				if _, ok := a.(ast.Object); ok {
+					annTerm = ast.NewTerm(a)
+				}
+			}
+		}
 		target := ast.ObjectTerm(
 			ast.Item(ast.InternedTerm("kind"), ast.StringTerm(string(in.Class.Kind))),
 			ast.Item(ast.InternedTerm("name"), ast.StringTerm(in.Target)),
 			ast.Item(ast.InternedTerm("arguments"), argsTerm),
+			ast.Item(ast.InternedTerm("annotations"), annTerm),
 		)
 		obj.Insert(ast.InternedTerm("target"), target)
 		if in.Class.Kind == KindTool {

@@ -258,3 +258,51 @@ test_acquirable_client_ceiling if {
 		with data.mcp.scope_ceilings as {"clients": {"demo": []}}
 	not d.visible
 }
+
+# Tool annotations: the destructive rule is opt-in (a catalog's
+# destructive_scope); with it, a destructive tool (an unannotated one too,
+# as MCP's hint defaults say) also needs that scope; the catalog entry's
+# annotations win over the server's.
+annotated_call(name, tok, ann) := object.union(call(name, tok), {"target": object.union(call(name, tok).target, {"annotations": ann})})
+
+with_destructive_scope := object.union(data.mcp.catalogs.demo, {"destructive_scope": "tools:destructive"})
+
+test_destructive_rule_is_opt_in if {
+	d := authz.decision with input as annotated_call("lookup_product", anonymous, {"destructiveHint": true})
+	d.allow
+}
+
+test_destructive_tool_needs_the_scope if {
+	# lookup_product is public; annotated destructive, it needs tools:destructive.
+	d := authz.decision with input as annotated_call("lookup_product", token([]), {"destructiveHint": true})
+		with data.mcp.catalogs.demo as with_destructive_scope
+	not d.allow
+	d.visible
+	d.required_scopes == ["tools:destructive"]
+	d.missing_scopes == ["tools:destructive"]
+
+	ok := authz.decision with input as annotated_call("lookup_product", token(["tools:destructive"]), {"destructiveHint": true})
+		with data.mcp.catalogs.demo as with_destructive_scope
+	ok.allow
+
+	# A step-up tool needs both scopes.
+	s := authz.decision with input as annotated_call("generate_qr_url", token(["qr:generate"]), {})
+		with data.mcp.catalogs.demo as with_destructive_scope
+	not s.allow
+	s.required_scopes == ["qr:generate", "tools:destructive"]
+}
+
+test_read_only_tools_are_not_destructive if {
+	every ann in [{"readOnlyHint": true}, {"destructiveHint": false}] {
+		d := authz.decision with input as annotated_call("lookup_product", anonymous, ann)
+			with data.mcp.catalogs.demo as with_destructive_scope
+		d.allow
+	}
+}
+
+test_catalog_annotations_win if {
+	cat := object.union(with_destructive_scope, {"tools": object.union(data.mcp.catalogs.demo.tools, {"lookup_product": {"access": "public", "annotations": {"readOnlyHint": true}}})})
+	d := authz.decision with input as annotated_call("lookup_product", anonymous, {"destructiveHint": true})
+		with data.mcp.catalogs.demo as cat
+	d.allow
+}

@@ -1,0 +1,68 @@
+package core_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/mcp-pdp/pdp/internal/testkit/coretest"
+	"github.com/mcp-pdp/pdp/pep"
+)
+
+// annotationsPolicy allows a tool call only when the tool says it is read
+// only (input.target.annotations), and lists everything.
+const annotationsPolicy = `package mcp.authz
+
+decision := {"allow": true, "visible": true, "reason": "list", "required_scopes": [], "missing_scopes": []} if input.operation == "list"
+
+decision := {"allow": true, "visible": true, "reason": "read only", "required_scopes": [], "missing_scopes": []} if {
+	input.operation == "call"
+	input.target.annotations.readOnlyHint == true
+}
+
+decision := {"allow": false, "visible": true, "reason": "not read only", "required_scopes": [], "missing_scopes": [], "forbidden": true} if {
+	input.operation == "call"
+	not input.target.annotations.readOnlyHint == true
+}
+
+decision := {"allow": true, "visible": true, "reason": "lifecycle", "required_scopes": [], "missing_scopes": []} if input.operation in {"lifecycle", "other"}
+`
+
+// TestToolAnnotationsFromTheList: on tools/call the policy sees the tool's
+// annotations as the server's last filtered tools/list said; a later list
+// that changes them changes the decision (the call cache keys on them).
+func TestToolAnnotationsFromTheList(t *testing.T) {
+	e := coretest.New(t, coretest.Options{Policy: coretest.PolicyFiles(t, map[string]string{"authz.rego": annotationsPolicy})})
+	ctx := context.Background()
+	list := func(ann string) {
+		t.Helper()
+		result := `{"tools":[{"name":"report","inputSchema":{"type":"object"}` + ann + `},{"name":"plain","inputSchema":{"type":"object"}}]}`
+		r, err := e.Service.Decide(ctx, &pep.Request{Resource: coretest.Resource, Message: json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`), Result: json.RawMessage(result)}, "")
+		if err != nil || !r.Allow {
+			t.Fatalf("list: %+v %v", r, err)
+		}
+	}
+	call := func(tool string) bool {
+		t.Helper()
+		r, err := e.Service.Decide(ctx, callRequest("", tool), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Allow
+	}
+	if call("report") {
+		t.Fatal("allowed before any list: annotations unknown")
+	}
+	list(`,"annotations":{"readOnlyHint":true}`)
+	if !call("report") || call("plain") {
+		t.Fatal("after the list: report (read only) allowed, plain (no annotations) refused")
+	}
+	list(`,"annotations":{"readOnlyHint":false}`)
+	if call("report") {
+		t.Fatal("the list changed the annotations, the call was still allowed (stale cache)")
+	}
+	list(``)
+	if call("report") {
+		t.Fatal("a list without annotations forgets them")
+	}
+}
