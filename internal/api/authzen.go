@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v5"
 
 	"github.com/mcp-pdp/pdp/internal/authzen"
+	"github.com/mcp-pdp/pdp/pep"
 )
 
 // The AuthZEN Authorization API 1.0 routes (docs/authzen.md): served when
@@ -29,7 +30,9 @@ func (s *Server) mountAuthZEN(e *echo.Echo) {
 	for _, m := range s.opts.Metadata {
 		resources = append(resources, m.Document.Resource)
 	}
-	svc, err := authzen.New(authzen.Options{Core: d, Resources: resources})
+	svc, err := authzen.New(authzen.Options{Core: d, Resources: resources, Decided: func(r *pep.Response) {
+		s.metrics.decisionCounter(r.Outcome, r.HTTPStatus).Inc() // pdp_decisions_total, as /v1/decide
+	}})
 	if err != nil {
 		s.log.Error("authzen routes not served", "err", err)
 		return

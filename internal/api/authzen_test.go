@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -178,5 +179,17 @@ func TestAuthZENRoutes(t *testing.T) {
 	// and the two evaluations of the batch that ran.
 	if peps := e.audit.peps(); len(peps) != 3 || peps[0] != "gateway" || peps[2] != "gateway" {
 		t.Fatalf("audited PEPs %v", peps)
+	}
+	// ...and counted in pdp_decisions_total, as /v1/decide's: two allows
+	// (the evaluation, the batch's permit) and the batch's challenge.
+	r, err := http.Get(e.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if !strings.Contains(string(body), `pdp_decisions_total{http_status="200",outcome="allow"} 2`) ||
+		!strings.Contains(string(body), `pdp_decisions_total{http_status="403",outcome="challenge"} 1`) {
+		t.Fatalf("metrics:\n%s", body)
 	}
 }

@@ -42,6 +42,9 @@ type Options struct {
 	MaxEvaluations int
 	// MaxDepth bounds the nesting of a request's JSON (0 = DefaultMaxDepth).
 	MaxDepth int
+	// Decided, when set, is told of every decision (the API counts them
+	// in its metrics, as /v1/decide's).
+	Decided func(*pep.Response)
 }
 
 // DefaultMaxEvaluations is Options.MaxEvaluations's default.
@@ -57,6 +60,7 @@ type Service struct {
 	resources []string
 	maxEvals  int
 	maxDepth  int
+	decided   func(*pep.Response)
 }
 
 // New returns a Service.
@@ -70,7 +74,7 @@ func New(o Options) (*Service, error) {
 	if o.MaxDepth <= 0 {
 		o.MaxDepth = DefaultMaxDepth
 	}
-	return &Service{core: o.Core, resources: append([]string(nil), o.Resources...), maxEvals: o.MaxEvaluations, maxDepth: o.MaxDepth}, nil
+	return &Service{core: o.Core, resources: append([]string(nil), o.Resources...), maxEvals: o.MaxEvaluations, maxDepth: o.MaxDepth, decided: o.Decided}, nil
 }
 
 // Decision is an AuthZEN Decision (Authorization API 1.0 §"Decision"):
@@ -251,6 +255,9 @@ func (s *Service) decide(ctx context.Context, ev *evaluation, pepName string) (*
 	resp, err := s.core.DecideVerified(ctx, &pep.Request{Resource: m.server, Message: m.message}, m.caller, pepName)
 	if err != nil {
 		return nil, fmt.Errorf("deciding %s: %w", ev.action.name, err)
+	}
+	if s.decided != nil {
+		s.decided(resp)
 	}
 	return decisionOf(resp, m.scopesSent), nil
 }
