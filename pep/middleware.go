@@ -287,6 +287,9 @@ func (m *middleware) credentials(r *http.Request) credentials {
 // serve runs next with the allowed decision in its context and the body
 // it is to read, then completes the answer.
 func (m *middleware) serve(iw *interceptor, r *http.Request, body []byte, d *Response) {
+	if d.DPoPNonce != "" {
+		iw.Header().Set("DPoP-Nonce", d.DPoPNonce) // the nonce to use next (RFC 9449 §8.2)
+	}
 	r2 := r.WithContext(context.WithValue(r.Context(), decisionKey{}, d))
 	if body != nil {
 		b := &bodyReader{}

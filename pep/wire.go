@@ -119,7 +119,9 @@ type Response struct {
 	WWWAuthenticate string `json:"www_authenticate,omitempty"`
 	// DPoPNonce (JSON "dpop_nonce", omitted when empty) is a nonce the
 	// client must put in its next DPoP proof (RFC 9449 §8): send it as the
-	// DPoP-Nonce header of the answer (a use_dpop_nonce challenge).
+	// DPoP-Nonce header of the answer. It comes with a use_dpop_nonce
+	// challenge, and with every allowed DPoP request on a resource with
+	// dpop_nonce, so that the client renews its nonce before it expires.
 	DPoPNonce string `json:"dpop_nonce,omitempty"`
 	// RequiredScopes (JSON "required_scopes", always set, possibly empty) are
 	// the scopes the target requires per the policy; empty for public

@@ -578,6 +578,10 @@ func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr e
 	case stepup.Allowed:
 		outcome = pep.OutcomeAllow
 		resp.Caller = d.caller
+		if d.dpopUsed && d.res.DPoP != nil {
+			// The nonce to use next (RFC 9449 §8.2), before this one expires.
+			resp.DPoPNonce = d.res.DPoP.Nonce()
+		}
 		if d.filtered != nil {
 			outcome = pep.OutcomeFiltered
 			resp.Result = d.filtered.Result

@@ -156,6 +156,15 @@ func TestDPoPNonce(t *testing.T) {
 	if r, _ = e.Service.Decide(context.Background(), req, ""); !r.Allow {
 		t.Fatalf("with the nonce: %d %q", r.HTTPStatus, r.WWWAuthenticate)
 	}
+	// The allowed answer carries the nonce to use next (RFC 9449 §8.2).
+	if r.DPoPNonce == "" {
+		t.Fatal("no dpop_nonce on the allowed answer")
+	}
+	// A request without DPoP gets none.
+	plain, _ := e.Service.Decide(context.Background(), callRequest("", "lookup_product"), "")
+	if !plain.Allow || plain.DPoPNonce != "" {
+		t.Fatalf("plain request: %+v", plain)
+	}
 }
 
 // TestDPoPReplayCacheDown: a proof that cannot be checked for replay is a

@@ -102,6 +102,16 @@ func (v *Verifier) Algorithms() []string { return slices.Clone(v.names) }
 // Window returns the accepted |now - iat|.
 func (v *Verifier) Window() time.Duration { return v.window }
 
+// Nonce returns the current server nonce to send in a DPoP-Nonce header
+// (RFC 9449 §8.2: with any answer, so that a client renews it before it
+// expires), or "" when the verifier takes no nonces.
+func (v *Verifier) Nonce() string {
+	if v.nonces == nil {
+		return ""
+	}
+	return v.nonces.Current()
+}
+
 // Check is what the PDP knows of one request.
 type Check struct {
 	// Proof is the DPoP header value as received (exactly one header; the

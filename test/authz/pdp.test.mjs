@@ -571,7 +571,8 @@ describe('DPoP nonces (dpop_nonce: true)', () => {
             const p2 = await proof({ key, htm: 'POST', htu: R.nonce, accessToken: t, nonce: d1.dpop_nonce });
             const d2 = await callQR(R.nonce, `DPoP ${t}`, { dpop: p2, http });
             assertAllowed(d2);
-            assert.equal(d2.dpop_nonce, undefined);
+            // The allowed answer carries the nonce to use next (RFC 9449 §8.2).
+            assert.match(d2.dpop_nonce ?? '', /^[A-Za-z0-9_-]{16,}$/);
         }));
 });
 

@@ -369,7 +369,9 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
         return false;
     };
 
-    const allow = (req: IncomingMessage, d: Decision, creds: Credentials) => {
+    const allow = (req: IncomingMessage, res: ServerResponse, d: Decision, creds: Credentials) => {
+        // The nonce to use next (RFC 9449 §8.2), before this one expires.
+        if (d.dpop_nonce) res.setHeader('DPoP-Nonce', d.dpop_nonce);
         const r = req as IncomingMessage & { auth?: AuthInfo };
         if (d.caller) {
             r.auth = authInfoOf(d.caller, creds.authorization, resourceURL, d.decision_id);
@@ -482,7 +484,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
             return;
         }
         if (!sessionAllowed(req, res, msg.rawId, d)) return;
-        allow(req, d, creds);
+        allow(req, res, d, creds);
         const r = req as IncomingMessage & { body?: unknown; rawBody?: Buffer };
         r.body = msg.raw;
         r.rawBody = Buffer.from(text, 'utf8'); // read by the SDKs' Node adapters (@hono/node-server)
@@ -580,7 +582,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
             return;
         }
         if (!sessionAllowed(req, res, undefined, allowed)) return;
-        allow(req, allowed, creds);
+        allow(req, res, allowed, creds);
         const r = req as IncomingMessage & { body?: unknown; rawBody?: Buffer };
         r.body = forward.map(f => f.raw);
         r.rawBody = Buffer.from(`[${forward.map(f => f.text).join(',')}]`, 'utf8'); // the allowed messages as received
@@ -613,7 +615,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
             return;
         }
         if (!sessionAllowed(req, res, undefined, d)) return;
-        allow(req, d, creds);
+        allow(req, res, d, creds);
         const sid = sessionId(req);
         if (req.method === 'DELETE' && sid) {
             res.once('finish', () => {

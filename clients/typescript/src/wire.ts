@@ -66,7 +66,7 @@ export interface Decision {
     outcome: 'allow' | 'filtered' | 'challenge' | 'deny';
     http_status: number;
     www_authenticate?: string;
-    /** A nonce the client must put in its next DPoP proof (RFC 9449 §8): sent as the DPoP-Nonce header of the denial. */
+    /** A nonce the client must put in its next DPoP proof (RFC 9449 §8): sent as the DPoP-Nonce header of the answer (a use_dpop_nonce denial, or an allowed DPoP request, §8.2). */
     dpop_nonce?: string;
     required_scopes: string[];
     missing_scopes: string[];

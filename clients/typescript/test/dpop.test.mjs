@@ -297,6 +297,8 @@ describe('DPoP nonces (a PDP with dpop_nonce)', () => {
         const r = await post(nonced.url, m, { ...a.dpop({ nonce }), 'Mcp-Session-Id': sid }, '2025-06-18');
         assert.equal(r.status, 200, r.text);
         assert.equal(whoSaw(r.byId(m.id)).caller.sub, 'alice');
+        // The allowed answer carries the nonce to use next (RFC 9449 §8.2).
+        assert.ok(r.headers.get('dpop-nonce'), 'the allowed answer carries DPoP-Nonce');
     });
 
     test('a batch refused as a whole: the challenge with its DPoP-Nonce', async () => {
