@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 
@@ -77,28 +78,26 @@ func (s *Server) authzenBody(c *echo.Context) (body []byte, pepName string, err 
 
 // accessEvaluation is POST /access/v1/evaluation.
 func (s *Server) accessEvaluation(c *echo.Context) error {
-	body, pepName, err := s.authzenBody(c)
-	if err != nil {
-		return err
-	}
-	d, err := s.authzen.Evaluate(c.Request().Context(), body, pepName)
-	if err != nil {
-		return err
-	}
-	return writeJSON(c, http.StatusOK, d)
+	return authzenAnswer(s, c, s.authzen.Evaluate)
 }
 
 // accessEvaluations is POST /access/v1/evaluations.
 func (s *Server) accessEvaluations(c *echo.Context) error {
+	return authzenAnswer(s, c, s.authzen.Evaluations)
+}
+
+// authzenAnswer reads an evaluation request's body and answers what
+// decide makes of it.
+func authzenAnswer[T any](s *Server, c *echo.Context, decide func(ctx context.Context, body []byte, pepName string) (T, error)) error {
 	body, pepName, err := s.authzenBody(c)
 	if err != nil {
 		return err
 	}
-	d, err := s.authzen.Evaluations(c.Request().Context(), body, pepName)
+	answer, err := decide(c.Request().Context(), body, pepName)
 	if err != nil {
 		return err
 	}
-	return writeJSON(c, http.StatusOK, d)
+	return writeJSON(c, http.StatusOK, answer)
 }
 
 // authzenConfiguration is GET /.well-known/authzen-configuration: the PDP's

@@ -105,7 +105,7 @@ func loadOrCreateKey(path, alg string) (crypto.Signer, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("assertion: key file: %w", err)
 	}
-	priv, err := parseKey(b)
+	priv, err := ParsePrivateKey(b)
 	if err != nil {
 		return nil, "", fmt.Errorf("assertion: key file %s: %w", path, err)
 	}
@@ -122,10 +122,11 @@ func loadOrCreateKey(path, alg string) (crypto.Signer, string, error) {
 	return priv, alg, nil
 }
 
-// parseKey reads the first private key of a PEM file: PKCS#8 "PRIVATE
-// KEY", or SEC 1 "EC PRIVATE KEY" (as `openssl ecparam -genkey` writes it,
-// after an "EC PARAMETERS" block).
-func parseKey(b []byte) (crypto.Signer, error) {
+// ParsePrivateKey reads the first private key of a PEM file: PKCS#8
+// "PRIVATE KEY", SEC 1 "EC PRIVATE KEY" (as `openssl ecparam -genkey`
+// writes it, after an "EC PARAMETERS" block) or PKCS#1 "RSA PRIVATE KEY".
+// It is also the reader of the introspection client's private_key_jwt key.
+func ParsePrivateKey(b []byte) (crypto.Signer, error) {
 	for {
 		var blk *pem.Block
 		blk, b = pem.Decode(b)
@@ -143,6 +144,8 @@ func parseKey(b []byte) (crypto.Signer, error) {
 			k, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
 		case "EC PRIVATE KEY":
 			k, err = x509.ParseECPrivateKey(blk.Bytes)
+		case "RSA PRIVATE KEY":
+			k, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
 		default:
 			return nil, fmt.Errorf("PEM block %q is not a private key (want PRIVATE KEY)", blk.Type)
 		}

@@ -183,3 +183,41 @@ func TestKeyFileOpenSSL(t *testing.T) {
 		t.Errorf("not the file's key, or alg %s", s.Alg())
 	}
 }
+
+// TestParsePrivateKey: the PEM forms of a private key the PDP reads (an
+// assertion key, the introspection client's private_key_jwt key), and what
+// is refused.
+func TestParsePrivateKey(t *testing.T) {
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, _ := x509.MarshalPKCS8PrivateKey(ec)
+	sec1, _ := x509.MarshalECPrivateKey(ec)
+	pub, _ := x509.MarshalPKIXPublicKey(ec.Public())
+	enc := func(typ string, der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}) }
+	for _, tt := range []struct {
+		name string
+		pem  []byte
+		want string // "" = parsed
+	}{
+		{"PKCS #8", enc("PRIVATE KEY", pkcs8), ""},
+		{"SEC 1 after EC PARAMETERS", append(enc("EC PARAMETERS", []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}), enc("EC PRIVATE KEY", sec1)...), ""},
+		{"PKCS #1 RSA", enc("RSA PRIVATE KEY", x509.MarshalPKCS1PrivateKey(rk)), ""},
+		{"a public key", enc("PUBLIC KEY", pub), "is not a private key"},
+		{"not PEM", []byte("hello"), "no PEM private key"},
+		{"a broken key", enc("PRIVATE KEY", []byte{1, 2, 3}), "PRIVATE KEY:"},
+	} {
+		k, err := ParsePrivateKey(tt.pem)
+		switch {
+		case tt.want == "" && (err != nil || k == nil):
+			t.Errorf("%s: %v", tt.name, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
+		}
+	}
+}

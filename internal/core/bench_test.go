@@ -53,9 +53,20 @@ func listRequest(n int) *pep.Request {
 // BenchmarkDecideCallCachedToken is a tools/call decision with a token
 // already in the verified-token cache: the hot path of a session.
 func BenchmarkDecideCallCachedToken(b *testing.B) {
-	s, iss := newService(b)
-	tok := "Bearer " + iss.Mint(b, devissuer.MintOptions{Subject: "alice", ClientID: "demo", Audience: []string{resource}, Scopes: []string{"qr:generate"}})
-	req := callRequest(tok, "generate_qr_url")
+	benchAliceCall(b, coretest.Options{})
+}
+
+// benchAliceCall decides alice's call of the step-up tool (with its scope)
+// again and again in the core made with o.
+func benchAliceCall(b *testing.B, o coretest.Options) {
+	e := coretest.New(b, o)
+	tok := "Bearer " + e.Issuer.Mint(b, devissuer.MintOptions{Subject: "alice", ClientID: "demo", Audience: []string{resource}, Scopes: []string{"qr:generate"}})
+	benchDecide(b, e.Service, callRequest(tok, "generate_qr_url"))
+}
+
+// benchDecide decides req again and again after one unmeasured decision,
+// which must allow.
+func benchDecide(b *testing.B, s *core.Service, req *pep.Request) {
 	ctx := context.Background()
 	if r, err := s.Decide(ctx, req, ""); err != nil || !r.Allow {
 		b.Fatalf("%+v %v", r, err)
@@ -86,18 +97,7 @@ func BenchmarkDecideCallCachedIntrospectedToken(b *testing.B) {
 	}))
 	b.Cleanup(as.Close)
 	e := coretest.New(b, coretest.Options{Introspection: &token.IntrospectionConfig{Endpoint: as.URL, ClientID: "pdp", ClientSecret: "s"}})
-	req := callRequest("Bearer "+opaque, "generate_qr_url")
-	ctx := context.Background()
-	if r, err := e.Service.Decide(ctx, req, ""); err != nil || !r.Allow {
-		b.Fatalf("%+v %v", r, err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		if _, err := e.Service.Decide(ctx, req, ""); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchDecide(b, e.Service, callRequest("Bearer "+opaque, "generate_qr_url"))
 }
 
 // BenchmarkDecideCallAnonymous is an anonymous call of a protected tool:
@@ -157,20 +157,7 @@ func BenchmarkDecideCallDistinctArguments(b *testing.B) {
 // the one signature verification a DPoP call (BenchmarkDecideCallDPoP)
 // adds to a cached token.
 func BenchmarkDecideCallFreshToken(b *testing.B) {
-	e := coretest.New(b, coretest.Options{TokenCacheSize: -1})
-	tok := "Bearer " + e.Issuer.Mint(b, devissuer.MintOptions{Subject: "alice", ClientID: "demo", Audience: []string{resource}, Scopes: []string{"qr:generate"}})
-	req := callRequest(tok, "generate_qr_url")
-	ctx := context.Background()
-	if r, err := e.Service.Decide(ctx, req, ""); err != nil || !r.Allow {
-		b.Fatalf("%+v %v", r, err)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		if _, err := e.Service.Decide(ctx, req, ""); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchAliceCall(b, coretest.Options{TokenCacheSize: -1})
 }
 
 // BenchmarkDecideCallUncached is a tools/call with the decision cache off:

@@ -2,13 +2,11 @@ package server
 
 import (
 	"crypto"
-	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
 
+	"github.com/mcp-pdp/pdp/internal/assertion"
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/token"
 )
@@ -44,34 +42,16 @@ func introspection(in *config.Introspection) (*token.IntrospectionConfig, error)
 	return ic, nil
 }
 
-// readPrivateKey reads a PEM private key: PKCS #8, SEC 1 (EC) or PKCS #1
-// (RSA).
+// readPrivateKey reads a PEM private key file (assertion.ParsePrivateKey:
+// PKCS #8, SEC 1 or PKCS #1).
 func readPrivateKey(path string) (crypto.Signer, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, fmt.Errorf("%s: no PEM block", path)
-	}
-	var key any
-	switch blk.Type {
-	case "PRIVATE KEY":
-		key, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
-	case "EC PRIVATE KEY":
-		key, err = x509.ParseECPrivateKey(blk.Bytes)
-	case "RSA PRIVATE KEY":
-		key, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
-	default:
-		return nil, fmt.Errorf("%s: PEM block %q is not a private key", path, blk.Type)
-	}
+	key, err := assertion.ParsePrivateKey(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	s, ok := key.(crypto.Signer)
-	if !ok {
-		return nil, errors.New(path + ": the key cannot sign")
-	}
-	return s, nil
+	return key, nil
 }
