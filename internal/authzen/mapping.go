@@ -27,10 +27,6 @@ const SubjectAnonymous = "anonymous"
 // configured resource URI) when resource.type is not mcp_server.
 const ContextServer = "mcp_server"
 
-// validationPEP is token.Claims.Validation of a caller the enforcement
-// point verified (core.ValidationPEP; a test keeps them equal).
-const validationPEP = "pep"
-
 // mapped is an evaluation as the core decides it.
 type mapped struct {
 	server  string
@@ -182,7 +178,7 @@ func callerOf(ev *evaluation) (*token.Claims, bool, error) {
 	if sub.typ == SubjectAnonymous {
 		return nil, false, nil
 	}
-	c := &token.Claims{Subject: sub.id, Validation: validationPEP, Raw: map[string]any{}}
+	c := &token.Claims{Subject: sub.id, Validation: token.ValidationPEP, Raw: map[string]any{}}
 	for k, v := range sub.properties {
 		var x any
 		if err := json.Unmarshal(v, &x); err != nil {

@@ -195,7 +195,7 @@ func (s *Service) DecideVerified(ctx context.Context, req *pep.Request, caller *
 
 // ValidationPEP is Claims.Validation of a caller verified by the
 // enforcement point (DecideVerified).
-const ValidationPEP = "pep"
+const ValidationPEP = token.ValidationPEP
 
 // DecideValid is Decide for a request whose Message and Result the caller
 // has already checked to be valid JSON (json.Valid, or read by a decoder

@@ -60,6 +60,9 @@ type Claims struct {
 const (
 	ValidationJWT           = "jwt"
 	ValidationIntrospection = "introspection"
+	// ValidationPEP: the enforcement point verified the token and sent
+	// its caller (core.Service.DecideVerified, the AuthZEN API).
+	ValidationPEP = "pep"
 )
 
 // confirmationJKT returns the `cnf.jkt` of claims m: "" when there is no
