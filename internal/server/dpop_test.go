@@ -2,9 +2,14 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/devissuer"
@@ -71,5 +76,54 @@ func TestDPoPReplayAcrossReplicas(t *testing.T) {
 	}
 	if r, err = d.Core().Decide(ctx, req(key.Proof(t, "POST", hResource, tok, dpoptest.Options{Nonce: r.DPoPNonce})), ""); err != nil || !r.Allow {
 		t.Fatalf("replica d, c's nonce: %+v %v", r, err)
+	}
+}
+
+// TestLazyReplayBucket: the replay bucket is bound on first use; while NATS
+// is away a claim fails (the proof is refused as unavailable, never
+// accepted), a failed bind is retried after a second, and once NATS is
+// back the bucket binds and claims work.
+func TestLazyReplayBucket(t *testing.T) {
+	ns := natstest.Start(t)
+	nc, err := nats.Connect(ns.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Stop()
+	l := &lazyKV{js: js, bucket: "lazy_test", ttl: 10 * time.Minute}
+	key := sha256.Sum256([]byte("proof"))
+	short, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if fresh, err := l.Claim(short, key, "", time.Now().Add(time.Minute)); err == nil || fresh {
+		t.Fatalf("NATS away: fresh %v, err %v; want an error", fresh, err)
+	}
+	// Within the second, the failure is answered without a new attempt.
+	start := time.Now()
+	if _, err := l.Claim(context.Background(), key, "", time.Now().Add(time.Minute)); err == nil || time.Since(start) > 100*time.Millisecond {
+		t.Fatalf("retried at once: %v after %s", err, time.Since(start))
+	}
+	ns.Restart()
+	ctx, cancel2 := context.WithTimeout(context.Background(), testkit.WaitTimeout)
+	defer cancel2()
+	for {
+		fresh, err := l.Claim(ctx, key, "", time.Now().Add(time.Minute))
+		if err == nil {
+			if !fresh {
+				t.Fatal("the first claim after the bind was a replay")
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the bucket never bound: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if fresh, err := l.Claim(ctx, key, "", time.Now().Add(time.Minute)); err != nil || fresh {
+		t.Fatalf("the same proof again: fresh %v, %v", fresh, err)
 	}
 }
