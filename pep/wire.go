@@ -223,6 +223,11 @@ type JSONRPCError struct {
 	Code int `json:"code"`
 	// Message (JSON "message") is the short description of the error.
 	Message string `json:"message"`
+	// Data (JSON "data", omitted when empty) is the error's data. On a
+	// resource with structured denials (SEP-2643, a draft), an
+	// authorization refusal carries {"authorization": <envelope>} here:
+	// send it as it is.
+	Data json.RawMessage `json:"data,omitempty"`
 }
 
 // ToolResult is an MCP CallToolResult that reports an error and, for a
@@ -234,7 +239,9 @@ type ToolResult struct {
 	Content []Content `json:"content"`
 	// Meta (JSON "_meta", omitted when empty) holds, for a challenge, the
 	// key "mcp/www_authenticate" with the WWW-Authenticate value as a
-	// one-element string array.
+	// one-element string array; on a resource with structured denials,
+	// also the key "io.modelcontextprotocol/authorization" with the
+	// denial's envelope (SEP-2643, a draft).
 	Meta map[string]any `json:"_meta,omitempty"`
 }
 

@@ -120,6 +120,7 @@ func appendEvent(b []byte, e *Event) (_ []byte, ok bool) {
 		{`,"token_fingerprint":`, e.TokenFingerprint},
 		{`,"token_validation":`, e.TokenValidation},
 		{`,"policy_revision":`, e.PolicyRevision},
+		{`,"retry_of":`, e.RetryOf},
 	} {
 		if b, ok = appendField(b, f.key, f.v, true); !ok {
 			return b, false

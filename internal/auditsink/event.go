@@ -95,7 +95,11 @@ type Event struct {
 	TokenValidation string `json:"token_validation,omitempty"`
 
 	PolicyRevision string `json:"policy_revision,omitempty"`
-	LatencyMicros  int64  `json:"latency_us"`
+	// RetryOf is the id of the denied decision the client says this
+	// request retries (the authorizationContextId of a structured denial,
+	// echoed in the request's _meta); the client's word, not verified.
+	RetryOf       string `json:"retry_of,omitempty"`
+	LatencyMicros int64  `json:"latency_us"`
 
 	// Visible and Hidden are the item names of a filtered list.
 	Visible []string `json:"visible,omitempty"`

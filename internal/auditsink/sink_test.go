@@ -98,9 +98,12 @@ func TestNATSRestartMidLoad(t *testing.T) {
 	<-done
 	n.Stop()
 	record(phase, 2*phase) // NATS is down: answered from the spool
-	if st := s.Stats(); st.Spooled == 0 || !st.Spooling {
-		t.Fatalf("with NATS down the sink should be spooling: %+v", st)
-	}
+	// On a loaded machine the sink may still be waiting for its in-flight
+	// publishes to fail when the recording ends.
+	testkit.WaitFor(t, "the sink to spool with NATS down", func() bool {
+		st := s.Stats()
+		return st.Spooled > 0 && st.Spooling
+	})
 	if err := s.Healthy(); err != nil {
 		t.Fatalf("NATS down but spool fine: Healthy = %v, want nil", err)
 	}

@@ -177,6 +177,9 @@ type Resource struct {
 	// ChallengeScopes: "operation" or "accumulate" ("" = stepup's default,
 	// operation).
 	ChallengeScopes string `yaml:"challenge_scopes"`
+	// StructuredDenials adds the SEP-2643 (draft) structured denial
+	// envelope to the in-band forms of authorization refusals.
+	StructuredDenials bool `yaml:"structured_denials"`
 	// ResourceMetadataURL overrides the RFC 9728 metadata URL sent in challenges.
 	ResourceMetadataURL string `yaml:"resource_metadata_url"`
 	// Algorithms allowed for token signatures (empty = token.DefaultAlgorithms:

@@ -149,6 +149,7 @@ type callParams struct {
 	Name      string          `json:"name"`
 	URI       string          `json:"uri"`
 	Arguments json.RawMessage `json:"arguments"`
+	Meta      json.RawMessage `json:"_meta"`
 }
 
 // decideWork is what one decision of a message keeps, allocated once.
@@ -271,6 +272,7 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 			in.RawArguments = p.Arguments
 			d.args = p.Arguments
 		}
+		d.retryOf = retryOf(p.Meta)
 	}
 
 	// The budget covers token verification and policy evaluation; the audit
@@ -466,6 +468,8 @@ type pending struct {
 	// verified is the caller the enforcement point verified
 	// (DecideVerified); nil: verify req.Authorization.
 	verified *token.Claims
+	// retryOf is the denial the client says this request retries.
+	retryOf string
 }
 
 func (d *pending) invalidParams(ctx context.Context, why string) (*pep.Response, error) {
@@ -555,6 +559,7 @@ func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr e
 	case result.Forbidden:
 		ref.Kind = stepup.Forbidden
 		ref.Description = result.Reason
+		ref.Remediation = result.Remediation
 	case d.in.Token == nil:
 		ref.Kind = stepup.NoToken
 	case len(result.MissingScopes) > 0:
@@ -564,6 +569,12 @@ func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr e
 	default:
 		ref.Kind = stepup.Forbidden
 		ref.Description = result.Reason
+		ref.Remediation = result.Remediation
+	}
+	if ref.Kind != stepup.Allowed {
+		// The envelope of a structured denial names its decision.
+		resp.DecisionID = d.svc.newID()
+		ref.DecisionID = resp.DecisionID
 	}
 	ans := d.res.Challenge.Answer(ref)
 	resp.Allow = ref.Kind == stepup.Allowed
@@ -598,7 +609,9 @@ func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr e
 // event cannot be made durable and the PDP is set to deny unaudited
 // decisions, turns the answer into a deny.
 func (d *pending) answer(ctx context.Context, resp *pep.Response, outcome string, result *decision.Result) (*pep.Response, error) {
-	resp.DecisionID = d.svc.newID()
+	if resp.DecisionID == "" {
+		resp.DecisionID = d.svc.newID()
+	}
 	resp.Outcome = outcome
 	if resp.RequiredScopes == nil {
 		resp.RequiredScopes = []string{}
@@ -653,6 +666,7 @@ func (d *pending) event(resp *pep.Response) *auditsink.Event {
 	if d.filtered != nil {
 		ev.Visible, ev.Hidden = d.filtered.Visible, d.filtered.Hidden
 	}
+	ev.RetryOf = d.retryOf
 	if d.res.AuditArguments && d.args != nil {
 		var args map[string]any
 		if json.Unmarshal(d.args, &args) == nil {

@@ -61,7 +61,7 @@ func parseMessageFast(raw []byte, valid bool, msg *message, p *callParams) bool 
 		return true
 	}
 	_, ok = jsonfast.Members(params, 0, func(k, v []byte) bool {
-		switch jsonfast.Field(k, "name", "uri", "arguments") {
+		switch jsonfast.Field(k, "name", "uri", "arguments", "_meta") {
 		case 0:
 			s, ok := jsonfast.String(v)
 			p.Name = s
@@ -72,6 +72,8 @@ func parseMessageFast(raw []byte, valid bool, msg *message, p *callParams) bool 
 			return ok
 		case 2:
 			p.Arguments = v
+		case 3:
+			p.Meta = v
 		case -1:
 		default:
 			return false
@@ -110,4 +112,35 @@ func caseVariantKey(raw []byte) (string, bool) {
 		jsonfast.Members(params, 0, check("params.", "name", "uri", "arguments"))
 	}
 	return found, found != ""
+}
+
+// retryOf returns the authorizationContextId a client echoes in its
+// request's _meta after a structured denial (SEP-2643, draft): the id of
+// the decision that refused its previous attempt. It is the client's word,
+// not authorization material: recorded in the audit event (retry_of) to
+// link a retry to its denial, and only when it looks like a decision id
+// (at most 64 letters, digits, '-' and '_'); else "".
+func retryOf(meta []byte) string {
+	if len(meta) == 0 || meta[0] != '{' || !bytes.Contains(meta, []byte(`authorization-context-id`)) {
+		return ""
+	}
+	var id string
+	jsonfast.Members(meta, 0, func(k, v []byte) bool {
+		if string(k) != `"io.modelcontextprotocol/authorization-context-id"` {
+			return true
+		}
+		s, end, ok := jsonfast.PlainString(v, 0)
+		if !ok || end != len(v) || len(s) == 0 || len(s) > 64 {
+			return false
+		}
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_') {
+				return false
+			}
+		}
+		id = string(s)
+		return false
+	})
+	return id
 }

@@ -249,6 +249,8 @@ func TestEvaluationErrorsFailClosed(t *testing.T) {
 		{"undefined decision", "package mcp.authz\n\ndecision := true if false\n", "no decision"},
 		{"wrong type", "package mcp.authz\n\ndecision := \"yes\"\n", "want an object"},
 		{"allow not boolean", "package mcp.authz\n\ndecision := {\"allow\": \"true\"}\n", "want a boolean"},
+		{"remediation not a string", "package mcp.authz\n\ndecision := {\"allow\": false, \"remediation\": true}\n", "field remediation is boolean, want a string"},
+		{"remediation unknown", "package mcp.authz\n\ndecision := {\"allow\": false, \"remediation\": \"maybe\"}\n", `field remediation is "maybe", want available, unavailable or undisclosed`},
 		{"conflict", "package mcp.authz\n\ndecision := {\"allow\": true} if input.method\ndecision := {\"allow\": false} if input.resource\n", "conflict"},
 	}
 	for _, tc := range tests {
@@ -264,6 +266,23 @@ func TestEvaluationErrorsFailClosed(t *testing.T) {
 				t.Fatalf("res=%v err=%v, want error containing %q", res, err, tc.want)
 			}
 		})
+	}
+}
+
+// A policy that writes its own decision object may say whether a refusal
+// can be remedied (structured denials).
+func TestRemediation(t *testing.T) {
+	for _, r := range []string{"available", "unavailable", "undisclosed"} {
+		dir := t.TempDir()
+		testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), "package mcp.authz\n\ndecision := {\"allow\": false, \"visible\": true, \"forbidden\": true, \"remediation\": \""+r+"\"}\n")
+		p, err := decision.Load(context.Background(), decision.Source{Path: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := decision.NewEngine(p).Decide(context.Background(), call("tools/call", "x", nil))
+		if err != nil || res.Remediation != r || !res.Forbidden {
+			t.Fatalf("%s: %+v %v", r, res, err)
+		}
 	}
 }
 

@@ -18,6 +18,10 @@ type Result struct {
 	// Forbidden is set when an explicit deny rule refused the request:
 	// new scopes would not help, so no step-up challenge is due.
 	Forbidden bool
+	// Remediation is, for a forbidden request, the policy's word on
+	// whether the caller can remedy it ("available", "unavailable",
+	// "undisclosed"; empty: not said), for structured denials.
+	Remediation string
 	// list is a list method's answer: the visible items and what each
 	// needs (listAnswer.find). It is what the decision cache keeps.
 	list *listAnswer
@@ -53,6 +57,7 @@ var (
 	fieldForbidden  = ast.StringTerm("forbidden")
 	fieldAccess     = ast.StringTerm("access")
 	fieldReason     = ast.StringTerm("reason")
+	fieldRemedy     = ast.StringTerm("remediation")
 	fieldRequired   = ast.StringTerm("required_scopes")
 	fieldMissing    = ast.StringTerm("missing_scopes")
 	fieldItems      = ast.StringTerm("items")
@@ -84,6 +89,17 @@ func parseResult(v ast.Value) (*Result, error) {
 	}
 	res.Access = stringField(obj, fieldAccess)
 	res.Reason = stringField(obj, fieldReason)
+	if t := obj.Get(fieldRemedy); t != nil {
+		s, ok := t.Value.(ast.String)
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("policy decision field remediation is %s, want a string", ast.ValueName(t.Value))
+		case s == "available" || s == "unavailable" || s == "undisclosed":
+			res.Remediation = string(s)
+		default:
+			return nil, fmt.Errorf("policy decision field remediation is %q, want available, unavailable or undisclosed", string(s))
+		}
+	}
 	if res.RequiredScopes, err = stringsField(obj, fieldRequired); err != nil {
 		return nil, err
 	}

@@ -158,6 +158,7 @@ func (s *Server) buildResources() ([]*core.Resource, []api.MetadataDoc, error) {
 			URI: r.URI, Key: r.Key, Verifier: v,
 			Challenge: stepup.Resource{
 				URI: r.URI, MetadataURL: mdURL, Strategy: stepup.Strategy(r.ChallengeScopes), ScopesSupported: r.ScopesSupported,
+				StructuredDenials: r.StructuredDenials,
 			},
 			AuditArguments: r.AuditArguments.Enabled, Redact: r.AuditArguments.Redact,
 		})

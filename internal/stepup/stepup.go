@@ -42,6 +42,11 @@ type Resource struct {
 	// DPoPAlgs are the proof algorithms accepted, for the DPoP challenge's
 	// algs.
 	DPoPAlgs []string
+	// StructuredDenials adds the SEP-2643 (draft) denial envelope to the
+	// in-band forms of authorization refusals: error.data.authorization of
+	// the JSON-RPC error (then set for challenges too) and
+	// _meta["io.modelcontextprotocol/authorization"] of the tool result.
+	StructuredDenials bool
 }
 
 // DPoPMode is how a resource takes sender-constrained tokens.
@@ -114,6 +119,13 @@ type Refusal struct {
 	// DPoPError, when set (invalid_dpop_proof, use_dpop_nonce), is the
 	// error code of a refused proof; the refusal is then InvalidToken.
 	DPoPError string
+	// DecisionID is the refusal's decision id, the envelope's
+	// authorizationContextId (structured denials).
+	DecisionID string
+	// Remediation, when set (RemediationAvailable, ...), is the policy's
+	// word on whether a Forbidden refusal can be remedied; else it is
+	// RemediationUnavailable (structured denials).
+	Remediation string
 }
 
 // Answer is what the enforcement point must send; the core copies it into
@@ -142,6 +154,14 @@ const (
 
 // Answer builds the answer for a refusal against this resource.
 func (r *Resource) Answer(f Refusal) Answer {
+	a := r.answer(f)
+	if r.StructuredDenials {
+		r.addEnvelope(&a, f)
+	}
+	return a
+}
+
+func (r *Resource) answer(f Refusal) Answer {
 	switch f.Kind {
 	case Allowed:
 		return Answer{HTTPStatus: http.StatusOK}
@@ -232,14 +252,33 @@ func toolChallenge(f Refusal, header string) *pep.ToolResult {
 	if f.Method != "tools/call" {
 		return nil
 	}
+	return &pep.ToolResult{
+		IsError: true,
+		Content: []pep.Content{{Type: "text", Text: challengeText(f)}},
+		Meta:    map[string]any{"mcp/www_authenticate": []string{header}},
+	}
+}
+
+// challengeText says what a challenge asks for, for the model and the user.
+func challengeText(f Refusal) string {
 	var text string
 	switch f.Kind {
 	case NoToken:
-		text = "Authorization required to call " + f.Target
+		text = "Authorization required"
 	case InsufficientScope:
-		text = "Additional permission required to call " + f.Target
+		text = "Additional permission required"
 	default:
 		text = "The access token was rejected"
+	}
+	if f.Kind != InvalidToken && f.Kind != InvalidRequest {
+		switch {
+		case f.Method == "tools/call":
+			text += " to call " + f.Target
+		case f.Target != "":
+			text += " for " + f.Method + " " + f.Target
+		default:
+			text += " for " + f.Method
+		}
 	}
 	if f.Description != "" && f.Kind != NoToken {
 		text += ": " + f.Description
@@ -247,11 +286,7 @@ func toolChallenge(f Refusal, header string) *pep.ToolResult {
 	if len(f.Required) > 0 {
 		text += " (scopes needed: " + strings.Join(f.Required, " ") + ")"
 	}
-	return &pep.ToolResult{
-		IsError: true,
-		Content: []pep.Content{{Type: "text", Text: text}},
-		Meta:    map[string]any{"mcp/www_authenticate": []string{header}},
-	}
+	return text
 }
 
 // challengeScopes applies the strategy: the operation's scopes, plus for

@@ -26,6 +26,11 @@ export interface Actor {
 export interface JSONRPCErrorObject {
     code: number;
     message: string;
+    /**
+     * On a resource with structured denials (SEP-2643, draft),
+     * `{authorization: <envelope>}`: send it as it is.
+     */
+    data?: Record<string, unknown>;
 }
 
 /** The body of POST /v1/decide. */
