@@ -339,6 +339,15 @@ default observed_annotations := {}
 
 observed_annotations := input.target.annotations
 
+# The tool's _meta: the catalog entry's "_meta", over what the server's last
+# tools/list said (input.target._meta, {} when it said nothing). The default
+# policy does not read it; rules of your own can (docs/policy.md, cookbook).
+tool_meta := object.union(observed_meta, object.get(target_entry, "_meta", {}))
+
+default observed_meta := {}
+
+observed_meta := input.target._meta
+
 # Opt-in (a catalog's "destructive_scope"): calling a destructive tool also
 # needs that scope. Destructive as MCP defines the hints' defaults: a tool
 # is destructive unless it says readOnlyHint: true or destructiveHint: false

@@ -57,6 +57,9 @@ func TestValidate(t *testing.T) {
 		{"annotations and destructive_scope, wrong types", `{"mcp": {"default_catalog": "c", "catalogs": {"c": {"destructive_scope": ["x"], "tools": {"t": {"access": "public", "annotations": "ro"}}}}}}`,
 			[]string{"data.mcp.catalogs.c.destructive_scope: must be the scope destructive tools need (a non-empty string), not a list",
 				"data.mcp.catalogs.c.tools.t.annotations: must be an object of MCP tool annotations such as {destructiveHint: true}, not a string"}},
+		{"_meta", `{"mcp": {"default_catalog": "c", "catalogs": {"c": {"tools": {"t": {"access": "public", "_meta": {"com.example/classification": "internal"}}}}}}}`, nil},
+		{"_meta, wrong type", `{"mcp": {"default_catalog": "c", "catalogs": {"c": {"tools": {"t": {"access": "public", "_meta": ["internal"]}}}}}}`,
+			[]string{`data.mcp.catalogs.c.tools.t._meta: must be an object of _meta keys such as {"com.example/classification": "internal"}, not a list`}},
 		{"ordered by path", `{"mcp": {"hidden": {}, "default_catalog": 1}}`,
 			[]string{"data.mcp.default_catalog: must be the name of a catalog (a string), not a number", "data.mcp.hidden: must be a list of names, not an object"}},
 	}

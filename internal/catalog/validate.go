@@ -32,7 +32,7 @@ var accessClasses = []string{"public", "step_up", "restricted", "deny"}
 var (
 	mcpKeys     = []string{"default_catalog", "resources", "revoked", "hidden", "catalogs", "scope_ceilings"}
 	catalogKeys = []string{"unknown", "scope_implies", "wildcard_scopes", "tools", "prompts", "resources", "resource_templates", "methods", "destructive_scope"}
-	entryKeys   = []string{"access", "scopes", "roles", "clients", "annotations"}
+	entryKeys   = []string{"access", "scopes", "roles", "clients", "annotations", "_meta"}
 	sectionKeys = []string{"tools", "prompts", "resources", "resource_templates", "methods"}
 )
 
@@ -260,6 +260,11 @@ func (v *validator) entry(path []string, raw any) {
 	if a, ok := e["annotations"]; ok {
 		if _, isObj := a.(map[string]any); !isObj {
 			v.errorf(join(path, "annotations"), "must be an object of MCP tool annotations such as {destructiveHint: true}, not %s", kindOf(a))
+		}
+	}
+	if m, ok := e["_meta"]; ok {
+		if _, isObj := m.(map[string]any); !isObj {
+			v.errorf(join(path, "_meta"), "must be an object of _meta keys such as {\"com.example/classification\": \"internal\"}, not %s", kindOf(m))
 		}
 	}
 	access, hasAccess := e["access"]

@@ -88,8 +88,9 @@ type Service struct {
 	log       *slog.Logger
 	ids       sync.Pool
 	tokens    *tokenMemo
-	// annotations are each resource's tools' annotations from its lists.
-	annotations map[string]*toolAnnotations
+	// toolMetas are each resource's tools' annotations and _meta from its
+	// lists.
+	toolMetas map[string]*toolMetas
 }
 
 // New returns a Service.
@@ -98,13 +99,13 @@ func New(o Options) (*Service, error) {
 		return nil, errors.New("core: no decision engine")
 	}
 	s := &Service{
-		engine:      o.Engine,
-		resources:   make(map[string]*Resource, len(o.Resources)),
-		annotations: make(map[string]*toolAnnotations, len(o.Resources)),
-		auditor:     o.Auditor,
-		denyUnaud:   o.DenyUnaudited,
-		timeout:     o.DecisionTimeout,
-		log:         o.Logger,
+		engine:    o.Engine,
+		resources: make(map[string]*Resource, len(o.Resources)),
+		toolMetas: make(map[string]*toolMetas, len(o.Resources)),
+		auditor:   o.Auditor,
+		denyUnaud: o.DenyUnaudited,
+		timeout:   o.DecisionTimeout,
+		log:       o.Logger,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -117,7 +118,7 @@ func New(o Options) (*Service, error) {
 			return nil, fmt.Errorf("core: resource %s has no token verifier", r.URI)
 		}
 		s.resources[r.URI] = r
-		s.annotations[r.URI] = newToolAnnotations()
+		s.toolMetas[r.URI] = newToolMetas()
 	}
 	s.ids.New = func() any { return nuid.New() }
 	s.tokens = newTokenMemo(2048)
@@ -258,7 +259,7 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 			in.Target = p.URI
 		}
 		if in.Class.Kind == decision.KindTool {
-			in.RawTargetAnnotations = s.annotations[res.URI].get(in.Target)
+			in.TargetMeta = s.toolMetas[res.URI].get(in.Target)
 		}
 		if in.Target == "" {
 			return d.invalidParams(ctx, "params."+in.Class.NameKey+" is required")
@@ -310,7 +311,7 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 			result = f.Decision
 			d.filtered = f
 			if in.Class.Kind == decision.KindTool {
-				s.annotations[res.URI].remember(in.Items)
+				s.toolMetas[res.URI].remember(in.Items)
 			}
 		}
 	default:

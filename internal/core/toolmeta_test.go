@@ -66,3 +66,70 @@ func TestToolAnnotationsFromTheList(t *testing.T) {
 		t.Fatal("a list without annotations forgets them")
 	}
 }
+
+// metaPolicy allows a tool call only when the tool's _meta classifies it
+// as public (input.target._meta), and lists everything.
+const metaPolicy = `package mcp.authz
+
+decision := {"allow": true, "visible": true, "reason": "list", "required_scopes": [], "missing_scopes": []} if input.operation == "list"
+
+default classification := "unknown"
+
+classification := input.target._meta["com.example/classification"]
+
+decision := {"allow": true, "visible": true, "reason": "public", "required_scopes": [], "missing_scopes": []} if {
+	input.operation == "call"
+	classification == "public"
+}
+
+decision := {"allow": false, "visible": true, "reason": sprintf("classified %s", [classification]), "required_scopes": [], "missing_scopes": [], "forbidden": true} if {
+	input.operation == "call"
+	classification != "public"
+}
+
+decision := {"allow": true, "visible": true, "reason": "lifecycle", "required_scopes": [], "missing_scopes": []} if input.operation in {"lifecycle", "other"}
+`
+
+// TestToolMetaFromTheList: on tools/call the policy sees the tool's _meta
+// as the server's last filtered tools/list said, next to its annotations;
+// a list that changes or drops it changes the decision.
+func TestToolMetaFromTheList(t *testing.T) {
+	e := coretest.New(t, coretest.Options{Policy: coretest.PolicyFiles(t, map[string]string{"authz.rego": metaPolicy})})
+	ctx := context.Background()
+	list := func(meta string) {
+		t.Helper()
+		result := `{"tools":[{"name":"report","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}` + meta + `}]}`
+		r, err := e.Service.Decide(ctx, &pep.Request{Resource: coretest.Resource, Message: json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`), Result: json.RawMessage(result)}, "")
+		if err != nil || !r.Allow {
+			t.Fatalf("list: %+v %v", r, err)
+		}
+	}
+	call := func() *pep.Response {
+		t.Helper()
+		r, err := e.Service.Decide(ctx, callRequest("", "report"), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	tests := []struct {
+		name   string
+		meta   string
+		allow  bool
+		reason string
+	}{
+		{"public", `,"_meta":{"com.example/classification":"public"}`, true, "public"},
+		{"changed by the next list", `,"_meta":{"com.example/classification":"secret"}`, false, "classified secret"},
+		{"not an object", `,"_meta":"public"`, false, "classified unknown"},
+		{"dropped", ``, false, "classified unknown"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			list(tt.meta)
+			r := call()
+			if r.Allow != tt.allow || r.Reason != tt.reason {
+				t.Fatalf("allow=%v reason=%q, want %v %q", r.Allow, r.Reason, tt.allow, tt.reason)
+			}
+		})
+	}
+}

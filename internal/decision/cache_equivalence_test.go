@@ -157,8 +157,11 @@ func describe(in *decision.Input) string {
 	if in.Arguments != nil {
 		fmt.Fprintf(&b, " arguments %v", in.Arguments)
 	}
+	if in.TargetMeta != nil {
+		fmt.Fprintf(&b, " tool annotations %s _meta %s", in.TargetMeta.Annotations, in.TargetMeta.Meta)
+	}
 	for _, it := range in.Items {
-		fmt.Fprintf(&b, " item %q %s", it.Name, it.RawAnnotations)
+		fmt.Fprintf(&b, " item %q %s %s", it.Name, it.RawAnnotations, it.RawMeta)
 	}
 	return b.String()
 }
@@ -188,6 +191,7 @@ func equivalencePolicies(tb testing.TB) []namedPolicy {
 	mcp["hidden"] = []any{"compare_products"}
 	mcp["resources"] = map[string]any{otherResource: map[string]any{"catalog": "other"}}
 	catalogs := mcp["catalogs"].(map[string]any)
+	catalogs["demo"].(map[string]any)["destructive_scope"] = "tools:destructive"
 	tools := catalogs["demo"].(map[string]any)["tools"].(map[string]any)
 	tools["pre_*"] = map[string]any{"access": "step_up", "scopes": []any{"qr:generate"}}
 	tools["admin_tool"] = map[string]any{"access": "restricted", "scopes": []any{"qr:admin"}, "roles": []any{"admin"}}
@@ -258,6 +262,23 @@ items := {it.name: {"access": access(it), "scopes": ["write"]} |
 decision := {"allow": true, "items": items} if input.operation == "list"
 
 decision := {"allow": input.token.present, "reason": input.kind} if input.operation != "list"
+`})},
+		{"tool-metadata", loadFiles(tb, map[string]string{"authz.rego": `package mcp.authz
+
+default allow := false
+
+allow if input.target.annotations.readOnlyHint == true
+
+allow if input.target._meta["com.example/tier"] == "free"
+
+items := {it.name: {"access": "public"} |
+	some it in input.items
+	it._meta["com.example/tier"] != "hidden"
+}
+
+decision := {"allow": true, "items": items} if input.operation == "list"
+
+decision := {"allow": allow, "reason": input.kind} if input.operation != "list"
 `})},
 		{"subject-lookups", loadFiles(tb, map[string]string{
 			"authz.rego": `package mcp.authz
@@ -340,6 +361,7 @@ var (
 		"pre_x", "pre_y", "a_reader", "unknown_tool", "file:///public/a.txt", "",
 	}
 	eqAnnotations = []string{"", `{"readOnlyHint": true}`, `{"destructiveHint": true}`, `{"readOnlyHint": false, "title": "t"}`}
+	eqToolMeta    = []string{"", `{"com.example/tier": "free"}`, `{"com.example/tier": "hidden"}`, `{"com.example/tier": "paid", "x": [1]}`}
 )
 
 // tokenSpec is a caller; tokens made from equal specs are equal.
@@ -369,12 +391,21 @@ var eqCallers = []tokenSpec{
 // with the same claims).
 type tokenPool struct {
 	shared []*decision.Token
+	// toolMetas are what lists said of tools, shared like the tokens.
+	toolMetas []*decision.ToolMeta
 }
 
 func newTokenPool(tb testing.TB) *tokenPool {
 	p := &tokenPool{}
 	for _, c := range eqCallers {
 		p.shared = append(p.shared, c.token(tb))
+	}
+	for _, a := range eqAnnotations {
+		for _, m := range eqToolMeta {
+			if a != "" || m != "" {
+				p.toolMetas = append(p.toolMetas, &decision.ToolMeta{Annotations: []byte(a), Meta: []byte(m)})
+			}
+		}
 	}
 	return p
 }
@@ -466,11 +497,12 @@ func (pool *tokenPool) target(tb testing.TB, pr *program, in *decision.Input) {
 	switch in.Class.Operation {
 	case decision.OpCall:
 		in.Target = eqNames[pr.pick(len(eqNames))]
+		in.TargetMeta = pool.toolMeta(pr)
 		pool.arguments(tb, pr, in)
 	case decision.OpList:
 		in.Items = nil
 		for range pr.pick(8) {
-			in.Items = append(in.Items, decision.Item{Name: eqNames[pr.pick(len(eqNames))], RawAnnotations: annotations(pr)})
+			in.Items = append(in.Items, decision.Item{Name: eqNames[pr.pick(len(eqNames))], RawAnnotations: annotations(pr), RawMeta: toolMetaJSON(pr)})
 		}
 	}
 }
@@ -496,6 +528,27 @@ func (pool *tokenPool) arguments(tb testing.TB, pr *program, in *decision.Input)
 	case 4:
 		in.RawArguments = []byte(`{}`)
 	}
+}
+
+// toolMeta is what a list said of a called tool: nothing, a shared value
+// (as the core keeps one per tool) or a new equal one.
+func (pool *tokenPool) toolMeta(pr *program) *decision.ToolMeta {
+	i := pr.pick(len(pool.toolMetas) + 1)
+	if i == 0 {
+		return nil
+	}
+	if pr.pick(3) == 0 {
+		m := *pool.toolMetas[i-1]
+		return &m
+	}
+	return pool.toolMetas[i-1]
+}
+
+func toolMetaJSON(pr *program) []byte {
+	if m := eqToolMeta[pr.pick(len(eqToolMeta))]; m != "" {
+		return []byte(m)
+	}
+	return nil
 }
 
 func annotations(pr *program) []byte {

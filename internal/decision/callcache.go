@@ -26,7 +26,7 @@ type callKey struct {
 	resource, method, target string
 	token                    *ast.Term // nil: anonymous
 	args                     string    // raw JSON arguments, when the policy reads them
-	annotations              string    // the tool's raw annotations (Input.RawTargetAnnotations)
+	tool                     *ToolMeta // what the list said of the tool (Input.TargetMeta), by identity
 }
 
 func newCallCache() *callCache { return &callCache{m: make(map[callKey]*Result)} }
@@ -55,7 +55,7 @@ func (p *Policy) callKeyFor(in *Input, keyTok *ast.Term) (callKey, bool) {
 	if in.Class.Operation == OpList || in.Arguments != nil {
 		return callKey{}, false
 	}
-	k := callKey{resource: in.Resource, method: in.Method, target: in.Target, annotations: string(in.RawTargetAnnotations)}
+	k := callKey{resource: in.Resource, method: in.Method, target: in.Target, tool: in.TargetMeta}
 	if in.Token != nil {
 		k.token = keyTok
 	}

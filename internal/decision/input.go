@@ -99,6 +99,18 @@ type Item struct {
 	// RawAnnotations are the item's MCP annotations (e.g. readOnlyHint) as
 	// JSON text, or nil; converted only for a policy that reads input.items.
 	RawAnnotations []byte
+	// RawMeta is the item's _meta as JSON text, or nil; likewise.
+	RawMeta []byte
+}
+
+// ToolMeta is what a server's tools/list said of one tool besides its name
+// and schemas: its MCP annotations and its _meta, each as JSON text (an
+// object) or nil. Its identity stands for its content in the call cache:
+// whoever keeps ToolMetas (the core) keeps one value while a list says the
+// same and makes a new one when the list changes it.
+type ToolMeta struct {
+	Annotations []byte
+	Meta        []byte
 }
 
 // Input is one request to decide.
@@ -112,20 +124,20 @@ type Input struct {
 	// RawArguments are the call arguments as JSON text (an object), parsed
 	// only for a policy that can read them; Arguments, when set, wins.
 	RawArguments []byte
-	// RawTargetAnnotations are the called tool's MCP annotations
-	// (readOnlyHint, destructiveHint, ...) as JSON text (an object), as the
-	// server's last tools/list said; nil when unknown. The policy sees
-	// them as input.target.annotations ({} when unknown).
-	RawTargetAnnotations []byte
-	Token                *Token // nil: anonymous
-	Items                []Item // list methods
+	// TargetMeta is what the server's last tools/list said of the called
+	// tool: its MCP annotations (readOnlyHint, destructiveHint, ...) and
+	// its _meta; nil when unknown. The policy sees them as
+	// input.target.annotations and input.target._meta ({} when unknown).
+	TargetMeta *ToolMeta
+	Token      *Token // nil: anonymous
+	Items      []Item // list methods
 }
 
 // Value builds the Rego input document:
 //
 //	{"resource", "method", "operation", "kind",
-//	 "target": {"kind", "name", "arguments", "annotations"}, "tool": <target, tools only>,
-//	 "token": {...}, "items": [{"name", "annotations"}], "names": {<item names>}}
+//	 "target": {"kind", "name", "arguments", "annotations", "_meta"}, "tool": <target, tools only>,
+//	 "token": {...}, "items": [{"name", "annotations", "_meta"}], "names": {<item names>}}
 func (in *Input) Value() ast.Value {
 	lt := in.listTerms(nil)
 	v, err := in.value(true, true, in.tokenTerm(nil), lt)
@@ -217,19 +229,16 @@ func (in *Input) value(args, items bool, tok *ast.Term, lt *listTerms) (ast.Valu
 				argsTerm = ast.NewTerm(a)
 			}
 		}
-		annTerm := ast.NewTerm(ast.NewObject())
-		if len(in.RawTargetAnnotations) > 0 {
-			if a, err := ast.ValueFromReader(bytes.NewReader(in.RawTargetAnnotations)); err == nil {
-				if _, ok := a.(ast.Object); ok {
-					annTerm = ast.NewTerm(a)
-				}
-			}
+		var ann, meta []byte
+		if in.TargetMeta != nil {
+			ann, meta = in.TargetMeta.Annotations, in.TargetMeta.Meta
 		}
 		target := ast.ObjectTerm(
 			ast.Item(ast.InternedTerm("kind"), ast.StringTerm(string(in.Class.Kind))),
 			ast.Item(ast.InternedTerm("name"), ast.StringTerm(in.Target)),
 			ast.Item(ast.InternedTerm("arguments"), argsTerm),
-			ast.Item(ast.InternedTerm("annotations"), annTerm),
+			ast.Item(ast.InternedTerm("annotations"), objectTerm(ann)),
+			ast.Item(ast.InternedTerm("_meta"), objectTerm(meta)),
 		)
 		obj.Insert(ast.InternedTerm("target"), target)
 		if in.Class.Kind == KindTool {
@@ -257,9 +266,29 @@ func (in *Input) value(args, items bool, tok *ast.Term, lt *listTerms) (ast.Valu
 				}
 				o.Insert(ast.InternedTerm("annotations"), ast.NewTerm(ann))
 			}
+			if len(it.RawMeta) > 0 {
+				meta, err := ast.ValueFromReader(bytes.NewReader(it.RawMeta))
+				if err != nil {
+					return nil, fmt.Errorf("_meta of %q: %w", it.Name, err)
+				}
+				o.Insert(ast.InternedTerm("_meta"), ast.NewTerm(meta))
+			}
 			objs[i] = ast.NewTerm(o)
 		}
 		obj.Insert(ast.InternedTerm("items"), ast.ArrayTerm(objs...))
 	}
 	return obj, nil
+}
+
+// objectTerm is the JSON object raw as a Rego term; {} when raw is empty
+// or not an object.
+func objectTerm(raw []byte) *ast.Term {
+	if len(raw) > 0 {
+		if v, err := ast.ValueFromReader(bytes.NewReader(raw)); err == nil {
+			if _, ok := v.(ast.Object); ok {
+				return ast.NewTerm(v)
+			}
+		}
+	}
+	return ast.NewTerm(ast.NewObject())
 }

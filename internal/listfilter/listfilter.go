@@ -162,6 +162,9 @@ func (l *List) add(class decision.Method, raw json.RawMessage, h head) bool {
 		// policy that reads input.items (decision.Input.value).
 		it.RawAnnotations = h.Annotations
 	}
+	if len(h.Meta) > 0 && !bytes.Equal(h.Meta, []byte("null")) {
+		it.RawMeta = h.Meta
+	}
 	l.raws = append(l.raws, raw)
 	l.heads = append(l.heads, h)
 	l.Items = append(l.Items, it)

@@ -306,3 +306,24 @@ test_catalog_annotations_win if {
 		with data.mcp.catalogs.demo as cat
 	d.allow
 }
+
+# Tool _meta: the default policy exposes it as tool_meta for rules of your
+# own: what the server's last tools/list said (input.target._meta), the
+# catalog entry's "_meta" winning key by key; {} when neither says anything.
+meta_call(name, meta) := object.union(call(name, anonymous), {"target": object.union(call(name, anonymous).target, {"_meta": meta})})
+
+test_tool_meta_from_the_server if {
+	m := authz.tool_meta with input as meta_call("lookup_product", {"com.example/classification": "public", "com.example/owner": "shop"})
+	m == {"com.example/classification": "public", "com.example/owner": "shop"}
+}
+
+test_catalog_meta_wins if {
+	cat := object.union(data.mcp.catalogs.demo, {"tools": object.union(data.mcp.catalogs.demo.tools, {"lookup_product": {"access": "public", "_meta": {"com.example/classification": "internal"}}})})
+	m := authz.tool_meta with input as meta_call("lookup_product", {"com.example/classification": "public", "com.example/owner": "shop"})
+		with data.mcp.catalogs.demo as cat
+	m == {"com.example/classification": "internal", "com.example/owner": "shop"}
+}
+
+test_tool_meta_empty_when_unknown if {
+	authz.tool_meta == {} with input as call("lookup_product", anonymous)
+}

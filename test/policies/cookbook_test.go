@@ -107,6 +107,12 @@ func toolList(t *testing.T, names []string, c *caller) *decision.Input {
 	return in
 }
 
+// withMeta gives a call the tool's _meta as a tools/list said it.
+func withMeta(in *decision.Input, meta string) *decision.Input {
+	in.TargetMeta = &decision.ToolMeta{Meta: []byte(meta)}
+	return in
+}
+
 // Every cookbook recipe, enabled exactly as its documentation says, is a
 // policy the PDP loads and serves.
 func TestCookbookRecipesServe(t *testing.T) {
@@ -157,6 +163,11 @@ func TestCookbookRecipesServe(t *testing.T) {
 			{in: toolCall(t, "delete", nil, agent("write")), reason: "agents (client credentials) may only use read-only tools"},
 			{in: toolCall(t, "delete", nil, user("write")), allow: true},
 			{in: toolList(t, []string{"search", "delete"}, agent("write")), allow: true, items: []string{"search"}},
+		}, true},
+		{"classification", catalog("        lookup: {access: public}\n        export: {access: public, _meta: {\"com.example/classification\": restricted}}\n"), []check{
+			{in: withMeta(toolCall(t, "lookup", nil, &caller{sub: "a", client: "c", grant: "user", claims: map[string]any{"clearance": "internal"}}), `{"com.example/classification":"internal"}`), allow: true},
+			{in: withMeta(toolCall(t, "lookup", nil, &caller{sub: "a", client: "c", grant: "user", claims: map[string]any{"clearance": "internal"}}), `{"com.example/classification":"confidential"}`), reason: "lookup is classified confidential; the token's clearance is internal"},
+			{in: withMeta(toolCall(t, "export", nil, &caller{sub: "a", client: "c", grant: "user", claims: map[string]any{"clearance": "confidential"}}), `{"com.example/classification":"public"}`), reason: "export is classified restricted; the token's clearance is confidential"},
 		}, true},
 		{"revocation", catalog("        ping: {access: public}\n") + "  revoked:\n    clients: {}\n    subjects: {}\n    clients_before: {desktop-app: \"2026-03-01T12:00:00Z\"}\n    tokens: {stolen: \"reported\"}\n", []check{
 			{in: toolCall(t, "ping", nil, &caller{sub: "a", client: "desktop-app", grant: "user", claims: map[string]any{"iat": 1893456000}}), allow: true}, // 2030
