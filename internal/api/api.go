@@ -64,6 +64,9 @@ type Options struct {
 	Auth PEPAuth
 	// Limits are the per-PEP rate and the concurrency limit of /v1/... (see limits.go).
 	Limits Limits
+	// PublicURL is the PDP's base URL as clients reach it, the identifier
+	// in its AuthZEN metadata; empty: the scheme and host of the request.
+	PublicURL string
 }
 
 // Server is the HTTP handler.

@@ -101,14 +101,20 @@ func authzenAnswer[T any](s *Server, c *echo.Context, decide func(ctx context.Co
 }
 
 // authzenConfiguration is GET /.well-known/authzen-configuration: the PDP's
-// identifier is the scheme and host the request was sent to.
+// identifier is the configured public URL, else the scheme and host the
+// request was sent to (Forwarded headers are not trusted: behind a proxy,
+// configure public_url).
 func (s *Server) authzenConfiguration(c *echo.Context) error {
-	r := c.Request()
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
 	c.Response().Header().Set("Cache-Control", "public, max-age=300")
-	c.Response().Header().Set("Vary", "Host")
-	return writeJSON(c, http.StatusOK, authzen.NewConfiguration(scheme+"://"+r.Host))
+	base := s.opts.PublicURL
+	if base == "" {
+		r := c.Request()
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		base = scheme + "://" + r.Host
+		c.Response().Header().Set("Vary", "Host")
+	}
+	return writeJSON(c, http.StatusOK, authzen.NewConfiguration(base))
 }

@@ -193,3 +193,30 @@ func TestAuthZENRoutes(t *testing.T) {
 		t.Fatalf("metrics:\n%s", body)
 	}
 }
+
+// TestAuthZENConfigurationPublicURL: behind a proxy the metadata names the
+// configured public URL, whatever Host or X-Forwarded-* the request says;
+// without one it names the request's own scheme and host (and varies on
+// Host), never a forwarded one.
+func TestAuthZENConfigurationPublicURL(t *testing.T) {
+	spoof := map[string]string{"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https", "Forwarded": "host=evil.example;proto=https"}
+	tests := []struct {
+		name, public string
+		want         func(e *serverEnv) string
+		vary         string
+	}{
+		{"configured", "https://pdp.example.com/authz", func(*serverEnv) string { return "https://pdp.example.com/authz" }, ""},
+		{"from the request", "", func(e *serverEnv) string { return e.url }, "Host"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newServer(t, serverOptions{api: func(o *api.Options) { o.PublicURL = tt.public }})
+			resp, out := e.do(t, nil, http.MethodGet, "/.well-known/authzen-configuration", spoof, nil)
+			base := tt.want(e)
+			if resp.StatusCode != 200 || out["policy_decision_point"] != base || out["access_evaluation_endpoint"] != base+"/access/v1/evaluation" ||
+				out["access_evaluations_endpoint"] != base+"/access/v1/evaluations" || resp.Header.Get("Vary") != tt.vary {
+				t.Fatalf("%d %v %v", resp.StatusCode, resp.Header, out)
+			}
+		})
+	}
+}

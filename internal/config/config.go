@@ -54,6 +54,10 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// Instance names this PDP in audit events (default: host name).
 	Instance string `yaml:"instance"`
+	// PublicURL is the PDP's base URL as its clients reach it (e.g.
+	// https://pdp.example.com behind a proxy): the identifier in its
+	// AuthZEN metadata. Empty: the scheme and host of each request.
+	PublicURL string `yaml:"public_url"`
 	// Insecure allows a non-loopback listener without PEP authentication.
 	Insecure  bool       `yaml:"insecure"`
 	Resources []Resource `yaml:"resources"`
@@ -620,6 +624,17 @@ func (c *Config) Validate() error {
 	ps := &problems{lines: c.lines}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		ps.bad("listen", "%q is not host:port (e.g. 127.0.0.1:8181)", c.Listen)
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		switch {
+		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+			ps.bad("public_url", "%q is not an absolute http or https URL (e.g. https://pdp.example.com)", c.PublicURL)
+		case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+			ps.bad("public_url", "%q must be a base URL: no query, fragment or user", c.PublicURL)
+		case strings.HasSuffix(u.Path, "/"):
+			ps.bad("public_url", "%q must not end in a slash (write %q)", c.PublicURL, strings.TrimRight(c.PublicURL, "/"))
+		}
 	}
 	c.validateResources(ps)
 	c.validatePolicy(ps)

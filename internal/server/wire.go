@@ -83,8 +83,9 @@ func (s *Server) wire(ctx context.Context) error {
 		Core: s.core, Metadata: docs, MaxBodyBytes: cfg.Limits.MaxBodyBytes, Ready: ready,
 		Status:   s.status,
 		Registry: reg, Logger: log, Mount: s.devMount(),
-		Auth:   auth,
-		Limits: api.Limits{RatePerPEP: cfg.Limits.RatePerPEP, RateBurst: cfg.Limits.RateBurst, MaxConcurrent: cfg.Limits.MaxConcurrent},
+		Auth:      auth,
+		Limits:    api.Limits{RatePerPEP: cfg.Limits.RatePerPEP, RateBurst: cfg.Limits.RateBurst, MaxConcurrent: cfg.Limits.MaxConcurrent},
+		PublicURL: cfg.PublicURL,
 	})
 	return nil
 }
