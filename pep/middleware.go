@@ -202,8 +202,7 @@ func (m *middleware) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if why := headerMismatch(r.Header, msg); why != "" {
-		m.log.Warn("pep: header mismatch refused", "why", why)
-		WriteError(w, http.StatusBadRequest, msg.id, codeHeaderMismatch, why)
+		m.refuseMismatch(w, r, msg, why)
 		return
 	}
 	creds := m.credentials(r)
@@ -232,6 +231,24 @@ func (m *middleware) post(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	m.serve(iw, r, body, resp)
+}
+
+// refuseMismatch refuses a message whose Mcp-Method or Mcp-Name header
+// contradicts its body. The PDP is asked with the headers, so that it
+// refuses and audits the mismatch; its refusal is the answer. Should it
+// not refuse (it failed, or it does not compare the headers), the
+// mismatch is refused here all the same.
+func (m *middleware) refuseMismatch(w http.ResponseWriter, r *http.Request, msg *message, why string) {
+	req := m.request(r, msg, m.credentials(r))
+	req.MCPMethod = strings.Join(r.Header.Values(headerMethod), ", ")
+	req.MCPName = strings.Join(r.Header.Values(headerName), ", ")
+	resp, err := m.o.Decider.Decide(r.Context(), req)
+	if err == nil && !resp.Allow {
+		writeDenial(w, msg.id, resp)
+		return
+	}
+	m.log.Warn("pep: header mismatch refused", "why", why, "pdp_err", err)
+	WriteError(w, http.StatusBadRequest, msg.id, codeHeaderMismatch, why)
 }
 
 // readBody reads a request body of at most limit bytes, in one

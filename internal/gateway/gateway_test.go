@@ -336,9 +336,11 @@ func TestGatewayUpstreamFailures(t *testing.T) {
 
 // TestGatewayHeaderMismatch: Mcp-Method and Mcp-Name (MCP 2026-07-28) that
 // contradict the body are refused with HeaderMismatch (-32020) before the
-// upstream is asked; matching ones, plain or Base64, pass.
+// upstream is asked, and each refusal is one audit event (deny, the
+// mismatch as its reason); matching ones, plain or Base64, pass.
 func TestGatewayHeaderMismatch(t *testing.T) {
-	f := newFixture(t, true)
+	audit := &auditLog{}
+	f := newFixtureWith(t, true, coretest.Options{Auditor: audit})
 	call := `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"lookup_product","arguments":{}}}`
 	tests := []struct {
 		name    string
@@ -359,6 +361,10 @@ func TestGatewayHeaderMismatch(t *testing.T) {
 			for k, v := range tc.headers {
 				req.Header.Set(k, v)
 			}
+			f.up.mu.Lock()
+			upBefore := len(f.up.headers)
+			f.up.mu.Unlock()
+			audited := audit.count()
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -368,6 +374,20 @@ func TestGatewayHeaderMismatch(t *testing.T) {
 			if tc.status == http.StatusBadRequest {
 				if resp.StatusCode != http.StatusBadRequest || !bytes.Contains(raw, []byte(`"code":-32020`)) {
 					t.Fatalf("HTTP %d %s, want 400 with -32020", resp.StatusCode, raw)
+				}
+				f.up.mu.Lock()
+				upAfter := len(f.up.headers)
+				f.up.mu.Unlock()
+				if upAfter != upBefore {
+					t.Fatal("the upstream was asked")
+				}
+				audit.mu.Lock()
+				defer audit.mu.Unlock()
+				if len(audit.events) != audited+1 {
+					t.Fatalf("%d audit events for the refusal, want 1", len(audit.events)-audited)
+				}
+				if ev := audit.events[audited]; ev.Outcome != "deny" || !strings.HasPrefix(ev.Reason, "header mismatch: the Mcp-") {
+					t.Fatalf("audited %s %q", ev.Outcome, ev.Reason)
 				}
 				return
 			}

@@ -433,6 +433,31 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
         return body;
     };
 
+    /**
+     * Refuses a message whose Mcp-Method or Mcp-Name header contradicts its
+     * body. The PDP is asked with the headers, so that it refuses and audits
+     * the mismatch; its refusal is the answer. Should it not refuse (it
+     * failed, or it does not compare the headers), the mismatch is refused
+     * here all the same.
+     */
+    const refuseMismatch = async (req: IncomingMessage, res: ServerResponse, msg: Message, why: string) => {
+        const body = decideRequest(req, msg, credentials(req));
+        const method = req.headersDistinct['mcp-method'];
+        const name = req.headersDistinct['mcp-name'];
+        if (method) body.mcp_method = method.join(', ');
+        if (name) body.mcp_name = name.join(', ');
+        try {
+            const d = await decide(body, req);
+            if (!d.allow) {
+                writeDenial(res, msg.rawId, d);
+                return;
+            }
+        } catch (err) {
+            report(err as Error, req);
+        }
+        writeRPCError(res, 400, msg.rawId, CODE_HEADER_MISMATCH, why);
+    };
+
     /** Binds the session the server answers on to the caller of d. */
     const onHead = (req: IncomingMessage, d: Decision) => {
         const owned = ownerOf(d.caller);
@@ -465,7 +490,7 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
         }
         const why = headerMismatch(req.headersDistinct as Record<string, string[] | undefined>, msg);
         if (why) {
-            writeRPCError(res, 400, msg.rawId, CODE_HEADER_MISMATCH, why);
+            await refuseMismatch(req, res, msg, why);
             return;
         }
         // The transport parses the text that was decided, as received

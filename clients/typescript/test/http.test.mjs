@@ -14,12 +14,13 @@ import { HIDDEN_MARK, startHostile } from './lib/hostile.mjs';
 import { startMcpServer } from './lib/servers.mjs';
 
 let env, sse, json, hostile, down, slow, slowPdp, own;
+const sseDecisions = [];
 const slowSockets = new Set();
 
 before(async () => {
     const [pSSE, pJSON, pHostile, pDown, pSlow, pOwn, deadPort] = await freePorts(7);
-    env = await startEnv([pSSE, pJSON, pHostile, pOwn].map(p => `http://127.0.0.1:${p}/mcp`));
-    sse = await startMcpServer({ line: 1, json: false, framework: 'http', port: pSSE, auth: { pdpUrl: env.pdpUrl } });
+    env = await startEnv([pSSE, pJSON, pHostile, pOwn].map(p => `http://127.0.0.1:${p}/mcp`), { structuredDenials: [`http://127.0.0.1:${pOwn}/mcp`] });
+    sse = await startMcpServer({ line: 1, json: false, framework: 'http', port: pSSE, auth: { pdpUrl: env.pdpUrl, onDecision: d => sseDecisions.push(d) } });
     json = await startMcpServer({ line: 2, json: true, framework: 'express', port: pJSON, auth: { pdpUrl: env.pdpUrl } });
     hostile = await startHostile({ port: pHostile, auth: { pdpUrl: env.pdpUrl, maxResponseBytes: 64 << 10 } });
     own = await startMcpServer({
@@ -158,6 +159,30 @@ test('denials are answered exactly as decided: 401 and 403 with WWW-Authenticate
     assert.equal(sse.calls.length, before, 'no refused call reached a handler');
 });
 
+test('structured denials (SEP-2643, draft): the PDP envelope reaches the client in error.data.authorization, as decided', async () => {
+    const before = own.calls.length;
+    const anon = await post(own.url, call('get-sum', 45));
+    assert.equal(anon.status, 401);
+    const a = anon.last.error.data?.authorization;
+    assert.equal(anon.last.error.code, -32001);
+    assert.equal(a?.reason, 'insufficient_authorization', JSON.stringify(anon.last));
+    assert.equal(a.remediation, 'available');
+    assert.ok(a.authorizationContextId, 'the decision id');
+    assert.equal(a.remediationHints[0].type, 'oauth_scopes');
+
+    const lacking = await post(own.url, call('get-weather', 46), bearer(tokenFor(own, SCOPE_A)));
+    assert.equal(lacking.status, 403);
+    const l = lacking.last.error.data.authorization;
+    assert.ok(l.remediationHints[0].scopes.includes(SCOPE_B), JSON.stringify(l));
+    assert.notEqual(l.authorizationContextId, a.authorizationContextId);
+
+    // A resource without structured_denials answers as before: no data.
+    const plain = await post(sse.url, call('get-sum', 47));
+    assert.equal(plain.status, 401);
+    assert.equal(plain.last.error.data, undefined);
+    assert.equal(own.calls.length, before, 'no refused call reached a handler');
+});
+
 test('GET and DELETE are authenticated', async () => {
     const sid = await open(sse.url, bearer(token(SCOPE_A)));
     for (const method of ['GET', 'DELETE']) {
@@ -199,15 +224,22 @@ test('a session is bound to the user who opened it', async () => {
     assert.equal((await post(sse.url, call('echo'), { ...bearer(token(SCOPE_A, 'bob')), 'Mcp-Session-Id': anonSid })).status, 403);
 });
 
-test('Mcp-Method and Mcp-Name that contradict the body: -32020', async () => {
+test('Mcp-Method and Mcp-Name that contradict the body: -32020, refused by the PDP (audited) and never served; locally when the PDP is down', async () => {
     const sid = await open(sse.url);
     const before = sse.calls.length;
+    const decided = sseDecisions.length;
     const m = await post(sse.url, call('echo', 61), { 'Mcp-Session-Id': sid, 'Mcp-Method': 'tools/list' });
     assert.equal(m.status, 400);
     assert.deepEqual([m.last.id, m.last.error.code], [61, -32020]);
     const n = await post(sse.url, call('echo', 62), { 'Mcp-Session-Id': sid, 'Mcp-Method': 'tools/call', 'Mcp-Name': 'secret' });
     assert.equal(n.status, 400);
     assert.equal(n.last.error.code, -32020);
+    // Both refusals were the PDP's decisions (each one audit event), with the mismatch as the reason.
+    const refusals = sseDecisions.slice(decided);
+    assert.deepEqual(refusals.map(d => [d.allow, d.outcome, d.http_status]), [[false, 'deny', 400], [false, 'deny', 400]]);
+    assert.ok(refusals.every(d => d.reason.startsWith('header mismatch: the Mcp-') && d.decision_id), JSON.stringify(refusals));
+    const offline = await post(down.url, call('echo', 64), { 'Mcp-Method': 'tools/list' });
+    assert.deepEqual([offline.status, offline.last.error.code], [400, -32020]);
     const b64 = await post(sse.url, call('echo', 63), { 'Mcp-Session-Id': sid, 'Mcp-Method': 'tools/call', 'Mcp-Name': `=?base64?${Buffer.from('echo').toString('base64')}?=` });
     assert.equal(b64.status, 200, 'a matching Base64 header passes');
     assert.equal(sse.calls.length, before + 1);

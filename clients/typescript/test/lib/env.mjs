@@ -118,9 +118,10 @@ function pdpBinary(tmp) {
  * @param {Record<string, number>} [o.limits]  the PDP's `limits` (e.g. {rate_per_pep: 0.05, rate_burst: 1})
  * @param {{port: number, upstreams: Record<string, string>}} [o.gateway]  the PDP's gateway on port: each resource URI
  *        in upstreams (they are also resources) behind it, forwarded to its upstream.url
+ * @param {string[]} [o.structuredDenials]  resource URIs whose denials carry the SEP-2643 envelope (structured_denials: true)
  * @returns {{as, pdpUrl, tmp, pdpOutput: () => string, stopPdp: () => Promise<void>, close: () => Promise<void>}}
  */
-export async function startEnv(resources, { limits, gateway } = {}) {
+export async function startEnv(resources, { limits, gateway, structuredDenials = [] } = {}) {
     const tmp = mkdtempSync(join(tmpdir(), 'pdp-ts-test.'));
     const as = await startAS({ scopes: [SCOPE_A, SCOPE_B] });
     let pdp;
@@ -158,7 +159,7 @@ ${[...resources, ...Object.keys(gateway?.upstreams ?? {})]
     issuer: ${as.issuer}
     jwks_uri: ${as.jwksUri}
     scopes_supported: [${SCOPE_A}, ${SCOPE_B}]
-    challenge_scopes: accumulate${gateway?.upstreams?.[uri] ? `\n    upstream:\n      url: ${gateway.upstreams[uri]}` : ''}`
+    challenge_scopes: accumulate${structuredDenials.includes(uri) ? '\n    structured_denials: true' : ''}${gateway?.upstreams?.[uri] ? `\n    upstream:\n      url: ${gateway.upstreams[uri]}` : ''}`
     )
     .join('\n')}
 ${gateway ? `gateway:\n  listen: 127.0.0.1:${gateway.port}\n` : ''}policy:
