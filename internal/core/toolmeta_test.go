@@ -33,22 +33,13 @@ decision := {"allow": true, "visible": true, "reason": "lifecycle", "required_sc
 // that changes them changes the decision (the call cache keys on them).
 func TestToolAnnotationsFromTheList(t *testing.T) {
 	e := coretest.New(t, coretest.Options{Policy: coretest.PolicyFiles(t, map[string]string{"authz.rego": annotationsPolicy})})
-	ctx := context.Background()
 	list := func(ann string) {
 		t.Helper()
-		result := `{"tools":[{"name":"report","inputSchema":{"type":"object"}` + ann + `},{"name":"plain","inputSchema":{"type":"object"}}]}`
-		r, err := e.Service.Decide(ctx, &pep.Request{Resource: coretest.Resource, Message: json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`), Result: json.RawMessage(result)}, "")
-		if err != nil || !r.Allow {
-			t.Fatalf("list: %+v %v", r, err)
-		}
+		listTools(t, e, `{"tools":[{"name":"report","inputSchema":{"type":"object"}`+ann+`},{"name":"plain","inputSchema":{"type":"object"}}]}`)
 	}
 	call := func(tool string) bool {
 		t.Helper()
-		r, err := e.Service.Decide(ctx, callRequest("", tool), "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r.Allow
+		return callTool(t, e, tool).Allow
 	}
 	if call("report") {
 		t.Fatal("allowed before any list: annotations unknown")
@@ -95,23 +86,6 @@ decision := {"allow": true, "visible": true, "reason": "lifecycle", "required_sc
 // a list that changes or drops it changes the decision.
 func TestToolMetaFromTheList(t *testing.T) {
 	e := coretest.New(t, coretest.Options{Policy: coretest.PolicyFiles(t, map[string]string{"authz.rego": metaPolicy})})
-	ctx := context.Background()
-	list := func(meta string) {
-		t.Helper()
-		result := `{"tools":[{"name":"report","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}` + meta + `}]}`
-		r, err := e.Service.Decide(ctx, &pep.Request{Resource: coretest.Resource, Message: json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`), Result: json.RawMessage(result)}, "")
-		if err != nil || !r.Allow {
-			t.Fatalf("list: %+v %v", r, err)
-		}
-	}
-	call := func() *pep.Response {
-		t.Helper()
-		r, err := e.Service.Decide(ctx, callRequest("", "report"), "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return r
-	}
 	tests := []struct {
 		name   string
 		meta   string
@@ -125,11 +99,31 @@ func TestToolMetaFromTheList(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			list(tt.meta)
-			r := call()
+			listTools(t, e, `{"tools":[{"name":"report","inputSchema":{"type":"object"},"annotations":{"readOnlyHint":true}`+tt.meta+`}]}`)
+			r := callTool(t, e, "report")
 			if r.Allow != tt.allow || r.Reason != tt.reason {
 				t.Fatalf("allow=%v reason=%q, want %v %q", r.Allow, r.Reason, tt.allow, tt.reason)
 			}
 		})
 	}
+}
+
+// listTools has the core filter a tools/list answer (result) for the
+// resource: how it learns what the server says of its tools.
+func listTools(t *testing.T, e *coretest.Env, result string) {
+	t.Helper()
+	r, err := e.Service.Decide(context.Background(), &pep.Request{Resource: coretest.Resource, Message: json.RawMessage(`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`), Result: json.RawMessage(result)}, "")
+	if err != nil || !r.Allow {
+		t.Fatalf("list: %+v %v", r, err)
+	}
+}
+
+// callTool decides an anonymous tools/call of tool.
+func callTool(t *testing.T, e *coretest.Env, tool string) *pep.Response {
+	t.Helper()
+	r, err := e.Service.Decide(context.Background(), callRequest("", tool), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -259,19 +259,18 @@ func (in *Input) value(args, items bool, tok *ast.Term, lt *listTerms) (ast.Valu
 		for i, it := range in.Items {
 			o := ast.NewObjectWithCapacity(2)
 			o.Insert(ast.InternedTerm("name"), names[i])
-			if len(it.RawAnnotations) > 0 {
-				ann, err := ast.ValueFromReader(bytes.NewReader(it.RawAnnotations))
-				if err != nil {
-					return nil, fmt.Errorf("annotations of %q: %w", it.Name, err)
+			for _, f := range [...]struct {
+				key string
+				raw []byte
+			}{{"annotations", it.RawAnnotations}, {"_meta", it.RawMeta}} {
+				if len(f.raw) == 0 {
+					continue
 				}
-				o.Insert(ast.InternedTerm("annotations"), ast.NewTerm(ann))
-			}
-			if len(it.RawMeta) > 0 {
-				meta, err := ast.ValueFromReader(bytes.NewReader(it.RawMeta))
+				v, err := ast.ValueFromReader(bytes.NewReader(f.raw))
 				if err != nil {
-					return nil, fmt.Errorf("_meta of %q: %w", it.Name, err)
+					return nil, fmt.Errorf("%s of %q: %w", f.key, it.Name, err)
 				}
-				o.Insert(ast.InternedTerm("_meta"), ast.NewTerm(meta))
+				o.Insert(ast.InternedTerm(f.key), ast.NewTerm(v))
 			}
 			objs[i] = ast.NewTerm(o)
 		}

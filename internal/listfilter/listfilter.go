@@ -149,6 +149,14 @@ func (l *List) parseItems(dec *json.Decoder, result []byte, class decision.Metho
 	return nil
 }
 
+// given is raw, or nil when the member is absent or null.
+func given(raw json.RawMessage) []byte {
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		return nil
+	}
+	return raw
+}
+
 // add appends an item (its raw JSON and its head); false when the item has
 // no name (its name key missing, not a string, or empty).
 func (l *List) add(class decision.Method, raw json.RawMessage, h head) bool {
@@ -156,15 +164,9 @@ func (l *List) add(class decision.Method, raw json.RawMessage, h head) bool {
 	if name == nil || *name == "" {
 		return false
 	}
-	it := decision.Item{Name: *name}
-	if len(h.Annotations) > 0 && !bytes.Equal(h.Annotations, []byte("null")) {
-		// Valid JSON (checked by the caller); a Rego value only for a
-		// policy that reads input.items (decision.Input.value).
-		it.RawAnnotations = h.Annotations
-	}
-	if len(h.Meta) > 0 && !bytes.Equal(h.Meta, []byte("null")) {
-		it.RawMeta = h.Meta
-	}
+	// Valid JSON (checked by the caller); Rego values only for a policy
+	// that reads input.items (decision.Input.value).
+	it := decision.Item{Name: *name, RawAnnotations: given(h.Annotations), RawMeta: given(h.Meta)}
 	l.raws = append(l.raws, raw)
 	l.heads = append(l.heads, h)
 	l.Items = append(l.Items, it)
