@@ -119,6 +119,30 @@ func appendEvent(b []byte, e *Event) (_ []byte, ok bool) {
 		{`,"issuer":`, e.Issuer},
 		{`,"token_fingerprint":`, e.TokenFingerprint},
 		{`,"token_validation":`, e.TokenValidation},
+	} {
+		if b, ok = appendField(b, f.key, f.v, true); !ok {
+			return b, false
+		}
+	}
+	if u := e.Unverified; u != nil {
+		b = append(b, `,"unverified":{`...)
+		n := len(b)
+		for _, f := range [...]struct{ key, v string }{
+			{`,"sub":`, u.Subject},
+			{`,"client_id":`, u.ClientID},
+			{`,"iss":`, u.Issuer},
+		} {
+			key := f.key
+			if len(b) == n {
+				key = key[1:]
+			}
+			if b, ok = appendField(b, key, f.v, true); !ok {
+				return b, false
+			}
+		}
+		b = append(b, '}')
+	}
+	for _, f := range [...]struct{ key, v string }{
 		{`,"policy_revision":`, e.PolicyRevision},
 		{`,"retry_of":`, e.RetryOf},
 	} {
@@ -151,6 +175,16 @@ func appendEvent(b []byte, e *Event) (_ []byte, ok bool) {
 	}
 	if e.Truncated {
 		b = append(b, `,"truncated":true`...)
+	}
+	if b, ok = appendField(b, `,"chain":`, e.Chain, true); !ok {
+		return b, false
+	}
+	if e.Seq != 0 {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, e.Seq, 10)
+	}
+	if b, ok = appendField(b, `,"prev":`, e.Prev, true); !ok {
+		return b, false
 	}
 	return append(b, '}'), true
 }

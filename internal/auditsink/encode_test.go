@@ -37,6 +37,11 @@ func TestAppendEventMatchesMarshal(t *testing.T) {
 			e.Arguments = map[string]any{"z": 1, "a": []any{"<b>", nil, true}, "m": map[string]any{"k": 1.5}}
 		}), true},
 		{"truncated", full(func(e *Event) { e.Truncated, e.LatencyMicros, e.HTTPStatus = true, -3, 0 }), true},
+		{"unverified", full(func(e *Event) { e.Unverified = &Unverified{ClientID: "c"} }), true},
+		{"unverified empty", full(func(e *Event) { e.Unverified = &Unverified{} }), true},
+		{"unverified escapes", full(func(e *Event) { e.Unverified = &Unverified{Subject: "<script>"} }), false},
+		{"chain", full(func(e *Event) { e.Chain, e.Seq, e.Prev = "c1", 7, "ab" }), true},
+		{"chain first", full(func(e *Event) { e.Chain, e.Seq = "c1", 1 }), true},
 		{"time with zone", full(func(e *Event) { e.Time = time.Date(2025, 1, 2, 3, 4, 5, 600, time.FixedZone("x", 3600)) }), true},
 		// encoding/json's territory.
 		{"quote in reason", full(func(e *Event) { e.Reason = `missing "qr:generate"` }), false},
@@ -79,8 +84,12 @@ func TestAppendEventCoversEveryField(t *testing.T) {
 			f.SetString(strings.ToLower(name) + "-v")
 		case int, int64:
 			f.SetInt(int64(100 + i))
+		case uint64:
+			f.SetUint(uint64(100 + i))
 		case bool:
 			f.SetBool(true)
+		case *Unverified:
+			f.Set(reflect.ValueOf(&Unverified{Subject: "u-sub", ClientID: "u-client", Issuer: "u-iss"}))
 		case time.Time:
 			f.Set(reflect.ValueOf(time.Date(2025, 6, 1, 12, 0, 0, 123, time.UTC)))
 		case []string:

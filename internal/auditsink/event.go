@@ -93,6 +93,11 @@ type Event struct {
 	// TokenValidation tells how the token was validated: "jwt" (its
 	// signature, by the issuer's keys) or "introspection" (RFC 7662).
 	TokenValidation string `json:"token_validation,omitempty"`
+	// Unverified holds what a token that was refused (bad signature,
+	// expired, wrong audience, ...) says about its holder, read without
+	// verification: the claims of someone who presented it, or of a
+	// forgery. Only set when the token was refused; never trust it.
+	Unverified *Unverified `json:"unverified,omitempty"`
 
 	PolicyRevision string `json:"policy_revision,omitempty"`
 	// RetryOf is the id of the denied decision the client says this
@@ -114,6 +119,22 @@ type Event struct {
 	// Truncated is set by the sink when the event was too large for one
 	// NATS message and arguments and item lists were dropped from it.
 	Truncated bool `json:"truncated,omitempty"`
+
+	// The chain (see chain.go), set by the sink and always last: Chain
+	// names the instance's chain, Seq numbers its events without gaps
+	// from 1, and Prev is the hex SHA-256 of the exact bytes of the
+	// chain's event Seq-1 ("" for Seq 1).
+	Chain string `json:"chain,omitempty"`
+	Seq   uint64 `json:"seq,omitempty"`
+	Prev  string `json:"prev,omitempty"`
+}
+
+// Unverified is what a refused token claims, unverified: its "sub",
+// "client_id" (or "azp") and "iss", each cut to 256 bytes.
+type Unverified struct {
+	Subject  string `json:"sub,omitempty"`
+	ClientID string `json:"client_id,omitempty"`
+	Issuer   string `json:"iss,omitempty"`
 }
 
 // NATSSubject returns "<prefix>.<resource_key>.<method>.<outcome>" with
