@@ -359,6 +359,12 @@ func (d *pending) verify(ctx context.Context, req *pep.Request) (tokErr *token.E
 		return nil, nil
 	}
 	d.claims, d.caller, d.in.Token = nil, nil, nil
+	if raw != "" {
+		d.refusedFP = token.Fingerprint(raw)
+		if u, ok := token.ReadUnverified(raw); ok {
+			d.refused = &auditsink.Unverified{Subject: u.Subject, ClientID: u.ClientID, Issuer: u.Issuer}
+		}
+	}
 	if errors.Is(err, errDPoPUnavailable) {
 		d.svc.log.Warn("DPoP replay cache unavailable", "resource", d.res.URI, "err", err)
 		return nil, err
@@ -471,6 +477,10 @@ type pending struct {
 	verified *token.Claims
 	// retryOf is the denial the client says this request retries.
 	retryOf string
+	// refusedFP and refused tell who presented a token that was refused:
+	// its fingerprint and what it claims, unverified (for the audit).
+	refusedFP string
+	refused   *auditsink.Unverified
 }
 
 func (d *pending) invalidParams(ctx context.Context, why string) (*pep.Response, error) {
@@ -663,6 +673,8 @@ func (d *pending) event(resp *pep.Response) *auditsink.Event {
 		for _, a := range c.Act {
 			ev.Act = append(ev.Act, auditsink.Actor{Subject: a.Subject, ClientID: a.ClientID})
 		}
+	} else if d.refusedFP != "" {
+		ev.TokenFingerprint, ev.Unverified = d.refusedFP, d.refused
 	}
 	if d.filtered != nil {
 		ev.Visible, ev.Hidden = d.filtered.Visible, d.filtered.Hidden
