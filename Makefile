@@ -80,6 +80,7 @@ FUZZ_TARGETS := \
 	internal/spool:FuzzSegment \
 	internal/stepup:FuzzHeader \
 	internal/token:FuzzParseAuthorization \
+	internal/token:FuzzReadUnverified \
 	pep:FuzzScanMessage
 FUZZ_PKGS := $(sort $(foreach t,$(FUZZ_TARGETS),$(firstword $(subst :, ,$(t)))))
 
