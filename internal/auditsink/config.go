@@ -1,6 +1,7 @@
 package auditsink
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -93,6 +94,20 @@ type Config struct {
 	// PDP is this instance's name, written into every event.
 	PDP string
 
+	// SigningKey signs the chain's checkpoints (audit.checkpoint.signing_key;
+	// the PDP generates one in its data directory when none is given). Nil:
+	// checkpoints are unsigned, and `pdp audit verify` with trusted keys
+	// reports them.
+	SigningKey ed25519.PrivateKey
+	// CheckpointEvery (audit.checkpoint.every; 0 = DefaultCheckpointEvery,
+	// 1000): a checkpoint after every that many events. Negative: only the
+	// interval's and Close's.
+	CheckpointEvery int
+	// CheckpointInterval (audit.checkpoint.interval; 0 =
+	// DefaultCheckpointInterval, 1m): a checkpoint at most this long after
+	// an event that no checkpoint covers yet.
+	CheckpointInterval time.Duration
+
 	// Logger (nil = discard).
 	Logger *slog.Logger
 	// Registerer for the metrics (nil = no metrics).
@@ -123,6 +138,12 @@ func (c *Config) applyDefaults() {
 	}
 	if c.AckTimeout == 0 {
 		c.AckTimeout = DefaultAckTimeout
+	}
+	if c.CheckpointEvery == 0 {
+		c.CheckpointEvery = DefaultCheckpointEvery
+	}
+	if c.CheckpointInterval == 0 {
+		c.CheckpointInterval = DefaultCheckpointInterval
 	}
 }
 
@@ -161,6 +182,12 @@ func (c *Config) Validate() error {
 	}
 	if c.AckTimeout < 0 {
 		return fmt.Errorf("auditsink: Config.AckTimeout: %s must not be negative", c.AckTimeout)
+	}
+	if c.CheckpointInterval < 0 {
+		return fmt.Errorf("audit.checkpoint.interval: %s must be positive", c.CheckpointInterval)
+	}
+	if c.SigningKey != nil && len(c.SigningKey) != ed25519.PrivateKeySize {
+		return fmt.Errorf("audit.checkpoint.signing_key: not an Ed25519 private key (%d bytes)", len(c.SigningKey))
 	}
 	if c.SpoolDir == "" {
 		return errors.New("audit.spool_dir: must be set (the PDP's default is <data_dir>/spool)")

@@ -261,6 +261,7 @@ func (s *Sink) encode(ev *Event) (*item, error) {
 		eventCopies.Put(e)
 	}()
 	*e = *ev
+	e.Chain, e.Seq, e.Prev = "", 0, "" // the chain's to set (chain.link)
 	if e.ID == "" {
 		e.ID = NewID()
 	}

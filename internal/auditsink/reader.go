@@ -129,9 +129,6 @@ func Read(ctx context.Context, js jetstream.JetStream, stream, prefix string, f 
 	} else if follow && !f.Until.IsZero() && f.Until.Before(time.Now()) {
 		follow = false
 	}
-	if len(cfg.FilterSubjects) == 1 && cfg.FilterSubjects[0] == prefix+".*.*.*" {
-		cfg.FilterSubjects = nil // everything
-	}
 	cons, err := str.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("auditsink: ordered consumer on %s: %w", stream, err)
@@ -185,6 +182,63 @@ func Read(ctx context.Context, js jetstream.JetStream, stream, prefix string, f 
 			}
 		}
 		if !follow && (meta.NumPending == 0 || meta.Sequence.Stream >= lastSeq) {
+			return nil
+		}
+	}
+}
+
+// ReadRaw calls fn with every message of the stream up to its last
+// message at the start, in stream order: events and checkpoints, their
+// exact bytes (for `pdp audit verify`). data is only valid during fn.
+func ReadRaw(ctx context.Context, js jetstream.JetStream, stream string, fn func(subject string, streamSeq uint64, data []byte) error) error {
+	if stream == "" {
+		stream = DefaultStream
+	}
+	str, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("auditsink: stream %s: %w", stream, err)
+	}
+	lastSeq := str.CachedInfo().State.LastSeq
+	if lastSeq == 0 {
+		return nil
+	}
+	cons, err := str.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		return fmt.Errorf("auditsink: ordered consumer on %s: %w", stream, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(4096))
+	if err != nil {
+		return fmt.Errorf("auditsink: consume %s: %w", stream, err)
+	}
+	defer it.Stop()
+	for {
+		nctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		msg, err := it.Next(jetstream.NextContext(nctx))
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("auditsink: read %s: %w", stream, ctx.Err())
+			}
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+				info, ierr := cons.Info(ctx)
+				if ierr == nil && info.NumPending == 0 {
+					return nil // the rest up to lastSeq was removed meanwhile
+				}
+				continue
+			}
+			return fmt.Errorf("auditsink: read %s: %w", stream, err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("auditsink: message metadata: %w", err)
+		}
+		if meta.Sequence.Stream > lastSeq {
+			return nil
+		}
+		if err := fn(msg.Subject(), meta.Sequence.Stream, msg.Data()); err != nil {
+			return err
+		}
+		if meta.NumPending == 0 || meta.Sequence.Stream >= lastSeq {
 			return nil
 		}
 	}

@@ -26,7 +26,8 @@ var (
 	ErrNotDurable = errors.New("audit event could not be made durable")
 )
 
-// Stats are the sink's counters since New.
+// Stats are the sink's counters since New. They count messages: events
+// and the chain's checkpoints (chain.go).
 type Stats struct {
 	// Published events acked by JetStream on the direct path (async or sync).
 	Published uint64
@@ -74,6 +75,8 @@ type Sink struct {
 	log *slog.Logger
 	sp  *spool.Spool
 	m   *metrics
+	// chain links the events and makes the checkpoints (chain.go).
+	chain *chain
 	// streamHeader is the Nats-Expected-Stream header value, shared by all
 	// messages (nats.go only reads it).
 	streamHeader []string
@@ -140,6 +143,11 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (_ *Sink, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("auditsink: %w", err)
 	}
+	ch, err := openChain(cfg.SpoolDir, cfg)
+	if err != nil {
+		_ = sp.Close(false)
+		return nil, fmt.Errorf("auditsink: chain: %w", err)
+	}
 	bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s := &Sink{
 		cfg:          cfg,
@@ -147,6 +155,7 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (_ *Sink, err error) {
 		js:           js,
 		log:          log,
 		sp:           sp,
+		chain:        ch,
 		streamHeader: []string{cfg.Stream},
 		queue:        make(chan *item, cfg.QueueSize),
 		live:         newLive(nc.NewInbox()+".", cfg.MaxPending),
@@ -198,11 +207,17 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (_ *Sink, err error) {
 		s.runAckWatch(status)
 		nc.RemoveStatusListener(status)
 	}()
-	s.bgWG.Add(2)
+	s.bgWG.Add(3)
 	go s.runReplayer()
+	go s.runCheckpoints()
 	go func() { defer s.bgWG.Done(); sp.Run(bctx) }()
 	s.wake()
-	log.Info("audit sink started", "stream", cfg.Stream, "mode", cfg.Mode, "spool", cfg.SpoolDir, "spooling", s.spooling.Load())
+	log.Info("audit sink started", "stream", cfg.Stream, "mode", cfg.Mode, "spool", cfg.SpoolDir, "spooling", s.spooling.Load(),
+		"chain", ch.id, "seq", ch.seq, "signing_key", ch.keyID)
+	if ch.after != nil {
+		log.Warn("the previous run did not stop cleanly: a new audit chain starts, linked to the previous one by its first checkpoint",
+			"chain", ch.id, "previous_chain", ch.after.Chain, "previous_seq", ch.after.Seq)
+	}
 	return s, nil
 }
 
@@ -226,6 +241,17 @@ func (s *Sink) Record(ctx context.Context, ev *Event) error {
 		s.failed.Add(1)
 		return fmt.Errorf("auditsink: event %s: %w", it.id, ErrClosed)
 	}
+	checkpoints := s.chain.link(it, time.Now())
+	err = s.deliver(ctx, it)
+	for _, cp := range checkpoints {
+		s.deliverCheckpoint(ctx, cp)
+	}
+	return err
+}
+
+// deliver publishes it (sync mode) or enqueues or spools it (async). The
+// caller holds closeMu (read or write) and has checked closed.
+func (s *Sink) deliver(ctx context.Context, it *item) error {
 	if s.cfg.Mode == ModeSync {
 		return s.recordSync(ctx, it)
 	}
@@ -412,6 +438,39 @@ func (s *Sink) Stats() Stats {
 	return st
 }
 
+// deliverCheckpoint delivers a checkpoint like an event; its failure is
+// logged (the decision's own event is not affected).
+func (s *Sink) deliverCheckpoint(ctx context.Context, cp *item) {
+	if err := s.deliver(ctx, cp); err != nil {
+		s.log.Error("audit checkpoint lost", "id", cp.id, "err", err)
+	}
+}
+
+// runCheckpoints writes a checkpoint every CheckpointInterval when events
+// came since the last one, and persists the chain's head with it.
+func (s *Sink) runCheckpoints() {
+	defer s.bgWG.Done()
+	t := time.NewTicker(s.cfg.CheckpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-t.C:
+			s.closeMu.RLock()
+			if !s.closed {
+				if cp := s.chain.checkpointDue(now, false); cp != nil {
+					s.deliverCheckpoint(s.ctx, cp)
+					if err := s.chain.save(false); err != nil {
+						s.log.Warn("cannot persist the audit chain head", "err", err)
+					}
+				}
+			}
+			s.closeMu.RUnlock()
+		}
+	}
+}
+
 // Close stops accepting events and flushes: queued events are published
 // (or spooled when NATS is away), acks are awaited until ctx ends (then the
 // unacked events are spooled too), and the spool is fsynced. Whatever is
@@ -423,6 +482,14 @@ func (s *Sink) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
+	// The last checkpoint covers every event recorded.
+	clean := true
+	if cp := s.chain.checkpointDue(time.Now(), true); cp != nil {
+		if err := s.deliver(ctx, cp); err != nil {
+			s.log.Error("final audit checkpoint lost", "id", cp.id, "err", err)
+			clean = false
+		}
+	}
 	close(s.queue)
 	s.closeMu.Unlock()
 
@@ -433,6 +500,11 @@ func (s *Sink) Close(ctx context.Context) error {
 	s.cancel()
 	s.bgWG.Wait()
 	err := s.sp.Close(true)
+	if err == nil && clean {
+		if serr := s.chain.save(true); serr != nil {
+			s.log.Warn("cannot persist the audit chain head; the next run starts a new chain", "err", serr)
+		}
+	}
 	s.js.CleanupPublisher()
 	if s.m != nil {
 		s.m.unregister()
