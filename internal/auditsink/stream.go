@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -12,33 +13,132 @@ import (
 
 // Stream setup and the classification of JetStream errors.
 
-// setupStream creates or updates the stream (or, with SkipStreamSetup,
-// checks that it exists) and marks it ready.
+// setupStream creates the stream, or brings an existing one to the
+// configuration (never weakening it, see reconcileStream), or with
+// SkipStreamSetup (audit.manage_stream: false) only checks that it exists
+// and holds the sink's subjects; then it marks the stream ready.
 func (s *Sink) setupStream(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if s.cfg.SkipStreamSetup {
-		if _, err := s.js.Stream(ctx, s.cfg.Stream); err != nil {
-			return fmt.Errorf("look up stream (Config.SkipStreamSetup is set, so it must exist): %w", err)
+	want := StreamConfig(s.cfg)
+	str, err := s.js.Stream(ctx, s.cfg.Stream)
+	switch {
+	case s.cfg.SkipStreamSetup:
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return &configError{fmt.Errorf("stream %s not found (audit.manage_stream is false, so it must exist): %w", s.cfg.Stream, err)}
 		}
-	} else if _, err := s.js.CreateOrUpdateStream(ctx, StreamConfig(s.cfg)); err != nil {
-		if isConfigError(err) {
-			return fmt.Errorf("create or update stream: %w", err)
+		if err != nil {
+			return fmt.Errorf("look up stream: %w", err)
 		}
-		// Credentials that may publish but not manage streams: use the
-		// stream an operator created, if it is there.
-		if _, serr := s.js.Stream(ctx, s.cfg.Stream); serr != nil {
-			return fmt.Errorf("create or update stream: %w", err)
+		if subj := str.CachedInfo().Config.Subjects; !coversSubjects(subj, want.Subjects[0]) {
+			// Maybe narrower patterns that still match; if not, the
+			// publishes time out into the spool until the stream is fixed.
+			s.log.Warn("the audit stream (audit.manage_stream: false) does not list the sink's subjects; events it does not take stay on the spool",
+				"stream", s.cfg.Stream, "subjects", subj, "want", want.Subjects[0])
 		}
-		s.log.Warn("could not create or update the audit stream; using it as it is", "stream", s.cfg.Stream, "err", err)
+		s.warnWeak(str.CachedInfo().Config)
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		if _, err := s.js.CreateStream(ctx, want); err != nil {
+			return fmt.Errorf("create stream: %w", err)
+		}
+		s.log.Info("audit stream created", "stream", want.Name, "deny_delete", true, "deny_purge", true, "replicas", want.Replicas)
+	case err != nil:
+		return fmt.Errorf("look up stream: %w", err)
+	default:
+		have := str.CachedInfo().Config
+		next, weaker := reconcileStream(have, want)
+		if len(weaker) > 0 {
+			// Never weaken what an operator (or an earlier config) set.
+			s.log.Warn("the audit stream is left as it is: the configuration would weaken it", "stream", have.Name, "would_weaken", weaker)
+			s.warnWeak(have)
+			break
+		}
+		if !streamConfigEqual(have, next) {
+			if _, err := s.js.UpdateStream(ctx, next); err != nil {
+				if isConfigError(err) {
+					return fmt.Errorf("update stream: %w", err)
+				}
+				// Credentials that may publish but not manage streams:
+				// use the stream as it is.
+				s.log.Warn("could not update the audit stream; using it as it is", "stream", have.Name, "err", err)
+				s.warnWeak(have)
+			}
+		}
 	}
 	s.streamReady.Store(true)
 	return nil
 }
 
-// StreamConfig is the stream the sink creates or updates for cfg (after
-// cfg's defaults): file storage, limits retention discarding the oldest
-// events, no size limit.
+// configError marks a stream the sink must not use, like isConfigError's.
+type configError struct{ error }
+
+func (e *configError) Unwrap() error { return e.error }
+
+// warnWeak logs what leaves the audit open to removal.
+func (s *Sink) warnWeak(c jetstream.StreamConfig) {
+	if !c.DenyDelete || !c.DenyPurge {
+		s.log.Warn("the audit stream allows deleting or purging events: anyone with the rights can erase the audit (set deny_delete and deny_purge on it)",
+			"stream", c.Name, "deny_delete", c.DenyDelete, "deny_purge", c.DenyPurge)
+	}
+}
+
+// reconcileStream returns have brought to want, and what of want would
+// weaken have (then have is to be left alone): dropping deny-delete or
+// deny-purge (JetStream refuses that anyway), a shorter or newly set
+// retention (max_age), fewer replicas, memory instead of file storage,
+// or subjects taken away. Settings of have that want does not speak of
+// (limits, compression, ...) are kept.
+func reconcileStream(have, want jetstream.StreamConfig) (jetstream.StreamConfig, []string) {
+	next := have
+	var weaker []string
+	if have.DenyDelete && !want.DenyDelete {
+		weaker = append(weaker, "deny_delete")
+	}
+	if have.DenyPurge && !want.DenyPurge {
+		weaker = append(weaker, "deny_purge")
+	}
+	next.DenyDelete = have.DenyDelete || want.DenyDelete
+	next.DenyPurge = have.DenyPurge || want.DenyPurge
+	if want.MaxAge != have.MaxAge {
+		if want.MaxAge != 0 && (have.MaxAge == 0 || want.MaxAge < have.MaxAge) {
+			weaker = append(weaker, "max_age")
+		}
+		next.MaxAge = want.MaxAge
+	}
+	if want.Replicas < have.Replicas {
+		weaker = append(weaker, "replicas")
+	}
+	next.Replicas = want.Replicas
+	if have.Storage == jetstream.FileStorage && want.Storage != jetstream.FileStorage {
+		weaker = append(weaker, "storage")
+	}
+	if !coversSubjects(have.Subjects, want.Subjects[0]) {
+		next.Subjects = append(slices.Clone(have.Subjects), want.Subjects[0])
+	}
+	next.Duplicates = want.Duplicates
+	if next.Description == "" {
+		next.Description = want.Description
+	}
+	return next, weaker
+}
+
+// coversSubjects reports whether subjects hold subject literally (the
+// sink's "<prefix>.>").
+func coversSubjects(subjects []string, subject string) bool {
+	return slices.Contains(subjects, subject) || slices.Contains(subjects, ">")
+}
+
+func streamConfigEqual(a, b jetstream.StreamConfig) bool {
+	return a.DenyDelete == b.DenyDelete && a.DenyPurge == b.DenyPurge && a.MaxAge == b.MaxAge &&
+		a.Replicas == b.Replicas && a.Duplicates == b.Duplicates && slices.Equal(a.Subjects, b.Subjects) &&
+		a.Description == b.Description && a.Storage == b.Storage
+}
+
+// StreamConfig is the stream the sink creates for cfg (after cfg's
+// defaults): file storage, limits retention discarding the oldest events,
+// no size limit, and no deleting or purging of events (deny_delete,
+// deny_purge: JetStream keeps them until max_age, and no client, not even
+// one with every right on the stream, can remove one earlier).
 func StreamConfig(cfg Config) jetstream.StreamConfig {
 	cfg.applyDefaults()
 	return jetstream.StreamConfig{
@@ -51,12 +151,18 @@ func StreamConfig(cfg Config) jetstream.StreamConfig {
 		Replicas:    cfg.Replicas,
 		MaxAge:      cfg.MaxAge,
 		Duplicates:  cfg.DuplicateWindow,
+		DenyDelete:  true,
+		DenyPurge:   true,
 	}
 }
 
 // isConfigError: the server understood the request and refused it (a bad
 // or conflicting stream configuration) - retrying will not help.
 func isConfigError(err error) bool {
+	var ce *configError
+	if errors.As(err, &ce) {
+		return true
+	}
 	var apiErr *jetstream.APIError
 	if !errors.As(err, &apiErr) {
 		return false
