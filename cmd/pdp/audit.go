@@ -152,6 +152,7 @@ func (c *auditCommand) run(ctx context.Context, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	withEmbeddedUser(&c.connect, c.dataDir, natsembed.RoleReader)
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	nc, err := auditsink.Connect(cctx, url, c.connect)
 	cancel()

@@ -124,7 +124,12 @@ func TestDevWalkthrough(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := auditsink.Connect(context.Background(), url, auditsink.ConnectOptions{})
+	// The embedded NATS refuses anonymous clients; the reader reads.
+	if nc, err := auditsink.Connect(context.Background(), url, auditsink.ConnectOptions{}); err == nil {
+		nc.Close()
+		t.Fatal("the embedded NATS accepted a client without credentials")
+	}
+	nc, err := auditsink.Connect(context.Background(), url, auditsink.ConnectOptions{NKeySeedFile: natsembed.SeedFile(dataDir, natsembed.RoleReader)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -400,10 +400,31 @@ type Audit struct {
 	QueueSize       int      `yaml:"queue_size"`
 	SpoolDir        string   `yaml:"spool_dir"`
 	NATS            NATS     `yaml:"nats"`
+	// ManageStream: the PDP creates and updates the stream (the default);
+	// false leaves an operator-managed stream alone (it must exist).
+	ManageStream *bool           `yaml:"manage_stream"`
+	Checkpoint   AuditCheckpoint `yaml:"checkpoint"`
+}
+
+// AuditCheckpoint configures the signed checkpoints of the audit chain.
+// Zero values are the audit sink's defaults.
+type AuditCheckpoint struct {
+	// Every: a checkpoint after this many events (0 = default; -1: only
+	// by interval and at shutdown).
+	Every int `yaml:"every"`
+	// Interval: at most this long between an event and a checkpoint
+	// covering it.
+	Interval Duration `yaml:"interval"`
+	// SigningKey: path of the Ed25519 private key (PEM, PKCS #8). Empty:
+	// <data_dir>/audit-signing.key, generated when missing.
+	SigningKey string `yaml:"signing_key"`
 }
 
 // IsEnabled reports whether audit is on (the default).
 func (a Audit) IsEnabled() bool { return a.Enabled == nil || *a.Enabled }
+
+// ManagesStream reports whether the PDP manages the stream (the default).
+func (a Audit) ManagesStream() bool { return a.ManageStream == nil || *a.ManageStream }
 
 // NATS says where audit events go.
 type NATS struct {
@@ -908,6 +929,12 @@ func (c *Config) validateAudit(ps *problems) {
 	}
 	if a.QueueSize < 0 {
 		ps.bad("audit.queue_size", "must not be negative (0 = default)")
+	}
+	if a.Checkpoint.Every < -1 {
+		ps.bad("audit.checkpoint.every", "%d is not valid: a number of events, 0 for the default or -1 for none between intervals", a.Checkpoint.Every)
+	}
+	if a.Checkpoint.Interval < 0 {
+		ps.bad("audit.checkpoint.interval", "must not be negative (0 = default)")
 	}
 	if a.NATS.URL != NATSEmbedded {
 		for _, s := range strings.Split(a.NATS.URL, ",") {

@@ -68,6 +68,11 @@ type Options struct {
 	// Logger receives the server's log lines; nil discards them. Debug and
 	// trace lines are never enabled.
 	Logger *slog.Logger
+
+	// Users, when set, are the only clients the server accepts (NKey
+	// users with their permissions; see users.go). Nil: no
+	// authentication (tests' servers).
+	Users []*server.NkeyUser
 }
 
 // Server is a running embedded nats-server.
@@ -105,6 +110,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		SyncAlways:         o.SyncAlways,
 		// The embedded server must never take the process down.
 		NoLog: o.Logger == nil,
+		Nkeys: o.Users,
 	}
 	if o.ClusterName != "" {
 		host := o.ClusterHost

@@ -297,7 +297,7 @@ func hJetStream(t *testing.T, dataDir string) jetstream.JetStream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := auditsink.Connect(context.Background(), url, auditsink.ConnectOptions{})
+	nc, err := auditsink.Connect(context.Background(), url, auditsink.ConnectOptions{NKeySeedFile: natsembed.SeedFile(dataDir, natsembed.RoleAdmin)})
 	if err != nil {
 		t.Fatal(err)
 	}
