@@ -23,6 +23,7 @@ import (
 const auditUsage = `Usage:
   pdp audit tail   [--follow] [filters] [--json]     recent events (last hour unless --since), then follow
   pdp audit export --since 24h [--until T] [filters]  events as JSON lines, e.g. > events.jsonl
+  pdp audit verify [--public-key F]... [--json]     prove no event was removed, altered or reordered
 
 Filters: --resource R (resource key or URI), --tool T, --outcome O[,O...],
          --subject S (the user, "sub"), --client C (client_id), --method M
@@ -36,6 +37,9 @@ NATS:    --nats URL[,URL...] (default: the embedded server of a running dev
 // runAudit implements `pdp audit tail|export`: it parses the arguments,
 // then reads the stream and prints the matching events.
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "verify" {
+		return runAuditVerify(ctx, args[1:], stdout, stderr)
+	}
 	c, code := parseAuditArgs(args, stdout, stderr)
 	if c == nil {
 		return code

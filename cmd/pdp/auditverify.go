@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mcp-pdp/pdp/internal/auditsink"
+	"github.com/mcp-pdp/pdp/internal/config"
+	"github.com/mcp-pdp/pdp/internal/natsembed"
+)
+
+const auditVerifyUsage = `Usage:
+  pdp audit verify [--public-key FILE]... [--allow-expired] [--json] [NATS flags]
+
+Reads every event and checkpoint of the audit stream and checks each PDP
+instance's chain: no event removed (gap), altered (modified), moved
+(reorder) or claimed twice (duplicate), and every checkpoint signed by a
+trusted key. Prints per chain the events checked and every finding; exits 1
+when there is any finding, 2 on a usage error, 3 when the audit cannot be read.
+
+--public-key names a trusted checkpoint key (PEM; repeatable, one per PDP
+key). Default: <data-dir>/audit-signing.pub of a dev server, when present.
+`
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+// runAuditVerify implements `pdp audit verify`.
+func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pdp audit verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, auditVerifyUsage, "\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	var (
+		natsURL, dataDir, stream string
+		keys                     stringList
+		allowExpired, asJSON     bool
+		conn                     = auditsink.ConnectOptions{Name: "pdp audit verify"}
+	)
+	fs.StringVar(&natsURL, "nats", "", "NATS URL(s), comma-separated (default: read <data-dir>/nats.url)")
+	fs.StringVar(&dataDir, "data-dir", config.DefaultDataDir, "data directory of a running dev server (its embedded NATS and key)")
+	fs.StringVar(&conn.CredsFile, "creds", "", "NATS credentials file")
+	fs.StringVar(&conn.NKeySeedFile, "nkey", "", "NATS NKey seed file")
+	fs.StringVar(&conn.TLSCAFile, "tls-ca", "", "CA certificate file to verify the NATS servers")
+	fs.StringVar(&conn.TLSCertFile, "tls-cert", "", "client certificate file")
+	fs.StringVar(&conn.TLSKeyFile, "tls-key", "", "client key file")
+	fs.StringVar(&stream, "stream", auditsink.DefaultStream, "JetStream stream")
+	fs.Var(&keys, "public-key", "trusted checkpoint public key file (repeatable)")
+	fs.BoolVar(&allowExpired, "allow-expired", false, "accept chains whose first events expired from the stream (audit.max_age)")
+	fs.BoolVar(&asJSON, "json", false, "the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "pdp audit verify: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if len(keys) == 0 {
+		if def := auditsink.PublicKeyPath(filepath.Join(dataDir, "audit-signing.key")); fileExists(def) {
+			keys = append(keys, def)
+		}
+	}
+	opts := auditsink.VerifyOptions{AllowExpired: allowExpired}
+	for _, k := range keys {
+		pub, err := auditsink.LoadPublicKey(k)
+		if err != nil {
+			fmt.Fprintf(stderr, "pdp audit verify: --public-key: %v\n", err)
+			return 2
+		}
+		opts.Keys = append(opts.Keys, pub)
+	}
+	rep, err := verifyStream(ctx, natsURL, dataDir, stream, conn, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "pdp audit verify: %v\n", err)
+		return 3
+	}
+	return printVerifyReport(rep, asJSON, stdout, stderr)
+}
+
+// verifyStream reads the stream into a Verifier.
+func verifyStream(ctx context.Context, natsURL, dataDir, stream string, conn auditsink.ConnectOptions, opts auditsink.VerifyOptions) (*auditsink.Report, error) {
+	if natsURL == "" {
+		var err error
+		if natsURL, err = natsembed.ReadURLFile(dataDir); err != nil {
+			return nil, fmt.Errorf("%w (pass --nats nats://host:4222 for an external NATS)", err)
+		}
+	}
+	withEmbeddedUser(&conn, dataDir, natsembed.RoleReader)
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	nc, err := auditsink.Connect(cctx, natsURL, conn)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	v := auditsink.NewVerifier(opts)
+	err = auditsink.ReadRaw(ctx, js, stream, func(_ string, seq uint64, data []byte) error {
+		v.Add(data, "stream sequence "+strconv.FormatUint(seq, 10))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.Report(), nil
+}
+
+// printVerifyReport prints rep and returns the exit code: 1 on findings.
+func printVerifyReport(rep *auditsink.Report, asJSON bool, stdout, stderr io.Writer) int {
+	if asJSON {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			fmt.Fprintf(stderr, "pdp audit verify: %v\n", err)
+			return 3
+		}
+		fmt.Fprintf(stdout, "%s\n", b)
+	} else {
+		fmt.Fprint(stdout, auditsink.FormatReport(rep))
+	}
+	if !rep.OK() {
+		return 1
+	}
+	return 0
+}
+
