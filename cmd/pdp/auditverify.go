@@ -143,4 +143,3 @@ func printVerifyReport(rep *auditsink.Report, asJSON bool, stdout, stderr io.Wri
 	}
 	return 0
 }
-
