@@ -34,6 +34,7 @@ var allowedImports = map[string][]string{
 	"internal/listfilter":              {"internal/decision", "internal/jsonfast"},
 	"internal/stepup":                  {"pep"},
 	"internal/auditsink":               {"internal/spool"},
+	"internal/auditstore":              {"internal/auditsink"},
 	"internal/spool":                   {},
 	"internal/policysource":            {"internal/decision"},
 	"internal/policytest":              {},
