@@ -393,8 +393,3 @@ func FormatReport(r *Report) string {
 	}
 	return b.String()
 }
-
-// isCheckpointSubject reports whether subject is a checkpoint's.
-func isCheckpointSubject(prefix, subject string) bool {
-	return strings.HasPrefix(subject, prefix+"."+ChainToken+".")
-}
