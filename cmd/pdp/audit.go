@@ -13,17 +13,17 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/mcp-pdp/pdp/internal/auditsink"
-	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/natsembed"
 )
 
 const auditUsage = `Usage:
   pdp audit tail   [--follow] [filters] [--json]     recent events (last hour unless --since), then follow
   pdp audit export --since 24h [--until T] [filters]  events as JSON lines, e.g. > events.jsonl
-  pdp audit verify [--public-key F]... [--json]     prove no event was removed, altered or reordered
+  pdp audit verify [--public-key F]... [--store DB] prove no event was removed, altered or reordered
+  pdp audit store  [--db DB] [--retention 400d]     write every event into an SQL table (SQLite, PostgreSQL)
+  pdp audit query  [filters] [--by COLS]            ask the SQL store: --tool T --since 90d, --by client,outcome
+  pdp audit sql    'SELECT ...'                     one read-only SQL statement over the store
 
 Filters: --resource R (resource key or URI), --tool T, --outcome O[,O...],
          --subject S (the user, "sub"), --client C (client_id), --method M
@@ -37,8 +37,17 @@ NATS:    --nats URL[,URL...] (default: the embedded server of a running dev
 // runAudit implements `pdp audit tail|export`: it parses the arguments,
 // then reads the stream and prints the matching events.
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "verify" {
-		return runAuditVerify(ctx, args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "verify":
+			return runAuditVerify(ctx, args[1:], stdout, stderr)
+		case "store":
+			return runAuditStore(ctx, args[1:], stdout, stderr)
+		case "query":
+			return runAuditQuery(ctx, args[1:], stdout, stderr)
+		case "sql":
+			return runAuditSQL(ctx, args[1:], stdout, stderr)
+		}
 	}
 	c, code := parseAuditArgs(args, stdout, stderr)
 	if c == nil {
@@ -49,15 +58,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 // auditCommand is one `pdp audit tail|export`, its flags parsed.
 type auditCommand struct {
-	sub     string // "tail" or "export"
-	natsURL string // "" = read <dataDir>/nats.url
-	dataDir string
-	connect auditsink.ConnectOptions
-	stream  string
-	prefix  string
-	filter  auditsink.Filter
-	asJSON  bool
-	follow  bool
+	sub    string // "tail" or "export"
+	nats   natsFlags
+	filter auditsink.Filter
+	asJSON bool
+	follow bool
 }
 
 // parseAuditArgs parses the arguments of `pdp audit`. A nil command means
@@ -79,7 +84,7 @@ func parseAuditArgs(args []string, stdout, stderr io.Writer) (*auditCommand, int
 		return nil, 2
 	}
 	export := sub == "export"
-	c := &auditCommand{sub: sub, connect: auditsink.ConnectOptions{Name: "pdp audit " + sub}}
+	c := &auditCommand{sub: sub}
 
 	fs := flag.NewFlagSet("pdp audit "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -87,15 +92,7 @@ func parseAuditArgs(args []string, stdout, stderr io.Writer) (*auditCommand, int
 		fmt.Fprint(stderr, auditUsage, "\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.natsURL, "nats", "", "NATS URL(s), comma-separated (default: read <data-dir>/nats.url)")
-	fs.StringVar(&c.dataDir, "data-dir", config.DefaultDataDir, "data directory of a running dev server (to find its embedded NATS)")
-	fs.StringVar(&c.connect.CredsFile, "creds", "", "NATS credentials file")
-	fs.StringVar(&c.connect.NKeySeedFile, "nkey", "", "NATS NKey seed file")
-	fs.StringVar(&c.connect.TLSCAFile, "tls-ca", "", "CA certificate file to verify the NATS servers")
-	fs.StringVar(&c.connect.TLSCertFile, "tls-cert", "", "client certificate file")
-	fs.StringVar(&c.connect.TLSKeyFile, "tls-key", "", "client key file")
-	fs.StringVar(&c.stream, "stream", auditsink.DefaultStream, "JetStream stream")
-	fs.StringVar(&c.prefix, "prefix", auditsink.DefaultSubjectPrefix, "subject prefix")
+	c.nats.register(fs, "pdp audit "+sub)
 	f := &c.filter
 	fs.StringVar(&f.Resource, "resource", "", "resource key or resource URI")
 	fs.StringVar(&f.Tool, "tool", "", "target: tool or prompt name, or resource URI")
@@ -148,26 +145,11 @@ func (c *auditCommand) run(ctx context.Context, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pdp audit %s: %v\n", c.sub, err)
 		return 1
 	}
-	url := c.natsURL
-	if url == "" {
-		var err error
-		if url, err = natsembed.ReadURLFile(c.dataDir); err != nil {
-			fmt.Fprintf(stderr, "pdp audit %s: %v\n(pass --nats nats://host:4222 for an external NATS)\n", c.sub, err)
-			return 1
-		}
-	}
-	withEmbeddedUser(&c.connect, c.dataDir, natsembed.RoleReader)
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	nc, err := auditsink.Connect(cctx, url, c.connect)
-	cancel()
+	nc, js, err := c.nats.connect(ctx, natsembed.RoleReader)
 	if err != nil {
 		return fail(err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fail(err)
-	}
 
 	w := bufio.NewWriterSize(stdout, 64<<10)
 	if !c.asJSON {
@@ -176,7 +158,7 @@ func (c *auditCommand) run(ctx context.Context, stdout, stderr io.Writer) int {
 		}
 	}
 	n := 0
-	err = auditsink.Read(ctx, js, c.stream, c.prefix, c.filter, c.follow, func(ev *auditsink.Event) error {
+	err = auditsink.Read(ctx, js, c.nats.stream, c.nats.prefix, c.filter, c.follow, func(ev *auditsink.Event) error {
 		n++
 		var werr error
 		if c.asJSON {

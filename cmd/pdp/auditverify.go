@@ -10,12 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mcp-pdp/pdp/internal/auditsink"
-	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/natsembed"
 )
 
@@ -47,19 +43,13 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		fs.PrintDefaults()
 	}
 	var (
-		natsURL, dataDir, stream string
-		keys                     stringList
-		allowExpired, asJSON     bool
-		conn                     = auditsink.ConnectOptions{Name: "pdp audit verify"}
+		nf                   natsFlags
+		keys                 stringList
+		allowExpired, asJSON bool
+		storeDB              string
 	)
-	fs.StringVar(&natsURL, "nats", "", "NATS URL(s), comma-separated (default: read <data-dir>/nats.url)")
-	fs.StringVar(&dataDir, "data-dir", config.DefaultDataDir, "data directory of a running dev server (its embedded NATS and key)")
-	fs.StringVar(&conn.CredsFile, "creds", "", "NATS credentials file")
-	fs.StringVar(&conn.NKeySeedFile, "nkey", "", "NATS NKey seed file")
-	fs.StringVar(&conn.TLSCAFile, "tls-ca", "", "CA certificate file to verify the NATS servers")
-	fs.StringVar(&conn.TLSCertFile, "tls-cert", "", "client certificate file")
-	fs.StringVar(&conn.TLSKeyFile, "tls-key", "", "client key file")
-	fs.StringVar(&stream, "stream", auditsink.DefaultStream, "JetStream stream")
+	nf.register(fs, "pdp audit verify")
+	fs.StringVar(&storeDB, "store", "", "verify the SQL audit store instead of the stream: a file, sqlite:PATH or postgres://... (\"default\": <data-dir>/audit.db)")
 	fs.Var(&keys, "public-key", "trusted checkpoint public key file (repeatable)")
 	fs.BoolVar(&allowExpired, "allow-expired", false, "accept chains whose first events expired from the stream (audit.max_age)")
 	fs.BoolVar(&asJSON, "json", false, "the report as JSON")
@@ -74,7 +64,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		return 2
 	}
 	if len(keys) == 0 {
-		if def := auditsink.PublicKeyPath(filepath.Join(dataDir, "audit-signing.key")); fileExists(def) {
+		if def := auditsink.PublicKeyPath(filepath.Join(nf.dataDir, "audit-signing.key")); fileExists(def) {
 			keys = append(keys, def)
 		}
 	}
@@ -87,7 +77,13 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		opts.Keys = append(opts.Keys, pub)
 	}
-	rep, err := verifyStream(ctx, natsURL, dataDir, stream, conn, opts)
+	var rep *auditsink.Report
+	var err error
+	if storeDB != "" {
+		rep, err = verifyStore(ctx, storeDB, nf.dataDir, opts)
+	} else {
+		rep, err = verifyStream(ctx, &nf, opts)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "pdp audit verify: %v\n", err)
 		return 3
@@ -96,27 +92,14 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 }
 
 // verifyStream reads the stream into a Verifier.
-func verifyStream(ctx context.Context, natsURL, dataDir, stream string, conn auditsink.ConnectOptions, opts auditsink.VerifyOptions) (*auditsink.Report, error) {
-	if natsURL == "" {
-		var err error
-		if natsURL, err = natsembed.ReadURLFile(dataDir); err != nil {
-			return nil, fmt.Errorf("%w (pass --nats nats://host:4222 for an external NATS)", err)
-		}
-	}
-	withEmbeddedUser(&conn, dataDir, natsembed.RoleReader)
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	nc, err := auditsink.Connect(cctx, natsURL, conn)
-	cancel()
+func verifyStream(ctx context.Context, nf *natsFlags, opts auditsink.VerifyOptions) (*auditsink.Report, error) {
+	nc, js, err := nf.connect(ctx, natsembed.RoleReader)
 	if err != nil {
 		return nil, err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
 	v := auditsink.NewVerifier(opts)
-	err = auditsink.ReadRaw(ctx, js, stream, func(_ string, seq uint64, data []byte) error {
+	err = auditsink.ReadRaw(ctx, js, nf.stream, func(_ string, seq uint64, data []byte) error {
 		v.Add(data, "stream sequence "+strconv.FormatUint(seq, 10))
 		return nil
 	})

@@ -22,7 +22,7 @@ Usage:
   pdp fmt [--list] [--write] [paths...]   format Rego files (OPA's formatter, as opa fmt)
   pdp eval --input req.json [--explain M] the decision for a /v1/decide body, with the rules behind it
   pdp bundle build|verify [flags]         build (and sign) an OPA bundle, or verify one
-  pdp audit tail|export|verify [flags]    read and verify decision audit events in NATS JetStream
+  pdp audit tail|export|verify|store|query|sql  read, verify, store and query decision audit events
   pdp apikey [--name N]                   print a new PEP API key and its config entry
   pdp version                             print the version
 

@@ -98,7 +98,7 @@ func (s *Store) Query(ctx context.Context, q Query) (*Result, error) {
 	if q.Limit > 0 {
 		stmt += fmt.Sprintf(" LIMIT %d", q.Limit)
 	}
-	rows, err := s.db.QueryContext(ctx, stmt, args...)
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(stmt), args...)
 	if err != nil {
 		return nil, fmt.Errorf("auditstore: query: %w", err)
 	}
@@ -136,22 +136,39 @@ func collect(rows *sql.Rows) (*Result, error) {
 	return res, rows.Err()
 }
 
-// ReadOnlySQL runs one SELECT (or WITH) statement on a read-only
-// connection (SQLite mode=ro with PRAGMA query_only) and returns its
-// result; anything else is refused.
+// ReadOnlySQL runs one SELECT (or WITH) statement that cannot write and
+// returns its result; anything else is refused. SQLite: a connection
+// opened mode=ro with PRAGMA query_only. PostgreSQL: a READ ONLY
+// transaction with a statement timeout, rolled back (give `pdp audit sql`
+// a role with SELECT only for a second wall).
 func (s *Store) ReadOnlySQL(ctx context.Context, query string) (*Result, error) {
 	q := strings.TrimSpace(query)
-	q = strings.TrimSuffix(q, ";")
+	q = strings.TrimSpace(strings.TrimSuffix(q, ";"))
 	if strings.Contains(q, ";") {
-		return nil, errors.New("auditstore: sql: one statement only")
+		return nil, errors.New("auditstore: sql: one statement only (no ';' inside)")
 	}
 	f := strings.ToUpper(strings.Fields(q + " x")[0])
 	if f != "SELECT" && f != "WITH" {
 		return nil, errors.New("auditstore: sql: only SELECT or WITH statements")
 	}
-	db, err := sql.Open("sqlite", "file:"+s.cfg.Path+"?mode=ro&_pragma=query_only(1)&_pragma=busy_timeout(10000)")
+	if s.d.name == "postgres" {
+		tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			return nil, fmt.Errorf("auditstore: sql: %w", err)
+		}
+		defer tx.Rollback()
+		if _, err := tx.ExecContext(ctx, "SET LOCAL statement_timeout = '60s'"); err != nil {
+			return nil, fmt.Errorf("auditstore: sql: %w", err)
+		}
+		rows, err := tx.QueryContext(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("auditstore: sql: %w", err)
+		}
+		return collect(rows)
+	}
+	db, err := sql.Open(s.d.driver, s.d.dsn(s.target, true))
 	if err != nil {
-		return nil, fmt.Errorf("auditstore: sql: open %s read-only: %w", s.cfg.Path, err)
+		return nil, fmt.Errorf("auditstore: sql: open %s read-only: %w", s.target, err)
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)

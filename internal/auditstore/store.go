@@ -5,7 +5,10 @@
 // (Query) and read-only SQL (ReadOnlySQL) for `pdp audit query|sql`, and
 // streams the exact message bytes (Raw) for the chain verifier.
 //
-// Only SQLite (modernc.org/sqlite, a file) is implemented so far.
+// Two databases: SQLite (modernc.org/sqlite, pure Go, a file: the
+// embedded default) and PostgreSQL (pgx v5), with one schema and the same
+// queries. Several store processes may write into one PostgreSQL
+// database: rows are keyed by the event id.
 package auditstore
 
 import (
@@ -15,17 +18,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/mcp-pdp/pdp/internal/auditsink"
 	"github.com/nats-io/nats.go/jetstream"
-	_ "modernc.org/sqlite" // the SQLite driver
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Defaults of Config.
 const (
+	// DefaultFile is the SQLite file of the store in a data directory.
+	DefaultFile     = "audit.db"
 	DefaultConsumer = "pdp-audit-store"
 	DefaultBatch    = 1000
 	DefaultMaxWait  = 100 * time.Millisecond
@@ -33,8 +40,9 @@ const (
 
 // Config configures a Store.
 type Config struct {
-	// Path is the SQLite database file.
-	Path string
+	// DB names the database: a file path or sqlite:PATH (SQLite), or a
+	// postgres:// URL (PostgreSQL, pgx).
+	DB string
 	// Stream and Prefix name the audit stream and its subject prefix
 	// ("" = auditsink's defaults).
 	Stream, Prefix string
@@ -49,46 +57,28 @@ type Config struct {
 
 // Stats counts what the consumer did.
 type Stats struct {
-	Rows, Checkpoints, Malformed, Batches uint64
-	Lag                                   uint64
+	Rows, Checkpoints, Malformed, Batches, InsertErrors uint64
+	// Lag is the number of stream messages not yet delivered to the
+	// store, as of the last fetch.
+	Lag uint64
 }
 
 // Store is the SQL audit store.
 type Store struct {
 	cfg                                Config
+	d                                  dialect
+	target                             string // the file or the URL
 	db                                 *sql.DB
 	rows, cps, malformed, batches, lag atomic.Uint64
+	insertErrors                       atomic.Uint64
 }
 
-const schema = `
-CREATE TABLE IF NOT EXISTS audit_events (
-  id TEXT PRIMARY KEY,
-  time_us BIGINT NOT NULL,
-  time TEXT NOT NULL,
-  pdp TEXT, pep TEXT, resource TEXT, resource_key TEXT, method TEXT, target TEXT,
-  outcome TEXT, http_status INTEGER, reason TEXT, sub TEXT, client_id TEXT, "grant" TEXT,
-  issuer TEXT, token_fingerprint TEXT, token_validation TEXT,
-  unverified_sub TEXT, unverified_client_id TEXT, unverified_iss TEXT,
-  policy_revision TEXT, retry_of TEXT, latency_us BIGINT,
-  chain TEXT, seq BIGINT, prev TEXT, stream_seq BIGINT,
-  raw BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_events_time ON audit_events(time_us);
-CREATE INDEX IF NOT EXISTS audit_events_target_time ON audit_events(target, time_us);
-CREATE INDEX IF NOT EXISTS audit_events_sub_time ON audit_events(sub, time_us);
-CREATE INDEX IF NOT EXISTS audit_events_client_time ON audit_events(client_id, time_us);
-CREATE INDEX IF NOT EXISTS audit_events_outcome_time ON audit_events(outcome, time_us);
-CREATE INDEX IF NOT EXISTS audit_events_resource_time ON audit_events(resource, time_us);
-CREATE INDEX IF NOT EXISTS audit_events_chain_seq ON audit_events(chain, seq);
-CREATE TABLE IF NOT EXISTS audit_checkpoints (
-  id TEXT PRIMARY KEY, chain TEXT, seq BIGINT, time_us BIGINT, stream_seq BIGINT, raw BLOB NOT NULL
-);
-`
-
-// Open opens (creating it and its schema) the SQLite store at cfg.Path.
+// Open opens the store named by cfg.DB, creating its schema when it is
+// missing.
 func Open(ctx context.Context, cfg Config) (*Store, error) {
-	if cfg.Path == "" {
-		return nil, errors.New("auditstore: path: empty")
+	d, target, err := parseDB(cfg.DB)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Consumer == "" {
 		cfg.Consumer = DefaultConsumer
@@ -105,16 +95,31 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	db, err := sql.Open("sqlite", "file:"+cfg.Path+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)")
+	db, err := sql.Open(d.driver, d.dsn(target, false))
 	if err != nil {
-		return nil, fmt.Errorf("auditstore: open %s: %w", cfg.Path, err)
+		return nil, fmt.Errorf("auditstore: open %s: %w", redactDB(cfg.DB), err)
 	}
-	db.SetMaxOpenConns(1) // one writer
-	if _, err := db.ExecContext(ctx, schema); err != nil {
+	if d.name == "sqlite" {
+		db.SetMaxOpenConns(1) // one writer
+	} else {
+		db.SetMaxOpenConns(4)
+	}
+	if err := d.createSchema(ctx, db); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("auditstore: schema in %s: %w", cfg.Path, err)
+		return nil, fmt.Errorf("auditstore: schema in %s: %w", redactDB(cfg.DB), err)
 	}
-	return &Store{cfg: cfg, db: db}, nil
+	return &Store{cfg: cfg, d: d, target: target, db: db}, nil
+}
+
+// redactDB hides the password of a PostgreSQL URL, for errors and logs.
+func redactDB(db string) string {
+	if u, err := url.Parse(db); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			return u.String()
+		}
+	}
+	return db
 }
 
 // Close closes the database.
@@ -122,7 +127,41 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // Stats returns the counters.
 func (s *Store) Stats() Stats {
-	return Stats{Rows: s.rows.Load(), Checkpoints: s.cps.Load(), Malformed: s.malformed.Load(), Batches: s.batches.Load(), Lag: s.lag.Load()}
+	return Stats{Rows: s.rows.Load(), Checkpoints: s.cps.Load(), Malformed: s.malformed.Load(),
+		Batches: s.batches.Load(), Lag: s.lag.Load(), InsertErrors: s.insertErrors.Load()}
+}
+
+// Target names the database for logs: the file, or the URL without its
+// password.
+func (s *Store) Target() string { return redactDB(s.cfg.DB) }
+
+// Dialect is "sqlite" or "postgres".
+func (s *Store) Dialect() string { return s.d.name }
+
+// Register registers the store's metrics with reg:
+// mcp_pdp_audit_store_{rows,checkpoints,malformed,batches,insert_errors}_total
+// and the gauge mcp_pdp_audit_store_lag (messages of the stream not yet
+// stored).
+func (s *Store) Register(reg prometheus.Registerer) error {
+	counter := func(name, help string, v *atomic.Uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mcp_pdp_audit_store_" + name + "_total", Help: help},
+			func() float64 { return float64(v.Load()) })
+	}
+	cs := []prometheus.Collector{
+		counter("rows", "Audit events written into the SQL store (a redelivered event is not counted twice).", &s.rows),
+		counter("checkpoints", "Audit chain checkpoints written into the SQL store.", &s.cps),
+		counter("malformed", "Messages of the audit stream skipped because they are not audit events.", &s.malformed),
+		counter("batches", "Transactions committed by the audit store.", &s.batches),
+		counter("insert_errors", "Failed database writes (the batch is retried, unacked).", &s.insertErrors),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mcp_pdp_audit_store_lag", Help: "Messages of the audit stream not yet in the SQL store, as of the last fetch."},
+			func() float64 { return float64(s.lag.Load()) }),
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("auditstore: metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 type item struct {
@@ -144,17 +183,34 @@ type checkpoint struct {
 // acked only after its transaction committed; while the database fails,
 // the batch is retried with backoff and nothing is acked.
 func (s *Store) Run(ctx context.Context, js jetstream.JetStream) error {
-	cons, err := js.CreateOrUpdateConsumer(ctx, s.cfg.Stream, jetstream.ConsumerConfig{
-		Durable:       s.cfg.Consumer,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		FilterSubject: s.cfg.Prefix + ".>",
-		AckWait:       time.Minute,
-		MaxAckPending: -1,
-	})
-	if err != nil {
-		return fmt.Errorf("auditstore: consumer %s on %s: %w", s.cfg.Consumer, s.cfg.Stream, err)
+	var cons jetstream.Consumer
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		var err error
+		cons, err = js.CreateOrUpdateConsumer(ctx, s.cfg.Stream, jetstream.ConsumerConfig{
+			Durable:       s.cfg.Consumer,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			FilterSubject: s.cfg.Prefix + ".>",
+			AckWait:       time.Minute,
+			MaxAckPending: -1,
+		})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			// An operator error, not an outage: say so, keep trying.
+			s.cfg.Logger.Warn("audit store: the audit stream does not exist (yet)", "stream", s.cfg.Stream, "wait", wait)
+		} else {
+			s.cfg.Logger.Warn("audit store: cannot create its consumer, retrying", "consumer", s.cfg.Consumer, "stream", s.cfg.Stream, "err", err, "wait", wait)
+		}
+		sleep(ctx, wait)
 	}
-	go s.retain(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.retain(ctx) }()
 	cpPrefix := s.cfg.Prefix + ".$chain."
 	for ctx.Err() == nil {
 		batch, err := cons.Fetch(s.cfg.Batch, jetstream.FetchMaxWait(DefaultMaxWait))
@@ -202,8 +258,12 @@ func (s *Store) Run(ctx context.Context, js jetstream.JetStream) error {
 			if ctx.Err() != nil {
 				return nil // unacked: redelivered
 			}
-			s.cfg.Logger.Warn("audit store: insert, retrying", "err", err, "wait", wait)
+			s.insertErrors.Add(1)
+			s.cfg.Logger.Warn("audit store: database write failed; the batch is kept unacked and retried", "db", redactDB(s.cfg.DB), "err", err, "rows", len(items), "wait", wait)
 			sleep(ctx, wait)
+			for _, it := range items { // not redelivered while we wait
+				_ = it.msg.InProgress()
+			}
 		}
 		for _, it := range items {
 			_ = it.msg.Ack()
@@ -227,14 +287,49 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-const insertEvent = `INSERT INTO audit_events (id, time_us, time, pdp, pep, resource, resource_key, method, target,
+const eventColumns = `id, time_us, time, pdp, pep, resource, resource_key, method, target,
  outcome, http_status, reason, sub, client_id, "grant", issuer, token_fingerprint, token_validation,
  unverified_sub, unverified_client_id, unverified_iss, policy_revision, retry_of, latency_us,
- chain, seq, prev, stream_seq, raw)
- VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING`
+ chain, seq, prev, stream_seq, raw`
 
-const insertCheckpoint = `INSERT INTO audit_checkpoints (id, chain, seq, time_us, stream_seq, raw) VALUES (?,?,?,?,?,?) ON CONFLICT(id) DO NOTHING`
+const nEventColumns = 29
 
+// appendEventColumns appends the values of e's columns, in eventColumns'
+// order, without stream_seq and raw (the last two).
+func appendEventColumns(args []any, e *auditsink.Event) []any {
+	var u auditsink.Unverified
+	if e.Unverified != nil {
+		u = *e.Unverified
+	}
+	return append(args, e.ID, e.Time.UnixMicro(), e.Time.UTC().Format(time.RFC3339Nano), e.PDP, e.PEP,
+		e.Resource, e.ResourceKey, e.Method, e.Target, e.Outcome, e.HTTPStatus, e.Reason, e.Subject, e.ClientID,
+		e.Grant, e.Issuer, e.TokenFingerprint, e.TokenValidation, u.Subject, u.ClientID, u.Issuer,
+		e.PolicyRevision, e.RetryOf, e.LatencyMicros, e.Chain, int64(e.Seq), e.Prev)
+}
+
+// rowsPerInsert bounds the rows of one INSERT statement (29 parameters a
+// row: far below SQLite's and PostgreSQL's limits).
+const rowsPerInsert = 200
+
+// insertSQL is the INSERT of n rows into table with cols columns each,
+// idempotent on the id.
+func (s *Store) insertSQL(table, columns string, cols, n int) string {
+	row := "(?" + strings.Repeat(",?", cols-1) + ")"
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + table + " (" + columns + ") VALUES ")
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(row)
+	}
+	b.WriteString(" ON CONFLICT(id) DO NOTHING")
+	return s.d.rebind(b.String())
+}
+
+// insert writes items in one transaction: events in multi-row INSERTs,
+// then checkpoints. A row whose id is there already is left as it is (a
+// redelivery after a crash between commit and ack).
 func (s *Store) insert(ctx context.Context, items []item) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -242,30 +337,47 @@ func (s *Store) insert(ctx context.Context, items []item) error {
 	}
 	defer tx.Rollback()
 	var n, c uint64
-	for _, it := range items {
-		if it.cp != nil {
-			r, err := tx.ExecContext(ctx, insertCheckpoint, it.cp.ID, it.cp.Chain, int64(it.cp.Seq), it.cp.Time.UnixMicro(), int64(it.streamSeq), it.raw)
-			if err != nil {
-				return err
-			}
-			k, _ := r.RowsAffected()
-			c += uint64(k)
-			continue
+	args := make([]any, 0, rowsPerInsert*nEventColumns)
+	rows := 0
+	flush := func() error {
+		if rows == 0 {
+			return nil
 		}
-		e := it.ev
-		var u auditsink.Unverified
-		if e.Unverified != nil {
-			u = *e.Unverified
-		}
-		r, err := tx.ExecContext(ctx, insertEvent, e.ID, e.Time.UnixMicro(), e.Time.UTC().Format(time.RFC3339Nano), e.PDP, e.PEP,
-			e.Resource, e.ResourceKey, e.Method, e.Target, e.Outcome, e.HTTPStatus, e.Reason, e.Subject, e.ClientID,
-			e.Grant, e.Issuer, e.TokenFingerprint, e.TokenValidation, u.Subject, u.ClientID, u.Issuer,
-			e.PolicyRevision, e.RetryOf, e.LatencyMicros, e.Chain, int64(e.Seq), e.Prev, int64(it.streamSeq), it.raw)
+		r, err := tx.ExecContext(ctx, s.insertSQL("audit_events", eventColumns, nEventColumns, rows), args...)
 		if err != nil {
 			return err
 		}
 		k, _ := r.RowsAffected()
 		n += uint64(k)
+		args, rows = args[:0], 0
+		return nil
+	}
+	for _, it := range items {
+		if it.cp != nil {
+			continue
+		}
+		args = appendEventColumns(args, it.ev)
+		args = append(args, int64(it.streamSeq), it.raw)
+		if rows++; rows == rowsPerInsert {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	cpSQL := s.insertSQL("audit_checkpoints", "id, chain, seq, time_us, stream_seq, raw", 6, 1)
+	for _, it := range items {
+		if it.cp == nil {
+			continue
+		}
+		r, err := tx.ExecContext(ctx, cpSQL, it.cp.ID, it.cp.Chain, int64(it.cp.Seq), it.cp.Time.UnixMicro(), int64(it.streamSeq), it.raw)
+		if err != nil {
+			return err
+		}
+		k, _ := r.RowsAffected()
+		c += uint64(k)
 	}
 	if err := tx.Commit(); err != nil {
 		return err
@@ -293,42 +405,12 @@ func (s *Store) retain(ctx context.Context) {
 
 // DeleteBefore deletes the events and checkpoints older than t.
 func (s *Store) DeleteBefore(ctx context.Context, t time.Time) (int64, error) {
-	r, err := s.db.ExecContext(ctx, `DELETE FROM audit_events WHERE time_us < ?`, t.UnixMicro())
+	r, err := s.db.ExecContext(ctx, s.d.rebind(`DELETE FROM audit_events WHERE time_us < ?`), t.UnixMicro())
 	if err != nil {
 		return 0, fmt.Errorf("auditstore: retention: %w", err)
 	}
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM audit_checkpoints WHERE time_us < ?`, t.UnixMicro()); err != nil {
+	if _, err := s.db.ExecContext(ctx, s.d.rebind(`DELETE FROM audit_checkpoints WHERE time_us < ?`), t.UnixMicro()); err != nil {
 		return 0, fmt.Errorf("auditstore: retention: %w", err)
 	}
 	return r.RowsAffected()
-}
-
-// Raw calls fn with the exact bytes of every stored event (ordered by
-// chain, seq) and then of every checkpoint (ordered by chain, seq), for
-// the chain verifier. raw is only valid during fn.
-func (s *Store) Raw(ctx context.Context, fn func(raw []byte) error) error {
-	for _, q := range []string{`SELECT raw FROM audit_events ORDER BY chain, seq`, `SELECT raw FROM audit_checkpoints ORDER BY chain, seq`} {
-		rows, err := s.db.QueryContext(ctx, q)
-		if err != nil {
-			return fmt.Errorf("auditstore: raw: %w", err)
-		}
-		for rows.Next() {
-			var b []byte
-			if err := rows.Scan(&b); err != nil {
-				rows.Close()
-				return fmt.Errorf("auditstore: raw: %w", err)
-			}
-			if err := fn(b); err != nil {
-				rows.Close()
-				return err
-			}
-		}
-		if err := rows.Close(); err != nil {
-			return err
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("auditstore: raw: %w", err)
-		}
-	}
-	return nil
 }
