@@ -47,6 +47,7 @@ var allowedImports = map[string][]string{
 	"internal/gateway":                 {"pep", "internal/gateway/stdio"},
 	"internal/gateway/stdio":           {},
 	"internal/assertion":               {},
+	"internal/revoke":                  {},
 }
 
 // TestPackageImports: the import graph is the one docs/architecture.md
