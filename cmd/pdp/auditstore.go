@@ -93,7 +93,7 @@ func runAuditStore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	var keep time.Duration
 	if *retention != "" {
-		d, err := parseAge(*retention)
+		d, err := config.ParseDuration(*retention)
 		if err != nil || d <= 0 {
 			fmt.Fprintf(stderr, "pdp audit store: --retention %q: a positive duration like 400d or 720h\n", *retention)
 			return 2
@@ -138,17 +138,6 @@ func runAuditStore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	s := st.Stats()
 	log.Info("audit store stopped", "rows", s.Rows, "checkpoints", s.Checkpoints, "malformed", s.Malformed)
 	return 0
-}
-
-// parseAge parses a duration that may be given in days ("400d").
-func parseAge(s string) (time.Duration, error) {
-	if d, ok := strings.CutSuffix(s, "d"); ok {
-		var n int
-		if _, err := fmt.Sscanf(d, "%d", &n); err == nil && fmt.Sprint(n) == d {
-			return time.Duration(n) * 24 * time.Hour, nil
-		}
-	}
-	return time.ParseDuration(s)
 }
 
 // serveStoreMetrics serves the store's metrics on addr until stop is

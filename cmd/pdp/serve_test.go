@@ -17,6 +17,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/natsembed"
 	"github.com/mcp-pdp/pdp/internal/server"
 	"github.com/mcp-pdp/pdp/internal/stepup"
+	"github.com/mcp-pdp/pdp/internal/testkit"
 )
 
 // startDev runs `pdp serve --dev` in-process on a free loopback port with
@@ -168,5 +169,47 @@ func TestDevWalkthrough(t *testing.T) {
 	ev := got[allowed["decision_id"].(string)]
 	if ev.Subject != "alice" || ev.ClientID != "demo" || ev.Target != "generate_qr_url" || ev.PolicyRevision == "" || ev.TokenFingerprint == "" {
 		t.Fatalf("allowed event = %+v", ev)
+	}
+
+	// The dev server runs the SQL audit store in process: pdp audit query
+	// answers from <data-dir>/audit.db with no set-up.
+	auditCLI := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := runAudit(context.Background(), append(args, "--data-dir", dataDir), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	var rows []map[string]any
+	testkit.WaitFor(t, "the three decisions in the audit store", func() bool {
+		code, out, _ := auditCLI("query", "--format", "jsonl")
+		rows = nil
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			var r map[string]any
+			if json.Unmarshal([]byte(l), &r) == nil {
+				rows = append(rows, r)
+			}
+		}
+		return code == 0 && len(rows) >= len(want)
+	})
+	code, out, errs := auditCLI("query", "--tool", "generate_qr_url", "--outcome", "allow", "--subject", "alice", "--since", "1h", "--format", "csv")
+	if code != 0 || !strings.HasPrefix(out, "id,time,") || !strings.Contains(out, allowed["decision_id"].(string)) || strings.Count(out, "\n") != 2 {
+		t.Fatalf("pdp audit query --tool --outcome --subject: %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = auditCLI("query", "--by", "outcome")
+	if code != 0 || !strings.Contains(out, "OUTCOME") || !strings.Contains(out, "challenge") || !strings.Contains(out, "filtered") {
+		t.Fatalf("pdp audit query --by outcome: %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = auditCLI("sql", "SELECT COUNT(*) AS n FROM audit_events WHERE client_id = 'demo'", "--format", "jsonl")
+	if code != 0 || strings.TrimSpace(out) != `{"n":1}` {
+		t.Fatalf("pdp audit sql: %d %s%s", code, out, errs)
+	}
+	if code, _, errs = auditCLI("sql", "DELETE FROM audit_events"); code == 0 || !strings.Contains(errs, "only SELECT") {
+		t.Fatalf("pdp audit sql DELETE: %d %s", code, errs)
+	}
+	var vout, verr bytes.Buffer
+	if code := runAuditVerify(context.Background(), []string{"--store", "default", "--data-dir", dataDir}, &vout, &verr); code != 0 {
+		t.Fatalf("pdp audit verify --store: %d\n%s%s", code, vout.String(), verr.String())
+	}
+	if !strings.Contains(vout.String(), "chain ") {
+		t.Fatalf("pdp audit verify --store printed %q", vout.String())
 	}
 }

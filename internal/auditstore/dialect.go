@@ -45,6 +45,8 @@ func parseDB(db string) (dialect, string, error) {
 			return dialect{}, "", fmt.Errorf("auditstore: db %q: no path after sqlite:", db)
 		}
 		return sqliteDialect, p, nil
+	case strings.Contains(db, "://"):
+		return dialect{}, "", fmt.Errorf("auditstore: db %q: not a database this store writes (a file path, sqlite:PATH or postgres://...)", redactDB(db))
 	default:
 		return sqliteDialect, db, nil
 	}

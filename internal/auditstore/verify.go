@@ -57,7 +57,7 @@ func (s *Store) Verify(ctx context.Context, v *auditsink.Verifier) ([]auditsink.
 		}
 		if len(changed) > 0 {
 			findings = append(findings, auditsink.Finding{Kind: "modified", Chain: ev.Chain, Seq: ev.Seq, IDs: []string{id},
-				Detail: "the row's columns differ from its event's bytes: " + strings.Join(changed, "; ")})
+				Detail: fmt.Sprintf("row %s (seq %d): its columns differ from its event's bytes: %s", id, ev.Seq, strings.Join(changed, "; "))})
 		}
 	}
 	if err := rows.Err(); err != nil {

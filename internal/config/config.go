@@ -26,18 +26,30 @@ import (
 // Duration is a time.Duration written as "30s", "5m", "1h30m" in YAML.
 type Duration time.Duration
 
-// UnmarshalYAML parses a Go duration string.
+// UnmarshalYAML parses a Go duration string, or a number of days ("90d").
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	var s string
 	if err := n.Decode(&s); err != nil {
 		return fmt.Errorf("line %d: want a duration such as \"30s\" or \"5m\"", n.Line)
 	}
-	v, err := time.ParseDuration(s)
+	v, err := ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (use e.g. \"30s\", \"5m\", \"1h\")", n.Line, s)
+		return fmt.Errorf("line %d: %q is not a duration (use e.g. \"30s\", \"5m\", \"1h\", \"90d\")", n.Line, s)
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// ParseDuration parses a Go duration ("1h30m") or a whole number of days
+// ("90d", 24 h each).
+func ParseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok && days != "" {
+		n, err := strconv.ParseUint(days, 10, 32)
+		if err == nil && n <= 100*366 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	}
+	return time.ParseDuration(s)
 }
 
 // MarshalYAML writes the duration as a string.
@@ -404,6 +416,29 @@ type Audit struct {
 	// false leaves an operator-managed stream alone (it must exist).
 	ManageStream *bool           `yaml:"manage_stream"`
 	Checkpoint   AuditCheckpoint `yaml:"checkpoint"`
+	Store        AuditStore      `yaml:"store"`
+}
+
+// AuditStore runs the SQL audit store (what `pdp audit store` runs as its
+// own process) inside the PDP: a durable consumer of the audit stream
+// writing every event into audit_events.
+type AuditStore struct {
+	// Enabled: on by default in dev mode (pdp serve --dev), off otherwise.
+	Enabled *bool `yaml:"enabled"`
+	// DB: a file, sqlite:PATH, or a postgres:// URL. Empty:
+	// <data_dir>/audit.db.
+	DB string `yaml:"db"`
+	// Retention deletes rows older than it; 0 keeps every row.
+	Retention Duration `yaml:"retention"`
+}
+
+// Runs reports whether the store runs in the PDP: Enabled, or in dev mode
+// when it is not set.
+func (a AuditStore) Runs(dev bool) bool {
+	if a.Enabled != nil {
+		return *a.Enabled
+	}
+	return dev
 }
 
 // AuditCheckpoint configures the signed checkpoints of the audit chain.
@@ -935,6 +970,12 @@ func (c *Config) validateAudit(ps *problems) {
 	}
 	if a.Checkpoint.Interval < 0 {
 		ps.bad("audit.checkpoint.interval", "must not be negative (0 = default)")
+	}
+	if a.Store.Retention < 0 {
+		ps.bad("audit.store.retention", "must not be negative (0 keeps every row)")
+	}
+	if db := a.Store.DB; db != "" && strings.Contains(db, "://") && !strings.HasPrefix(db, "postgres://") && !strings.HasPrefix(db, "postgresql://") {
+		ps.bad("audit.store.db", "%q: a file, sqlite:PATH or a postgres:// URL", db)
 	}
 	if a.NATS.URL != NATSEmbedded {
 		for _, s := range strings.Split(a.NATS.URL, ",") {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcp-pdp/pdp/internal/config"
 )
@@ -104,6 +105,9 @@ func TestErrorsNameKeyAndFix(t *testing.T) {
 		{"checkpoint every", minimal + "audit:\n  checkpoint: {every: -5}\n", "audit.checkpoint.every: -5 is not valid"},
 		{"checkpoint interval", minimal + "audit:\n  checkpoint: {interval: -1s}\n", "audit.checkpoint.interval: must not be negative"},
 		{"manage stream", minimal + "audit:\n  manage_stream: maybe\n", "audit.manage_stream"},
+		{"store retention", minimal + "audit:\n  store: {retention: -1d}\n", "audit.store.retention"},
+		{"store retention unit", minimal + "audit:\n  store: {retention: 3w}\n", `"3w" is not a duration`},
+		{"store db", minimal + "audit:\n  store: {db: \"mysql://h/db\"}\n", "audit.store.db"},
 		{"jwks query", "resources:\n  - uri: https://a/mcp\n    issuer: https://a\n    jwks_uri: https://a/jwks?x=1\n", "resources[0].jwks_uri"},
 		{"empty audience", minimal + "    audiences: [\"\"]\n", "resources[0].audiences[0]: empty"},
 		{"uri scheme", "resources:\n  - uri: ftp://a/mcp\n    issuer: https://a\n", "not an http or https URI"},
@@ -246,6 +250,28 @@ func TestResourceKey(t *testing.T) {
 	} {
 		if got := config.ResourceKey(in); got != want {
 			t.Errorf("ResourceKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	cases := []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"90d", 90 * 24 * time.Hour, true},
+		{"0d", 0, true},
+		{"1h30m", 90 * time.Minute, true},
+		{"d", 0, false},
+		{"-3d", 0, false},
+		{"1.5d", 0, false},
+		{"99999999d", 0, false},
+	}
+	for _, c := range cases {
+		got, err := config.ParseDuration(c.in)
+		if (err == nil) != c.ok || (c.ok && got != c.want) {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v ok=%v", c.in, got, err, c.want, c.ok)
 		}
 	}
 }

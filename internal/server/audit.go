@@ -8,9 +8,11 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcp-pdp/pdp/internal/auditsink"
+	"github.com/mcp-pdp/pdp/internal/auditstore"
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/natsembed"
 )
@@ -133,4 +135,46 @@ func embeddedUsers(cfg *config.Config) ([]*server.NkeyUser, error) {
 		}},
 		{Nkey: pubs[natsembed.RoleAdmin]},
 	}, nil
+}
+
+// startAuditStore runs the SQL audit store in the PDP's process (audit.store,
+// on by default in dev mode) over the audit's NATS connection: `pdp audit
+// query` then answers from <data_dir>/audit.db with no set-up. The store
+// stops (stopAuditStore) after the sink has flushed, before the connection
+// closes.
+func (s *Server) startAuditStore(ctx context.Context, reg prometheus.Registerer) error {
+	sc := s.cfg.Audit.Store
+	db := sc.DB
+	if db == "" {
+		db = filepath.Join(s.cfg.DataDir, auditstore.DefaultFile)
+	}
+	log := s.log.With("component", "audit-store")
+	st, err := auditstore.Open(ctx, auditstore.Config{
+		DB: db, Stream: s.cfg.Audit.Stream, Prefix: s.cfg.Audit.SubjectPrefix,
+		Retention: sc.Retention.D(), Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("audit.store: %w", err)
+	}
+	if err := st.Register(reg); err != nil {
+		st.Close()
+		return fmt.Errorf("audit.store: metrics: %w", err)
+	}
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		st.Close()
+		return fmt.Errorf("audit.store: %w", err)
+	}
+	sctx, cancel := context.WithCancel(s.bg)
+	done := make(chan struct{})
+	s.wg.Go(func() {
+		defer close(done)
+		defer st.Close()
+		if err := st.Run(sctx, js); err != nil {
+			log.Error("audit store stopped", "err", err)
+		}
+	})
+	s.stopStore = func() { cancel(); <-done }
+	log.Info("audit store in process: pdp audit query reads it", "db", st.Target())
+	return nil
 }

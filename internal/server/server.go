@@ -131,6 +131,7 @@ type Server struct {
 	nats       *natsembed.Server
 	nc         *nats.Conn
 	sink       *auditsink.Sink
+	stopStore  func() // the in-process audit store (audit.store), or nil
 
 	bg   context.Context // background work; canceled by Close
 	stop context.CancelFunc
@@ -395,6 +396,9 @@ func (s *Server) Close() error {
 				errs = append(errs, fmt.Errorf("audit close: %w", err))
 			}
 			cancel()
+		}
+		if s.stopStore != nil {
+			s.stopStore()
 		}
 		if s.nc != nil {
 			s.nc.Close()

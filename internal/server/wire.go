@@ -60,6 +60,11 @@ func (s *Server) wire(ctx context.Context) error {
 		}
 		auditor = s.sink
 		ready = append(ready, s.sink.Healthy)
+		if cfg.Audit.Store.Runs(s.opts.Dev) {
+			if err := s.startAuditStore(ctx, reg); err != nil {
+				return err
+			}
+		}
 	} else {
 		log.Warn("audit is disabled: decisions are not recorded (not recommended)")
 	}
