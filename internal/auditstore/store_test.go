@@ -11,11 +11,40 @@ import (
 	"github.com/mcp-pdp/pdp/internal/auditsink"
 	"github.com/mcp-pdp/pdp/internal/testkit"
 	"github.com/mcp-pdp/pdp/internal/testkit/natstest"
+	"github.com/mcp-pdp/pdp/internal/testkit/pgtest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-func setup(t *testing.T) (jetstream.JetStream, string) {
+// backend is a database the store runs on. start prepares it for one
+// (sub)test and returns where to get fresh, empty databases from.
+type backend struct {
+	name  string
+	start func(t testing.TB) dbSource
+}
+
+// dbSource returns a new empty database's Config.DB.
+type dbSource func(t testing.TB) string
+
+// backends are SQLite (a file of the test's temporary directory) and
+// PostgreSQL (a server of the test, pgtest; skipped when PostgreSQL is not
+// installed, unless PDP_REQUIRE_POSTGRES=1).
+func backends() []backend {
+	return []backend{
+		{name: "sqlite", start: func(t testing.TB) dbSource {
+			dir := t.TempDir()
+			n := 0
+			return func(testing.TB) string {
+				n++
+				return filepath.Join(dir, fmt.Sprintf("audit-%d.db", n))
+			}
+		}},
+		{name: "postgres", start: func(t testing.TB) dbSource { return pgtest.Start(t).NewDatabase }},
+	}
+}
+
+// setup starts a JetStream server with the audit stream.
+func setup(t testing.TB) (*natstest.Server, jetstream.JetStream) {
 	t.Helper()
 	srv := natstest.Start(t)
 	nc, err := nats.Connect(srv.URL())
@@ -31,7 +60,7 @@ func setup(t *testing.T) (jetstream.JetStream, string) {
 	if _, err := js.CreateStream(ctx, auditsink.StreamConfig(auditsink.Config{Stream: auditsink.DefaultStream, SubjectPrefix: auditsink.DefaultSubjectPrefix})); err != nil {
 		t.Fatal(err)
 	}
-	return js, filepath.Join(t.TempDir(), "audit.db")
+	return srv, js
 }
 
 func event(i int) []byte {
@@ -40,16 +69,26 @@ func event(i int) []byte {
 		i, 1+i%28, i%3, outs[i%4], i%5, i%2, i+1)
 }
 
-func publish(t *testing.T, js jetstream.JetStream, subj string, data []byte) {
+// publish publishes one message and returns its stream sequence.
+func publish(t testing.TB, js jetstream.JetStream, subj string, data []byte) uint64 {
 	t.Helper()
-	if _, err := js.Publish(context.Background(), subj, data); err != nil {
+	ack, err := js.Publish(context.Background(), subj, data)
+	if err != nil {
 		t.Fatal(err)
 	}
+	return ack.Sequence
 }
 
-func runStore(t *testing.T, js jetstream.JetStream, path string) (*Store, func()) {
+// runStore runs a store on db with batches of 50; stop ends it and closes
+// the store.
+func runStore(t testing.TB, js jetstream.JetStream, db string) (*Store, func()) {
 	t.Helper()
-	st, err := Open(context.Background(), Config{DB: path, Batch: 50})
+	return runStoreConfig(t, js, Config{DB: db, Batch: 50})
+}
+
+func runStoreConfig(t testing.TB, js jetstream.JetStream, cfg Config) (*Store, func()) {
+	t.Helper()
+	st, err := Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,11 +96,14 @@ func runStore(t *testing.T, js jetstream.JetStream, path string) (*Store, func()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = st.Run(ctx, js) }()
-	stop := func() { cancel(); wg.Wait(); st.Close() }
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); wg.Wait(); st.Close() }) }
+	t.Cleanup(stop)
 	return st, stop
 }
 
-func count(t *testing.T, st *Store) int64 {
+func count(t testing.TB, st *Store) int64 {
+	t.Helper()
 	r, err := st.ReadOnlySQL(context.Background(), "SELECT COUNT(*) FROM audit_events")
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +112,16 @@ func count(t *testing.T, st *Store) int64 {
 }
 
 func TestIngestRestartMalformedQuery(t *testing.T) {
-	js, path := setup(t)
+	for _, be := range backends() {
+		t.Run(be.name, func(t *testing.T) {
+			t.Parallel()
+			testIngestRestartMalformedQuery(t, be.start(t)(t))
+		})
+	}
+}
+
+func testIngestRestartMalformedQuery(t *testing.T, path string) {
+	_, js := setup(t)
 	for i := range 100 {
 		publish(t, js, "mcp.audit.r.tools_call.x", event(i))
 	}
