@@ -249,6 +249,26 @@ deny contains "the token's subject is revoked" if {
 	data.mcp.revoked.subjects[input.token.sub]
 }
 
+# Revocations written with `pdp revoke` (a NATS key-value bucket every PDP
+# watches) arrive in the input, only for a caller they apply to:
+# input.revoked.client, .subject and .token, each {"id", "reason", ...}.
+# They change without a policy reload.
+deny contains concat("", ["client ", input.revoked.client.id, " is revoked", revocation_reason(input.revoked.client)]) if {
+	input.revoked.client
+}
+
+deny contains concat("", ["the token's subject is revoked", revocation_reason(input.revoked.subject)]) if {
+	input.revoked.subject
+}
+
+deny contains concat("", ["the token is revoked", revocation_reason(input.revoked.token)]) if {
+	input.revoked.token
+}
+
+revocation_reason(r) := concat("", [": ", r.reason]) if r.reason != ""
+
+else := ""
+
 # Names listed in data.mcp.hidden are hidden from everyone (e.g. during an incident).
 hide contains name if some name in data.mcp.hidden
 

@@ -26,6 +26,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/decision"
 	"github.com/mcp-pdp/pdp/internal/dpop"
 	"github.com/mcp-pdp/pdp/internal/listfilter"
+	"github.com/mcp-pdp/pdp/internal/revoke"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/internal/token"
 	"github.com/mcp-pdp/pdp/pep"
@@ -72,7 +73,10 @@ type Options struct {
 	// DecisionTimeout bounds token verification and policy evaluation
 	// (0 = DefaultDecisionTimeout; limits.decision_timeout).
 	DecisionTimeout time.Duration
-	Logger          *slog.Logger
+	// Revocations are the revocations every decision looks its caller up
+	// in (the set a revoke.Watcher keeps); nil: none.
+	Revocations *revoke.Set
+	Logger      *slog.Logger
 }
 
 // DefaultDecisionTimeout is Options.DecisionTimeout's default.
@@ -86,6 +90,7 @@ type Service struct {
 	denyUnaud bool
 	timeout   time.Duration
 	log       *slog.Logger
+	revoked   *revoke.Set
 	ids       sync.Pool
 	tokens    *tokenMemo
 	// toolMetas are each resource's tools' annotations and _meta from its
@@ -106,6 +111,7 @@ func New(o Options) (*Service, error) {
 		denyUnaud: o.DenyUnaudited,
 		timeout:   o.DecisionTimeout,
 		log:       o.Logger,
+		revoked:   o.Revocations,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -291,6 +297,9 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 	if tokErr == nil && !d.ownsSession(req.SessionOwner) {
 		return d.sessionHijack(reqCtx)
 	}
+	if d.claims != nil {
+		in.Revoked = s.revokedFor(d.claims)
+	}
 	if why := headerMismatch(req, msg.Method, in); why != "" {
 		return d.headerMismatch(reqCtx, why)
 	}
@@ -406,9 +415,51 @@ func (s *Service) decideTransport(ctx context.Context, req *pep.Request, res *Re
 	if tokErr == nil && !d.ownsSession(req.SessionOwner) {
 		return d.sessionHijack(ctx)
 	}
+	if d.claims != nil {
+		if r := s.revokedFor(d.claims); r != nil {
+			// No policy for transport requests: the revocation refuses
+			// the stream and the session as it would every call.
+			refused := &decision.Result{Visible: true, Reason: revokedReason(r)}
+			return d.finish(ctx, refused, nil, nil)
+		}
+	}
 	// Anonymous or a valid token: allowed (an invalid token is tokErr).
 	allowed := &decision.Result{Allow: true, Visible: true, Reason: "transport request: caller authenticated for the resource"}
 	return d.finish(ctx, allowed, nil, tokErr)
+}
+
+// revokedFor returns the revocations that apply to the caller c, nil when
+// none does (no allocation then).
+func (s *Service) revokedFor(c *token.Claims) *decision.Revoked {
+	m := s.revoked.Lookup(c.ClientID, c.Subject, c.Fingerprint)
+	if !m.Any() {
+		return nil
+	}
+	conv := func(e *revoke.Entry) *decision.Revocation {
+		if e == nil {
+			return nil
+		}
+		return &decision.Revocation{ID: e.ID, Reason: e.Reason, By: e.By, Created: e.Created, Expires: e.Expires}
+	}
+	return &decision.Revoked{Client: conv(m.Client), Subject: conv(m.Subject), Token: conv(m.Token)}
+}
+
+// revokedReason words a revocation as the default policy does.
+func revokedReason(r *decision.Revoked) string {
+	var why string
+	var rev *decision.Revocation
+	switch {
+	case r.Token != nil:
+		why, rev = "the token is revoked", r.Token
+	case r.Subject != nil:
+		why, rev = "the token's subject is revoked", r.Subject
+	default:
+		why, rev = "client "+r.Client.ID+" is revoked", r.Client
+	}
+	if rev.Reason != "" {
+		why += ": " + rev.Reason
+	}
+	return why
 }
 
 // isAbsent reports whether an optional JSON member is missing or null.

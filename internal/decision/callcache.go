@@ -49,10 +49,10 @@ func (c *callCache) put(k callKey, r *Result) {
 
 // callKeyFor returns the call cache key of in, or false when in is not a
 // single-target request the call cache can key (lists, arguments given as
-// a Rego value). in.Class is not part of the key: it must be
+// a Rego value, a revoked caller). in.Class is not part of the key: it must be
 // ClassifyMethod(in.Method).
 func (p *Policy) callKeyFor(in *Input, keyTok *ast.Term) (callKey, bool) {
-	if in.Class.Operation == OpList || in.Arguments != nil {
+	if in.Class.Operation == OpList || in.Arguments != nil || in.Revoked != nil {
 		return callKey{}, false
 	}
 	k := callKey{resource: in.Resource, method: in.Method, target: in.Target, tool: in.TargetMeta}

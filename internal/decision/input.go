@@ -3,6 +3,7 @@ package decision
 import (
 	"bytes"
 	"fmt"
+	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -131,13 +132,62 @@ type Input struct {
 	TargetMeta *ToolMeta
 	Token      *Token // nil: anonymous
 	Items      []Item // list methods
+	// Revoked are the revocations (pdp revoke) that apply to the caller,
+	// nil when none do (the common case, which costs nothing). The policy
+	// sees them as input.revoked; the call cache and the list memo are
+	// bypassed for a revoked caller, and the result cache keys on them.
+	Revoked *Revoked
+}
+
+// Revoked are the revocations that apply to a caller: of its client_id,
+// of its subject, of its token; nil where none does.
+type Revoked struct {
+	Client, Subject, Token *Revocation
+}
+
+// Revocation is one revocation as the policy sees it:
+// input.revoked.<client|subject|token> = {"id", "reason", "by", "created",
+// "expires"} (empty fields left out).
+type Revocation struct {
+	ID, Reason, By   string
+	Created, Expires time.Time
+}
+
+// term is the revocations as a Rego object.
+func (r *Revoked) term() *ast.Term {
+	obj := ast.NewObjectWithCapacity(3)
+	for _, e := range [...]struct {
+		key string
+		rev *Revocation
+	}{{"client", r.Client}, {"subject", r.Subject}, {"token", r.Token}} {
+		if e.rev == nil {
+			continue
+		}
+		o := ast.NewObjectWithCapacity(5)
+		o.Insert(ast.InternedTerm("id"), ast.StringTerm(e.rev.ID))
+		if e.rev.Reason != "" {
+			o.Insert(ast.InternedTerm("reason"), ast.StringTerm(e.rev.Reason))
+		}
+		if e.rev.By != "" {
+			o.Insert(ast.InternedTerm("by"), ast.StringTerm(e.rev.By))
+		}
+		if !e.rev.Created.IsZero() {
+			o.Insert(ast.InternedTerm("created"), ast.StringTerm(e.rev.Created.UTC().Format(time.RFC3339)))
+		}
+		if !e.rev.Expires.IsZero() {
+			o.Insert(ast.InternedTerm("expires"), ast.StringTerm(e.rev.Expires.UTC().Format(time.RFC3339)))
+		}
+		obj.Insert(ast.InternedTerm(e.key), ast.NewTerm(o))
+	}
+	return ast.NewTerm(obj)
 }
 
 // Value builds the Rego input document:
 //
 //	{"resource", "method", "operation", "kind",
 //	 "target": {"kind", "name", "arguments", "annotations", "_meta"}, "tool": <target, tools only>,
-//	 "token": {...}, "items": [{"name", "annotations", "_meta"}], "names": {<item names>}}
+//	 "token": {...}, "items": [{"name", "annotations", "_meta"}], "names": {<item names>},
+//	 "revoked": {"client", "subject", "token"} <only when a revocation applies>}
 func (in *Input) Value() ast.Value {
 	lt := in.listTerms(nil)
 	v, err := in.value(true, true, in.tokenTerm(nil), lt)
@@ -217,6 +267,9 @@ func (in *Input) value(args, items bool, tok *ast.Term, lt *listTerms) (ast.Valu
 	obj.Insert(ast.InternedTerm("operation"), ast.StringTerm(string(in.Class.Operation)))
 	obj.Insert(ast.InternedTerm("kind"), ast.StringTerm(string(in.Class.Kind)))
 	obj.Insert(ast.InternedTerm("token"), tok)
+	if in.Revoked != nil {
+		obj.Insert(ast.InternedTerm("revoked"), in.Revoked.term())
+	}
 	switch in.Class.Operation {
 	case OpCall:
 		argsTerm := ast.NewTerm(ast.NewObject())

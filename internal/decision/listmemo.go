@@ -31,9 +31,9 @@ const maxListMemoBytes = 8 << 20
 
 // ListMemoKeyFor returns the memo key of the list request in, or false
 // when this policy memoizes nothing (its caches are off, or it is not
-// deterministic) or in is not a list.
+// deterministic), in is not a list, or its caller is revoked.
 func (p *Policy) ListMemoKeyFor(in *Input) (ListMemoKey, bool) {
-	if p.lists == nil || in.Class.Operation != OpList {
+	if p.lists == nil || in.Class.Operation != OpList || in.Revoked != nil {
 		return ListMemoKey{}, false
 	}
 	k := ListMemoKey{resource: in.Resource, method: in.Method}

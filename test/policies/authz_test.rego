@@ -69,6 +69,28 @@ test_revoked_client_is_denied if {
 	d.reason == "client demo is revoked"
 }
 
+# Revocations from the bucket (pdp revoke) arrive as input.revoked.
+test_bucket_revocations_are_denied_with_their_reason if {
+	req := call("generate_qr_url", token(["qr:generate"]))
+	cases := [
+		[{"client": {"id": "demo", "reason": "key leaked"}}, "client demo is revoked: key leaked"],
+		[{"client": {"id": "demo"}}, "client demo is revoked"],
+		[{"subject": {"id": "alice", "reason": "left the company"}}, "the token's subject is revoked: left the company"],
+		[{"token": {"id": "sha256:00112233445566778899aabbccddeeff"}}, "the token is revoked"],
+	]
+	every c in cases {
+		d := authz.decision with input as object.union(req, {"revoked": c[0]})
+		not d.allow
+		d.visible
+		d.reason == c[1]
+	}
+}
+
+test_no_revocation_no_effect if {
+	d := authz.decision with input as object.union(call("generate_qr_url", token(["qr:generate"])), {"revoked": {}})
+	d.allow
+}
+
 test_lifecycle_methods_allowed if {
 	every m in ["initialize", "server/discover", "ping", "notifications/initialized"] {
 		d := authz.decision with input as {"resource": resource, "method": m, "operation": "lifecycle", "kind": "", "token": anonymous}
