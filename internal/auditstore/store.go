@@ -36,6 +36,11 @@ const (
 	DefaultConsumer = "pdp-audit-store"
 	DefaultBatch    = 1000
 	DefaultMaxWait  = 100 * time.Millisecond
+	// DefaultAckWait is how long a batch delivered to a store that
+	// neither acks it nor says it is still working on it stays with that
+	// store: after a store process dies, what it had fetched is delivered
+	// again after this long.
+	DefaultAckWait = time.Minute
 )
 
 // Config configures a Store.
@@ -52,7 +57,12 @@ type Config struct {
 	Batch int
 	// Retention, when > 0, deletes rows older than it periodically.
 	Retention time.Duration
-	Logger    *slog.Logger
+	// AckWait is the consumer's ack wait (0 = DefaultAckWait): the delay
+	// before the batch of a store that died is redelivered. Keep it above
+	// 5s, the longest wait between retries of a failing write, or a batch
+	// is redelivered (harmlessly: rows are keyed by id) while retried.
+	AckWait time.Duration
+	Logger  *slog.Logger
 }
 
 // Stats counts what the consumer did.
@@ -85,6 +95,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if cfg.Batch <= 0 {
 		cfg.Batch = DefaultBatch
+	}
+	if cfg.AckWait <= 0 {
+		cfg.AckWait = DefaultAckWait
 	}
 	if cfg.Stream == "" {
 		cfg.Stream = auditsink.DefaultStream
@@ -190,7 +203,7 @@ func (s *Store) Run(ctx context.Context, js jetstream.JetStream) error {
 			Durable:       s.cfg.Consumer,
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			FilterSubject: s.cfg.Prefix + ".>",
-			AckWait:       time.Minute,
+			AckWait:       s.cfg.AckWait,
 			MaxAckPending: -1,
 		})
 		if err == nil {
