@@ -116,6 +116,7 @@ func syncLog() (*slog.Logger, *lockedBuffer) {
 // sequence, terminated (never redelivered) and skipped; the store keeps
 // storing the events around them.
 func TestMalformedSkipped(t *testing.T) {
+	t.Parallel()
 	bad := []struct {
 		name, subject, data string
 	}{

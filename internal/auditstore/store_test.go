@@ -112,6 +112,7 @@ func count(t testing.TB, st *Store) int64 {
 }
 
 func TestIngestRestartMalformedQuery(t *testing.T) {
+	t.Parallel()
 	for _, be := range backends() {
 		t.Run(be.name, func(t *testing.T) {
 			t.Parallel()

@@ -131,6 +131,7 @@ func (tp tamper) rewrite(seq int, old, new string) {
 // verifier (the raw bytes) or from Store.Verify itself (a column that no
 // longer says what the bytes say).
 func TestVerifyStore(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		tamper func(tamper)
