@@ -12,9 +12,9 @@ import (
 // DefaultBucket is the key-value bucket of the revocations.
 const DefaultBucket = "pdp_revocations"
 
-// maxValueBytes bounds a stored entry: the longest id, reason and by, each
-// character escaped by JSON, fit well within it.
-const maxValueBytes = 16 << 10
+// maxValueBytes bounds a stored entry: the longest id, reason and by, every
+// byte escaped by JSON (\u003c: 6 bytes), fit within it.
+const maxValueBytes = 32 << 10
 
 // BucketConfig is the configuration of a new revocation bucket
 // (DefaultBucket; set Bucket for another): file storage, one value per

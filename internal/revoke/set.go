@@ -12,8 +12,8 @@ import (
 // bucket (or read from the snapshot at start). Lookups read an immutable
 // state behind an atomic pointer: no lock, no allocation. Writers (the
 // watcher, Sweep) replace the state copy-on-write, one at a time. Safe for
-// concurrent use; the zero Set is empty and ready, and a nil *Set's
-// Lookup finds nothing (revocation not configured).
+// concurrent use; the zero Set is empty and ready, and a nil *Set finds
+// nothing (Lookup, Len, Version, Entries: revocation not configured).
 type Set struct {
 	cur atomic.Pointer[state]
 	mu  sync.Mutex // serializes writers
@@ -127,6 +127,9 @@ func expiring(e *Entry) bool { return e != nil && !e.Expires.IsZero() }
 
 // Len is the number of entries held (expired ones not yet swept included).
 func (s *Set) Len() int {
+	if s == nil {
+		return 0
+	}
 	if st := s.cur.Load(); st != nil {
 		return st.n
 	}
@@ -137,6 +140,9 @@ func (s *Set) Len() int {
 // Apply and Sweep that changes it. A cache of decisions that depend on
 // the set can key on it.
 func (s *Set) Version() uint64 {
+	if s == nil {
+		return 0
+	}
 	if st := s.cur.Load(); st != nil {
 		return st.version
 	}
@@ -157,6 +163,9 @@ func (s *Set) Changed() <-chan struct{} {
 
 // Entries returns the entries held, sorted by kind and id.
 func (s *Set) Entries() []*Entry {
+	if s == nil {
+		return nil
+	}
 	st := s.cur.Load()
 	if st == nil {
 		return nil

@@ -63,8 +63,11 @@ func TestSetLookup(t *testing.T) {
 
 func TestNilAndZeroSet(t *testing.T) {
 	var nilSet *Set
-	if m := nilSet.Lookup("c", "s", fp); m.Any() {
+	if m := nilSet.Lookup("c", "s", fp); m.Any() || nilSet.Len() != 0 || nilSet.Version() != 0 || nilSet.Entries() != nil {
 		t.Fatal("a nil set found something")
+	}
+	if m := nilSet.LookupAt(time.Now(), "c", "s", fp); m.Any() {
+		t.Fatal("a nil set found something at a time")
 	}
 	var zero Set
 	if m := zero.Lookup("c", "s", fp); m.Any() || zero.Len() != 0 || zero.Entries() != nil {

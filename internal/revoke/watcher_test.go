@@ -561,6 +561,12 @@ func TestAdmin(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	a := &Entry{Kind: KindClient, ID: "a", Reason: "r", By: "me", Created: now, Expires: now.Add(time.Hour)}
 	put(t, kv, a)
+	// The largest entry JSON can make fits the bucket's value limit.
+	huge := &Entry{Kind: KindSubject, ID: strings.Repeat("\x00", MaxIDBytes), Reason: strings.Repeat("<", MaxReasonBytes), By: strings.Repeat("&", MaxReasonBytes), Created: now}
+	put(t, kv, huge)
+	if err := Remove(ctx, kv, KindSubject, huge.ID); err != nil {
+		t.Fatal(err)
+	}
 	if err := Put(ctx, kv, &Entry{Kind: KindToken, ID: "not-a-fingerprint"}); err == nil || !strings.Contains(err.Error(), "fingerprint") {
 		t.Fatalf("Put of an invalid entry: %v", err)
 	}
