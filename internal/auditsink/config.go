@@ -27,6 +27,7 @@ const (
 	DefaultQueueSize       = 8192
 	DefaultMaxPending      = 1024
 	DefaultAckTimeout      = 5 * time.Second
+	DefaultBatchLinger     = 2 * time.Millisecond
 )
 
 // Fixed settings (no option sets them).
@@ -38,6 +39,10 @@ const (
 	// server's max_payload, less room for the headers). A larger event
 	// loses its arguments and item lists and is marked "truncated".
 	maxEventBytes = 256 << 10
+	// maxBurst bounds the events of one batch (and never more than
+	// Config.MaxPending): JetStream sends one flow ack every 500 messages of
+	// a batch at most, so a batch of up to 500 events is acked once.
+	maxBurst = 500
 )
 
 // Config configures a Sink. The zero value of each field means its
@@ -86,6 +91,15 @@ type Config struct {
 	// a YAML key: kept for the tests of ack timeouts and fail-over, which
 	// would otherwise wait the full default.
 	AckTimeout time.Duration
+	// BatchLinger (0 = DefaultBatchLinger, 2ms; negative = none) is how
+	// long the async publisher gathers events before it publishes them
+	// together, counted from the start of the previous batch: under load
+	// a batch goes out every BatchLinger; an event after a quiet spell goes
+	// out at once. Each event stays one message in the stream; a batch is
+	// one network write and, on a stream that allows batch publishing
+	// (allow_batched, which the sink sets on a stream it manages), one
+	// acknowledgement. Not a YAML key: the tests and benchmarks set it.
+	BatchLinger time.Duration
 
 	// SpoolDir (audit.spool_dir) is the spool directory. Required: the PDP
 	// defaults it to <data_dir>/spool.
@@ -138,6 +152,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.AckTimeout == 0 {
 		c.AckTimeout = DefaultAckTimeout
+	}
+	if c.BatchLinger == 0 {
+		c.BatchLinger = DefaultBatchLinger
 	}
 	if c.CheckpointEvery == 0 {
 		c.CheckpointEvery = DefaultCheckpointEvery

@@ -1,13 +1,13 @@
 package auditsink
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,13 +25,18 @@ var eventBuffers = sync.Pool{New: func() any {
 // arguments) are not pooled.
 const maxPooledEventBuffer = 16 << 10
 
+// chainRoom is the room marshalEvent leaves after the event for the
+// chain's fields (chain.link appends ,"chain":"<32 hex>","seq":<n>,
+// "prev":"<64 hex>"), so that linking does not copy the event again.
+const chainRoom = 160
+
 // marshalEvent returns the JSON of e as json.Marshal does.
 func marshalEvent(e *Event) ([]byte, error) {
 	bp := eventBuffers.Get().(*[]byte)
 	b, ok := appendEvent((*bp)[:0], e)
 	var out []byte
 	if ok {
-		out = bytes.Clone(b)
+		out = append(make([]byte, 0, len(b)+chainRoom), b...)
 	}
 	if cap(b) <= maxPooledEventBuffer {
 		*bp = b[:0]
@@ -293,7 +298,57 @@ func (s *Sink) encode(ev *Event) (*item, error) {
 			return nil, fmt.Errorf("event of %d bytes exceeds %d even without arguments and item lists", len(data), limit)
 		}
 	}
-	return &item{id: e.ID, subject: e.NATSSubject(s.cfg.SubjectPrefix), data: data, start: time.Now()}, nil
+	return &item{id: e.ID, subject: s.subjects.get(e, s.cfg.SubjectPrefix), data: data, start: time.Now()}, nil
+}
+
+// subjectCache holds the subjects of events (NATSSubject), by resource
+// key, method and outcome: a PDP decides on few of them, and building one
+// is an allocation per event. Copy on write, read without a lock; bounded
+// (maxCachedSubjects, short keys only), beyond which subjects are built
+// each time.
+type subjectCache struct {
+	m  atomic.Pointer[map[subjectKey]string]
+	mu sync.Mutex
+}
+
+type subjectKey struct{ resourceKey, method, outcome string }
+
+const (
+	maxCachedSubjects   = 512
+	maxCachedSubjectKey = 128
+)
+
+func (c *subjectCache) get(e *Event, prefix string) string {
+	k := subjectKey{e.ResourceKey, e.Method, e.Outcome}
+	m := c.m.Load()
+	if m != nil {
+		if subj, ok := (*m)[k]; ok {
+			return subj
+		}
+	}
+	subj := e.NATSSubject(prefix)
+	if len(k.resourceKey)+len(k.method)+len(k.outcome) > maxCachedSubjectKey || (m != nil && len(*m) >= maxCachedSubjects) {
+		return subj
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.m.Load()
+	n := make(map[subjectKey]string, 1+len(ptrMap(old)))
+	for key, v := range ptrMap(old) {
+		n[key] = v
+	}
+	if len(n) < maxCachedSubjects {
+		n[k] = subj
+		c.m.Store(&n)
+	}
+	return subj
+}
+
+func ptrMap(m *map[subjectKey]string) map[subjectKey]string {
+	if m == nil {
+		return nil
+	}
+	return *m
 }
 
 // eventLimit is the largest encoded event: maxEventBytes, or less when the

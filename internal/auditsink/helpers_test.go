@@ -221,6 +221,7 @@ func (s *Sink) crash() {
 	close(s.queue)
 	s.pubWG.Wait()
 	_ = s.ackSub.Unsubscribe()
+	_ = s.batchSub.Unsubscribe()
 	s.js.CleanupPublisher()
 	if s.m != nil {
 		s.m.unregister()

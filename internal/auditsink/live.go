@@ -185,11 +185,7 @@ func (s *Sink) publishLive(it *item) {
 		return
 	}
 	tok, reply := s.live.add(it)
-	err := s.nc.PublishMsg(&nats.Msg{Subject: it.subject, Reply: reply, Data: it.data, Header: nats.Header{
-		jetstream.MsgIDHeader:          []string{it.id},
-		jetstream.ExpectedStreamHeader: s.streamHeader,
-	}})
-	if err != nil {
+	if err := s.publishMsg(it, reply); err != nil {
 		if it := s.live.take(tok); it != nil {
 			s.publishFailed(it, err)
 			s.nMem.Add(-1)
@@ -231,6 +227,11 @@ func (s *Sink) runAckWatch(status chan nats.Status) {
 			if st == nats.CONNECTED {
 				s.maxPayload.Store(s.nc.MaxPayload())
 			} else {
+				s.connEpoch.Add(1)
+				select { // the batch in flight, if any, is lost too
+				case s.connLost <- struct{}{}:
+				default:
+				}
 				s.failPending(true, errReconnected)
 			}
 		case <-t.C:

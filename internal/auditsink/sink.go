@@ -57,6 +57,9 @@ type Stats struct {
 	// Spooling is true while new events go to the spool (NATS
 	// unavailable or a backlog is being replayed).
 	Spooling bool
+	// Batches published (batch.go); Published / Batches is the mean
+	// batch size.
+	Batches uint64
 }
 
 // item is an encoded event.
@@ -80,6 +83,7 @@ type Sink struct {
 	// streamHeader is the Nats-Expected-Stream header value, shared by all
 	// messages (nats.go only reads it).
 	streamHeader []string
+	subjects     subjectCache
 
 	queue chan *item
 	live  *live // published events awaiting their ack
@@ -88,10 +92,33 @@ type Sink struct {
 	ackSub       *nats.Subscription
 	ackWatchDone chan struct{}
 
+	// Batches (batch.go). batching: the stream allows batch publishing.
+	// batchSub delivers the acks of batches into batchAcks, read by the
+	// publisher. connLost is signalled (and connEpoch counted) when the
+	// connection is lost.
+	batching    atomic.Bool
+	setupLogged bool // setupStream has logged the publishing mode
+	batchInbox  string
+	burstPrefix string
+	batchSub    *nats.Subscription
+	batchAcks   chan *nats.Msg
+	connLost    chan struct{}
+	connEpoch   atomic.Uint64
+	// The publisher goroutine's own: the batch in flight, its counter and
+	// timer, the gathered events, and the message and headers it reuses
+	// for every publish (nats.go encodes them before PublishMsg returns).
+	cur        burst
+	burstSeq   uint64
+	burstTimer *time.Timer
+	gathered   []*item
+	replyBuf   []byte
+	pub        nats.Msg
+	pubID      []string
+
 	spooling    atomic.Bool
 	streamReady atomic.Bool
 
-	published, spooled, replayed, duplicates, failed atomic.Uint64
+	published, spooled, replayed, duplicates, failed, batches atomic.Uint64
 	// maxPayload is the server's max_payload, read at each (re)connect.
 	maxPayload atomic.Int64
 	// nMem counts events accepted into memory (queued, being
@@ -160,6 +187,13 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (_ *Sink, err error) {
 		queue:        make(chan *item, cfg.QueueSize),
 		live:         newLive(nc.NewInbox()+".", cfg.MaxPending),
 		ackWatchDone: make(chan struct{}),
+		batchInbox:   nc.NewInbox() + ".",
+		burstPrefix:  NewID()[:12],
+		batchAcks:    make(chan *nats.Msg, 4*maxBurst),
+		connLost:     make(chan struct{}, 1),
+		burstTimer:   stoppedTimer(),
+		gathered:     make([]*item, 0, min(maxBurst, cfg.MaxPending)),
+		pubID:        make([]string, 1),
 		kick:         make(chan struct{}, 1),
 		abort:        make(chan struct{}),
 		ctx:          bctx,
@@ -169,6 +203,9 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (_ *Sink, err error) {
 		if err != nil { // undo what New started, in reverse order
 			if s.ackSub != nil {
 				_ = s.ackSub.Unsubscribe()
+			}
+			if s.batchSub != nil {
+				_ = s.batchSub.Unsubscribe()
 			}
 			cancel()
 			_ = sp.Close(false)
@@ -191,8 +228,17 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (_ *Sink, err error) {
 		// Keep order: the backlog goes out before new events.
 		s.spooling.Store(true)
 	}
+	s.pub.Header = nats.Header{
+		jetstream.MsgIDHeader:          s.pubID,
+		jetstream.ExpectedStreamHeader: s.streamHeader,
+	}
 	if s.ackSub, err = nc.Subscribe(s.live.prefix+"*", s.onAck); err != nil {
 		return nil, fmt.Errorf("auditsink: subscribe to acks: %w", err)
+	}
+	// Delivered by nats.go's reader straight to the publisher, which
+	// waits for them.
+	if s.batchSub, err = nc.ChanSubscribe(s.batchInbox+">", s.batchAcks); err != nil {
+		return nil, fmt.Errorf("auditsink: subscribe to batch acks: %w", err)
 	}
 	if cfg.Registerer != nil {
 		if s.m, err = newMetrics(s, cfg.Registerer); err != nil {
@@ -241,7 +287,7 @@ func (s *Sink) Record(ctx context.Context, ev *Event) error {
 		s.failed.Add(1)
 		return fmt.Errorf("auditsink: event %s: %w", it.id, ErrClosed)
 	}
-	checkpoints := s.chain.link(it, time.Now())
+	checkpoints := s.chain.link(it, it.start)
 	err = s.deliver(ctx, it)
 	for _, cp := range checkpoints {
 		s.deliverCheckpoint(ctx, cp)
@@ -360,26 +406,121 @@ func (s *Sink) msg(subject, id string, data []byte) *nats.Msg {
 	}}
 }
 
-// runPublisher takes events from the queue and publishes them async, or
-// spools them while NATS is unavailable. When the queue is closed (Close)
-// it waits for the acks of what it published, until Close's deadline.
+// runPublisher takes events from the queue, gathered (collect), and
+// publishes them: as one batch when the stream allows it, else each with
+// its own ack; or spools them while NATS is unavailable. When the queue is
+// closed (Close) it waits for the acks of what it published, until
+// Close's deadline.
 func (s *Sink) runPublisher() {
 	defer s.pubWG.Done()
 	defer close(s.ackWatchDone)
-	for it := range s.queue {
-		s.dispatch(it)
+	var last time.Time // start of the previous batch
+	for {
+		items, open := s.collect(last)
+		if len(items) > 0 {
+			last = time.Now()
+			s.dispatch(items)
+		}
+		if !open {
+			break
+		}
 	}
 	s.settleAll()
 }
 
-// dispatch publishes it, or spools it while NATS is unavailable.
-func (s *Sink) dispatch(it *item) {
+// collect returns the next events to publish: it waits for one, then
+// gathers more until BatchLinger after the start of the previous batch
+// (last) or until a batch is full. open is false once the queue is closed
+// and empty. Acks of batches settled before are dropped on the way.
+func (s *Sink) collect(last time.Time) (items []*item, open bool) {
+	items = s.gathered[:0]
+	limit := cap(s.gathered)
+	for len(items) == 0 {
+		select {
+		case it, ok := <-s.queue:
+			if !ok {
+				return items, false
+			}
+			items = append(items, it)
+		case <-s.batchAcks: // late
+		}
+	}
+	timerSet := false
+	defer func() {
+		if timerSet {
+			s.burstTimer.Stop()
+		}
+	}()
+	for len(items) < limit {
+		select {
+		case it, ok := <-s.queue:
+			if !ok {
+				return items, false
+			}
+			items = append(items, it)
+			continue
+		default:
+		}
+		if !timerSet {
+			wait := time.Until(last.Add(s.cfg.BatchLinger))
+			if wait <= 0 || s.cfg.BatchLinger < 0 {
+				return items, true
+			}
+			s.burstTimer.Reset(wait)
+			timerSet = true
+		}
+		select {
+		case it, ok := <-s.queue:
+			if !ok {
+				return items, false
+			}
+			items = append(items, it)
+		case <-s.burstTimer.C:
+			timerSet = false
+			return items, true
+		case <-s.abort:
+			return items, true
+		case <-s.batchAcks: // late
+		}
+	}
+	return items, true
+}
+
+// dispatch publishes items (as one batch when the stream allows it), or
+// spools them while NATS is unavailable.
+func (s *Sink) dispatch(items []*item) {
 	if s.aborted() || s.spooling.Load() || !s.streamReady.Load() || !s.nc.IsConnected() {
-		_ = s.spoolItem(it, false)
-		s.nMem.Add(-1)
+		for _, it := range items {
+			_ = s.spoolItem(it, false)
+			s.nMem.Add(-1)
+		}
+		clear(items)
 		return
 	}
-	s.publishLive(it)
+	if s.batching.Load() {
+		s.publishBurst(items)
+		return
+	}
+	for _, it := range items {
+		s.publishLive(it)
+	}
+	clear(items)
+}
+
+// publishMsg publishes the event it with reply subject reply, its headers
+// written into the publisher's reused message. Only the publisher calls it.
+func (s *Sink) publishMsg(it *item, reply string) error {
+	s.pubID[0] = it.id
+	s.pub.Subject, s.pub.Reply, s.pub.Data = it.subject, reply, it.data
+	err := s.nc.PublishMsg(&s.pub)
+	s.pub.Data = nil
+	return err
+}
+
+func stoppedTimer() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
 }
 
 // settleAll waits for the acks of the live events; when Close's deadline
@@ -433,6 +574,7 @@ func (s *Sink) Stats() Stats {
 		SpoolPending: sp.Pending,
 		SpoolBytes:   sp.Bytes,
 		Spooling:     s.spooling.Load(),
+		Batches:      s.batches.Load(),
 	}
 	st.Pending = max(s.nMem.Load(), int64(st.Queued)) + st.SpoolPending
 	return st
@@ -497,6 +639,7 @@ func (s *Sink) Close(ctx context.Context) error {
 	s.pubWG.Wait()
 	stop()
 	_ = s.ackSub.Unsubscribe()
+	_ = s.batchSub.Unsubscribe()
 	s.cancel()
 	s.bgWG.Wait()
 	err := s.sp.Close(true)

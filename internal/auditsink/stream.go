@@ -22,6 +22,14 @@ func (s *Sink) setupStream(ctx context.Context) error {
 	defer cancel()
 	want := StreamConfig(s.cfg)
 	str, err := s.js.Stream(ctx, s.cfg.Stream)
+	if !s.cfg.SkipStreamSetup && !batchSupported(ctx, s.js) {
+		// A server before 2.14 (JetStream API level 4) does not know
+		// allow_batched: asking for it would change nothing there, and a
+		// stream requiring level 4 would not be served by such a node of
+		// a cluster.
+		want.AllowBatchPublish = false
+	}
+	batching := false
 	switch {
 	case s.cfg.SkipStreamSetup:
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -37,15 +45,20 @@ func (s *Sink) setupStream(ctx context.Context) error {
 				"stream", s.cfg.Stream, "subjects", subj, "want", want.Subjects[0])
 		}
 		s.warnWeak(str.CachedInfo().Config)
+		batching = str.CachedInfo().Config.AllowBatchPublish
 	case errors.Is(err, jetstream.ErrStreamNotFound):
-		if _, err := s.js.CreateStream(ctx, want); err != nil {
+		created, err := s.js.CreateStream(ctx, want)
+		if err != nil {
 			return fmt.Errorf("create stream: %w", err)
 		}
-		s.log.Info("audit stream created", "stream", want.Name, "deny_delete", true, "deny_purge", true, "replicas", want.Replicas)
+		batching = created.CachedInfo().Config.AllowBatchPublish
+		s.log.Info("audit stream created", "stream", want.Name, "deny_delete", true, "deny_purge", true, "replicas", want.Replicas,
+			"allow_batched", batching)
 	case err != nil:
 		return fmt.Errorf("look up stream: %w", err)
 	default:
 		have := str.CachedInfo().Config
+		batching = have.AllowBatchPublish
 		next, weaker := reconcileStream(have, want)
 		if len(weaker) > 0 {
 			// Never weaken what an operator (or an earlier config) set.
@@ -54,7 +67,8 @@ func (s *Sink) setupStream(ctx context.Context) error {
 			break
 		}
 		if !streamConfigEqual(have, next) {
-			if _, err := s.js.UpdateStream(ctx, next); err != nil {
+			updated, err := s.js.UpdateStream(ctx, next)
+			if err != nil {
 				if isConfigError(err) {
 					return fmt.Errorf("update stream: %w", err)
 				}
@@ -62,11 +76,29 @@ func (s *Sink) setupStream(ctx context.Context) error {
 				// use the stream as it is.
 				s.log.Warn("could not update the audit stream; using it as it is", "stream", have.Name, "err", err)
 				s.warnWeak(have)
+				break
 			}
+			batching = updated.CachedInfo().Config.AllowBatchPublish
+		}
+	}
+	if s.batching.Swap(batching) != batching || !s.setupLogged {
+		s.setupLogged = true
+		if batching {
+			s.log.Info("audit events are published in batches (the stream allows batch publishing)", "stream", s.cfg.Stream)
+		} else {
+			s.log.Info("audit events are published one acknowledgement each: the stream does not allow batch publishing (allow_batched)", "stream", s.cfg.Stream)
 		}
 	}
 	s.streamReady.Store(true)
 	return nil
+}
+
+// batchSupported reports whether the server's JetStream knows fast batch
+// publishing (API level 4, nats-server 2.14). Unknown (no answer, no
+// right to ask) counts as no.
+func batchSupported(ctx context.Context, js jetstream.JetStream) bool {
+	info, err := js.AccountInfo(ctx)
+	return err == nil && info.API.Level >= 4
 }
 
 // configError marks a stream the sink must not use, like isConfigError's.
@@ -116,6 +148,8 @@ func reconcileStream(have, want jetstream.StreamConfig) (jetstream.StreamConfig,
 		next.Subjects = append(slices.Clone(have.Subjects), want.Subjects[0])
 	}
 	next.Duplicates = want.Duplicates
+	// Batch publishing is an addition: never taken away.
+	next.AllowBatchPublish = have.AllowBatchPublish || want.AllowBatchPublish
 	if next.Description == "" {
 		next.Description = want.Description
 	}
@@ -131,14 +165,16 @@ func coversSubjects(subjects []string, subject string) bool {
 func streamConfigEqual(a, b jetstream.StreamConfig) bool {
 	return a.DenyDelete == b.DenyDelete && a.DenyPurge == b.DenyPurge && a.MaxAge == b.MaxAge &&
 		a.Replicas == b.Replicas && a.Duplicates == b.Duplicates && slices.Equal(a.Subjects, b.Subjects) &&
-		a.Description == b.Description && a.Storage == b.Storage
+		a.Description == b.Description && a.Storage == b.Storage && a.AllowBatchPublish == b.AllowBatchPublish
 }
 
 // StreamConfig is the stream the sink creates for cfg (after cfg's
 // defaults): file storage, limits retention discarding the oldest events,
 // no size limit, and no deleting or purging of events (deny_delete,
 // deny_purge: JetStream keeps them until max_age, and no client, not even
-// one with every right on the stream, can remove one earlier).
+// one with every right on the stream, can remove one earlier), and batch
+// publishing allowed (allow_batched: the sink publishes its events in
+// batches acknowledged once, each event still one message).
 func StreamConfig(cfg Config) jetstream.StreamConfig {
 	cfg.applyDefaults()
 	return jetstream.StreamConfig{
@@ -153,6 +189,9 @@ func StreamConfig(cfg Config) jetstream.StreamConfig {
 		Duplicates:  cfg.DuplicateWindow,
 		DenyDelete:  true,
 		DenyPurge:   true,
+		// allow_batched: fast batch publishing (nats-server 2.14); each
+		// message of a batch is stored as a message of its own.
+		AllowBatchPublish: true,
 	}
 }
 
