@@ -101,8 +101,8 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unrecorded warm-up before each window")
 	flag.IntVar(&o.runs, "runs", 3, "runs of each cell (the table shows medians)")
 	flag.StringVar(&conns, "conns", "1,32", "connection counts")
-	flag.StringVar(&what, "what", "main,series,gateway", "what to run: main, series, gateway, profile (comma-separated)")
-	flag.StringVar(&only, "scenarios", "", "main-table workloads to run (comma-separated keys: session, fresh, anon, list, session-same, list-same, session-opaque; empty = all)")
+	flag.StringVar(&what, "what", "main,series,gateway", "what to run: main, series, gateway, profile, audit (the series' audit part alone) (comma-separated)")
+	flag.StringVar(&only, "scenarios", "", "main-table and profile workloads to run (comma-separated keys: session, fresh, anon, list, session-same, list-same, session-opaque; profile: session+audit, session+audit-ext too; empty = all)")
 	flag.BoolVar(&o.quick, "quick", false, "smoke run: short windows, one run, small pools and series")
 	flag.IntVar(&o.poolSize, "pool", 100000, "distinct tokens minted for the fresh-token and live-token runs")
 	flag.StringVar(&o.outDir, "out", "bench/results", "directory for the results (relative to the module root)")
@@ -156,8 +156,8 @@ func main() {
 	o.what = map[string]bool{}
 	for _, w := range strings.Split(what, ",") {
 		w = strings.TrimSpace(w)
-		if w != "main" && w != "series" && w != "gateway" && w != "profile" {
-			fatal(fmt.Errorf("-what: %q is not one of main, series, gateway, profile", w))
+		if w != "main" && w != "series" && w != "gateway" && w != "profile" && w != "audit" {
+			fatal(fmt.Errorf("-what: %q is not one of main, series, gateway, profile, audit", w))
 		}
 		o.what[w] = true
 	}
@@ -240,6 +240,10 @@ func (b *bench) run(ctx context.Context) error {
 		if err := b.series(ctx); err != nil {
 			return err
 		}
+	} else if b.opts.what["audit"] {
+		if err := b.auditOnly(ctx); err != nil {
+			return err
+		}
 	}
 	if b.opts.what["gateway"] {
 		if err := b.gatewaySeries(ctx); err != nil {
@@ -283,7 +287,7 @@ func (b *bench) build(ctx context.Context) error {
 	if b.opts.what["profile"] {
 		builds = append(builds, [2]string{b.bins.pdpprof, "./bench/pdpprof"})
 	}
-	if b.opts.what["series"] || b.opts.what["profile"] {
+	if b.opts.what["series"] || b.opts.what["profile"] || b.opts.what["audit"] {
 		// The NATS server the product embeds, as its own process, for the
 		// audit series' external-NATS row (the version go.mod pins).
 		builds = append(builds, [2]string{b.bins.nats, "github.com/nats-io/nats-server/v2"})

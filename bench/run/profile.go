@@ -37,6 +37,9 @@ func (b *bench) profile(ctx context.Context) error {
 		{"session+audit", fixture.CallBody(fixture.PDP, fixture.ProtectedTool, fixture.Same(b.session), true), pdpAudit},
 		{"session+audit-ext", fixture.CallBody(fixture.PDP, fixture.ProtectedTool, fixture.Same(b.session), true), pdpAuditExternal},
 	} {
+		if len(b.opts.only) > 0 && !b.opts.only[sc.key] {
+			continue
+		}
 		// A fresh process per workload: one's decision cache and heap do not
 		// weigh on the next.
 		s, err := b.startPDPBinary(ctx, "pdpprof-"+strings.ReplaceAll(sc.key, "+", "-"), b.bins.pdpprof, b.opts.catalog, sc.mode, false)

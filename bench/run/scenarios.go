@@ -579,26 +579,9 @@ func (b *bench) series(ctx context.Context) error {
 		return err
 	}
 	off.name = "mcp-pdp"
-	on, err := b.startPDP(ctx, "mcp-pdp-audit", b.opts.catalog, pdpAudit)
-	if err != nil {
+	if err := b.auditSeries(ctx, off); err != nil {
 		return err
 	}
-	on.name = "mcp-pdp audit=on"
-	ext, err := b.startPDP(ctx, "mcp-pdp-audit-ext", b.opts.catalog, pdpAuditExternal)
-	if err != nil {
-		return err
-	}
-	ext.name = "mcp-pdp audit=on/ext"
-	if err := b.interleave(ctx, "audit", []*server{off, on, ext}, []int{0, 1, 2}, session,
-		func(i int) string { return "audit" }, b.opts.runs); err != nil {
-		return err
-	}
-	// Let the async audit drain, then read what it did with the events.
-	time.Sleep(2 * time.Second)
-	b.rep.auditEnd = metric("http://"+on.addr+"/metrics", pdpMetrics...)
-	b.rep.auditExtEnd = metric("http://"+ext.addr+"/metrics", pdpMetrics...)
-	b.stop(on)
-	b.stop(ext)
 	nc, err := b.startPDP(ctx, "mcp-pdp-nocache", b.opts.catalog, pdpNoCache)
 	if err != nil {
 		return err
@@ -641,6 +624,52 @@ func (b *bench) series(ctx context.Context) error {
 	b.stop(gc)
 	b.stop(gc100)
 	return nil
+}
+
+// sessionSpec is the series' workload: tools/call with the session token
+// (distinct arguments) at the highest connection count.
+func (b *bench) sessionSpec(s *server) runSpec {
+	return runSpec{conns: slices.Max(b.opts.conns), body: fixture.CallBody(s.shape, fixture.ProtectedTool, fixture.Same(b.session), true),
+		want: `"allow":true`, resetPeak: true}
+}
+
+// auditSeries measures audit on (embedded NATS; NATS in its own process)
+// against off (a running default mcp-pdp), interleaved.
+func (b *bench) auditSeries(ctx context.Context, off *server) error {
+	on, err := b.startPDP(ctx, "mcp-pdp-audit", b.opts.catalog, pdpAudit)
+	if err != nil {
+		return err
+	}
+	on.name = "mcp-pdp audit=on"
+	ext, err := b.startPDP(ctx, "mcp-pdp-audit-ext", b.opts.catalog, pdpAuditExternal)
+	if err != nil {
+		return err
+	}
+	ext.name = "mcp-pdp audit=on/ext"
+	if err := b.interleave(ctx, "audit", []*server{off, on, ext}, []int{0, 1, 2}, b.sessionSpec,
+		func(i int) string { return "audit" }, b.opts.runs); err != nil {
+		return err
+	}
+	// Let the async audit drain, then read what it did with the events.
+	time.Sleep(2 * time.Second)
+	b.rep.auditEnd = metric("http://"+on.addr+"/metrics", pdpMetrics...)
+	b.rep.auditExtEnd = metric("http://"+ext.addr+"/metrics", pdpMetrics...)
+	b.stop(on)
+	b.stop(ext)
+	return nil
+}
+
+// auditOnly is -what audit without series: the series' audit part alone.
+func (b *bench) auditOnly(ctx context.Context) error {
+	b.steps, b.step, b.started = 0, 0, time.Now()
+	logf("series: audit on (async; embedded NATS, NATS in its own process) vs off")
+	off, err := b.startPDP(ctx, "mcp-pdp-plain", b.opts.catalog, pdpDefault)
+	if err != nil {
+		return err
+	}
+	off.name = "mcp-pdp"
+	defer b.stop(off)
+	return b.auditSeries(ctx, off)
 }
 
 func indexes(n int) []int {
