@@ -194,7 +194,9 @@ type checkpoint struct {
 
 // Run consumes the stream into the database until ctx ends. A batch is
 // acked only after its transaction committed; while the database fails,
-// the batch is retried with backoff and nothing is acked.
+// the batch is retried with backoff and nothing is acked. The next batch
+// is fetched while one is written; when ctx ends, what was fetched and not
+// written is handed back (nak) for redelivery.
 func (s *Store) Run(ctx context.Context, js jetstream.JetStream) error {
 	var cons jetstream.Consumer
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
@@ -222,67 +224,136 @@ func (s *Store) Run(ctx context.Context, js jetstream.JetStream) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(1)
+	wg.Add(2)
 	go func() { defer wg.Done(); s.retain(ctx) }()
-	cpPrefix := s.cfg.Prefix + ".$chain."
-	for ctx.Err() == nil {
-		batch, err := cons.Fetch(s.cfg.Batch, jetstream.FetchMaxWait(DefaultMaxWait))
-		if err != nil {
-			if ctx.Err() != nil {
-				break
+	// The next batch is fetched and decoded while this one is written:
+	// the database is not idle during fetches.
+	batches := make(chan []item)
+	go func() { defer wg.Done(); s.fetchLoop(ctx, cons, batches) }()
+	for items := range batches {
+		if !s.write(ctx, items) {
+			// Stopped before the batch was written: handed back to
+			// JetStream (redelivered now, to another store or after a
+			// restart), like what was fetched after it.
+			nak(items)
+			for rest := range batches {
+				nak(rest)
 			}
-			s.cfg.Logger.Warn("audit store: fetch", "err", err)
-			sleep(ctx, time.Second)
-			continue
-		}
-		var items []item
-		for m := range batch.Messages() {
-			md, _ := m.Metadata()
-			it := item{msg: m, raw: m.Data()}
-			if md != nil {
-				it.streamSeq = md.Sequence.Stream
-				s.lag.Store(md.NumPending)
-			}
-			if strings.HasPrefix(m.Subject(), cpPrefix) {
-				var cp checkpoint
-				if json.Unmarshal(it.raw, &cp) != nil || cp.ID == "" {
-					s.bad(m, it.streamSeq)
-					continue
-				}
-				it.cp = &cp
-			} else {
-				var ev auditsink.Event
-				if json.Unmarshal(it.raw, &ev) != nil || ev.ID == "" {
-					s.bad(m, it.streamSeq)
-					continue
-				}
-				it.ev = &ev
-			}
-			items = append(items, it)
-		}
-		if len(items) == 0 {
-			continue
-		}
-		for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-			err := s.insert(ctx, items)
-			if err == nil {
-				break
-			}
-			if ctx.Err() != nil {
-				return nil // unacked: redelivered
-			}
-			s.insertErrors.Add(1)
-			s.cfg.Logger.Warn("audit store: database write failed; the batch is kept unacked and retried", "db", redactDB(s.cfg.DB), "err", err, "rows", len(items), "wait", wait)
-			sleep(ctx, wait)
-			for _, it := range items { // not redelivered while we wait
-				_ = it.msg.InProgress()
-			}
+			return nil
 		}
 		for _, it := range items {
 			_ = it.msg.Ack()
 		}
 	}
 	return nil
+}
+
+// write inserts items, retrying with backoff while the database fails; it
+// returns false when ctx ended first.
+func (s *Store) write(ctx context.Context, items []item) bool {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := s.insert(ctx, items)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		s.insertErrors.Add(1)
+		s.cfg.Logger.Warn("audit store: database write failed; the batch is kept unacked and retried", "db", redactDB(s.cfg.DB), "err", err, "rows", len(items), "wait", wait)
+		sleep(ctx, wait)
+		inProgress(items) // not redelivered while we wait
+	}
+}
+
+// fetchLoop fetches and decodes batches into out until ctx ends, then
+// closes out.
+func (s *Store) fetchLoop(ctx context.Context, cons jetstream.Consumer, out chan<- []item) {
+	defer close(out)
+	for ctx.Err() == nil {
+		items, err := s.fetch(cons)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.cfg.Logger.Warn("audit store: fetch", "err", err)
+			sleep(ctx, time.Second)
+			continue
+		}
+		if len(items) == 0 {
+			continue
+		}
+		if !s.handOver(ctx, items, out) {
+			nak(items)
+			return
+		}
+	}
+}
+
+// handOver sends items to out, telling JetStream that they are in
+// progress while the writer is busy with the batch before (a failing
+// database may hold it for long); false when ctx ended first.
+func (s *Store) handOver(ctx context.Context, items []item, out chan<- []item) bool {
+	t := time.NewTicker(s.cfg.AckWait / 3)
+	defer t.Stop()
+	for {
+		select {
+		case out <- items:
+			return true
+		case <-t.C:
+			inProgress(items)
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// fetch fetches one batch and decodes it; malformed messages are counted,
+// terminated and left out.
+func (s *Store) fetch(cons jetstream.Consumer) ([]item, error) {
+	batch, err := cons.Fetch(s.cfg.Batch, jetstream.FetchMaxWait(DefaultMaxWait))
+	if err != nil {
+		return nil, err
+	}
+	cpPrefix := s.cfg.Prefix + ".$chain."
+	var items []item
+	for m := range batch.Messages() {
+		md, _ := m.Metadata()
+		it := item{msg: m, raw: m.Data()}
+		if md != nil {
+			it.streamSeq = md.Sequence.Stream
+			s.lag.Store(md.NumPending)
+		}
+		if strings.HasPrefix(m.Subject(), cpPrefix) {
+			var cp checkpoint
+			if json.Unmarshal(it.raw, &cp) != nil || cp.ID == "" {
+				s.bad(m, it.streamSeq)
+				continue
+			}
+			it.cp = &cp
+		} else {
+			var ev auditsink.Event
+			if json.Unmarshal(it.raw, &ev) != nil || ev.ID == "" {
+				s.bad(m, it.streamSeq)
+				continue
+			}
+			it.ev = &ev
+		}
+		items = append(items, it)
+	}
+	return items, nil
+}
+
+func inProgress(items []item) {
+	for _, it := range items {
+		_ = it.msg.InProgress()
+	}
+}
+
+func nak(items []item) {
+	for _, it := range items {
+		_ = it.msg.Nak()
+	}
 }
 
 func (s *Store) bad(m jetstream.Msg, seq uint64) {
