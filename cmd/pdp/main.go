@@ -23,6 +23,7 @@ Usage:
   pdp eval --input req.json [--explain M] the decision for a /v1/decide body, with the rules behind it
   pdp bundle build|verify [flags]         build (and sign) an OPA bundle, or verify one
   pdp audit tail|export|verify|store|query|sql  read, verify, store and query decision audit events
+  pdp revoke client|subject|token ID      cut a caller off on every PDP at once (list, remove)
   pdp apikey [--name N]                   print a new PEP API key and its config entry
   pdp version                             print the version
 
@@ -62,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runBundle(ctx, rest, stdout, stderr)
 	case "audit":
 		return runAudit(ctx, rest, stdout, stderr)
+	case "revoke":
+		return runRevoke(ctx, rest, stdout, stderr)
 	case "fmt":
 		return runFmt(ctx, rest, stdout, stderr)
 	case "apikey":

@@ -213,3 +213,50 @@ func TestDevWalkthrough(t *testing.T) {
 		t.Fatalf("pdp audit verify --store printed %q", vout.String())
 	}
 }
+
+// `pdp revoke` against a running dev server: the next call of the revoked
+// client is denied with the reason on the server's own embedded NATS (its
+// admin user writes, the PDP's restricted user watches), and allowed again
+// after `pdp revoke remove`; /readyz reports the watch.
+func TestDevRevokeEndToEnd(t *testing.T) {
+	base, dataDir := startDev(t)
+	ctx := context.Background()
+	var stdout, stderr bytes.Buffer
+	if code := runToken(ctx, []string{"--data-dir", dataDir, "--scope", "qr:generate", "--sub", "alice", "--client-id", "leaky-agent"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("pdp token: %d %s", code, stderr.String())
+	}
+	tok := strings.TrimSpace(stdout.String())
+	call := map[string]any{"resource": base + "/mcp", "authorization": "Bearer " + tok,
+		"message": map[string]any{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": map[string]any{"name": "generate_qr_url", "arguments": map[string]any{"gtin": "4006381333931"}}}}
+	if r := decide(t, base, call); r["allow"] != true {
+		t.Fatalf("before the revocation: %v", r)
+	}
+	revoke := func(args ...string) string {
+		t.Helper()
+		var out, errb bytes.Buffer
+		if code := runRevoke(ctx, append(args, "--data-dir", dataDir), &out, &errb); code != 0 {
+			t.Fatalf("pdp revoke %v: exit %d %s", args, code, errb.String())
+		}
+		return out.String()
+	}
+	revoke("client", "leaky-agent", "--reason", "INC-1 key leaked")
+	testkit.WaitFor(t, "the revoked client denied", func() bool {
+		r := decide(t, base, call)
+		return r["allow"] == false && r["reason"] == "client leaky-agent is revoked: INC-1 key leaked"
+	})
+	if out := revoke("list"); !strings.Contains(out, "leaky-agent") {
+		t.Fatalf("pdp revoke list: %s", out)
+	}
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ready map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&ready)
+	resp.Body.Close()
+	if rv, _ := ready["revocations"].(map[string]any); rv["synced"] != true || rv["entries"] != float64(1) {
+		t.Fatalf("/readyz: %v", ready)
+	}
+	revoke("remove", "client", "leaky-agent")
+	testkit.WaitFor(t, "allowed again after the removal", func() bool { return decide(t, base, call)["allow"] == true })
+}

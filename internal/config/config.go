@@ -76,8 +76,10 @@ type Config struct {
 	Policy    Policy     `yaml:"policy"`
 	Limits    Limits     `yaml:"limits"`
 	Audit     Audit      `yaml:"audit"`
-	JWKS      JWKS       `yaml:"jwks"`
-	Log       Log        `yaml:"log"`
+	// Revocation configures the revocations every PDP watches (pdp revoke).
+	Revocation Revocation `yaml:"revocation"`
+	JWKS       JWKS       `yaml:"jwks"`
+	Log        Log        `yaml:"log"`
 	// Auth is how enforcement points (PEPs) authenticate to the PDP API.
 	Auth Auth `yaml:"auth"`
 	// TLS for the listener.
@@ -441,6 +443,24 @@ func (a AuditStore) Runs(dev bool) bool {
 	return dev
 }
 
+// Revocation configures the revocation bucket: a NATS key-value bucket on
+// the audit's NATS that `pdp revoke` writes and every PDP watches.
+type Revocation struct {
+	// Enabled: on by default whenever audit is on (it needs the audit's
+	// NATS connection).
+	Enabled *bool `yaml:"enabled"`
+	// Bucket is the key-value bucket (default pdp_revocations).
+	Bucket string `yaml:"bucket"`
+	// SnapshotFile keeps the last revocations seen, so that a restart
+	// while NATS is unreachable forgets none (default
+	// <data_dir>/revocations.json).
+	SnapshotFile string `yaml:"snapshot_file"`
+}
+
+// IsEnabled reports whether revocations are watched: Enabled, or on when
+// it is not set.
+func (r Revocation) IsEnabled() bool { return r.Enabled == nil || *r.Enabled }
+
 // AuditCheckpoint configures the signed checkpoints of the audit chain.
 // Zero values are the audit sink's defaults.
 type AuditCheckpoint struct {
@@ -698,6 +718,12 @@ func (c *Config) Validate() error {
 	c.validateJWKS(ps)
 	c.validateAuth(ps)
 	c.validateAudit(ps)
+	if b := c.Revocation.Bucket; b != "" && !validBucketName(b) {
+		ps.bad("revocation.bucket", "%q is not a valid key-value bucket name (letters, digits, - and _)", b)
+	}
+	if c.Revocation.IsEnabled() && c.Revocation.Enabled != nil && !c.Audit.IsEnabled() {
+		ps.bad("revocation.enabled", "revocations need the audit's NATS: turn audit on, or set revocation.enabled: false")
+	}
 	ps.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	ps.oneOf("log.format", c.Log.Format, "text", "json")
 	c.validateRuntime(ps)
@@ -1101,6 +1127,19 @@ func validScope(s string) bool {
 	for i := 0; i < len(s); i++ {
 		ch := s[i]
 		if ch != 0x21 && (ch < 0x23 || ch > 0x5B) && (ch < 0x5D || ch > 0x7E) {
+			return false
+		}
+	}
+	return true
+}
+
+// validBucketName reports whether b is a JetStream key-value bucket name.
+func validBucketName(b string) bool {
+	if b == "" || len(b) > 200 {
+		return false
+	}
+	for _, r := range b {
+		if !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
 			return false
 		}
 	}

@@ -108,6 +108,8 @@ func TestErrorsNameKeyAndFix(t *testing.T) {
 		{"store retention", minimal + "audit:\n  store: {retention: -1d}\n", "audit.store.retention"},
 		{"store retention unit", minimal + "audit:\n  store: {retention: 3w}\n", `"3w" is not a duration`},
 		{"store db", minimal + "audit:\n  store: {db: \"mysql://h/db\"}\n", "audit.store.db"},
+		{"revocation bucket", minimal + "revocation:\n  bucket: a.b\n", "revocation.bucket"},
+		{"revocation without audit", minimal + "audit: {enabled: false}\nrevocation: {enabled: true}\n", "revocation.enabled"},
 		{"jwks query", "resources:\n  - uri: https://a/mcp\n    issuer: https://a\n    jwks_uri: https://a/jwks?x=1\n", "resources[0].jwks_uri"},
 		{"empty audience", minimal + "    audiences: [\"\"]\n", "resources[0].audiences[0]: empty"},
 		{"uri scheme", "resources:\n  - uri: ftp://a/mcp\n    issuer: https://a\n", "not an http or https URI"},

@@ -20,8 +20,13 @@ const (
 	DefaultRetryMax         = 10 * time.Second
 	DefaultSweepInterval    = time.Minute
 	DefaultSnapshotInterval = 50 * time.Millisecond
-	// openTimeout bounds binding the bucket and starting the watch.
-	openTimeout = 10 * time.Second
+	DefaultStallCheck       = 250 * time.Millisecond
+	// openTimeout bounds each step of binding the bucket and starting the
+	// watch, plus the current retry delay: short at first, so that a
+	// request lost in a cluster's leader election (a node just died) is
+	// retried within a second or two rather than after ten.
+	openTimeout    = time.Second
+	maxOpenTimeout = 10 * time.Second
 	// maxBatch bounds the updates applied as one version of the set.
 	maxBatch = 1024
 )
@@ -53,6 +58,13 @@ type WatcherConfig struct {
 	// DefaultSnapshotInterval): a burst of changes is written once, the
 	// last state, at most this long after it started.
 	SnapshotInterval time.Duration
+	// StallCheck is how often the watcher compares the bucket's last
+	// revision with the last one its watch delivered (0 =
+	// DefaultStallCheck). A watch that is still behind a revision one
+	// check later is restarted: the ordered consumer behind it may sit on
+	// a NATS node that died, which nats.go notices only after missed
+	// heartbeats (10 s and more), or the watch may have lost its way.
+	StallCheck time.Duration
 }
 
 // WatcherStatus is what a Watcher reports for /readyz and the metrics.
@@ -89,7 +101,7 @@ type Watcher struct {
 	mu     sync.Mutex
 	status WatcherStatus
 
-	updates, malformed, syncs, snapshots atomic.Uint64
+	updates, malformed, syncs, snapshots, stalls atomic.Uint64
 }
 
 // NewWatcher returns a watcher that keeps set (nil: a new one, see Set)
@@ -109,6 +121,9 @@ func NewWatcher(set *Set, cfg WatcherConfig) *Watcher {
 	}
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = DefaultSweepInterval
+	}
+	if cfg.StallCheck <= 0 {
+		cfg.StallCheck = DefaultStallCheck
 	}
 	if cfg.SnapshotInterval <= 0 {
 		cfg.SnapshotInterval = DefaultSnapshotInterval
@@ -137,7 +152,9 @@ func (w *Watcher) Status() WatcherStatus {
 // while synced), the counters mcp_pdp_revocation_updates_total (changes
 // applied after a sync), mcp_pdp_revocation_syncs_total (full syncs),
 // mcp_pdp_revocation_malformed_total (values skipped) and
-// mcp_pdp_revocation_snapshots_total (snapshot files written).
+// mcp_pdp_revocation_snapshots_total (snapshot files written) and
+// mcp_pdp_revocation_watch_stalls_total (watches restarted, see
+// WatcherConfig.StallCheck).
 func (w *Watcher) Register(reg prometheus.Registerer) error {
 	counter := func(name, help string, v *atomic.Uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mcp_pdp_revocation_" + name + "_total", Help: help},
@@ -157,6 +174,7 @@ func (w *Watcher) Register(reg prometheus.Registerer) error {
 		counter("syncs", "Full syncs of the revocation set with its bucket.", &w.syncs),
 		counter("malformed", "Values of the revocation bucket skipped because they are not valid revocations.", &w.malformed),
 		counter("snapshots", "Snapshot files of the revocation set written.", &w.snapshots),
+		counter("watch_stalls", "Watches of the revocation bucket restarted because they fell behind the bucket (a dead NATS node under the consumer).", &w.stalls),
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
@@ -200,7 +218,7 @@ func (w *Watcher) Run(ctx context.Context, js jetstream.JetStream) error {
 
 	delay := w.cfg.RetryMin
 	for {
-		synced, err := w.session(ctx, js, nc, statusCh)
+		synced, err := w.session(ctx, js, nc, statusCh, min(openTimeout+delay, maxOpenTimeout))
 		if ctx.Err() != nil {
 			w.setDown(nil)
 			return nil
@@ -245,7 +263,7 @@ func (w *Watcher) wait(ctx context.Context, nc *nats.Conn, statusCh <-chan nats.
 // session binds the bucket, watches it, syncs in full and applies the
 // updates until the watch breaks or ctx ends; synced tells whether the
 // full sync completed.
-func (w *Watcher) session(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, statusCh <-chan nats.Status) (synced bool, err error) {
+func (w *Watcher) session(ctx context.Context, js jetstream.JetStream, nc *nats.Conn, statusCh <-chan nats.Status, openTimeout time.Duration) (synced bool, err error) {
 	for len(statusCh) > 0 { // events of before this attempt
 		<-statusCh
 	}
@@ -258,11 +276,27 @@ func (w *Watcher) session(ctx context.Context, js jetstream.JetStream, nc *nats.
 	if err != nil {
 		return false, err
 	}
+	// The bucket's last revision before the watch starts: the initial
+	// values cover everything up to it, and every later change arrives
+	// with a higher revision (see pollHead).
+	hctx, hcancel := context.WithTimeout(ctx, openTimeout)
+	lastRev, err := bucketHead(hctx, kv)
+	hcancel()
+	if err != nil {
+		return false, fmt.Errorf("revocation bucket %s: %w", w.cfg.Bucket, err)
+	}
 	// The watch's context must live as long as the watch (nats.go
 	// unsubscribes when it ends), so it is the session's; a timer bounds
 	// the start of the watch (its consumer creation waits on it).
 	sctx, cancelWatch := context.WithCancel(ctx)
 	defer cancelWatch()
+	heads := make(chan uint64, 1)
+	var pollWG sync.WaitGroup
+	defer pollWG.Wait() // after cancelWatch (deferred earlier, runs later)
+	defer cancelWatch()
+	pollWG.Go(func() { w.pollHead(sctx, kv, heads) })
+	var behind uint64 // a revision the watch has not delivered yet
+	var behindSince time.Time
 	timer := time.AfterFunc(openTimeout, cancelWatch)
 	kw, err := kv.WatchAll(sctx)
 	if !timer.Stop() && err == nil {
@@ -287,9 +321,25 @@ func (w *Watcher) session(ctx context.Context, js jetstream.JetStream, nc *nats.
 			if s != nats.CONNECTED {
 				return synced, fmt.Errorf("NATS %s", s)
 			}
+		case head := <-heads:
+			switch {
+			case head <= lastRev:
+				behind = 0
+			case behind == 0:
+				behind, behindSince = head, time.Now()
+			case lastRev < behind && time.Since(behindSince) >= w.cfg.StallCheck:
+				w.stalls.Add(1)
+				return synced, fmt.Errorf("revocation bucket %s: the watch stalled: the bucket is at revision %d, the watch at %d for %s", w.cfg.Bucket, head, lastRev, time.Since(behindSince).Round(time.Millisecond))
+			}
 		case kve, ok := <-kw.Updates():
 			if !ok {
 				return synced, fmt.Errorf("revocation bucket %s: the watch ended", w.cfg.Bucket)
+			}
+			if kve != nil {
+				lastRev = max(lastRev, kve.Revision())
+				if behind != 0 && lastRev >= behind {
+					behind = 0
+				}
 			}
 			if !synced {
 				if kve != nil {
@@ -312,6 +362,7 @@ func (w *Watcher) session(ctx context.Context, js jetstream.JetStream, nc *nats.
 						break drain
 					}
 					if kve != nil {
+						lastRev = max(lastRev, kve.Revision())
 						batch = w.changes(batch, kve)
 					}
 				default:
@@ -520,5 +571,45 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return false
 	case <-t.C:
 		return true
+	}
+}
+
+// bucketHead is the last revision (stream sequence) of the bucket.
+func bucketHead(ctx context.Context, kv jetstream.KeyValue) (uint64, error) {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("status: %w", err)
+	}
+	si, ok := st.(interface{ StreamInfo() *jetstream.StreamInfo })
+	if !ok || si.StreamInfo() == nil {
+		return 0, fmt.Errorf("status: no stream info")
+	}
+	return si.StreamInfo().State.LastSeq, nil
+}
+
+// pollHead sends the bucket's last revision to heads every StallCheck
+// until ctx ends, replacing a value not taken yet. A failed poll sends
+// nothing: the connection's own status ends the session when NATS is
+// gone.
+func (w *Watcher) pollHead(ctx context.Context, kv jetstream.KeyValue, heads chan uint64) {
+	t := time.NewTicker(w.cfg.StallCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, w.cfg.StallCheck)
+		head, err := bucketHead(pctx, kv)
+		cancel()
+		if err != nil {
+			continue
+		}
+		select {
+		case <-heads:
+		default:
+		}
+		heads <- head
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mcp-pdp/pdp/internal/api"
 	"github.com/mcp-pdp/pdp/internal/auditsink"
+	"github.com/mcp-pdp/pdp/internal/auditstore"
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/core"
 	"github.com/mcp-pdp/pdp/internal/decision"
@@ -18,6 +19,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/gateway"
 	"github.com/mcp-pdp/pdp/internal/gateway/stdio"
 	"github.com/mcp-pdp/pdp/internal/policysource"
+	"github.com/mcp-pdp/pdp/internal/revoke"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/internal/token"
 )
@@ -59,6 +61,9 @@ func TestDocumentedDefaults(t *testing.T) {
 		"audit.checkpoint.interval":      {dur(auditsink.DefaultCheckpointInterval)},
 		"audit.checkpoint.signing_key":   {"<data_dir>/" + DefaultSigningKey},
 		"audit.nats.url":                 {config.NATSEmbedded},
+		"revocation.bucket":              {revoke.DefaultBucket},
+		"revocation.snapshot_file":       {"<data_dir>/" + DefaultRevocationSnapshot},
+		"audit.store.db":                 {"<data_dir>/" + auditstore.DefaultFile},
 		"log.level":                      {strings.ToLower(slog.LevelInfo.String())},
 		"log.format":                     {"text"},
 		"runtime.gc_percent":             {strconv.Itoa(DefaultGCPercent), "0"},

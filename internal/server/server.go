@@ -37,6 +37,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/devissuer"
 	"github.com/mcp-pdp/pdp/internal/gateway"
 	"github.com/mcp-pdp/pdp/internal/natsembed"
+	"github.com/mcp-pdp/pdp/internal/revoke"
 	"github.com/mcp-pdp/pdp/internal/token"
 )
 
@@ -132,6 +133,9 @@ type Server struct {
 	nc         *nats.Conn
 	sink       *auditsink.Sink
 	stopStore  func() // the in-process audit store (audit.store), or nil
+	// revocations watches the revocation bucket; nil when off.
+	revocations     *revoke.Watcher
+	stopRevocations func()
 
 	bg   context.Context // background work; canceled by Close
 	stop context.CancelFunc
@@ -399,6 +403,9 @@ func (s *Server) Close() error {
 		}
 		if s.stopStore != nil {
 			s.stopStore()
+		}
+		if s.stopRevocations != nil {
+			s.stopRevocations()
 		}
 		if s.nc != nil {
 			s.nc.Close()

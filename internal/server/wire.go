@@ -14,6 +14,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/core"
 	"github.com/mcp-pdp/pdp/internal/decision"
 	"github.com/mcp-pdp/pdp/internal/devissuer"
+	"github.com/mcp-pdp/pdp/internal/revoke"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/internal/token"
 )
@@ -68,6 +69,12 @@ func (s *Server) wire(ctx context.Context) error {
 	} else {
 		log.Warn("audit is disabled: decisions are not recorded (not recommended)")
 	}
+	var revoked *revoke.Set
+	if cfg.Audit.IsEnabled() && cfg.Revocation.IsEnabled() {
+		if revoked, err = s.startRevocations(reg); err != nil {
+			return err
+		}
+	}
 	if err := s.wireDPoP(ctx, resources); err != nil {
 		return err
 	}
@@ -75,6 +82,7 @@ func (s *Server) wire(ctx context.Context) error {
 		Engine: s.engine, Resources: resources, Auditor: auditor,
 		DenyUnaudited:   cfg.Audit.OnFailure == "deny",
 		DecisionTimeout: cfg.Limits.DecisionTimeout.D(),
+		Revocations:     revoked,
 		Logger:          log,
 	})
 	if err != nil {
@@ -101,7 +109,11 @@ func (s *Server) status() map[string]any {
 	if p == nil {
 		return nil
 	}
-	return map[string]any{"policy_revision": p.Revision(), "policy_source": p.Source()}
+	out := map[string]any{"policy_revision": p.Revision(), "policy_source": p.Source()}
+	if s.revocations != nil {
+		out["revocations"] = s.revocationStatus()
+	}
+	return out
 }
 
 // registerMetrics exports the token and decision caches and the key fetches.
