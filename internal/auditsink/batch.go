@@ -55,8 +55,9 @@ type burst struct {
 	// stored is how many of items, from the first, the server confirmed
 	// stored so far (flow acks).
 	stored int
-	// duplicate: the final ack said the batch's only stored message was a
-	// duplicate (the server ends a batch whose first message is one).
+	// duplicate: the batch was one event, which the stream had already
+	// (the server skips duplicates inside a batch without saying so, and
+	// counts them in its final ack).
 	duplicate bool
 }
 
