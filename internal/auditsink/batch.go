@@ -206,6 +206,7 @@ func (s *Sink) settleBurst(err error) {
 			s.m.latency.Observe(now.Sub(it.start).Seconds())
 		}
 		s.nMem.Add(-1)
+		recycle(it)
 	}
 	if rest := b.items[b.stored:]; len(rest) > 0 {
 		if err == nil {
@@ -213,7 +214,7 @@ func (s *Sink) settleBurst(err error) {
 		}
 		s.enterSpooling(err.Error())
 		for _, it := range rest {
-			_ = s.spoolItem(it, false)
+			_ = s.spoolRecycle(it, false)
 			s.nMem.Add(-1)
 		}
 	}

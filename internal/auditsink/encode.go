@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,36 +17,29 @@ import (
 // to that, field by field), but only for events whose strings need no
 // escaping; anything else goes to json.Marshal.
 
-var eventBuffers = sync.Pool{New: func() any {
-	b := make([]byte, 0, 1024)
-	return &b
-}}
-
-// maxPooledEventBuffer: buffers grown beyond it (an event with large
-// arguments) are not pooled.
-const maxPooledEventBuffer = 16 << 10
-
-// chainRoom is the room marshalEvent leaves after the event for the
-// chain's fields (chain.link appends ,"chain":"<32 hex>","seq":<n>,
-// "prev":"<64 hex>"), so that linking does not copy the event again.
+// chainRoom is the room left after an encoded event for the chain's
+// fields (chain.link appends ,"chain":"<32 hex>","seq":<n>,"prev":"<64
+// hex>"), so that linking does not copy the event again.
 const chainRoom = 160
 
 // marshalEvent returns the JSON of e as json.Marshal does.
-func marshalEvent(e *Event) ([]byte, error) {
-	bp := eventBuffers.Get().(*[]byte)
-	b, ok := appendEvent((*bp)[:0], e)
-	var out []byte
-	if ok {
-		out = append(make([]byte, 0, len(b)+chainRoom), b...)
+func marshalEvent(e *Event) ([]byte, error) { return appendEventJSON(nil, e) }
+
+// appendEventJSON writes the JSON of e (as json.Marshal does) into dst's
+// buffer from its start, growing it when needed, with chainRoom to spare.
+func appendEventJSON(dst []byte, e *Event) ([]byte, error) {
+	if cap(dst) < 1024 {
+		dst = make([]byte, 0, 1024)
 	}
-	if cap(b) <= maxPooledEventBuffer {
-		*bp = b[:0]
-		eventBuffers.Put(bp)
-	}
+	b, ok := appendEvent(dst[:0], e)
 	if !ok {
-		return json.Marshal(e)
+		j, err := json.Marshal(e)
+		if err != nil {
+			return b[:0], err
+		}
+		b = append(b[:0], j...)
 	}
-	return out, nil
+	return slices.Grow(b, chainRoom), nil
 }
 
 // appendEvent appends the JSON of e; ok is false when a value needs
@@ -282,23 +276,46 @@ func (s *Sink) encode(ev *Event) (*item, error) {
 	if e.PDP == "" {
 		e.PDP = s.cfg.PDP
 	}
-	data, err := marshalEvent(e)
-	if err != nil {
-		return nil, err
-	}
-	if limit := s.eventLimit(); len(data) > limit {
+	it := itemPool.Get().(*item)
+	data, err := appendEventJSON(it.data, e)
+	if limit := s.eventLimit(); err == nil && len(data) > limit {
 		e.Arguments, e.Visible, e.Hidden, e.Truncated = nil, nil, nil, true
 		if len(e.Reason) > 1024 {
 			e.Reason = e.Reason[:1024]
 		}
-		if data, err = marshalEvent(e); err != nil {
-			return nil, err
-		}
-		if len(data) > limit {
-			return nil, fmt.Errorf("event of %d bytes exceeds %d even without arguments and item lists", len(data), limit)
+		if data, err = appendEventJSON(data, e); err == nil && len(data) > limit {
+			err = fmt.Errorf("event of %d bytes exceeds %d even without arguments and item lists", len(data), limit)
 		}
 	}
-	return &item{id: e.ID, subject: s.subjects.get(e, s.cfg.SubjectPrefix), data: data, start: time.Now()}, nil
+	it.data = data
+	if err != nil {
+		recycle(it)
+		return nil, err
+	}
+	it.id, it.subject, it.start = e.ID, s.subjects.get(e, s.cfg.SubjectPrefix), time.Now()
+	return it, nil
+}
+
+// Items are pooled with their data buffer (encode reuses it), and
+// recycled where an event is settled by its only owner: published in a
+// batch (nats.go copied its bytes) or written to the spool (which copies
+// them too). Events published one ack each (live.go) are not recycled:
+// the ack handler and the ack watch may hold one while the publisher
+// still writes it.
+var itemPool = sync.Pool{New: func() any { return new(item) }}
+
+// maxPooledData: larger buffers (an event with large arguments) are left
+// to the collector.
+const maxPooledData = 8 << 10
+
+// recycle returns it to the pool; nothing may use it afterwards.
+func recycle(it *item) {
+	data := it.data[:0]
+	if cap(data) > maxPooledData {
+		data = nil
+	}
+	*it = item{data: data}
+	itemPool.Put(it)
 }
 
 // subjectCache holds the subjects of events (NATSSubject), by resource

@@ -285,7 +285,9 @@ func (s *Sink) Record(ctx context.Context, ev *Event) error {
 	defer s.closeMu.RUnlock()
 	if s.closed {
 		s.failed.Add(1)
-		return fmt.Errorf("auditsink: event %s: %w", it.id, ErrClosed)
+		err := fmt.Errorf("auditsink: event %s: %w", it.id, ErrClosed)
+		recycle(it)
+		return err
 	}
 	checkpoints := s.chain.link(it, it.start)
 	err = s.deliver(ctx, it)
@@ -305,7 +307,7 @@ func (s *Sink) deliver(ctx context.Context, it *item) error {
 		s.enterSpooling("not connected to NATS")
 	}
 	if s.spooling.Load() || !s.streamReady.Load() {
-		return s.spoolItem(it, false)
+		return s.spoolRecycle(it, false)
 	}
 	s.nMem.Add(1)
 	select {
@@ -314,7 +316,7 @@ func (s *Sink) deliver(ctx context.Context, it *item) error {
 	default:
 		// Queue full: spill to disk rather than block the decision.
 		s.nMem.Add(-1)
-		return s.spoolItem(it, false)
+		return s.spoolRecycle(it, false)
 	}
 }
 
@@ -325,19 +327,30 @@ func (s *Sink) recordSync(ctx context.Context, it *item) error {
 		cancel()
 		if err == nil {
 			s.acked(it, ack, false)
+			recycle(it)
 			return nil
 		}
 		if isPermanent(err) {
 			s.failed.Add(1)
 			s.log.Error("audit event rejected by JetStream and lost", "id", it.id, "err", err)
-			return fmt.Errorf("auditsink: publish %s: %w", it.id, err)
+			err = fmt.Errorf("auditsink: publish %s: %w", it.id, err)
+			recycle(it)
+			return err
 		}
 		if ctx.Err() == nil {
 			s.enterSpooling(err.Error())
 		}
 	}
 	// Not acked: durable on the local disk before we answer.
-	return s.spoolItem(it, true)
+	return s.spoolRecycle(it, true)
+}
+
+// spoolRecycle spools it, whose only owner the caller is, and recycles
+// it (the spool copied its bytes).
+func (s *Sink) spoolRecycle(it *item, syncNow bool) error {
+	err := s.spoolItem(it, syncNow)
+	recycle(it)
+	return err
 }
 
 // spoolItem appends it to the spool (fsynced before return when
@@ -491,7 +504,7 @@ func (s *Sink) collect(last time.Time) (items []*item, open bool) {
 func (s *Sink) dispatch(items []*item) {
 	if s.aborted() || s.spooling.Load() || !s.streamReady.Load() || !s.nc.IsConnected() {
 		for _, it := range items {
-			_ = s.spoolItem(it, false)
+			_ = s.spoolRecycle(it, false)
 			s.nMem.Add(-1)
 		}
 		clear(items)
