@@ -182,6 +182,7 @@ func TestVerifyStore(t *testing.T) {
 			}
 			for i, tc := range tests {
 				t.Run(tc.name, func(t *testing.T) {
+					t.Parallel()
 					st := ingestAll(t, js, newDB(t), fmt.Sprintf("verify-%d", i), msgs)
 					v := auditsink.NewVerifier(auditsink.VerifyOptions{Keys: []ed25519.PublicKey{key}})
 					findings, err := st.Verify(context.Background(), v)

@@ -1,0 +1,5 @@
+//go:build !race
+
+package auditstore
+
+const raceEnabled = false
