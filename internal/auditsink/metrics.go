@@ -37,6 +37,8 @@ func newMetrics(s *Sink, reg prometheus.Registerer) (*metrics, error) {
 		func() float64 { return float64(s.duplicates.Load()) })
 	counter("events_failed_total", "Audit events LOST: neither acked nor spooled. Alert on any increase.",
 		func() float64 { return float64(s.failed.Load()) })
+	counter("batches_total", "Batches of audit events published (async mode, on a stream that allows batch publishing); events_published_total / batches_total is their mean size.",
+		func() float64 { return float64(s.batches.Load()) })
 	counter("spool_corrupt_records_total", "Spool records or torn tails skipped on replay.",
 		func() float64 { return float64(s.sp.Stats().Corrupt) })
 	gauge("events_pending", "Audit events not yet acked: queued + in flight + on the spool.",

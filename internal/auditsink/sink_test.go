@@ -581,6 +581,9 @@ func TestMetrics(t *testing.T) {
 	if v := got["mcp_pdp_audit_publish_latency_seconds"].GetHistogram().GetSampleCount(); v != 10 {
 		t.Fatalf("latency samples = %v, want 10", v)
 	}
+	if v := got["mcp_pdp_audit_batches_total"].GetCounter().GetValue(); v < 1 || v > 10 {
+		t.Fatalf("batches_total = %v, want 1 to 10 (the stream allows batches)", v)
+	}
 	for _, name := range []string{"events_spooled_total", "events_replayed_total", "events_failed_total", "events_pending", "spool_pending_events", "healthy", "spooling"} {
 		if got["mcp_pdp_audit_"+name] == nil {
 			t.Errorf("metric mcp_pdp_audit_%s missing", name)
