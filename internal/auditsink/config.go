@@ -27,7 +27,7 @@ const (
 	DefaultQueueSize       = 8192
 	DefaultMaxPending      = 1024
 	DefaultAckTimeout      = 5 * time.Second
-	DefaultBatchLinger     = 2 * time.Millisecond
+	DefaultBatchLinger     = 5 * time.Millisecond
 )
 
 // Fixed settings (no option sets them).
@@ -91,7 +91,7 @@ type Config struct {
 	// a YAML key: kept for the tests of ack timeouts and fail-over, which
 	// would otherwise wait the full default.
 	AckTimeout time.Duration
-	// BatchLinger (0 = DefaultBatchLinger, 2ms; negative = none) is how
+	// BatchLinger (0 = DefaultBatchLinger, 5ms; negative = none) is how
 	// long the async publisher gathers events before it publishes them
 	// together, counted from the start of the previous batch: under load
 	// a batch goes out every BatchLinger; an event after a quiet spell goes

@@ -51,12 +51,12 @@ func BenchmarkPaced(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.Cleanup(nc.Close)
-				s = newSink(b, baseConfig(b, b.TempDir()), nc)
+				s = newSink(b, pacedConfig(b), nc)
 			case "external":
 				var url string
 				url, serverPID = startNATSProcess(b)
 				nc := connect(b, url)
-				s = newSink(b, baseConfig(b, b.TempDir()), nc)
+				s = newSink(b, pacedConfig(b), nc)
 			}
 			// Warm up: the stream's first blocks, the pools.
 			for i := range 2000 {
@@ -122,6 +122,20 @@ func BenchmarkPaced(b *testing.B) {
 			}
 		})
 	}
+}
+
+// pacedConfig is the sink's configuration in BenchmarkPaced:
+// $AUDITSINK_BENCH_LINGER sets BatchLinger (e.g. 5ms, or -1ns for none).
+func pacedConfig(b *testing.B) Config {
+	cfg := baseConfig(b, b.TempDir())
+	if v := os.Getenv("AUDITSINK_BENCH_LINGER"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg.BatchLinger = d
+	}
+	return cfg
 }
 
 // paced calls f(0) to f(b.N-1) from workers goroutines, at rate calls
