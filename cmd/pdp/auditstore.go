@@ -49,6 +49,33 @@ Grouped counts: --by client,outcome (tool, outcome, subject, client,
          resource, method, pdp, pep, reason, issuer, grant).
 `
 
+// storeFlagSet is the flag set of one of `pdp audit store|query|sql`.
+func storeFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, auditStoreUsage, "\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseFlagsOnly parses args, which must be flags only; when it returns
+// false the command exits with code (0 after -h, 2 on a usage error).
+func parseFlagsOnly(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected arguments %q\n", fs.Name(), fs.Args())
+		return 2, false
+	}
+	return 0, true
+}
+
 // storeDBFlag defines --db and returns a function giving the database
 // named by it, or the data directory's default file.
 func storeDBFlag(fs *flag.FlagSet) func() string {
@@ -68,12 +95,7 @@ func resolveStoreDB(db, dataDir string) string {
 
 // runAuditStore implements `pdp audit store`.
 func runAuditStore(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("pdp audit store", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, auditStoreUsage, "\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	fs := storeFlagSet("pdp audit store", stderr)
 	var nf natsFlags
 	nf.register(fs, "pdp audit store")
 	db := fs.String("db", "", "audit store database: a file, sqlite:PATH or postgres://... (default: <data-dir>/audit.db)")
@@ -81,15 +103,8 @@ func runAuditStore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	consumer := fs.String("consumer", auditstore.DefaultConsumer, "durable consumer name (one per database)")
 	retention := fs.String("retention", "", "delete rows older than this (e.g. 400d); default: keep every row")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9464)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "pdp audit store: unexpected arguments %q\n", fs.Args())
-		return 2
+	if code, ok := parseFlagsOnly(fs, args, stderr); !ok {
+		return code
 	}
 	var keep time.Duration
 	if *retention != "" {
@@ -172,12 +187,7 @@ func serveStoreMetrics(addr string, st *auditstore.Store, log *slog.Logger) (sto
 
 // runAuditQuery implements `pdp audit query`.
 func runAuditQuery(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("pdp audit query", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, auditStoreUsage, "\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	fs := storeFlagSet("pdp audit query", stderr)
 	db := storeDBFlag(fs)
 	var q auditstore.Query
 	fs.StringVar(&q.Tool, "tool", "", "target: tool or prompt name, or resource URI")
@@ -193,15 +203,8 @@ func runAuditQuery(ctx context.Context, args []string, stdout, stderr io.Writer)
 	by := fs.String("by", "", "group and count by these columns, comma-separated (e.g. client,outcome)")
 	fs.IntVar(&q.Limit, "limit", 0, "at most this many rows (0: all)")
 	format := fs.String("format", "table", "table, jsonl or csv")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "pdp audit query: unexpected arguments %q\n", fs.Args())
-		return 2
+	if code, ok := parseFlagsOnly(fs, args, stderr); !ok {
+		return code
 	}
 	if err := checkFormat(*format); err != nil {
 		fmt.Fprintf(stderr, "pdp audit query: %v\n", err)
@@ -234,12 +237,7 @@ func runAuditQuery(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 // runAuditSQL implements `pdp audit sql`.
 func runAuditSQL(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("pdp audit sql", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, auditStoreUsage, "\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	fs := storeFlagSet("pdp audit sql", stderr)
 	db := storeDBFlag(fs)
 	format := fs.String("format", "table", "table, jsonl or csv")
 	pos, err := parseInterspersed(fs, args)

@@ -721,7 +721,7 @@ func (c *Config) Validate() error {
 	if b := c.Revocation.Bucket; b != "" && !validBucketName(b) {
 		ps.bad("revocation.bucket", "%q is not a valid key-value bucket name (letters, digits, - and _)", b)
 	}
-	if c.Revocation.IsEnabled() && c.Revocation.Enabled != nil && !c.Audit.IsEnabled() {
+	if e := c.Revocation.Enabled; e != nil && *e && !c.Audit.IsEnabled() {
 		ps.bad("revocation.enabled", "revocations need the audit's NATS: turn audit on, or set revocation.enabled: false")
 	}
 	ps.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")

@@ -51,25 +51,7 @@ func hConfig(t *testing.T, iss *devissuertest.Server) *config.Config {
 // test ends and returns the base URL.
 func hStart(t *testing.T, cfg *config.Config) string {
 	t.Helper()
-	s, err := New(context.Background(), cfg, Options{})
-	if err != nil {
-		t.Fatalf("server.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	base := s.URL()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop")
-		}
-	})
+	base, _ := hStartStoppable(t, cfg)
 	return base
 }
 
