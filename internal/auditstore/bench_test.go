@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcp-pdp/pdp/internal/auditsink"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // Benchmarks of the store, on SQLite and PostgreSQL (skipped, like the
@@ -27,17 +28,18 @@ import (
 // consumed by a fresh store (its own consumer and database) per iteration.
 const benchIngestEvents = 100_000
 
-// publishBench publishes n events as benchEvent makes them (random ids,
-// tools, clients, subjects: index inserts all over the trees, as real
-// decisions make them), 1,000 unacked at most.
+// publishBench publishes n events as benchEvent makes them (ids as PDPs
+// make them; random tools, clients, subjects and tokens: index inserts all
+// over those trees, as real decisions make them), 1,000 unacked at most.
 func publishBench(tb testing.TB, js jetstream.JetStream, n int) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	r := rand.New(rand.NewPCG(3, 4))
+	ids := newBenchIDs()
 	now := time.Now().Round(0)
 	for i := range n {
-		ev := benchEvent(i, n, now, r)
+		ev := benchEvent(i, n, now, r, ids)
 		raw, err := json.Marshal(ev)
 		if err != nil {
 			tb.Fatal(err)
@@ -60,38 +62,55 @@ func publishBench(tb testing.TB, js jetstream.JetStream, n int) {
 // DefaultBatch, then acked.
 func BenchmarkIngest(b *testing.B) {
 	for _, be := range backends() {
-		b.Run(be.name, func(b *testing.B) {
-			newDB := be.start(b)
-			_, js := setup(b)
-			publishBench(b, js, benchIngestEvents)
-			var elapsed time.Duration
-			b.ResetTimer()
-			for i := range b.N {
-				b.StopTimer()
-				st, err := Open(context.Background(), Config{DB: newDB(b), Consumer: fmt.Sprintf("bench-%d", i)})
-				if err != nil {
-					b.Fatal(err)
-				}
-				ctx, cancel := context.WithCancel(context.Background())
-				var wg sync.WaitGroup
-				wg.Add(1)
-				b.StartTimer()
-				start := time.Now()
-				go func() { defer wg.Done(); _ = st.Run(ctx, js) }()
-				for st.Stats().Rows < benchIngestEvents {
-					time.Sleep(time.Millisecond)
-				}
-				elapsed += time.Since(start)
-				b.StopTimer()
-				cancel()
-				wg.Wait()
-				if err := st.Close(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(benchIngestEvents*b.N)/elapsed.Seconds(), "events/s")
-		})
+		b.Run(be.name, func(b *testing.B) { benchIngest(b, be, 0) })
 	}
+}
+
+// BenchmarkIngestInto1M is BenchmarkIngest into a store that holds
+// benchRows rows already (indexes larger than the page cache, as in a
+// store that has run for a while).
+func BenchmarkIngestInto1M(b *testing.B) {
+	for _, be := range backends() {
+		b.Run(be.name, func(b *testing.B) { benchIngest(b, be, benchRows) })
+	}
+}
+
+// benchIngest times the ingest of benchIngestEvents events into a new
+// database of be holding preload rows.
+func benchIngest(b *testing.B, be backend, preload int) {
+	newDB := be.start(b)
+	_, js := setup(b)
+	publishBench(b, js, benchIngestEvents)
+	var elapsed time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		st, err := Open(context.Background(), Config{DB: newDB(b), Consumer: fmt.Sprintf("bench-%d", i)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if preload > 0 {
+			loadRows(b, st, preload, time.Now().Round(0))
+			st.rows.Store(0)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Add(1)
+		b.StartTimer()
+		start := time.Now()
+		go func() { defer wg.Done(); _ = st.Run(ctx, js) }()
+		for st.Stats().Rows < benchIngestEvents {
+			time.Sleep(time.Millisecond)
+		}
+		elapsed += time.Since(start)
+		b.StopTimer()
+		cancel()
+		wg.Wait()
+		if err := st.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(benchIngestEvents*b.N)/elapsed.Seconds(), "events/s")
 }
 
 // benchRows is the size of the store the query and verify benchmarks run
@@ -101,14 +120,31 @@ const benchRows = 1_000_000
 // benchTools is the number of tools the benchmark's events call.
 const benchTools = 50
 
+// benchIDs makes decision ids as PDPs make them (core.Service.newID): NUIDs
+// from a pool of generators, each a random prefix and an increasing
+// sequence, so the id key has a few points where rows are inserted, one
+// per generator (here 8: four replicas of two cores each), not one per
+// row.
+type benchIDs struct{ gens []*nuid.NUID }
+
+func newBenchIDs() *benchIDs {
+	b := &benchIDs{}
+	for range 8 {
+		b.gens = append(b.gens, nuid.New())
+	}
+	return b
+}
+
+func (b *benchIDs) next(r *rand.Rand) string { return b.gens[r.IntN(len(b.gens))].Next() }
+
 // benchEvent is event i of n: times spread evenly over the year before
 // now; tool (of benchTools), client (of 20), subject (of 1,000), token
 // and outcome drawn from r, independently of each other.
-func benchEvent(i, n int, now time.Time, r *rand.Rand) *auditsink.Event {
+func benchEvent(i, n int, now time.Time, r *rand.Rand, ids *benchIDs) *auditsink.Event {
 	const year = 365 * 24 * time.Hour
 	outcomes := []string{auditsink.OutcomeAllow, auditsink.OutcomeAllow, auditsink.OutcomeDeny, auditsink.OutcomeChallenge}
 	ev := &auditsink.Event{
-		ID:     fmt.Sprintf("%016x%016x", r.Uint64(), r.Uint64()),
+		ID:     ids.next(r),
 		Time:   now.Add(-year + time.Duration(int64(year)/int64(n)*int64(i))),
 		Schema: auditsink.SchemaVersion, PDP: "pdp-1", PEP: "gateway-1",
 		Resource: "https://mcp.example.com/mcp", ResourceKey: "demo", Method: "tools/call",
@@ -168,10 +204,11 @@ func loadRows(tb testing.TB, st *Store, n int, now time.Time) {
 		}()
 	}
 	r := rand.New(rand.NewPCG(1, 2))
+	ids := newBenchIDs()
 	items := make([]item, 0, perTx)
 	var head [32]byte
 	for i := range n {
-		ev := benchEvent(i, n, now, r)
+		ev := benchEvent(i, n, now, r, ids)
 		ev.Chain, ev.Seq = "bench-chain", uint64(i+1)
 		if i > 0 {
 			ev.Prev = hex.EncodeToString(head[:])

@@ -65,9 +65,12 @@ func (d dialect) dsn(target string, readOnly bool) string {
 	// temp_store: the statement journal of a multi-row INSERT in a
 	// transaction in memory, not in a temporary file (write syscalls for
 	// every page); cache_size: 64 MiB of pages, so that a batch's dirty
-	// index pages are not spilled to the WAL before its commit.
+	// index pages are not spilled to the WAL before its commit;
+	// wal_autocheckpoint: a checkpoint every 8,192 pages (32 MiB) instead
+	// of 1,000, so a hot index page is copied back once per several
+	// batches, not once per batch.
 	return "file:" + target + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)" +
-		"&_pragma=temp_store(MEMORY)&_pragma=cache_size(-65536)"
+		"&_pragma=temp_store(MEMORY)&_pragma=cache_size(-65536)&_pragma=wal_autocheckpoint(8192)"
 }
 
 // rebind turns the ? placeholders of q into $1, $2, ... for PostgreSQL.

@@ -34,8 +34,11 @@ const (
 	// DefaultFile is the SQLite file of the store in a data directory.
 	DefaultFile     = "audit.db"
 	DefaultConsumer = "pdp-audit-store"
-	DefaultBatch    = 1000
-	DefaultMaxWait  = 100 * time.Millisecond
+	// DefaultBatch: batches of 4,000 ingest about twice as fast as
+	// batches of 1,000 (fewer commits, each index page written once
+	// for more rows); see docs/performance.md.
+	DefaultBatch   = 4000
+	DefaultMaxWait = 100 * time.Millisecond
 	// DefaultAckWait is how long a batch delivered to a store that
 	// neither acks it nor says it is still working on it stays with that
 	// store: after a store process dies, what it had fetched is delivered
@@ -71,6 +74,10 @@ type Stats struct {
 	// Lag is the number of stream messages not yet delivered to the
 	// store, as of the last fetch.
 	Lag uint64
+	// DuplicateBatches counts PostgreSQL batches that held an event
+	// stored already (a redelivery) and were written again with INSERT
+	// ... ON CONFLICT DO NOTHING instead of COPY.
+	DuplicateBatches uint64
 }
 
 // Store is the SQL audit store.
@@ -80,7 +87,7 @@ type Store struct {
 	target                             string // the file or the URL
 	db                                 *sql.DB
 	rows, cps, malformed, batches, lag atomic.Uint64
-	insertErrors                       atomic.Uint64
+	insertErrors, duplicateBatches     atomic.Uint64
 }
 
 // Open opens the store named by cfg.DB, creating its schema when it is
@@ -141,7 +148,8 @@ func (s *Store) Close() error { return s.db.Close() }
 // Stats returns the counters.
 func (s *Store) Stats() Stats {
 	return Stats{Rows: s.rows.Load(), Checkpoints: s.cps.Load(), Malformed: s.malformed.Load(),
-		Batches: s.batches.Load(), Lag: s.lag.Load(), InsertErrors: s.insertErrors.Load()}
+		Batches: s.batches.Load(), Lag: s.lag.Load(), InsertErrors: s.insertErrors.Load(),
+		DuplicateBatches: s.duplicateBatches.Load()}
 }
 
 // Target names the database for logs: the file, or the URL without its
@@ -166,6 +174,7 @@ func (s *Store) Register(reg prometheus.Registerer) error {
 		counter("malformed", "Messages of the audit stream skipped because they are not audit events.", &s.malformed),
 		counter("batches", "Transactions committed by the audit store.", &s.batches),
 		counter("insert_errors", "Failed database writes (the batch is retried, unacked).", &s.insertErrors),
+		counter("duplicate_batches", "PostgreSQL batches with an event stored already, written again with INSERT ... ON CONFLICT DO NOTHING instead of COPY.", &s.duplicateBatches),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mcp_pdp_audit_store_lag", Help: "Messages of the audit stream not yet in the SQL store, as of the last fetch."},
 			func() float64 { return float64(s.lag.Load()) }),
 	}
@@ -396,25 +405,47 @@ func appendEventColumns(args []any, e *auditsink.Event) []any {
 const rowsPerInsert = 200
 
 // insertSQL is the INSERT of n rows into table with cols columns each,
-// idempotent on the id.
+// idempotent on the id: ON CONFLICT (id) DO NOTHING on PostgreSQL, OR
+// IGNORE on SQLite (which then needs no statement journal for a
+// multi-row INSERT: no row can abort the statement).
 func (s *Store) insertSQL(table, columns string, cols, n int) string {
 	row := "(?" + strings.Repeat(",?", cols-1) + ")"
 	var b strings.Builder
-	b.WriteString("INSERT INTO " + table + " (" + columns + ") VALUES ")
+	if s.d.name == "sqlite" {
+		b.WriteString("INSERT OR IGNORE INTO " + table + " (" + columns + ") VALUES ")
+	} else {
+		b.WriteString("INSERT INTO " + table + " (" + columns + ") VALUES ")
+	}
 	for i := range n {
 		if i > 0 {
 			b.WriteByte(',')
 		}
 		b.WriteString(row)
 	}
-	b.WriteString(" ON CONFLICT(id) DO NOTHING")
+	if s.d.name != "sqlite" {
+		b.WriteString(" ON CONFLICT(id) DO NOTHING")
+	}
 	return s.d.rebind(b.String())
 }
 
-// insert writes items in one transaction: events in multi-row INSERTs,
-// then checkpoints. A row whose id is there already is left as it is (a
+// insert writes items in one transaction: on PostgreSQL with COPY
+// (copyInsert) unless the batch holds an id stored already; otherwise
+// events in multi-row INSERTs, then checkpoints. A row whose id is there already is left as it is (a
 // redelivery after a crash between commit and ack).
 func (s *Store) insert(ctx context.Context, items []item) error {
+	if s.d.name == "postgres" {
+		n, c, err := s.copyInsert(ctx, items)
+		if err == nil {
+			s.rows.Add(n)
+			s.cps.Add(c)
+			s.batches.Add(1)
+			return nil
+		}
+		if !errors.Is(err, errDuplicate) {
+			return err
+		}
+		s.duplicateBatches.Add(1)
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
