@@ -532,6 +532,9 @@ type pending struct {
 	// its fingerprint and what it claims, unverified (for the audit).
 	refusedFP string
 	refused   *auditsink.Unverified
+	// ev is the decision's audit event (event): allocated with the rest
+	// of the decision, not on its own.
+	ev auditsink.Event
 }
 
 func (d *pending) invalidParams(ctx context.Context, why string) (*pep.Response, error) {
@@ -700,7 +703,8 @@ func (d *pending) answer(ctx context.Context, resp *pep.Response, outcome string
 }
 
 func (d *pending) event(resp *pep.Response) *auditsink.Event {
-	ev := &auditsink.Event{
+	ev := &d.ev
+	*ev = auditsink.Event{
 		ID:             resp.DecisionID,
 		Time:           d.start.UTC(),
 		Schema:         auditsink.SchemaVersion,
