@@ -41,7 +41,8 @@ func (r *recorder) Record(_ context.Context, ev *auditsink.Event) error {
 	if r.fail != nil {
 		return r.fail
 	}
-	r.events = append(r.events, ev)
+	c := *ev // Record must not keep ev
+	r.events = append(r.events, &c)
 	return nil
 }
 

@@ -38,7 +38,9 @@ type Verifier interface {
 }
 
 // Auditor records audit events; *auditsink.Sink implements it. Record
-// returns an error only when the event could not be made durable.
+// returns an error only when the event could not be made durable. It must
+// not keep ev after it returns (ev is part of the decision's memory, the
+// request's bytes with it): copy what it keeps.
 type Auditor interface {
 	Record(ctx context.Context, ev *auditsink.Event) error
 }

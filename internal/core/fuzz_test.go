@@ -35,7 +35,8 @@ func (l *eventLog) Record(_ context.Context, ev *auditsink.Event) error {
 	_, err := json.Marshal(ev)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.events = append(l.events, ev)
+	c := *ev // Record must not keep ev
+	l.events = append(l.events, &c)
 	if err != nil {
 		l.errs = append(l.errs, err)
 	}

@@ -21,7 +21,8 @@ type auditLog struct {
 func (l *auditLog) Record(_ context.Context, ev *auditsink.Event) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.events = append(l.events, ev)
+	c := *ev // Record must not keep ev
+	l.events = append(l.events, &c)
 	return nil
 }
 
