@@ -48,6 +48,8 @@ var allowedImports = map[string][]string{
 	"internal/gateway/stdio":           {},
 	"internal/assertion":               {},
 	"internal/revoke":                  {},
+	"internal/ratelimit":               {},
+	"internal/quota":                   {},
 }
 
 // TestPackageImports: the import graph is the one docs/architecture.md
