@@ -309,6 +309,7 @@ decision := {
 	"missing_scopes": target_missing,
 	"reason": target_reason,
 	"forbidden": target_forbidden,
+	"limits": target_limits,
 } if input.operation in {"call", "other"}
 
 # A list: every item decided in this one evaluation. Only visible items are
@@ -345,6 +346,20 @@ target_entry := e if {
 target_name := input.target.name if input.operation == "call"
 
 else := input.method
+
+# The rate and quota of the target (its entry's, else the catalog's
+# default_limits), which the PDP applies to an allowed call: {"rate": ...,
+# "quota": ...}, each only when set. A custom policy may return its own
+# (e.g. a larger quota for a premium plan, looked up in data).
+target_limits := {k: l |
+	some k in ["rate", "quota"]
+	l := object.get(target_entry, k, object.get(catalog_default_limits, k, null))
+	l != null
+}
+
+default catalog_default_limits := {}
+
+catalog_default_limits := object.get(catalog, "default_limits", {})
 
 target_required := sort(array.concat(required(target_entry), destructive_scopes))
 

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -21,7 +22,12 @@ import (
 //	      scope_implies: {<scope>: [<scope>, ...]}
 //	      tools | prompts | resources | resource_templates | methods: {<name>: <entry>}
 //
-//	<entry> = {access: public|step_up|restricted|deny, scopes: [..], roles: [..], clients: [..]}
+//	      default_limits: {rate: <rate>, quota: <quota>}
+//
+//	<entry> = {access: public|step_up|restricted|deny, scopes: [..], roles: [..], clients: [..],
+//	           rate: <rate>, quota: <quota>}
+//	<rate>  = {limit: N, per: <duration>, burst: N, by: sub|client|sub+client|resource}
+//	<quota> = {limit: N, per: hour|day|month, by: ..., time_zone: <IANA name>}
 //
 // Keys the format does not know are allowed (policies may read their own
 // data) unless they look like a misspelling of a known key.
@@ -31,8 +37,8 @@ var accessClasses = []string{"public", "step_up", "restricted", "deny"}
 
 var (
 	mcpKeys     = []string{"default_catalog", "resources", "revoked", "hidden", "catalogs", "scope_ceilings"}
-	catalogKeys = []string{"unknown", "scope_implies", "wildcard_scopes", "tools", "prompts", "resources", "resource_templates", "methods", "destructive_scope"}
-	entryKeys   = []string{"access", "scopes", "roles", "clients", "annotations", "_meta"}
+	catalogKeys = []string{"unknown", "scope_implies", "wildcard_scopes", "tools", "prompts", "resources", "resource_templates", "methods", "destructive_scope", "default_limits"}
+	entryKeys   = []string{"access", "scopes", "roles", "clients", "annotations", "_meta", "rate", "quota"}
 	sectionKeys = []string{"tools", "prompts", "resources", "resource_templates", "methods"}
 )
 
@@ -215,6 +221,15 @@ func (v *validator) catalog(path []string, raw any) {
 	if raw, ok := cat["unknown"]; ok {
 		v.entry(join(path, "unknown"), raw)
 	}
+	if raw, ok := cat["default_limits"]; ok {
+		p := join(path, "default_limits")
+		if dl, isObj := raw.(map[string]any); !isObj {
+			v.errorf(p, "must be an object {rate: {...}, quota: {...}}: the limits of entries without their own, not %s", kindOf(raw))
+		} else {
+			v.misspelt(p, dl, []string{"rate", "quota"})
+			v.limits(p, dl)
+		}
+	}
 	if raw, ok := cat["destructive_scope"]; ok {
 		if s, isStr := raw.(string); !isStr || s == "" {
 			v.errorf(join(path, "destructive_scope"), "must be the scope destructive tools need (a non-empty string), not %s", kindOf(raw))
@@ -282,10 +297,37 @@ func (v *validator) entry(path []string, raw any) {
 			v.scopeList(join(path, k), x, k)
 		}
 	}
+	v.limits(path, e)
+	if a, _ := access.(string); a == "deny" && (e["rate"] != nil || e["quota"] != nil) {
+		v.warnf(path, "has a rate or quota but access deny: no call is allowed, so none is counted")
+	}
 	if a, _ := access.(string); a == "public" {
 		if _, ok := e["roles"]; ok {
 			v.warnf(join(path, "roles"), "has no effect on a public entry: anyone may call it; use step_up or restricted to require roles")
 		}
+	}
+}
+
+// limits checks the rate and quota of obj (an entry or default_limits).
+func (v *validator) limits(path []string, obj map[string]any) {
+	check := func(key string, err error) {
+		var le *LimitError
+		if err == nil {
+			return
+		}
+		if errors.As(err, &le) && le.Field != "" {
+			v.errorf(join(path, key, le.Field), "%s", le.Message)
+			return
+		}
+		v.errorf(join(path, key), "%s", err)
+	}
+	if raw, ok := obj["rate"]; ok {
+		_, err := ParseRate(raw)
+		check("rate", err)
+	}
+	if raw, ok := obj["quota"]; ok {
+		_, err := ParseQuota(raw)
+		check("quota", err)
 	}
 }
 
@@ -384,17 +426,32 @@ func contains(list []string, s string) bool {
 }
 
 // suggest returns the known key that k looks like a misspelling of: equal
-// but for case, or one edit away. It returns "" for known keys.
+// but for case, one edit away (a swap of two neighbours is one edit), or
+// two for keys of eight characters and more (scope_implys). It returns ""
+// for known keys.
 func suggest(k string, known []string) string {
 	if contains(known, k) {
 		return ""
 	}
+	maxD := 0
+	switch {
+	case len(k) >= 8:
+		maxD = 2
+	case len(k) >= 4:
+		maxD = 1
+	}
 	for _, c := range known {
-		if strings.EqualFold(k, c) || (len(k) >= 4 && editDistance(k, c) == 1) {
+		if strings.EqualFold(k, c) {
 			return c
 		}
 	}
-	return ""
+	best, bestD := "", maxD+1
+	for _, c := range known {
+		if d := editDistance(k, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
 }
 
 func didYouMean(s string, known []string) string {
@@ -410,9 +467,13 @@ func didYouMean(s string, known []string) string {
 	return fmt.Sprintf(" (did you mean %q?)", best)
 }
 
-// editDistance is the Levenshtein distance of a and b.
+// editDistance is the edit distance of a and b where a swap of two
+// neighbouring characters counts as one edit (the optimal string alignment
+// distance): "unknwon" is one edit from "unknown".
 func editDistance(a, b string) int {
 	ra, rb := []rune(a), []rune(b)
+	// three rows: i-2, i-1, i
+	pp := make([]int, len(rb)+1)
 	prev := make([]int, len(rb)+1)
 	cur := make([]int, len(rb)+1)
 	for j := range prev {
@@ -426,8 +487,11 @@ func editDistance(a, b string) int {
 				cost = 0
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				cur[j] = min(cur[j], pp[j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
+		pp, prev, cur = prev, cur, pp
 	}
 	return prev[len(rb)]
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
+	"github.com/mcp-pdp/pdp/internal/catalog"
 	"github.com/mcp-pdp/pdp/internal/decision"
 	"github.com/mcp-pdp/pdp/policies"
 )
@@ -252,6 +253,10 @@ func TestEvaluationErrorsFailClosed(t *testing.T) {
 		{"remediation not a string", "package mcp.authz\n\ndecision := {\"allow\": false, \"remediation\": true}\n", "field remediation is boolean, want a string"},
 		{"remediation unknown", "package mcp.authz\n\ndecision := {\"allow\": false, \"remediation\": \"maybe\"}\n", `field remediation is "maybe", want available, unavailable or undisclosed`},
 		{"conflict", "package mcp.authz\n\ndecision := {\"allow\": true} if input.method\ndecision := {\"allow\": false} if input.resource\n", "conflict"},
+		{"limits not an object", "package mcp.authz\n\ndecision := {\"allow\": true, \"limits\": [1]}\n", "field limits is array, want an object"},
+		{"limits unknown key", "package mcp.authz\n\ndecision := {\"allow\": true, \"limits\": {\"rates\": {}}}\n", "limits.rates: unknown key"},
+		{"computed quota out of range", "package mcp.authz\n\ndecision := {\"allow\": true, \"limits\": {\"quota\": {\"limit\": 0, \"per\": \"day\", \"by\": \"sub\"}}}\n", "limits.quota: limit: 0 is not allowed"},
+		{"computed rate without by", "package mcp.authz\n\ndecision := {\"allow\": true, \"limits\": {\"rate\": {\"limit\": 5, \"per\": \"1s\"}}}\n", "limits.rate: by: is required"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -282,6 +287,41 @@ func TestRemediation(t *testing.T) {
 		res, err := decision.NewEngine(p).Decide(context.Background(), call("tools/call", "x", nil))
 		if err != nil || res.Remediation != r || !res.Forbidden {
 			t.Fatalf("%s: %+v %v", r, res, err)
+		}
+	}
+}
+
+// The limits a policy returns (the default policy: the catalog's) are
+// read into the Result; a premium plan's larger quota is computed in Rego.
+func TestLimits(t *testing.T) {
+	dir := t.TempDir()
+	testkit.WriteFile(t, filepath.Join(dir, "authz.rego"), `package mcp.authz
+
+decision := {"allow": true, "limits": {
+	"rate": {"limit": 10, "per": "1m", "by": "client"},
+	"quota": {"limit": quota, "per": "month", "by": "sub", "time_zone": "America/New_York"},
+}}
+
+default quota := 100
+
+quota := 1000 if input.target.name == "premium"
+`)
+	p, err := decision.Load(context.Background(), decision.Source{Path: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		tool  string
+		quota int
+	}{{"x", 100}, {"premium", 1000}} {
+		res, err := decision.NewEngine(p).Decide(context.Background(), call("tools/call", tc.tool, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantRate := catalog.Rate{Limit: 10, Per: time.Minute, Burst: 10, By: catalog.ByClient}
+		wantQuota := catalog.Quota{Limit: tc.quota, Per: "month", By: catalog.BySubject, TimeZone: "America/New_York"}
+		if res.Rate == nil || *res.Rate != wantRate || res.Quota == nil || *res.Quota != wantQuota {
+			t.Fatalf("%s: rate %+v quota %+v, want %+v %+v", tc.tool, res.Rate, res.Quota, wantRate, wantQuota)
 		}
 	}
 }

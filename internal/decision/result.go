@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/mcp-pdp/pdp/internal/catalog"
 )
 
 // Result is the policy's answer for one request.
@@ -22,6 +24,11 @@ type Result struct {
 	// whether the caller can remedy it ("available", "unavailable",
 	// "undisclosed"; empty: not said), for structured denials.
 	Remediation string
+	// Rate and Quota are the limits the policy returned for the target
+	// ("limits": {"rate": ..., "quota": ...}, checked like the catalog's):
+	// the PDP applies them to an allowed call. nil: none.
+	Rate  *catalog.Rate
+	Quota *catalog.Quota
 	// list is a list method's answer: the visible items and what each
 	// needs (listAnswer.find). It is what the decision cache keeps.
 	list *listAnswer
@@ -65,6 +72,7 @@ var (
 	fieldEntry      = ast.StringTerm("entry")
 	fieldNames      = ast.StringTerm("names")
 	fieldScopes     = ast.StringTerm("scopes")
+	fieldLimits     = ast.StringTerm("limits")
 )
 
 // parseResult reads the decision object.
@@ -106,6 +114,11 @@ func parseResult(v ast.Value) (*Result, error) {
 	if res.MissingScopes, err = stringsField(obj, fieldMissing); err != nil {
 		return nil, err
 	}
+	if t := obj.Get(fieldLimits); t != nil {
+		if err := parseLimits(res, t.Value); err != nil {
+			return nil, err
+		}
+	}
 	items, groups := obj.Get(fieldItems), obj.Get(fieldItemGroups)
 	if items != nil || groups != nil {
 		la := &listAnswer{}
@@ -123,6 +136,47 @@ func parseResult(v ast.Value) (*Result, error) {
 		res.list = la
 	}
 	return res, nil
+}
+
+// parseLimits reads the decision's "limits": {"rate": {...}, "quota":
+// {...}}, either or both, checked as `pdp check` checks a catalog's (a
+// policy that computes a bad limit fails the decision: it is denied).
+func parseLimits(res *Result, v ast.Value) error {
+	obj, ok := v.(ast.Object)
+	if !ok {
+		return fmt.Errorf("policy decision field limits is %s, want an object {rate: ..., quota: ...}", ast.ValueName(v))
+	}
+	var err error
+	obj.Foreach(func(k, val *ast.Term) {
+		if err != nil {
+			return
+		}
+		ks, _ := k.Value.(ast.String)
+		key := string(ks)
+		var raw any
+		if raw, err = ast.JSON(val.Value); err != nil {
+			err = fmt.Errorf("policy decision field limits.%s: %w", key, err)
+			return
+		}
+		switch key {
+		case "rate":
+			var r catalog.Rate
+			if r, err = catalog.ParseRate(raw); err == nil {
+				res.Rate = &r
+			}
+		case "quota":
+			var q catalog.Quota
+			if q, err = catalog.ParseQuota(raw); err == nil {
+				res.Quota = &q
+			}
+		default:
+			err = fmt.Errorf("unknown key, want rate or quota")
+		}
+		if err != nil {
+			err = fmt.Errorf("policy decision field limits.%s: %w", key, err)
+		}
+	})
+	return err
 }
 
 // parseItems reads the visible items of a list decision: an object of

@@ -349,3 +349,39 @@ test_catalog_meta_wins if {
 test_tool_meta_empty_when_unknown if {
 	authz.tool_meta == {} with input as call("lookup_product", anonymous)
 }
+
+# Limits: the target entry's rate and quota, else the catalog's
+# default_limits, returned with the decision for the PDP to apply.
+limited_catalogs := {"demo": {
+	"unknown": {"access": "deny"},
+	"default_limits": {"rate": {"limit": 100, "per": "1m", "by": "client"}},
+	"tools": {
+		"generate_qr_url": {
+			"access": "step_up", "scopes": ["qr:generate"],
+			"quota": {"limit": 100, "per": "day", "by": "sub"},
+		},
+		"lookup_product": {"access": "public", "rate": {"limit": 5, "per": "1s", "by": "sub+client"}},
+		"ping": {"access": "public"},
+	},
+}}
+
+test_limits_of_the_entry_over_the_catalog_default if {
+	d := authz.decision with input as call("generate_qr_url", token(["qr:generate"]))
+		with data.mcp.catalogs as limited_catalogs
+	d.allow
+	d.limits == {
+		"quota": {"limit": 100, "per": "day", "by": "sub"},
+		"rate": {"limit": 100, "per": "1m", "by": "client"},
+	}
+	p := authz.decision with input as call("lookup_product", anonymous)
+		with data.mcp.catalogs as limited_catalogs
+	p.limits == {"rate": {"limit": 5, "per": "1s", "by": "sub+client"}}
+	q := authz.decision with input as call("ping", anonymous)
+		with data.mcp.catalogs as limited_catalogs
+	q.limits == {"rate": {"limit": 100, "per": "1m", "by": "client"}}
+}
+
+test_no_limits_without_any if {
+	d := authz.decision with input as call("lookup_product", anonymous)
+	d.limits == {}
+}
