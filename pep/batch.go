@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 )
 
 // batch is a JSON-RPC batch (MCP 2025-03-26) on its way to the handler:
@@ -198,6 +199,9 @@ func (b *batch) write(w http.ResponseWriter, status int) {
 		}
 		if b.challenge.DPoPNonce != "" {
 			w.Header().Set("DPoP-Nonce", b.challenge.DPoPNonce)
+		}
+		if b.challenge.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(b.challenge.RetryAfter))
 		}
 	}
 	if status/100 == 2 {

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -253,8 +254,8 @@ func WriteError(w http.ResponseWriter, status int, id json.RawMessage, code int,
 }
 
 // writeDenial answers a refused message exactly as the decision says: the
-// HTTP challenge (401/403 with WWW-Authenticate) or 503 with a JSON-RPC
-// error body, or in band (HTTP 200) with the JSON-RPC error or the tool
+// HTTP challenge (401/403 with WWW-Authenticate), 429 with Retry-After or
+// 503 with a JSON-RPC error body, or in band (HTTP 200) with the JSON-RPC error or the tool
 // result.
 func writeDenial(w http.ResponseWriter, id json.RawMessage, d *Response) {
 	if d.WWWAuthenticate != "" {
@@ -262,6 +263,9 @@ func writeDenial(w http.ResponseWriter, id json.RawMessage, d *Response) {
 	}
 	if d.DPoPNonce != "" {
 		w.Header().Set("DPoP-Nonce", d.DPoPNonce) // RFC 9449 §8
+	}
+	if d.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(d.RetryAfter)) // RFC 9110 §10.2.3
 	}
 	status, b := denial(id, d)
 	w.Header().Set("Content-Type", "application/json")

@@ -111,7 +111,7 @@ type Response struct {
 	// OutcomeFiltered, OutcomeChallenge and OutcomeDeny.
 	Outcome string `json:"outcome"`
 	// HTTPStatus (JSON "http_status", always set) is the HTTP status the MCP
-	// server must answer its client with: 200, 400, 401, 403 or 503.
+	// server must answer its client with: 200, 400, 401, 403, 429 or 503.
 	HTTPStatus int `json:"http_status"`
 	// WWWAuthenticate (JSON "www_authenticate", set for challenges only) is
 	// the complete WWW-Authenticate header value (RFC 6750 §3) to send with
@@ -123,6 +123,11 @@ type Response struct {
 	// challenge, and with every allowed DPoP request on a resource with
 	// dpop_nonce, so that the client renews its nonce before it expires.
 	DPoPNonce string `json:"dpop_nonce,omitempty"`
+	// RetryAfter (JSON "retry_after", set for OutcomeLimited only) is the
+	// number of seconds after which the call may succeed (a rate limit's
+	// next token, a quota's next window): send it as the Retry-After
+	// header with HTTPStatus 429.
+	RetryAfter int `json:"retry_after,omitempty"`
 	// RequiredScopes (JSON "required_scopes", always set, possibly empty) are
 	// the scopes the target requires per the policy; empty for public
 	// targets, lists, lifecycle methods and targets hidden from the caller.
@@ -215,6 +220,10 @@ const (
 	// OutcomeDeny: the request is refused (the target is hidden, the policy
 	// refuses it, its params are invalid, or the decision failed).
 	OutcomeDeny = "deny"
+	// OutcomeLimited: the request would be allowed but is over a rate
+	// limit or a quota; answer 429 with Retry-After (Response.RetryAfter)
+	// or in band.
+	OutcomeLimited = "limited"
 )
 
 // JSONRPCError is the error object of a JSON-RPC 2.0 response.

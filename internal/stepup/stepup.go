@@ -7,10 +7,13 @@
 package stepup
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/mcp-pdp/pdp/pep"
 )
@@ -102,6 +105,10 @@ const (
 	Forbidden
 	// Unavailable: the decision could not be made (policy error, timeout): deny.
 	Unavailable
+	// Limited: the call is allowed but over a rate limit or a quota (429
+	// with Retry-After; in band: a JSON-RPC error or a tool result with
+	// the time to retry).
+	Limited
 )
 
 // Refusal describes a denied request.
@@ -126,6 +133,13 @@ type Refusal struct {
 	// word on whether a Forbidden refusal can be remedied; else it is
 	// RemediationUnavailable (structured denials).
 	Remediation string
+	// RetryAfter is, for Limited, how long until the call may succeed: a
+	// rate limit's next token, a quota's window end.
+	RetryAfter time.Duration
+	// Limit is, for Limited, the limit that applied, in words ("10 calls
+	// per 1m per client"); Quota says it is a quota (else a rate limit).
+	Limit string
+	Quota bool
 }
 
 // Answer is what the enforcement point must send; the core copies it into
@@ -140,6 +154,8 @@ type Answer struct {
 	// ToolResult is the in-band tools/call result, or nil (set only when
 	// the method is tools/call).
 	ToolResult *pep.ToolResult
+	// RetryAfter is, for a limited call, the Retry-After value in seconds.
+	RetryAfter int
 }
 
 // JSON-RPC error codes used for in-band refusals.
@@ -150,6 +166,10 @@ const (
 	CodeResourceNotFound = -32002
 	// CodeForbidden is used for policy refusals outside tools/call.
 	CodeForbidden = -32001
+	// CodeLimited is a call over a rate limit or a quota (a server error
+	// code: JSON-RPC and MCP define none); data.retryAfter says when to
+	// retry, in seconds.
+	CodeLimited = -32029
 )
 
 // Answer builds the answer for a refusal against this resource.
@@ -192,6 +212,8 @@ func (r *Resource) answer(f Refusal) Answer {
 			}}
 		}
 		return Answer{HTTPStatus: http.StatusOK, JSONRPCError: &pep.JSONRPCError{Code: CodeForbidden, Message: "Forbidden: " + f.Description}}
+	case Limited:
+		return limited(f)
 	default: // Unavailable
 		return Answer{HTTPStatus: http.StatusServiceUnavailable, JSONRPCError: &pep.JSONRPCError{Code: CodeInternalError, Message: "Authorization unavailable"}}
 	}
@@ -231,6 +253,43 @@ func (r *Resource) challenges(code, desc string, f Refusal, scopes []string) str
 		return dp
 	}
 	return bearer + ", " + dp
+}
+
+// limited answers a call over a limit: 429 with Retry-After (whole
+// seconds, rounded up, at least 1), and in band a JSON-RPC error or, for
+// tools/call, a tool result that tells the model when to retry.
+func limited(f Refusal) Answer {
+	secs := int((f.RetryAfter + time.Second - 1) / time.Second)
+	secs = max(secs, 1)
+	what := "Rate limit"
+	if f.Quota {
+		what = "Quota"
+	}
+	var target string
+	switch {
+	case f.Method == "tools/call":
+		target = " for " + f.Target
+	case f.Target != "":
+		target = " for " + f.Method + " " + f.Target
+	default:
+		target = " for " + f.Method
+	}
+	text := fmt.Sprintf("%s exceeded%s", what, target)
+	if f.Limit != "" {
+		text += " (" + f.Limit + ")"
+	}
+	text += fmt.Sprintf(": retry after %d s", secs)
+	kind := "rate"
+	if f.Quota {
+		kind = "quota"
+	}
+	data := json.RawMessage(fmt.Sprintf(`{"retryAfter":%d,"limit":%q}`, secs, kind))
+	a := Answer{HTTPStatus: http.StatusTooManyRequests, RetryAfter: secs,
+		JSONRPCError: &pep.JSONRPCError{Code: CodeLimited, Message: text, Data: data}}
+	if f.Method == "tools/call" {
+		a.ToolResult = &pep.ToolResult{IsError: true, Content: []pep.Content{{Type: "text", Text: text}}}
+	}
+	return a
 }
 
 // hiddenError answers as if the target did not exist, so its existence is not revealed.

@@ -1,9 +1,12 @@
 package stepup_test
 
 import (
+	"fmt"
+	"net/http"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcp-pdp/pdp/internal/stepup"
 )
@@ -179,4 +182,48 @@ func FuzzHeader(f *testing.F) {
 			t.Fatalf("error_description changed length: %q -> %q", desc, p["error_description"])
 		}
 	})
+}
+
+// TestLimited: a call over a limit is 429 with Retry-After in whole
+// seconds (rounded up, at least 1), and in band a JSON-RPC error (code
+// CodeLimited, data.retryAfter) or, for tools/call, a tool result, each
+// naming the limit and when to retry; no envelope, even with structured
+// denials.
+func TestLimited(t *testing.T) {
+	tests := []struct {
+		name     string
+		f        stepup.Refusal
+		secs     int
+		text     string
+		toolText bool
+	}{
+		{"rate, tools/call", stepup.Refusal{Kind: stepup.Limited, Method: "tools/call", Target: "generate_qr_url", RetryAfter: 1500 * time.Millisecond, Limit: "10 calls per 1m per client"},
+			2, "Rate limit exceeded for generate_qr_url (10 calls per 1m per client): retry after 2 s", true},
+		{"quota, prompts/get", stepup.Refusal{Kind: stepup.Limited, Method: "prompts/get", Target: "p", RetryAfter: 3 * time.Hour, Quota: true},
+			10800, "Quota exceeded for prompts/get p: retry after 10800 s", false},
+		{"at least one second", stepup.Refusal{Kind: stepup.Limited, Method: "completion/complete", RetryAfter: time.Millisecond},
+			1, "Rate limit exceeded for completion/complete: retry after 1 s", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, structured := range []bool{false, true} {
+				r := &stepup.Resource{MetadataURL: "https://mcp.example.com/.well-known/oauth-protected-resource/mcp", StructuredDenials: structured}
+				a := r.Answer(tc.f)
+				if a.HTTPStatus != http.StatusTooManyRequests || a.RetryAfter != tc.secs || a.WWWAuthenticate != "" {
+					t.Fatalf("%+v: want 429, Retry-After %d, no challenge", a, tc.secs)
+				}
+				kind := "rate"
+				if tc.f.Quota {
+					kind = "quota"
+				}
+				wantData := fmt.Sprintf(`{"retryAfter":%d,"limit":%q}`, tc.secs, kind)
+				if e := a.JSONRPCError; e == nil || e.Code != stepup.CodeLimited || e.Message != tc.text || string(e.Data) != wantData {
+					t.Fatalf("jsonrpc error %+v, want %q with data %s", e, tc.text, wantData)
+				}
+				if tc.toolText != (a.ToolResult != nil) || (a.ToolResult != nil && (!a.ToolResult.IsError || a.ToolResult.Content[0].Text != tc.text)) {
+					t.Fatalf("tool result %+v", a.ToolResult)
+				}
+			}
+		})
+	}
 }
