@@ -17,7 +17,8 @@
 // "tool:generate_qr|client:abc"): the package does not interpret keys, so
 // whatever must not share a bucket (two tools, two rules) must differ in
 // the key. A key seen with another rule (a reloaded catalog) keeps the
-// whole tokens it had, at most the new burst.
+// whole tokens it had, at most the new burst; a full bucket is full under
+// the new rule.
 //
 // # Per replica
 //
