@@ -1,0 +1,393 @@
+package quota
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Counter takes calls against quotas kept in the counter stream. It is
+// safe for concurrent use; every PDP replica has its own, on its own
+// connection, and they count together.
+type Counter struct {
+	nc      *nats.Conn
+	stream  string
+	prefix  string
+	timeout time.Duration
+	log     *slog.Logger
+	obs     *observedSet
+	stats   stats
+
+	// The increments' headers, shared read-only by every message.
+	incr, decr, zero nats.Header
+}
+
+// New returns a Counter publishing on nc to the counters of cfg (Stream,
+// Prefix, Timeout, MaxObserved, Logger; the stream itself is
+// EnsureStream's business). It does no I/O.
+func New(nc *nats.Conn, cfg Config) (*Counter, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if nc == nil {
+		return nil, fmt.Errorf("quota: stream %s: no NATS connection", cfg.Stream)
+	}
+	return &Counter{
+		nc:      nc,
+		stream:  cfg.Stream,
+		prefix:  cfg.Prefix,
+		timeout: cfg.Timeout,
+		log:     cfg.Logger,
+		obs:     newObservedSet(cfg.MaxObserved),
+		incr:    nats.Header{incrHeader: []string{"+1"}},
+		decr:    nats.Header{incrHeader: []string{"-1"}},
+		zero:    nats.Header{incrHeader: []string{"+0"}},
+	}, nil
+}
+
+// incrHeader is the ADR-49 counter increment (a signed integer).
+const incrHeader = "Nats-Incr"
+
+// Result is the answer of Take.
+type Result struct {
+	// Allowed: the call was within the quota and is counted.
+	Allowed bool
+	// Limit is the rule's limit.
+	Limit int
+	// Remaining is how many more calls the window allows after this one
+	// (0 when denied), as of this call's increment.
+	Remaining int
+	// Used is the window's total after this call (after the revert when
+	// denied), across all replicas.
+	Used int64
+	// Reset is the end of the window, when the quota starts again at 0.
+	Reset time.Time
+}
+
+// ErrUnavailable is wrapped by every error of Take, Refund and Used that
+// comes from the counters being out of reach: NATS disconnected, no
+// acknowledgement within the timeout, or the stream refusing the message.
+// The caller decides what such a call gets (the resource's
+// on_counter_unavailable: deny by default, or allow and record).
+var ErrUnavailable = errors.New("quota: counter unavailable")
+
+// UnavailableError is the error of a counter operation that got no total
+// back. errors.Is(err, ErrUnavailable) holds for it.
+type UnavailableError struct {
+	// Op is "take", "revert", "refund" or "read".
+	Op string
+	// Stream and Subject name the counter.
+	Stream, Subject string
+	// MaybeApplied: the increment was sent and may have been counted
+	// (an acknowledgement that does not come does not mean the message
+	// was not stored). A Take that fails so may have consumed one call
+	// of the budget: an over-count, never an over-allow. False when the
+	// message was never sent or the stream refused it.
+	MaybeApplied bool
+	// Err is the cause.
+	Err error
+}
+
+// Error names the operation, subject, stream and cause.
+func (e *UnavailableError) Error() string {
+	maybe := ""
+	if e.MaybeApplied {
+		maybe = " (the increment may have been applied)"
+	}
+	return fmt.Sprintf("quota: %s on %s (stream %s): counter unavailable: %v%s", e.Op, e.Subject, e.Stream, e.Err, maybe)
+}
+
+// Unwrap gives ErrUnavailable and the cause.
+func (e *UnavailableError) Unwrap() []error { return []error{ErrUnavailable, e.Err} }
+
+// Take counts one call of key against rule in the window holding now, if
+// the quota allows it. Call it after the policy allowed the call: a
+// denied call consumes nothing.
+//
+// An allowed call costs one round trip: the increment (Nats-Incr: +1)
+// returns the new total of the key's counter in its acknowledgement. A
+// total above the limit denies the call and is reverted (Nats-Incr: -1,
+// a second round trip, bounded by the timeout even when ctx is done), so
+// that a denial leaves the budget as it was.
+//
+// Exactness. JetStream applies the increments of one subject one after
+// the other on the stream's leader, so every total comes back once: of
+// the calls of a window, those seeing totals 1..Limit are allowed and no
+// other. A denied call's +1 and -1 may interleave with other calls, and
+// then those see a total raised by the pending reverts; but a first
+// denial only happens when the allowed calls already are at the limit
+// (with no reverts pending, its total is the number of allowed calls plus
+// one), so without refunds nothing is denied that would have fit and N
+// concurrent calls allow exactly min(N, Limit). A Refund racing a denial
+// at the limit can under-allow: a call arriving after the refund but
+// before the denial's revert sees the revert's +1 and is denied though
+// one call of the budget is free (at most one such call per revert in
+// flight; the budget is right again when the reverts land). Nothing ever
+// over-allows: a call is allowed only when its own +1 made a total within
+// the limit.
+//
+// Failures. The error is an *UnavailableError (ErrUnavailable) when NATS
+// is disconnected (at once, nothing sent), when no acknowledgement comes
+// within the timeout (MaybeApplied: the +1 may still have been counted,
+// so each such call may over-count by one, never over-allow), or when the
+// stream refuses the message. A failed revert leaves a denial counted
+// (Stats.RevertFailed; logged): an over-count by one, never an
+// over-allow. An invalid rule is an error wrapping ErrInvalidRule.
+func (c *Counter) Take(ctx context.Context, rule Rule, key string, now time.Time) (Result, error) {
+	if err := rule.Validate(); err != nil {
+		return Result{}, err
+	}
+	loc := rule.location()
+	res := Result{Limit: rule.Limit, Reset: windowEnd(rule.Period, loc, now)}
+	subj := c.subject(rule.Period, loc, key, now)
+	total, seq, err := c.add(ctx, "take", subj, c.incr)
+	if err != nil {
+		c.stats.unavailable.Add(1)
+		var ue *UnavailableError
+		if errors.As(err, &ue) && ue.MaybeApplied {
+			c.stats.maybeApplied.Add(1)
+		}
+		return res, err
+	}
+	limit := int64(rule.Limit)
+	if total <= limit {
+		c.stats.allowed.Add(1)
+		c.obs.put(subj, seq, total, res.Reset, now)
+		res.Allowed, res.Remaining, res.Used = true, int(limit-total), total
+		return res, nil
+	}
+	c.stats.denied.Add(1)
+	// Revert even when the caller's context is done: a denial that stays
+	// counted takes a call from the budget.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+	defer cancel()
+	after, seq2, err := c.add(rctx, "revert", subj, c.decr)
+	if err != nil {
+		c.stats.revertFailed.Add(1)
+		c.log.Warn("quota: the revert of a denied call failed; the window counts one call too many", "err", err)
+		c.obs.put(subj, seq, total, res.Reset, now)
+		res.Used = total
+		return res, nil
+	}
+	c.obs.put(subj, seq2, after, res.Reset, now)
+	res.Used = after
+	return res, nil
+}
+
+// ErrOverRefund is wrapped by the error of a Refund that would bring a
+// counter below zero (no counted call to give back, or the window's
+// counter is gone): the refund is undone.
+var ErrOverRefund = errors.New("quota: refund without a counted call")
+
+// Refund gives back one call of key counted by Take in the window holding
+// at (the time passed to that Take), for a call that did not happen after
+// all (the PEP reported it failed). Call it at most once per allowed
+// Take: the counters cannot tell a refund from a second one. A refund
+// that would bring the counter below 0 is undone and returns an error
+// wrapping ErrOverRefund. A refund that gets no acknowledgement is not
+// retried (it may have been applied; a second one could over-allow): the
+// error is an *UnavailableError, and the call stays counted at worst.
+func (c *Counter) Refund(ctx context.Context, rule Rule, key string, at time.Time) error {
+	if err := rule.Validate(); err != nil {
+		return err
+	}
+	loc := rule.location()
+	subj := c.subject(rule.Period, loc, key, at)
+	total, seq, err := c.add(ctx, "refund", subj, c.decr)
+	if err != nil {
+		return err
+	}
+	if total < 0 {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+		defer cancel()
+		if _, _, err := c.add(rctx, "refund undo", subj, c.incr); err != nil {
+			return fmt.Errorf("%w on %s (stream %s), and undoing it failed: %w", ErrOverRefund, subj, c.stream, err)
+		}
+		return fmt.Errorf("%w on %s (stream %s)", ErrOverRefund, subj, c.stream)
+	}
+	c.stats.refunded.Add(1)
+	c.obs.put(subj, seq, total, windowEnd(rule.Period, loc, at), at)
+	return nil
+}
+
+// Used reads the total of key in the window holding now, across all
+// replicas, as the stream's leader has it (a Nats-Incr of +0: a write,
+// linearizable with the takes, on the same permission). A counter never
+// taken reads 0.
+func (c *Counter) Used(ctx context.Context, rule Rule, key string, now time.Time) (int64, error) {
+	if err := rule.Validate(); err != nil {
+		return 0, err
+	}
+	loc := rule.location()
+	subj := c.subject(rule.Period, loc, key, now)
+	total, seq, err := c.add(ctx, "read", subj, c.zero)
+	if err != nil {
+		return 0, err
+	}
+	c.obs.put(subj, seq, total, windowEnd(rule.Period, loc, now), now)
+	return total, nil
+}
+
+// Observed is the budget of key left in the window holding now as this
+// replica last saw it (its latest Take, Refund or Used of that key), with
+// no round trip: approximate, as other replicas take from it too. ok is
+// false when this replica has not seen the key in that window (or forgot
+// it: it remembers at most Config.MaxObserved keys).
+func (c *Counter) Observed(rule Rule, key string, now time.Time) (remaining int, ok bool) {
+	if rule.Validate() != nil {
+		return 0, false
+	}
+	var buf [subjectBuf]byte
+	subj := c.appendSubject(buf[:0], rule.Period, rule.location(), key, now)
+	total, ok := c.obs.get(subj, now)
+	if !ok {
+		return 0, false
+	}
+	return int(max(int64(rule.Limit)-total, 0)), true
+}
+
+// Subject is the counter subject of key under rule in the window holding
+// now: "<prefix>.<window id>.<hash>", the hash the first 16 bytes of the
+// SHA-256 of the zone's name and the key in hex, so that any key is a
+// valid subject token and keys of different zones do not meet.
+func (c *Counter) Subject(rule Rule, key string, now time.Time) string {
+	return c.subject(rule.Period, rule.location(), key, now)
+}
+
+// Stats are a Counter's tallies since New.
+type Stats struct {
+	// Allowed and Denied count Take's answers.
+	Allowed, Denied int64
+	// Unavailable counts Takes that failed with ErrUnavailable, and
+	// MaybeApplied those of them whose increment may have been counted.
+	Unavailable, MaybeApplied int64
+	// RevertFailed counts denials whose revert failed: each may leave
+	// the window counting one call too many.
+	RevertFailed int64
+	// Refunded counts refunds applied.
+	Refunded int64
+	// Observed is the number of totals remembered for Observed.
+	Observed int
+}
+
+type stats struct {
+	allowed, denied, unavailable, maybeApplied, revertFailed, refunded atomic.Int64
+}
+
+// Stats returns the tallies.
+func (c *Counter) Stats() Stats {
+	return Stats{
+		Allowed: c.stats.allowed.Load(), Denied: c.stats.denied.Load(),
+		Unavailable: c.stats.unavailable.Load(), MaybeApplied: c.stats.maybeApplied.Load(),
+		RevertFailed: c.stats.revertFailed.Load(), Refunded: c.stats.refunded.Load(),
+		Observed: c.obs.len(),
+	}
+}
+
+// subjectBuf fits a subject with a prefix of up to ~60 bytes on the stack.
+const subjectBuf = 128
+
+func (c *Counter) subject(p Period, loc *time.Location, key string, now time.Time) string {
+	var buf [subjectBuf]byte
+	return string(c.appendSubject(buf[:0], p, loc, key, now))
+}
+
+// hashDomain separates the counters' key hashes from any other SHA-256
+// use and from later layouts.
+const hashDomain = "mcp-pdp quota v1\x00"
+
+func (c *Counter) appendSubject(b []byte, p Period, loc *time.Location, key string, now time.Time) []byte {
+	b = append(b, c.prefix...)
+	b = append(b, '.')
+	b = appendWindowID(b, p, loc, now)
+	b = append(b, '.')
+	// The hash input on the stack for usual keys.
+	var in [256]byte
+	h := append(in[:0], hashDomain...)
+	h = append(h, loc.String()...)
+	h = append(h, 0)
+	h = append(h, key...)
+	sum := sha256.Sum256(h)
+	return hex.AppendEncode(b, sum[:16])
+}
+
+// pubAck is the JetStream publish acknowledgement, with the counter's
+// total in val (ADR-49).
+type pubAck struct {
+	Stream string              `json:"stream"`
+	Seq    uint64              `json:"seq"`
+	Val    string              `json:"val"`
+	Error  *jetstream.APIError `json:"error"`
+}
+
+// noRespondersWait is the pause before sending again a message that found
+// no stream listening (a stream electing a leader): nothing received it,
+// so sending it again cannot count it twice.
+const noRespondersWait = 20 * time.Millisecond
+
+// add publishes the increment hdr on subj and returns the new total and
+// the message's stream sequence, within c.timeout and ctx.
+func (c *Counter) add(ctx context.Context, op, subj string, hdr nats.Header) (int64, uint64, error) {
+	fail := func(maybe bool, err error) (int64, uint64, error) {
+		return 0, 0, &UnavailableError{Op: op, Stream: c.stream, Subject: subj, MaybeApplied: maybe, Err: err}
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(false, err)
+	}
+	// Not connected: fail now rather than have the message wait in the
+	// reconnect buffer and be counted, unanswered, on reconnection.
+	if !c.nc.IsConnected() {
+		return fail(false, fmt.Errorf("nats: not connected (%s)", c.nc.Status()))
+	}
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	msg := &nats.Msg{Subject: subj, Header: hdr}
+	var resp *nats.Msg
+	var err error
+	for {
+		resp, err = c.nc.RequestMsgWithContext(ctx, msg)
+		if !errors.Is(err, nats.ErrNoResponders) {
+			break
+		}
+		t := time.NewTimer(noRespondersWait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fail(false, fmt.Errorf("no stream takes the subject: %w", nats.ErrNoResponders))
+		case <-t.C:
+		}
+	}
+	if err != nil {
+		return fail(true, err)
+	}
+	var ack pubAck
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return fail(true, fmt.Errorf("unreadable acknowledgement %q: %w", resp.Data, err))
+	}
+	if ack.Error != nil {
+		return fail(false, ack.Error)
+	}
+	if ack.Val == "" {
+		// Stored by a stream that is not a counter stream.
+		return fail(true, fmt.Errorf("stream %s acknowledged without a total: not a counter stream (allow_msg_counter)", ack.Stream))
+	}
+	total, err := strconv.ParseInt(ack.Val, 10, 64)
+	if err != nil {
+		return fail(true, fmt.Errorf("total %q: %w", ack.Val, err))
+	}
+	return total, ack.Seq, nil
+}
