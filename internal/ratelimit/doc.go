@@ -52,6 +52,7 @@
 //
 // The clock (Options.Now, time.Now by default) is read as a duration since
 // New: with time.Now that is the monotonic clock, immune to wall-clock
-// steps. A clock that goes back anyway (a fake one) never mints tokens:
-// the buckets stand still until it passes its latest reading again.
+// steps. A clock that goes back anyway (a fake one) never mints tokens
+// nor takes any: each bucket stands still until the clock passes again
+// the latest reading it saw (that of its lock shard).
 package ratelimit

@@ -33,8 +33,8 @@ type Options struct {
 	// with a 38-byte key), so the default is some 16 MB at most.
 	MaxKeys int
 	// Now is the clock (nil = time.Now). Tests set a fake one; a clock
-	// that goes back freezes the buckets until it passes its latest
-	// reading again.
+	// that goes back freezes the buckets until it passes again the
+	// latest reading they saw.
 	Now func() time.Time
 }
 
