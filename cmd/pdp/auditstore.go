@@ -192,7 +192,7 @@ func runAuditQuery(ctx context.Context, args []string, stdout, stderr io.Writer)
 	var q auditstore.Query
 	fs.StringVar(&q.Tool, "tool", "", "target: tool or prompt name, or resource URI")
 	outcome := fs.String("outcome", "", "allow, deny, challenge, filtered (comma-separated for several)")
-	fs.BoolVar(&q.Denied, "denied", false, "deny and challenge outcomes")
+	fs.BoolVar(&q.Denied, "denied", false, "the refusals: deny, challenge and limited outcomes")
 	fs.StringVar(&q.Subject, "subject", "", "token subject (sub): the user")
 	fs.StringVar(&q.Client, "client", "", "client_id: the agent or app")
 	fs.StringVar(&q.Resource, "resource", "", "resource key")

@@ -149,6 +149,23 @@ func appendEvent(b []byte, e *Event) (_ []byte, ok bool) {
 			return b, false
 		}
 	}
+	if l := e.Limit; l != nil {
+		if b, ok = appendField(b, `,"limit":{"kind":`, l.Kind, false); !ok {
+			return b, false
+		}
+		b = append(b, `,"limit":`...)
+		b = strconv.AppendInt(b, int64(l.Limit), 10)
+		if b, ok = appendField(b, `,"per":`, l.Per, false); !ok {
+			return b, false
+		}
+		if b, ok = appendField(b, `,"by":`, l.By, false); !ok {
+			return b, false
+		}
+		if l.Uncounted {
+			b = append(b, `,"uncounted":true`...)
+		}
+		b = append(b, '}')
+	}
 	b = append(b, `,"latency_us":`...)
 	b = strconv.AppendInt(b, e.LatencyMicros, 10)
 	if b, ok = appendList(b, `,"visible":`, e.Visible); !ok {

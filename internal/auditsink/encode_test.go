@@ -90,6 +90,8 @@ func TestAppendEventCoversEveryField(t *testing.T) {
 			f.SetBool(true)
 		case *Unverified:
 			f.Set(reflect.ValueOf(&Unverified{Subject: "u-sub", ClientID: "u-client", Issuer: "u-iss"}))
+		case *Limit:
+			f.Set(reflect.ValueOf(&Limit{Kind: "quota", Limit: 100, Per: "day", By: "sub+client", Uncounted: true}))
 		case time.Time:
 			f.Set(reflect.ValueOf(time.Date(2025, 6, 1, 12, 0, 0, 123, time.UTC)))
 		case []string:
@@ -130,7 +132,7 @@ func FuzzAppendEvent(f *testing.F) {
 		strs, lists string
 		num, sec    int64
 		nsec, zone  int32
-		flags       uint8 // 1: empty non-nil lists, 2: empty non-nil act, 4: zero time, 8: truncated
+		flags       uint8 // 1: empty non-nil lists, 2: empty non-nil act, 4: zero time, 8: truncated, 16: limit, 32: uncounted
 		args, id    string
 	}{
 		{plainStrings, plainLists, 200, june, 123, 0, 0, `{"z":1,"a":["<b>",null,true],"m":{"k":1.5}}`, `7`},
@@ -147,10 +149,13 @@ func FuzzAppendEvent(f *testing.F) {
 		{"id\tx|\u007f", "", 200, june, 0, 0, 0, "", ""},
 		{"id", "", 200, june, 0, 0, 0, "", ` 7 `},
 		{"id", "", 200, june, 0, 0, 0, "", `"a\u0041"`},
-		{"id", "", 200, june, 0, 0, 0, "", `{`},                       // json.Marshal refuses
-		{"id", "", 200, 253402300800, 0, 0, 0, "", ""},                // year 10000: refused
-		{"id", "", 200, june, 0, 24 * 3600, 0, "", ""},                // zone offset out of range
-		{"id", "", 200, june, 0, 3601, 0, `{"k":"\u00e9\u2028"}`, ""}, // offset with seconds
+		{"id", "", 200, june, 0, 0, 0, "", `{`},                                      // json.Marshal refuses
+		{"id", "", 200, 253402300800, 0, 0, 0, "", ""},                               // year 10000: refused
+		{"id", "", 200, june, 0, 24 * 3600, 0, "", ""},                               // zone offset out of range
+		{"id", "", 200, june, 0, 3601, 0, `{"k":"\u00e9\u2028"}`, ""},                // offset with seconds
+		{plainStrings, plainLists + "|rate,1m0s", 429, june, 0, 0, 16, "", ""},       // a limited call
+		{plainStrings, plainLists + "|quota,day", 200, june, 0, 0, 16 | 32, "", ""},  // uncounted
+		{"id|||||||sub\"+client", "|||||rate,1\u2028m", 429, june, 0, 0, 16, "", ""}, // escapes in the limit
 	} {
 		f.Add(s.strs, s.lists, s.num, s.sec, s.nsec, s.zone, s.flags, []byte(s.args), []byte(s.id))
 	}
@@ -233,6 +238,10 @@ func fuzzEvent(strs, lists string, num, sec int64, nsec, zone int32, flags uint8
 	}
 	if len(id) > 0 {
 		e.JSONRPCID = json.RawMessage(id)
+	}
+	if flags&16 != 0 {
+		kind, per, _ := strings.Cut(part(5), ",")
+		e.Limit = &Limit{Kind: kind, Limit: int(int32(num)), Per: per, By: e.Target, Uncounted: flags&32 != 0}
 	}
 	return e
 }

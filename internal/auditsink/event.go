@@ -46,6 +46,9 @@ const (
 	OutcomeDeny      = "deny"
 	OutcomeChallenge = "challenge"
 	OutcomeFiltered  = "filtered"
+	// OutcomeLimited: allowed by the policy, refused by a rate limit or a
+	// quota (Event.Limit says which).
+	OutcomeLimited = "limited"
 )
 
 // Actor is one link of the RFC 8693 "act" delegation chain, outermost
@@ -103,7 +106,12 @@ type Event struct {
 	// RetryOf is the id of the denied decision the client says this
 	// request retries (the authorizationContextId of a structured denial,
 	// echoed in the request's _meta); the client's word, not verified.
-	RetryOf       string `json:"retry_of,omitempty"`
+	RetryOf string `json:"retry_of,omitempty"`
+	// Limit is, for outcome limited, the limit that refused the call; for
+	// an allowed call whose quota could not be counted (the counters
+	// unreachable, on_counter_unavailable: allow), that quota, with
+	// Uncounted set.
+	Limit         *Limit `json:"limit,omitempty"`
 	LatencyMicros int64  `json:"latency_us"`
 
 	// Visible and Hidden are the item names of a filtered list.
@@ -190,6 +198,20 @@ func SanitizeToken(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// Limit is a rate limit or quota as an audit event records it.
+type Limit struct {
+	// Kind is "rate" or "quota".
+	Kind string `json:"kind"`
+	// Limit calls per Per ("1m0s" for a rate, "hour", "day" or "month"
+	// for a quota), counted per By ("sub", "client", "sub+client",
+	// "resource").
+	Limit int    `json:"limit"`
+	Per   string `json:"per"`
+	By    string `json:"by"`
+	// Uncounted: the call was allowed without being counted.
+	Uncounted bool `json:"uncounted,omitempty"`
 }
 
 // IsResourceKey reports whether s is written like a resource key (the

@@ -14,7 +14,7 @@ import (
 type Query struct {
 	Tool, Subject, Client, Resource, Method, DecisionID string
 	Outcomes                                            []string
-	// Denied selects deny and challenge outcomes.
+	// Denied selects the refusals: deny, challenge and limited outcomes.
 	Denied       bool
 	Since, Until time.Time
 	// By groups by these columns (see GroupColumns) and counts.
@@ -56,7 +56,7 @@ func (s *Store) Query(ctx context.Context, q Query) (*Result, error) {
 	eq("id", q.DecisionID)
 	outs := q.Outcomes
 	if q.Denied {
-		outs = append(outs, "deny", "challenge")
+		outs = append(outs, "deny", "challenge", "limited")
 	}
 	if len(outs) > 0 {
 		where = append(where, "outcome IN (?"+strings.Repeat(",?", len(outs)-1)+")")
