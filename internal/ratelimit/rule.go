@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -101,8 +102,9 @@ func (r Rule) derive() (rate, bool) {
 	return rt, true
 }
 
-// RetryAfterSeconds is d rounded up to whole seconds, at least 1: the
-// value of an HTTP Retry-After header for a denied Take (Result.RetryAfter).
+// RetryAfterSeconds is d rounded up to whole seconds, at least 1 (and at
+// most math.MaxInt32, for 32-bit ints): the value of an HTTP Retry-After
+// header for a denied Take (Result.RetryAfter).
 func RetryAfterSeconds(d time.Duration) int {
 	if d <= time.Second {
 		return 1
@@ -111,5 +113,5 @@ func RetryAfterSeconds(d time.Duration) int {
 	if d%time.Second != 0 {
 		s++
 	}
-	return int(s)
+	return int(min(s, math.MaxInt32))
 }

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -88,7 +89,9 @@ func TestRetryAfterSeconds(t *testing.T) {
 		{1500 * time.Millisecond, 2},
 		{2 * time.Second, 2},
 		{time.Minute - time.Nanosecond, 60},
-		{MaxFill, int(MaxFill / time.Second)},
+		{MaxPer + 1, int(MaxPer/time.Second) + 1},
+		{MaxFill, math.MaxInt32},
+		{math.MaxInt64, math.MaxInt32},
 	}
 	for _, c := range cases {
 		if got := RetryAfterSeconds(c.d); got != c.want {
