@@ -370,8 +370,10 @@ func TestAckFailures(t *testing.T) {
 	c := mustNew(t, nc, Config{Prefix: "fake", Timeout: 200 * time.Millisecond})
 	peer := connect(t, srv.URL())
 	answers := map[string]func(m *nats.Msg){
-		"silent":  func(*nats.Msg) {},
-		"refuses": func(m *nats.Msg) { _ = m.Respond([]byte(`{"error":{"code":503,"err_code":10039,"description":"jetstream not enabled"}}`)) },
+		"silent": func(*nats.Msg) {},
+		"refuses": func(m *nats.Msg) {
+			_ = m.Respond([]byte(`{"error":{"code":503,"err_code":10039,"description":"jetstream not enabled"}}`))
+		},
 		"plain":   func(m *nats.Msg) { _ = m.Respond([]byte(`{"stream":"PLAIN","seq":7}`)) },
 		"garbled": func(m *nats.Msg) { _ = m.Respond([]byte(`{"stream":`)) },
 		"not int": func(m *nats.Msg) { _ = m.Respond([]byte(`{"stream":"X","seq":7,"val":"1e3"}`)) },
@@ -481,7 +483,6 @@ func TestObservedBound(t *testing.T) {
 		t.Fatal("MaxObserved -1 remembers")
 	}
 }
-
 
 func TestNewConfig(t *testing.T) {
 	srv := natstest.Start(t)
