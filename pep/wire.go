@@ -64,6 +64,12 @@ type Request struct {
 	// HTTP (JSON "http", omitted when nil) is the HTTP request that carried
 	// the message, which a DPoP proof signs: required with DPoP.
 	HTTP *HTTPRequest `json:"http,omitempty"`
+	// RateKey (JSON "rate_key", omitted when empty; at most 256 bytes)
+	// counts an anonymous caller's rate limits and quotas, e.g. the
+	// client's address (the middleware sends the remote IP); without it
+	// anonymous callers share one budget. Callers with a token are counted
+	// by their token.
+	RateKey string `json:"rate_key,omitempty"`
 }
 
 // HTTPRequest is the HTTP request of an MCP message, as a DPoP proof names

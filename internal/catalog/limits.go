@@ -42,6 +42,7 @@ const (
 	maxLimit   = 1_000_000_000
 	minRatePer = time.Millisecond
 	maxRatePer = 366 * 24 * time.Hour
+	maxRefill  = 100 * 366 * 24 * time.Hour
 )
 
 // Rate is a token bucket: Limit calls per Per, up to Burst at once (0 in
@@ -102,6 +103,14 @@ func ParseRate(raw any) (Rate, error) {
 	}
 	if r.Per < minRatePer || r.Per > maxRatePer {
 		return Rate{}, &LimitError{"per", fmt.Sprintf("%s is out of range: from %s to %s (for longer windows use a quota)", per, minRatePer, maxRatePer)}
+	}
+	if int64(r.Limit) > r.Per.Nanoseconds() {
+		return Rate{}, &LimitError{"limit", fmt.Sprintf("%d per %s is more than one call per nanosecond", r.Limit, per)}
+	}
+	// An empty bucket refills within maxRefill (and the buckets' integer
+	// arithmetic stays in range).
+	if refill := float64(r.Burst) * float64(r.Per) / float64(r.Limit); refill > float64(maxRefill) {
+		return Rate{}, &LimitError{"burst", fmt.Sprintf("%d at %d per %s takes longer than 100 years to refill", r.Burst, r.Limit, per)}
 	}
 	if r.By, err = limitBy(m); err != nil {
 		return Rate{}, err

@@ -62,6 +62,10 @@ type Resource struct {
 	DPoP *dpop.Verifier
 	// DPoPRequired refuses the tokens that are not bound to a key.
 	DPoPRequired bool
+	// OnCounterUnavailable is what a call with a quota gets when the
+	// quota counters cannot be reached: CounterDeny ("" too) or
+	// CounterAllow (allowed uncounted, said in its audit event).
+	OnCounterUnavailable string
 }
 
 // Options configure a Service.
@@ -78,8 +82,14 @@ type Options struct {
 	// Revocations are the revocations every decision looks its caller up
 	// in (the set a revoke.Watcher keeps); nil: none.
 	Revocations *revoke.Set
-	Logger      *slog.Logger
+	// Limiter applies the rate limits and quotas the policy returns; nil:
+	// a call the policy limits is refused (the limits cannot be applied).
+	Limiter Limiter
+	Logger  *slog.Logger
 }
+
+// maxRateKey bounds pep.Request.RateKey.
+const maxRateKey = 256
 
 // DefaultDecisionTimeout is Options.DecisionTimeout's default.
 const DefaultDecisionTimeout = 250 * time.Millisecond
@@ -93,6 +103,7 @@ type Service struct {
 	timeout   time.Duration
 	log       *slog.Logger
 	revoked   *revoke.Set
+	limiter   Limiter
 	ids       sync.Pool
 	tokens    *tokenMemo
 	// toolMetas are each resource's tools' annotations and _meta from its
@@ -114,6 +125,7 @@ func New(o Options) (*Service, error) {
 		timeout:   o.DecisionTimeout,
 		log:       o.Logger,
 		revoked:   o.Revocations,
+		limiter:   o.Limiter,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -227,6 +239,9 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 	if res == nil {
 		return nil, badRequest("unknown_resource", "resource %q is not configured on this PDP", req.Resource)
 	}
+	if len(req.RateKey) > maxRateKey {
+		return nil, badRequest("invalid_request", "rate_key is longer than %d bytes", maxRateKey)
+	}
 	if req.HTTPMethod != "" {
 		return s.decideTransport(ctx, req, res, pepName, start, verified)
 	}
@@ -254,7 +269,7 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 	in := &w.in
 	*in = decision.Input{Resource: res.URI, Method: msg.Method, Class: decision.ClassifyMethod(msg.Method)}
 	d := &w.pending
-	*d = pending{svc: s, res: res, in: in, id: msg.ID, pepName: pepName, start: start, verified: verified}
+	*d = pending{svc: s, res: res, in: in, id: msg.ID, pepName: pepName, start: start, verified: verified, rateKey: req.RateKey}
 
 	if in.Class.Operation == decision.OpCall {
 		if !fast && len(msg.Params) > 0 {
@@ -534,6 +549,11 @@ type pending struct {
 	// its fingerprint and what it claims, unverified (for the audit).
 	refusedFP string
 	refused   *auditsink.Unverified
+	// rateKey counts an anonymous caller's limits (pep.Request.RateKey);
+	// limit is the limit that refused the call, or the quota it was
+	// allowed without counting, for the audit event.
+	rateKey string
+	limit   *auditsink.Limit
 	// ev is the decision's audit event (event): allocated with the rest
 	// of the decision, not on its own.
 	ev auditsink.Event
@@ -619,7 +639,17 @@ func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr e
 		resp.MissingScopes = resp.RequiredScopes
 		resp.Reason = tokErr.Description
 	case result.Allow:
-		ref.Kind = stepup.Allowed
+		kind, lref, lev, lerr := d.applyLimits(ctx, result)
+		d.limit = lev
+		ref.Kind = kind
+		switch kind {
+		case stepup.Limited:
+			ref.RetryAfter, ref.Limit, ref.Quota = lref.RetryAfter, lref.Limit, lref.Quota
+			resp.Reason = "over its limit: " + lref.Limit
+		case stepup.Unavailable:
+			resp.Reason = "decision failed: " + lerr.Error()
+			d.svc.log.Error("decision failed", "resource", d.res.URI, "method", d.in.Method, "target", d.in.Target, "err", lerr)
+		}
 	case !result.Visible:
 		ref.Kind = stepup.Hidden
 		resp.RequiredScopes, resp.MissingScopes = []string{}, []string{}
@@ -648,6 +678,7 @@ func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr e
 	resp.HTTPStatus = ans.HTTPStatus
 	resp.WWWAuthenticate = ans.WWWAuthenticate
 	resp.JSONRPCError = ans.JSONRPCError
+	resp.RetryAfter = ans.RetryAfter
 	if d.in.Class.Kind == decision.KindTool && d.in.Class.Operation == decision.OpCall {
 		resp.ToolResult = ans.ToolResult
 	}
@@ -666,6 +697,8 @@ func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr e
 		}
 	case stepup.NoToken, stepup.InvalidToken, stepup.InvalidRequest, stepup.InsufficientScope:
 		outcome = pep.OutcomeChallenge
+	case stepup.Limited:
+		outcome = pep.OutcomeLimited
 	default:
 		outcome = pep.OutcomeDeny
 	}
@@ -737,6 +770,7 @@ func (d *pending) event(resp *pep.Response) *auditsink.Event {
 		ev.Visible, ev.Hidden = d.filtered.Visible, d.filtered.Hidden
 	}
 	ev.RetryOf = d.retryOf
+	ev.Limit = d.limit
 	if d.res.AuditArguments && d.args != nil {
 		var args map[string]any
 		if json.Unmarshal(d.args, &args) == nil {

@@ -1,0 +1,170 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"io/fs"
+	"math/rand/v2"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcp-pdp/pdp/internal/auditsink"
+	"github.com/mcp-pdp/pdp/internal/catalog"
+	"github.com/mcp-pdp/pdp/internal/config"
+	"github.com/mcp-pdp/pdp/internal/devissuer"
+	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
+	"github.com/mcp-pdp/pdp/internal/testkit"
+	"github.com/mcp-pdp/pdp/internal/testkit/natstest"
+	"github.com/mcp-pdp/pdp/policies"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// limitedPolicy writes the default policy with a catalog whose
+// lookup_product allows 2 calls an hour per client and whose
+// generate_qr_url has a daily quota per subject.
+func limitedPolicy(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	err := fs.WalkDir(policies.FS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || filepath.Ext(p) != ".rego" {
+			return err
+		}
+		b, err := policies.FS.ReadFile(p)
+		if err == nil {
+			testkit.WriteFile(t, filepath.Join(dir, p), string(b))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.WriteFile(t, filepath.Join(dir, "data.yaml"), `mcp:
+  default_catalog: demo
+  catalogs:
+    demo:
+      unknown: {access: deny}
+      tools:
+        lookup_product:
+          access: public
+          rate: {limit: 2, per: 1h, by: client}
+        generate_qr_url:
+          access: step_up
+          scopes: ["qr:generate"]
+          quota: {limit: 5, per: day, by: sub}
+`)
+	return dir
+}
+
+// TestRateLimitEndToEnd: a catalog's rate limit through the running PDP:
+// within the burst allowed, then 429 with Retry-After and the in-band
+// forms, for that client only; the limited decision is one audit event
+// with outcome limited and the limit. A quota, which this PDP cannot count
+// yet, is refused (fail closed), never allowed uncounted by default.
+func TestRateLimitEndToEnd(t *testing.T) {
+	iss := devissuertest.New(t, "ES256")
+	srv := natstest.Start(t)
+	cfg := hConfig(t, iss)
+	cfg.Policy.Path = limitedPolicy(t)
+	cfg.Audit = config.Audit{NATS: config.NATS{URL: srv.URL()}}
+	cfg.ApplyDefaults()
+	base := hStart(t, cfg)
+	c := &http.Client{Timeout: 10 * time.Second}
+	mint := func(client string) string {
+		return "Bearer " + iss.Mint(t, devissuer.MintOptions{Subject: "alice", ClientID: client, Audience: []string{hResource}, Scopes: []string{"qr:generate"}})
+	}
+	agent7, agent8 := mint("agent-7"), mint("agent-8")
+	decide := func(authz, tool string) map[string]any {
+		t.Helper()
+		status, out, err := hPost(t, c, base+"/v1/decide", nil, hCallBody(authz, tool))
+		if err != nil || status != 200 {
+			t.Fatalf("decide: %d %v %v", status, out, err)
+		}
+		return out
+	}
+	for i := range 2 {
+		if out := decide(agent7, "lookup_product"); out["allow"] != true {
+			t.Fatalf("call %d within the limit: %v", i+1, out)
+		}
+	}
+	out := decide(agent7, "lookup_product")
+	retry, _ := out["retry_after"].(float64)
+	if out["allow"] != false || out["outcome"] != "limited" || out["http_status"] != float64(429) || retry < 1700 || retry > 1800 {
+		t.Fatalf("over the limit: %v, want limited, 429, retry_after about 1800 s", out)
+	}
+	rpcErr, _ := out["jsonrpc_error"].(map[string]any)
+	tool, _ := out["tool_result"].(map[string]any)
+	if rpcErr["code"] != float64(-32029) || !strings.Contains(rpcErr["message"].(string), "Rate limit exceeded for lookup_product (2 calls per 1h0m0s per client)") || tool["isError"] != true {
+		t.Fatalf("in-band forms: %v %v", rpcErr, tool)
+	}
+	limitedID, _ := out["decision_id"].(string)
+	if out := decide(agent8, "lookup_product"); out["allow"] != true {
+		t.Fatalf("another client has its own budget: %v", out)
+	}
+	q := decide(agent7, "generate_qr_url")
+	if q["allow"] != false || q["http_status"] != float64(503) || !strings.Contains(q["reason"].(string), "quota counters") {
+		t.Fatalf("a quota without counters: %v, want refused 503", q)
+	}
+
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev *auditsink.Event
+	testkit.WaitFor(t, "the limited decision's audit event", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = auditsink.Read(ctx, js, cfg.Audit.Stream, cfg.Audit.SubjectPrefix, auditsink.Filter{}, false, func(e *auditsink.Event) error {
+			if e.ID == limitedID {
+				ev = e
+			}
+			return nil
+		})
+		return ev != nil
+	})
+	want := auditsink.Limit{Kind: "rate", Limit: 2, Per: "1h0m0s", By: "client"}
+	if ev.Outcome != auditsink.OutcomeLimited || ev.HTTPStatus != 429 || ev.Limit == nil || *ev.Limit != want || ev.ClientID != "agent-7" {
+		b, _ := json.Marshal(ev)
+		t.Fatalf("audit event %s, want outcome limited with %+v", b, want)
+	}
+}
+
+// TestCatalogRatesAreValidBuckets: every rate the catalog accepts is a
+// rule the token buckets take (they deny a rule they refuse), and the
+// catalog refuses what they refuse at its edges.
+func TestCatalogRatesAreValidBuckets(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	pers := []string{"1ms", "1s", "1m", "1h", "24h", "8784h"}
+	for range 20000 {
+		raw := map[string]any{"limit": float64(1 + r.IntN(1_000_000_000)), "per": pers[r.IntN(len(pers))], "by": "client"}
+		if r.IntN(2) == 0 {
+			raw["burst"] = float64(r.IntN(1_000_000_000))
+		}
+		if r.IntN(3) == 0 {
+			raw["limit"] = float64(1 + r.IntN(1000))
+		}
+		rate, err := catalog.ParseRate(raw)
+		if err != nil {
+			continue
+		}
+		if err := rule(rate).Validate(); err != nil {
+			t.Fatalf("catalog accepted %v, the buckets refuse it: %v", raw, err)
+		}
+	}
+	for _, raw := range []map[string]any{
+		{"limit": float64(2_000_000), "per": "1ms", "by": "sub"},                            // more than one per ns
+		{"limit": float64(1), "per": "8784h", "burst": float64(1_000_000_000), "by": "sub"}, // refill beyond 100 years
+	} {
+		if _, err := catalog.ParseRate(raw); err == nil {
+			t.Errorf("catalog accepted %v", raw)
+		}
+	}
+}
