@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -60,6 +61,13 @@ type Options struct {
 	// MaxSessions bounds the remembered session owners (default
 	// DefaultMaxSessions); the oldest is forgotten first.
 	MaxSessions int
+	// RateKey names an anonymous client for the PDP's rate limits and
+	// quotas (Request.RateKey; a caller with a token is counted by its
+	// token). nil: the host of the request's RemoteAddr. Behind a proxy
+	// every client has the proxy's address: return the client address the
+	// proxy forwards (only from a proxy you trust), or "" to let anonymous
+	// callers share one budget.
+	RateKey func(*http.Request) string
 	// Logger receives the middleware's warnings (default: none).
 	Logger *slog.Logger
 }
@@ -275,9 +283,9 @@ func (*bodyReader) Close() error { return nil }
 func (m *middleware) request(r *http.Request, msg *message, c credentials) *Request {
 	owner := m.sessions.ownerCaller(r.Header.Get(headerSessionID))
 	if !msg.isRequest() && !msg.isNotification() {
-		return &Request{Resource: m.o.Resource, Authorization: c.authorization, DPoP: c.dpop, HTTP: c.http, HTTPMethod: HTTPMethodPost, SessionOwner: owner}
+		return &Request{Resource: m.o.Resource, Authorization: c.authorization, DPoP: c.dpop, HTTP: c.http, HTTPMethod: HTTPMethodPost, SessionOwner: owner, RateKey: c.rateKey}
 	}
-	return &Request{Resource: m.o.Resource, Authorization: c.authorization, DPoP: c.dpop, HTTP: c.http, Message: msg.raw, SessionOwner: owner}
+	return &Request{Resource: m.o.Resource, Authorization: c.authorization, DPoP: c.dpop, HTTP: c.http, Message: msg.raw, SessionOwner: owner, RateKey: c.rateKey}
 }
 
 // credentials are what a request presents to the PDP: its Authorization
@@ -285,6 +293,7 @@ func (m *middleware) request(r *http.Request, msg *message, c credentials) *Requ
 type credentials struct {
 	authorization, dpop string
 	http                *HTTPRequest
+	rateKey             string
 }
 
 // credentials reads r's credentials. A DPoP proof comes with r's method,
@@ -294,11 +303,31 @@ type credentials struct {
 // proof. Several DPoP headers are joined (and so refused).
 func (m *middleware) credentials(r *http.Request) credentials {
 	c := credentials{authorization: authorization(r.Header)}
+	if c.authorization == "" {
+		c.rateKey = m.rateKey(r)
+	}
 	if v := r.Header.Values("DPoP"); len(v) > 0 {
 		c.dpop = strings.Join(v, ", ")
 		c.http = &HTTPRequest{Method: r.Method, URL: m.base + r.URL.EscapedPath(), ID: rand.Text()}
 	}
 	return c
+}
+
+// rateKey is Request.RateKey for an anonymous r (Options.RateKey), cut to
+// the 256 bytes the PDP takes.
+func (m *middleware) rateKey(r *http.Request) string {
+	var k string
+	if m.o.RateKey != nil {
+		k = m.o.RateKey(r)
+	} else if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		k = host
+	} else {
+		k = r.RemoteAddr
+	}
+	if len(k) > 256 {
+		k = k[:256]
+	}
+	return k
 }
 
 // serve runs next with the allowed decision in its context and the body

@@ -1,0 +1,91 @@
+package local_test
+
+import (
+	"context"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
+	"github.com/mcp-pdp/pdp/internal/testkit"
+	"github.com/mcp-pdp/pdp/pep"
+	"github.com/mcp-pdp/pdp/pep/local"
+	"github.com/mcp-pdp/pdp/policies"
+)
+
+// TestRateLimitThroughTheMiddleware: an anonymous client over a tool's
+// rate limit gets 429 with Retry-After and a JSON-RPC error body, and the
+// handler does not run; each client address has its own budget, unless
+// Options.RateKey makes them share one.
+func TestRateLimitThroughTheMiddleware(t *testing.T) {
+	iss := devissuertest.New(t, "ES256")
+	dir := t.TempDir()
+	pol := filepath.Join(dir, "policy")
+	err := fs.WalkDir(policies.FS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || filepath.Ext(p) != ".rego" {
+			return err
+		}
+		b, err := policies.FS.ReadFile(p)
+		if err == nil {
+			testkit.WriteFile(t, filepath.Join(pol, p), string(b))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.WriteFile(t, filepath.Join(pol, "data.yaml"), `mcp:
+  default_catalog: demo
+  catalogs:
+    demo:
+      unknown: {access: deny}
+      tools:
+        generate_qr_url: {access: public, rate: {limit: 2, per: 1h, by: client}}
+`)
+	cfg := filepath.Join(dir, "pdp.yaml")
+	testkit.WriteFile(t, cfg, "data_dir: "+strconv.Quote(filepath.Join(dir, "data"))+"\naudit: {enabled: false}\n"+
+		"policy: {path: "+strconv.Quote(pol)+"}\nresources:\n  - uri: "+benchResource+"\n    issuer: "+iss.URL+"\n")
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.WaitTimeout)
+	defer cancel()
+	p, err := local.Open(ctx, cfg, local.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+
+	ran := 0
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { ran++; trivial.ServeHTTP(w, r) })
+	call := func(h http.Handler, addr string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, benchResource, strings.NewReader(benchCall))
+		r.Header.Set("Content-Type", "application/json")
+		r.RemoteAddr = addr
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	h := pep.Middleware(handler, pep.Options{Decider: p, Resource: benchResource})
+	for i := range 2 {
+		if w := call(h, "192.0.2.1:4000"); w.Code != 200 {
+			t.Fatalf("call %d: HTTP %d %s", i+1, w.Code, w.Body)
+		}
+	}
+	w := call(h, "192.0.2.1:4001") // the same client, another port
+	secs, _ := strconv.Atoi(w.Header().Get("Retry-After"))
+	if w.Code != http.StatusTooManyRequests || secs < 1700 || secs > 1800 || !strings.Contains(w.Body.String(), `"code":-32029`) || ran != 2 {
+		t.Fatalf("over the limit: HTTP %d, Retry-After %q, %s (handler ran %d times)", w.Code, w.Header().Get("Retry-After"), w.Body, ran)
+	}
+	if w := call(h, "198.51.100.7:4000"); w.Code != 200 {
+		t.Fatalf("another client address: HTTP %d %s", w.Code, w.Body)
+	}
+	// One budget for every anonymous client: theirs is a new bucket
+	// (no key), used up after two calls from anywhere.
+	shared := pep.Middleware(handler, pep.Options{Decider: p, Resource: benchResource, RateKey: func(*http.Request) string { return "" }})
+	codes := []int{call(shared, "203.0.113.1:1").Code, call(shared, "203.0.113.2:1").Code, call(shared, "203.0.113.3:1").Code}
+	if codes[0] != 200 || codes[1] != 200 || codes[2] != 429 {
+		t.Fatalf("shared budget: %v, want 200 200 429", codes)
+	}
+}
