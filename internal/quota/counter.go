@@ -26,6 +26,7 @@ type Counter struct {
 	timeout time.Duration
 	log     *slog.Logger
 	obs     *observedSet
+	brk     breaker
 	stats   stats
 
 	// The increments' headers, shared read-only by every message.
@@ -50,6 +51,7 @@ func New(nc *nats.Conn, cfg Config) (*Counter, error) {
 		timeout: cfg.Timeout,
 		log:     cfg.Logger,
 		obs:     newObservedSet(cfg.MaxObserved),
+		brk:     breaker{cooldown: max(cfg.Cooldown, 0)},
 		incr:    nats.Header{incrHeader: []string{"+1"}},
 		decr:    nats.Header{incrHeader: []string{"-1"}},
 		zero:    nats.Header{incrHeader: []string{"+0"}},
@@ -140,10 +142,17 @@ func (e *UnavailableError) Unwrap() []error { return []error{ErrUnavailable, e.E
 // Failures. The error is an *UnavailableError (ErrUnavailable) when NATS
 // is disconnected (at once, nothing sent), when no acknowledgement comes
 // within the timeout (MaybeApplied: the +1 may still have been counted,
-// so each such call may over-count by one, never over-allow), or when the
-// stream refuses the message. A failed revert leaves a denial counted
-// (Stats.RevertFailed; logged): an over-count by one, never an
-// over-allow. An invalid rule is an error wrapping ErrInvalidRule.
+// so each such call may over-count by one, never over-allow), when the
+// stream refuses the message, or, for Config.Cooldown after a timeout,
+// at once with ErrCircuitOpen (nothing sent). That last bounds the
+// over-count of an outage: a stream leader that lost its quorum keeps
+// taking increments it cannot commit, and commits them all when the
+// quorum is back, so every call sent into the outage would be counted
+// although it was answered with an error; with the breaker those are the
+// calls in flight when it opened and one probe per cooldown. A failed
+// revert leaves a denial counted (Stats.RevertFailed; logged): an
+// over-count by one, never an over-allow. An invalid rule is an error
+// wrapping ErrInvalidRule.
 func (c *Counter) Take(ctx context.Context, rule Rule, key string, now time.Time) (Result, error) {
 	if err := rule.Validate(); err != nil {
 		return Result{}, err
@@ -151,7 +160,7 @@ func (c *Counter) Take(ctx context.Context, rule Rule, key string, now time.Time
 	loc := rule.location()
 	res := Result{Limit: rule.Limit, Reset: windowEnd(rule.Period, loc, now)}
 	subj := c.subject(rule.Period, loc, key, now)
-	total, seq, err := c.add(ctx, "take", subj, c.incr)
+	total, seq, err := c.add(ctx, "take", subj, c.incr, false)
 	if err != nil {
 		c.stats.unavailable.Add(1)
 		var ue *UnavailableError
@@ -172,7 +181,7 @@ func (c *Counter) Take(ctx context.Context, rule Rule, key string, now time.Time
 	// counted takes a call from the budget.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
-	after, seq2, err := c.add(rctx, "revert", subj, c.decr)
+	after, seq2, err := c.add(rctx, "revert", subj, c.decr, true)
 	if err != nil {
 		c.stats.revertFailed.Add(1)
 		c.log.Warn("quota: the revert of a denied call failed; the window counts one call too many", "err", err)
@@ -204,14 +213,14 @@ func (c *Counter) Refund(ctx context.Context, rule Rule, key string, at time.Tim
 	}
 	loc := rule.location()
 	subj := c.subject(rule.Period, loc, key, at)
-	total, seq, err := c.add(ctx, "refund", subj, c.decr)
+	total, seq, err := c.add(ctx, "refund", subj, c.decr, false)
 	if err != nil {
 		return err
 	}
 	if total < 0 {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 		defer cancel()
-		if _, _, err := c.add(rctx, "refund undo", subj, c.incr); err != nil {
+		if _, _, err := c.add(rctx, "refund undo", subj, c.incr, true); err != nil {
 			return fmt.Errorf("%w on %s (stream %s), and undoing it failed: %w", ErrOverRefund, subj, c.stream, err)
 		}
 		return fmt.Errorf("%w on %s (stream %s)", ErrOverRefund, subj, c.stream)
@@ -231,7 +240,7 @@ func (c *Counter) Used(ctx context.Context, rule Rule, key string, now time.Time
 	}
 	loc := rule.location()
 	subj := c.subject(rule.Period, loc, key, now)
-	total, seq, err := c.add(ctx, "read", subj, c.zero)
+	total, seq, err := c.add(ctx, "read", subj, c.zero, false)
 	if err != nil {
 		return 0, err
 	}
@@ -277,12 +286,18 @@ type Stats struct {
 	RevertFailed int64
 	// Refunded counts refunds applied.
 	Refunded int64
+	// FailedFast counts operations not sent because the breaker was
+	// open (ErrCircuitOpen; see Config.Cooldown); they are also counted
+	// in Unavailable when they were takes.
+	FailedFast int64
+	// CircuitOpen: the breaker holds requests back now.
+	CircuitOpen bool
 	// Observed is the number of totals remembered for Observed.
 	Observed int
 }
 
 type stats struct {
-	allowed, denied, unavailable, maybeApplied, revertFailed, refunded atomic.Int64
+	allowed, denied, unavailable, maybeApplied, revertFailed, refunded, failedFast atomic.Int64
 }
 
 // Stats returns the tallies.
@@ -291,6 +306,7 @@ func (c *Counter) Stats() Stats {
 		Allowed: c.stats.allowed.Load(), Denied: c.stats.denied.Load(),
 		Unavailable: c.stats.unavailable.Load(), MaybeApplied: c.stats.maybeApplied.Load(),
 		RevertFailed: c.stats.revertFailed.Load(), Refunded: c.stats.refunded.Load(),
+		FailedFast: c.stats.failedFast.Load(), CircuitOpen: c.brk.open(),
 		Observed: c.obs.len(),
 	}
 }
@@ -337,8 +353,9 @@ type pubAck struct {
 const noRespondersWait = 20 * time.Millisecond
 
 // add publishes the increment hdr on subj and returns the new total and
-// the message's stream sequence, within c.timeout and ctx.
-func (c *Counter) add(ctx context.Context, op, subj string, hdr nats.Header) (int64, uint64, error) {
+// the message's stream sequence, within c.timeout and ctx. Unless always,
+// it sends nothing while the breaker is open.
+func (c *Counter) add(ctx context.Context, op, subj string, hdr nats.Header, always bool) (int64, uint64, error) {
 	fail := func(maybe bool, err error) (int64, uint64, error) {
 		return 0, 0, &UnavailableError{Op: op, Stream: c.stream, Subject: subj, MaybeApplied: maybe, Err: err}
 	}
@@ -350,6 +367,17 @@ func (c *Counter) add(ctx context.Context, op, subj string, hdr nats.Header) (in
 	if !c.nc.IsConnected() {
 		return fail(false, fmt.Errorf("nats: not connected (%s)", c.nc.Status()))
 	}
+	if !always {
+		ok, probe := c.brk.admit(time.Now())
+		if !ok {
+			c.stats.failedFast.Add(1)
+			return fail(false, ErrCircuitOpen)
+		}
+		if probe {
+			defer c.brk.probed()
+		}
+	}
+	parent := ctx
 	if c.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
@@ -367,13 +395,20 @@ func (c *Counter) add(ctx context.Context, op, subj string, hdr nats.Header) (in
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			if parent.Err() == nil {
+				c.brk.trip(time.Now())
+			}
 			return fail(false, fmt.Errorf("no stream takes the subject: %w", nats.ErrNoResponders))
 		case <-t.C:
 		}
 	}
 	if err != nil {
+		if parent.Err() == nil { // not the caller giving up
+			c.brk.trip(time.Now())
+		}
 		return fail(true, err)
 	}
+	c.brk.reset() // an answer: the stream is in reach
 	var ack pubAck
 	if err := json.Unmarshal(resp.Data, &ack); err != nil {
 		return fail(true, fmt.Errorf("unreadable acknowledgement %q: %w", resp.Data, err))
@@ -391,3 +426,51 @@ func (c *Counter) add(ctx context.Context, op, subj string, hdr nats.Header) (in
 	}
 	return total, ack.Seq, nil
 }
+
+// ErrCircuitOpen is the cause (within an *UnavailableError) of a Take,
+// Refund or Used that sent nothing because a recent one got no answer in
+// time: see Config.Cooldown.
+var ErrCircuitOpen = errors.New("quota: the counters did not answer recently; not sending until the cooldown has passed")
+
+// breaker stops sending increments after one got no answer in time, for a
+// cooldown, then lets one through (the probe) until one is answered. A
+// take that times out may still be counted later (a leader that lost its
+// quorum commits its pending increments when the quorum is back), so
+// sending every call of an outage into it would let the outage use up the
+// budget; with the breaker at most the calls in flight when it opened and
+// one probe per cooldown can.
+type breaker struct {
+	cooldown  time.Duration // 0: never opens
+	openUntil atomic.Int64  // Unix ns; 0 = closed
+	probing   atomic.Bool
+}
+
+// admit reports whether a request may go, and whether it is the probe (then
+// probed must follow).
+func (b *breaker) admit(now time.Time) (ok, probe bool) {
+	u := b.openUntil.Load()
+	if u == 0 {
+		return true, false
+	}
+	if now.UnixNano() < u || !b.probing.CompareAndSwap(false, true) {
+		return false, false
+	}
+	return true, true
+}
+
+func (b *breaker) probed() { b.probing.Store(false) }
+
+func (b *breaker) trip(now time.Time) {
+	if b.cooldown > 0 {
+		b.openUntil.Store(now.Add(b.cooldown).UnixNano())
+	}
+}
+
+func (b *breaker) reset() {
+	if b.openUntil.Load() != 0 {
+		b.openUntil.Store(0)
+	}
+}
+
+// open reports whether the breaker holds requests back.
+func (b *breaker) open() bool { return b.openUntil.Load() != 0 }

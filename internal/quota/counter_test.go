@@ -556,3 +556,111 @@ func BenchmarkObserved(b *testing.B) {
 		}
 	}
 }
+
+// TestBreaker: after a timeout a Counter sends nothing for the cooldown,
+// then one probe at a time, and the first answer closes it.
+func TestBreaker(t *testing.T) {
+	srv := natstest.Start(t)
+	nc := connect(t, srv.URL())
+	peer := connect(t, srv.URL())
+	var answering atomic.Bool
+	var received atomic.Int64
+	if _, err := peer.Subscribe("flaky.>", func(m *nats.Msg) {
+		received.Add(1)
+		if answering.Load() {
+			_ = m.Respond([]byte(`{"stream":"X","seq":1,"val":"1"}`))
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := peer.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	const timeout, cooldown = 100 * time.Millisecond, 300 * time.Millisecond
+	c := mustNew(t, nc, Config{Prefix: "flaky", Timeout: timeout, Cooldown: cooldown})
+	ctx := context.Background()
+	rule := Rule{Limit: 10, Period: Day}
+	now := time.Now()
+	take := func() (time.Duration, error) {
+		t0 := time.Now()
+		_, err := c.Take(ctx, rule, "k", now)
+		return time.Since(t0), err
+	}
+
+	if _, err := take(); !errors.Is(err, ErrUnavailable) || errors.Is(err, ErrCircuitOpen) {
+		t.Fatalf("first take: %v", err)
+	}
+	// Open: at once, nothing sent, for every operation.
+	for range 5 {
+		if d, err := take(); !errors.Is(err, ErrCircuitOpen) || d > 20*time.Millisecond {
+			t.Fatalf("take while open: %v after %v", err, d)
+		}
+	}
+	if err := c.Refund(ctx, rule, "k", now); !errors.Is(err, ErrCircuitOpen) {
+		t.Fatalf("refund while open: %v", err)
+	}
+	if _, err := c.Used(ctx, rule, "k", now); !errors.Is(err, ErrCircuitOpen) {
+		t.Fatalf("read while open: %v", err)
+	}
+	if n := received.Load(); n != 1 {
+		t.Fatalf("%d messages sent, want 1", n)
+	}
+	if st := c.Stats(); !st.CircuitOpen || st.FailedFast != 7 || st.Unavailable != 6 || st.MaybeApplied != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+
+	// After the cooldown one probe goes; the others meanwhile fail fast.
+	time.Sleep(cooldown)
+	var wg sync.WaitGroup
+	var probes, fast atomic.Int64
+	for range 4 {
+		wg.Go(func() {
+			_, err := take()
+			switch {
+			case errors.Is(err, ErrCircuitOpen):
+				fast.Add(1)
+			case errors.Is(err, ErrUnavailable):
+				probes.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if probes.Load() != 1 || fast.Load() != 3 || received.Load() != 2 {
+		t.Fatalf("half open: %d probes, %d failed fast, %d sent", probes.Load(), fast.Load(), received.Load())
+	}
+
+	// The probe failed: open again. Once the counters answer, the next
+	// probe closes it.
+	answering.Store(true)
+	if _, err := take(); !errors.Is(err, ErrCircuitOpen) {
+		t.Fatalf("take right after a failed probe: %v", err)
+	}
+	time.Sleep(cooldown)
+	for i := range 3 {
+		if _, err := take(); err != nil {
+			t.Fatalf("take %d after the outage: %v", i, err)
+		}
+	}
+	if c.Stats().CircuitOpen {
+		t.Fatal("still open")
+	}
+
+	// A negative cooldown never holds back.
+	answering.Store(false)
+	never := mustNew(t, nc, Config{Prefix: "flaky", Timeout: timeout, Cooldown: -1})
+	for range 2 {
+		if _, err := never.Take(ctx, rule, "k", now); errors.Is(err, ErrCircuitOpen) || !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("no breaker: %v", err)
+		}
+	}
+	// Nor does a caller giving up.
+	giving := mustNew(t, nc, Config{Prefix: "flaky", Timeout: time.Second})
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if _, err := giving.Take(short, rule, "k", now); !errors.Is(err, ErrUnavailable) {
+		t.Fatal(err)
+	}
+	if giving.Stats().CircuitOpen {
+		t.Fatal("the caller's deadline opened the breaker")
+	}
+}

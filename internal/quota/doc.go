@@ -38,9 +38,14 @@
 // record). An acknowledgement that does not come does not mean the
 // increment was not applied (UnavailableError.MaybeApplied): each such
 // call may count one call too many, which the window's budget loses; it
-// never lets a call through beyond the limit. Nothing is retried that
-// could count twice: only a message no stream received (no responders,
-// a leader election) is sent again within the timeout.
+// never lets a call through beyond the limit. After such a timeout a
+// Counter sends nothing for Config.Cooldown (the calls fail at once with
+// ErrCircuitOpen), then one probe, so that an outage costs the budgets at
+// most the calls in flight when it began, not every call made during it
+// (a leader that lost its quorum commits the increments it took meanwhile
+// once the quorum is back). Nothing is retried that could count twice:
+// only a message no stream received (no responders, a leader election)
+// is sent again within the timeout.
 //
 // # Observed totals
 //

@@ -29,6 +29,8 @@ const (
 	MinMaxAge = 32 * 24 * time.Hour
 	// DefaultTimeout bounds one round trip of Take, Refund and Used.
 	DefaultTimeout = 250 * time.Millisecond
+	// DefaultCooldown is how long a Counter holds back after a timeout.
+	DefaultCooldown = 500 * time.Millisecond
 	// DefaultMaxObserved is the default bound on the totals a Counter
 	// remembers for Observed.
 	DefaultMaxObserved = 10_000
@@ -51,6 +53,13 @@ type Config struct {
 	// Timeout bounds each round trip of a Counter (and the caller's
 	// context may bound it further). Default DefaultTimeout.
 	Timeout time.Duration
+	// Cooldown is how long a Counter sends nothing after a round trip
+	// got no answer within Timeout (it fails at once with
+	// ErrCircuitOpen instead); then one call goes through as a probe,
+	// and the first answer ends it. It bounds what an outage takes from
+	// the budgets (see Take) and the latency of calls during it.
+	// Default DefaultCooldown; negative never holds back.
+	Cooldown time.Duration
 	// MaxObserved bounds how many totals a Counter remembers for
 	// Observed; negative remembers none. Default DefaultMaxObserved.
 	MaxObserved int
@@ -74,6 +83,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
+	}
+	if c.Cooldown == 0 {
+		c.Cooldown = DefaultCooldown
 	}
 	if c.MaxObserved == 0 {
 		c.MaxObserved = DefaultMaxObserved
