@@ -26,6 +26,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/decision"
 	"github.com/mcp-pdp/pdp/internal/dpop"
 	"github.com/mcp-pdp/pdp/internal/listfilter"
+	"github.com/mcp-pdp/pdp/internal/ratelimit"
 	"github.com/mcp-pdp/pdp/internal/revoke"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/internal/token"
@@ -82,10 +83,13 @@ type Options struct {
 	// Revocations are the revocations every decision looks its caller up
 	// in (the set a revoke.Watcher keeps); nil: none.
 	Revocations *revoke.Set
-	// Limiter applies the rate limits and quotas the policy returns; nil:
-	// a call the policy limits is refused (the limits cannot be applied).
-	Limiter Limiter
-	Logger  *slog.Logger
+	// Rates are the token buckets of the rate limits the policy returns
+	// (per replica); nil: a new ratelimit.Limiter with its defaults.
+	Rates *ratelimit.Limiter
+	// Quotas counts the quotas the policy returns; nil: a call with a
+	// quota cannot be counted (the resource's OnCounterUnavailable).
+	Quotas Quotas
+	Logger *slog.Logger
 }
 
 // maxRateKey bounds pep.Request.RateKey.
@@ -103,7 +107,8 @@ type Service struct {
 	timeout   time.Duration
 	log       *slog.Logger
 	revoked   *revoke.Set
-	limiter   Limiter
+	rates     *ratelimit.Limiter
+	quotas    Quotas
 	ids       sync.Pool
 	tokens    *tokenMemo
 	// toolMetas are each resource's tools' annotations and _meta from its
@@ -125,7 +130,11 @@ func New(o Options) (*Service, error) {
 		timeout:   o.DecisionTimeout,
 		log:       o.Logger,
 		revoked:   o.Revocations,
-		limiter:   o.Limiter,
+		rates:     o.Rates,
+		quotas:    o.Quotas,
+	}
+	if s.rates == nil {
+		s.rates = ratelimit.New(ratelimit.Options{})
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -269,7 +278,7 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 	in := &w.in
 	*in = decision.Input{Resource: res.URI, Method: msg.Method, Class: decision.ClassifyMethod(msg.Method)}
 	d := &w.pending
-	*d = pending{svc: s, res: res, in: in, id: msg.ID, pepName: pepName, start: start, verified: verified, rateKey: req.RateKey}
+	*d = pending{svc: s, res: res, in: in, id: msg.ID, pepName: pepName, start: start, verified: verified, pepRateKey: req.RateKey}
 
 	if in.Class.Operation == decision.OpCall {
 		if !fast && len(msg.Params) > 0 {
@@ -552,8 +561,9 @@ type pending struct {
 	// rateKey counts an anonymous caller's limits (pep.Request.RateKey);
 	// limit is the limit that refused the call, or the quota it was
 	// allowed without counting, for the audit event.
-	rateKey string
-	limit   *auditsink.Limit
+	pepRateKey string
+	limit      *auditsink.Limit
+	keyBuf     [192]byte // rateKey's buffer
 	// ev is the decision's audit event (event): allocated with the rest
 	// of the decision, not on its own.
 	ev auditsink.Event

@@ -6,28 +6,23 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/mcp-pdp/pdp/internal/auditsink"
 	"github.com/mcp-pdp/pdp/internal/catalog"
 	"github.com/mcp-pdp/pdp/internal/decision"
+	"github.com/mcp-pdp/pdp/internal/ratelimit"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 )
 
-// Limiter applies the rate limits and quotas the policy returned for an
-// allowed call (decision.Result.Rate and Quota). internal/server wires
-// the per-replica token buckets (internal/ratelimit) and the quota
-// counters in JetStream (internal/quota) behind it.
-type Limiter interface {
-	// TakeRate takes one call from k's bucket of r: ok, or how long until
-	// the bucket has a token again.
-	TakeRate(r catalog.Rate, k LimitKey) (ok bool, retryAfter time.Duration)
-	// RefundRate gives back a call TakeRate took (the call was then
-	// refused by its quota, and only allowed calls count).
-	RefundRate(r catalog.Rate, k LimitKey)
-	// TakeQuota counts one call of k in its window of q: ok, or how long
-	// until the window ends. An error says the counters could not be
-	// reached (the resource's OnCounterUnavailable decides).
-	TakeQuota(ctx context.Context, q catalog.Quota, k LimitKey) (ok bool, retryAfter time.Duration, err error)
+// Quotas counts the quotas the policy returns for allowed calls
+// (decision.Result.Quota), exact across replicas: internal/server wires
+// the JetStream counters of internal/quota behind it.
+type Quotas interface {
+	// Take counts one call of k in its window of q: ok, or how long until
+	// the window ends. An error says the counters could not be reached
+	// (the resource's OnCounterUnavailable decides).
+	Take(ctx context.Context, q catalog.Quota, k LimitKey) (ok bool, retryAfter time.Duration, err error)
 }
 
 // LimitKey is whose budget a call is counted against: one per resource,
@@ -58,7 +53,7 @@ func (d *pending) limitKey(by string) LimitKey {
 	k := LimitKey{Resource: d.res.URI, Method: d.in.Method, Target: d.in.Target, By: by}
 	c := d.claims
 	if c == nil {
-		k.Anonymous, k.ID = true, d.rateKey
+		k.Anonymous, k.ID = true, d.pepRateKey
 		if by == catalog.ByResource {
 			k.Anonymous, k.ID = false, ""
 		}
@@ -75,47 +70,81 @@ func (d *pending) limitKey(by string) LimitKey {
 	return k
 }
 
-// errNoLimiter: the policy returned limits this PDP cannot apply.
-var errNoLimiter = errors.New("the policy returned limits, but this PDP has no limiter")
+// errNoQuotas: the policy returned a quota this PDP cannot count.
+var errNoQuotas = errors.New("quota counters are not available on this PDP")
 
-// applyLimits takes the allowed call's rate and quota. It returns the
-// refusal when one is over (stepup.Limited), or, with err, when the
-// limits cannot be applied (Unavailable); the event limit to record
-// (limited, or uncounted); zero Refusal.Kind (Allowed) otherwise.
+// rateKey is the bucket of k, in d's buffer: the fields joined by NUL
+// (an id with a NUL names another bucket only if every other field
+// matches too; ids come from a verified token or the PEP). The string
+// shares the buffer: ratelimit copies a key it keeps.
+func (d *pending) rateKey(k LimitKey) string {
+	b := d.keyBuf[:0] // longer keys grow into the heap
+	b = append(b, k.Resource...)
+	b = append(b, 0)
+	b = append(b, k.Method...)
+	b = append(b, 0)
+	b = append(b, k.Target...)
+	b = append(b, 0)
+	b = append(b, k.By...)
+	b = append(b, 0)
+	if k.Anonymous {
+		b = append(b, 'a', ':') // the PEP's rate key
+	} else {
+		b = append(b, 't', ':') // from the token
+	}
+	b = append(b, k.ID...)
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+func rule(r *catalog.Rate) ratelimit.Rule {
+	return ratelimit.Rule{Limit: r.Limit, Per: r.Per, Burst: r.Burst}
+}
+
+// applyLimits takes the allowed call's rate and quota. It returns
+// stepup.Allowed, or stepup.Limited with the refusal's retry and limit,
+// or stepup.Unavailable with the error (a quota that cannot be counted);
+// and the limit for the audit event (the one over, or a quota allowed
+// uncounted).
 func (d *pending) applyLimits(ctx context.Context, res *decision.Result) (stepup.Kind, *stepup.Refusal, *auditsink.Limit, error) {
 	if res.Rate == nil && res.Quota == nil {
 		return stepup.Allowed, nil, nil, nil
 	}
-	lim := d.svc.limiter
-	if lim == nil {
-		return stepup.Unavailable, nil, nil, errNoLimiter
-	}
-	var rk LimitKey
+	var rk string
 	if r := res.Rate; r != nil {
-		rk = d.limitKey(r.By)
-		if ok, wait := lim.TakeRate(*r, rk); !ok {
-			return stepup.Limited, &stepup.Refusal{RetryAfter: wait, Limit: rateText(r)}, rateEvent(r), nil
+		rk = d.rateKey(d.limitKey(r.By))
+		if t := d.svc.rates.Take(rule(r), rk); !t.Allowed {
+			return stepup.Limited, &stepup.Refusal{RetryAfter: t.RetryAfter, Limit: rateText(r)}, rateEvent(r), nil
 		}
 	}
-	if q := res.Quota; q != nil {
-		ok, wait, err := lim.TakeQuota(ctx, *q, d.limitKey(q.By))
-		switch {
-		case err != nil && d.res.OnCounterUnavailable == CounterAllow:
-			ev := quotaEvent(q)
-			ev.Uncounted = true
-			d.svc.log.Warn("quota counters unavailable: call allowed uncounted", "resource", d.res.URI, "target", d.in.Target, "err", err)
-			return stepup.Allowed, nil, ev, nil
-		case err != nil:
-			if res.Rate != nil {
-				lim.RefundRate(*res.Rate, rk)
-			}
-			return stepup.Unavailable, nil, nil, fmt.Errorf("quota counters unavailable: %w", err)
-		case !ok:
-			if res.Rate != nil {
-				lim.RefundRate(*res.Rate, rk)
-			}
-			return stepup.Limited, &stepup.Refusal{RetryAfter: wait, Limit: quotaText(q), Quota: true}, quotaEvent(q), nil
+	refund := func() {
+		if res.Rate != nil {
+			d.svc.rates.Refund(rule(res.Rate), rk)
 		}
+	}
+	q := res.Quota
+	if q == nil {
+		return stepup.Allowed, nil, nil, nil
+	}
+	var (
+		ok   bool
+		wait time.Duration
+		err  = errNoQuotas
+	)
+	if d.svc.quotas != nil {
+		ok, wait, err = d.svc.quotas.Take(ctx, *q, d.limitKey(q.By))
+	}
+	switch {
+	case err != nil && d.res.OnCounterUnavailable == CounterAllow:
+		ev := quotaEvent(q)
+		ev.Uncounted = true
+		d.svc.log.Warn("quota counters unavailable: call allowed uncounted", "resource", d.res.URI, "target", d.in.Target, "err", err)
+		return stepup.Allowed, nil, ev, nil
+	case err != nil:
+		refund()
+		return stepup.Unavailable, nil, nil, fmt.Errorf("quota %s: %w", quotaText(q), err)
+	case !ok:
+		refund()
+		return stepup.Limited, &stepup.Refusal{RetryAfter: wait, Limit: quotaText(q), Quota: true}, quotaEvent(q), nil
 	}
 	return stepup.Allowed, nil, nil, nil
 }

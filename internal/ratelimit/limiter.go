@@ -108,7 +108,8 @@ func New(opts Options) *Limiter {
 // if needed, and reports whether the call may proceed. A denied take
 // consumes nothing. The key is opaque: callers build it, e.g.
 // "tool:generate_qr|client:abc", and must put in it whatever tells two
-// rules apart, since one key has one bucket. When a key's rule changes
+// rules apart, since one key has one bucket. The key need not outlive the
+// call (a string over a reused buffer is fine): a bucket keeps a copy. When a key's rule changes
 // (a reload), its bucket keeps its whole tokens, at most the new burst (a
 // full bucket is full under the new rule).
 //

@@ -26,7 +26,7 @@ var allowedImports = map[string][]string{
 	"policies":                         {},
 	"internal/api":                     {"pep", "internal/stepup", "internal/jsonfast", "internal/authzen"},
 	"internal/authzen":                 {"pep", "internal/token"},
-	"internal/core":                    {"internal/token", "internal/dpop", "internal/decision", "internal/catalog", "internal/listfilter", "internal/stepup", "internal/auditsink", "internal/jsonfast", "internal/revoke", "pep"},
+	"internal/core":                    {"internal/token", "internal/dpop", "internal/decision", "internal/catalog", "internal/ratelimit", "internal/listfilter", "internal/stepup", "internal/auditsink", "internal/jsonfast", "internal/revoke", "pep"},
 	"internal/token":                   {},
 	"internal/dpop":                    {"internal/jsonfast"},
 	"internal/decision":                {"internal/catalog"},

@@ -83,7 +83,6 @@ func (s *Server) wire(ctx context.Context) error {
 		DenyUnaudited:   cfg.Audit.OnFailure == "deny",
 		DecisionTimeout: cfg.Limits.DecisionTimeout.D(),
 		Revocations:     revoked,
-		Limiter:         newLimiter(),
 		Logger:          log,
 	})
 	if err != nil {
