@@ -198,6 +198,10 @@ type Resource struct {
 	// StructuredDenials adds the SEP-2643 (draft) structured denial
 	// envelope to the in-band forms of authorization refusals.
 	StructuredDenials bool `yaml:"structured_denials"`
+	// OnCounterUnavailable is what a call with a quota gets when the quota
+	// counters cannot be reached: "deny" ("" = deny) or "allow" (allowed
+	// uncounted, said in its audit event).
+	OnCounterUnavailable string `yaml:"on_counter_unavailable"`
 	// ResourceMetadataURL overrides the RFC 9728 metadata URL sent in challenges.
 	ResourceMetadataURL string `yaml:"resource_metadata_url"`
 	// Algorithms allowed for token signatures (empty = token.DefaultAlgorithms:
@@ -781,6 +785,7 @@ func (c *Config) validateResources(ps *problems) {
 			}
 		}
 		ps.oneOf(k+".challenge_scopes", r.ChallengeScopes, "operation", "accumulate")
+		ps.oneOf(k+".on_counter_unavailable", r.OnCounterUnavailable, "deny", "allow")
 		for _, a := range r.Algorithms {
 			if !allowedAlgs[a] {
 				ps.bad(k+".algorithms", "%q is not allowed; use asymmetric algorithms only (RS256..RS512, PS256..PS512, ES256..ES512, EdDSA)", a)

@@ -124,6 +124,7 @@ func TestErrorsNameKeyAndFix(t *testing.T) {
 		{"no issuer", "resources:\n  - uri: https://a/mcp\n", "resources[0].issuer: required"},
 		{"hs256", minimal + "    algorithms: [HS256]\n", `"HS256" is not allowed`},
 		{"strategy", minimal + "    challenge_scopes: all\n", "resources[0].challenge_scopes"},
+		{"counter fallback", minimal + "    on_counter_unavailable: maybe\n", "resources[0].on_counter_unavailable"},
 		{"duplicate", minimal + "  - uri: https://mcp.example.com/mcp\n    issuer: https://a\n", "configured twice"},
 		{"bad scope", minimal + "    scopes_supported: [\"a b\"]\n", "not a valid scope token"},
 		{"audit mode", minimal + "audit:\n  mode: maybe\n", "audit.mode"},

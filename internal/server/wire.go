@@ -179,6 +179,7 @@ func (s *Server) buildResources() ([]*core.Resource, []api.MetadataDoc, error) {
 				StructuredDenials: r.StructuredDenials,
 			},
 			AuditArguments: r.AuditArguments.Enabled, Redact: r.AuditArguments.Redact,
+			OnCounterUnavailable: r.OnCounterUnavailable,
 		})
 		if s.iss == nil {
 			s.goBackground(func(ctx context.Context) {
