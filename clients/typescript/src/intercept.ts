@@ -89,6 +89,7 @@ export function batchAnswer(b: Batch, status: number): { status: number; headers
         status = b.challenge.http_status || 403;
         if (b.challenge.www_authenticate) headers['WWW-Authenticate'] = b.challenge.www_authenticate;
         if (b.challenge.dpop_nonce) headers['DPoP-Nonce'] = b.challenge.dpop_nonce;
+        if (b.challenge.retry_after) headers['Retry-After'] = String(b.challenge.retry_after);
     }
     if (status >= 200 && status < 300) {
         if (b.answers.length === 0) return { status: 202, headers, body: undefined };

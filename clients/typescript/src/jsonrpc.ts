@@ -135,6 +135,7 @@ export function writeDenial(res: ServerResponse, id: RawId | undefined, d: Decis
     const headers: Record<string, string | number> = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) };
     if (d.www_authenticate) headers['WWW-Authenticate'] = d.www_authenticate;
     if (d.dpop_nonce) headers['DPoP-Nonce'] = d.dpop_nonce; // RFC 9449 §8
+    if (d.retry_after) headers['Retry-After'] = String(d.retry_after); // RFC 9110 §10.2.3
     res.writeHead(status, headers);
     res.end(body);
 }

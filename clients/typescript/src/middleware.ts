@@ -65,6 +65,14 @@ export interface PdpAuthOptions {
     authorizationServers?: string[];
     /** `scopes_supported` of the served metadata document. */
     scopesSupported?: string[];
+    /**
+     * Names an anonymous client for the PDP's rate limits and quotas (the
+     * decision request's rate_key; a caller with a token is counted by its
+     * token). Default: the request's remote address. Behind a proxy return
+     * the client address the proxy forwards (only from a proxy you trust),
+     * or '' to let anonymous callers share one budget.
+     */
+    rateKey?: (req: IncomingMessage) => string;
     /** Called with every decision (for logs: `decision_id`, `outcome`, `reason`). */
     onDecision?: (d: Decision, req: IncomingMessage) => void;
     /** Called when a request is refused without a decision or an answer of the server is not relayed. */
@@ -89,7 +97,7 @@ const DEFAULTS = { timeoutMs: 2000, maxBodyBytes: 4 << 20, maxResponseBytes: 16 
 
 /** CORS: what a browser-based client may send and read. */
 const CORS_ALLOW_HEADERS = 'Authorization, DPoP, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name';
-const CORS_EXPOSE_HEADERS = 'Mcp-Session-Id, Mcp-Protocol-Version, WWW-Authenticate, DPoP-Nonce';
+const CORS_EXPOSE_HEADERS = 'Mcp-Session-Id, Mcp-Protocol-Version, WWW-Authenticate, DPoP-Nonce, Retry-After';
 
 const callers = new WeakMap<IncomingMessage, Caller | null>();
 
@@ -149,6 +157,7 @@ interface Credentials {
     authorization: string | undefined;
     dpop?: string;
     http?: HTTPRequest;
+    rateKey?: string;
 }
 
 /** Adds c to a decision request. */
@@ -156,6 +165,7 @@ function withCredentials(body: DecideRequest, c: Credentials): DecideRequest {
     if (c.authorization) body.authorization = c.authorization;
     if (c.dpop) body.dpop = c.dpop;
     if (c.http) body.http = c.http;
+    if (c.rateKey) body.rate_key = c.rateKey;
     return body;
 }
 
@@ -311,6 +321,10 @@ export function pdpAuth(options: PdpAuthOptions): PdpAuthMiddleware {
      */
     const credentials = (req: IncomingMessage): Credentials => {
         const c: Credentials = { authorization: authorizationOf(req) };
+        if (!c.authorization) {
+            const k = o.rateKey ? o.rateKey(req) : (req.socket?.remoteAddress ?? '');
+            if (k) c.rateKey = k.slice(0, 256);
+        }
         let dpop = headerLines(req, 'dpop');
         if (dpop.length === 0 && typeof req.headers.dpop === 'string') dpop = [req.headers.dpop]; // a request without rawHeaders
         if (dpop.length > 0) {

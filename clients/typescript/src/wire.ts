@@ -48,6 +48,8 @@ export interface DecideRequest {
     /** The Mcp-Method and Mcp-Name request headers (MCP 2026-07-28) as received; the PDP refuses a message they contradict (400, -32020). */
     mcp_method?: string;
     mcp_name?: string;
+    /** Names an anonymous caller for rate limits and quotas (at most 256 bytes), e.g. the client's address; without it anonymous callers share one budget. */
+    rate_key?: string;
 }
 
 /** The HTTP request of an MCP message, as a DPoP proof names it (htm, htu). */
@@ -68,11 +70,13 @@ export interface HTTPRequest {
 export interface Decision {
     decision_id: string;
     allow: boolean;
-    outcome: 'allow' | 'filtered' | 'challenge' | 'deny';
+    outcome: 'allow' | 'filtered' | 'challenge' | 'deny' | 'limited';
     http_status: number;
     www_authenticate?: string;
     /** A nonce the client must put in its next DPoP proof (RFC 9449 §8): sent as the DPoP-Nonce header of the answer (a use_dpop_nonce denial, or an allowed DPoP request, §8.2). */
     dpop_nonce?: string;
+    /** For outcome 'limited' (a rate limit or quota): the seconds until the call may succeed, sent as the Retry-After header of the 429. */
+    retry_after?: number;
     required_scopes: string[];
     missing_scopes: string[];
     /** For logs only: it may reveal policy internals; never sent to clients. */
