@@ -1,6 +1,7 @@
 package quota
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -347,6 +348,80 @@ type pubAck struct {
 	Error  *jetstream.APIError `json:"error"`
 }
 
+// parseCounterAck reads the total and sequence of a counter stream's
+// acknowledgement laid out exactly as nats-server writes it:
+// {"stream":"S","seq":5,"val":"3"}, maybe with "domain" after the stream,
+// with no allocation. Anything else (an error, another layout) is not ok,
+// for encoding/json to read.
+func parseCounterAck(b []byte) (total int64, seq uint64, ok bool) {
+	rest, ok := bytes.CutPrefix(b, []byte(`{"stream":`))
+	if !ok {
+		return 0, 0, false
+	}
+	if rest, ok = skipString(rest); !ok {
+		return 0, 0, false
+	}
+	if after, found := bytes.CutPrefix(rest, []byte(`,"domain":`)); found {
+		if rest, ok = skipString(after); !ok {
+			return 0, 0, false
+		}
+	}
+	if rest, ok = bytes.CutPrefix(rest, []byte(`,"seq":`)); !ok {
+		return 0, 0, false
+	}
+	seq, n := parseDigits(rest)
+	if n == 0 {
+		return 0, 0, false
+	}
+	if rest, ok = bytes.CutPrefix(rest[n:], []byte(`,"val":"`)); !ok {
+		return 0, 0, false
+	}
+	neg := len(rest) > 0 && rest[0] == '-'
+	if neg {
+		rest = rest[1:]
+	}
+	u, n := parseDigits(rest)
+	if n == 0 || string(rest[n:]) != `"}` || u > 1<<62 {
+		return 0, 0, false
+	}
+	total = int64(u)
+	if neg {
+		total = -total
+	}
+	return total, seq, true
+}
+
+// skipString skips the JSON string at the start of b.
+func skipString(b []byte) ([]byte, bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return nil, false
+	}
+	for i := 1; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return b[i+1:], true
+		}
+	}
+	return nil, false
+}
+
+// parseDigits reads the decimal digits at the start of b (at most 19,
+// so that they fit), returning the value and how many there were.
+func parseDigits(b []byte) (uint64, int) {
+	var v uint64
+	n := 0
+	for n < len(b) && n < 19 && b[n] >= '0' && b[n] <= '9' {
+		v = v*10 + uint64(b[n]-'0')
+		n++
+	}
+	if n < len(b) && b[n] >= '0' && b[n] <= '9' {
+		return 0, 0 // too long
+	}
+	return v, n
+}
+
 // noRespondersWait is the pause before sending again a message that found
 // no stream listening (a stream electing a leader): nothing received it,
 // so sending it again cannot count it twice.
@@ -409,6 +484,9 @@ func (c *Counter) add(ctx context.Context, op, subj string, hdr nats.Header, alw
 		return fail(true, err)
 	}
 	c.brk.reset() // an answer: the stream is in reach
+	if total, seq, ok := parseCounterAck(resp.Data); ok {
+		return total, seq, nil
+	}
 	var ack pubAck
 	if err := json.Unmarshal(resp.Data, &ack); err != nil {
 		return fail(true, fmt.Errorf("unreadable acknowledgement %q: %w", resp.Data, err))
