@@ -62,7 +62,9 @@ func New(nc *nats.Conn, cfg Config) (*Counter, error) {
 // incrHeader is the ADR-49 counter increment (a signed integer).
 const incrHeader = "Nats-Incr"
 
-// Result is the answer of Take.
+// Result is the answer of Take. With an error it still carries Limit
+// and Reset (for a Retry-After on a call denied because the counters were
+// out of reach).
 type Result struct {
 	// Allowed: the call was within the quota and is counted.
 	Allowed bool
