@@ -90,7 +90,8 @@ var ErrUnavailable = errors.New("quota: counter unavailable")
 // UnavailableError is the error of a counter operation that got no total
 // back. errors.Is(err, ErrUnavailable) holds for it.
 type UnavailableError struct {
-	// Op is "take", "revert", "refund" or "read".
+	// Op is "take", "revert" (of a denied take), "refund", "refund
+	// undo" (of one below 0) or "read" (Used).
 	Op string
 	// Stream and Subject name the counter.
 	Stream, Subject string
@@ -176,7 +177,9 @@ func (c *Counter) Take(ctx context.Context, rule Rule, key string, now time.Time
 	if total <= limit {
 		c.stats.allowed.Add(1)
 		c.obs.put(subj, seq, total, res.Reset, now)
-		res.Allowed, res.Remaining, res.Used = true, int(limit-total), total
+		// A total below 0 (refunds without takes) shows no more than the
+		// limit as remaining.
+		res.Allowed, res.Remaining, res.Used = true, int(min(limit-total, limit)), total
 		return res, nil
 	}
 	c.stats.denied.Add(1)

@@ -70,24 +70,6 @@ func (p *Period) UnmarshalText(b []byte) error {
 
 func (p Period) valid() bool { return p >= Hour && p <= Month }
 
-// Windows
-//
-// A window is the maximal stretch of time over which a label of the wall
-// clock in loc stays the same: the local date for Day, the local year and
-// month for Month, and the local date, hour and UTC offset for Hour. So a
-// day is 23 or 25 hours when the clocks change, and the hour the clocks
-// fall back over (01:00-02:00 twice in New York) is two windows of an hour
-// each, "01-0400" and "01-0500", not one of two hours. With a change of
-// half an hour (Australia/Lord_Howe) the hour before or after it is cut to
-// 30 minutes, and in a zone 45 minutes off the hour falling back an hour
-// (Pacific/Chatham, 03:45 to 02:45) one hour is 15 minutes. The windows
-// partition time: every instant is in exactly one, every instant of a
-// window computes the same start, end and id, and the end of one window is
-// the start of the next. A label can come back only where the clock fell
-// back across midnight to the day before (St. John's until 2011, at
-// 00:01): that stretch is a window of its own with the id of its date, so
-// it counts on that date's budget.
-//
 // Computing a bound walks the wall clock back (or forward) to the label's
 // start (or the next label's) assuming the UTC offset of the instant, then
 // checks with Time.ZoneBounds that no offset change lies in between; if
@@ -151,8 +133,23 @@ func untilNext(p Period, lt time.Time) time.Duration {
 }
 
 // Window returns the calendar window of period p in loc (nil: UTC) that
-// holds now: start <= now < end. See the comment on windows above for
-// daylight-saving changes. An invalid period gives the zero times.
+// holds now: start <= now < end. An invalid period gives the zero times.
+//
+// A window is the maximal stretch of time over which a label of the wall
+// clock in loc stays the same: the local date for Day, the local year and
+// month for Month, and the local date, hour and UTC offset for Hour. So a
+// day is 23 or 25 hours when the clocks change, and the hour the clocks
+// fall back over (01:00-02:00 twice in New York) is two windows of an hour
+// each, "01-0400" and "01-0500", not one of two hours. With a change of
+// half an hour (Australia/Lord_Howe) the hour before or after it is cut to
+// 30 minutes, and in a zone 45 minutes off the hour falling back an hour
+// (Pacific/Chatham, 03:45 to 02:45) one hour is 15 minutes. The windows
+// partition time: every instant is in exactly one, every instant of a
+// window computes the same start, end and id, and the end of one window is
+// the start of the next. A label can come back only where the clock fell
+// back across midnight to the day before (St. John's until 2011, at
+// 00:01): that stretch is a window of its own with the id of its date, so
+// it counts on that date's budget.
 func Window(p Period, loc *time.Location, now time.Time) (start, end time.Time) {
 	if !p.valid() {
 		return time.Time{}, time.Time{}
