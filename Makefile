@@ -77,6 +77,7 @@ FUZZ_TARGETS := \
 	internal/jsonfast:FuzzWalk \
 	internal/listfilter:FuzzFilter \
 	internal/listfilter:FuzzParseFast \
+	internal/quota:FuzzParseCounterAck \
 	internal/spool:FuzzSegment \
 	internal/stepup:FuzzHeader \
 	internal/token:FuzzParseAuthorization \

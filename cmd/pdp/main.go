@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // quota time zones on machines (and images) without a zone database
 )
 
 const usage = `pdp - policy decision point for MCP servers

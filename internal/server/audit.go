@@ -15,6 +15,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/auditstore"
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/natsembed"
+	"github.com/mcp-pdp/pdp/internal/quota"
 )
 
 // DefaultSpoolDir is audit.spool_dir's default, under the data directory.
@@ -121,7 +122,7 @@ func embeddedUsers(cfg *config.Config) ([]*server.NkeyUser, error) {
 	return []*server.NkeyUser{
 		{Nkey: pubs[natsembed.RolePDP], Permissions: &server.Permissions{
 			Publish: &server.SubjectPermission{
-				Allow: []string{prefix + ".>", "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$KV.>"},
+				Allow: []string{prefix + ".>", quota.DefaultPrefix + ".>", "$JS.API.>", "$JS.ACK.>", "$JS.FC.>", "$KV.>"},
 				Deny:  noErase,
 			},
 			Subscribe: inbox,

@@ -60,8 +60,8 @@ func limitedPolicy(t *testing.T) string {
 // TestRateLimitEndToEnd: a catalog's rate limit through the running PDP:
 // within the burst allowed, then 429 with Retry-After and the in-band
 // forms, for that client only; the limited decision is one audit event
-// with outcome limited and the limit. A quota, which this PDP cannot count
-// yet, is refused (fail closed), never allowed uncounted by default.
+// with outcome limited and the limit. A quota is counted in JetStream
+// across the subject's clients and refused, limited, once spent.
 func TestRateLimitEndToEnd(t *testing.T) {
 	iss := devissuertest.New(t, "ES256")
 	srv := natstest.Start(t)
@@ -102,9 +102,27 @@ func TestRateLimitEndToEnd(t *testing.T) {
 	if out := decide(agent8, "lookup_product"); out["allow"] != true {
 		t.Fatalf("another client has its own budget: %v", out)
 	}
-	q := decide(agent7, "generate_qr_url")
-	if q["allow"] != false || q["http_status"] != float64(503) || !strings.Contains(q["reason"].(string), "quota counters") {
-		t.Fatalf("a quota without counters: %v, want refused 503", q)
+	// The quota: counted in JetStream, five a day for alice whatever her
+	// client, then limited until the day (UTC) ends.
+	for i := range 5 {
+		tok := agent7
+		if i%2 == 1 {
+			tok = agent8
+		}
+		var q map[string]any
+		testkit.WaitFor(t, "the counter stream", func() bool { // created in the background
+			q = decide(tok, "generate_qr_url")
+			return q["http_status"] != float64(503)
+		})
+		if q["allow"] != true {
+			t.Fatalf("quota call %d: %v", i+1, q)
+		}
+	}
+	q := decide(agent8, "generate_qr_url")
+	untilMidnight := time.Until(time.Now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)).Seconds()
+	if got, _ := q["retry_after"].(float64); q["outcome"] != "limited" || got < untilMidnight-5 || got > untilMidnight+5 ||
+		!strings.Contains(q["jsonrpc_error"].(map[string]any)["message"].(string), "Quota exceeded for generate_qr_url (5 calls per day per sub)") {
+		t.Fatalf("over the quota: %v, want limited until midnight UTC (%.0f s)", q, untilMidnight)
 	}
 
 	nc, err := nats.Connect(srv.URL())

@@ -75,6 +75,14 @@ func (s *Server) wire(ctx context.Context) error {
 			return err
 		}
 	}
+	var quotaCounters core.Quotas
+	if cfg.Audit.IsEnabled() {
+		q, err := s.startQuotas()
+		if err != nil {
+			return err
+		}
+		quotaCounters = q
+	}
 	if err := s.wireDPoP(ctx, resources); err != nil {
 		return err
 	}
@@ -83,6 +91,7 @@ func (s *Server) wire(ctx context.Context) error {
 		DenyUnaudited:   cfg.Audit.OnFailure == "deny",
 		DecisionTimeout: cfg.Limits.DecisionTimeout.D(),
 		Revocations:     revoked,
+		Quotas:          quotaCounters,
 		Logger:          log,
 	})
 	if err != nil {

@@ -1,0 +1,125 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/mcp-pdp/pdp/internal/catalog"
+	"github.com/mcp-pdp/pdp/internal/core"
+	"github.com/mcp-pdp/pdp/internal/quota"
+)
+
+// quotas is the core's Quotas: the JetStream counters of internal/quota
+// over the audit's NATS connection.
+type quotas struct {
+	c    *quota.Counter
+	zone sync.Map // time zone name -> *time.Location
+}
+
+// startQuotas returns the counters and, when the PDP manages its
+// streams, makes sure the counter stream exists (replicated as the audit
+// stream) in the background: with NATS away at the start the PDP starts
+// all the same, and quota calls get on_counter_unavailable until the
+// stream is there. A stream the configuration would weaken is kept as it
+// is; one unfit for counting is logged as an error (every quota call is
+// then unavailable).
+func (s *Server) startQuotas() (*quotas, error) {
+	log := s.log.With("component", "quota")
+	cfg := quota.Config{Replicas: s.cfg.Audit.Replicas, Logger: log}
+	c, err := quota.New(s.nc, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("quota counters: %w", err)
+	}
+	if s.cfg.Audit.ManagesStream() {
+		js, err := jetstream.New(s.nc)
+		if err != nil {
+			return nil, fmt.Errorf("quota counters: %w", err)
+		}
+		s.goBackground(func(ctx context.Context) { ensureQuotaStream(ctx, js, cfg, log) })
+	}
+	return &quotas{c: c}, nil
+}
+
+// ensureQuotaStream runs quota.EnsureStream until it succeeds, retrying
+// while NATS cannot be reached.
+func ensureQuotaStream(ctx context.Context, js jetstream.JetStream, cfg quota.Config, log *slog.Logger) {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := quota.EnsureStream(sctx, js, cfg)
+		cancel()
+		switch {
+		case err == nil:
+			return
+		case errors.Is(err, quota.ErrStreamKept):
+			log.Warn("quota counter stream kept as it is", "err", err)
+			return
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout), errors.Is(err, nats.ErrNoResponders),
+			errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrDisconnected):
+			log.Debug("quota counter stream: NATS not reachable yet, retrying", "err", err, "wait", wait)
+		default:
+			log.Error("quota counter stream unusable: calls with a quota get on_counter_unavailable", "err", err)
+			return
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (q *quotas) location(name string) (*time.Location, error) {
+	if name == "" {
+		return time.UTC, nil
+	}
+	if l, ok := q.zone.Load(name); ok {
+		return l.(*time.Location), nil
+	}
+	l, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, err
+	}
+	q.zone.Store(name, l)
+	return l, nil
+}
+
+// Take counts one call of k (core.Quotas).
+func (q *quotas) Take(ctx context.Context, cq catalog.Quota, k core.LimitKey) (bool, time.Duration, error) {
+	p, err := quota.ParsePeriod(cq.Per)
+	if err != nil {
+		return false, 0, err
+	}
+	loc, err := q.location(cq.TimeZone)
+	if err != nil {
+		return false, 0, fmt.Errorf("quota time zone %q: %w", cq.TimeZone, err)
+	}
+	now := time.Now()
+	res, err := q.c.Take(ctx, quota.Rule{Limit: cq.Limit, Period: p, Location: loc}, quotaKey(k), now)
+	if err != nil {
+		return false, 0, err
+	}
+	if !res.Allowed {
+		return false, res.Reset.Sub(now), nil
+	}
+	return true, 0, nil
+}
+
+// quotaKey names k's counter (hashed by internal/quota into a subject).
+func quotaKey(k core.LimitKey) string {
+	who := "t:" + k.ID
+	if k.Anonymous {
+		who = "a:" + k.ID
+	}
+	return k.Resource + "\x00" + k.Method + "\x00" + k.Target + "\x00" + k.By + "\x00" + who
+}
