@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"path/filepath"
@@ -129,6 +130,20 @@ func TestRateLimitEndToEnd(t *testing.T) {
 		t.Fatalf("over the quota: %v, want limited until midnight UTC (%.0f s)", q, untilMidnight)
 	}
 
+	resp, err := c.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`mcp_pdp_quota_takes_total{result="allowed"} 5`, `mcp_pdp_quota_takes_total{result="denied"} 1`,
+		`mcp_pdp_rate_buckets 2`, `pdp_decisions_total{http_status="429",outcome="limited"} 2`, "mcp_pdp_quota_circuit_open 0",
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	nc, err := nats.Connect(srv.URL())
 	if err != nil {
 		t.Fatal(err)

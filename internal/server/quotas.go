@@ -10,10 +10,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcp-pdp/pdp/internal/catalog"
 	"github.com/mcp-pdp/pdp/internal/core"
 	"github.com/mcp-pdp/pdp/internal/quota"
+	"github.com/mcp-pdp/pdp/internal/ratelimit"
 )
 
 // quotas is the core's Quotas: the JetStream counters of internal/quota
@@ -122,4 +124,44 @@ func quotaKey(k core.LimitKey) string {
 		who = "a:" + k.ID
 	}
 	return k.Resource + "\x00" + k.Method + "\x00" + k.Target + "\x00" + k.By + "\x00" + who
+}
+
+// registerLimitMetrics exports the rate buckets' and the quota counters'
+// tallies (q may be nil: no quotas without NATS).
+func registerLimitMetrics(reg prometheus.Registerer, rates *ratelimit.Limiter, q *quotas) error {
+	cs := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mcp_pdp_rate_buckets", Help: "Rate-limit token buckets this replica holds."},
+			func() float64 { return float64(rates.Stats().Keys) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mcp_pdp_rate_buckets_evicted_total",
+			Help: "Rate-limit buckets dropped before they were full again, to stay within the bound (each may have let its caller up to a burst early)."},
+			func() float64 { return float64(rates.Stats().Evicted) }),
+	}
+	if q != nil {
+		take := func(result string, v func(quota.Stats) int64) prometheus.Collector {
+			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mcp_pdp_quota_takes_total",
+				Help: "Quota counts by result: allowed, denied (over the quota), unavailable (the counters out of reach).", ConstLabels: prometheus.Labels{"result": result}},
+				func() float64 { return float64(v(q.c.Stats())) })
+		}
+		cs = append(cs,
+			take("allowed", func(s quota.Stats) int64 { return s.Allowed }),
+			take("denied", func(s quota.Stats) int64 { return s.Denied }),
+			take("unavailable", func(s quota.Stats) int64 { return s.Unavailable }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mcp_pdp_quota_revert_failed_total",
+				Help: "Quota denials whose revert failed: each may leave its window counting one call too many."},
+				func() float64 { return float64(q.c.Stats().RevertFailed) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mcp_pdp_quota_circuit_open", Help: "1 while the quota counters hold calls back after a timeout."},
+				func() float64 {
+					if q.c.Stats().CircuitOpen {
+						return 1
+					}
+					return 0
+				}),
+		)
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("limit metrics: %w", err)
+		}
+	}
+	return nil
 }

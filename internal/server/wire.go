@@ -14,6 +14,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/core"
 	"github.com/mcp-pdp/pdp/internal/decision"
 	"github.com/mcp-pdp/pdp/internal/devissuer"
+	"github.com/mcp-pdp/pdp/internal/ratelimit"
 	"github.com/mcp-pdp/pdp/internal/revoke"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/internal/token"
@@ -76,12 +77,16 @@ func (s *Server) wire(ctx context.Context) error {
 		}
 	}
 	var quotaCounters core.Quotas
+	var q *quotas
 	if cfg.Audit.IsEnabled() {
-		q, err := s.startQuotas()
-		if err != nil {
+		if q, err = s.startQuotas(); err != nil {
 			return err
 		}
 		quotaCounters = q
+	}
+	rates := ratelimit.New(ratelimit.Options{})
+	if err := registerLimitMetrics(reg, rates, q); err != nil {
+		return err
 	}
 	if err := s.wireDPoP(ctx, resources); err != nil {
 		return err
@@ -91,6 +96,7 @@ func (s *Server) wire(ctx context.Context) error {
 		DenyUnaudited:   cfg.Audit.OnFailure == "deny",
 		DecisionTimeout: cfg.Limits.DecisionTimeout.D(),
 		Revocations:     revoked,
+		Rates:           rates,
 		Quotas:          quotaCounters,
 		Logger:          log,
 	})
