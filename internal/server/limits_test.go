@@ -26,10 +26,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// limitedPolicy writes the default policy with a catalog whose
-// lookup_product allows 2 calls an hour per client and whose
-// generate_qr_url has a daily quota per subject.
-func limitedPolicy(t *testing.T) string {
+// policyWith writes the default policy's Rego with data as its data.yaml
+// and returns the directory.
+func policyWith(t *testing.T, data string) string {
 	t.Helper()
 	dir := t.TempDir()
 	err := fs.WalkDir(policies.FS, ".", func(p string, d fs.DirEntry, err error) error {
@@ -45,7 +44,15 @@ func limitedPolicy(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	testkit.WriteFile(t, filepath.Join(dir, "data.yaml"), `mcp:
+	testkit.WriteFile(t, filepath.Join(dir, "data.yaml"), data)
+	return dir
+}
+
+// limitedPolicy is the default policy with a catalog whose
+// lookup_product allows 2 calls an hour per client and whose
+// generate_qr_url has a daily quota of 5 per subject.
+func limitedPolicy(t *testing.T) string {
+	return policyWith(t, `mcp:
   default_catalog: demo
   catalogs:
     demo:
@@ -59,7 +66,6 @@ func limitedPolicy(t *testing.T) string {
           scopes: ["qr:generate"]
           quota: {limit: 5, per: day, by: sub}
 `)
-	return dir
 }
 
 // TestRateLimitEndToEnd: a catalog's rate limit through the running PDP:
@@ -189,21 +195,7 @@ func TestQuotaAcrossReplicas(t *testing.T) {
 	}
 	t.Cleanup(cl.Shutdown)
 	iss := devissuertest.New(t, "ES256")
-	pol := filepath.Join(t.TempDir(), "policy")
-	err = fs.WalkDir(policies.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || filepath.Ext(p) != ".rego" {
-			return err
-		}
-		b, err := policies.FS.ReadFile(p)
-		if err == nil {
-			testkit.WriteFile(t, filepath.Join(pol, p), string(b))
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	testkit.WriteFile(t, filepath.Join(pol, "data.yaml"), `mcp:
+	pol := policyWith(t, `mcp:
   default_catalog: demo
   catalogs:
     demo:
