@@ -106,8 +106,25 @@ func (q *quotas) Take(ctx context.Context, cq catalog.Quota, k core.LimitKey) (b
 	if err != nil {
 		return false, 0, fmt.Errorf("quota time zone %q: %w", cq.TimeZone, err)
 	}
+	rule, key := quota.Rule{Limit: cq.Limit, Period: p, Location: loc}, quotaKey(k)
 	now := time.Now()
-	res, err := q.c.Take(ctx, quota.Rule{Limit: cq.Limit, Period: p, Location: loc}, quotaKey(k), now)
+	res, err := q.c.Take(ctx, rule, key, now)
+	// An increment that was never sent (NATS disconnected while the
+	// client fails over to another node, no stream leader yet) is tried
+	// again until the decision's deadline, at most maxQuotaRetry: it
+	// cannot have been counted. One that may have been (a lost ack) is
+	// not, nor one held back by the breaker.
+	for deadline := time.Now().Add(maxQuotaRetry); err != nil && retryable(err) && time.Now().Before(deadline); {
+		t := time.NewTimer(quotaRetryWait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false, 0, err
+		case <-t.C:
+		}
+		now = time.Now()
+		res, err = q.c.Take(ctx, rule, key, now)
+	}
 	if err != nil {
 		return false, 0, err
 	}
@@ -115,6 +132,20 @@ func (q *quotas) Take(ctx context.Context, cq catalog.Quota, k core.LimitKey) (b
 		return false, res.Reset.Sub(now), nil
 	}
 	return true, 0, nil
+}
+
+// How long a quota take that was never sent is tried again, and how
+// often.
+const (
+	maxQuotaRetry  = time.Second
+	quotaRetryWait = 25 * time.Millisecond
+)
+
+// retryable: err says the increment was never sent, and the breaker does
+// not hold calls back.
+func retryable(err error) bool {
+	var ue *quota.UnavailableError
+	return errors.As(err, &ue) && !ue.MaybeApplied && !errors.Is(err, quota.ErrCircuitOpen)
 }
 
 // quotaKey names k's counter (hashed by internal/quota into a subject).
