@@ -94,7 +94,8 @@ type DecisionContext struct {
 	// DecisionID (JSON "decision_id") is the id of the decision and of its
 	// audit event.
 	DecisionID string `json:"decision_id"`
-	// Outcome (JSON "outcome") is allow, filtered, challenge or deny.
+	// Outcome (JSON "outcome") is allow, filtered, challenge, deny or
+	// limited.
 	Outcome string `json:"outcome"`
 	// Reason (JSON "reason") is the core's reason, for administrators (it
 	// may reveal policy internals: not for end users).
@@ -102,6 +103,9 @@ type DecisionContext struct {
 	// HTTPStatus (JSON "http_status") is the status the MCP server would
 	// answer its client with (/v1/decide's http_status).
 	HTTPStatus int `json:"http_status"`
+	// RetryAfter (JSON "retry_after", for limited) is the seconds until the
+	// call may succeed (/v1/decide's retry_after).
+	RetryAfter int `json:"retry_after,omitempty"`
 	// RequiredScopes and MissingScopes (JSON "required_scopes",
 	// "missing_scopes", always set) are the scopes the target requires and
 	// those the subject's scopes do not grant.
@@ -265,7 +269,7 @@ func (s *Service) decide(ctx context.Context, ev *evaluation, pepName string) (*
 // decisionOf is the core's answer as a Decision.
 func decisionOf(r *pep.Response, scopesSent bool) *Decision {
 	c := &DecisionContext{
-		DecisionID: r.DecisionID, Outcome: r.Outcome, Reason: r.Reason, HTTPStatus: r.HTTPStatus,
+		DecisionID: r.DecisionID, Outcome: r.Outcome, Reason: r.Reason, HTTPStatus: r.HTTPStatus, RetryAfter: r.RetryAfter,
 		RequiredScopes: nonNil(r.RequiredScopes), MissingScopes: nonNil(r.MissingScopes),
 		WWWAuthenticate: r.WWWAuthenticate, JSONRPCError: r.JSONRPCError, PolicyRevision: r.PolicyRevision,
 	}
