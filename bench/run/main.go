@@ -101,7 +101,7 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unrecorded warm-up before each window")
 	flag.IntVar(&o.runs, "runs", 3, "runs of each cell (the table shows medians)")
 	flag.StringVar(&conns, "conns", "1,32", "connection counts")
-	flag.StringVar(&what, "what", "main,series,gateway", "what to run: main, series, gateway, profile, audit (the series' audit part alone) (comma-separated)")
+	flag.StringVar(&what, "what", "main,series,gateway", "what to run: main, series, gateway, profile, audit (the series' audit part alone), quota (a quota on the called tool vs none) (comma-separated)")
 	flag.StringVar(&only, "scenarios", "", "main-table and profile workloads to run (comma-separated keys: session, fresh, anon, list, session-same, list-same, session-opaque; profile: session+audit, session+audit-ext too; empty = all)")
 	flag.BoolVar(&o.quick, "quick", false, "smoke run: short windows, one run, small pools and series")
 	flag.IntVar(&o.poolSize, "pool", 100000, "distinct tokens minted for the fresh-token and live-token runs")
@@ -156,7 +156,7 @@ func main() {
 	o.what = map[string]bool{}
 	for _, w := range strings.Split(what, ",") {
 		w = strings.TrimSpace(w)
-		if w != "main" && w != "series" && w != "gateway" && w != "profile" && w != "audit" {
+		if w != "main" && w != "series" && w != "gateway" && w != "profile" && w != "audit" && w != "quota" {
 			fatal(fmt.Errorf("-what: %q is not one of main, series, gateway, profile, audit", w))
 		}
 		o.what[w] = true
@@ -242,6 +242,11 @@ func (b *bench) run(ctx context.Context) error {
 		}
 	} else if b.opts.what["audit"] {
 		if err := b.auditOnly(ctx); err != nil {
+			return err
+		}
+	}
+	if b.opts.what["quota"] {
+		if err := b.quotaSeries(ctx); err != nil {
 			return err
 		}
 	}

@@ -610,6 +610,17 @@ func (r *report) seriesMarkdown(p func(string, ...any)) {
 		}
 		p("\n")
 	}
+	if qs := r.series["quota"]; qs != nil && len(qs[0]) > 0 && len(qs[1]) > 0 {
+		p("## Series: a quota on the called tool\n\ntools/call, session token (one subject: every call counts on one JetStream counter, the hottest case), %d connections, audit on (async, embedded NATS: the quota counters use its connection) without and with `quota: {limit: 1000000000, per: month, by: sub}` on the tool; median of %d, interleaved.\n\n", top, o.runs)
+		p("| quota | decisions/s | p50 | p99 | CPU/decision | peak RSS | other load |\n|---|---:|---:|---:|---:|---:|---:|\n")
+		for _, x := range []int{0, 1} {
+			a := aggregate(qs[x])
+			p("| %s | %s | %s | %s | %s | %s | %.2f |\n", map[int]string{0: "none", 1: "on the tool"}[x], fmtRate(a.rate), fmtDur(a.p50), fmtDur(a.p99), fmtDur(a.cpu), fmtBytes(a.peakRSS), a.other)
+		}
+		none, with := aggregate(qs[0]), aggregate(qs[1])
+		p("\nThe quota's round trip: %.0f%% of the decisions/s without it, %s more CPU per decision, p50 %s more.\n\n",
+			100*with.rate/none.rate, fmtDur(with.cpu-none.cpu), fmtDur(with.p50-none.p50))
+	}
 	if au := r.series["audit"]; au != nil {
 		p("## Series: audit on vs off\n\ntools/call, session token, %d connections; audit on = async mode to NATS JetStream (events deduplicated, spooled if NATS lags), either embedded in the PDP's process (the demo configuration) or a nats-server of the same version in its own process on the same machine, whose CPU is measured apart; median of %d, interleaved.\n\n", top, o.runs)
 		p("| audit | decisions/s | p50 | p99 | CPU/decision (mcp-pdp) | CPU/decision (NATS server process) | peak RSS | other load |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")

@@ -467,6 +467,7 @@ const (
 	pdpGOGC                  // GOGC=400 in the environment
 	pdpGOGC100               // GOGC=100 (Go's default) in the environment
 	pdpIntrospect            // the resource introspects opaque tokens (b.intro)
+	pdpQuota                 // pdpAudit with a quota on the protected tool (JetStream counters)
 )
 
 // pdpIntrospection is the main table's name of the mcp-pdp server in
@@ -657,6 +658,28 @@ func (b *bench) auditSeries(ctx context.Context, off *server) error {
 	b.stop(on)
 	b.stop(ext)
 	return nil
+}
+
+// quotaSeries measures a quota on the called tool (one JetStream counter
+// round trip per allowed call) against the same PDP without one, both with
+// audit on (the embedded NATS, which the counters use), interleaved.
+func (b *bench) quotaSeries(ctx context.Context) error {
+	b.steps, b.step, b.started = 0, 0, time.Now()
+	logf("series: a quota on the called tool vs none (audit on, embedded NATS)")
+	on, err := b.startPDP(ctx, "mcp-pdp-audit", b.opts.catalog, pdpAudit)
+	if err != nil {
+		return err
+	}
+	on.name = "mcp-pdp audit=on"
+	defer b.stop(on)
+	q, err := b.startPDP(ctx, "mcp-pdp-quota", b.opts.catalog, pdpQuota)
+	if err != nil {
+		return err
+	}
+	q.name = "mcp-pdp audit=on quota"
+	defer b.stop(q)
+	return b.interleave(ctx, "quota", []*server{on, q}, []int{0, 1}, b.sessionSpec,
+		func(i int) string { return "quota" }, b.opts.runs)
 }
 
 // auditOnly is -what audit without series: the series' audit part alone.

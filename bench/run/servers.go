@@ -170,12 +170,16 @@ func (b *bench) startFloor(ctx context.Context, name string, verify bool) (*serv
 // else at its default.
 func (b *bench) pdpConfig(dir, addr string, catalog int, mode pdpMode, natsURL string) (string, error) {
 	pol := filepath.Join(dir, "policy")
-	if err := fixture.WritePDPPolicy(pol, catalog); err != nil {
+	write := fixture.WritePDPPolicy
+	if mode == pdpQuota {
+		write = fixture.WritePDPPolicyQuota
+	}
+	if err := write(pol, catalog); err != nil {
 		return "", err
 	}
 	auditYAML := "audit:\n  enabled: false\n"
 	switch mode {
-	case pdpAudit:
+	case pdpAudit, pdpQuota:
 		auditYAML = "audit:\n  enabled: true\n  mode: async\n"
 	case pdpAuditExternal:
 		auditYAML = fmt.Sprintf("audit:\n  enabled: true\n  mode: async\n  nats:\n    url: %q\n", natsURL)
