@@ -347,15 +347,22 @@ target_name := input.target.name if input.operation == "call"
 
 else := input.method
 
-# The rate and quota of the target (its entry's, else the catalog's
-# default_limits), which the PDP applies to an allowed call: {"rate": ...,
-# "quota": ...}, each only when set. A custom policy may return its own
-# (e.g. a larger quota for a premium plan, looked up in data).
-target_limits := {k: l |
+# The rate and quota the PDP applies to an allowed call of the target:
+# {"rate": ..., "quota": ...}, each only when set. They are the catalog's
+# (catalog_target_limits), with limit_overrides over them.
+target_limits := object.union(catalog_target_limits, limit_overrides)
+
+# The target entry's rate and quota, else the catalog's default_limits.
+catalog_target_limits := {k: l |
 	some k in ["rate", "quota"]
 	l := object.get(target_entry, k, object.get(catalog_default_limits, k, null))
 	l != null
 }
+
+# limit_overrides is where rules of your own give a call other limits
+# (e.g. a larger quota for a paid plan: the per-plan quotas recipe of the
+# cookbook): {"quota": {...}} replaces the catalog's quota.
+default limit_overrides := {}
 
 default catalog_default_limits := {}
 

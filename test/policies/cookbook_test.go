@@ -130,6 +130,7 @@ func TestCookbookRecipesServe(t *testing.T) {
 		allow  bool
 		reason string // "" = any
 		items  []string
+		quota  int // the decision's quota limit, when > 0
 	}
 	tests := []struct {
 		recipe, data  string
@@ -153,6 +154,11 @@ func TestCookbookRecipesServe(t *testing.T) {
 		{"tenant", catalog("        ping: {access: public}\n") + "  resources:\n    \"" + resource + "\": {catalog: demo, tenant: acme}\n", []check{
 			{in: toolCall(t, "ping", nil, &caller{sub: "a", client: "c", grant: "user", claims: map[string]any{"tenant": "acme"}}), allow: true},
 			{in: toolCall(t, "ping", nil, &caller{sub: "a", client: "c", grant: "user", claims: map[string]any{"tenant": "globex"}}), reason: "the token is for another tenant"},
+		}, true},
+		{"plans", catalog("        generate_qr_url: {access: step_up, scopes: [qr:generate], quota: {limit: 10, per: day, by: sub}}\n") +
+			"plans:\n  pro: {generate_qr_url: 1000}\n", []check{
+			{in: toolCall(t, "generate_qr_url", nil, &caller{sub: "a", client: "c", grant: "user", scopes: []string{"qr:generate"}, claims: map[string]any{"plan": "pro"}}), allow: true, quota: 1000},
+			{in: toolCall(t, "generate_qr_url", nil, &caller{sub: "b", client: "c", grant: "user", scopes: []string{"qr:generate"}}), allow: true, quota: 10},
 		}, true},
 		{"hours", catalog("        always: {access: public, hours: {from: 0, to: 24}}\n        never: {access: public, hours: {from: 5, to: 5}}\n"), []check{
 			{in: toolCall(t, "always", nil, nil), allow: true},
@@ -190,6 +196,9 @@ func TestCookbookRecipesServe(t *testing.T) {
 				}
 				if res.Allow != c.allow || (c.reason != "" && res.Reason != c.reason) {
 					t.Fatalf("check %d: allow=%v reason=%q, want allow=%v reason=%q", i, res.Allow, res.Reason, c.allow, c.reason)
+				}
+				if c.quota > 0 && (res.Quota == nil || res.Quota.Limit != c.quota) {
+					t.Fatalf("check %d: quota %+v, want limit %d", i, res.Quota, c.quota)
 				}
 				if c.items != nil {
 					var got []string
