@@ -2,9 +2,7 @@ package core_test
 
 import (
 	"context"
-	"io/fs"
 	"math/rand/v2"
-	"path"
 	"strings"
 	"sync"
 	"testing"
@@ -16,7 +14,6 @@ import (
 	"github.com/mcp-pdp/pdp/internal/devissuer"
 	"github.com/mcp-pdp/pdp/internal/ratelimit"
 	"github.com/mcp-pdp/pdp/internal/testkit/coretest"
-	"github.com/mcp-pdp/pdp/policies"
 )
 
 // TestCatalogRatesAreValidBuckets: every rate the catalog accepts is a
@@ -25,6 +22,7 @@ import (
 func TestCatalogRatesAreValidBuckets(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	pers := []string{"1ms", "1s", "1m", "1h", "24h", "8784h"}
+	accepted := 0
 	for range 20000 {
 		raw := map[string]any{"limit": float64(1 + r.IntN(1_000_000_000)), "per": pers[r.IntN(len(pers))], "by": "client"}
 		if r.IntN(2) == 0 {
@@ -37,9 +35,13 @@ func TestCatalogRatesAreValidBuckets(t *testing.T) {
 		if err != nil {
 			continue
 		}
+		accepted++
 		if err := (ratelimit.Rule{Limit: rate.Limit, Per: rate.Per, Burst: rate.Burst}).Validate(); err != nil {
 			t.Fatalf("catalog accepted %v, the buckets refuse it: %v", raw, err)
 		}
+	}
+	if accepted < 1000 {
+		t.Fatalf("only %d of 20000 random rates accepted: the property was hardly tried", accepted)
 	}
 	for _, raw := range []map[string]any{
 		{"limit": float64(2_000_000), "per": "1ms", "by": "sub"},                            // more than one per ns
@@ -61,24 +63,16 @@ func limitedPolicy(tb testing.TB, rate, quota string) *decision.Policy {
 // limitedPolicyAccess is limitedPolicy with the tool's access class.
 func limitedPolicyAccess(tb testing.TB, access, rate, quota string) *decision.Policy {
 	tb.Helper()
-	files := map[string]string{}
-	err := fs.WalkDir(policies.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || path.Ext(p) != ".rego" {
-			return err
-		}
-		b, err := policies.FS.ReadFile(p)
-		files[p] = string(b)
-		return err
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
 	entry := `{access: ` + access + `, scopes: ["qr:generate"], rate: ` + rate
 	if quota != "" {
 		entry += `, quota: ` + quota
 	}
-	files["data.yaml"] = "mcp:\n  default_catalog: demo\n  catalogs:\n    demo:\n      unknown: {access: deny}\n      tools:\n        generate_qr_url: " + entry + "}\n"
-	return coretest.PolicyFiles(tb, files)
+	dir := coretest.DefaultPolicyDir(tb, "mcp:\n  default_catalog: demo\n  catalogs:\n    demo:\n      unknown: {access: deny}\n      tools:\n        generate_qr_url: "+entry+"}\n")
+	p, err := decision.Load(context.Background(), decision.Source{Path: dir})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
 }
 
 // BenchmarkDecideCallRateLimited is BenchmarkDecideCallCachedToken with a

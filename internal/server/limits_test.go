@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,41 +16,18 @@ import (
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/devissuer"
 	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
-	"github.com/mcp-pdp/pdp/internal/natsembed"
 	"github.com/mcp-pdp/pdp/internal/testkit"
+	"github.com/mcp-pdp/pdp/internal/testkit/coretest"
 	"github.com/mcp-pdp/pdp/internal/testkit/natstest"
-	"github.com/mcp-pdp/pdp/policies"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// policyWith writes the default policy's Rego with data as its data.yaml
-// and returns the directory.
-func policyWith(t *testing.T, data string) string {
-	t.Helper()
-	dir := t.TempDir()
-	err := fs.WalkDir(policies.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || filepath.Ext(p) != ".rego" {
-			return err
-		}
-		b, err := policies.FS.ReadFile(p)
-		if err == nil {
-			testkit.WriteFile(t, filepath.Join(dir, p), string(b))
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	testkit.WriteFile(t, filepath.Join(dir, "data.yaml"), data)
-	return dir
-}
 
 // limitedPolicy is the default policy with a catalog whose
 // lookup_product allows 2 calls an hour per client and whose
 // generate_qr_url has a daily quota of 5 per subject.
 func limitedPolicy(t *testing.T) string {
-	return policyWith(t, `mcp:
+	return coretest.DefaultPolicyDir(t, `mcp:
   default_catalog: demo
   catalogs:
     demo:
@@ -189,13 +164,7 @@ func TestQuotaAcrossReplicas(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cl, err := natsembed.StartCluster(ctx, natsembed.ClusterOptions{BaseDir: filepath.Join(t.TempDir(), "cluster"), Size: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Shutdown)
-	iss := devissuertest.New(t, "ES256")
-	pol := policyWith(t, `mcp:
+	pol := coretest.DefaultPolicyDir(t, `mcp:
   default_catalog: demo
   catalogs:
     demo:
@@ -203,15 +172,7 @@ func TestQuotaAcrossReplicas(t *testing.T) {
       tools:
         generate_qr_url: {access: step_up, scopes: ["qr:generate"], quota: {limit: 100, per: month, by: sub}}
 `)
-	var bases []string
-	for range 3 {
-		cfg := hConfig(t, iss)
-		cfg.Policy.Path = pol
-		cfg.Audit = config.Audit{NATS: config.NATS{URL: cl.ClientURLs()}, Replicas: 3}
-		cfg.ApplyDefaults()
-		base, _ := hStartStoppable(t, cfg)
-		bases = append(bases, base)
-	}
+	cl, iss, bases := hReplicas(t, ctx, pol, nil)
 	c := &http.Client{Timeout: 10 * time.Second}
 	probe := iss.Mint(t, devissuer.MintOptions{Subject: "probe", ClientID: "p", Audience: []string{hResource}, Scopes: []string{"qr:generate"}})
 	for _, b := range bases { // the counter stream is made in the background

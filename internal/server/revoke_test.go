@@ -206,12 +206,12 @@ func TestRevocationWatchedAndSnapshotted(t *testing.T) {
 // denies; a NATS node is killed halfway. Reports the p99 (of 20: the
 // slowest) in the log; asserts that every replica denies every revoked
 // client, and that the load's own client stays allowed throughout.
-func TestRevocationAcrossReplicas(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a 3-node NATS cluster and three PDPs")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+// hReplicas starts a 3-node NATS cluster and three PDPs on it (the audit
+// stream and buckets replicated 3 times), with the policy directory pol
+// ("" = the default policy) and each replica's logger from log (nil: none);
+// it returns the cluster, the issuer and the replicas' base URLs.
+func hReplicas(t *testing.T, ctx context.Context, pol string, log func(i int) *slog.Logger) (*natsembed.Cluster, *devissuertest.Server, []string) {
+	t.Helper()
 	cl, err := natsembed.StartCluster(ctx, natsembed.ClusterOptions{BaseDir: filepath.Join(t.TempDir(), "cluster"), Size: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -219,15 +219,31 @@ func TestRevocationAcrossReplicas(t *testing.T) {
 	t.Cleanup(cl.Shutdown)
 	iss := devissuertest.New(t, "ES256")
 	var bases []string
-	var logs syncBuffer // the replicas' revocation logs, shown when a revocation is slow
 	for i := range 3 {
 		cfg := hConfig(t, iss)
+		cfg.Policy.Path = pol
 		cfg.Audit = config.Audit{NATS: config.NATS{URL: cl.ClientURLs()}, Replicas: 3}
 		cfg.ApplyDefaults()
-		log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("replica", i)
-		base, _ := hStartStoppable(t, cfg, log)
+		var logs []*slog.Logger
+		if log != nil {
+			logs = append(logs, log(i))
+		}
+		base, _ := hStartStoppable(t, cfg, logs...)
 		bases = append(bases, base)
 	}
+	return cl, iss, bases
+}
+
+func TestRevocationAcrossReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node NATS cluster and three PDPs")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var logs syncBuffer // the replicas' revocation logs, shown when a revocation is slow
+	cl, iss, bases := hReplicas(t, ctx, "", func(i int) *slog.Logger {
+		return slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})).With("replica", i)
+	})
 	for _, b := range bases {
 		testkit.WaitFor(t, "replica "+b+" synced", func() bool { return readyRevocations(t, b)["synced"] == true })
 	}

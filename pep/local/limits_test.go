@@ -2,7 +2,6 @@ package local_test
 
 import (
 	"context"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -12,9 +11,9 @@ import (
 
 	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
 	"github.com/mcp-pdp/pdp/internal/testkit"
+	"github.com/mcp-pdp/pdp/internal/testkit/coretest"
 	"github.com/mcp-pdp/pdp/pep"
 	"github.com/mcp-pdp/pdp/pep/local"
-	"github.com/mcp-pdp/pdp/policies"
 )
 
 // TestRateLimitThroughTheMiddleware: an anonymous client over a tool's
@@ -24,21 +23,7 @@ import (
 func TestRateLimitThroughTheMiddleware(t *testing.T) {
 	iss := devissuertest.New(t, "ES256")
 	dir := t.TempDir()
-	pol := filepath.Join(dir, "policy")
-	err := fs.WalkDir(policies.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || filepath.Ext(p) != ".rego" {
-			return err
-		}
-		b, err := policies.FS.ReadFile(p)
-		if err == nil {
-			testkit.WriteFile(t, filepath.Join(pol, p), string(b))
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	testkit.WriteFile(t, filepath.Join(pol, "data.yaml"), `mcp:
+	pol := coretest.DefaultPolicyDir(t, `mcp:
   default_catalog: demo
   catalogs:
     demo:

@@ -7,6 +7,8 @@ package coretest
 
 import (
 	"context"
+	"io/fs"
+	"path"
 	"path/filepath"
 	"testing"
 	"time"
@@ -155,6 +157,29 @@ func DefaultPolicy(tb testing.TB, opts ...decision.Options) *decision.Policy {
 		tb.Fatalf("coretest: default policy: %v", err)
 	}
 	return p
+}
+
+// DefaultPolicyDir writes the default policy's Rego modules with data as
+// its data.yaml to a temporary directory and returns it: the default
+// policy over a test's catalog, as a policy.path.
+func DefaultPolicyDir(tb testing.TB, data string) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	err := fs.WalkDir(policies.FS, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || path.Ext(p) != ".rego" {
+			return err
+		}
+		b, err := policies.FS.ReadFile(p)
+		if err == nil {
+			testkit.WriteFile(tb, filepath.Join(dir, filepath.FromSlash(p)), string(b))
+		}
+		return err
+	})
+	if err != nil {
+		tb.Fatalf("coretest: default policy: %v", err)
+	}
+	testkit.WriteFile(tb, filepath.Join(dir, "data.yaml"), data)
+	return dir
 }
 
 // PolicyFiles writes files (slash-separated name → content) to a

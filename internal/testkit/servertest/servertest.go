@@ -7,7 +7,6 @@ package servertest
 
 import (
 	"context"
-	"io/fs"
 	"path/filepath"
 	"testing"
 	"time"
@@ -15,7 +14,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/server"
 	"github.com/mcp-pdp/pdp/internal/testkit"
-	"github.com/mcp-pdp/pdp/policies"
+	"github.com/mcp-pdp/pdp/internal/testkit/coretest"
 )
 
 // Options say what the PDP decides for.
@@ -49,22 +48,7 @@ func Dev(tb testing.TB, o Options) *PDP {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.DataDir = filepath.Join(dir, "data")
 	if o.Data != "" {
-		pol := filepath.Join(dir, "policy")
-		err := fs.WalkDir(policies.FS, ".", func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || filepath.Ext(p) != ".rego" {
-				return err
-			}
-			b, err := policies.FS.ReadFile(p)
-			if err == nil {
-				testkit.WriteFile(tb, filepath.Join(pol, p), string(b))
-			}
-			return err
-		})
-		if err != nil {
-			tb.Fatal(err)
-		}
-		testkit.WriteFile(tb, filepath.Join(pol, "data.yaml"), o.Data)
-		cfg.Policy.Path = pol
+		cfg.Policy.Path = coretest.DefaultPolicyDir(tb, o.Data)
 	}
 	if o.Edit != nil {
 		o.Edit(cfg)
