@@ -40,8 +40,8 @@ type Verifier interface {
 
 // Auditor records audit events; *auditsink.Sink implements it. Record
 // returns an error only when the event could not be made durable. It must
-// not keep ev after it returns (ev is part of the decision's memory, the
-// request's bytes with it): copy what it keeps.
+// not keep ev after it returns (the core reuses it for the next
+// decision): copy what it keeps.
 type Auditor interface {
 	Record(ctx context.Context, ev *auditsink.Event) error
 }
@@ -110,7 +110,10 @@ type Service struct {
 	rates     *ratelimit.Limiter
 	quotas    Quotas
 	ids       sync.Pool
-	tokens    *tokenMemo
+	// events are the audit events handed to the auditor, reused (Record
+	// keeps nothing of them).
+	events sync.Pool
+	tokens *tokenMemo
 	// toolMetas are each resource's tools' annotations and _meta from its
 	// lists.
 	toolMetas map[string]*toolMetas
@@ -150,6 +153,7 @@ func New(o Options) (*Service, error) {
 		s.toolMetas[r.URI] = newToolMetas()
 	}
 	s.ids.New = func() any { return nuid.New() }
+	s.events.New = func() any { return new(auditsink.Event) }
 	s.tokens = newTokenMemo(2048)
 	return s, nil
 }
@@ -563,10 +567,6 @@ type pending struct {
 	// allowed without counting, for the audit event.
 	pepRateKey string
 	limit      *auditsink.Limit
-	keyBuf     [192]byte // rateKey's buffer
-	// ev is the decision's audit event (event): allocated with the rest
-	// of the decision, not on its own.
-	ev auditsink.Event
 }
 
 func (d *pending) invalidParams(ctx context.Context, why string) (*pep.Response, error) {
@@ -733,7 +733,10 @@ func (d *pending) answer(ctx context.Context, resp *pep.Response, outcome string
 		return resp, nil
 	}
 	ev := d.event(resp)
-	if err := d.svc.auditor.Record(ctx, ev); err != nil {
+	err := d.svc.auditor.Record(ctx, ev)
+	*ev = auditsink.Event{} // Record keeps nothing of it
+	d.svc.events.Put(ev)
+	if err != nil {
 		d.svc.log.Error("audit event not durable", "decision_id", resp.DecisionID, "err", err)
 		if d.svc.denyUnaud && resp.Allow {
 			ans := d.res.Challenge.Answer(stepup.Refusal{Kind: stepup.Unavailable, Method: d.in.Method, Target: d.in.Target})
@@ -748,7 +751,7 @@ func (d *pending) answer(ctx context.Context, resp *pep.Response, outcome string
 }
 
 func (d *pending) event(resp *pep.Response) *auditsink.Event {
-	ev := &d.ev
+	ev := d.svc.events.Get().(*auditsink.Event)
 	*ev = auditsink.Event{
 		ID:             resp.DecisionID,
 		Time:           d.start.UTC(),

@@ -73,27 +73,22 @@ func (d *pending) limitKey(by string) LimitKey {
 // errNoQuotas: the policy returned a quota this PDP cannot count.
 var errNoQuotas = errors.New("quota counters are not available on this PDP")
 
-// rateKey is the bucket of k, in d's buffer: the fields joined by NUL
-// (an id with a NUL names another bucket only if every other field
-// matches too; ids come from a verified token or the PEP). The string
-// shares the buffer: ratelimit copies a key it keeps.
-func (d *pending) rateKey(k LimitKey) string {
-	b := d.keyBuf[:0] // longer keys grow into the heap
-	b = append(b, k.Resource...)
-	b = append(b, 0)
-	b = append(b, k.Method...)
-	b = append(b, 0)
-	b = append(b, k.Target...)
-	b = append(b, 0)
-	b = append(b, k.By...)
-	b = append(b, 0)
+// Append appends k's name to b: the fields joined by NUL (an id with a
+// NUL names another key only if every other field matches too; ids come
+// from a verified token or the PEP), the id marked as the token's or the
+// PEP's. It names a rate bucket here and a quota counter in
+// internal/server.
+func (k LimitKey) Append(b []byte) []byte {
+	for _, f := range [...]string{k.Resource, k.Method, k.Target, k.By} {
+		b = append(b, f...)
+		b = append(b, 0)
+	}
 	if k.Anonymous {
 		b = append(b, 'a', ':') // the PEP's rate key
 	} else {
 		b = append(b, 't', ':') // from the token
 	}
-	b = append(b, k.ID...)
-	return unsafe.String(unsafe.SliceData(b), len(b))
+	return append(b, k.ID...)
 }
 
 func rule(r *catalog.Rate) ratelimit.Rule {
@@ -109,9 +104,13 @@ func (d *pending) applyLimits(ctx context.Context, res *decision.Result) (stepup
 	if res.Rate == nil && res.Quota == nil {
 		return stepup.Allowed, nil, nil, nil
 	}
+	// The bucket's name, on the stack for common sizes: ratelimit does
+	// not keep the string (it copies a key it stores).
+	var buf [192]byte
 	var rk string
 	if r := res.Rate; r != nil {
-		rk = d.rateKey(d.limitKey(r.By))
+		b := d.limitKey(r.By).Append(buf[:0])
+		rk = unsafe.String(unsafe.SliceData(b), len(b))
 		if t := d.svc.rates.Take(rule(r), rk); !t.Allowed {
 			return stepup.Limited, &stepup.Refusal{RetryAfter: t.RetryAfter, Limit: rateText(r)}, rateEvent(r), nil
 		}

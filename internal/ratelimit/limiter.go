@@ -344,9 +344,9 @@ func (s *shard) insert(key string, now int64) int32 {
 		i = int32(len(s.slots))
 		s.slots = append(s.slots, entry{})
 	}
-	key = strings.Clone(key) // not the caller's buffer
-	s.slots[i] = entry{key: key}
-	s.index[key] = i
+	kept := strings.Clone(key) // not the caller's buffer: key does not escape
+	s.slots[i] = entry{key: kept}
+	s.index[kept] = i
 	s.pushFront(i)
 	return i
 }

@@ -149,13 +149,7 @@ func retryable(err error) bool {
 }
 
 // quotaKey names k's counter (hashed by internal/quota into a subject).
-func quotaKey(k core.LimitKey) string {
-	who := "t:" + k.ID
-	if k.Anonymous {
-		who = "a:" + k.ID
-	}
-	return k.Resource + "\x00" + k.Method + "\x00" + k.Target + "\x00" + k.By + "\x00" + who
-}
+func quotaKey(k core.LimitKey) string { return string(k.Append(nil)) }
 
 // registerLimitMetrics exports the rate buckets' and the quota counters'
 // tallies (q may be nil: no quotas without NATS).
