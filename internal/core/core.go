@@ -567,6 +567,7 @@ type pending struct {
 	// allowed without counting, for the audit event.
 	pepRateKey string
 	limit      *auditsink.Limit
+	tookQuota  bool // applyLimits counted the call's quota
 }
 
 func (d *pending) invalidParams(ctx context.Context, why string) (*pep.Response, error) {
@@ -739,6 +740,7 @@ func (d *pending) answer(ctx context.Context, resp *pep.Response, outcome string
 	if err != nil {
 		d.svc.log.Error("audit event not durable", "decision_id", resp.DecisionID, "err", err)
 		if d.svc.denyUnaud && resp.Allow {
+			d.giveBack(ctx, result)
 			ans := d.res.Challenge.Answer(stepup.Refusal{Kind: stepup.Unavailable, Method: d.in.Method, Target: d.in.Target})
 			*resp = pep.Response{
 				DecisionID: resp.DecisionID, Outcome: pep.OutcomeDeny, HTTPStatus: ans.HTTPStatus,

@@ -23,15 +23,22 @@ type Quotas interface {
 	// the window ends. An error says the counters could not be reached
 	// (the resource's OnCounterUnavailable decides).
 	Take(ctx context.Context, q catalog.Quota, k LimitKey) (ok bool, retryAfter time.Duration, err error)
+	// Settle says what became of a call whose Take failed with err:
+	// allowed (it must count once) or refused (it must not count), for
+	// the counters to be made so once they answer again.
+	Settle(err error, allowed bool)
+	// Refund gives back a call Take counted, for an allowed answer
+	// that was turned into a refusal afterwards.
+	Refund(ctx context.Context, q catalog.Quota, k LimitKey) error
 }
 
 // LimitKey is whose budget a call is counted against: one per resource,
 // method and target (each tool has its own), and the limit's "by": ID is
 // the subject, the client id, both (sub+client: "sub\x00client") or ""
-// (resource: everyone shares it). An anonymous caller is counted by the
-// PEP's rate key (pep.Request.RateKey, e.g. the client's address) with
-// Anonymous set, or, without one, in one budget shared by all anonymous
-// callers.
+// (resource: everyone shares it). An anonymous caller, and a token
+// without the claim the limit is by, is counted by the PEP's rate key
+// (pep.Request.RateKey, e.g. the client's address) with Anonymous set,
+// or, without one, in one budget shared by all such callers.
 type LimitKey struct {
 	Resource, Method, Target string
 	By                       string
@@ -51,22 +58,26 @@ const (
 // limitKey is k for by, for this call.
 func (d *pending) limitKey(by string) LimitKey {
 	k := LimitKey{Resource: d.res.URI, Method: d.in.Method, Target: d.in.Target, By: by}
-	c := d.claims
-	if c == nil {
-		k.Anonymous, k.ID = true, d.pepRateKey
-		if by == catalog.ByResource {
-			k.Anonymous, k.ID = false, ""
-		}
+	if by == catalog.ByResource {
 		return k
 	}
-	switch by {
-	case catalog.BySubject:
-		k.ID = c.Subject
-	case catalog.ByClient:
-		k.ID = c.ClientID
-	case catalog.BySubjectClient:
-		k.ID = c.Subject + "\x00" + c.ClientID
+	if c := d.claims; c != nil {
+		switch {
+		case by == catalog.BySubject && c.Subject != "":
+			k.ID = c.Subject
+			return k
+		case by == catalog.ByClient && c.ClientID != "":
+			k.ID = c.ClientID
+			return k
+		case by == catalog.BySubjectClient && (c.Subject != "" || c.ClientID != ""):
+			k.ID = c.Subject + "\x00" + c.ClientID
+			return k
+		}
 	}
+	// Anonymous, or a token without the claim the limit is by (no sub,
+	// no client id): counted by the PEP's rate key, as anonymous callers
+	// are, rather than in one budget with every other such token.
+	k.Anonymous, k.ID = true, d.pepRateKey
 	return k
 }
 
@@ -134,18 +145,42 @@ func (d *pending) applyLimits(ctx context.Context, res *decision.Result) (stepup
 	}
 	switch {
 	case err != nil && d.res.OnCounterUnavailable == CounterAllow:
+		if d.svc.quotas != nil {
+			d.svc.quotas.Settle(err, true)
+		}
 		ev := quotaEvent(q)
 		ev.Uncounted = true
-		d.svc.log.Warn("quota counters unavailable: call allowed uncounted", "resource", d.res.URI, "target", d.in.Target, "err", err)
+		d.svc.log.Warn("quota counters unavailable: call allowed, counted once they answer", "resource", d.res.URI, "target", d.in.Target, "err", err)
 		return stepup.Allowed, nil, ev, nil
 	case err != nil:
+		if d.svc.quotas != nil {
+			d.svc.quotas.Settle(err, false)
+		}
 		refund()
 		return stepup.Unavailable, nil, nil, fmt.Errorf("quota %s: %w", quotaText(q), err)
 	case !ok:
 		refund()
 		return stepup.Limited, &stepup.Refusal{RetryAfter: wait, Limit: quotaText(q), Quota: true}, quotaEvent(q), nil
 	}
+	d.tookQuota = true
 	return stepup.Allowed, nil, nil, nil
+}
+
+// giveBack returns what applyLimits took for an allowed answer turned
+// into a refusal afterwards (its audit event could not be recorded).
+func (d *pending) giveBack(ctx context.Context, res *decision.Result) {
+	if res == nil {
+		return
+	}
+	if r := res.Rate; r != nil {
+		d.svc.rates.Refund(rule(r), string(d.limitKey(r.By).Append(nil)))
+	}
+	if q := res.Quota; q != nil && d.tookQuota {
+		// Bounded by the counters' own timeout, past the decision's.
+		if err := d.svc.quotas.Refund(context.WithoutCancel(ctx), *q, d.limitKey(q.By)); err != nil {
+			d.svc.log.Warn("quota: a refused call's count could not be given back", "resource", d.res.URI, "target", d.in.Target, "err", err)
+		}
+	}
 }
 
 func rateText(r *catalog.Rate) string {

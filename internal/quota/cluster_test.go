@@ -40,7 +40,9 @@ func startReplicas(t *testing.T) *replicas {
 		order := append(slices.Clone(urls[i:]), urls[:i]...)
 		nc := connect(t, strings.Join(order, ","), nats.DontRandomize())
 		r.conns = append(r.conns, nc)
-		r.counters = append(r.counters, mustNew(t, nc, Config{}))
+		c := mustNew(t, nc, Config{})
+		r.counters = append(r.counters, c)
+		runSettle(t, c)
 	}
 	r.js = newJS(t, r.conns[0])
 	ensure(t, r.js, Config{Replicas: 3})
@@ -142,9 +144,9 @@ func TestCluster(t *testing.T) {
 	})
 
 	t.Run("leader killed", func(t *testing.T) {
-		// The stream's leader stopped once 30 calls are in: never more
-		// than 100 allowed; the count may exceed the allowed calls by the
-		// takes whose acknowledgement was lost.
+		// The stream's leader stopped once 30 calls are in: the takes
+		// whose acknowledgement was lost are refused and settled, and the
+		// window still allows exactly 100.
 		leader := r.leader(t)
 		name := r.cl.Server(leader).Name()
 		r.disrupted(t, rule, now, "tool:generate_qr|sub:bob", func() string {
@@ -161,7 +163,8 @@ func TestCluster(t *testing.T) {
 	t.Run("quorum lost", func(t *testing.T) {
 		// Two of the three nodes stopped for a second, then one back: the
 		// leader left alone cannot commit, its takes time out, and some
-		// of them may be counted when the quorum is back.
+		// of them are counted when the quorum is back; settling takes them
+		// back, and the window still allows exactly 100.
 		leader := r.leader(t)
 		a, b := (leader+1)%3, (leader+2)%3
 		r.disrupted(t, rule, now, "tool:generate_qr|sub:carol", func() string {
@@ -184,11 +187,11 @@ func TestCluster(t *testing.T) {
 }
 
 // disrupted runs 32 goroutines taking on key through the three replicas,
-// every 20 ms each, calls disrupt once 30 calls are allowed, runs on until
-// the quota is spent (64 denials after disrupt) or 30 s have passed, then
-// reads the count through replica reader and checks: never more than 100
-// allowed, and a count of at least the allowed calls and at most those
-// and the takes that may have been applied.
+// every 20 ms each (settling every failed take as refused), calls disrupt
+// once 30 calls are allowed, runs on until 64 denials after disrupt or
+// 30 s, waits until every failed take is settled, then spends what is
+// left of the quota from one replica, and checks: exactly 100 allowed in
+// all, and the count, read through replica reader, is 100.
 func (r *replicas) disrupted(t *testing.T, rule Rule, now time.Time, key string, disrupt func() string, reader int) {
 	t.Helper()
 	var ta tally
@@ -198,7 +201,9 @@ func (r *replicas) disrupted(t *testing.T, rule Rule, now time.Time, key string,
 		c := r.counters[g%3]
 		wg.Go(func() {
 			for !stop.Load() {
-				ta.add(c.Take(context.Background(), rule, key, now))
+				res, err := c.Take(context.Background(), rule, key, now)
+				c.Settle(err, false)
+				ta.add(res, err)
 				time.Sleep(20 * time.Millisecond)
 			}
 		})
@@ -215,34 +220,62 @@ func (r *replicas) disrupted(t *testing.T, rule Rule, now time.Time, key string,
 	stop.Store(true)
 	wg.Wait()
 	spent := time.Since(t0)
-
-	var used int64
-	waitFor(t, "a read of the count", 30*time.Second, func() bool {
-		var err error
-		used, err = r.counters[reader].Used(context.Background(), rule, key, now)
-		return err == nil
-	})
-	var revertFailed int64
-	for _, c := range r.counters {
-		revertFailed += c.Stats().RevertFailed
-	}
 	allowed, denied, unavailable, maybe := ta.allowed.Load(), ta.denied.Load(), ta.unavailable.Load(), ta.maybe.Load()
-	t.Logf("%s after %d allowed; %v later: allowed %d, denied %d, unavailable %d (%d maybe applied), failed reverts %d; final count %d",
-		what, at, spent.Round(time.Millisecond), allowed, denied, unavailable, maybe, revertFailed, used)
 	if allowed > 100 {
 		t.Fatalf("over-allow: %d calls allowed of 100", allowed)
 	}
-	if used < allowed {
-		t.Fatalf("the count %d is below the %d allowed calls", used, allowed)
+
+	waitFor(t, "every failed take settled", 40*time.Second, func() bool {
+		var n int64
+		for _, c := range r.counters {
+			n += c.Stats().Unsettled
+		}
+		return n == 0
+	})
+	var lost, settled, revertFailed int64
+	for _, c := range r.counters {
+		st := c.Stats()
+		lost, settled, revertFailed = lost+st.SettleLost, settled+st.Settled, revertFailed+st.RevertFailed
 	}
-	if used-allowed > maybe+revertFailed {
-		t.Fatalf("the count %d exceeds the allowed calls %d by more than the takes that may have been applied (%d) and the failed reverts (%d)",
-			used, allowed, maybe, revertFailed)
+	// What the run left of the quota, spent through the reader.
+	c := r.counters[reader]
+	late := 0
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		res, err := c.Take(context.Background(), rule, key, now)
+		if err != nil {
+			c.Settle(err, false)
+			if time.Now().After(deadline) {
+				t.Fatalf("the quota cannot be spent after the disruption: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		if !res.Allowed {
+			break
+		}
+		late++
 	}
-	if denied-deniedAt < 64 {
-		t.Fatalf("the quota was not spent within 30 s: %d allowed", allowed)
+	waitFor(t, "the last takes settled", 40*time.Second, func() bool { return c.Stats().Unsettled == 0 })
+	var used int64
+	waitFor(t, "a read of the count", 30*time.Second, func() bool {
+		var err error
+		used, err = c.Used(context.Background(), rule, key, now)
+		return err == nil
+	})
+	t.Logf("%s after %d allowed; %v later: allowed %d, denied %d, unavailable %d (%d maybe applied), failed reverts %d, settled %d, lost %d; then %d allowed; final count %d",
+		what, at, spent.Round(time.Millisecond), allowed, denied, unavailable, maybe, revertFailed, settled, lost, late, used)
+	if lost != 0 {
+		t.Fatalf("%d failed takes could not be settled", lost)
 	}
-	if allowed < 100 {
-		t.Logf("exactness lost: %d calls of the budget went to takes whose acknowledgement was lost or whose revert failed", 100-allowed)
+	if total := allowed + int64(late); total != 100 || used != 100 {
+		t.Fatalf("%d calls allowed in all (%d during the run, %d after it), count %d: want exactly 100 and 100", total, allowed, late, used)
 	}
+}
+
+// runSettle runs c's settling until the test ends.
+func runSettle(t testing.TB, c *Counter) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 }

@@ -30,6 +30,15 @@ const (
 	// DefaultMaxObserved is the default bound on the totals a Counter
 	// remembers for Observed.
 	DefaultMaxObserved = 10_000
+	// DefaultDuplicates is the stream's duplicate window: how long
+	// JetStream remembers a message id (one per take: about takes per
+	// second × window × 100 bytes of the servers' memory).
+	DefaultDuplicates = time.Minute
+	// MinDuplicates is the shortest duplicate window allowed: a failed
+	// take is settled by sending it again under its id within 3/4 of it.
+	MinDuplicates = 10 * time.Second
+	// DefaultMaxUnsettled bounds the failed takes waiting to be settled.
+	DefaultMaxUnsettled = 10_000
 )
 
 // Config configures the counter stream (EnsureStream) and a Counter
@@ -59,6 +68,13 @@ type Config struct {
 	// MaxObserved bounds how many totals a Counter remembers for
 	// Observed; negative remembers none. Default DefaultMaxObserved.
 	MaxObserved int
+	// Duplicates is the counter stream's duplicate window, at least
+	// MinDuplicates: a failed take is settled (Counter.Settle) only
+	// within 3/4 of it. Default DefaultDuplicates.
+	Duplicates time.Duration
+	// MaxUnsettled bounds the failed takes and reverts a Counter keeps
+	// to settle. Default DefaultMaxUnsettled.
+	MaxUnsettled int
 	// Logger receives what a Counter cannot report through a result (a
 	// failed revert). Nil discards.
 	Logger *slog.Logger
@@ -86,6 +102,12 @@ func (c Config) withDefaults() Config {
 	if c.MaxObserved == 0 {
 		c.MaxObserved = DefaultMaxObserved
 	}
+	if c.Duplicates == 0 {
+		c.Duplicates = DefaultDuplicates
+	}
+	if c.MaxUnsettled <= 0 {
+		c.MaxUnsettled = DefaultMaxUnsettled
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -108,6 +130,9 @@ func (c Config) validate() error {
 	}
 	if c.Timeout < 0 {
 		return fmt.Errorf("quota: timeout %v is negative", c.Timeout)
+	}
+	if c.Duplicates < MinDuplicates {
+		return fmt.Errorf("quota: stream %s: duplicate window %v is shorter than the minimum %v: failed takes could not be settled", c.Stream, c.Duplicates, MinDuplicates)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package quota
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -30,8 +31,17 @@ type Counter struct {
 	brk     breaker
 	stats   stats
 
-	// The increments' headers, shared read-only by every message.
-	incr, decr, zero nats.Header
+	// Settling: the message ids' prefix (unique to this Counter), the
+	// next id, the queue Run works through, and how long after its
+	// first send a message may still be sent again (within the
+	// stream's duplicate window).
+	idPrefix    string
+	ids         atomic.Uint64
+	settleQ     chan *settleOp
+	resendUntil time.Duration
+
+	// The increments' values, shared read-only by every message.
+	incr, decr, zero []string
 }
 
 // New returns a Counter publishing on nc to the counters of cfg (Stream,
@@ -45,22 +55,39 @@ func New(nc *nats.Conn, cfg Config) (*Counter, error) {
 	if nc == nil {
 		return nil, fmt.Errorf("quota: stream %s: no NATS connection", cfg.Stream)
 	}
+	var rnd [8]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, fmt.Errorf("quota: message id prefix: %w", err)
+	}
 	return &Counter{
-		nc:      nc,
-		stream:  cfg.Stream,
-		prefix:  cfg.Prefix,
-		timeout: cfg.Timeout,
-		log:     cfg.Logger,
-		obs:     newObservedSet(cfg.MaxObserved),
-		brk:     breaker{cooldown: max(cfg.Cooldown, 0)},
-		incr:    nats.Header{incrHeader: []string{"+1"}},
-		decr:    nats.Header{incrHeader: []string{"-1"}},
-		zero:    nats.Header{incrHeader: []string{"+0"}},
+		nc:          nc,
+		stream:      cfg.Stream,
+		prefix:      cfg.Prefix,
+		timeout:     cfg.Timeout,
+		log:         cfg.Logger,
+		obs:         newObservedSet(cfg.MaxObserved),
+		brk:         breaker{cooldown: max(cfg.Cooldown, 0)},
+		idPrefix:    "q" + hex.EncodeToString(rnd[:]) + "-",
+		settleQ:     make(chan *settleOp, cfg.MaxUnsettled),
+		resendUntil: cfg.Duplicates * 3 / 4,
+		incr:        []string{"+1"},
+		decr:        []string{"-1"},
+		zero:        []string{"+0"},
 	}, nil
 }
 
-// incrHeader is the ADR-49 counter increment (a signed integer).
-const incrHeader = "Nats-Incr"
+// The ADR-49 counter increment (a signed integer), and the message id
+// JetStream deduplicates by within the stream's duplicate window.
+const (
+	incrHeader  = "Nats-Incr"
+	msgIDHeader = "Nats-Msg-Id"
+)
+
+// newID returns a message id no other message of this Counter (or,
+// with overwhelming odds, of another) has.
+func (c *Counter) newID() string {
+	return c.idPrefix + strconv.FormatUint(c.ids.Add(1), 36)
+}
 
 // Result is the answer of Take. With an error it still carries Limit
 // and Reset (for a Retry-After on a call denied because the counters were
@@ -103,6 +130,11 @@ type UnavailableError struct {
 	MaybeApplied bool
 	// Err is the cause.
 	Err error
+
+	// The take's message, for Settle: its counter, increment and id, and
+	// when it was first sent (zero: never). Nil for other operations.
+	take *step
+	c    *Counter
 }
 
 // Error names the operation, subject, stream and cause.
@@ -164,12 +196,19 @@ func (c *Counter) Take(ctx context.Context, rule Rule, key string, now time.Time
 	loc := rule.location()
 	res := Result{Limit: rule.Limit, Reset: windowEnd(rule.Period, loc, now)}
 	subj := c.subject(rule.Period, loc, key, now)
-	total, seq, err := c.add(ctx, "take", subj, c.incr, false)
+	id := c.newID()
+	sent := time.Now()
+	total, seq, err := c.add(ctx, "take", subj, c.incr, id, false)
 	if err != nil {
 		c.stats.unavailable.Add(1)
 		var ue *UnavailableError
-		if errors.As(err, &ue) && ue.MaybeApplied {
-			c.stats.maybeApplied.Add(1)
+		if errors.As(err, &ue) {
+			ue.c = c
+			ue.take = &step{subj: subj, delta: c.incr, id: id}
+			if ue.MaybeApplied {
+				c.stats.maybeApplied.Add(1)
+				ue.take.sent = sent
+			}
 		}
 		return res, err
 	}
@@ -187,10 +226,21 @@ func (c *Counter) Take(ctx context.Context, rule Rule, key string, now time.Time
 	// counted takes a call from the budget.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
-	after, seq2, err := c.add(rctx, "revert", subj, c.decr, true)
+	rid := c.newID()
+	rsent := time.Now()
+	after, seq2, err := c.add(rctx, "revert", subj, c.decr, rid, true)
 	if err != nil {
 		c.stats.revertFailed.Add(1)
-		c.log.Warn("quota: the revert of a denied call failed; the window counts one call too many", "err", err)
+		rev := step{subj: subj, delta: c.decr, id: rid}
+		var ue *UnavailableError
+		if errors.As(err, &ue) && ue.MaybeApplied {
+			rev.sent = rsent
+		}
+		if c.enqueue(&settleOp{steps: []step{rev}}) {
+			c.log.Warn("quota: the revert of a denied call failed; it is sent again until the counters answer", "err", err)
+		} else {
+			c.log.Warn("quota: the revert of a denied call failed, and too many are waiting to be settled; the window counts one call too many", "err", err)
+		}
 		c.obs.put(subj, seq, total, res.Reset, now)
 		res.Used = total
 		return res, nil
@@ -219,14 +269,14 @@ func (c *Counter) Refund(ctx context.Context, rule Rule, key string, at time.Tim
 	}
 	loc := rule.location()
 	subj := c.subject(rule.Period, loc, key, at)
-	total, seq, err := c.add(ctx, "refund", subj, c.decr, false)
+	total, seq, err := c.add(ctx, "refund", subj, c.decr, c.newID(), false)
 	if err != nil {
 		return err
 	}
 	if total < 0 {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 		defer cancel()
-		if _, _, err := c.add(rctx, "refund undo", subj, c.incr, true); err != nil {
+		if _, _, err := c.add(rctx, "refund undo", subj, c.incr, c.newID(), true); err != nil {
 			return fmt.Errorf("%w on %s (stream %s), and undoing it failed: %w", ErrOverRefund, subj, c.stream, err)
 		}
 		return fmt.Errorf("%w on %s (stream %s)", ErrOverRefund, subj, c.stream)
@@ -246,7 +296,7 @@ func (c *Counter) Used(ctx context.Context, rule Rule, key string, now time.Time
 	}
 	loc := rule.location()
 	subj := c.subject(rule.Period, loc, key, now)
-	total, seq, err := c.add(ctx, "read", subj, c.zero, false)
+	total, seq, err := c.add(ctx, "read", subj, c.zero, c.newID(), false)
 	if err != nil {
 		return 0, err
 	}
@@ -300,10 +350,17 @@ type Stats struct {
 	CircuitOpen bool
 	// Observed is the number of totals remembered for Observed.
 	Observed int
+	// Unsettled is the number of failed takes and reverts waiting to
+	// be settled (Settle, Run); Settled counts those settled, and
+	// SettleLost those given up (the queue full, or the counters out of
+	// reach for longer than the duplicate window allows): each may
+	// leave its window one call off.
+	Unsettled, Settled, SettleLost int64
 }
 
 type stats struct {
 	allowed, denied, unavailable, maybeApplied, revertFailed, refunded, failedFast atomic.Int64
+	unsettled, settled, settleLost                                                 atomic.Int64
 }
 
 // Stats returns the tallies.
@@ -313,7 +370,8 @@ func (c *Counter) Stats() Stats {
 		Unavailable: c.stats.unavailable.Load(), MaybeApplied: c.stats.maybeApplied.Load(),
 		RevertFailed: c.stats.revertFailed.Load(), Refunded: c.stats.refunded.Load(),
 		FailedFast: c.stats.failedFast.Load(), CircuitOpen: c.brk.open(),
-		Observed: c.obs.len(),
+		Observed:  c.obs.len(),
+		Unsettled: c.stats.unsettled.Load(), Settled: c.stats.settled.Load(), SettleLost: c.stats.settleLost.Load(),
 	}
 }
 
@@ -347,10 +405,11 @@ func (c *Counter) appendSubject(b []byte, p Period, loc *time.Location, key stri
 // pubAck is the JetStream publish acknowledgement, with the counter's
 // total in val (ADR-49).
 type pubAck struct {
-	Stream string              `json:"stream"`
-	Seq    uint64              `json:"seq"`
-	Val    string              `json:"val"`
-	Error  *jetstream.APIError `json:"error"`
+	Stream    string              `json:"stream"`
+	Seq       uint64              `json:"seq"`
+	Val       string              `json:"val"`
+	Duplicate bool                `json:"duplicate"`
+	Error     *jetstream.APIError `json:"error"`
 }
 
 // parseCounterAck reads the total and sequence of a counter stream's
@@ -432,10 +491,17 @@ func parseDigits(b []byte) (uint64, int) {
 // so sending it again cannot count it twice.
 const noRespondersWait = 20 * time.Millisecond
 
-// add publishes the increment hdr on subj and returns the new total and
-// the message's stream sequence, within c.timeout and ctx. Unless always,
-// it sends nothing while the breaker is open.
-func (c *Counter) add(ctx context.Context, op, subj string, hdr nats.Header, always bool) (int64, uint64, error) {
+// errDuplicate is add's error for a message the stream had already
+// stored under its id (no total comes back): Settle's sign that a resent
+// message was applied the first time.
+var errDuplicate = errors.New("quota: the stream already has this message id")
+
+// add publishes the increment delta on subj under the message id id and
+// returns the new total and the message's stream sequence, within
+// c.timeout and ctx. Unless always, it sends nothing while the breaker is
+// open. A message the stream already had (a resent id) is errDuplicate,
+// with its sequence.
+func (c *Counter) add(ctx context.Context, op, subj string, delta []string, id string, always bool) (int64, uint64, error) {
 	fail := func(maybe bool, err error) (int64, uint64, error) {
 		return 0, 0, &UnavailableError{Op: op, Stream: c.stream, Subject: subj, MaybeApplied: maybe, Err: err}
 	}
@@ -463,7 +529,7 @@ func (c *Counter) add(ctx context.Context, op, subj string, hdr nats.Header, alw
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 	}
-	msg := &nats.Msg{Subject: subj, Header: hdr}
+	msg := &nats.Msg{Subject: subj, Header: nats.Header{incrHeader: delta, msgIDHeader: {id}}}
 	var resp *nats.Msg
 	var err error
 	for {
@@ -498,6 +564,9 @@ func (c *Counter) add(ctx context.Context, op, subj string, hdr nats.Header, alw
 	}
 	if ack.Error != nil {
 		return fail(false, ack.Error)
+	}
+	if ack.Duplicate {
+		return 0, ack.Seq, errDuplicate
 	}
 	if ack.Val == "" {
 		// Stored by a stream that is not a counter stream.

@@ -18,8 +18,9 @@ import (
 // message per subject (the latest holds the total; the increments before
 // it are not kept), no message or byte limit (discarding a counter of the
 // current window would reset it to 0), max_age past the longest window,
-// and direct get allowed (reading a counter from any replica, as ADR-49
-// clients and `nats stream get` expect).
+// direct get allowed (reading a counter from any replica, as ADR-49
+// clients and `nats stream get` expect), and the duplicate window a
+// failed take is settled within (Counter.Settle).
 func StreamConfig(cfg Config) jetstream.StreamConfig {
 	cfg = cfg.withDefaults()
 	return jetstream.StreamConfig{
@@ -36,6 +37,7 @@ func StreamConfig(cfg Config) jetstream.StreamConfig {
 		MaxMsgsPerSubject: 1,
 		AllowMsgCounter:   true,
 		AllowDirect:       true,
+		Duplicates:        cfg.Duplicates,
 	}
 }
 
@@ -177,6 +179,9 @@ func reconcileStream(have, want jetstream.StreamConfig) (jetstream.StreamConfig,
 		weaker = append(weaker, "file storage (a memory stream cannot become a file one; recreate it)")
 	}
 	next.AllowDirect = true
+	// A longer duplicate window only costs the servers memory; a
+	// shorter one than configured could let a resent take count twice.
+	next.Duplicates = max(have.Duplicates, want.Duplicates)
 	if !coversSubjects(have.Subjects, want.Subjects[0]) {
 		next.Subjects = append(slices.Clone(have.Subjects), want.Subjects[0])
 	}
@@ -200,6 +205,6 @@ func coversSubjects(subjects []string, subject string) bool {
 }
 
 func streamConfigEqual(a, b jetstream.StreamConfig) bool {
-	return a.Replicas == b.Replicas && a.MaxAge == b.MaxAge && a.AllowDirect == b.AllowDirect &&
+	return a.Replicas == b.Replicas && a.MaxAge == b.MaxAge && a.AllowDirect == b.AllowDirect && a.Duplicates == b.Duplicates &&
 		slices.Equal(a.Subjects, b.Subjects) && a.Description == b.Description
 }

@@ -46,6 +46,7 @@ func (s *Server) startQuotas() (*quotas, error) {
 		}
 		s.goBackground(func(ctx context.Context) { ensureQuotaStream(ctx, js, cfg, log) })
 	}
+	s.goBackground(c.Run) // settles the takes that failed
 	return &quotas{c: c}, nil
 }
 
@@ -134,6 +135,24 @@ func (q *quotas) Take(ctx context.Context, cq catalog.Quota, k core.LimitKey) (b
 	return true, 0, nil
 }
 
+// Settle hands a failed take to the counters' settling (core.Quotas).
+func (q *quotas) Settle(err error, allowed bool) { q.c.Settle(err, allowed) }
+
+// Refund gives back a call Take counted in the current window
+// (core.Quotas). One taken just before a window's end is not given back
+// in the next (quota.ErrOverRefund).
+func (q *quotas) Refund(ctx context.Context, cq catalog.Quota, k core.LimitKey) error {
+	p, err := quota.ParsePeriod(cq.Per)
+	if err != nil {
+		return err
+	}
+	loc, err := q.location(cq.TimeZone)
+	if err != nil {
+		return fmt.Errorf("quota time zone %q: %w", cq.TimeZone, err)
+	}
+	return q.c.Refund(ctx, quota.Rule{Limit: cq.Limit, Period: p, Location: loc}, quotaKey(k), time.Now())
+}
+
 // How long a quota take that was never sent is tried again, and how
 // often.
 const (
@@ -174,6 +193,12 @@ func registerLimitMetrics(reg prometheus.Registerer, rates *ratelimit.Limiter, q
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mcp_pdp_quota_revert_failed_total",
 				Help: "Quota denials whose revert failed: each may leave its window counting one call too many."},
 				func() float64 { return float64(q.c.Stats().RevertFailed) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mcp_pdp_quota_unsettled",
+				Help: "Quota takes that failed (or denials whose revert failed) waiting for the counters to answer, to be made to count once or not at all."},
+				func() float64 { return float64(q.c.Stats().Unsettled) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mcp_pdp_quota_settle_lost_total",
+				Help: "Failed quota takes that could not be settled (the queue full, or the counters away longer than the duplicate window): each may leave its window one call off."},
+				func() float64 { return float64(q.c.Stats().SettleLost) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "mcp_pdp_quota_circuit_open", Help: "1 while the quota counters hold calls back after a timeout."},
 				func() float64 {
 					if q.c.Stats().CircuitOpen {
