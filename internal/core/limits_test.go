@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -88,12 +89,16 @@ func BenchmarkDecideCallRateLimited(b *testing.B) {
 type limitLog struct {
 	mu     sync.Mutex
 	events []auditsink.Event
+	fail   bool // Record fails: the event is not durable
 }
 
 func (l *limitLog) Record(_ context.Context, ev *auditsink.Event) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.events = append(l.events, *ev)
+	if l.fail {
+		return errors.New("audit down")
+	}
 	return nil
 }
 
@@ -112,7 +117,7 @@ func TestLimits(t *testing.T) {
 	type call struct {
 		sub, client string // "" sub: anonymous
 		rateKey     string
-		want        string // outcome
+		want        string // outcome; "unaudited": allowed, then refused as its event could not be recorded
 	}
 	tests := []struct {
 		name         string
@@ -128,6 +133,10 @@ func TestLimits(t *testing.T) {
 			{"alice", "a", "", "allow"}, {"alice", "a", "", "limited"}, {"alice", "b", "", "allow"}, {"bob", "a", "", "allow"}}},
 		{"by resource", `{limit: 2, per: 1h, by: resource}`, "", false, []call{
 			{"alice", "a", "", "allow"}, {"bob", "b", "", "allow"}, {"", "", "192.0.2.1", "limited"}}},
+		{"a token without the claim is counted by the rate key", `{limit: 1, per: 1h, by: client}`, "", false, []call{
+			{"alice", "", "192.0.2.1", "allow"}, {"bob", "", "192.0.2.1", "limited"}, {"carol", "", "192.0.2.2", "allow"}, {"dave", "a", "192.0.2.2", "allow"}}},
+		{"an answer refused for want of audit gives its token back", `{limit: 1, per: 1h, by: sub}`, "", false, []call{
+			{"alice", "a", "", "unaudited"}, {"alice", "a", "", "allow"}, {"alice", "a", "", "limited"}}},
 		{"anonymous by rate key, or together", `{limit: 1, per: 1h, by: client}`, "", false, []call{
 			{"", "", "192.0.2.1", "allow"}, {"", "", "192.0.2.1", "limited"}, {"", "", "192.0.2.2", "allow"},
 			{"", "", "", "allow"}, {"", "", "", "limited"}}},
@@ -146,6 +155,7 @@ func TestLimits(t *testing.T) {
 				policy = limitedPolicyAccess(t, "step_up", tc.rate, tc.quota)
 			}
 			e := coretest.New(t, coretest.Options{Policy: policy, Auditor: log, Core: func(o *core.Options) {
+				o.DenyUnaudited = true
 				if tc.allowCounter {
 					o.Resources[0].OnCounterUnavailable = core.CounterAllow
 				}
@@ -157,12 +167,23 @@ func TestLimits(t *testing.T) {
 				}
 				req := callRequest(authz, "generate_qr_url")
 				req.RateKey = c.rateKey
+				log.mu.Lock()
+				log.fail = c.want == "unaudited"
+				log.mu.Unlock()
 				r, err := e.Service.Decide(context.Background(), req, "")
-				if err != nil || r.Outcome != c.want {
+				want := c.want
+				if want == "unaudited" {
+					want = "deny"
+				}
+				if err != nil || r.Outcome != want {
 					t.Fatalf("call %d (%+v): %+v %v", i+1, c, r, err)
 				}
 				ev := log.last()
 				switch c.want {
+				case "unaudited":
+					if r.Allow || r.HTTPStatus != 503 || !strings.Contains(r.Reason, "audit unavailable") {
+						t.Fatalf("call %d: %+v", i+1, r)
+					}
 				case "limited":
 					if r.HTTPStatus != 429 || r.RetryAfter < 1 || ev.Outcome != "limited" || ev.Limit == nil || ev.Limit.Kind != "rate" {
 						t.Fatalf("call %d: %+v, event %+v", i+1, r, ev.Limit)
