@@ -358,6 +358,9 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 		// phase of a list (no result): the policy decides the request as
 		// it is, a list without items.
 		result, err = s.engine.Decide(ctx, in)
+		if err == nil {
+			result, err = d.withBudget(ctx, result)
+		}
 	}
 	return d.finish(reqCtx, result, err, tokErr)
 }

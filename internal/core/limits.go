@@ -30,6 +30,10 @@ type Quotas interface {
 	// Refund gives back a call Take counted, for an allowed answer
 	// that was turned into a refusal afterwards.
 	Refund(ctx context.Context, q catalog.Quota, k LimitKey) error
+	// Used is what k's window of q has used: as this replica last saw
+	// it (exact false), or, when it has not seen it, read from the
+	// counters (exact).
+	Used(ctx context.Context, q catalog.Quota, k LimitKey) (used int64, resets time.Time, exact bool, err error)
 }
 
 // LimitKey is whose budget a call is counted against: one per resource,
@@ -164,6 +168,27 @@ func (d *pending) applyLimits(ctx context.Context, res *decision.Result) (stepup
 	}
 	d.tookQuota = true
 	return stepup.Allowed, nil, nil, nil
+}
+
+// withBudget decides the call again with what is left of its quota in
+// input.budget, for a policy that reads it; without a quota, or when the
+// counters cannot say, the first result stands (the policy sees no
+// input.budget).
+func (d *pending) withBudget(ctx context.Context, result *decision.Result) (*decision.Result, error) {
+	q := result.Quota
+	if q == nil || d.svc.quotas == nil || d.in.Class.Operation != decision.OpCall {
+		return result, nil
+	}
+	if p := d.svc.engine.Policy(); p == nil || !p.ReadsBudget() {
+		return result, nil
+	}
+	used, resets, exact, err := d.svc.quotas.Used(ctx, *q, d.limitKey(q.By))
+	if err != nil {
+		d.svc.log.Debug("quota budget unknown: the policy decides without input.budget", "resource", d.res.URI, "target", d.in.Target, "err", err)
+		return result, nil
+	}
+	d.in.Budget = &decision.Budget{Quota: &decision.QuotaBudget{Limit: q.Limit, Used: used, Per: q.Per, By: q.By, Resets: resets, Exact: exact}}
+	return d.svc.engine.Decide(ctx, d.in)
 }
 
 // giveBack returns what applyLimits took for an allowed answer turned

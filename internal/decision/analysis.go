@@ -62,6 +62,19 @@ func readsItems(modules []*ast.Module) bool {
 	})
 }
 
+// readsBudget is readsItems for input.budget: false only when no rule
+// can read it (the default policy does not), and then the PDP does not
+// look the budget up.
+func readsBudget(modules []*ast.Module) bool {
+	return anyInputRef(modules, func(r ast.Ref) bool {
+		if len(r) < 2 {
+			return true
+		}
+		k, ok := r[1].Value.(ast.String)
+		return !ok || k == "budget"
+	})
+}
+
 // anyInputRef reports whether reads holds for a reference into input in
 // the modules. An import of input, or input used as a value (a bare Var:
 // x := input, walk(input)), counts as every read.

@@ -52,7 +52,7 @@ func (c *callCache) put(k callKey, r *Result) {
 // a Rego value, a revoked caller). in.Class is not part of the key: it must be
 // ClassifyMethod(in.Method).
 func (p *Policy) callKeyFor(in *Input, keyTok *ast.Term) (callKey, bool) {
-	if in.Class.Operation == OpList || in.Arguments != nil || in.Revoked != nil {
+	if in.Class.Operation == OpList || in.Arguments != nil || in.Revoked != nil || in.Budget != nil {
 		return callKey{}, false
 	}
 	k := callKey{resource: in.Resource, method: in.Method, target: in.Target, tool: in.TargetMeta}

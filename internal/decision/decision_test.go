@@ -410,6 +410,28 @@ func TestReadsArguments(t *testing.T) {
 	}
 }
 
+func TestReadsBudget(t *testing.T) {
+	tests := []struct {
+		name, module string
+		want         bool
+	}{
+		{"tool only", "package mcp.authz\n\ndecision := {\"allow\": input.tool.name == \"x\"}\n", false},
+		{"budget", "package mcp.authz\n\ndecision := {\"allow\": input.budget.quota.remaining > 2}\n", true},
+		{"whole input", "package mcp.authz\n\ndecision := {\"allow\": true, \"i\": input}\n", true},
+		{"dynamic top key", "package mcp.authz\n\ndecision := {\"allow\": true} if { some k; input[k] }\n", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := loadModule(t, tc.module).ReadsBudget(); got != tc.want {
+				t.Fatalf("ReadsBudget = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if loadDefault(t).ReadsBudget() {
+		t.Fatal("the default policy does not read input.budget: the PDP must not look budgets up for it")
+	}
+}
+
 // A policy that reads arguments must see them, also through the cache.
 func TestArgumentsReachPolicyThroughCache(t *testing.T) {
 	dir := t.TempDir()

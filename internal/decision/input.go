@@ -2,7 +2,9 @@ package decision
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -137,6 +139,47 @@ type Input struct {
 	// sees them as input.revoked; the call cache and the list memo are
 	// bypassed for a revoked caller, and the result cache keys on them.
 	Revoked *Revoked
+	// Budget is what is left of the call's limits, for a policy that
+	// reads input.budget (Policy.ReadsBudget); nil: not known, or not
+	// asked for. The call cache is bypassed when it is set, and the
+	// result cache keys on it.
+	Budget *Budget
+}
+
+// Budget is what a call has left of its limits: input.budget =
+// {"quota": {"limit", "used", "remaining", "per", "by", "resets",
+// "exact"}}.
+type Budget struct {
+	Quota *QuotaBudget
+}
+
+// QuotaBudget is the quota the policy gave the call and what its window
+// has used: exactly (a read of the counters) or as this replica last saw
+// it (Exact false: other replicas may have taken more since).
+type QuotaBudget struct {
+	Limit   int
+	Used    int64
+	Per, By string
+	Resets  time.Time
+	Exact   bool
+}
+
+func (b *Budget) term() *ast.Term {
+	obj := ast.NewObjectWithCapacity(1)
+	if q := b.Quota; q != nil {
+		o := ast.NewObjectWithCapacity(7)
+		o.Insert(ast.InternedTerm("limit"), ast.IntNumberTerm(q.Limit))
+		o.Insert(ast.InternedTerm("used"), ast.NumberTerm(json.Number(strconv.FormatInt(q.Used, 10))))
+		o.Insert(ast.InternedTerm("remaining"), ast.NumberTerm(json.Number(strconv.FormatInt(max(int64(q.Limit)-q.Used, 0), 10))))
+		o.Insert(ast.InternedTerm("per"), ast.StringTerm(q.Per))
+		o.Insert(ast.InternedTerm("by"), ast.StringTerm(q.By))
+		if !q.Resets.IsZero() {
+			o.Insert(ast.InternedTerm("resets"), ast.StringTerm(q.Resets.UTC().Format(time.RFC3339)))
+		}
+		o.Insert(ast.InternedTerm("exact"), ast.BooleanTerm(q.Exact))
+		obj.Insert(ast.InternedTerm("quota"), ast.NewTerm(o))
+	}
+	return ast.NewTerm(obj)
 }
 
 // Revoked are the revocations that apply to a caller: of its client_id,
@@ -187,7 +230,8 @@ func (r *Revoked) term() *ast.Term {
 //	{"resource", "method", "operation", "kind",
 //	 "target": {"kind", "name", "arguments", "annotations", "_meta"}, "tool": <target, tools only>,
 //	 "token": {...}, "items": [{"name", "annotations", "_meta"}], "names": {<item names>},
-//	 "revoked": {"client", "subject", "token"} <only when a revocation applies>}
+//	 "revoked": {"client", "subject", "token"} <only when a revocation applies>,
+//	 "budget": {"quota": {...}} <only when known and the policy reads it>}
 func (in *Input) Value() ast.Value {
 	lt := in.listTerms(nil)
 	v, err := in.value(true, true, in.tokenTerm(nil), lt)
@@ -269,6 +313,9 @@ func (in *Input) value(args, items bool, tok *ast.Term, lt *listTerms) (ast.Valu
 	obj.Insert(ast.InternedTerm("token"), tok)
 	if in.Revoked != nil {
 		obj.Insert(ast.InternedTerm("revoked"), in.Revoked.term())
+	}
+	if in.Budget != nil {
+		obj.Insert(ast.InternedTerm("budget"), in.Budget.term())
 	}
 	switch in.Class.Operation {
 	case OpCall:

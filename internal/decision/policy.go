@@ -61,6 +61,8 @@ type Policy struct {
 	// readsItems is false when no rule can read input.items (lists are
 	// then given as input.names only).
 	readsItems bool
+	// readsBudget is false when no rule can read input.budget.
+	readsBudget bool
 	// subjects, when set, lets the cache key a token's subject on what the
 	// policy's lookups of it in data find (subjectLookups).
 	subjects *subjectKeying
@@ -74,6 +76,11 @@ type Policy struct {
 	// record, when set (Recording), keeps every input evaluated.
 	record *recorder
 }
+
+// ReadsBudget reports whether a rule of the policy can read input.budget
+// (a conservative static check): only then does the PDP look up what is
+// left of a call's quota and decide the call again with it.
+func (p *Policy) ReadsBudget() bool { return p.readsBudget }
 
 // Revision is the bundle manifest revision, or a content hash
 // ("sha256:<12 hex>") for directories without one.
@@ -218,6 +225,7 @@ func prepare(ctx context.Context, b *bundle.Bundle, source string, o Options, in
 	p.readsArgs = readsArguments(mods)
 	p.claimKeys = claimsRead(mods)
 	p.readsItems = readsItems(mods)
+	p.readsBudget = readsBudget(mods)
 	if paths, ok := subjectLookups(mods); ok {
 		p.subjects = &subjectKeying{paths: paths, data: served.Data}
 	}

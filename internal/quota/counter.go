@@ -310,16 +310,22 @@ func (c *Counter) Used(ctx context.Context, rule Rule, key string, now time.Time
 // false when this replica has not seen the key in that window (or forgot
 // it: it remembers at most Config.MaxObserved keys).
 func (c *Counter) Observed(rule Rule, key string, now time.Time) (remaining int, ok bool) {
+	used, ok := c.ObservedUsed(rule, key, now)
+	if !ok {
+		return 0, false
+	}
+	return int(max(int64(rule.Limit)-used, 0)), true
+}
+
+// ObservedUsed is Observed as the window's total rather than what is left
+// of the rule's limit (which it does not depend on).
+func (c *Counter) ObservedUsed(rule Rule, key string, now time.Time) (used int64, ok bool) {
 	if rule.Validate() != nil {
 		return 0, false
 	}
 	var buf [subjectBuf]byte
 	subj := c.appendSubject(buf[:0], rule.Period, rule.location(), key, now)
-	total, ok := c.obs.get(subj, now)
-	if !ok {
-		return 0, false
-	}
-	return int(max(int64(rule.Limit)-total, 0)), true
+	return c.obs.get(subj, now)
 }
 
 // Subject is the counter subject of key under rule in the window holding

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -301,4 +302,51 @@ func hMetric(t *testing.T, c *http.Client, base, name string) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// TestQuotaBudgetInInput: a policy that reads input.budget sees what is
+// left of the call's quota (read from the counters the first time, then
+// as this replica saw it): here it keeps the last two calls of the
+// window for the pro plan, so a free caller is refused (the policy's
+// reason) two calls early and a pro caller spends the quota.
+func TestQuotaBudgetInInput(t *testing.T) {
+	iss := devissuertest.New(t, "ES256")
+	srv := natstest.Start(t)
+	cfg := hConfig(t, iss)
+	cfg.Policy.Path = limitedPolicy(t)
+	testkit.WriteFile(t, filepath.Join(cfg.Policy.Path, "budget.rego"), `package mcp.authz
+
+deny contains "the last 2 calls of the day are kept for the pro plan" if {
+	input.budget.quota.remaining <= 2
+	input.token.claims.plan != "pro"
+}
+`)
+	cfg.Audit = config.Audit{NATS: config.NATS{URL: srv.URL()}}
+	cfg.ApplyDefaults()
+	base := hStart(t, cfg)
+	c := &http.Client{Timeout: 10 * time.Second}
+	for _, tc := range []struct {
+		sub, plan string
+		want      []string // outcomes of 6 calls
+	}{
+		{"free-user", "free", []string{"allow", "allow", "allow", "deny", "deny", "deny"}},
+		{"pro-user", "pro", []string{"allow", "allow", "allow", "allow", "allow", "limited"}},
+	} {
+		tok := "Bearer " + iss.Mint(t, devissuer.MintOptions{Subject: tc.sub, ClientID: "agent", Audience: []string{hResource},
+			Scopes: []string{"qr:generate"}, Extra: map[string]any{"plan": tc.plan}})
+		for i, want := range tc.want {
+			var out map[string]any
+			testkit.WaitFor(t, "the counter stream", func() bool { // created in the background
+				var err error
+				_, out, err = hPost(t, c, base+"/v1/decide", nil, hCallBody(tok, "generate_qr_url"))
+				return err == nil && out["http_status"] != float64(503)
+			})
+			if out["outcome"] != want {
+				t.Fatalf("%s call %d: %v, want %s", tc.sub, i+1, out, want)
+			}
+			if want == "deny" && !strings.Contains(out["reason"].(string), "kept for the pro plan") {
+				t.Fatalf("%s call %d: %v", tc.sub, i+1, out)
+			}
+		}
+	}
 }

@@ -153,6 +153,26 @@ func (q *quotas) Refund(ctx context.Context, cq catalog.Quota, k core.LimitKey) 
 	return q.c.Refund(ctx, quota.Rule{Limit: cq.Limit, Period: p, Location: loc}, quotaKey(k), time.Now())
 }
 
+// Used is what k's window has used (core.Quotas): as this replica last
+// saw it, or read from the counters (one round trip) when it has not.
+func (q *quotas) Used(ctx context.Context, cq catalog.Quota, k core.LimitKey) (int64, time.Time, bool, error) {
+	p, err := quota.ParsePeriod(cq.Per)
+	if err != nil {
+		return 0, time.Time{}, false, err
+	}
+	loc, err := q.location(cq.TimeZone)
+	if err != nil {
+		return 0, time.Time{}, false, fmt.Errorf("quota time zone %q: %w", cq.TimeZone, err)
+	}
+	rule, key, now := quota.Rule{Limit: cq.Limit, Period: p, Location: loc}, quotaKey(k), time.Now()
+	_, resets := rule.Window(now)
+	if used, ok := q.c.ObservedUsed(rule, key, now); ok {
+		return used, resets, false, nil
+	}
+	used, err := q.c.Used(ctx, rule, key, now)
+	return used, resets, err == nil, err
+}
+
 // How long a quota take that was never sent is tried again, and how
 // often.
 const (
