@@ -33,7 +33,7 @@ var byKeys = []string{BySubject, ByClient, BySubjectClient, ByResource}
 var quotaPeriods = []string{"hour", "day", "month"}
 
 var (
-	rateKeys  = []string{"limit", "per", "burst", "by"}
+	rateKeys  = []string{"limit", "per", "burst", "by", "shared"}
 	quotaKeys = []string{"limit", "per", "by", "time_zone"}
 )
 
@@ -46,13 +46,21 @@ const (
 )
 
 // Rate is a token bucket: Limit calls per Per, up to Burst at once (0 in
-// the data: Burst = Limit), counted per By key.
+// the data: Burst = Limit), counted per By key, on each replica. Shared
+// (`shared: true`) counts it across the replicas instead, in fixed
+// windows of Per (whole seconds, up to 31 days; no burst): at most Limit
+// calls in each.
 type Rate struct {
-	Limit int
-	Per   time.Duration
-	Burst int
-	By    string
+	Limit  int
+	Per    time.Duration
+	Burst  int
+	By     string
+	Shared bool
 }
+
+// maxSharedPer is the longest window of a shared rate (the quota
+// counters keep a window that long).
+const maxSharedPer = 31 * 24 * time.Hour
 
 // Quota is Limit calls per calendar window Per ("hour", "day", "month"),
 // in the time zone TimeZone (an IANA name; "" = UTC), counted per By key.
@@ -114,6 +122,19 @@ func ParseRate(raw any) (Rate, error) {
 	}
 	if r.By, err = limitBy(m); err != nil {
 		return Rate{}, err
+	}
+	if raw, ok := m["shared"]; ok {
+		if r.Shared, ok = raw.(bool); !ok {
+			return Rate{}, &LimitError{"shared", fmt.Sprintf("must be true or false, not %s", kindOf(raw))}
+		}
+	}
+	if r.Shared {
+		switch {
+		case r.Burst != r.Limit:
+			return Rate{}, &LimitError{"burst", fmt.Sprintf("a shared rate counts fixed windows of per, with no burst: use limit %d or leave out the burst", r.Burst)}
+		case r.Per < time.Second || r.Per > maxSharedPer || r.Per%time.Second != 0:
+			return Rate{}, &LimitError{"per", fmt.Sprintf("%s: a shared rate's window is whole seconds from 1s to %s", per, maxSharedPer)}
+		}
 	}
 	return r, nil
 }

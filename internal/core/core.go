@@ -571,6 +571,7 @@ type pending struct {
 	pepRateKey string
 	limit      *auditsink.Limit
 	tookQuota  bool // applyLimits counted the call's quota
+	tookShared bool // and its rate in the shared counters
 }
 
 func (d *pending) invalidParams(ctx context.Context, why string) (*pep.Response, error) {

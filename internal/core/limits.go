@@ -16,25 +16,44 @@ import (
 )
 
 // Quotas counts the quotas the policy returns for allowed calls
-// (decision.Result.Quota), exact across replicas: internal/server wires
-// the JetStream counters of internal/quota behind it.
+// (decision.Result.Quota) and its shared rates, exact across replicas:
+// internal/server wires the JetStream counters of internal/quota behind
+// it.
 type Quotas interface {
-	// Take counts one call of k in its window of q: ok, or how long until
+	// Take counts one call of k in its window of c: ok, or how long until
 	// the window ends. An error says the counters could not be reached
-	// (the resource's OnCounterUnavailable decides).
-	Take(ctx context.Context, q catalog.Quota, k LimitKey) (ok bool, retryAfter time.Duration, err error)
+	// (the resource's OnCounterUnavailable decides a quota; a shared
+	// rate falls back to this replica's bucket).
+	Take(ctx context.Context, c Count, k LimitKey) (ok bool, retryAfter time.Duration, err error)
 	// Settle says what became of a call whose Take failed with err:
 	// allowed (it must count once) or refused (it must not count), for
 	// the counters to be made so once they answer again.
 	Settle(err error, allowed bool)
 	// Refund gives back a call Take counted, for an allowed answer
 	// that was turned into a refusal afterwards.
-	Refund(ctx context.Context, q catalog.Quota, k LimitKey) error
-	// Used is what k's window of q has used: as this replica last saw
+	Refund(ctx context.Context, c Count, k LimitKey) error
+	// Used is what k's window of c has used: as this replica last saw
 	// it (exact false), or, when it has not seen it, read from the
 	// counters (exact).
-	Used(ctx context.Context, q catalog.Quota, k LimitKey) (used int64, resets time.Time, exact bool, err error)
+	Used(ctx context.Context, c Count, k LimitKey) (used int64, resets time.Time, exact bool, err error)
 }
+
+// Count is what a counter counts: Limit calls in each calendar window
+// Per ("hour", "day", "month") in TimeZone ("" = UTC), a quota; or, with
+// Every, in fixed windows of that length from the Unix epoch, a shared
+// rate.
+type Count struct {
+	Limit    int
+	Per      string
+	TimeZone string
+	Every    time.Duration
+}
+
+func quotaCount(q *catalog.Quota) Count {
+	return Count{Limit: q.Limit, Per: q.Per, TimeZone: q.TimeZone}
+}
+
+func sharedCount(r *catalog.Rate) Count { return Count{Limit: r.Limit, Every: r.Per} }
 
 // LimitKey is whose budget a call is counted against: one per resource,
 // method and target (each tool has its own), and the limit's "by": ID is
@@ -123,16 +142,27 @@ func (d *pending) applyLimits(ctx context.Context, res *decision.Result) (stepup
 	// not keep the string (it copies a key it stores).
 	var buf [192]byte
 	var rk string
+	shared := false // the rate was counted by the shared counters
 	if r := res.Rate; r != nil {
 		b := d.limitKey(r.By).Append(buf[:0])
 		rk = unsafe.String(unsafe.SliceData(b), len(b))
-		if t := d.svc.rates.Take(rule(r), rk); !t.Allowed {
-			return stepup.Limited, &stepup.Refusal{RetryAfter: t.RetryAfter, Limit: rateText(r)}, rateEvent(r), nil
+		if r.Shared {
+			ok, wait, err := d.takeShared(ctx, r)
+			if err == nil && !ok {
+				return stepup.Limited, &stepup.Refusal{RetryAfter: wait, Limit: rateText(r)}, rateEvent(r), nil
+			}
+			shared = err == nil
+		}
+		if !shared {
+			if t := d.svc.rates.Take(rule(r), rk); !t.Allowed {
+				return stepup.Limited, &stepup.Refusal{RetryAfter: t.RetryAfter, Limit: rateText(r)}, rateEvent(r), nil
+			}
 		}
 	}
+	d.tookShared = shared
 	refund := func() {
 		if res.Rate != nil {
-			d.svc.rates.Refund(rule(res.Rate), rk)
+			d.refundRate(ctx, res.Rate, rk)
 		}
 	}
 	q := res.Quota
@@ -145,7 +175,7 @@ func (d *pending) applyLimits(ctx context.Context, res *decision.Result) (stepup
 		err  = errNoQuotas
 	)
 	if d.svc.quotas != nil {
-		ok, wait, err = d.svc.quotas.Take(ctx, *q, d.limitKey(q.By))
+		ok, wait, err = d.svc.quotas.Take(ctx, quotaCount(q), d.limitKey(q.By))
 	}
 	switch {
 	case err != nil && d.res.OnCounterUnavailable == CounterAllow:
@@ -182,7 +212,7 @@ func (d *pending) withBudget(ctx context.Context, result *decision.Result) (*dec
 	if p := d.svc.engine.Policy(); p == nil || !p.ReadsBudget() {
 		return result, nil
 	}
-	used, resets, exact, err := d.svc.quotas.Used(ctx, *q, d.limitKey(q.By))
+	used, resets, exact, err := d.svc.quotas.Used(ctx, quotaCount(q), d.limitKey(q.By))
 	if err != nil {
 		d.svc.log.Debug("quota budget unknown: the policy decides without input.budget", "resource", d.res.URI, "target", d.in.Target, "err", err)
 		return result, nil
@@ -198,13 +228,43 @@ func (d *pending) giveBack(ctx context.Context, res *decision.Result) {
 		return
 	}
 	if r := res.Rate; r != nil {
-		d.svc.rates.Refund(rule(r), string(d.limitKey(r.By).Append(nil)))
+		d.refundRate(ctx, r, string(d.limitKey(r.By).Append(nil)))
 	}
 	if q := res.Quota; q != nil && d.tookQuota {
 		// Bounded by the counters' own timeout, past the decision's.
-		if err := d.svc.quotas.Refund(context.WithoutCancel(ctx), *q, d.limitKey(q.By)); err != nil {
+		if err := d.svc.quotas.Refund(context.WithoutCancel(ctx), quotaCount(q), d.limitKey(q.By)); err != nil {
 			d.svc.log.Warn("quota: a refused call's count could not be given back", "resource", d.res.URI, "target", d.in.Target, "err", err)
 		}
+	}
+}
+
+// takeShared counts a shared rate (r.Shared) in the counters. When they
+// cannot be reached (err), the caller falls back to this replica's
+// bucket, and the failed take is settled as counted once the counters
+// answer (for a call the bucket then refuses, one count too many: on the
+// side of the limit).
+func (d *pending) takeShared(ctx context.Context, r *catalog.Rate) (bool, time.Duration, error) {
+	if d.svc.quotas == nil {
+		return false, 0, errNoQuotas
+	}
+	k := d.limitKey(r.By)
+	ok, wait, err := d.svc.quotas.Take(ctx, sharedCount(r), k)
+	if err != nil {
+		d.svc.quotas.Settle(err, true)
+		d.svc.log.Debug("shared rate counters unavailable: this replica's bucket applies", "resource", d.res.URI, "target", d.in.Target, "err", err)
+	}
+	return ok, wait, err
+}
+
+// refundRate gives back the rate token (or the shared rate's count) of
+// a call refused after it was taken.
+func (d *pending) refundRate(ctx context.Context, r *catalog.Rate, key string) {
+	if !d.tookShared {
+		d.svc.rates.Refund(rule(r), key)
+		return
+	}
+	if err := d.svc.quotas.Refund(context.WithoutCancel(ctx), sharedCount(r), d.limitKey(r.By)); err != nil {
+		d.svc.log.Warn("shared rate: a refused call's count could not be given back", "resource", d.res.URI, "target", d.in.Target, "err", err)
 	}
 }
 
@@ -212,6 +272,9 @@ func rateText(r *catalog.Rate) string {
 	s := strconv.Itoa(r.Limit) + " calls per " + r.Per.String() + " per " + r.By
 	if r.Burst != r.Limit {
 		s += ", bursts of " + strconv.Itoa(r.Burst)
+	}
+	if r.Shared {
+		s += ", shared by the replicas"
 	}
 	return s
 }

@@ -137,6 +137,8 @@ func TestLimits(t *testing.T) {
 			{"alice", "", "192.0.2.1", "allow"}, {"bob", "", "192.0.2.1", "limited"}, {"carol", "", "192.0.2.2", "allow"}, {"dave", "a", "192.0.2.2", "allow"}}},
 		{"an answer refused for want of audit gives its token back", `{limit: 1, per: 1h, by: sub}`, "", false, []call{
 			{"alice", "a", "", "unaudited"}, {"alice", "a", "", "allow"}, {"alice", "a", "", "limited"}}},
+		{"a shared rate without counters falls back to the replica's bucket", `{limit: 1, per: 1h, by: sub, shared: true}`, "", false, []call{
+			{"alice", "a", "", "allow"}, {"alice", "a", "", "limited"}, {"bob", "a", "", "allow"}}},
 		{"anonymous by rate key, or together", `{limit: 1, per: 1h, by: client}`, "", false, []call{
 			{"", "", "192.0.2.1", "allow"}, {"", "", "192.0.2.1", "limited"}, {"", "", "192.0.2.2", "allow"},
 			{"", "", "", "allow"}, {"", "", "", "limited"}}},

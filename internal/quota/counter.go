@@ -193,9 +193,8 @@ func (c *Counter) Take(ctx context.Context, rule Rule, key string, now time.Time
 	if err := rule.Validate(); err != nil {
 		return Result{}, err
 	}
-	loc := rule.location()
-	res := Result{Limit: rule.Limit, Reset: windowEnd(rule.Period, loc, now)}
-	subj := c.subject(rule.Period, loc, key, now)
+	res := Result{Limit: rule.Limit, Reset: rule.end(now)}
+	subj := c.subject(rule, key, now)
 	id := c.newID()
 	sent := time.Now()
 	total, seq, err := c.add(ctx, "take", subj, c.incr, id, false)
@@ -267,8 +266,7 @@ func (c *Counter) Refund(ctx context.Context, rule Rule, key string, at time.Tim
 	if err := rule.Validate(); err != nil {
 		return err
 	}
-	loc := rule.location()
-	subj := c.subject(rule.Period, loc, key, at)
+	subj := c.subject(rule, key, at)
 	total, seq, err := c.add(ctx, "refund", subj, c.decr, c.newID(), false)
 	if err != nil {
 		return err
@@ -282,7 +280,7 @@ func (c *Counter) Refund(ctx context.Context, rule Rule, key string, at time.Tim
 		return fmt.Errorf("%w on %s (stream %s)", ErrOverRefund, subj, c.stream)
 	}
 	c.stats.refunded.Add(1)
-	c.obs.put(subj, seq, total, windowEnd(rule.Period, loc, at), at)
+	c.obs.put(subj, seq, total, rule.end(at), at)
 	return nil
 }
 
@@ -294,13 +292,12 @@ func (c *Counter) Used(ctx context.Context, rule Rule, key string, now time.Time
 	if err := rule.Validate(); err != nil {
 		return 0, err
 	}
-	loc := rule.location()
-	subj := c.subject(rule.Period, loc, key, now)
+	subj := c.subject(rule, key, now)
 	total, seq, err := c.add(ctx, "read", subj, c.zero, c.newID(), false)
 	if err != nil {
 		return 0, err
 	}
-	c.obs.put(subj, seq, total, windowEnd(rule.Period, loc, now), now)
+	c.obs.put(subj, seq, total, rule.end(now), now)
 	return total, nil
 }
 
@@ -324,7 +321,7 @@ func (c *Counter) ObservedUsed(rule Rule, key string, now time.Time) (used int64
 		return 0, false
 	}
 	var buf [subjectBuf]byte
-	subj := c.appendSubject(buf[:0], rule.Period, rule.location(), key, now)
+	subj := c.appendSubject(buf[:0], rule, key, now)
 	return c.obs.get(subj, now)
 }
 
@@ -333,7 +330,7 @@ func (c *Counter) ObservedUsed(rule Rule, key string, now time.Time) (used int64
 // SHA-256 of the zone's name and the key in hex, so that any key is a
 // valid subject token and keys of different zones do not meet.
 func (c *Counter) Subject(rule Rule, key string, now time.Time) string {
-	return c.subject(rule.Period, rule.location(), key, now)
+	return c.subject(rule, key, now)
 }
 
 // Stats are a Counter's tallies since New.
@@ -384,19 +381,20 @@ func (c *Counter) Stats() Stats {
 // subjectBuf fits a subject with a prefix of up to ~60 bytes on the stack.
 const subjectBuf = 128
 
-func (c *Counter) subject(p Period, loc *time.Location, key string, now time.Time) string {
+func (c *Counter) subject(rule Rule, key string, now time.Time) string {
 	var buf [subjectBuf]byte
-	return string(c.appendSubject(buf[:0], p, loc, key, now))
+	return string(c.appendSubject(buf[:0], rule, key, now))
 }
 
 // hashDomain separates the counters' key hashes from any other SHA-256
 // use and from later layouts.
 const hashDomain = "mcp-pdp quota v1\x00"
 
-func (c *Counter) appendSubject(b []byte, p Period, loc *time.Location, key string, now time.Time) []byte {
+func (c *Counter) appendSubject(b []byte, rule Rule, key string, now time.Time) []byte {
+	loc := rule.location()
 	b = append(b, c.prefix...)
 	b = append(b, '.')
-	b = appendWindowID(b, p, loc, now)
+	b = rule.appendID(b, now)
 	b = append(b, '.')
 	// The hash input on the stack for usual keys.
 	var in [256]byte

@@ -350,3 +350,66 @@ deny contains "the last 2 calls of the day are kept for the pro plan" if {
 		}
 	}
 }
+
+// TestSharedRateAcrossReplicas: a rate with shared: true is counted by
+// the replicas together (fixed windows of per in the quota counters):
+// two PDPs on one NATS allow 4 calls an hour between them, then both
+// answer limited with the time to the window's end; a rate without it
+// is per replica (4 on each).
+func TestSharedRateAcrossReplicas(t *testing.T) {
+	iss := devissuertest.New(t, "ES256")
+	srv := natstest.Start(t)
+	cfg := hConfig(t, iss)
+	cfg.Policy.Path = coretest.DefaultPolicyDir(t, `mcp:
+  default_catalog: demo
+  catalogs:
+    demo:
+      unknown: {access: deny}
+      tools:
+        generate_qr_url: {access: step_up, scopes: ["qr:generate"], rate: {limit: 4, per: 1h, by: sub, shared: true}}
+        lookup_product: {access: step_up, scopes: ["qr:generate"], rate: {limit: 4, per: 1h, by: sub}}
+`)
+	cfg.Audit = config.Audit{NATS: config.NATS{URL: srv.URL()}}
+	cfg.ApplyDefaults()
+	bases := []string{hStart(t, cfg), hStart(t, cfg)}
+	c := &http.Client{Timeout: 10 * time.Second}
+	tok := "Bearer " + iss.Mint(t, devissuer.MintOptions{Subject: "alice", ClientID: "agent", Audience: []string{hResource}, Scopes: []string{"qr:generate"}})
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, "the counter stream", func() bool { // made in the background
+		_, err := js.Stream(context.Background(), quota.DefaultStream)
+		return err == nil
+	})
+	count := func(tool string) (allowed int, last map[string]any) {
+		for i := range 10 {
+			_, out, err := hPost(t, c, bases[i%2]+"/v1/decide", nil, hCallBody(tok, tool))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out["allow"] == true {
+				allowed++
+			} else {
+				last = out
+			}
+		}
+		return allowed, last
+	}
+	allowed, last := count("generate_qr_url")
+	untilHour := time.Until(time.Now().Truncate(time.Hour).Add(time.Hour)).Seconds()
+	if got, _ := last["retry_after"].(float64); allowed != 4 || last["outcome"] != "limited" || got < untilHour-5 || got > untilHour+5 {
+		t.Fatalf("shared: %d allowed, last %v; want 4, then limited for about %.0f s", allowed, last, untilHour)
+	}
+	if reason, _ := last["reason"].(string); !strings.Contains(reason, "shared by the replicas") {
+		t.Fatalf("reason %q", reason)
+	}
+	if allowed, _ := count("lookup_product"); allowed != 8 {
+		t.Fatalf("per replica: %d allowed, want 4 on each", allowed)
+	}
+}

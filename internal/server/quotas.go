@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mcp-pdp/pdp/internal/catalog"
 	"github.com/mcp-pdp/pdp/internal/core"
 	"github.com/mcp-pdp/pdp/internal/quota"
 	"github.com/mcp-pdp/pdp/internal/ratelimit"
@@ -97,17 +96,29 @@ func (q *quotas) location(name string) (*time.Location, error) {
 	return l, nil
 }
 
+// rule is the counters' rule for c.
+func (q *quotas) rule(c core.Count) (quota.Rule, error) {
+	if c.Every > 0 {
+		return quota.Rule{Limit: c.Limit, Every: c.Every}, nil
+	}
+	p, err := quota.ParsePeriod(c.Per)
+	if err != nil {
+		return quota.Rule{}, err
+	}
+	loc, err := q.location(c.TimeZone)
+	if err != nil {
+		return quota.Rule{}, fmt.Errorf("quota time zone %q: %w", c.TimeZone, err)
+	}
+	return quota.Rule{Limit: c.Limit, Period: p, Location: loc}, nil
+}
+
 // Take counts one call of k (core.Quotas).
-func (q *quotas) Take(ctx context.Context, cq catalog.Quota, k core.LimitKey) (bool, time.Duration, error) {
-	p, err := quota.ParsePeriod(cq.Per)
+func (q *quotas) Take(ctx context.Context, c core.Count, k core.LimitKey) (bool, time.Duration, error) {
+	rule, err := q.rule(c)
 	if err != nil {
 		return false, 0, err
 	}
-	loc, err := q.location(cq.TimeZone)
-	if err != nil {
-		return false, 0, fmt.Errorf("quota time zone %q: %w", cq.TimeZone, err)
-	}
-	rule, key := quota.Rule{Limit: cq.Limit, Period: p, Location: loc}, quotaKey(k)
+	key := quotaKey(k)
 	now := time.Now()
 	res, err := q.c.Take(ctx, rule, key, now)
 	// An increment that was never sent (NATS disconnected while the
@@ -141,30 +152,22 @@ func (q *quotas) Settle(err error, allowed bool) { q.c.Settle(err, allowed) }
 // Refund gives back a call Take counted in the current window
 // (core.Quotas). One taken just before a window's end is not given back
 // in the next (quota.ErrOverRefund).
-func (q *quotas) Refund(ctx context.Context, cq catalog.Quota, k core.LimitKey) error {
-	p, err := quota.ParsePeriod(cq.Per)
+func (q *quotas) Refund(ctx context.Context, c core.Count, k core.LimitKey) error {
+	rule, err := q.rule(c)
 	if err != nil {
 		return err
 	}
-	loc, err := q.location(cq.TimeZone)
-	if err != nil {
-		return fmt.Errorf("quota time zone %q: %w", cq.TimeZone, err)
-	}
-	return q.c.Refund(ctx, quota.Rule{Limit: cq.Limit, Period: p, Location: loc}, quotaKey(k), time.Now())
+	return q.c.Refund(ctx, rule, quotaKey(k), time.Now())
 }
 
 // Used is what k's window has used (core.Quotas): as this replica last
 // saw it, or read from the counters (one round trip) when it has not.
-func (q *quotas) Used(ctx context.Context, cq catalog.Quota, k core.LimitKey) (int64, time.Time, bool, error) {
-	p, err := quota.ParsePeriod(cq.Per)
+func (q *quotas) Used(ctx context.Context, c core.Count, k core.LimitKey) (int64, time.Time, bool, error) {
+	rule, err := q.rule(c)
 	if err != nil {
 		return 0, time.Time{}, false, err
 	}
-	loc, err := q.location(cq.TimeZone)
-	if err != nil {
-		return 0, time.Time{}, false, fmt.Errorf("quota time zone %q: %w", cq.TimeZone, err)
-	}
-	rule, key, now := quota.Rule{Limit: cq.Limit, Period: p, Location: loc}, quotaKey(k), time.Now()
+	key, now := quotaKey(k), time.Now()
 	_, resets := rule.Window(now)
 	if used, ok := q.c.ObservedUsed(rule, key, now); ok {
 		return used, resets, false, nil
