@@ -178,7 +178,8 @@ func (e *UnavailableError) Unwrap() []error { return []error{ErrUnavailable, e.E
 // Failures. The error is an *UnavailableError (ErrUnavailable) when NATS
 // is disconnected (at once, nothing sent), when no acknowledgement comes
 // within the timeout (MaybeApplied: the +1 may still have been counted,
-// so each such call may over-count by one, never over-allow), when the
+// an over-count by one, never an over-allow, until the caller's Settle
+// puts it right), when the
 // stream refuses the message, or, for Config.Cooldown after a timeout,
 // at once with ErrCircuitOpen (nothing sent). That last bounds the
 // over-count of an outage: a stream leader that lost its quorum keeps
@@ -186,8 +187,8 @@ func (e *UnavailableError) Unwrap() []error { return []error{ErrUnavailable, e.E
 // quorum is back, so every call sent into the outage would be counted
 // although it was answered with an error; with the breaker those are the
 // calls in flight when it opened and one probe per cooldown. A failed
-// revert leaves a denial counted (Stats.RevertFailed; logged): an
-// over-count by one, never an over-allow. An invalid rule is an error
+// revert (Stats.RevertFailed; logged) is settled as Settle settles a
+// take: sent again under its id until the stream answers. An invalid rule is an error
 // wrapping ErrInvalidRule.
 func (c *Counter) Take(ctx context.Context, rule Rule, key string, now time.Time) (Result, error) {
 	if err := rule.Validate(); err != nil {

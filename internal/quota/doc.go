@@ -36,16 +36,24 @@
 // when the stream refuses the message. The caller maps that to the
 // resource's on_counter_unavailable (deny by default, or allow and
 // record). An acknowledgement that does not come does not mean the
-// increment was not applied (UnavailableError.MaybeApplied): each such
-// call may count one call too many, which the window's budget loses; it
-// never lets a call through beyond the limit. After such a timeout a
-// Counter sends nothing for Config.Cooldown (the calls fail at once with
-// ErrCircuitOpen), then one probe, so that an outage costs the budgets at
-// most the calls in flight when it began, not every call made during it
-// (a leader that lost its quorum commits the increments it took meanwhile
-// once the quorum is back). Nothing is retried that could count twice:
-// only a message no stream received (no responders, a leader election)
-// is sent again within the timeout.
+// increment was not applied (UnavailableError.MaybeApplied). Every
+// increment carries a message id (Nats-Msg-Id), so the caller settles such
+// a take (Counter.Settle, worked through by Counter.Run): it is sent again
+// under its id until the stream answers (the stream stores an id once
+// within its duplicate window, Config.Duplicates), and for a refused call
+// taken back with a -1 of its own; an allowed call is counted once. The
+// windows then count exactly the calls that were allowed; until then a
+// budget may look smaller by the calls being settled, and nothing is ever
+// let through beyond the limit. After such a timeout a Counter sends
+// nothing for Config.Cooldown (the calls fail at once with
+// ErrCircuitOpen), then one probe, so that an outage does not send every
+// call made during it into a leader that cannot commit.
+//
+// # Fixed windows
+//
+// A Rule with Every counts in fixed windows of that length from the Unix
+// epoch instead of calendar windows: the PDP's rates shared by the
+// replicas (`rate: {..., shared: true}`).
 //
 // # Observed totals
 //
