@@ -413,3 +413,64 @@ func TestSharedRateAcrossReplicas(t *testing.T) {
 		t.Fatalf("per replica: %d allowed, want 4 on each", allowed)
 	}
 }
+
+// TestQuotaAllowedWhileNATSIsAway: with on_counter_unavailable: allow,
+// the calls made while NATS is down are allowed (their audit events say
+// uncounted, and the audit spool keeps them) and counted once NATS is
+// back: a quota of 5 with one call before and 2 such calls has 2 left.
+func TestQuotaAllowedWhileNATSIsAway(t *testing.T) {
+	iss := devissuertest.New(t, "ES256")
+	srv := natstest.Start(t)
+	cfg := hConfig(t, iss)
+	cfg.Policy.Path = limitedPolicy(t)
+	cfg.Resources[0].OnCounterUnavailable = "allow"
+	cfg.Audit = config.Audit{NATS: config.NATS{URL: srv.URL()}}
+	cfg.ApplyDefaults()
+	base := hStart(t, cfg)
+	c := &http.Client{Timeout: 10 * time.Second}
+	tok := "Bearer " + iss.Mint(t, devissuer.MintOptions{Subject: "alice", ClientID: "agent", Audience: []string{hResource}, Scopes: []string{"qr:generate"}})
+	decide := func() map[string]any {
+		t.Helper()
+		_, out, err := hPost(t, c, base+"/v1/decide", nil, hCallBody(tok, "generate_qr_url"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	// One call, counted (at once, or settled once the stream is made).
+	if out := decide(); out["allow"] != true {
+		t.Fatalf("first call: %v", out)
+	}
+	testkit.WaitFor(t, "the first call counted", func() bool {
+		v, ok := hMetric(t, c, base, "mcp_pdp_quota_unsettled")
+		return ok && v == 0
+	})
+	srv.Stop()
+	for i := range 2 {
+		if out := decide(); out["allow"] != true {
+			t.Fatalf("call %d with NATS down: %v", i+1, out)
+		}
+	}
+	if v, _ := hMetric(t, c, base, "mcp_pdp_quota_unsettled"); v != 2 {
+		t.Fatalf("%v calls waiting to be counted, want 2", v)
+	}
+	srv.Restart()
+	testkit.WaitFor(t, "the calls counted", func() bool {
+		v, ok := hMetric(t, c, base, "mcp_pdp_quota_unsettled")
+		return ok && v == 0
+	})
+	left := 0
+	for {
+		out := decide()
+		if out["allow"] != true {
+			if out["outcome"] != "limited" {
+				t.Fatalf("after the restart: %v", out)
+			}
+			break
+		}
+		left++
+	}
+	if left != 2 {
+		t.Fatalf("%d calls left of the quota of 5 after 1 counted and 2 allowed while NATS was away, want 2", left)
+	}
+}

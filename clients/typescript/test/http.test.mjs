@@ -159,6 +159,28 @@ test('denials are answered exactly as decided: 401 and 403 with WWW-Authenticate
     assert.equal(sse.calls.length, before, 'no refused call reached a handler');
 });
 
+test('over a rate limit: 429 with Retry-After and the JSON-RPC error -32029, as decided; no handler runs', async () => {
+    // The catalog's "limited" allows one call an hour per subject (the
+    // servers have no such tool: the allowed call gets their error).
+    const tok = token(SCOPE_A, 'rate-limited-user');
+    const sid = await open(sse.url, bearer(tok));
+    const first = await post(sse.url, call('limited', 51), { ...bearer(tok), 'Mcp-Session-Id': sid });
+    assert.equal(first.status, 200, first.text);
+    assert.equal(first.last.id, 51);
+    const before = sse.calls.length;
+    const over = await post(sse.url, call('limited', 52), { ...bearer(tok), 'Mcp-Session-Id': sid });
+    assert.equal(over.status, 429, over.text);
+    const retry = Number(over.headers.get('retry-after'));
+    assert.ok(retry > 3500 && retry <= 3600, `Retry-After ${over.headers.get('retry-after')}`);
+    assert.equal(over.last.id, 52);
+    assert.equal(over.last.error.code, -32029);
+    assert.deepEqual(over.last.error.data, { retryAfter: retry, limit: 'rate' });
+    assert.equal(sse.calls.length, before, 'the limited call reached no handler');
+    const decision = sseDecisions.at(-1);
+    assert.equal(decision.outcome, 'limited');
+    assert.equal(decision.retry_after, retry);
+});
+
 test('structured denials (SEP-2643, draft): the PDP envelope reaches the client in error.data.authorization, as decided', async () => {
     const before = own.calls.length;
     const anon = await post(own.url, call('get-sum', 45));

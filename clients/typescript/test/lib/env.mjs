@@ -28,6 +28,7 @@ export const CATALOG = `      unknown: {access: deny}
         get-sum: {access: step_up, scopes: ["${SCOPE_A}"]}
         get-weather: {access: step_up, scopes: ["${SCOPE_B}"]}
         secret: {access: deny}
+        limited: {access: public, rate: {limit: 1, per: 1h, by: sub}}
       prompts: {}
       resources: {}
       resource_templates: {}
