@@ -51,10 +51,11 @@ type ClientOptions struct {
 // /v1/decide), over kept-alive connections. It is safe for concurrent use
 // and implements [Decider].
 type Client struct {
-	endpoint string
-	apiKey   string
-	timeout  time.Duration
-	http     *http.Client
+	endpoint  string
+	refundURL string
+	apiKey    string
+	timeout   time.Duration
+	http      *http.Client
 }
 
 // NewClient returns a Client of the PDP at baseURL (e.g.
@@ -79,10 +80,11 @@ func NewClient(baseURL string, o ClientOptions) (*Client, error) {
 		}
 	}
 	return &Client{
-		endpoint: strings.TrimSuffix(u.String(), "/") + "/v1/decide",
-		apiKey:   o.APIKey,
-		timeout:  cmp.Or(o.Timeout, DefaultTimeout),
-		http:     &http.Client{Transport: t, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		endpoint:  strings.TrimSuffix(u.String(), "/") + "/v1/decide",
+		refundURL: strings.TrimSuffix(u.String(), "/") + "/v1/refund",
+		apiKey:    o.APIKey,
+		timeout:   cmp.Or(o.Timeout, DefaultTimeout),
+		http:      &http.Client{Transport: t, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 	}, nil
 }
 
@@ -95,9 +97,54 @@ func (c *Client) Decide(ctx context.Context, req *Request) (*Response, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pep: encoding the request: %w", err)
 	}
+	raw, err := c.post(ctx, c.endpoint, body)
+	if err != nil {
+		return nil, err
+	}
+	var out Response
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return nil, fmt.Errorf("pep: the PDP's answer is not a decision: %w", err)
+	}
+	if out.DecisionID == "" || out.Outcome == "" {
+		return nil, errors.New("pep: the PDP's answer is not a decision (no decision_id or outcome)")
+	}
+	return &out, nil
+}
+
+// Refund gives back to its quota the call of an allowed decision that
+// failed after all (the tool errored): token is the decision's
+// Response.Refund, reason (optional, for the PDP's log) why. It reports
+// whether a call was given back now: false when the same refund was
+// applied before (a refund counts once, if asked again within a minute
+// of the first). A window that has ended has nothing to give back
+// (a *RequestError, 409 nothing_to_refund).
+func (c *Client) Refund(ctx context.Context, token, reason string) (refunded bool, err error) {
+	body, err := json.Marshal(struct {
+		Refund string `json:"refund"`
+		Reason string `json:"reason,omitempty"`
+	}{token, reason})
+	if err != nil {
+		return false, fmt.Errorf("pep: encoding the refund: %w", err)
+	}
+	raw, err := c.post(ctx, c.refundURL, body)
+	if err != nil {
+		return false, err
+	}
+	var out struct {
+		Refunded *bool `json:"refunded"`
+	}
+	if err := json.Unmarshal(raw, &out); err != nil || out.Refunded == nil {
+		return false, fmt.Errorf("pep: the PDP's answer to a refund is not one (%q)", raw)
+	}
+	return *out.Refunded, nil
+}
+
+// post sends body to the PDP's url and returns the answer of a 200; any
+// other status is a *RequestError.
+func (c *Client) post(ctx context.Context, url string, body []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(body))
+	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("pep: %w", err)
 	}
@@ -107,7 +154,7 @@ func (c *Client) Decide(ctx context.Context, req *Request) (*Response, error) {
 	}
 	resp, err := c.http.Do(hr)
 	if err != nil {
-		return nil, fmt.Errorf("pep: asking the PDP at %s: %w", c.endpoint, err)
+		return nil, fmt.Errorf("pep: asking the PDP at %s: %w", url, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
@@ -124,12 +171,5 @@ func (c *Client) Decide(ctx context.Context, req *Request) (*Response, error) {
 		}
 		return nil, re
 	}
-	var out Response
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return nil, fmt.Errorf("pep: the PDP's answer is not a decision: %w", err)
-	}
-	if out.DecisionID == "" || out.Outcome == "" {
-		return nil, errors.New("pep: the PDP's answer is not a decision (no decision_id or outcome)")
-	}
-	return &out, nil
+	return raw, nil
 }

@@ -134,6 +134,13 @@ type Response struct {
 	// next token, a quota's next window): send it as the Retry-After
 	// header with HTTPStatus 429.
 	RetryAfter int `json:"retry_after,omitempty"`
+	// Refund (JSON "refund", set only for an allowed call that a quota
+	// counted) gives the call back to its quota when it failed after all:
+	// POST it to /v1/refund (Client.Refund) once the call is known to
+	// have failed, within a minute of the decision for the refund to be
+	// applied at most once. Opaque; it names the caller's budget, so keep
+	// it server-side, as the decision's other fields.
+	Refund string `json:"refund,omitempty"`
 	// RequiredScopes (JSON "required_scopes", always set, possibly empty) are
 	// the scopes the target requires per the policy; empty for public
 	// targets, lists, lifecycle methods and targets hidden from the caller.

@@ -7,9 +7,12 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -33,6 +36,12 @@ type Decider interface {
 	DecideValid(ctx context.Context, req *pep.Request, pepName string) (*pep.Response, error)
 	// Ready reports whether a policy is loaded.
 	Ready() bool
+	// Refund gives back the call of a decision's refund token
+	// (pep.Response.Refund), for the PEP named pepName: refunded, or
+	// false when that refund was applied before. A *pep.RequestError is
+	// answered with its status and body; any other error means the
+	// counters could not be reached (503).
+	Refund(ctx context.Context, token, pepName string) (refunded bool, err error)
 }
 
 // MetadataDoc is one protected resource metadata document to serve.
@@ -104,6 +113,7 @@ func New(o Options) *Server {
 	e.HTTPErrorHandler = s.handleRouteErrors
 	e.Pre(s.guard)
 	e.POST("/v1/decide", s.decide)
+	e.POST("/v1/refund", s.refund)
 	s.mountAuthZEN(e)
 	e.GET(stepup.WellKnownPath, s.metadata)
 	e.GET(stepup.WellKnownPath+"/*", s.metadata)
@@ -172,6 +182,74 @@ func (s *Server) decide(c *echo.Context) error {
 	}
 	s.metrics.observe(resp, time.Since(start))
 	return writeDecision(c, resp)
+}
+
+// maxRefundBody bounds a /v1/refund body: a token and a reason.
+const maxRefundBody = 16 << 10
+
+// refundRequest is the body of POST /v1/refund.
+type refundRequest struct {
+	Refund string `json:"refund"`
+	// Reason is for the log (why the call failed), at most 256 bytes.
+	Reason string `json:"reason,omitempty"`
+}
+
+// refundResponse is its answer (200).
+type refundResponse struct {
+	// Refunded: one call was given back now; false when this refund was
+	// already applied (Detail says so).
+	Refunded bool   `json:"refunded"`
+	Detail   string `json:"detail,omitempty"`
+}
+
+// refund is POST /v1/refund: a PEP gives back to its quota an allowed
+// call that failed.
+func (s *Server) refund(c *echo.Context) error {
+	r := c.Request()
+	if !isJSONContentType(r.Header.Get("Content-Type")) {
+		return apiError(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+	}
+	pepName, ok := s.authenticatedPEP(c)
+	if !ok {
+		return s.auth.refuse(r, authMissing)
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRefundBody+1))
+	if err != nil {
+		return apiError(http.StatusBadRequest, "invalid_request", "reading the body: "+err.Error())
+	}
+	if len(body) > maxRefundBody {
+		return apiError(http.StatusRequestEntityTooLarge, "request_too_large", fmt.Sprintf("the body exceeds the limit of %d bytes", maxRefundBody))
+	}
+	var req refundRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return apiError(http.StatusBadRequest, "invalid_request", "the body must be {\"refund\": \"<token>\", \"reason\": \"...\"}: "+err.Error())
+	}
+	if req.Refund == "" {
+		return apiError(http.StatusBadRequest, "invalid_request", "refund is required: the refund token of the allowed decision")
+	}
+	if len(req.Reason) > 256 {
+		return apiError(http.StatusBadRequest, "invalid_request", "reason is longer than 256 bytes")
+	}
+	refunded, err := s.opts.Core.Refund(r.Context(), req.Refund, pepName)
+	var re *pep.RequestError
+	switch {
+	case err == nil && refunded:
+		s.metrics.refunds.WithLabelValues("refunded").Inc()
+		s.log.Info("refund", "pep", pepName, "reason", req.Reason)
+		return writeJSON(c, http.StatusOK, refundResponse{Refunded: true})
+	case err == nil:
+		s.metrics.refunds.WithLabelValues("already").Inc()
+		return writeJSON(c, http.StatusOK, refundResponse{Detail: "already refunded"})
+	case errors.As(err, &re):
+		s.metrics.refunds.WithLabelValues(re.Code).Inc()
+		return err
+	default:
+		s.metrics.refunds.WithLabelValues("unavailable").Inc()
+		s.log.Warn("refund failed", "pep", pepName, "err", err)
+		return apiError(http.StatusServiceUnavailable, "counters_unavailable", "the quota counters cannot be reached; try again")
+	}
 }
 
 // isJSONContentType reports whether a Content-Type names application/json

@@ -16,6 +16,7 @@ type metrics struct {
 	decisions *prometheus.CounterVec
 	latency   prometheus.Histogram
 	apiErrors *prometheus.CounterVec
+	refunds   *prometheus.CounterVec
 
 	// counters holds the resolved decisions counters by label values, so
 	// that a decision costs a map lookup, not a label hash and a status
@@ -41,9 +42,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		apiErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pdp_api_errors_total", Help: "Requests answered with an API error, by error code.",
 		}, []string{"error"}),
+		refunds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pdp_refunds_total", Help: "POST /v1/refund answers: refunded, already (applied before), invalid_refund, nothing_to_refund, unavailable.",
+		}, []string{"result"}),
 	}
 	m.counters.Store(&map[decisionLabels]prometheus.Counter{})
-	reg.MustRegister(m.decisions, m.latency, m.apiErrors)
+	reg.MustRegister(m.decisions, m.latency, m.apiErrors, m.refunds)
 	return m
 }
 

@@ -570,8 +570,10 @@ type pending struct {
 	// allowed without counting, for the audit event.
 	pepRateKey string
 	limit      *auditsink.Limit
-	tookQuota  bool // applyLimits counted the call's quota
-	tookShared bool // and its rate in the shared counters
+	tookQuota  bool      // applyLimits counted the call's quota
+	tookShared bool      // and its rate in the shared counters
+	tookAt     time.Time // when the quota was taken
+	sharedAt   time.Time // when the shared rate was taken
 }
 
 func (d *pending) invalidParams(ctx context.Context, why string) (*pep.Response, error) {
@@ -726,6 +728,9 @@ func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr e
 func (d *pending) answer(ctx context.Context, resp *pep.Response, outcome string, result *decision.Result) (*pep.Response, error) {
 	if resp.DecisionID == "" {
 		resp.DecisionID = d.svc.newID()
+	}
+	if resp.Allow && d.tookQuota && result != nil && result.Quota != nil {
+		resp.Refund = d.refundToken(resp.DecisionID, result.Quota)
 	}
 	resp.Outcome = outcome
 	if resp.RequiredScopes == nil {

@@ -29,9 +29,11 @@ type Quotas interface {
 	// allowed (it must count once) or refused (it must not count), for
 	// the counters to be made so once they answer again.
 	Settle(err error, allowed bool)
-	// Refund gives back a call Take counted, for an allowed answer
-	// that was turned into a refusal afterwards.
-	Refund(ctx context.Context, c Count, k LimitKey) error
+	// Refund gives back a call Take counted at the time at: an allowed
+	// answer turned into a refusal afterwards, or a call the PEP reports
+	// failed (POST /v1/refund). With an id, the same refund asked again
+	// is applied once (ErrAlreadyRefunded).
+	Refund(ctx context.Context, c Count, k LimitKey, at time.Time, id string) error
 	// Used is what k's window of c has used: as this replica last saw
 	// it (exact false), or, when it has not seen it, read from the
 	// counters (exact).
@@ -175,6 +177,7 @@ func (d *pending) applyLimits(ctx context.Context, res *decision.Result) (stepup
 		err  = errNoQuotas
 	)
 	if d.svc.quotas != nil {
+		d.tookAt = time.Now()
 		ok, wait, err = d.svc.quotas.Take(ctx, quotaCount(q), d.limitKey(q.By))
 	}
 	switch {
@@ -232,7 +235,7 @@ func (d *pending) giveBack(ctx context.Context, res *decision.Result) {
 	}
 	if q := res.Quota; q != nil && d.tookQuota {
 		// Bounded by the counters' own timeout, past the decision's.
-		if err := d.svc.quotas.Refund(context.WithoutCancel(ctx), quotaCount(q), d.limitKey(q.By)); err != nil {
+		if err := d.svc.quotas.Refund(context.WithoutCancel(ctx), quotaCount(q), d.limitKey(q.By), d.tookAt, ""); err != nil {
 			d.svc.log.Warn("quota: a refused call's count could not be given back", "resource", d.res.URI, "target", d.in.Target, "err", err)
 		}
 	}
@@ -248,6 +251,7 @@ func (d *pending) takeShared(ctx context.Context, r *catalog.Rate) (bool, time.D
 		return false, 0, errNoQuotas
 	}
 	k := d.limitKey(r.By)
+	d.sharedAt = time.Now()
 	ok, wait, err := d.svc.quotas.Take(ctx, sharedCount(r), k)
 	if err != nil {
 		d.svc.quotas.Settle(err, true)
@@ -263,7 +267,7 @@ func (d *pending) refundRate(ctx context.Context, r *catalog.Rate, key string) {
 		d.svc.rates.Refund(rule(r), key)
 		return
 	}
-	if err := d.svc.quotas.Refund(context.WithoutCancel(ctx), sharedCount(r), d.limitKey(r.By)); err != nil {
+	if err := d.svc.quotas.Refund(context.WithoutCancel(ctx), sharedCount(r), d.limitKey(r.By), d.sharedAt, ""); err != nil {
 		d.svc.log.Warn("shared rate: a refused call's count could not be given back", "resource", d.res.URI, "target", d.in.Target, "err", err)
 	}
 }

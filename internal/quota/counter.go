@@ -264,11 +264,25 @@ var ErrOverRefund = errors.New("quota: refund without a counted call")
 // retried (it may have been applied; a second one could over-allow): the
 // error is an *UnavailableError, and the call stays counted at worst.
 func (c *Counter) Refund(ctx context.Context, rule Rule, key string, at time.Time) error {
+	return c.RefundOnce(ctx, rule, key, at, c.newID())
+}
+
+// ErrAlreadyRefunded is the error of a RefundOnce whose id the stream
+// already had within its duplicate window: the call was given back then.
+var ErrAlreadyRefunded = errors.New("quota: already refunded")
+
+// RefundOnce is Refund under the message id id (e.g. derived from the
+// decision's id), so that the same refund asked again within the stream's
+// duplicate window is applied once: the second gets ErrAlreadyRefunded.
+func (c *Counter) RefundOnce(ctx context.Context, rule Rule, key string, at time.Time, id string) error {
 	if err := rule.Validate(); err != nil {
 		return err
 	}
 	subj := c.subject(rule, key, at)
-	total, seq, err := c.add(ctx, "refund", subj, c.decr, c.newID(), false)
+	total, seq, err := c.add(ctx, "refund", subj, c.decr, id, false)
+	if errors.Is(err, errDuplicate) {
+		return fmt.Errorf("%w: %s on %s (stream %s)", ErrAlreadyRefunded, id, subj, c.stream)
+	}
 	if err != nil {
 		return err
 	}

@@ -196,3 +196,26 @@ func TestSettle(t *testing.T) {
 		}
 	})
 }
+
+// TestRefundOnce: a refund under an id is applied once; the same id again
+// is ErrAlreadyRefunded and changes nothing.
+func TestRefundOnce(t *testing.T) {
+	_, _, c := single(t, Config{})
+	ctx := context.Background()
+	rule := Rule{Limit: 5, Period: Day}
+	now := time.Now()
+	for range 2 {
+		if res, err := c.Take(ctx, rule, "k", now); err != nil || !res.Allowed {
+			t.Fatalf("%+v, %v", res, err)
+		}
+	}
+	if err := c.RefundOnce(ctx, rule, "k", now, "refund-d1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RefundOnce(ctx, rule, "k", now, "refund-d1"); !errors.Is(err, ErrAlreadyRefunded) {
+		t.Fatalf("the same refund again: %v", err)
+	}
+	if used, err := c.Used(ctx, rule, "k", now); err != nil || used != 1 {
+		t.Fatalf("used %d, %v; want 1", used, err)
+	}
+}

@@ -1,11 +1,15 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,7 +27,9 @@ import (
 	"github.com/mcp-pdp/pdp/internal/testkit"
 	"github.com/mcp-pdp/pdp/internal/testkit/coretest"
 	"github.com/mcp-pdp/pdp/internal/testkit/natstest"
+	"github.com/mcp-pdp/pdp/pep"
 	"github.com/nats-io/nats.go"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -286,7 +292,8 @@ func quotaStreamLeader(t *testing.T, ctx context.Context, cl *natsembed.Cluster)
 	return cl.Index(info.Cluster.Leader)
 }
 
-// hMetric reads the value of an unlabelled metric from base's /metrics.
+// hMetric reads the value of a series (a metric's name, with its labels
+// as /metrics writes them) from base's /metrics.
 func hMetric(t *testing.T, c *http.Client, base, name string) (float64, bool) {
 	t.Helper()
 	resp, err := c.Get(base + "/metrics")
@@ -472,5 +479,124 @@ func TestQuotaAllowedWhileNATSIsAway(t *testing.T) {
 	}
 	if left != 2 {
 		t.Fatalf("%d calls left of the quota of 5 after 1 counted and 2 allowed while NATS was away, want 2", left)
+	}
+}
+
+// TestRefund: an allowed call a quota counted carries a refund token;
+// POST /v1/refund (pep.Client.Refund) gives the call back once, however
+// often it is asked; a malformed token or one naming another resource is
+// refused; a call without a quota has no token.
+func TestRefund(t *testing.T) {
+	iss := devissuertest.New(t, "ES256")
+	srv := natstest.Start(t)
+	cfg := hConfig(t, iss)
+	cfg.Policy.Path = limitedPolicy(t)
+	cfg.Audit = config.Audit{NATS: config.NATS{URL: srv.URL()}}
+	cfg.ApplyDefaults()
+	base := hStart(t, cfg)
+	c := &http.Client{Timeout: 10 * time.Second}
+	client, err := pep.NewClient(base, pep.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := "Bearer " + iss.Mint(t, devissuer.MintOptions{Subject: "alice", ClientID: "agent", Audience: []string{hResource}, Scopes: []string{"qr:generate"}})
+	decide := func(tool string) map[string]any {
+		t.Helper()
+		var out map[string]any
+		testkit.WaitFor(t, "the counter stream", func() bool { // created in the background
+			_, out, err = hPost(t, c, base+"/v1/decide", nil, hCallBody(tok, tool))
+			return err == nil && out["http_status"] != float64(503)
+		})
+		return out
+	}
+	var refunds []string
+	for i := range 5 {
+		out := decide("generate_qr_url")
+		r, _ := out["refund"].(string)
+		if out["allow"] != true || !strings.HasPrefix(r, "r1.") {
+			t.Fatalf("call %d: %v", i+1, out)
+		}
+		hFitsSchema(t, out)
+		refunds = append(refunds, r)
+	}
+	if out := decide("generate_qr_url"); out["outcome"] != "limited" || out["refund"] != nil {
+		t.Fatalf("over the quota: %v", out)
+	} else {
+		hFitsSchema(t, out)
+	}
+	ctx := context.Background()
+	if ok, err := client.Refund(ctx, refunds[0], "the QR service failed"); err != nil || !ok {
+		t.Fatalf("refund: %v, %v", ok, err)
+	}
+	for range 2 {
+		if ok, err := client.Refund(ctx, refunds[0], ""); err != nil || ok {
+			t.Fatalf("the same refund again: %v, %v; want not refunded, no error", ok, err)
+		}
+	}
+	if out := decide("generate_qr_url"); out["allow"] != true {
+		t.Fatalf("after the refund: %v", out)
+	}
+	if out := decide("generate_qr_url"); out["outcome"] != "limited" {
+		t.Fatalf("after the refunded call was used again: %v", out)
+	}
+	if out := decide("lookup_product"); out["allow"] != true || out["refund"] != nil {
+		t.Fatalf("a call without a quota: %v", out)
+	}
+
+	other := strings.Replace(refunds[1], "r1.", "", 1)
+	raw, _ := base64.RawURLEncoding.DecodeString(other)
+	forged := "r1." + base64.RawURLEncoding.EncodeToString([]byte(strings.Replace(string(raw), hResource, "https://elsewhere.example/mcp", 1)))
+	for name, bad := range map[string]string{
+		"garbage":          "not a token",
+		"not base64":       "r1.!!!",
+		"not json":         "r1." + base64.RawURLEncoding.EncodeToString([]byte("{")),
+		"unknown field":    "r1." + base64.RawURLEncoding.EncodeToString([]byte(`{"d":"x","r":"`+hResource+`","m":"tools/call","b":"sub","l":5,"p":"day","w":1,"x":1}`)),
+		"bad quota":        "r1." + base64.RawURLEncoding.EncodeToString([]byte(`{"d":"x","r":"`+hResource+`","m":"tools/call","b":"sub","l":-5,"p":"day","w":1}`)),
+		"another resource": forged,
+	} {
+		_, err := client.Refund(ctx, bad, "")
+		var re *pep.RequestError
+		if !errors.As(err, &re) || re.Status != 400 || re.Code != "invalid_refund" {
+			t.Errorf("%s: %v, want 400 invalid_refund", name, err)
+		}
+	}
+	status, out, err := hPost(t, c, base+"/v1/refund", nil, []byte(`{"refund": 5}`))
+	if err != nil || status != 400 {
+		t.Fatalf("a body that is not a refund: %d %v %v", status, out, err)
+	}
+	if v, _ := hMetric(t, c, base, `pdp_refunds_total{result="refunded"}`); v != 1 {
+		t.Fatalf("pdp_refunds_total refunded = %v", v)
+	}
+}
+
+// hFitsSchema checks a /v1/decide answer against pep/decide.schema.json
+// (the answers internal/api's schema test cannot produce: limited, with
+// a refund token).
+func hFitsSchema(t *testing.T, answer map[string]any) {
+	t.Helper()
+	f, err := os.Open("../../pep/decide.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	doc, err := jsonschema.UnmarshalJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("decide.schema.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	sch, err := c.Compile("decide.schema.json#/$defs/Response")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(answer)
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sch.Validate(v); err != nil {
+		t.Fatalf("the answer does not fit the schema: %v\n%s", err, b)
 	}
 }

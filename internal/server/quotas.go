@@ -149,15 +149,25 @@ func (q *quotas) Take(ctx context.Context, c core.Count, k core.LimitKey) (bool,
 // Settle hands a failed take to the counters' settling (core.Quotas).
 func (q *quotas) Settle(err error, allowed bool) { q.c.Settle(err, allowed) }
 
-// Refund gives back a call Take counted in the current window
-// (core.Quotas). One taken just before a window's end is not given back
-// in the next (quota.ErrOverRefund).
-func (q *quotas) Refund(ctx context.Context, c core.Count, k core.LimitKey) error {
+// Refund gives back a call Take counted in the window holding at
+// (core.Quotas); with an id, once (quota.RefundOnce).
+func (q *quotas) Refund(ctx context.Context, c core.Count, k core.LimitKey, at time.Time, id string) error {
 	rule, err := q.rule(c)
 	if err != nil {
 		return err
 	}
-	return q.c.Refund(ctx, rule, quotaKey(k), time.Now())
+	if id == "" {
+		err = q.c.Refund(ctx, rule, quotaKey(k), at)
+	} else {
+		err = q.c.RefundOnce(ctx, rule, quotaKey(k), at, id)
+	}
+	switch {
+	case errors.Is(err, quota.ErrAlreadyRefunded):
+		return fmt.Errorf("%w: %w", core.ErrAlreadyRefunded, err)
+	case errors.Is(err, quota.ErrOverRefund):
+		return fmt.Errorf("%w: %w", core.ErrNothingToRefund, err)
+	}
+	return err
 }
 
 // Used is what k's window has used (core.Quotas): as this replica last

@@ -77,6 +77,8 @@ export interface Decision {
     dpop_nonce?: string;
     /** For outcome 'limited' (a rate limit or quota): the seconds until the call may succeed, sent as the Retry-After header of the 429. */
     retry_after?: number;
+    /** For an allowed call a quota counted: POST {"refund": ...} to the PDP's /v1/refund when the call failed after all, to give it back to the quota (once). */
+    refund?: string;
     required_scopes: string[];
     missing_scopes: string[];
     /** For logs only: it may reveal policy internals; never sent to clients. */
