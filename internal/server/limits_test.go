@@ -29,8 +29,8 @@ import (
 	"github.com/mcp-pdp/pdp/internal/testkit/natstest"
 	"github.com/mcp-pdp/pdp/pep"
 	"github.com/nats-io/nats.go"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 // limitedPolicy is the default policy with a catalog whose
