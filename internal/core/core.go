@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nuid"
@@ -113,6 +114,8 @@ type Service struct {
 	// events are the audit events handed to the auditor, reused (Record
 	// keeps nothing of them).
 	events sync.Pool
+	// limited counts the calls answered limited, by kind.
+	rateLimited, quotaLimited atomic.Int64
 	tokens *tokenMemo
 	// toolMetas are each resource's tools' annotations and _meta from its
 	// lists.
@@ -163,6 +166,18 @@ func (s *Service) Resource(uri string) *Resource { return s.resources[uri] }
 
 // Ready reports whether a policy is loaded.
 func (s *Service) Ready() bool { return s.engine.Policy() != nil }
+
+// LimitStats are the calls a Service answered limited since New.
+type LimitStats struct {
+	// Rate and Quota count the calls over a rate limit (shared or not)
+	// and over a quota.
+	Rate, Quota int64
+}
+
+// LimitStats returns the tallies of limited calls.
+func (s *Service) LimitStats() LimitStats {
+	return LimitStats{Rate: s.rateLimited.Load(), Quota: s.quotaLimited.Load()}
+}
 
 func (s *Service) newID() string {
 	n := s.ids.Get().(*nuid.NUID)
@@ -663,6 +678,11 @@ func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr e
 		case stepup.Limited:
 			ref.RetryAfter, ref.Limit, ref.Quota = lref.RetryAfter, lref.Limit, lref.Quota
 			resp.Reason = "over its limit: " + lref.Limit
+			if lref.Quota {
+				d.svc.quotaLimited.Add(1)
+			} else {
+				d.svc.rateLimited.Add(1)
+			}
 		case stepup.Unavailable:
 			resp.Reason = "decision failed: " + lerr.Error()
 			d.svc.log.Error("decision failed", "resource", d.res.URI, "method", d.in.Method, "target", d.in.Target, "err", lerr)

@@ -203,6 +203,23 @@ func retryable(err error) bool {
 // quotaKey names k's counter (hashed by internal/quota into a subject).
 func quotaKey(k core.LimitKey) string { return string(k.Append(nil)) }
 
+// registerLimitedMetric exports the calls answered limited, by the kind
+// of limit.
+func registerLimitedMetric(reg prometheus.Registerer, c *core.Service) error {
+	for kind, v := range map[string]func(core.LimitStats) int64{
+		"rate":  func(s core.LimitStats) int64 { return s.Rate },
+		"quota": func(s core.LimitStats) int64 { return s.Quota },
+	} {
+		m := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "mcp_pdp_limited_total",
+			Help: "Calls allowed by the policy and answered limited (429): over a rate limit or over a quota.", ConstLabels: prometheus.Labels{"limit": kind}},
+			func() float64 { return float64(v(c.LimitStats())) })
+		if err := reg.Register(m); err != nil {
+			return fmt.Errorf("limit metrics: %w", err)
+		}
+	}
+	return nil
+}
+
 // registerLimitMetrics exports the rate buckets' and the quota counters'
 // tallies (q may be nil: no quotas without NATS).
 func registerLimitMetrics(reg prometheus.Registerer, rates *ratelimit.Limiter, q *quotas) error {

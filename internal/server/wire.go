@@ -103,6 +103,9 @@ func (s *Server) wire(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := registerLimitedMetric(reg, s.core); err != nil {
+		return err
+	}
 	auth, err := s.pepAuth()
 	if err != nil {
 		return err
