@@ -116,7 +116,7 @@ type Service struct {
 	events sync.Pool
 	// limited counts the calls answered limited, by kind.
 	rateLimited, quotaLimited atomic.Int64
-	tokens *tokenMemo
+	tokens                    *tokenMemo
 	// toolMetas are each resource's tools' annotations and _meta from its
 	// lists.
 	toolMetas map[string]*toolMetas
