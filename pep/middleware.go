@@ -74,11 +74,56 @@ type Options struct {
 
 type decisionKey struct{}
 
+// decided is what Middleware puts in a handler's context: the decision and
+// the Decider that made it (for RefundCall).
+type decided struct {
+	d   *Response
+	dec Decider
+}
+
 // DecisionFrom returns the allowed decision of the request whose context
 // ctx is, as [Middleware] put it there for the handler.
 func DecisionFrom(ctx context.Context) (*Response, bool) {
-	d, ok := ctx.Value(decisionKey{}).(*Response)
-	return d, ok
+	v, ok := ctx.Value(decisionKey{}).(*decided)
+	if !ok {
+		return nil, false
+	}
+	return v.d, true
+}
+
+// Refunder gives a call counted by a quota back to it (POST /v1/refund):
+// [Client] and the in-process PDP of pep/local are Refunders.
+type Refunder interface {
+	// Refund gives back the call of the refund token (Response.Refund),
+	// reason for the PDP's log; refunded is false when the same refund
+	// was applied before.
+	Refund(ctx context.Context, token, reason string) (refunded bool, err error)
+}
+
+// ErrNoRefunder is the error of RefundCall when the Middleware's Decider
+// cannot refund (it is not a [Refunder]).
+var ErrNoRefunder = errors.New("pep: the Decider cannot refund calls (not a pep.Refunder)")
+
+// RefundCall gives the call of the request whose context ctx is back to
+// its quota, for a tool handler whose call failed after the PDP allowed
+// and counted it (the upstream errored, nothing was delivered): the
+// Middleware's Decider refunds its decision's Response.Refund. It returns
+// false with no error when there is nothing to give back (no quota
+// counted the call, or it was refunded before), ErrNoRefunder when the
+// Decider cannot refund, and the PDP's error otherwise (the counters out of
+// reach, a *RequestError). Call it once the failure is known, within a
+// minute of the decision (a refund asked again after that could count
+// twice); reason goes to the PDP's log.
+func RefundCall(ctx context.Context, reason string) (bool, error) {
+	v, ok := ctx.Value(decisionKey{}).(*decided)
+	if !ok || v.d.Refund == "" {
+		return false, nil
+	}
+	r, ok := v.dec.(Refunder)
+	if !ok {
+		return false, ErrNoRefunder
+	}
+	return r.Refund(ctx, v.d.Refund, reason)
 }
 
 // CallerFrom returns the verified caller of the request whose context ctx
@@ -336,7 +381,8 @@ func (m *middleware) serve(iw *interceptor, r *http.Request, body []byte, d *Res
 	if d.DPoPNonce != "" {
 		iw.Header().Set("DPoP-Nonce", d.DPoPNonce) // the nonce to use next (RFC 9449 §8.2)
 	}
-	r2 := r.WithContext(context.WithValue(r.Context(), decisionKey{}, d))
+	iw.ctxVal = decided{d: d, dec: m.o.Decider}
+	r2 := r.WithContext(context.WithValue(r.Context(), decisionKey{}, &iw.ctxVal))
 	if body != nil {
 		b := &bodyReader{}
 		b.Reset(body)

@@ -94,6 +94,9 @@ type interceptor struct {
 	sse           splitter
 	cut           bool
 	handlerFailed bool
+	// ctxVal is what the handler's context carries (DecisionFrom,
+	// RefundCall), in the interceptor's allocation.
+	ctxVal decided
 }
 
 func (m *middleware) intercept(w http.ResponseWriter, r *http.Request, d *Response) *interceptor {

@@ -37,11 +37,11 @@ type Decider interface {
 	// Ready reports whether a policy is loaded.
 	Ready() bool
 	// Refund gives back the call of a decision's refund token
-	// (pep.Response.Refund), for the PEP named pepName: refunded, or
-	// false when that refund was applied before. A *pep.RequestError is
+	// (pep.Response.Refund), for the PEP named pepName (reason is for
+	// the log): refunded, or false when that refund was applied before. A *pep.RequestError is
 	// answered with its status and body; any other error means the
 	// counters could not be reached (503).
-	Refund(ctx context.Context, token, pepName string) (refunded bool, err error)
+	Refund(ctx context.Context, token, pepName, reason string) (refunded bool, err error)
 }
 
 // MetadataDoc is one protected resource metadata document to serve.
@@ -232,12 +232,11 @@ func (s *Server) refund(c *echo.Context) error {
 	if len(req.Reason) > 256 {
 		return apiError(http.StatusBadRequest, "invalid_request", "reason is longer than 256 bytes")
 	}
-	refunded, err := s.opts.Core.Refund(r.Context(), req.Refund, pepName)
+	refunded, err := s.opts.Core.Refund(r.Context(), req.Refund, pepName, req.Reason)
 	var re *pep.RequestError
 	switch {
 	case err == nil && refunded:
 		s.metrics.refunds.WithLabelValues("refunded").Inc()
-		s.log.Info("refund", "pep", pepName, "reason", req.Reason)
 		return writeJSON(c, http.StatusOK, refundResponse{Refunded: true})
 	case err == nil:
 		s.metrics.refunds.WithLabelValues("already").Inc()

@@ -68,13 +68,14 @@ var (
 )
 
 // Refund gives back the call of an allowed decision's refund token
-// (pep.Response.Refund), for the PEP named pepName: once, and only to
+// (pep.Response.Refund), for the PEP named pepName (reason, why the call
+// failed, is logged): once, and only to
 // the counter that counted it. refunded is false (with no error) when
 // the same refund was applied before. A malformed token, one of a
 // resource this PDP does not protect, and a counter with no call to give
 // back (its window ended) are *pep.RequestError (400, 400, 409); counters
 // out of reach are another error (503).
-func (s *Service) Refund(ctx context.Context, token, pepName string) (refunded bool, err error) {
+func (s *Service) Refund(ctx context.Context, token, pepName, reason string) (refunded bool, err error) {
 	c, err := parseRefund(token)
 	if err != nil {
 		return false, badRequest("invalid_refund", "%v", err)
@@ -97,7 +98,7 @@ func (s *Service) Refund(ctx context.Context, token, pepName string) (refunded b
 	case err != nil:
 		return false, err
 	}
-	s.log.Info("quota refunded", "decision_id", c.Decision, "pep", pepName, "resource", c.Resource, "target", c.Target)
+	s.log.Info("quota refunded", "decision_id", c.Decision, "pep", pepName, "resource", c.Resource, "target", c.Target, "reason", reason)
 	return true, nil
 }
 

@@ -68,6 +68,12 @@ func (p *PDP) Decide(ctx context.Context, req *pep.Request) (*pep.Response, erro
 	return p.srv.Core().Decide(ctx, req, p.name)
 }
 
+// Refund gives back a call a quota counted (pep.Refunder): token is its
+// decision's Response.Refund.
+func (p *PDP) Refund(ctx context.Context, token, reason string) (bool, error) {
+	return p.srv.Core().Refund(ctx, token, p.name, reason)
+}
+
 // Close stops the PDP: the audit is flushed (or left on its spool), then
 // everything it started stops.
 func (p *PDP) Close() error { return p.srv.Close() }
