@@ -30,15 +30,16 @@ func runAPIKey(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pdp apikey", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: pdp apikey [--name N]\n\nPrints a new random API key for a PEP (first line, alone) and the configuration\nsnippet with its SHA-256. The PDP stores only the hash; the key is not shown again.")
+		fmt.Fprintln(fs.Output(), "Usage: pdp apikey [--name N]\n\nPrints a new random API key for a PEP (first line, alone) and the configuration\nsnippet with its SHA-256. The PDP stores only the hash; the key is not shown again.")
 		fs.PrintDefaults()
 	}
 	name := fs.String("name", "pep", "the PEP's name, recorded as `pep` in audit events")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	pos, code, ok := parseFlags(fs, args, stdout, stderr)
+	if !ok {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "pdp apikey: unexpected argument %q\n", fs.Arg(0))
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "pdp apikey: unexpected argument %q\n", pos[0])
 		return 2
 	}
 	if !pepName.MatchString(*name) {

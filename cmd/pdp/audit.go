@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -89,14 +88,14 @@ func parseAuditArgs(args []string, stdout, stderr io.Writer) (*auditCommand, int
 	fs := flag.NewFlagSet("pdp audit "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, auditUsage, "\nFlags:\n")
+		fmt.Fprint(fs.Output(), auditUsage, "\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	c.nats.register(fs, "pdp audit "+sub)
 	f := &c.filter
 	fs.StringVar(&f.Resource, "resource", "", "resource key or resource URI")
 	fs.StringVar(&f.Tool, "tool", "", "target: tool or prompt name, or resource URI")
-	fs.StringVar(&f.Outcome, "outcome", "", "allow, deny, challenge or filtered (comma-separated for several)")
+	fs.StringVar(&f.Outcome, "outcome", "", "allow, deny, challenge, filtered or limited (comma-separated for several)")
 	fs.StringVar(&f.Subject, "subject", "", "token subject (sub): the user")
 	fs.StringVar(&f.ClientID, "client", "", "client_id: the agent or app")
 	fs.StringVar(&f.Method, "method", "", "MCP method, e.g. tools/call")
@@ -111,14 +110,12 @@ func parseAuditArgs(args []string, stdout, stderr io.Writer) (*auditCommand, int
 		fs.BoolVar(&c.follow, "follow", false, "keep printing new events until interrupted")
 		fs.BoolVar(&c.follow, "f", false, "short for --follow")
 	}
-	if err := fs.Parse(rest); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, 0
-		}
-		return nil, 2
+	pos, code, ok := parseFlags(fs, rest, stdout, stderr)
+	if !ok {
+		return nil, code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "pdp audit %s: unexpected arguments %q\n", sub, fs.Args())
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "pdp audit %s: unexpected arguments %q\n", sub, pos)
 		return nil, 2
 	}
 	now := time.Now()

@@ -54,7 +54,7 @@ func storeFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, auditStoreUsage, "\nFlags:\n")
+		fmt.Fprint(fs.Output(), auditStoreUsage, "\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	return fs
@@ -62,15 +62,13 @@ func storeFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 
 // parseFlagsOnly parses args, which must be flags only; when it returns
 // false the command exits with code (0 after -h, 2 on a usage error).
-func parseFlagsOnly(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, ok bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, false
-		}
-		return 2, false
+func parseFlagsOnly(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, ok bool) {
+	pos, code, ok := parseFlags(fs, args, stdout, stderr)
+	if !ok {
+		return code, false
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s: unexpected arguments %q\n", fs.Name(), fs.Args())
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected arguments %q\n", fs.Name(), pos)
 		return 2, false
 	}
 	return 0, true
@@ -103,7 +101,7 @@ func runAuditStore(ctx context.Context, args []string, stdout, stderr io.Writer)
 	consumer := fs.String("consumer", auditstore.DefaultConsumer, "durable consumer name (one per database)")
 	retention := fs.String("retention", "", "delete rows older than this (e.g. 400d); default: keep every row")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics on this address (e.g. 127.0.0.1:9464)")
-	if code, ok := parseFlagsOnly(fs, args, stderr); !ok {
+	if code, ok := parseFlagsOnly(fs, args, stdout, stderr); !ok {
 		return code
 	}
 	var keep time.Duration
@@ -203,7 +201,7 @@ func runAuditQuery(ctx context.Context, args []string, stdout, stderr io.Writer)
 	by := fs.String("by", "", "group and count by these columns, comma-separated (e.g. client,outcome)")
 	fs.IntVar(&q.Limit, "limit", 0, "at most this many rows (0: all)")
 	format := fs.String("format", "table", "table, jsonl or csv")
-	if code, ok := parseFlagsOnly(fs, args, stderr); !ok {
+	if code, ok := parseFlagsOnly(fs, args, stdout, stderr); !ok {
 		return code
 	}
 	if err := checkFormat(*format); err != nil {
@@ -240,12 +238,9 @@ func runAuditSQL(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs := storeFlagSet("pdp audit sql", stderr)
 	db := storeDBFlag(fs)
 	format := fs.String("format", "table", "table, jsonl or csv")
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
+	pos, code, ok := parseFlags(fs, args, stdout, stderr)
+	if !ok {
+		return code
 	}
 	if len(pos) != 1 {
 		fmt.Fprintf(stderr, "pdp audit sql: want one SELECT statement as the argument, e.g. pdp audit sql 'SELECT outcome, COUNT(*) FROM audit_events GROUP BY outcome'\n")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -39,7 +38,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := flag.NewFlagSet("pdp audit verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, auditVerifyUsage, "\nFlags:\n")
+		fmt.Fprint(fs.Output(), auditVerifyUsage, "\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	var (
@@ -53,15 +52,8 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.Var(&keys, "public-key", "trusted checkpoint public key file (repeatable)")
 	fs.BoolVar(&allowExpired, "allow-expired", false, "accept chains whose first events expired from the stream (audit.max_age)")
 	fs.BoolVar(&asJSON, "json", false, "the report as JSON")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "pdp audit verify: unexpected arguments %q\n", fs.Args())
-		return 2
+	if code, ok := parseFlagsOnly(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if len(keys) == 0 {
 		if def := auditsink.PublicKeyPath(filepath.Join(nf.dataDir, "audit-signing.key")); fileExists(def) {

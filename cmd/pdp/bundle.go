@@ -49,7 +49,7 @@ func runBundleBuild(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := flag.NewFlagSet("pdp bundle build", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: pdp bundle build [paths...] -o bundles/mcp-pdp.tar.gz [flags]")
+		fmt.Fprintln(fs.Output(), "Usage: pdp bundle build [paths...] -o bundles/mcp-pdp.tar.gz [flags]")
 		fs.PrintDefaults()
 	}
 	out := fs.String("o", "", "output bundle file (.tar.gz); required")
@@ -59,9 +59,9 @@ func runBundleBuild(ctx context.Context, args []string, stdout, stderr io.Writer
 	keyID := fs.String("key-id", "", "key id written to the signature (default \"default\")")
 	scope := fs.String("scope", "", "scope written to the signature (verifiers may require it)")
 	claims := fs.String("claims-file", "", "extra JSON claims for the signature (as opa build --claims-file)")
-	paths, err := parseInterspersed(fs, args)
-	if err != nil {
-		return 2
+	paths, code, ok := parseFlags(fs, args, stdout, stderr)
+	if !ok {
+		return code
 	}
 	if *out == "" {
 		fmt.Fprintln(stderr, "pdp bundle build: -o is required")
@@ -100,7 +100,7 @@ func runBundleVerify(ctx context.Context, args []string, stdout, stderr io.Write
 	fs := flag.NewFlagSet("pdp bundle verify", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: pdp bundle verify <bundle.tar.gz | dir> (--verification-key pub.pem | --config pdp.yaml) [flags]")
+		fmt.Fprintln(fs.Output(), "Usage: pdp bundle verify <bundle.tar.gz | dir> (--verification-key pub.pem | --config pdp.yaml) [flags]")
 		fs.PrintDefaults()
 	}
 	cfgPath := fs.String("config", "", "take the key from policy.verification of this configuration")
@@ -108,15 +108,18 @@ func runBundleVerify(ctx context.Context, args []string, stdout, stderr io.Write
 	alg := fs.String("alg", "RS256", "signature algorithm of the key")
 	keyID := fs.String("key-id", "", "key id (default \"default\")")
 	scope := fs.String("scope", "", "required signature scope")
-	paths, err := parseInterspersed(fs, args)
-	if err != nil {
-		return 2
+	paths, code, ok := parseFlags(fs, args, stdout, stderr)
+	if !ok {
+		return code
 	}
 	if len(paths) != 1 {
 		fmt.Fprintln(stderr, "pdp bundle verify: give one bundle file or directory")
 		return 2
 	}
-	var vc *bundle.VerificationConfig
+	var (
+		vc  *bundle.VerificationConfig
+		err error
+	)
 	switch {
 	case *key != "" && *cfgPath != "":
 		fmt.Fprintln(stderr, "pdp bundle verify: give --verification-key or --config, not both")
@@ -163,20 +166,3 @@ func runBundleVerify(ctx context.Context, args []string, stdout, stderr io.Write
 	return 0
 }
 
-// parseInterspersed parses flags that may come after positional arguments
-// (`pdp bundle build policies -o out.tar.gz`), which package flag alone
-// stops at.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-}

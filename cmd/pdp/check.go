@@ -23,7 +23,7 @@ func runCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("pdp check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: pdp check [--strict] [paths...]
+		fmt.Fprint(fs.Output(), `Usage: pdp check [--strict] [paths...]
        pdp check --config pdp.yaml
 
 Checks each path (a policy directory or bundle file) as the PDP would load
@@ -42,9 +42,9 @@ signature-verified as the server does).
 	strict := fs.Bool("strict", false, "OPA strict mode: unused variables and imports, deprecated built-ins are errors")
 	werror := fs.Bool("warnings-as-errors", false, "exit 1 on warnings too")
 	cfgPath := fs.String("config", "", "check the policy configured in this file instead of paths")
-	paths, err := parseInterspersed(fs, args)
-	if err != nil {
-		return 2
+	paths, code, ok := parseFlags(fs, args, stdout, stderr)
+	if !ok {
+		return code
 	}
 	type result struct {
 		name string
@@ -82,7 +82,7 @@ signature-verified as the server does).
 			results = append(results, result{name: p, pol: pol, err: err, lint: policysource.IgnoredDataFiles(p)})
 		}
 	}
-	code := 0
+	code = 0
 	for _, r := range results {
 		if r.err != nil {
 			code = 1

@@ -32,7 +32,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pdp eval", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: pdp eval --input request.json [--config pdp.yaml] [--claims claims.json] [--explain fails|notes|full]
+		fmt.Fprint(fs.Output(), `Usage: pdp eval --input request.json [--config pdp.yaml] [--claims claims.json] [--explain fails|notes|full]
 
 Answers a /v1/decide request body exactly as the server configured by
 --config would (token verification, policy, list filtering, step-up), and
@@ -54,8 +54,8 @@ skips signature and issuer checks; missing iss, aud and exp are filled in.
 	explain := fs.String("explain", "", "explain the decision: fails, notes or full")
 	failDeny := fs.Bool("fail", false, "exit with status 3 when the request is not allowed")
 	showInput := fs.Bool("show-input", false, "also print the Rego input document the PDP built (input.* in the policy)")
-	if _, err := parseInterspersed(fs, args); err != nil {
-		return 2
+	if code, ok := parseFlagsOnly(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if *inputPath == "" {
 		fmt.Fprintln(stderr, "pdp eval: --input is required")

@@ -20,15 +20,15 @@ func runFmt(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pdp fmt", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: pdp fmt [--list] [--write] [--fail] [paths...]\n\nFormats Rego files with OPA's formatter (as `opa fmt`). Without --list or --write it\nprints the formatted source. Paths are files or directories (default: policies test/policies).")
+		fmt.Fprintln(fs.Output(), "Usage: pdp fmt [--list] [--write] [--fail] [paths...]\n\nFormats Rego files with OPA's formatter (as `opa fmt`). Without --list or --write it\nprints the formatted source. Paths are files or directories (default: policies test/policies).")
 		fs.PrintDefaults()
 	}
 	list := fs.Bool("list", false, "list the files whose formatting differs")
 	write := fs.Bool("write", false, "rewrite the files whose formatting differs")
 	fail := fs.Bool("fail", false, "exit with status 1 when a file's formatting differs")
-	paths, err := parseInterspersed(fs, args)
-	if err != nil {
-		return 2
+	paths, code, ok := parseFlags(fs, args, stdout, stderr)
+	if !ok {
+		return code
 	}
 	if len(paths) == 0 {
 		paths = []string{"policies", "test/policies"}
@@ -38,7 +38,7 @@ func runFmt(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pdp fmt:", err)
 		return 1
 	}
-	code := 0
+	code = 0
 	for _, f := range files {
 		src, err := os.ReadFile(f)
 		if err != nil {

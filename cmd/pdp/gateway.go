@@ -40,7 +40,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs := flag.NewFlagSet("pdp gateway", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: pdp gateway --dev --upstream URL [--protect NAME=SCOPE]... [flags]
+		fmt.Fprint(fs.Output(), `Usage: pdp gateway --dev --upstream URL [--protect NAME=SCOPE]... [flags]
        pdp gateway --dev [--protect NAME=SCOPE]... [flags] -- COMMAND [ARGS...]
        pdp gateway --config pdp.yaml
 
@@ -73,11 +73,12 @@ MCP session: pdp gateway --dev -- npx -y @modelcontextprotocol/server-everything
 			break
 		}
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	pos, code, ok := parseFlags(fs, args, stdout, stderr)
+	if !ok {
+		return code
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "pdp gateway: unexpected argument %q (a stdio command goes after --)\n", fs.Arg(0))
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "pdp gateway: unexpected argument %q (a stdio command goes after --)\n", pos[0])
 		return 2
 	}
 	if (*cfgPath == "") == !*dev {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	_ "time/tzdata" // quota time zones on machines (and images) without a zone database
 )
@@ -26,9 +27,10 @@ Usage:
   pdp audit tail|export|verify|store|query|sql  read, verify, store and query decision audit events
   pdp revoke client|subject|token ID      cut a caller off on every PDP at once (list, remove)
   pdp apikey [--name N]                   print a new PEP API key and its config entry
-  pdp version                             print the version
+  pdp version                             print the version (also pdp --version)
 
-Run 'pdp <command> -h' for the flags of a command.
+Run 'pdp <command> -h' (or 'pdp help <command>') for the flags of a command;
+flags may come before or after a command's arguments.
 `
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -70,10 +72,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runFmt(ctx, rest, stdout, stderr)
 	case "apikey":
 		return runAPIKey(ctx, rest, stdout, stderr)
-	case "version":
+	case "version", "--version":
 		fmt.Fprintln(stdout, "pdp", version)
 		return 0
 	case "help", "-h", "--help":
+		if len(rest) > 0 && rest[0] != "help" && !strings.HasPrefix(rest[0], "-") {
+			// pdp help test: the command's own help.
+			return run(ctx, []string{rest[0], "-h"}, stdout, stderr)
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:

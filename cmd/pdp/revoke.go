@@ -93,7 +93,7 @@ func parseRevokeArgs(args []string, now func() time.Time, stdout, stderr io.Writ
 	fs := flag.NewFlagSet("pdp revoke "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, revokeUsage, "\nFlags:\n")
+		fmt.Fprint(fs.Output(), revokeUsage, "\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	c.nats.register(fs, "pdp revoke "+sub)
@@ -108,12 +108,9 @@ func parseRevokeArgs(args []string, now func() time.Time, stdout, stderr io.Writ
 	case "list":
 		fs.BoolVar(&c.asJSON, "json", false, "JSON lines instead of a table")
 	}
-	pos, err := parseInterspersed(fs, rest)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, 0
-		}
-		return nil, 2
+	pos, code, ok := parseFlags(fs, rest, stdout, stderr)
+	if !ok {
+		return nil, code
 	}
 
 	switch sub {

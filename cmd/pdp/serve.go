@@ -17,7 +17,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("pdp serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: pdp serve [--config pdp.yaml | --dev] [flags]")
+		fmt.Fprintln(fs.Output(), "Usage: pdp serve [--config pdp.yaml | --dev] [flags]")
 		fs.PrintDefaults()
 	}
 	cfgPath := fs.String("config", "", "configuration file (YAML); see docs/configuration.md")
@@ -26,8 +26,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	dataDir := fs.String("data-dir", "", "data directory (overrides the config; default "+config.DefaultDataDir+")")
 	var resources resourceFlags
 	fs.Var(&resources, "resource", "with --dev: the URI of an MCP server of yours whose PEP asks this PDP; dev tokens are for it (repeatable; default the PDP's own /mcp)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlagsOnly(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	if len(resources) > 0 && !*dev {
 		fmt.Fprintln(stderr, "pdp serve: --resource goes with --dev; with --config, list resources in the file")

@@ -13,18 +13,19 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pdp test", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: pdp test [flags] [paths...]\n\nRuns Rego unit tests (rules named test_*) with OPA's tester.\nPaths default to: policies test/policies")
+		fmt.Fprintln(fs.Output(), "Usage: pdp test [flags] [paths...]\n\nRuns Rego unit tests (rules named test_*) with OPA's tester.\nPaths default to: policies test/policies")
 		fs.PrintDefaults()
 	}
 	verbose := fs.Bool("v", false, "verbose: print every test and its trace on failure")
+	fs.BoolVar(verbose, "verbose", false, "same as -v")
 	coverage := fs.Bool("coverage", false, "report coverage")
 	threshold := fs.Float64("threshold", 0, "fail when coverage (percent) is below this (implies --coverage)")
 	runRe := fs.String("run", "", "run only tests whose names match this regular expression")
 	timeout := fs.Duration("timeout", 0, "timeout per test (default 5s)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	paths, code, ok := parseFlags(fs, args, stdout, stderr)
+	if !ok {
+		return code
 	}
-	paths := fs.Args()
 	if len(paths) == 0 {
 		paths = []string{"policies", "test/policies"}
 	}

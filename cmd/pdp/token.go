@@ -19,7 +19,7 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pdp token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: pdp token [flags]\n\nMints an access token signed by the dev issuer of a running `pdp serve --dev`\nand prints it alone on stdout.")
+		fmt.Fprintln(fs.Output(), "Usage: pdp token [flags]\n\nMints an access token signed by the dev issuer of a running `pdp serve --dev`\nand prints it alone on stdout.")
 		fs.PrintDefaults()
 	}
 	dataDir := fs.String("data-dir", config.DefaultDataDir, "data directory of the dev server")
@@ -29,8 +29,8 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	aud := fs.String("aud", "", "audience (default: the dev server's resource)")
 	ttl := fs.Duration("ttl", time.Hour, "lifetime")
 	jkt := fs.String("jkt", "", "binds the token to a DPoP key: its cnf.jkt, the key's RFC 7638 SHA-256 thumbprint (base64url)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseFlagsOnly(fs, args, stdout, stderr); !ok {
+		return code
 	}
 	iss, err := devissuer.Load(filepath.Join(*dataDir, server.DevIssuerFile))
 	if err != nil {

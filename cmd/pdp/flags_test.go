@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mcp-pdp/pdp/internal/testkit"
+)
+
+// TestHelpExitsZero: -h and --help print a command's usage on stdout and
+// exit 0, for every command and subcommand; so do `pdp help CMD` and
+// `pdp --version`.
+func TestHelpExitsZero(t *testing.T) {
+	cmds := [][]string{
+		{"serve"}, {"gateway"}, {"token"}, {"test"}, {"check"}, {"fmt"}, {"eval"},
+		{"bundle", "build"}, {"bundle", "verify"}, {"bundle"},
+		{"audit", "tail"}, {"audit", "export"}, {"audit", "store"}, {"audit", "query"}, {"audit", "sql"}, {"audit", "verify"}, {"audit"},
+		{"revoke", "client"}, {"revoke", "subject"}, {"revoke", "token"}, {"revoke", "list"}, {"revoke", "remove"}, {"revoke"},
+		{"apikey"},
+	}
+	for _, c := range cmds {
+		for _, h := range []string{"-h", "--help"} {
+			args := append(append([]string{}, c...), h)
+			t.Run(strings.Join(args, " "), func(t *testing.T) {
+				var out, errb bytes.Buffer
+				if code := run(context.Background(), args, &out, &errb); code != 0 || !strings.Contains(out.String(), "Usage") || errb.Len() != 0 {
+					t.Fatalf("exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
+				}
+			})
+		}
+	}
+	for _, args := range [][]string{{"help", "test"}, {"--version"}, {"version"}, {"help"}} {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), args, &out, &errb); code != 0 || out.Len() == 0 {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out.String(), errb.String())
+		}
+	}
+}
+
+// TestFlagHabits: flags after arguments, "--" ends the flags, and an
+// unknown flag names the closest one and the command's flags (exit 2).
+func TestFlagHabits(t *testing.T) {
+	dir := t.TempDir()
+	testkit.WriteFile(t, filepath.Join(dir, "p", "a.rego"), "package a\n\ntest_ok if true\n")
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"test", filepath.Join(dir, "p"), "-v", "--run", "ok"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "test_ok: PASS") {
+		t.Fatalf("pdp test DIR -v --run ok: exit %d\n%s%s", code, out.String(), errb.String())
+	}
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"check", "--strik"}, "unknown flag --strik (did you mean --strict?); its flags are --config, --strict, --warnings-as-errors"},
+		{[]string{"test", "--verbos"}, "unknown flag --verbos (did you mean --verbose?)"},
+		{[]string{"test", "-x"}, "unknown flag -x; its flags are"},
+		{[]string{"fmt", "--lsit"}, "(did you mean --list?)"},
+		{[]string{"test", "--timeout", "soon"}, `invalid value "soon" for flag -timeout`},
+	}
+	for _, tc := range tests {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), tc.args, &out, &errb)
+		if code != 2 || !strings.Contains(errb.String(), tc.want) || !strings.Contains(errb.String(), "-h' for its flags") {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", tc.args, code, errb.String(), tc.want)
+		}
+	}
+	// After "--" an argument that looks like a flag is a path.
+	out.Reset()
+	errb.Reset()
+	if code := run(context.Background(), []string{"test", "--", "-v"}, &out, &errb); code == 0 || !strings.Contains(errb.String(), "-v") {
+		t.Fatalf("pdp test -- -v: exit %d, stderr %q: want the path -v refused", code, errb.String())
+	}
+}
