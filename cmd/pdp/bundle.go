@@ -165,4 +165,3 @@ func runBundleVerify(ctx context.Context, args []string, stdout, stderr io.Write
 	fmt.Fprintf(stdout, "%s: signature ok, compiles, data valid; revision %s; modules: %s\n", paths[0], p.Revision(), strings.Join(files, " "))
 	return 0
 }
-
