@@ -689,3 +689,23 @@ func TestCallCacheKeys(t *testing.T) {
 		t.Fatalf("after eviction: %+v %v", r, err)
 	}
 }
+
+// TestRevisionIsContentOnly: the default policy has one revision however
+// it is loaded: the embedded copy, its directory by a relative path, the
+// same with ./ and a trailing slash, and its absolute path.
+func TestRevisionIsContentOnly(t *testing.T) {
+	abs, err := filepath.Abs("../../policies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := loadDefault(t).Revision()
+	for _, path := range []string{"../../policies", "./../../policies/", abs, abs + "/"} {
+		p, err := decision.Load(context.Background(), decision.Source{Path: path})
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		if got := p.Revision(); got != want {
+			t.Errorf("%s: revision %s, the embedded copy's is %s", path, got, want)
+		}
+	}
+}

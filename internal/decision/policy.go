@@ -1,6 +1,7 @@
 package decision
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -261,17 +262,19 @@ func definesDecision(b *bundle.Bundle) bool {
 func ContentHash(b *bundle.Bundle) string { return contentRevision(b) }
 
 // contentRevision hashes module sources and data so that the same policy
-// content always has the same revision.
+// content always has the same revision, whatever the path it was loaded
+// from (policies, ./policies, /abs/policies/, the embedded copy, a
+// bundle): the modules are hashed by their source alone, in the order of
+// their hashes, not by their file names.
 func contentRevision(b *bundle.Bundle) string {
+	sums := make([][sha256.Size]byte, len(b.Modules))
+	for i, m := range b.Modules {
+		sums[i] = sha256.Sum256(m.Raw)
+	}
+	sort.Slice(sums, func(i, j int) bool { return bytes.Compare(sums[i][:], sums[j][:]) < 0 })
 	h := sha256.New()
-	mods := make([]bundle.ModuleFile, len(b.Modules))
-	copy(mods, b.Modules)
-	sort.Slice(mods, func(i, j int) bool { return mods[i].Path < mods[j].Path })
-	for _, m := range mods {
-		h.Write([]byte(m.Path))
-		h.Write([]byte{0})
-		h.Write(m.Raw)
-		h.Write([]byte{0})
+	for _, s := range sums {
+		h.Write(s[:])
 	}
 	data, _ := json.Marshal(b.Data) // maps marshal with sorted keys
 	h.Write(data)
