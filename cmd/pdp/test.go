@@ -22,16 +22,23 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	threshold := fs.Float64("threshold", 0, "fail when coverage (percent) is below this (implies --coverage)")
 	runRe := fs.String("run", "", "run only tests whose names match this regular expression")
 	timeout := fs.Duration("timeout", 0, "timeout per test (default 5s)")
+	format := fs.String("format", "pretty", "report format: pretty, json (OPA's), or junit (JUnit XML for CI systems)")
 	paths, code, ok := parseFlags(fs, args, stdout, stderr)
 	if !ok {
 		return code
+	}
+	switch *format {
+	case policytest.FormatPretty, policytest.FormatJSON, policytest.FormatJUnit:
+	default:
+		fmt.Fprintf(stderr, "pdp test: --format %q: use pretty, json or junit\n", *format)
+		return 2
 	}
 	if len(paths) == 0 {
 		paths = []string{"policies", "test/policies"}
 	}
 	sum, err := policytest.Run(ctx, policytest.Options{
 		Paths: paths, Run: *runRe, Verbose: *verbose, Coverage: *coverage, Threshold: *threshold,
-		Timeout: *timeout, Output: stdout,
+		Timeout: *timeout, Format: *format, Output: stdout,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "pdp test:", err)

@@ -27,7 +27,12 @@ type Options struct {
 	Coverage  bool
 	Threshold float64
 	Timeout   time.Duration
-	Output    io.Writer
+	// Format of the report on Output: FormatPretty (the default, as
+	// opa test), FormatJSON (OPA's JSON array of results) or FormatJUnit
+	// (JUnit XML for CI systems). With JSON and JUnit the coverage is
+	// not printed (Threshold still applies).
+	Format string
+	Output io.Writer
 }
 
 // Summary counts the results.
@@ -42,6 +47,11 @@ func (s Summary) OK() bool { return s.Fail == 0 && s.Error == 0 && s.Pass > 0 }
 // Run loads the paths, runs their tests and reports to o.Output.
 func Run(ctx context.Context, o Options) (Summary, error) {
 	var sum Summary
+	switch o.Format {
+	case "", FormatPretty, FormatJSON, FormatJUnit:
+	default:
+		return sum, fmt.Errorf("format %q: use pretty, json or junit", o.Format)
+	}
 	loaded, err := loader.NewFileLoader().WithRegoVersion(ast.RegoV1).WithProcessAnnotation(true).Filtered(o.Paths, nil)
 	if err != nil {
 		return sum, fmt.Errorf("load %v: %w", o.Paths, err)
@@ -70,7 +80,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		SetCompiler(compiler).
 		SetStore(store).
 		CapturePrintOutput(true).
-		EnableTracing(o.Verbose).
+		EnableTracing(o.Verbose || o.Format == FormatJUnit). // JUnit names the failed expression
 		SetModules(modules).
 		SetTimeout(timeout).
 		Filter(o.Run)
@@ -104,14 +114,26 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	if out == nil {
 		out = io.Discard
 	}
-	if err := (tester.PrettyReporter{Output: out, Verbose: o.Verbose, FailureLine: true}).Report(counted); err != nil {
+	var rep tester.Reporter
+	switch o.Format {
+	case "", FormatPretty:
+		rep = tester.PrettyReporter{Output: out, Verbose: o.Verbose, FailureLine: true}
+	case FormatJSON:
+		rep = tester.JSONReporter{Output: out}
+	case FormatJUnit:
+		rep = junitReporter{out: out}
+	}
+	if err := rep.Report(counted); err != nil {
 		return sum, err
 	}
 	if cov != nil {
 		report := cov.Report(modules)
 		sum.Coverage = report.Coverage
-		fmt.Fprintf(out, "coverage: %.1f%%\n", report.Coverage)
-		if o.Verbose {
+		pretty := o.Format == "" || o.Format == FormatPretty
+		if pretty {
+			fmt.Fprintf(out, "coverage: %.1f%%\n", report.Coverage)
+		}
+		if pretty && o.Verbose {
 			for file, fr := range report.Files {
 				fmt.Fprintf(out, "  %s: %.1f%%\n", file, fr.Coverage)
 			}
