@@ -31,7 +31,8 @@ it: Rego compile errors, a data.mcp.authz.decision rule, and the catalog
 data format, each reported as file:line with a hint. A path ending in .rego
 is one Rego file, checked alone as opa check does: it must parse and
 compile, nothing more. Exit status 1 when any path would be refused.
-Paths default to: policies
+Paths default to ./policies, or, without one, the embedded default policy
+(the same default as pdp eval and pdp test).
 
 With --config, checks the configured policy (policy.path, fetched and
 signature-verified as the server does).
@@ -53,7 +54,15 @@ signature-verified as the server does).
 		lint []decision.Problem
 	}
 	var results []result
-	if *cfgPath != "" {
+	if *cfgPath == "" && len(paths) == 0 {
+		paths = defaultPolicyPaths(false)
+	}
+	if *cfgPath == "" && len(paths) == 0 {
+		// No ./policies: the embedded default policy, as pdp serve --dev
+		// and pdp eval take it.
+		pol, _, err := server.LoadPolicy(ctx, config.Default().Policy, slog.New(slog.DiscardHandler))
+		results = append(results, result{name: "embedded policy", pol: pol, err: err})
+	} else if *cfgPath != "" {
 		if len(paths) > 0 {
 			fmt.Fprintln(stderr, "pdp check: give paths or --config, not both")
 			return 2
@@ -70,9 +79,6 @@ signature-verified as the server does).
 		pol, _, err := server.LoadPolicy(ctx, cfg.Policy, slog.New(slog.DiscardHandler))
 		results = append(results, result{name: name, pol: pol, err: err})
 	} else {
-		if len(paths) == 0 {
-			paths = []string{"policies"}
-		}
 		for _, p := range paths {
 			if isRegoFile(p) {
 				results = append(results, result{name: p, err: checkRegoFile(p, *strict)})

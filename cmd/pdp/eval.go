@@ -39,15 +39,17 @@ Answers a /v1/decide request body exactly as the server configured by
 prints the response. --explain adds the rules that produced the decision and
 OPA's evaluation trace of the very input the PDP built.
 
-Without --config the request's resource is served by the configured (or
-embedded) policy with no token issuer: pass --claims to stand in for a token.
+Without --config the request's resource is served with no token issuer
+(pass --claims to stand in for a token). The policy is --policy, else the
+configuration's policy.path, else ./policies, else the embedded default
+policy: the same default as pdp check and pdp test.
 --claims takes the token's claims as JSON ({"sub": ..., "scope": ...}) and
 skips signature and issuer checks; missing iss, aud and exp are filled in.
 
 `)
 		fs.PrintDefaults()
 	}
-	cfgPath := fs.String("config", "", "configuration file (resources, policy); default: none, the policy from --policy or the embedded one")
+	cfgPath := fs.String("config", "", "configuration file (resources, policy); default: none")
 	policyPath := fs.String("policy", "", "policy directory, bundle file or URL (overrides policy.path)")
 	inputPath := fs.String("input", "", "the /v1/decide request body (JSON file, - for stdin); required")
 	claimsPath := fs.String("claims", "", "token claims (JSON file) to decide with instead of the request's Authorization")
@@ -155,8 +157,15 @@ func evalRequest(ctx context.Context, o evalOptions) (*evalResult, error) {
 		cfg.Resources = []config.Resource{{URI: req.Resource, Issuer: evalIssuer, JWKSURI: evalIssuer + "/jwks"}}
 	}
 	err = cfg.Override(func(c *config.Config) {
-		if o.policyPath != "" {
+		switch {
+		case o.policyPath != "":
 			c.Policy.Path = o.policyPath
+		case c.Policy.Path == "":
+			// The default location, as pdp check and pdp test: ./policies,
+			// else the embedded policy.
+			if d := defaultPolicyPaths(false); len(d) > 0 {
+				c.Policy.Path = d[0]
+			}
 		}
 		off := false
 		c.Audit.Enabled = &off

@@ -73,3 +73,37 @@ func TestFlagHabits(t *testing.T) {
 		t.Fatalf("pdp test -- -v: exit %d, stderr %q: want the path -v refused", code, errb.String())
 	}
 }
+
+// TestDefaultPolicyLocation: pdp check, eval and test default to the same
+// place: ./policies (and ./test/policies for test) where it exists, else
+// the embedded default policy (check, eval), which has the revision of the
+// same files on disk.
+func TestDefaultPolicyLocation(t *testing.T) {
+	repo, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir()) // no ./policies
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"check"}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "embedded policy: ok: revision sha256:") {
+		t.Fatalf("check without ./policies: exit %d %s%s", code, out.String(), errb.String())
+	}
+	embedded := strings.TrimSuffix(strings.Fields(out.String())[4], ",")
+	out.Reset()
+	if code := run(context.Background(), []string{"test"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "no policies or test/policies directory here") {
+		t.Fatalf("test without ./policies: exit %d %s", code, errb.String())
+	}
+
+	t.Chdir(repo)
+	out.Reset()
+	errb.Reset()
+	if code := run(context.Background(), []string{"check"}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "policies: ok: revision "+embedded) {
+		t.Fatalf("check in the repository: exit %d %s%s; want ./policies with the embedded copy's revision %s", code, out.String(), errb.String(), embedded)
+	}
+	in := filepath.Join(t.TempDir(), "req.json")
+	testkit.WriteFile(t, in, `{"resource": "https://mcp.example.com/mcp", "message": {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "lookup_product"}}}`)
+	out.Reset()
+	if code := run(context.Background(), []string{"eval", "--input", in}, &out, &errb); code != 0 || !strings.Contains(out.String(), embedded) {
+		t.Fatalf("eval in the repository: exit %d %s%s; want the revision %s", code, out.String(), errb.String(), embedded)
+	}
+}

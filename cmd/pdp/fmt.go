@@ -31,7 +31,10 @@ func runFmt(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	if len(paths) == 0 {
-		paths = []string{"policies", "test/policies"}
+		if paths = defaultPolicyPaths(true); len(paths) == 0 {
+			fmt.Fprintf(stderr, "pdp fmt: no %s or %s directory here: give the files or directories to format\n", defaultPolicyDir, defaultTestDir)
+			return 2
+		}
 	}
 	files, err := regoFiles(paths)
 	if err != nil {

@@ -13,7 +13,7 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("pdp test", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: pdp test [flags] [paths...]\n\nRuns Rego unit tests (rules named test_*) with OPA's tester.\nPaths default to: policies test/policies")
+		fmt.Fprintln(fs.Output(), "Usage: pdp test [flags] [paths...]\n\nRuns Rego unit tests (rules named test_*) with OPA's tester.\nPaths default to ./policies and ./test/policies (those that exist), as pdp check and pdp eval.")
 		fs.PrintDefaults()
 	}
 	verbose := fs.Bool("v", false, "verbose: print every test and its trace on failure")
@@ -34,7 +34,10 @@ func runTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if len(paths) == 0 {
-		paths = []string{"policies", "test/policies"}
+		if paths = defaultPolicyPaths(true); len(paths) == 0 {
+			fmt.Fprintf(stderr, "pdp test: no %s or %s directory here: give the paths of your policy and its tests\n", defaultPolicyDir, defaultTestDir)
+			return 2
+		}
 	}
 	sum, err := policytest.Run(ctx, policytest.Options{
 		Paths: paths, Run: *runRe, Verbose: *verbose, Coverage: *coverage, Threshold: *threshold,
