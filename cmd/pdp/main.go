@@ -22,6 +22,7 @@ Usage:
   pdp test [-v] [--coverage] [paths...]   run Rego unit tests (default: policies test/policies)
   pdp check [--strict] [paths...]         compile a policy and validate its catalog data (CI)
   pdp fmt [--list] [--write] [paths...]   format Rego files (OPA's formatter, as opa fmt)
+  pdp init [DIR] [--from URL]             scaffold a policy project (the catalog of a live server with --from)
   pdp eval --input req.json [--explain M] the decision for a /v1/decide body, with the rules behind it
   pdp bundle build|verify [flags]         build (and sign) an OPA bundle, or verify one
   pdp audit tail|export|verify|store|query|sql  read, verify, store and query decision audit events
@@ -70,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runRevoke(ctx, rest, stdout, stderr)
 	case "fmt":
 		return runFmt(ctx, rest, stdout, stderr)
+	case "init":
+		return runInit(ctx, rest, stdout, stderr)
 	case "apikey":
 		return runAPIKey(ctx, rest, stdout, stderr)
 	case "version", "--version":
