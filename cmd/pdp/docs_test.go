@@ -293,7 +293,6 @@ func indexOf(s []string, v string) int {
 	return -1
 }
 
-
 func mustGlob(t *testing.T, pattern string) []string {
 	t.Helper()
 	m, err := filepath.Glob(pattern)

@@ -24,14 +24,18 @@ func initServer(t *testing.T, token string) string {
 	type in struct {
 		Text string `json:"text"`
 	}
-	handler := func(context.Context, *mcp.CallToolRequest, in) (*mcp.CallToolResult, any, error) { return &mcp.CallToolResult{}, nil, nil }
+	handler := func(context.Context, *mcp.CallToolRequest, in) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{}, nil, nil
+	}
 	mcp.AddTool(s, &mcp.Tool{Name: "lookup_product", Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, DestructiveHint: &no}}, handler)
 	mcp.AddTool(s, &mcp.Tool{Name: "delete_product", Annotations: &mcp.ToolAnnotations{DestructiveHint: &yes}}, handler)
 	mcp.AddTool(s, &mcp.Tool{Name: "generate qr \"code\""}, handler) // a name that needs quoting
 	s.AddPrompt(&mcp.Prompt{Name: "summarize"}, func(context.Context, *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 		return &mcp.GetPromptResult{}, nil
 	})
-	read := func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) { return &mcp.ReadResourceResult{}, nil }
+	read := func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{}, nil
+	}
 	s.AddResource(&mcp.Resource{URI: "file:///catalog.csv", Name: "catalog"}, read)
 	s.AddResourceTemplate(&mcp.ResourceTemplate{URITemplate: "file:///products/{gtin}", Name: "product"}, read)
 	h := http.Handler(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
