@@ -92,7 +92,7 @@ func runServer(ctx context.Context, cfg *config.Config, o server.Options, stderr
 		return 1
 	}
 	server.ApplyGC(gc, log)
-	o.Logger = log
+	o.Logger, o.Version = log, version
 	if err := serve(ctx, cfg, o); err != nil {
 		log.Error("pdp stopped", "err", err)
 		return 1

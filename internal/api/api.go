@@ -76,6 +76,11 @@ type Options struct {
 	// PublicURL is the PDP's base URL as clients reach it, the identifier
 	// in its AuthZEN metadata; empty: the scheme and host of the request.
 	PublicURL string
+	// ResourceLabels name the configured resources on the decision
+	// metrics (the resource label), by URI: the resource's key. Nil: each
+	// resource of Metadata is labelled with its URI. A decision for any
+	// other resource is labelled LabelOther.
+	ResourceLabels map[string]string
 }
 
 // Server is the HTTP handler.
@@ -105,7 +110,7 @@ func New(o Options) *Server {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{opts: o, log: o.Logger, metrics: newMetrics(o.Registry)}
+	s := &Server{opts: o, log: o.Logger, metrics: newMetrics(o.Registry, resourceLabels(o), knownPEPs(o.Auth))}
 	s.auth = newAuthenticator(o.Auth, o.Registry, o.Logger)
 	s.limits = newLimiter(o.Limits, o.Registry)
 	e := echo.New()
@@ -125,6 +130,32 @@ func New(o Options) *Server {
 	}
 	s.echo = e
 	return s
+}
+
+// resourceLabels are the resource labels of the decision metrics by URI:
+// Options.ResourceLabels, else the URIs of Options.Metadata.
+func resourceLabels(o Options) map[string]string {
+	if o.ResourceLabels != nil {
+		return o.ResourceLabels
+	}
+	labels := make(map[string]string, len(o.Metadata))
+	for _, m := range o.Metadata {
+		labels[m.Document.Resource] = m.Document.Resource
+	}
+	return labels
+}
+
+// knownPEPs are the PEP names the configuration lists (API key names, then
+// mTLS allowed subjects), the first values of the pep label.
+func knownPEPs(a PEPAuth) []string {
+	names := make([]string, 0, len(a.APIKeys)+len(a.AllowedSubjects))
+	for _, k := range a.APIKeys {
+		names = append(names, k.Name)
+	}
+	if a.MTLS {
+		names = append(names, a.AllowedSubjects...)
+	}
+	return names
 }
 
 // ServeHTTP implements http.Handler.
@@ -180,7 +211,7 @@ func (s *Server) decide(c *echo.Context) error {
 	if err != nil {
 		return err
 	}
-	s.metrics.observe(resp, time.Since(start))
+	s.metrics.observe(resp, req.Resource, pepName, time.Since(start))
 	return writeDecision(c, resp)
 }
 

@@ -372,7 +372,9 @@ func TestMetadataAndHealth(t *testing.T) {
 	}
 	body, _ := io.ReadAll(r.Body)
 	r.Body.Close()
-	if !strings.Contains(string(body), `pdp_decisions_total{http_status="200",outcome="allow"} 1`) {
+	// Labelled with the resource (here its URI: no ResourceLabels) and the
+	// PEP (none: the API is open).
+	if !strings.Contains(string(body), `pdp_decisions_total{http_status="200",outcome="allow",pep="none",resource="`+resource+`"} 1`) {
 		t.Fatalf("metrics:\n%s", body)
 	}
 }

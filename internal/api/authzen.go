@@ -31,9 +31,8 @@ func (s *Server) mountAuthZEN(e *echo.Echo) {
 	for _, m := range s.opts.Metadata {
 		resources = append(resources, m.Document.Resource)
 	}
-	svc, err := authzen.New(authzen.Options{Core: d, Resources: resources, Decided: func(r *pep.Response) {
-		s.metrics.decisionCounter(r.Outcome, r.HTTPStatus).Inc() // pdp_decisions_total, as /v1/decide
-	}})
+	// The decisions are counted in pdp_decisions_total, as /v1/decide's.
+	svc, err := authzen.New(authzen.Options{Core: countDecisions(d, s.metrics), Resources: resources})
 	if err != nil {
 		s.log.Error("authzen routes not served", "err", err)
 		return
@@ -42,6 +41,34 @@ func (s *Server) mountAuthZEN(e *echo.Echo) {
 	e.POST(authzen.EvaluationPath, s.accessEvaluation)
 	e.POST(authzen.EvaluationsPath, s.accessEvaluations)
 	e.GET(authzen.WellKnownPath, s.authzenConfiguration)
+}
+
+// verifiedDecider is authzen.Decider with the verified caller's type a
+// type parameter: the API passes the caller through without importing the
+// token package (docs/architecture.md).
+type verifiedDecider[C any] interface {
+	DecideVerified(ctx context.Context, req *pep.Request, caller C, pepName string) (*pep.Response, error)
+}
+
+// countingDecider counts the decisions of an AuthZEN evaluation in
+// pdp_decisions_total, labelled with the request's resource and PEP.
+type countingDecider[C any] struct {
+	core    verifiedDecider[C]
+	metrics *metrics
+}
+
+// countDecisions wraps d (C is inferred from its method).
+func countDecisions[C any](d verifiedDecider[C], m *metrics) countingDecider[C] {
+	return countingDecider[C]{core: d, metrics: m}
+}
+
+// DecideVerified decides with the core and counts the decision.
+func (d countingDecider[C]) DecideVerified(ctx context.Context, req *pep.Request, caller C, pepName string) (*pep.Response, error) {
+	resp, err := d.core.DecideVerified(ctx, req, caller, pepName)
+	if err == nil {
+		d.metrics.decision(resp.Outcome, resp.HTTPStatus, req.Resource, pepName).count.Inc()
+	}
+	return resp, err
 }
 
 // authzenBody checks and reads the body of an AuthZEN evaluation request

@@ -188,8 +188,8 @@ func TestAuthZENRoutes(t *testing.T) {
 	}
 	body, _ := io.ReadAll(r.Body)
 	r.Body.Close()
-	if !strings.Contains(string(body), `pdp_decisions_total{http_status="200",outcome="allow"} 2`) ||
-		!strings.Contains(string(body), `pdp_decisions_total{http_status="403",outcome="challenge"} 1`) {
+	if !strings.Contains(string(body), `pdp_decisions_total{http_status="200",outcome="allow",pep="gateway",resource="`+resource+`"} 2`) ||
+		!strings.Contains(string(body), `pdp_decisions_total{http_status="403",outcome="challenge",pep="gateway",resource="`+resource+`"} 1`) {
 		t.Fatalf("metrics:\n%s", body)
 	}
 }

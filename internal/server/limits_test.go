@@ -129,7 +129,7 @@ func TestRateLimitEndToEnd(t *testing.T) {
 	resp.Body.Close()
 	for _, want := range []string{
 		`mcp_pdp_quota_takes_total{result="allowed"} 5`, `mcp_pdp_quota_takes_total{result="denied"} 1`,
-		`mcp_pdp_rate_buckets 2`, `pdp_decisions_total{http_status="429",outcome="limited"} 2`, "mcp_pdp_quota_circuit_open 0", `mcp_pdp_limited_total{limit="rate"} 1`, `mcp_pdp_limited_total{limit="quota"} 1`,
+		`mcp_pdp_rate_buckets 2`, `pdp_decisions_total{http_status="429",outcome="limited",pep="none",resource="` + config.ResourceKey(hResource) + `"} 2`, "mcp_pdp_quota_circuit_open 0", `mcp_pdp_limited_total{limit="rate"} 1`, `mcp_pdp_limited_total{limit="quota"} 1`,
 	} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s", want)

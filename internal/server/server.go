@@ -101,6 +101,10 @@ type Options struct {
 	// DevProtect, with DevUpstream, makes these tools step-up tools needing
 	// the mapped scope; every other name of the upstream is public.
 	DevProtect map[string]string
+	// Version is the PDP's version (pdp's main.version), exported as the
+	// version label of pdp_build_info; empty: the module version the Go
+	// toolchain stamped in the binary, else "unknown".
+	Version string
 }
 
 // Server is one running PDP.

@@ -49,6 +49,7 @@ func (s *Server) wire(ctx context.Context) error {
 	s.goBackground(s.keys.Run)
 	s.cache = token.NewCacheWithConfig(token.CacheConfig{MaxEntries: cfg.Limits.TokenCacheSize, MaxTTL: tokenCacheMaxTTL})
 	s.registerMetrics(reg)
+	registerBuildInfo(reg, s.opts.Version)
 
 	resources, docs, err := s.buildResources()
 	if err != nil {
@@ -117,6 +118,8 @@ func (s *Server) wire(ctx context.Context) error {
 		Auth:      auth,
 		Limits:    api.Limits{RatePerPEP: cfg.Limits.RatePerPEP, RateBurst: cfg.Limits.RateBurst, MaxConcurrent: cfg.Limits.MaxConcurrent},
 		PublicURL: cfg.PublicURL,
+		// The resource label of the decision metrics: the resource's key.
+		ResourceLabels: resourceLabels(resources),
 	})
 	return nil
 }
