@@ -16,6 +16,60 @@ run:
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/pdp
 
+# Packaging (release, image, release-test; tested by test/packaging). Static: CGO_ENABLED=0 (the
+# linux binaries need no libc, no loader; darwin ones link libSystem, as every macOS program must).
+.PHONY: release image release-test
+DIST            ?= dist
+RELEASE_TARGETS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
+RELEASE_LDFLAGS := -s -w $(LDFLAGS)
+RELEASE_BUILD    = CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(RELEASE_LDFLAGS)"
+
+## release: static, stripped binaries for RELEASE_TARGETS (linux and darwin, amd64 and arm64) as
+## dist/pdp-VERSION-OS-ARCH, and dist/SHA256SUMS (check: cd dist && sha256sum -c SHA256SUMS)
+release:
+	@set -e; mkdir -p $(DIST); rm -f $(DIST)/pdp-* $(DIST)/SHA256SUMS; names=; \
+	for t in $(RELEASE_TARGETS); do \
+		os=$${t%/*}; arch=$${t#*/}; name=pdp-$(VERSION)-$$os-$$arch; \
+		echo "release $(DIST)/$$name"; \
+		GOOS=$$os GOARCH=$$arch $(RELEASE_BUILD) -o $(DIST)/$$name ./cmd/pdp; \
+		names="$$names $$name"; \
+	done; \
+	cd $(DIST); \
+	if command -v sha256sum >/dev/null 2>&1; then sha256sum $$names; else shasum -a 256 $$names; fi > SHA256SUMS.tmp; \
+	mv SHA256SUMS.tmp SHA256SUMS; echo "release $(DIST)/SHA256SUMS"
+
+## image: the container image mcp-pdp:VERSION (Containerfile: FROM scratch, user 65532, CA
+## certificates, the static linux binary for IMAGE_ARCH, default the host's), built with podman or
+## else buildah; IMAGE_BUILDER_FLAGS are their global flags (e.g. --storage-driver vfs)
+IMAGE               ?= mcp-pdp:$(VERSION)
+IMAGE_ARCH          ?= $(shell $(GO) env GOARCH)
+IMAGE_CONTEXT       ?= bin/image-context
+IMAGE_BUILDER       ?= $(shell command -v podman 2>/dev/null || command -v buildah 2>/dev/null)
+IMAGE_BUILDER_FLAGS ?=
+CA_BUNDLE           ?= /etc/ssl/certs/ca-certificates.crt
+image:
+	@[ -n "$(IMAGE_BUILDER)" ] || { echo "make image: neither podman nor buildah is installed; install one" \
+		"(Debian/Ubuntu: apt-get install podman, or buildah; Fedora/RHEL: dnf install podman; macOS: brew install podman)," \
+		"or name it with IMAGE_BUILDER=path" >&2; exit 1; }
+	@[ -s "$(CA_BUNDLE)" ] || { echo "make image: no CA bundle at $(CA_BUNDLE); install ca-certificates" \
+		"(apt-get install ca-certificates) or name a PEM bundle with CA_BUNDLE=path" >&2; exit 1; }
+	rm -rf $(IMAGE_CONTEXT)
+	mkdir -p $(IMAGE_CONTEXT)/skel/tmp $(IMAGE_CONTEXT)/skel/var/lib $(IMAGE_CONTEXT)/state/pdp
+	chmod 1777 $(IMAGE_CONTEXT)/skel/tmp && chmod 0755 $(IMAGE_CONTEXT)/skel/var $(IMAGE_CONTEXT)/skel/var/lib \
+		&& chmod 0700 $(IMAGE_CONTEXT)/state/pdp
+	GOOS=linux GOARCH=$(IMAGE_ARCH) $(RELEASE_BUILD) -o $(IMAGE_CONTEXT)/pdp ./cmd/pdp
+	cp $(CA_BUNDLE) $(IMAGE_CONTEXT)/ca-certificates.crt
+	chmod 0755 $(IMAGE_CONTEXT)/pdp && chmod 0644 $(IMAGE_CONTEXT)/ca-certificates.crt
+	@case "$$(basename $(IMAGE_BUILDER))" in podman*) sub=build;; *) sub=bud;; esac; set -x; \
+	$(IMAGE_BUILDER) $(IMAGE_BUILDER_FLAGS) $$sub --platform linux/$(IMAGE_ARCH) --build-arg VERSION=$(VERSION) \
+		-f Containerfile -t $(IMAGE) $(IMAGE_CONTEXT)
+	@echo "image $(IMAGE); run: podman run -p 8181:8181 -v ./pdp.yaml:/etc/pdp/pdp.yaml:ro -v pdp-data:/var/lib/pdp $(IMAGE)"
+
+## release-test: make release for all RELEASE_TARGETS in a temporary directory, checked (names, static,
+## stripped, build settings, SHA256SUMS, --version); make test checks the host's target alone
+release-test:
+	PDP_PACKAGING_TEST=1 PDP_RELEASE_ALL=1 $(GO) test -count=1 -timeout 30m -run '^TestRelease$$' -v ./test/packaging
+
 ## test: gofmt, go vet, Go tests (race detector), Rego tests via `pdp test`, a short fuzz pass
 ## (fuzz-smoke), and the real-client step-up tests (official MCP TypeScript SDK; needs node >= 20 and npm)
 test: vet
