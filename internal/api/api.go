@@ -25,6 +25,7 @@ import (
 
 	"github.com/mcp-pdp/pdp/internal/authzen"
 	"github.com/mcp-pdp/pdp/internal/stepup"
+	"github.com/mcp-pdp/pdp/internal/tracing"
 	"github.com/mcp-pdp/pdp/pep"
 )
 
@@ -76,6 +77,10 @@ type Options struct {
 	// PublicURL is the PDP's base URL as clients reach it, the identifier
 	// in its AuthZEN metadata; empty: the scheme and host of the request.
 	PublicURL string
+	// TraceContext takes the W3C trace context (traceparent) of a
+	// /v1/decide request into the decision's context, for its spans to
+	// join the PEP's trace (set when tracing is on).
+	TraceContext bool
 	// ResourceLabels name the configured resources on the decision
 	// metrics (the resource label), by URI: the resource's key. Nil: each
 	// resource of Metadata is labelled with its URI. A decision for any
@@ -207,7 +212,11 @@ func (s *Server) decide(c *echo.Context) error {
 		return err
 	}
 	// readRequest read message and result with a decoder that checks them.
-	resp, err := s.opts.Core.DecideValid(r.Context(), req, pepName)
+	ctx := r.Context()
+	if s.opts.TraceContext {
+		ctx = tracing.Extract(ctx, r.Header)
+	}
+	resp, err := s.opts.Core.DecideValid(ctx, req, pepName)
 	if err != nil {
 		return err
 	}

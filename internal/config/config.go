@@ -80,6 +80,8 @@ type Config struct {
 	Revocation Revocation `yaml:"revocation"`
 	JWKS       JWKS       `yaml:"jwks"`
 	Log        Log        `yaml:"log"`
+	// Tracing exports OpenTelemetry spans of the decisions over OTLP/HTTP.
+	Tracing Tracing `yaml:"tracing"`
 	// Auth is how enforcement points (PEPs) authenticate to the PDP API.
 	Auth Auth `yaml:"auth"`
 	// TLS for the listener.
@@ -496,6 +498,23 @@ type NATS struct {
 	TLSKey      string `yaml:"tls_key"`
 }
 
+// Tracing configures OpenTelemetry tracing (internal/tracing); off
+// without an endpoint.
+type Tracing struct {
+	// Endpoint is the collector's OTLP/HTTP URL (http://host:4318, or a
+	// URL ending in /v1/traces); empty: no tracing.
+	Endpoint string `yaml:"endpoint"`
+	// SampleRatio of the traces that start at the PDP, 0 to 1 (default
+	// tracing.DefaultSampleRatio); a caller's traceparent decides for its
+	// trace.
+	SampleRatio *float64 `yaml:"sample_ratio"`
+	// Headers are sent with every export (e.g. an API key).
+	Headers map[string]string `yaml:"headers"`
+	// ServiceName is the spans' service.name (default
+	// tracing.DefaultServiceName).
+	ServiceName string `yaml:"service_name"`
+}
+
 // Log configures logging.
 type Log struct {
 	// Level: debug, info (the default), warn, error.
@@ -728,6 +747,7 @@ func (c *Config) Validate() error {
 	if e := c.Revocation.Enabled; e != nil && *e && !c.Audit.IsEnabled() {
 		ps.bad("revocation.enabled", "revocations need the audit's NATS: turn audit on, or set revocation.enabled: false")
 	}
+	c.validateTracing(ps)
 	ps.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	ps.oneOf("log.format", c.Log.Format, "text", "json")
 	c.validateRuntime(ps)
@@ -736,6 +756,27 @@ func (c *Config) Validate() error {
 		return nil
 	}
 	return ps.list
+}
+
+func (c *Config) validateTracing(ps *problems) {
+	t := c.Tracing
+	if t.Endpoint == "" {
+		if t.SampleRatio != nil || len(t.Headers) > 0 || t.ServiceName != "" {
+			ps.bad("tracing.endpoint", "required with the other tracing keys: the collector's OTLP/HTTP URL, e.g. http://127.0.0.1:4318")
+		}
+		return
+	}
+	if u, err := url.Parse(t.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		ps.bad("tracing.endpoint", "%q is not an http(s) URL such as http://127.0.0.1:4318 (no query or fragment)", t.Endpoint)
+	}
+	if r := t.SampleRatio; r != nil && (*r < 0 || *r > 1) {
+		ps.bad("tracing.sample_ratio", "%v is not between 0 and 1", *r)
+	}
+	for k, v := range t.Headers {
+		if k == "" || strings.ContainsAny(k, " \t\r\n:") || strings.ContainsAny(v, "\r\n") {
+			ps.bad("tracing.headers", "header %q: a header name without spaces or ':', a value on one line", k)
+		}
+	}
 }
 
 func (c *Config) validateResources(ps *problems) {

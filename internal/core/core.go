@@ -23,6 +23,9 @@ import (
 
 	"github.com/nats-io/nuid"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mcp-pdp/pdp/internal/auditsink"
 	"github.com/mcp-pdp/pdp/internal/decision"
 	"github.com/mcp-pdp/pdp/internal/dpop"
@@ -90,6 +93,11 @@ type Options struct {
 	// Quotas counts the quotas the policy returns; nil: a call with a
 	// quota cannot be counted (the resource's OnCounterUnavailable).
 	Quotas Quotas
+	// Tracer starts the spans of each decision (pdp.decide, and its
+	// pdp.token, pdp.policy or pdp.list_filter, pdp.limits and pdp.audit),
+	// children of the span in the context passed to Decide; nil: none,
+	// and no cost.
+	Tracer trace.Tracer
 	Logger *slog.Logger
 }
 
@@ -110,6 +118,7 @@ type Service struct {
 	revoked   *revoke.Set
 	rates     *ratelimit.Limiter
 	quotas    Quotas
+	tracer    trace.Tracer
 	ids       sync.Pool
 	// events are the audit events handed to the auditor, reused (Record
 	// keeps nothing of them).
@@ -138,6 +147,7 @@ func New(o Options) (*Service, error) {
 		revoked:   o.Revocations,
 		rates:     o.Rates,
 		quotas:    o.Quotas,
+		tracer:    o.Tracer,
 	}
 	if s.rates == nil {
 		s.rates = ratelimit.New(ratelimit.Options{})
@@ -258,8 +268,13 @@ func (s *Service) DecideValid(ctx context.Context, req *pep.Request, pepName str
 
 // decide is Decide; valid says that req.Message and req.Result are known to
 // be valid JSON.
-func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, valid bool, verified *token.Claims) (*pep.Response, error) {
+func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, valid bool, verified *token.Claims) (resp *pep.Response, err error) {
 	start := time.Now()
+	if s.tracer != nil {
+		var span trace.Span
+		ctx, span = s.tracer.Start(ctx, "pdp.decide", trace.WithSpanKind(trace.SpanKindServer))
+		defer func() { endDecision(span, req, resp, err) }()
+	}
 	if req.Resource == "" {
 		return nil, badRequest("invalid_request", "resource is required")
 	}
@@ -327,6 +342,10 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 		d.retryOf = retryOf(p.Meta)
 	}
 
+	if s.tracer != nil {
+		trace.SpanFromContext(ctx).SetAttributes(attribute.String("mcp.method", in.Method), attribute.String("mcp.target", in.Target))
+	}
+
 	// The budget covers token verification and policy evaluation; the audit
 	// record (a JetStream ack in sync mode) has its own timeout in the sink.
 	reqCtx := ctx
@@ -335,7 +354,9 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 
 	// The token. An invalid token is refused with 401 whatever the method;
 	// the policy is still evaluated (as anonymous) to tell the scopes needed.
-	tokErr, err := d.verify(ctx, req)
+	tctx, tspan := s.child(ctx, "pdp.token")
+	tokErr, err := d.verify(tctx, req)
+	endSpan(tspan, err)
 	if err != nil {
 		return d.finish(reqCtx, nil, err, nil)
 	}
@@ -353,11 +374,13 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 	switch {
 	case in.Class.Operation == decision.OpList && !isAbsent(req.Result):
 		var f *listfilter.Filtered
+		lctx, lspan := s.child(ctx, "pdp.list_filter")
 		if valid {
-			f, err = listfilter.FilterValid(ctx, s.engine, in, req.Result)
+			f, err = listfilter.FilterValid(lctx, s.engine, in, req.Result)
 		} else {
-			f, err = listfilter.Filter(ctx, s.engine, in, req.Result)
+			f, err = listfilter.Filter(lctx, s.engine, in, req.Result)
 		}
+		endSpan(lspan, err)
 		if errors.Is(err, listfilter.ErrInvalidResult) {
 			return nil, badRequest("invalid_result", "%v", err)
 		}
@@ -372,10 +395,12 @@ func (s *Service) decide(ctx context.Context, req *pep.Request, pepName string, 
 		// A single target, a lifecycle or other method, or the request
 		// phase of a list (no result): the policy decides the request as
 		// it is, a list without items.
-		result, err = s.engine.Decide(ctx, in)
+		pctx, pspan := s.child(ctx, "pdp.policy")
+		result, err = s.engine.Decide(pctx, in)
 		if err == nil {
-			result, err = d.withBudget(ctx, result)
+			result, err = d.withBudget(pctx, result)
 		}
+		endSpan(pspan, err)
 	}
 	return d.finish(reqCtx, result, err, tokErr)
 }
@@ -671,7 +696,12 @@ func (d *pending) finish(ctx context.Context, result *decision.Result, evalErr e
 		resp.MissingScopes = resp.RequiredScopes
 		resp.Reason = tokErr.Description
 	case result.Allow:
-		kind, lref, lev, lerr := d.applyLimits(ctx, result)
+		lctx, lspan := ctx, trace.Span(nil)
+		if result.Rate != nil || result.Quota != nil {
+			lctx, lspan = d.svc.child(ctx, "pdp.limits")
+		}
+		kind, lref, lev, lerr := d.applyLimits(lctx, result)
+		endSpan(lspan, lerr)
 		d.limit = lev
 		ref.Kind = kind
 		switch kind {
@@ -763,7 +793,9 @@ func (d *pending) answer(ctx context.Context, resp *pep.Response, outcome string
 		return resp, nil
 	}
 	ev := d.event(resp)
-	err := d.svc.auditor.Record(ctx, ev)
+	actx, aspan := d.svc.child(ctx, "pdp.audit")
+	err := d.svc.auditor.Record(actx, ev)
+	endSpan(aspan, err)
 	*ev = auditsink.Event{} // Record keeps nothing of it
 	d.svc.events.Put(ev)
 	if err != nil {

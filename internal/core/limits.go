@@ -59,7 +59,8 @@ func sharedCount(r *catalog.Rate) Count { return Count{Limit: r.Limit, Every: r.
 
 // LimitKey is whose budget a call is counted against: one per resource,
 // method and target (each tool has its own), and the limit's "by": ID is
-// the subject, the client id, both (sub+client: "sub\x00client") or ""
+// the subject, the client id, the subject with ID2 the client id
+// (sub+client; named "sub\x00client"), or ""
 // (resource: everyone shares it). An anonymous caller, and a token
 // without the claim the limit is by, is counted by the PEP's rate key
 // (pep.Request.RateKey, e.g. the client's address) with Anonymous set,
@@ -68,7 +69,10 @@ type LimitKey struct {
 	Resource, Method, Target string
 	By                       string
 	ID                       string
-	Anonymous                bool
+	// ID2 is the client id of a sub+client key (ID is the subject): kept
+	// apart, not joined, so that building a key allocates nothing.
+	ID2       string
+	Anonymous bool
 }
 
 // OnCounterUnavailable values: what a call with a quota gets when the
@@ -95,7 +99,7 @@ func (d *pending) limitKey(by string) LimitKey {
 			k.ID = c.ClientID
 			return k
 		case by == catalog.BySubjectClient && (c.Subject != "" || c.ClientID != ""):
-			k.ID = c.Subject + "\x00" + c.ClientID
+			k.ID, k.ID2 = c.Subject, c.ClientID
 			return k
 		}
 	}
@@ -124,7 +128,12 @@ func (k LimitKey) Append(b []byte) []byte {
 	} else {
 		b = append(b, 't', ':') // from the token
 	}
-	return append(b, k.ID...)
+	b = append(b, k.ID...)
+	if k.By == catalog.BySubjectClient && !k.Anonymous {
+		b = append(b, 0)
+		b = append(b, k.ID2...)
+	}
+	return b
 }
 
 func rule(r *catalog.Rate) ratelimit.Rule {

@@ -39,6 +39,7 @@ type refundClaims struct {
 	Target   string `json:"t"`
 	By       string `json:"b"`
 	ID       string `json:"i,omitempty"`
+	ID2      string `json:"j,omitempty"`
 	Anon     bool   `json:"a,omitempty"`
 	Limit    int    `json:"l"`
 	Per      string `json:"p"`
@@ -49,7 +50,7 @@ type refundClaims struct {
 func (d *pending) refundToken(decisionID string, q *catalog.Quota) string {
 	k := d.limitKey(q.By)
 	b, err := json.Marshal(refundClaims{
-		Decision: decisionID, Resource: k.Resource, Method: k.Method, Target: k.Target, By: k.By, ID: k.ID, Anon: k.Anonymous,
+		Decision: decisionID, Resource: k.Resource, Method: k.Method, Target: k.Target, By: k.By, ID: k.ID, ID2: k.ID2, Anon: k.Anonymous,
 		Limit: q.Limit, Per: q.Per, Zone: q.TimeZone, At: d.tookAt.UnixMilli(),
 	})
 	if err != nil {
@@ -86,7 +87,7 @@ func (s *Service) Refund(ctx context.Context, token, pepName, reason string) (re
 	if s.quotas == nil {
 		return false, fmt.Errorf("refund: %w", errNoQuotas)
 	}
-	k := LimitKey{Resource: c.Resource, Method: c.Method, Target: c.Target, By: c.By, ID: c.ID, Anonymous: c.Anon}
+	k := LimitKey{Resource: c.Resource, Method: c.Method, Target: c.Target, By: c.By, ID: c.ID, ID2: c.ID2, Anonymous: c.Anon}
 	cnt := Count{Limit: c.Limit, Per: c.Per, TimeZone: c.Zone}
 	err = s.quotas.Refund(ctx, cnt, k, time.UnixMilli(c.At), "refund-"+c.Decision)
 	switch {

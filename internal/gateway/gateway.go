@@ -28,7 +28,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/mcp-pdp/pdp/internal/gateway/stdio"
+	"github.com/mcp-pdp/pdp/internal/tracing"
 	"github.com/mcp-pdp/pdp/pep"
 )
 
@@ -98,6 +103,12 @@ type Options struct {
 	// Transport reaches the upstream (default: a transport with
 	// ConnectTimeout and ResponseTimeout, HTTP/1.1 and h2).
 	Transport http.RoundTripper
+	// Tracer, when set, traces each request: a server span joining the
+	// client's W3C trace context (traceparent), the decision's spans under
+	// it, and a client span of the upstream call whose context goes
+	// upstream in traceparent. Nil: no spans, and the client's
+	// traceparent and tracestate are passed upstream as they are.
+	Tracer trace.Tracer
 	// ForwardToken sends the client's Authorization header upstream. Off
 	// by default: MCP's security best practices forbid token passthrough.
 	ForwardToken bool
@@ -215,6 +226,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if t := g.o.Tracer; t != nil {
+		ctx, span := t.Start(tracing.Extract(r.Context(), r.Header), "pdp.gateway "+r.Method,
+			trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attribute.String("mcp.resource", g.o.Resource)))
+		defer span.End()
+		r = r.WithContext(ctx)
+	}
 	g.mw.ServeHTTP(w, r)
 }
 
@@ -326,7 +343,30 @@ func (f *forwarder) forward(r *http.Request, d *pep.Response) (*http.Response, e
 	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		req.Header.Set("X-Forwarded-For", host)
 	}
-	return f.client.Do(req)
+	t := f.o.Tracer
+	if t == nil {
+		for _, h := range [...]string{"Traceparent", "Tracestate"} {
+			if v := r.Header.Values(h); len(v) > 0 {
+				req.Header[h] = v
+			}
+		}
+		return f.client.Do(req)
+	}
+	ctx, span := t.Start(req.Context(), "pdp.upstream "+req.Method, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("server.address", req.URL.Host), attribute.String("url.path", req.URL.Path)))
+	defer span.End() // at the answer's headers: the body streams on
+	req = req.WithContext(ctx)
+	tracing.Inject(ctx, req.Header)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return nil, err
+	}
+	span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	if resp.StatusCode >= 500 {
+		span.SetStatus(codes.Error, resp.Status)
+	}
+	return resp, nil
 }
 
 // copyBody relays the upstream's answer as it arrives, flushing after

@@ -24,7 +24,7 @@ var allowedImports = map[string][]string{
 	"examples/mcp-go":                  {"pep", "pep/mcpgo"},
 	"pep/local":                        {"pep", "internal/server", "internal/config"},
 	"policies":                         {},
-	"internal/api":                     {"pep", "internal/stepup", "internal/jsonfast", "internal/authzen"},
+	"internal/api":                     {"pep", "internal/stepup", "internal/jsonfast", "internal/authzen", "internal/tracing"},
 	"internal/authzen":                 {"pep", "internal/token"},
 	"internal/core":                    {"internal/token", "internal/dpop", "internal/decision", "internal/catalog", "internal/ratelimit", "internal/listfilter", "internal/stepup", "internal/auditsink", "internal/jsonfast", "internal/revoke", "pep"},
 	"internal/token":                   {},
@@ -44,12 +44,13 @@ var allowedImports = map[string][]string{
 	"internal/devissuer/devissuertest": {"internal/devissuer"},
 	"internal/jsonfast":                {},
 	"internal/testkit":                 {},
-	"internal/gateway":                 {"pep", "internal/gateway/stdio"},
+	"internal/gateway":                 {"pep", "internal/gateway/stdio", "internal/tracing"},
 	"internal/gateway/stdio":           {},
 	"internal/assertion":               {},
 	"internal/revoke":                  {},
 	"internal/ratelimit":               {},
 	"internal/quota":                   {},
+	"internal/tracing":                 {},
 }
 
 // TestPackageImports: the import graph is the one docs/architecture.md

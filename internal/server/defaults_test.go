@@ -22,6 +22,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/revoke"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/internal/token"
+	"github.com/mcp-pdp/pdp/internal/tracing"
 )
 
 // TestDocumentedDefaults pins the Default column of docs/configuration.md
@@ -87,6 +88,8 @@ func TestDocumentedDefaults(t *testing.T) {
 		"dpop_algorithms":                {strings.Join(dpop.DefaultAlgorithms(), " ")},
 		"dpop_window":                    {dur(dpop.DefaultWindow)},
 		"dpop_nonce":                     {"false"},
+		"tracing.sample_ratio":           {strconv.FormatFloat(tracing.DefaultSampleRatio, 'g', -1, 64)},
+		"tracing.service_name":           {tracing.DefaultServiceName},
 	}
 	doc, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {

@@ -122,7 +122,7 @@ func (s *Server) wireGateway() (http.Handler, error) {
 		}
 		key := fmt.Sprintf("resources[%d].upstream", i)
 		o := gateway.Options{
-			Decider: s.core, Resource: r.URI,
+			Decider: s.core, Resource: r.URI, Tracer: s.tracing.Tracer(),
 			ResponseTimeout: up.ResponseTimeout.D(), MaxResponseBytes: up.MaxResponseBytes,
 			ConnectTimeout: up.ConnectTimeout.D(), IdleStreamTimeout: up.IdleStreamTimeout.D(),
 			MaxBodyBytes: up.MaxRequestBytes, MaxConcurrent: up.MaxConcurrent,

@@ -39,6 +39,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/natsembed"
 	"github.com/mcp-pdp/pdp/internal/revoke"
 	"github.com/mcp-pdp/pdp/internal/token"
+	"github.com/mcp-pdp/pdp/internal/tracing"
 )
 
 // Shutdown budgets used when Options leaves them zero.
@@ -112,6 +113,8 @@ type Server struct {
 	cfg  *config.Config
 	opts Options
 	log  *slog.Logger
+	// tracing exports the decisions' spans; nil without tracing.endpoint.
+	tracing *tracing.Tracing
 
 	ln   net.Listener
 	base string
@@ -402,6 +405,13 @@ func (s *Server) Close() error {
 			ctx, cancel := context.WithTimeout(context.Background(), s.opts.FlushTimeout)
 			if err := s.sink.Close(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("audit close: %w", err))
+			}
+			cancel()
+		}
+		if s.tracing != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), s.opts.FlushTimeout)
+			if err := s.tracing.Shutdown(ctx); err != nil {
+				errs = append(errs, err)
 			}
 			cancel()
 		}

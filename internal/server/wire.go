@@ -18,6 +18,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/revoke"
 	"github.com/mcp-pdp/pdp/internal/stepup"
 	"github.com/mcp-pdp/pdp/internal/token"
+	"github.com/mcp-pdp/pdp/internal/tracing"
 )
 
 // tokenCacheMaxTTL bounds how long a verified token is served from the
@@ -92,7 +93,16 @@ func (s *Server) wire(ctx context.Context) error {
 	if err := s.wireDPoP(ctx, resources); err != nil {
 		return err
 	}
+	if t := cfg.Tracing; t.Endpoint != "" {
+		s.tracing, err = tracing.New(ctx, tracing.Options{Endpoint: t.Endpoint, SampleRatio: t.SampleRatio, Headers: t.Headers,
+			ServiceName: t.ServiceName, ServiceInstance: cfg.Instance, Version: s.opts.Version})
+		if err != nil {
+			return err
+		}
+		log.Info("tracing: spans exported over OTLP/HTTP", "endpoint", t.Endpoint)
+	}
 	s.core, err = core.New(core.Options{
+		Tracer: s.tracing.Tracer(),
 		Engine: s.engine, Resources: resources, Auditor: auditor,
 		DenyUnaudited:   cfg.Audit.OnFailure == "deny",
 		DecisionTimeout: cfg.Limits.DecisionTimeout.D(),
@@ -118,6 +128,8 @@ func (s *Server) wire(ctx context.Context) error {
 		Auth:      auth,
 		Limits:    api.Limits{RatePerPEP: cfg.Limits.RatePerPEP, RateBurst: cfg.Limits.RateBurst, MaxConcurrent: cfg.Limits.MaxConcurrent},
 		PublicURL: cfg.PublicURL,
+		// W3C trace context from the PEP's request, with tracing on.
+		TraceContext: s.tracing != nil,
 		// The resource label of the decision metrics: the resource's key.
 		ResourceLabels: resourceLabels(resources),
 	})
