@@ -21,6 +21,7 @@ Usage:
   pdp token [--scope S] [--sub U] ...     mint a token from the running dev server's issuer
   pdp test [-v] [--coverage] [paths...]   run Rego unit tests (default: policies test/policies)
   pdp check [--strict] [paths...]         compile a policy and validate its catalog data (CI)
+  pdp doctor --config pdp.yaml            check a deployment: keys, issuers, NATS, policy, TLS (exit 0/1/3)
   pdp fmt [--list] [--write] [paths...]   format Rego files (OPA's formatter, as opa fmt)
   pdp init [DIR] [--from URL]             scaffold a policy project (the catalog of a live server with --from)
   pdp eval --input req.json [--explain M] the decision for a /v1/decide body, with the rules behind it
@@ -61,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runTest(ctx, rest, stdout, stderr)
 	case "check":
 		return runCheck(ctx, rest, stdout, stderr)
+	case "doctor":
+		return runDoctor(ctx, rest, stdout, stderr)
 	case "eval":
 		return runEval(ctx, rest, stdout, stderr)
 	case "bundle":
