@@ -139,6 +139,25 @@ func (c *Client) Refund(ctx context.Context, token, reason string) (refunded boo
 	return *out.Refunded, nil
 }
 
+// traceKey is the context key of the W3C trace context of the request
+// being decided (WithTraceContext).
+type traceKey struct{}
+
+type traceContext struct{ parent, state string }
+
+func withTraceContext(ctx context.Context, traceparent, tracestate string) context.Context {
+	return context.WithValue(ctx, traceKey{}, traceContext{traceparent, tracestate})
+}
+
+// WithTraceContext returns ctx carrying a W3C trace context (the
+// traceparent and tracestate header values of the request being decided),
+// which Client sends with /v1/decide so that the PDP's decision spans join
+// that trace. Middleware does it for the requests it decides; call it when
+// you call Client.Decide yourself.
+func WithTraceContext(ctx context.Context, traceparent, tracestate string) context.Context {
+	return withTraceContext(ctx, traceparent, tracestate)
+}
+
 // post sends body to the PDP's url and returns the answer of a 200; any
 // other status is a *RequestError.
 func (c *Client) post(ctx context.Context, url string, body []byte) ([]byte, error) {
@@ -151,6 +170,12 @@ func (c *Client) post(ctx context.Context, url string, body []byte) ([]byte, err
 	hr.Header.Set("Content-Type", "application/json")
 	if c.apiKey != "" {
 		hr.Header.Set("X-PDP-API-Key", c.apiKey)
+	}
+	if tc, ok := ctx.Value(traceKey{}).(traceContext); ok {
+		hr.Header.Set("Traceparent", tc.parent)
+		if tc.state != "" {
+			hr.Header.Set("Tracestate", tc.state)
+		}
 	}
 	resp, err := c.http.Do(hr)
 	if err != nil {

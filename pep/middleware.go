@@ -192,6 +192,10 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !m.originAllowed(w, r) {
 		return
 	}
+	if tp := r.Header.Get("Traceparent"); tp != "" {
+		// The client's W3C trace context, for the PDP's decision spans.
+		r = r.WithContext(withTraceContext(r.Context(), tp, r.Header.Get("Tracestate")))
+	}
 	switch r.Method {
 	case http.MethodPost:
 		m.post(w, r)

@@ -23,6 +23,7 @@ import (
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/devissuer"
 	"github.com/mcp-pdp/pdp/internal/devissuer/devissuertest"
+	"github.com/mcp-pdp/pdp/pep"
 )
 
 // otlpReceiver is an OTLP/HTTP trace receiver, as a collector answers:
@@ -115,7 +116,8 @@ func spanAttr(s *tracepb.Span, key string) string {
 // gateway mode the client's traceparent starts a pdp.gateway span, the
 // upstream call is a pdp.upstream span, and the upstream receives a
 // traceparent naming it. A traceparent whose sampled flag is off is not
-// recorded. No span carries the token.
+// recorded. A PEP built on pep.Middleware and pep.Client passes its
+// client's traceparent with /v1/decide. No span carries the token.
 func TestTracing(t *testing.T) {
 	recv := &otlpReceiver{}
 	collector := httptest.NewServer(recv)
@@ -165,6 +167,7 @@ func TestTracing(t *testing.T) {
 		gwTrace     = "0af7651916cd43dd8448eb211c80319c"
 		clientSpan  = "b7ad6b7169203331"
 		offTrace    = "11111111111111111111111111111111"
+		mwTrace     = "22222222222222222222222222222222"
 	)
 	tok := "Bearer " + iss.Mint(t, devissuer.MintOptions{Subject: "alice", ClientID: "agent", Audience: []string{hResource}, Scopes: []string{"qr:generate"}})
 	for _, tc := range []struct{ trace, flags string }{{decideTrace, "01"}, {offTrace, "00"}} {
@@ -190,7 +193,36 @@ func TestTracing(t *testing.T) {
 		t.Fatalf("initialize through the gateway: HTTP %d", resp.StatusCode)
 	}
 
+	// A Go MCP server behind pep.Middleware and pep.Client: the client's
+	// traceparent goes with /v1/decide.
+	client, err := pep.NewClient(srv.URL(), pep.ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mw := httptest.NewServer(pep.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"jsonrpc":"2.0","id":3,"result":{"content":[]}}`))
+	}), pep.Options{Decider: client, Resource: hResource}))
+	t.Cleanup(mw.Close)
+	call := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"lookup_product"}}`
+	mreq, _ := http.NewRequest(http.MethodPost, mw.URL+"/mcp", bytes.NewReader([]byte(call)))
+	mreq.Header.Set("Content-Type", "application/json")
+	mreq.Header.Set("Accept", "application/json, text/event-stream")
+	mreq.Header.Set("Traceparent", "00-"+mwTrace+"-"+clientSpan+"-01")
+	mresp, err := c.Do(mreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, mresp.Body)
+	mresp.Body.Close()
+	if mresp.StatusCode != 200 {
+		t.Fatalf("a call through pep.Middleware: HTTP %d", mresp.StatusCode)
+	}
+
 	stop() // flushes the spans
+	if d := spanNamed(recv.trace(mwTrace), "pdp.decide"); d == nil || hex.EncodeToString(d.GetParentSpanId()) != clientSpan {
+		t.Errorf("pep.Middleware's decision: %v, want pdp.decide under the client's span", d)
+	}
 	spans := recv.trace(decideTrace)
 	decide := spanNamed(spans, "pdp.decide")
 	if decide == nil {
