@@ -197,7 +197,7 @@ func writeDoctorReport(w io.Writer, cfgPath string, fs []finding, took time.Dura
 		if f.Fix != "" {
 			line += "; fix: " + f.Fix
 		}
-		fmt.Fprintln(w, line)
+		fmt.Fprintln(w, oneLine(line))
 	}
 	plural := func(n int, one, many string) string {
 		if n == 1 {
@@ -281,7 +281,7 @@ func (d *doctor) runCheck(ctx context.Context, c doctorCheck) []finding {
 	select {
 	case list := <-done:
 		if len(list) == 0 {
-			return timeoutFinding
+			return []finding{{Level: levelFail, Check: c.name, Subject: c.subject, Message: "the check found nothing to say", Fix: "please report this as a bug of pdp doctor"}}
 		}
 		return list
 	case <-time.After(d.timeout + time.Second):
@@ -442,8 +442,8 @@ func (d *doctor) plainErr(err error) string {
 	var invalid x509.CertificateInvalidError
 	var verr *tls.CertificateVerificationError
 	switch {
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
-		return fmt.Sprintf("no answer within %s", d.timeout)
+	case isTimeout(err):
+		return "no answer in time"
 	case errors.As(err, &dnsErr):
 		return fmt.Sprintf("the host name %s does not resolve (%s)", dnsErr.Name, dnsErr.Err)
 	case errors.Is(err, syscall.ECONNREFUSED):
@@ -460,6 +460,12 @@ func (d *doctor) plainErr(err error) string {
 		return "its TLS certificate does not verify: " + verr.Err.Error()
 	}
 	return err.Error()
+}
+
+// isTimeout: a deadline passed (the context's, a client's or a socket's).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 func describeExchange(d *doctor, ex exchange) string {
@@ -554,10 +560,15 @@ func (d *doctor) checkJWKS(ctx context.Context, rep report, i int, r config.Reso
 // explainKeys says why the PDP cannot get keys.
 func (d *doctor) explainKeys(rep report, level doctorLevel, i int, r config.Resource, werr error, fetches []exchange) {
 	cause := tokenCause(werr)
-	if len(fetches) == 0 {
+	switch {
+	case len(fetches) == 0 && errors.Is(werr, context.DeadlineExceeded):
+		rep.add(level, fmt.Sprintf("no signing keys: the issuer %s (or its metadata) gave no answer in time", r.Issuer),
+			"check that the PDP's host reaches it (jwks.fetch_timeout bounds each fetch)")
+		return
+	case len(fetches) == 0:
 		// Discovery failed before any JWKS was asked for.
-		rep.add(level, "no signing keys: the issuer's metadata does not lead to them ("+cause+")",
-			fmt.Sprintf("see the issuer check below; or set resources[%d].jwks_uri", i))
+		rep.add(level, "no signing keys: the issuer's metadata does not lead to them (the issuer check says why)",
+			fmt.Sprintf("fix the issuer's metadata or the configured issuer; or set resources[%d].jwks_uri", i))
 		return
 	}
 	ex := fetches[len(fetches)-1]
@@ -929,7 +940,9 @@ func (d *doctor) explainMetadata(rep report, as *authServer, metas []exchange, w
 		tried = append(tried, describeExchange(d, ex))
 	}
 	msg := "no usable authorization server metadata"
-	if len(tried) > 0 {
+	if errors.Is(werr, context.DeadlineExceeded) && len(tried) == 0 {
+		msg += ": no answer in time"
+	} else if len(tried) > 0 {
 		msg += ": " + strings.Join(tried, "; ")
 	} else if werr != nil {
 		msg += ": " + tokenCause(werr)
@@ -1103,8 +1116,12 @@ func (d *doctor) plainNATSErr(err error) (msg, fix string) {
 		return "cannot read a NATS credentials or TLS file: " + s, "check the files under audit.nats"
 	case strings.Contains(s, "tls:") || strings.Contains(s, "x509:"):
 		return "TLS to NATS fails: " + d.plainErr(err), "audit.nats.tls_ca must hold the CA that signed the servers' certificates, and the URL's host be one of their names"
-	case errors.Is(err, nats.ErrNoServers) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
-		return fmt.Sprintf("no NATS server answers at %s (%s): audit events go to the spool, calls with a quota get on_counter_unavailable", where, d.plainErr(err)),
+	case errors.Is(err, nats.ErrNoServers) || errors.Is(err, syscall.ECONNREFUSED) || isTimeout(err):
+		why := "nothing accepts connections there"
+		if !errors.Is(err, nats.ErrNoServers) {
+			why = d.plainErr(err)
+		}
+		return fmt.Sprintf("no NATS server answers at %s (%s): audit events would go to the spool, calls with a quota get on_counter_unavailable", where, why),
 			"check that NATS runs and that this host reaches it (host, port, firewall)"
 	}
 	return "cannot connect to NATS: " + s, "check audit.nats"
@@ -1290,14 +1307,13 @@ func (d *doctor) checkPolicy(ctx context.Context, rep report) {
 	if err != nil {
 		ps := decision.ProblemsOf(err)
 		for _, p := range ps {
-			hint := p.Hint
+			hint := cmp.Or(p.Hint, "fix the policy: pdp check --config "+d.cfgPath+" shows the same")
 			p.Details, p.Hint = nil, ""
-			rep.fail(p.String(), hint)
+			rep.fail("refused, the PDP would not start: "+p.String(), hint)
 		}
 		if len(ps) == 0 {
-			rep.fail(d.plainErr(err), "")
+			rep.fail("refused, the PDP would not start: "+d.plainErr(err), "pdp check --config "+d.cfgPath+" shows the same")
 		}
-		rep.fail("the PDP refuses to start with it", "pdp check --config "+d.cfgPath+" shows the same problems")
 		return
 	}
 	for _, w := range pol.Warnings() {
@@ -1492,6 +1508,8 @@ func ipStrings(ips []net.IP) []string {
 func plainFileErr(err error) string {
 	var pe *os.PathError
 	switch {
+	case errors.Is(err, os.ErrNotExist) && errors.As(err, &pe) && !filepath.IsAbs(pe.Path):
+		return "no such file (a relative path is read from the working directory, as the PDP reads it: run pdp doctor where the PDP runs)"
 	case errors.Is(err, os.ErrNotExist):
 		return "no such file"
 	case errors.Is(err, os.ErrPermission):

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -289,69 +290,105 @@ func TestDoctorFindings(t *testing.T) {
 		"d": "jpsQnnGQmL-YBIffH1136cspYG6-0iY7X1fCE9-E9LI"}]}`)
 	slashIssuer := doctorAuthServer(t, "/")
 	es256 := devissuertest.New(t, "ES256")
+	// A JWKS that answers too late, and a NATS that accepts connections
+	// but says nothing.
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	}))
+	t.Cleanup(slow.Close)
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mute.Close() })
+	go func() {
+		var conns []net.Conn
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				for _, c := range conns {
+					c.Close()
+				}
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
 	tests := []struct {
-		name   string
-		change func(t *testing.T, m map[string]any)
-		code   int
-		level  string
-		parts  []string
+		name    string
+		change  func(t *testing.T, m map[string]any)
+		code    int
+		level   string
+		parts   []string
+		timeout string
 	}{
 		{"unreachable JWKS", func(t *testing.T, m map[string]any) {
 			resource0(m)["jwks_uri"] = "http://" + closedPort(t) + "/jwks.json"
-		}, 3, "warn", []string{": jwks", "cannot fetch the signing keys", "connection refused: nothing listens at that address"}},
+		}, 3, "warn", []string{": jwks", "cannot fetch the signing keys", "connection refused: nothing listens at that address"}, ""},
 		{"unreachable JWKS without introspection fails", func(t *testing.T, m map[string]any) {
 			resource0(m)["jwks_uri"] = "http://" + closedPort(t) + "/jwks.json"
 			delete(resource0(m), "introspection")
-		}, 1, "FAIL", []string{": jwks", "cannot fetch the signing keys", "connection refused"}},
+		}, 1, "FAIL", []string{": jwks", "cannot fetch the signing keys", "connection refused"}, ""},
 		{"JWKS with no usable key", func(t *testing.T, m map[string]any) {
 			resource0(m)["jwks_uri"] = noUsableKey + "/jwks.json"
 			delete(resource0(m), "introspection")
-		}, 1, "FAIL", []string{": jwks", "holds no key the PDP can use", "no usable signature verification keys"}},
+		}, 1, "FAIL", []string{": jwks", "holds no key the PDP can use", "no usable signature verification keys"}, ""},
 		{"JWKS key for encryption only is named", func(t *testing.T, m map[string]any) {
 			resource0(m)["jwks_uri"] = noUsableKey + "/jwks.json"
-		}, 3, "warn", []string{": jwks", `key "enc-1" has use=enc: it is not for signatures`}},
+		}, 3, "warn", []string{": jwks", `key "enc-1" has use=enc: it is not for signatures`}, ""},
 		{"JWKS publishing a private key", func(t *testing.T, m map[string]any) {
 			resource0(m)["jwks_uri"] = privateKey + "/jwks.json"
-		}, 1, "FAIL", []string{": jwks", `key "leaked" publishes its private part (d)`}},
+		}, 1, "FAIL", []string{": jwks", `key "leaked" publishes its private part (d)`}, ""},
 		{"JWKS without a key for the accepted algorithms", func(t *testing.T, m map[string]any) {
 			resource0(m)["jwks_uri"] = es256.JWKSURI()
 			resource0(m)["algorithms"] = []string{"RS256", "PS256"}
 			delete(resource0(m), "introspection")
-		}, 1, "FAIL", []string{": jwks", "none of its 1 key can verify the algorithms the PDP accepts (RS256 PS256)", "set resources[0].algorithms"}},
+		}, 1, "FAIL", []string{": jwks", "none of its 1 key can verify the algorithms the PDP accepts (RS256 PS256)", "set resources[0].algorithms"}, ""},
 		{"issuer mismatch by a trailing slash", func(t *testing.T, m map[string]any) {
 			resource0(m)["issuer"] = strings.TrimSuffix(slashIssuer, "/")
-		}, 1, "FAIL", []string{"issuer " + strings.TrimSuffix(slashIssuer, "/") + ": metadata", "differ by a trailing slash", `set resources[0].issuer to "` + slashIssuer + `" exactly`}},
+		}, 1, "FAIL", []string{"issuer " + strings.TrimSuffix(slashIssuer, "/") + ": metadata", "differ by a trailing slash", `set resources[0].issuer to "` + slashIssuer + `" exactly`}, ""},
 		{"introspection with a wrong secret", func(t *testing.T, m map[string]any) {
 			f := filepath.Join(t.TempDir(), "secret")
 			testkit.WriteFile(t, f, "wrong")
 			resource0(m)["introspection"].(map[string]any)["client_secret_file"] = f
-		}, 1, "FAIL", []string{": introspection", "refused the PDP's own credentials (401 Unauthorized"}},
+		}, 1, "FAIL", []string{": introspection", "refused the PDP's own credentials (401 Unauthorized"}, ""},
 		{"NATS unreachable", func(t *testing.T, m map[string]any) {
 			m["audit"] = map[string]any{"nats": map[string]any{"url": "nats://" + closedPort(t)}}
-		}, 1, "FAIL", []string{"nats nats://", "no NATS server answers at"}},
+		}, 1, "FAIL", []string{"nats nats://", "no NATS server answers at", "nothing accepts connections there"}, ""},
+		{"NATS that does not speak, within --timeout", func(t *testing.T, m map[string]any) {
+			m["audit"] = map[string]any{"nats": map[string]any{"url": "nats://" + mute.Addr().String()}}
+		}, 1, "FAIL", []string{"nats nats://", "no NATS server answers at", "no answer in time"}, "1s"},
+		{"JWKS that answers too late", func(t *testing.T, m map[string]any) {
+			resource0(m)["jwks_uri"] = slow.URL + "/jwks.json"
+			delete(resource0(m), "introspection")
+			m["jwks"] = map[string]any{"fetch_timeout": "300ms"}
+		}, 1, "FAIL", []string{": jwks", "cannot fetch the signing keys", "/jwks.json: no answer in time"}, ""},
 		{"policy that does not compile", func(t *testing.T, m map[string]any) {
 			m["policy"] = map[string]any{"path": badPolicy}
-		}, 1, "FAIL", []string{"policy " + badPolicy, "authz.rego:3: rego_unsafe_var_error: var allowed is unsafe"}},
+		}, 1, "FAIL", []string{"policy " + badPolicy, "authz.rego:3: rego_unsafe_var_error: var allowed is unsafe"}, ""},
 		{"expired certificate", func(t *testing.T, m map[string]any) {
 			cert, key := writeCert(t, t.TempDir(), "old", time.Now().Add(-400*24*time.Hour), time.Now().Add(-2*24*time.Hour))
 			m["tls"] = map[string]any{"cert_file": cert, "key_file": key}
-		}, 1, "FAIL", []string{"tls.cert_file", "it expired on", "(2 days ago)"}},
+		}, 1, "FAIL", []string{"tls.cert_file", "it expired on", "(2 days ago)"}, ""},
 		{"certificate expiring in 10 days", func(t *testing.T, m map[string]any) {
 			cert, key := writeCert(t, t.TempDir(), "soon", time.Now().Add(-24*time.Hour), time.Now().Add(10*24*time.Hour+time.Hour))
 			m["tls"] = map[string]any{"cert_file": cert, "key_file": key}
-		}, 3, "warn", []string{"tls.cert_file", "it expires on", "in 10 days", "renew it"}},
+		}, 3, "warn", []string{"tls.cert_file", "it expires on", "in 10 days", "renew it"}, ""},
 		{"key of another certificate", func(t *testing.T, m map[string]any) {
 			d := t.TempDir()
 			cert, _ := writeCert(t, d, "a", time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour))
 			_, key := writeCert(t, d, "b", time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour))
 			m["tls"] = map[string]any{"cert_file": cert, "key_file": key}
-		}, 1, "FAIL", []string{"tls.cert_file", "is not this certificate's key"}},
+		}, 1, "FAIL", []string{"tls.cert_file", "is not this certificate's key"}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			m := e.config(t)
 			tc.change(t, m)
-			out, code := runDoctorCmd(t, "--config", writeDoctorConfig(t, m), "--timeout", "5s")
+			out, code := runDoctorCmd(t, "--config", writeDoctorConfig(t, m), "--timeout", cmp.Or(tc.timeout, "5s"))
 			if code != tc.code || !hasLine(out, tc.level, tc.parts...) {
 				t.Fatalf("exit %d (want %d), want a %s line with %q:\n%s", code, tc.code, tc.level, tc.parts, out)
 			}
@@ -389,5 +426,46 @@ func TestDoctorUsage(t *testing.T) {
 		if code != tc.code || !strings.Contains(out.String()+errOut.String(), tc.want) {
 			t.Errorf("%v: exit %d, want %d and %q:\n%s%s", tc.args, code, tc.code, tc.want, out.String(), errOut.String())
 		}
+	}
+}
+
+// audit.nats.url embedded: the doctor reaches the NATS of a PDP running
+// from the data directory (as pdp audit does, as its reader), or says
+// that none runs.
+func TestDoctorEmbeddedNATS(t *testing.T) {
+	issuer := doctorAuthServer(t, "")
+	dataDir := t.TempDir()
+	m := map[string]any{
+		"data_dir":  dataDir,
+		"resources": []map[string]any{{"uri": "https://mcp.example.invalid/mcp", "issuer": issuer}},
+	}
+	cfgPath := writeDoctorConfig(t, m)
+	out, code := runDoctorCmd(t, "--config", cfgPath)
+	if code != 0 || !hasLine(out, "ok", "nats embedded:", "no PDP is running from here") {
+		t.Fatalf("no PDP: exit %d:\n%s", code, out)
+	}
+
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pdp, err := server.New(context.Background(), cfg, server.Options{NoListener: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pdp.Close() })
+	out, code = runDoctorCmd(t, "--config", cfgPath)
+	for _, want := range [][]string{
+		{"nats embedded (nats://127.0.0.1:", "connected to", "JetStream"},
+		{"stream MCP_AUDIT", "exists:"},
+		{"bucket pdp_revocations", "exists:"},
+		{"resource https://mcp.example.invalid/mcp: metadata", "clients derive https://mcp.example.invalid/.well-known/oauth-protected-resource/mcp", "not reachable from here"},
+	} {
+		if !hasLine(out, "ok", want...) && !hasLine(out, "info", want...) {
+			t.Errorf("no line with %q", want)
+		}
+	}
+	if code != 0 || t.Failed() {
+		t.Fatalf("exit %d:\n%s", code, out)
 	}
 }
