@@ -89,7 +89,7 @@ only, 2 usage error.
 	}
 	switch {
 	case len(pos) > 0:
-		fmt.Fprintf(stderr, "pdp doctor: unexpected argument %q (the file goes after --config)\n", pos[0])
+		fmt.Fprintf(stderr, "pdp doctor: unexpected argument %q; give the file as --config FILE\n", pos[0])
 		return 2
 	case *cfgPath == "":
 		fmt.Fprintln(stderr, "pdp doctor: --config is required (the file pdp serve --config reads)")
@@ -199,12 +199,6 @@ func writeDoctorReport(w io.Writer, cfgPath string, fs []finding, took time.Dura
 		}
 		fmt.Fprintln(w, oneLine(line))
 	}
-	plural := func(n int, one, many string) string {
-		if n == 1 {
-			return fmt.Sprintf("%d %s", n, one)
-		}
-		return fmt.Sprintf("%d %s", n, many)
-	}
 	fmt.Fprintf(w, "\n%s, %s, %s, %s in %s: exit %d\n", plural(counts[levelOK], "ok", "ok"), plural(counts[levelInfo], "info", "info"),
 		plural(counts[levelWarn], "warning", "warnings"), plural(counts[levelFail], "failure", "failures"), took.Round(time.Millisecond), code)
 	return code
@@ -249,6 +243,7 @@ func doctorRun(ctx context.Context, cfgPath string, timeout time.Duration) []fin
 	}
 	d := &doctor{cfgPath: cfgPath, cfg: cfg, timeout: timeout, now: time.Now()}
 	rep.ok(d.summary())
+	d.checkExposure(rep)
 	checks := d.checks()
 	results := make([][]finding, len(checks))
 	var wg sync.WaitGroup
@@ -307,6 +302,29 @@ func (d *doctor) summary() string {
 		parts = append(parts, "HTTP on "+c.Listen)
 	}
 	return "loaded: " + strings.Join(parts, ", ")
+}
+
+// checkExposure says what the PDP warns about at start: who can reach
+// the API, keys in clear text, tokens passed upstream.
+func (d *doctor) checkExposure(rep report) {
+	c := d.cfg
+	host, _, _ := net.SplitHostPort(c.Listen)
+	ip := net.ParseIP(host)
+	loopback := host == "localhost" || (ip != nil && ip.IsLoopback())
+	switch {
+	case !loopback && !c.Auth.Enabled() && c.Insecure:
+		rep.warn(fmt.Sprintf("listen %s with insecure: true and no auth: anyone who reaches the port can ask for decisions", c.Listen),
+			"authenticate the PEPs (auth.api_keys or auth.mtls), see docs/security.md")
+	case !loopback && len(c.Auth.APIKeys) > 0 && !c.TLS.Enabled():
+		rep.warn(fmt.Sprintf("listen %s without tls: the PEPs' API keys cross the network in clear text", c.Listen),
+			"set tls.cert_file and tls.key_file (or terminate TLS next to the PDP)")
+	}
+	for i, r := range c.Resources {
+		if r.Upstream != nil && r.Upstream.ForwardToken {
+			rep.warn(fmt.Sprintf("resources[%d].upstream.forward_token is on: clients' tokens are passed to %s (MCP forbids token passthrough)", i, r.Upstream.URL),
+				"turn it off: the upstream gets a signed identity assertion instead")
+		}
+	}
 }
 
 func plural(n int, one, many string) string {
@@ -605,7 +623,7 @@ func (k jwksKey) name() string {
 
 func (k jwksKey) label() string {
 	if k.kid == "" {
-		return "the key without kid"
+		return "tokens without kid"
 	}
 	return fmt.Sprintf("kid %q", k.kid)
 }
@@ -730,7 +748,7 @@ func (d *doctor) checkIntrospection(ctx context.Context, rep report, i int, r co
 		rep.fail(err.Error(), "make the file readable by the PDP's user, holding what "+k+" says")
 		return
 	}
-	rc := newRecorder(token.MaxIntrospectionResponseBytes)
+	rc := newRecorder(max(cmp.Or(d.cfg.JWKS.MaxBodyBytes, token.DefaultMaxBodyBytes), token.MaxIntrospectionResponseBytes))
 	ic.HTTPClient = rc.client()
 	keys := d.keySets(rc)
 	defer keys.Close()
@@ -759,6 +777,8 @@ func (d *doctor) checkIntrospection(ctx context.Context, rep report, i int, r co
 		rep.fail(endpoint+" says a made-up token is active: it does not check tokens", "point "+k+".endpoint at the authorization server's real introspection endpoint")
 	case te != nil && te.Description == "token is not active":
 		rep.ok(fmt.Sprintf("%s answers {\"active\": false} for a made-up token, as %s: the PDP's credentials are accepted", endpoint, as))
+	case len(posts) == 0 && isTimeout(verr):
+		rep.fail("no answer in time from the issuer's metadata (discover: true)", "check that the PDP's host reaches the issuer")
 	case len(posts) == 0:
 		rep.fail("cannot find the endpoint: "+tokenCause(verr), "the issuer's metadata must name introspection_endpoint, or set "+k+".endpoint")
 	case posts[len(posts)-1].status == http.StatusUnauthorized || posts[len(posts)-1].status == http.StatusForbidden:
@@ -1054,6 +1074,11 @@ func (d *doctor) checkNATS(ctx context.Context, rep report) {
 		rep = rep.with("nats embedded (" + u + ")")
 	}
 	nc, err := auditsink.Connect(ctx, natsURL, o)
+	if err != nil && ac.NATS.URL == config.NATSEmbedded && (errors.Is(err, nats.ErrNoServers) || errors.Is(err, syscall.ECONNREFUSED)) {
+		rep.ok(fmt.Sprintf("embedded: the PDP runs NATS itself (store %s) and creates its streams; the PDP that ran from here is gone (%s names a stopped server)",
+			filepath.Join(d.cfg.DataDir, "nats"), filepath.Join(d.cfg.DataDir, natsembed.URLFileName)))
+		return
+	}
 	if err != nil {
 		msg, fix := d.plainNATSErr(err)
 		rep.fail(msg, fix)

@@ -377,6 +377,11 @@ func TestDoctorFindings(t *testing.T) {
 			cert, key := writeCert(t, t.TempDir(), "soon", time.Now().Add(-24*time.Hour), time.Now().Add(10*24*time.Hour+time.Hour))
 			m["tls"] = map[string]any{"cert_file": cert, "key_file": key}
 		}, 3, "warn", []string{"tls.cert_file", "it expires on", "in 10 days", "renew it"}, ""},
+		{"API keys in clear text on the network", func(t *testing.T, m map[string]any) {
+			m["listen"] = "0.0.0.0:8181"
+			delete(m, "tls")
+			m["auth"] = map[string]any{"api_keys": []map[string]any{{"name": "gw", "sha256": strings.Repeat("ab", 32)}}}
+		}, 3, "warn", []string{"config ", "listen 0.0.0.0:8181 without tls: the PEPs' API keys cross the network in clear text"}, ""},
 		{"key of another certificate", func(t *testing.T, m map[string]any) {
 			d := t.TempDir()
 			cert, _ := writeCert(t, d, "a", time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour))
@@ -467,5 +472,13 @@ func TestDoctorEmbeddedNATS(t *testing.T) {
 	}
 	if code != 0 || t.Failed() {
 		t.Fatalf("exit %d:\n%s", code, out)
+	}
+
+	if err := pdp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, code = runDoctorCmd(t, "--config", cfgPath)
+	if code != 0 || !hasLine(out, "ok", "nats embedded:") || strings.Contains(out, "stream MCP_AUDIT") {
+		t.Fatalf("PDP stopped: exit %d:\n%s", code, out)
 	}
 }
