@@ -2,11 +2,14 @@ package devissuer
 
 import (
 	"cmp"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"html/template"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -57,6 +60,26 @@ type AuthServerOptions struct {
 	MaxClients int
 	// Logger (default: discard).
 	Logger *slog.Logger
+	// CIMD configures Client ID Metadata Documents: a client_id that is
+	// an https URL (or, in development, an http URL on localhost,
+	// 127.0.0.1 or [::1]) names the client's metadata document, which the
+	// server fetches instead of asking the client to register.
+	CIMD CIMDOptions
+	// MintEndpoint serves POST {issuer}/mint (MintRequest), a token for
+	// any subject and any of Resources, to processes on this machine
+	// (loopback, no browser): `pdp token --url`.
+	MintEndpoint bool
+}
+
+// WithAuthServerDefaults returns a copy of i (same key, same issuer URL)
+// whose AuthServer takes the options of d that its own options leave
+// zero (Subject, Scopes, Resources, TTL, MaxClients, Logger, CIMD,
+// MintEndpoint when true). The dev server sets them where it knows its
+// resources, and mounts the authorization server elsewhere.
+func (i *Issuer) WithAuthServerDefaults(d AuthServerOptions) *Issuer {
+	c := *i
+	c.asDefaults = &d
+	return &c
 }
 
 // AuthServer is a minimal OAuth 2.1 authorization server for development
@@ -72,11 +95,16 @@ type AuthServer struct {
 	path string // the issuer URL's path, without a trailing slash
 	log  *slog.Logger
 
+	// docs fetches Client ID Metadata Documents; nil when disabled.
+	docs *cimdFetcher
+
 	mu       sync.Mutex
 	clients  map[string]*devClient
 	order    []string // client ids, oldest first
 	codes    map[string]*devGrant
 	refreshs map[string]*devGrant
+	cimd     map[string]*cimdEntry // fetched documents by client_id URL
+	cimdAge  []string              // their URLs, oldest first
 }
 
 type devClient struct {
@@ -84,6 +112,14 @@ type devClient struct {
 	RedirectURIs []string `json:"redirect_uris"`
 	GrantTypes   []string `json:"grant_types"`
 	Name         string   `json:"client_name,omitempty"`
+	// metadataDocument: the client is a Client ID Metadata Document.
+	metadataDocument bool
+}
+
+// cimdEntry is a cached metadata document.
+type cimdEntry struct {
+	client  *devClient
+	expires time.Time
 }
 
 type devGrant struct {
@@ -92,8 +128,27 @@ type devGrant struct {
 	expires                                    time.Time
 }
 
-// AuthServer returns the dev authorization server of i.
+// AuthServer returns the dev authorization server of i. Options left zero
+// take i's defaults (WithAuthServerDefaults), then the package defaults.
 func (i *Issuer) AuthServer(o AuthServerOptions) *AuthServer {
+	if d := i.asDefaults; d != nil {
+		o.Subject = cmp.Or(o.Subject, d.Subject)
+		o.TTL = cmp.Or(o.TTL, d.TTL)
+		o.MaxClients = cmp.Or(o.MaxClients, d.MaxClients)
+		if o.Scopes == nil {
+			o.Scopes = d.Scopes
+		}
+		if o.Resources == nil {
+			o.Resources = d.Resources
+		}
+		if o.Logger == nil {
+			o.Logger = d.Logger
+		}
+		if o.CIMD == (CIMDOptions{}) {
+			o.CIMD = d.CIMD
+		}
+		o.MintEndpoint = o.MintEndpoint || d.MintEndpoint
+	}
 	o.Subject = cmp.Or(o.Subject, DefaultDevSubject)
 	o.TTL = cmp.Or(o.TTL, DefaultTTL)
 	o.MaxClients = cmp.Or(o.MaxClients, DefaultMaxClients)
@@ -101,10 +156,17 @@ func (i *Issuer) AuthServer(o AuthServerOptions) *AuthServer {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	u, _ := url.Parse(i.url) // validated in build
-	return &AuthServer{
+	a := &AuthServer{
 		iss: i, o: o, path: strings.TrimSuffix(u.EscapedPath(), "/"), log: o.Logger,
 		clients: map[string]*devClient{}, codes: map[string]*devGrant{}, refreshs: map[string]*devGrant{},
+		cimd: map[string]*cimdEntry{},
 	}
+	if !o.CIMD.Disabled {
+		// Loopback documents are fetched when the server itself runs on
+		// loopback (draft-ietf-oauth-client-id-metadata-document §8.6).
+		a.docs = newCIMDFetcher(o.CIMD, loopbackHost(u.Hostname()))
+	}
+	return a
 }
 
 // Metadata is the RFC 8414 document, with the endpoints.
@@ -127,14 +189,18 @@ func (a *AuthServer) Metadata() []byte {
 	if len(a.o.Scopes) > 0 {
 		doc["scopes_supported"] = a.o.Scopes
 	}
+	if a.docs != nil {
+		doc["client_id_metadata_document_supported"] = true
+	}
 	b, _ := json.Marshal(doc) // cannot fail
 	return b
 }
 
 // Handler serves, relative to the host root of the issuer URL, what
 // Issuer.Handler serves (with this metadata) and the endpoints:
-// POST {issuer}/register, GET {issuer}/authorize, POST {issuer}/token.
-// Browser-based clients may call every route (CORS, any origin).
+// POST {issuer}/register, GET {issuer}/authorize, POST {issuer}/token,
+// and, with MintEndpoint, POST {issuer}/mint. Browser-based clients may
+// call every route but mint (CORS, any origin).
 func (a *AuthServer) Handler() http.Handler {
 	meta := a.Metadata()
 	static := map[string][]byte{
@@ -144,6 +210,15 @@ func (a *AuthServer) Handler() http.Handler {
 		a.path + "/.well-known/openid-configuration":       meta,
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.o.MintEndpoint && r.URL.EscapedPath() == a.path+MintPath {
+			if r.Method != http.MethodPost {
+				w.Header().Set("Allow", http.MethodPost)
+				oauthError(w, http.StatusMethodNotAllowed, "invalid_request", "POST a JSON mint request")
+				return
+			}
+			a.mint(w, r)
+			return
+		}
 		w.Header().Set("Access-Control-Allow-Origin", "*")
 		if r.Method == http.MethodOptions {
 			w.Header().Set("Access-Control-Allow-Methods", "GET, POST")
@@ -205,21 +280,14 @@ func (a *AuthServer) register(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_client_metadata", "the body is not a JSON client metadata document")
 		return
 	}
-	if len(m.RedirectURIs) == 0 {
-		oauthError(w, http.StatusBadRequest, "invalid_redirect_uri", "redirect_uris is required")
+	if err := checkRedirectURIs(m.RedirectURIs); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_redirect_uri", err.Error())
 		return
-	}
-	for _, ru := range m.RedirectURIs {
-		u, err := url.Parse(ru)
-		if err != nil || !u.IsAbs() || u.Fragment != "" {
-			oauthError(w, http.StatusBadRequest, "invalid_redirect_uri", "redirect URI "+ru+" is not an absolute URI without a fragment")
-			return
-		}
 	}
 	if len(m.GrantTypes) == 0 {
 		m.GrantTypes = []string{"authorization_code"}
 	}
-	c := &devClient{ID: "dev-client-" + randomToken()[:16], RedirectURIs: m.RedirectURIs, GrantTypes: m.GrantTypes, Name: m.Name}
+	c := &devClient{ID: "dev-client-" + randomToken()[:16], RedirectURIs: m.RedirectURIs, GrantTypes: m.GrantTypes, Name: truncate(m.Name, 200)}
 	a.mu.Lock()
 	if len(a.order) >= a.o.MaxClients {
 		delete(a.clients, a.order[0])
@@ -236,26 +304,81 @@ func (a *AuthServer) register(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (a *AuthServer) client(id string) *devClient {
+// client is the client of id: a registered one, or the client of a
+// Client ID Metadata Document (from the cache, or fetched). It is nil,
+// with the reason, when there is none.
+func (a *AuthServer) client(ctx context.Context, id string) (*devClient, error) {
+	if a.docs != nil && isCIMDClientID(id) {
+		return a.documentClient(ctx, id)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.clients[id]
+	if c := a.clients[id]; c != nil {
+		return c, nil
+	}
+	return nil, errors.New("unknown client_id: register first (" + a.iss.url + RegisterPath + ")")
+}
+
+// documentClient is the client of a metadata document URL: cached while
+// the document's cache lifetime lasts, else fetched (and never cached
+// when the fetch or the document fails: draft §5.2).
+func (a *AuthServer) documentClient(ctx context.Context, id string) (*devClient, error) {
+	now := time.Now()
+	a.mu.Lock()
+	if e := a.cimd[id]; e != nil && now.Before(e.expires) {
+		a.mu.Unlock()
+		return e.client, nil
+	}
+	a.mu.Unlock()
+	c, ttl, err := a.docs.fetch(ctx, id)
+	if err != nil {
+		a.log.Warn("dev authorization server: client metadata document refused", "client_id", truncate(id, 200), "err", err)
+		return nil, err
+	}
+	a.log.Info("dev authorization server: client metadata document fetched", "client_id", id, "client_name", c.Name, "cache", ttl)
+	if ttl > 0 {
+		a.mu.Lock()
+		if _, ok := a.cimd[id]; !ok {
+			if len(a.cimdAge) >= maxCIMDCached {
+				delete(a.cimd, a.cimdAge[0])
+				a.cimdAge = a.cimdAge[1:]
+			}
+			a.cimdAge = append(a.cimdAge, id)
+		}
+		a.cimd[id] = &cimdEntry{client: c, expires: now.Add(ttl)}
+		a.mu.Unlock()
+	}
+	return c, nil
 }
 
 // authorize approves at once for the dev user, with PKCE S256 and exactly
 // one resource indicator required, and redirects with code, state and iss.
+// A browser (wantsConsentPage) sees the consent page first, which follows
+// the same redirect after a moment.
 func (a *AuthServer) authorize(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	c := a.client(q.Get("client_id"))
+	browser := wantsConsentPage(r)
+	direct := func(code, desc string) {
+		if browser {
+			writeErrorPage(w, http.StatusBadRequest, code, desc)
+			return
+		}
+		oauthError(w, http.StatusBadRequest, code, desc)
+	}
 	// Errors before the redirect URI is trusted are answered here
 	// (RFC 6749 §4.1.2.1), never redirected.
-	if c == nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "unknown client_id: register first ("+a.iss.url+RegisterPath+")")
+	c, err := a.client(r.Context(), q.Get("client_id"))
+	if err != nil {
+		code := "invalid_request"
+		if isCIMDClientID(q.Get("client_id")) {
+			code = "invalid_client"
+		}
+		direct(code, err.Error())
 		return
 	}
 	redirect := q.Get("redirect_uri")
 	if !slices.Contains(c.RedirectURIs, redirect) {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "redirect_uri is not one the client registered")
+		direct("invalid_request", "redirect_uri is not one the client registered")
 		return
 	}
 	back, _ := url.Parse(redirect) // checked at registration
@@ -285,19 +408,41 @@ func (a *AuthServer) authorize(w http.ResponseWriter, r *http.Request) {
 		fail("invalid_target", "this dev authorization server issues tokens for "+strings.Join(a.o.Resources, ", ")+" only")
 		return
 	}
+	asked := strings.Fields(q.Get("scope"))
 	g := &devGrant{
 		clientID: c.ID, redirectURI: redirect, challenge: q.Get("code_challenge"), resource: resources[0],
-		scopes: a.grant(strings.Fields(q.Get("scope"))), expires: time.Now().Add(codeTTL),
+		scopes: a.grant(asked), expires: time.Now().Add(codeTTL),
 	}
 	code := randomToken()
 	a.mu.Lock()
 	a.prune(a.codes)
 	a.codes[code] = g
 	a.mu.Unlock()
-	a.log.Info("dev authorization server: approved", "client_id", c.ID, "sub", a.o.Subject, "resource", g.resource, "scopes", strings.Join(g.scopes, " "))
+	a.log.Info("dev authorization server: approved", "client_id", c.ID, "sub", a.o.Subject, "resource", g.resource, "scopes", strings.Join(g.scopes, " "), "consent_page", browser)
 	bq.Set("code", code)
 	back.RawQuery = bq.Encode()
-	http.Redirect(w, r, back.String(), http.StatusFound)
+	if !browser {
+		http.Redirect(w, r, back.String(), http.StatusFound)
+		return
+	}
+	d := consentData{
+		Subject: a.o.Subject, ClientName: cmp.Or(c.Name, c.ID), ClientID: c.ID, Resource: g.resource, Issuer: a.iss.url,
+		MetadataDocument: c.metadataDocument, Scopes: g.scopes, Continue: template.URL(back.String()), Delay: consentDelaySeconds,
+	}
+	if c.metadataDocument {
+		cu, _ := url.Parse(c.ID) // checked by the fetch
+		d.ClientHost = cu.Host
+		if c.Name == "" {
+			d.ClientName = cu.Host
+		}
+	}
+	for _, s := range asked {
+		if !slices.Contains(g.scopes, s) && !slices.Contains(d.Dropped, s) {
+			d.Dropped = append(d.Dropped, s)
+		}
+	}
+	d.RedirectHost, d.LocalRedirect = redirectHost(back)
+	writeConsent(w, d)
 }
 
 // grant is the requested scopes this server grants, in order, once each.
@@ -338,9 +483,9 @@ func (a *AuthServer) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := r.PostForm
-	c := a.client(f.Get("client_id"))
-	if c == nil {
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "unknown client_id")
+	c, err := a.client(r.Context(), f.Get("client_id"))
+	if err != nil {
+		oauthError(w, http.StatusUnauthorized, "invalid_client", err.Error())
 		return
 	}
 	var g *devGrant

@@ -43,6 +43,8 @@ type Issuer struct {
 	signer jws.Signer2
 	jwks   []byte
 	keyJWK []byte // private JWK (for Save)
+	// asDefaults are the AuthServer options of WithAuthServerDefaults.
+	asDefaults *AuthServerOptions
 }
 
 // Algorithms lists the algorithms New accepts.
