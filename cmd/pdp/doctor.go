@@ -131,14 +131,19 @@ type finding struct {
 	Fix     string      `json:"fix,omitempty"`
 }
 
-// report collects the findings of one check; with gives another subject.
-// A check writes to it from one goroutine only.
+// report collects the findings of one check; with gives another subject
+// to the findings that follow. A check writes to it from one goroutine
+// only.
 type report struct {
 	check, subject string
 	list           *[]finding
+	from           int // worst looks at the findings from here on
 }
 
-func (r report) with(subject string) report { r.subject = subject; return r }
+func (r report) with(subject string) report {
+	r.subject, r.from = subject, len(*r.list)
+	return r
+}
 
 func (r report) add(l doctorLevel, msg, fix string) {
 	*r.list = append(*r.list, finding{Level: l, Check: r.check, Subject: r.subject, Message: msg, Fix: fix})
@@ -148,7 +153,7 @@ func (r report) ok(msg string)          { r.add(levelOK, msg, "") }
 func (r report) info(msg, fix string)   { r.add(levelInfo, msg, fix) }
 func (r report) warn(msg, fix string)   { r.add(levelWarn, msg, fix) }
 func (r report) fail(msg, fix string)   { r.add(levelFail, msg, fix) }
-func (r report) worst() (l doctorLevel) { return worstLevel(*r.list) }
+func (r report) worst() (l doctorLevel) { return worstLevel((*r.list)[r.from:]) }
 
 func worstLevel(fs []finding) doctorLevel {
 	l := levelOK
