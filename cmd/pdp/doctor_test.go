@@ -317,6 +317,30 @@ func TestDoctorFindings(t *testing.T) {
 			conns = append(conns, c)
 		}
 	}()
+	// An audit stream an operator made without deny_delete, and a NATS
+	// whose PDP_QUOTAS is no counter stream.
+	openStream := "OPEN_AUDIT"
+	other := natstest.Start(t)
+	for _, sc := range []struct {
+		url string
+		cfg jetstream.StreamConfig
+	}{
+		{e.nats, jetstream.StreamConfig{Name: openStream, Subjects: []string{"open.audit.>"}, Storage: jetstream.FileStorage}},
+		{other.URL(), jetstream.StreamConfig{Name: quota.DefaultStream, Subjects: []string{quota.DefaultPrefix + ".>"}, Storage: jetstream.FileStorage}},
+	} {
+		nc, err := nats.Connect(sc.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.CreateStream(context.Background(), sc.cfg); err != nil {
+			t.Fatal(err)
+		}
+		nc.Close()
+	}
 	tests := []struct {
 		name    string
 		change  func(t *testing.T, m map[string]any)
@@ -361,6 +385,12 @@ func TestDoctorFindings(t *testing.T) {
 		{"NATS that does not speak, within --timeout", func(t *testing.T, m map[string]any) {
 			m["audit"] = map[string]any{"nats": map[string]any{"url": "nats://" + mute.Addr().String()}}
 		}, 1, "FAIL", []string{"nats nats://", "no NATS server answers at", "no answer in time"}, "1s"},
+		{"audit stream that allows deleting events", func(t *testing.T, m map[string]any) {
+			m["audit"] = map[string]any{"nats": map[string]any{"url": e.nats}, "stream": openStream, "subject_prefix": "open.audit", "manage_stream": false}
+		}, 3, "warn", []string{"stream " + openStream, "it allows deleting or purging events (deny_delete false, deny_purge false): anyone with the rights can erase the audit"}, ""},
+		{"quota stream that is not a counter stream", func(t *testing.T, m map[string]any) {
+			m["audit"] = map[string]any{"nats": map[string]any{"url": other.URL()}}
+		}, 1, "FAIL", []string{"stream PDP_QUOTAS", "cannot be used: it is not a counter stream (allow_msg_counter)"}, ""},
 		{"JWKS that answers too late", func(t *testing.T, m map[string]any) {
 			resource0(m)["jwks_uri"] = slow.URL + "/jwks.json"
 			delete(resource0(m), "introspection")
