@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 func supported() error { return nil }
@@ -28,10 +29,34 @@ func setProcAttr(cmd *exec.Cmd, a *account) {
 // postmaster's group does not hold them).
 func killServer(p *os.Process) {
 	_ = p.Signal(syscall.SIGSTOP)
-	for _, c := range children(p.Pid) {
+	kids := children(p.Pid)
+	for _, c := range kids {
 		_ = syscall.Kill(c, syscall.SIGKILL)
 	}
 	_ = p.Kill()
+	// A SIGKILLed backend holds the shared memory until it has exited: a
+	// restart before that finds "pre-existing shared memory block is
+	// still in use" (seen on a loaded machine). Wait for each to be gone
+	// or a zombie, at most a few seconds.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, c := range kids {
+		for alive(c) && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	return b[i+2] != 'Z' && b[i+2] != 'X'
 }
 
 // children returns the pids whose parent is pid.
