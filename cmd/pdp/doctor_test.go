@@ -489,7 +489,11 @@ func TestDoctorEmbeddedNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pdp.Close() })
-	out, code = runDoctorCmd(t, "--config", cfgPath)
+	// The PDP makes its stream and bucket in the background.
+	testkit.WaitFor(t, "the PDP's audit stream and revocation bucket", func() bool {
+		out, code = runDoctorCmd(t, "--config", cfgPath)
+		return hasLine(out, "ok", "stream MCP_AUDIT", "exists:") && hasLine(out, "ok", "bucket pdp_revocations", "exists:")
+	})
 	for _, want := range [][]string{
 		{"nats embedded (nats://127.0.0.1:", "connected to", "JetStream"},
 		{"stream MCP_AUDIT", "exists:"},
