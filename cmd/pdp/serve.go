@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/mcp-pdp/pdp/internal/config"
@@ -17,13 +18,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("pdp serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: pdp serve [--config pdp.yaml | --dev] [flags]")
+		fmt.Fprint(fs.Output(), `Usage: pdp serve --config pdp.yaml [flags]
+       pdp serve --dev [--resource URL]... [--policy DIR] [flags]
+
+With --dev (development only: no config needed) the PDP runs with a dev
+authorization server (issuer <base>/dev: registration, Client ID Metadata
+Documents, an auto-approving consent page, tokens for the dev user alice),
+the demo policy (or --policy DIR) and embedded NATS. --resource protects an
+MCP server of yours whose PEP asks this PDP: OAuth clients sign in through
+the dev authorization server, and 'pdp token --resource URL' mints for it.
+
+`)
 		fs.PrintDefaults()
 	}
 	cfgPath := fs.String("config", "", "configuration file (YAML); see docs/configuration.md")
-	dev := fs.Bool("dev", false, "development mode: dev token issuer, demo policy, embedded NATS; no config needed")
+	dev := fs.Bool("dev", false, "development mode: dev authorization server, demo policy, embedded NATS; no config needed")
 	listen := fs.String("listen", "", "listen address (overrides the config; default "+config.DefaultListen+")")
 	dataDir := fs.String("data-dir", "", "data directory (overrides the config; default "+config.DefaultDataDir+")")
+	policy := fs.String("policy", "", "policy: a directory of .rego and data files, a bundle file or URL (overrides the config's policy.path; with --dev, instead of the demo policy)")
 	var resources resourceFlags
 	fs.Var(&resources, "resource", "with --dev: the URI of an MCP server of yours whose PEP asks this PDP; dev tokens are for it (repeatable; default the PDP's own /mcp)")
 	if code, ok := parseFlagsOnly(fs, args, stdout, stderr); !ok {
@@ -44,6 +56,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if *dataDir != "" {
 			c.DataDir = *dataDir
 		}
+		if *policy != "" {
+			c.Policy.Path = *policy
+		}
 	}
 	var cfg *config.Config
 	if *dev {
@@ -61,7 +76,63 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		cfg = c
 	}
+	if *dev {
+		fmt.Fprintln(stderr, devServeBanner(cfg, resources, pdpCommand()))
+	}
 	return runServer(ctx, cfg, server.Options{Dev: *dev, DevResources: resources}, stderr)
+}
+
+// devServeBanner says, before start-up, what `pdp serve --dev` protects
+// and how to get a token, with a command that works where it was started:
+// cmd is how this pdp was run (pdpCommand).
+func devServeBanner(cfg *config.Config, resources []string, cmd string) string {
+	var b strings.Builder
+	base := "http://" + cfg.Listen
+	if strings.HasSuffix(cfg.Listen, ":0") {
+		base = "http://<the addr logged below>" // a port the system picks
+	}
+	policy := "the demo policy"
+	if cfg.Policy.Path != "" {
+		policy = "the policy " + cfg.Policy.Path
+	}
+	fmt.Fprintf(&b, "pdp serve (dev): %s; OAuth clients sign in as alice at %s/dev (no password, development only).\n", policy, base)
+	scope := "qr:generate"
+	switch {
+	case len(resources) > 0:
+		fmt.Fprintf(&b, "Protecting %s: its PEP asks this PDP at %s.\n", strings.Join(resources, ", "), base)
+		scope = "SCOPE"
+	case cfg.Policy.Path != "":
+		scope = "SCOPE"
+	}
+	tok := cmd + " token --scope " + scope
+	if cfg.Listen != config.DefaultListen || cfg.DataDir != config.DefaultDataDir {
+		tok += " --url " + base
+	}
+	if len(resources) > 1 {
+		tok += " [--resource URL]"
+	}
+	fmt.Fprintf(&b, "A token: %s", tok)
+	if cmd == goRunCommand {
+		b.WriteString("   (or bin/pdp token ... after make build)")
+	}
+	return b.String()
+}
+
+// goRunCommand runs pdp from the repository's root.
+const goRunCommand = "go run ./cmd/pdp"
+
+// pdpCommand is how to run this pdp again, for hints: `go run ./cmd/pdp`
+// when it was built by go run (its executable is in a go-build directory),
+// the path it was started by when that has a slash (bin/pdp), else pdp
+// (found on PATH).
+func pdpCommand() string {
+	if exe, err := os.Executable(); err == nil && strings.Contains(filepath.ToSlash(exe), "/go-build") {
+		return goRunCommand
+	}
+	if strings.Contains(os.Args[0], "/") {
+		return os.Args[0]
+	}
+	return "pdp"
 }
 
 // resourceFlags collects repeated --resource URI.

@@ -65,8 +65,13 @@ type Options struct {
 	// Default 10s; a deadline on ctx also applies.
 	ReadyTimeout time.Duration
 
-	// Logger receives the server's log lines; nil discards them. Debug and
-	// trace lines are never enabled.
+	// Logger receives the server's log lines, with a "server" attribute
+	// (its name); nil discards them. The caller names the component (the
+	// PDP's logger says component=nats). The server's notices (its
+	// start-up banner, JetStream's settings, "Server is ready") are
+	// logged at debug, its warnings and errors as such: at the default
+	// info level the embedded server says something only when something
+	// is wrong. Debug and trace lines of the server are never enabled.
 	Logger *slog.Logger
 
 	// Users, when set, are the only clients the server accepts (NKey
@@ -131,7 +136,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("natsembed: new server %q: %w", o.ServerName, err)
 	}
 	if o.Logger != nil {
-		ns.SetLoggerV2(slogAdapter{l: o.Logger.With("component", "nats-server", "server", o.ServerName)}, false, false, false)
+		ns.SetLoggerV2(slogAdapter{l: o.Logger.With("server", o.ServerName)}, false, false, false)
 	}
 	ns.Start()
 
@@ -252,10 +257,11 @@ func RemoveURLFile(dataDir string) error {
 	return nil
 }
 
-// slogAdapter turns nats-server log calls into slog records.
+// slogAdapter turns nats-server log calls into slog records: notices at
+// debug, warnings and errors at their level.
 type slogAdapter struct{ l *slog.Logger }
 
-func (a slogAdapter) Noticef(format string, v ...any) { a.l.Info(fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Noticef(format string, v ...any) { a.l.Debug(fmt.Sprintf(format, v...)) }
 func (a slogAdapter) Warnf(format string, v ...any)   { a.l.Warn(fmt.Sprintf(format, v...)) }
 func (a slogAdapter) Errorf(format string, v ...any)  { a.l.Error(fmt.Sprintf(format, v...)) }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/devissuer"
@@ -16,7 +17,8 @@ import (
 const (
 	// DevIssuerFile holds the dev issuer's signing key.
 	DevIssuerFile = "dev/issuer.json"
-	// DevResourceFile holds the URI of the dev resource.
+	// DevResourceFile holds the URIs of the dev resources, one a line;
+	// the first is `pdp token`'s default audience.
 	DevResourceFile = "dev/resource"
 )
 
@@ -36,7 +38,11 @@ const devGatewayCatalog = "dev_gateway"
 // <base>/dev and, when the configuration has no resources, adds one whose
 // tokens it signs: at <base>/mcp, or, with Options.DevUpstream, at
 // <gateway URL>/mcp in front of that upstream, with a catalog in which
-// every name is public but the tools of Options.DevProtect.
+// every name is public but the tools of Options.DevProtect; with
+// Options.DevResources, those instead. The issuer's authorization server
+// issues tokens for these resources only and serves the mint endpoint of
+// `pdp token --url`. The resources are written, one a line, the first
+// being `pdp token`'s default, to DevResourceFile.
 func (s *Server) setupDev() (*devissuer.Issuer, error) {
 	cfg := s.cfg
 	iss, err := devissuer.New(s.base+"/dev", "ES256")
@@ -51,17 +57,14 @@ func (s *Server) setupDev() (*devissuer.Issuer, error) {
 	}
 	resource := s.base + "/mcp"
 	scopes := []string{devScope}
+	if cfg.Policy.Path != "" {
+		scopes = nil // your own policy: its scopes are not known here
+	}
 	if s.opts.DevUpstream != nil {
 		resource = s.gwBase + "/mcp"
 		scopes = slices.Sorted(maps.Values(s.opts.DevProtect))
 		scopes = slices.Compact(scopes)
 		s.policyData = devGatewayData(resource, s.opts.DevProtect)
-	}
-	if len(s.opts.DevResources) > 0 {
-		resource = s.opts.DevResources[0] // pdp token's default audience
-	}
-	if err := os.WriteFile(filepath.Join(cfg.DataDir, DevResourceFile), []byte(resource+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("data_dir: %w", err)
 	}
 	err = cfg.Override(func(c *config.Config) {
 		for _, uri := range s.opts.DevResources {
@@ -81,7 +84,19 @@ func (s *Server) setupDev() (*devissuer.Issuer, error) {
 			c.Gateway.AllowedOrigins = devAllowedOrigins()
 		}
 	})
-	return iss, err
+	if err != nil {
+		return nil, err
+	}
+	var uris []string
+	for _, r := range cfg.Resources {
+		if r.Issuer == iss.IssuerURL() && !slices.Contains(uris, r.URI) {
+			uris = append(uris, r.URI)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, DevResourceFile), []byte(strings.Join(uris, "\n")+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	return iss.WithAuthServerDefaults(devissuer.AuthServerOptions{Resources: uris, MintEndpoint: true}), nil
 }
 
 // devGatewayData is the policy data of the dev gateway: the resource uses
