@@ -7,7 +7,9 @@
 #   - a PEP: an SDK McpServer that asks the PDP before answering (lib/pep.mjs)
 # then runs stepup.test.mjs with node:test; then gateway.test.mjs, which starts its own
 # environment (lib/gateway-env.mjs: pdp's gateway in front of server-everything over stdio and
-# Streamable HTTP) and stops it. Cleans up every process it started.
+# Streamable HTTP) and stops it; then devmode.test.mjs, likewise (lib/devmode-env.mjs:
+# `pdp serve --dev --resource` and no other authorization server). Cleans up every process it
+# started.
 #
 # Usage: test/clients/run.sh [extra node --test flags]
 # Env:   PDP_AUDIT=1   run the PDPs with audit on (embedded NATS); default off
@@ -81,18 +83,26 @@ echo "gateway tests (pdp's gateway in front of @modelcontextprotocol/server-ever
 PDP_BIN="$pdp_bin" \
     timeout 100 node --test --test-reporter=spec --test-timeout=60000 "$@" "$here/gateway.test.mjs" 2>&1 | tee "$tmp/gateway-test.out"
 grc=${PIPESTATUS[0]}
+
+# 8. The dev mode tests: pdp serve --dev protecting a PEP of ours, its dev authorization server the
+#    only one (lib/devmode-env.mjs).
+echo "dev mode tests (pdp serve --dev --resource, no other authorization server)..."
+PDP_BIN="$pdp_bin" \
+    timeout 90 node --test --test-reporter=spec --test-timeout=30000 "$@" "$here/devmode.test.mjs" 2>&1 | tee "$tmp/devmode-test.out"
+drc=${PIPESTATUS[0]}
 set -e
 [[ $rc -ne 0 ]] || rc=$grc
+[[ $rc -ne 0 ]] || rc=$drc
 
-# The sums over both suites of node:test's "ℹ KIND N" lines.
-count() { count_tests "$1" "$tmp/test.out" "$tmp/gateway-test.out"; }
+# The sums over the suites of node:test's "ℹ KIND N" lines.
+count() { count_tests "$1" "$tmp/test.out" "$tmp/gateway-test.out" "$tmp/devmode-test.out"; }
 passed=$(count pass)
 failed=$(count fail)
 todo=$(count todo)
 skipped=$(count skipped)
 if [[ $rc -ne 0 && "$failed" == 0 ]]; then failed=1; fi
 if [[ "$todo" != 0 ]]; then echo "($todo todo: known issues, see stepup.test.mjs)"; fi
-if [[ "$skipped" != 0 ]]; then echo "($skipped skipped: known gateway bugs, see gateway.test.mjs)"; fi
+if [[ "$skipped" != 0 ]]; then echo "($skipped skipped: known gateway bugs, see gateway.test.mjs; or no openssl for devmode.test.mjs)"; fi
 # The closing line, in the plain form CI reads.
 echo "clients: $passed passed, $failed failed"
 exit $rc
