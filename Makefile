@@ -72,12 +72,14 @@ release-test:
 
 ## test: gofmt, go vet, Go tests (race detector), Rego tests via `pdp test`, a short fuzz pass
 ## (fuzz-smoke), and the real-client step-up tests (official MCP TypeScript SDK; needs node >= 20 and npm)
+## and the packaging (test/packaging: make release for the host, make image with podman or buildah, systemd unit)
 test: vet
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(GO) test -count=1 -run '^TestGatewayIdleStreams$$' ./internal/gateway # memory: without the race detector
 	$(GO) run ./cmd/pdp test policies test/policies
 	$(MAKE) fuzz-smoke
 	$(MAKE) client-test
+	PDP_PACKAGING_TEST=1 $(GO) test -count=1 -timeout 15m ./test/packaging # make release (host target), make image, systemd unit
 
 ## client-test: real MCP clients (official TypeScript SDK, inspector-cli) step up on the PDP's challenges
 ## and through the gateway; the TypeScript PEP library (clients/typescript) against both SDK lines; the
