@@ -269,7 +269,8 @@ func randomToken() string {
 }
 
 // register is RFC 7591 for public clients (token_endpoint_auth_method
-// "none"): redirect_uris are required, absolute, without fragments.
+// "none"): redirect_uris are required, absolute, without fragments, and
+// not of a scheme that runs script or reads files (checkRedirectURIs).
 func (a *AuthServer) register(w http.ResponseWriter, r *http.Request) {
 	var m struct {
 		RedirectURIs []string `json:"redirect_uris"`
