@@ -18,7 +18,7 @@ const usage = `pdp - policy decision point for MCP servers
 Usage:
   pdp serve [--config pdp.yaml | --dev]   run the PDP (HTTP API on 127.0.0.1:8181 by default)
   pdp gateway --dev --upstream URL        protect an unmodified MCP server (an MCP gateway)
-  pdp token [--scope S] [--sub U] ...     mint a token from the running dev server's issuer
+  pdp token [--scope S] [--url URL] ...   mint a token from the running dev server's issuer
   pdp test [-v] [--coverage] [paths...]   run Rego unit tests (default: policies test/policies)
   pdp check [--strict] [paths...]         compile a policy and validate its catalog data (CI)
   pdp doctor --config pdp.yaml            check a deployment: keys, issuers, NATS, policy, TLS (exit 0/1/3)

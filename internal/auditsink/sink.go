@@ -158,7 +158,6 @@ func New(ctx context.Context, cfg Config, nc *nats.Conn) (_ *Sink, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("component", "auditsink")
 	js, err := jetstream.New(nc,
 		jetstream.WithPublishAsyncMaxPending(4*cfg.MaxPending+64),
 		jetstream.WithPublishAsyncTimeout(cfg.AckTimeout),

@@ -335,9 +335,6 @@ func (s *Server) Run(ctx context.Context) error {
 	for _, r := range s.cfg.Resources {
 		s.log.Info("protected resource", "uri", r.URI, "issuer", r.Issuer)
 	}
-	if s.iss != nil {
-		s.log.Info("dev mode: mint a token with `pdp token --scope qr:generate`", "issuer", s.iss.IssuerURL())
-	}
 	var err, gwErr error
 	served, gwServed := false, s.gwHTTP == nil
 	select {
