@@ -91,7 +91,7 @@ test: vet
 ## TypeScript example; the parity table (Go middleware, TypeScript middleware and gateway answer alike);
 ## introspection and DPoP against a real authorization server (oidc-provider, test/authz)
 client-test:
-	$(GO) build -o bin/pdp-client-test ./cmd/pdp
+	$(RELEASE_BUILD) -o bin/pdp-client-test ./cmd/pdp # as a release is built: test/packaging then reuses the compiled packages
 	PDP_BIN=$(CURDIR)/bin/pdp-client-test test/clients/run.sh
 	PDP_BIN=$(CURDIR)/bin/pdp-client-test bash clients/typescript/run-tests.sh
 	PDP_BIN=$(CURDIR)/bin/pdp-client-test bash examples/typescript/run-test.sh
@@ -198,6 +198,7 @@ fuzz-targets-check:
 		exit 1; fi
 
 clean:
+	rm -rf dist
 	rm -rf bin .pdp-data $(BUNDLE)
 
 ## loadbench: mcp-pdp vs OPA's REST server vs a plain net/http floor, measured side by side
