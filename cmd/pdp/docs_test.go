@@ -176,8 +176,10 @@ func TestDocsExtendingExample(t *testing.T) {
 // docs/ and the README names a command that exists, with flags it has
 // (each is run with -h appended: the flags before it are parsed, and
 // -h ends the command with status 0), and every `make X` names a target
-// of the Makefile. What the commands then do is each command's own
-// tests' business: many need a running PDP, NATS or keys.
+// of the Makefile. The lines that need nothing but the repository (pdp
+// test, check, fmt, and pdp init in a new directory) are run for real and
+// must exit 0; the others (a running PDP, NATS, keys, a live server) are
+// each command's own tests' business.
 func TestDocsShellSnippets(t *testing.T) {
 	mk, err := os.ReadFile("../../Makefile")
 	if err != nil {
@@ -185,7 +187,7 @@ func TestDocsShellSnippets(t *testing.T) {
 	}
 	pdpRe := regexp.MustCompile(`(?:^|[\s;&|(=$])(?:go run \./cmd/pdp|bin/pdp|pdp)\s+([^|;&>)]*)`)
 	makeRe := regexp.MustCompile(`(?:^|[\s;&|(])make\s+([a-z][a-z-]*)`)
-	n := 0
+	n, ran := 0, 0
 	for _, s := range snippets(t) {
 		if s.lang != "sh" && s.lang != "bash" && s.lang != "shell" {
 			continue
@@ -215,13 +217,72 @@ func TestDocsShellSnippets(t *testing.T) {
 				var out, errb bytes.Buffer
 				if code := run(context.Background(), args, &out, &errb); code != 0 {
 					t.Errorf("%s:%d: pdp %s: exit %d\n%s", s.file, s.line+i+1, strings.Join(args[:len(args)-1], " "), code, errb.String())
+					continue
+				}
+				// What runs here on its own is run for real: the policy
+				// tools in the repository root, pdp init in a new directory.
+				args = args[:len(args)-1]
+				if selfContained(args) {
+					ran++
+					if code, out := runIn(t, args); code != 0 {
+						t.Errorf("%s:%d: pdp %s (run in %s): exit %d\n%s", s.file, s.line+i+1, strings.Join(args, " "), runDir(t, args), code, out)
+					}
 				}
 			}
 		}
 	}
-	if n < 30 {
-		t.Fatalf("found %d pdp command lines: the extraction is broken", n)
+	if n < 30 || ran < 8 {
+		t.Fatalf("found %d pdp command lines, ran %d: the extraction is broken", n, ran)
 	}
+	t.Logf("%d pdp command lines checked, %d of them run", n, ran)
+}
+
+// selfContained: a command line that needs nothing but the repository
+// (or a new directory): pdp test, check and fmt without --write or a
+// --config, and pdp init without --from (which needs a live server).
+func selfContained(args []string) bool {
+	if len(args) == 0 {
+		return false
+	}
+	for _, a := range args {
+		if a == "--write" || a == "--config" || a == "--from" || strings.HasPrefix(a, "$") || strings.ContainsAny(a, "<>") {
+			return false
+		}
+	}
+	switch args[0] {
+	case "test", "check", "fmt", "init":
+		return true
+	}
+	return false
+}
+
+// runDir is where runIn runs args: a new directory for pdp init, the
+// repository root for the others.
+func runDir(t *testing.T, args []string) string {
+	if args[0] == "init" {
+		return t.TempDir()
+	}
+	abs, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
+}
+
+// runIn runs args in runDir and returns the exit status and output.
+func runIn(t *testing.T, args []string) (int, string) {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chdir(runDir(t, args)); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = os.Chdir(wd) }()
+	var out bytes.Buffer
+	code := run(context.Background(), args, &out, &out)
+	return code, out.String()
 }
 
 // joinContinuations joins lines ending in a backslash.
