@@ -168,6 +168,9 @@ func (s *Server) registerMetrics(reg prometheus.Registerer) {
 		gauge("pdp_decision_cache_entries", "Decisions cached by the active policy.", func() float64 { return float64(s.engine.Policy().CacheStats().Entries) }),
 		counter("pdp_jwks_fetches_total", "JWKS and metadata fetches.", func() float64 { return float64(s.keys.Stats().Fetches) }),
 		counter("pdp_jwks_fetch_errors_total", "Failed JWKS and metadata fetches.", func() float64 { return float64(s.keys.Stats().FetchErrors) }),
+		counter("pdp_introspections_total", "RFC 7662 introspection requests (cache misses).", func() float64 { return float64(s.keys.Stats().Introspections) }),
+		counter("pdp_introspection_failures_total", "Introspection requests with no usable answer (the endpoint unreachable, slow, refusing the PDP's credentials): their tokens were refused as unavailable.",
+			func() float64 { return float64(s.keys.Stats().IntrospectionFailures) }),
 	)
 }
 

@@ -249,6 +249,10 @@ func (in *introspector) run(f *introspection, raw string, sum [32]byte) {
 	ctx, cancel := context.WithTimeout(in.v.keys.base, in.cfg.Timeout)
 	defer cancel()
 	f.claims, f.until, f.err = in.request(ctx, raw, &sum)
+	in.v.keys.introspections.Add(1)
+	if f.err != nil && errors.Is(f.err, ErrIntrospectionUnavailable) {
+		in.v.keys.introspectionFailures.Add(1)
+	}
 	now := in.v.now()
 	in.mu.Lock()
 	defer in.mu.Unlock()

@@ -358,6 +358,15 @@ func TestIntrospectionRejections(t *testing.T) {
 			if n := e.as.calls.Load(); n != want {
 				t.Fatalf("%d introspections, want %d", n, want)
 			}
+			// The metrics: requests made, and those that got no answer.
+			st := e.v.keys.Stats()
+			wantFail := uint64(0)
+			if tt.unavailable {
+				wantFail = 2
+			}
+			if st.Introspections != uint64(want) || st.IntrospectionFailures != wantFail {
+				t.Fatalf("stats %+v, want %d introspections, %d failures", st, want, wantFail)
+			}
 		})
 	}
 }

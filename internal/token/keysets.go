@@ -81,6 +81,8 @@ type KeySets struct {
 
 	fetches     atomic.Uint64
 	fetchErrors atomic.Uint64
+	// Introspection requests of the verifiers sharing these key sets.
+	introspections, introspectionFailures atomic.Uint64
 
 	base    context.Context // of every fetch; canceled by Close
 	cancel  context.CancelFunc
@@ -94,6 +96,11 @@ type KeySetsStats struct {
 	Fetches     uint64 // HTTP fetches attempted (JWKS and metadata)
 	FetchErrors uint64 // fetches that failed
 	KeySets     int    // JWKS URIs known
+	// Introspections counts RFC 7662 requests made (cache misses);
+	// IntrospectionFailures those that got no usable answer (the
+	// endpoint unreachable, slow, refusing the PDP's credentials, or
+	// answering something else): their tokens were refused as unavailable.
+	Introspections, IntrospectionFailures uint64
 }
 
 // NewKeySets returns an empty cache. See KeySets for the lifecycle.
@@ -171,7 +178,8 @@ func (k *KeySets) Stats() KeySetsStats {
 	k.mu.RLock()
 	n := len(k.jwks)
 	k.mu.RUnlock()
-	return KeySetsStats{Fetches: k.fetches.Load(), FetchErrors: k.fetchErrors.Load(), KeySets: n}
+	return KeySetsStats{Fetches: k.fetches.Load(), FetchErrors: k.fetchErrors.Load(), KeySets: n,
+		Introspections: k.introspections.Load(), IntrospectionFailures: k.introspectionFailures.Load()}
 }
 
 // Run refreshes due key sets and metadata in the background until ctx is
