@@ -4,14 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/mcp-pdp/pdp/internal/config"
 	"github.com/mcp-pdp/pdp/internal/decision"
+	"github.com/mcp-pdp/pdp/internal/server"
 	"github.com/mcp-pdp/pdp/internal/testkit"
 )
 
@@ -177,9 +181,11 @@ func TestDocsExtendingExample(t *testing.T) {
 // (each is run with -h appended: the flags before it are parsed, and
 // -h ends the command with status 0), and every `make X` names a target
 // of the Makefile. The lines that need nothing but the repository (pdp
-// test, check, fmt, and pdp init in a new directory) are run for real and
-// must exit 0; the others (a running PDP, NATS, keys, a live server) are
-// each command's own tests' business.
+// test, check, fmt, and pdp init in a new directory) or a running dev
+// server (pdp token, the audit commands that end, pdp revoke: run where
+// .pdp-data is one's, as after `make run`) are run for real and must exit
+// 0; the others (another NATS or database, keys, a live MCP server,
+// commands that run until stopped) are each command's own tests' business.
 func TestDocsShellSnippets(t *testing.T) {
 	mk, err := os.ReadFile("../../Makefile")
 	if err != nil {
@@ -188,6 +194,7 @@ func TestDocsShellSnippets(t *testing.T) {
 	pdpRe := regexp.MustCompile(`(?:^|[\s;&|(=$])(?:go run \./cmd/pdp|bin/pdp|pdp)\s+([^|;&>)]*)`)
 	makeRe := regexp.MustCompile(`(?:^|[\s;&|(])make\s+([a-z][a-z-]*)`)
 	n, ran := 0, 0
+	dev := newDevDir(t)
 	for _, s := range snippets(t) {
 		if s.lang != "sh" && s.lang != "bash" && s.lang != "shell" {
 			continue
@@ -222,16 +229,22 @@ func TestDocsShellSnippets(t *testing.T) {
 				// What runs here on its own is run for real: the policy
 				// tools in the repository root, pdp init in a new directory.
 				args = args[:len(args)-1]
-				if selfContained(args) {
+				switch {
+				case selfContained(args):
 					ran++
 					if code, out := runIn(t, args); code != 0 {
 						t.Errorf("%s:%d: pdp %s (run in %s): exit %d\n%s", s.file, s.line+i+1, strings.Join(args, " "), runDir(t, args), code, out)
+					}
+				case devRunnable(args):
+					ran++
+					if code, out := dev.run(t, args); code != 0 {
+						t.Errorf("%s:%d: pdp %s (run next to a dev server): exit %d\n%s", s.file, s.line+i+1, strings.Join(args, " "), code, out)
 					}
 				}
 			}
 		}
 	}
-	if n < 30 || ran < 8 {
+	if n < 30 || ran < 30 {
 		t.Fatalf("found %d pdp command lines, ran %d: the extraction is broken", n, ran)
 	}
 	t.Logf("%d pdp command lines checked, %d of them run", n, ran)
@@ -254,6 +267,87 @@ func selfContained(args []string) bool {
 		return true
 	}
 	return false
+}
+
+// devRunnable: a line that needs the running dev server (as `make run`
+// would be) and nothing else: pdp token, the audit commands that end
+// (not store, not --follow), pdp revoke; not those naming another NATS,
+// database, key or server.
+func devRunnable(args []string) bool {
+	if len(args) == 0 {
+		return false
+	}
+	for _, a := range args {
+		if a == "--follow" || a == "-f" || a == "--url" || a == "--nats" || a == "--db" || a == "--store" ||
+			strings.Contains(a, "://") || strings.HasPrefix(a, "$") || strings.ContainsAny(a, "<>…") {
+			return false
+		}
+	}
+	switch args[0] {
+	case "token", "revoke":
+		return true
+	case "audit":
+		return len(args) > 1 && args[1] != "store"
+	}
+	return false
+}
+
+// devDir is a directory whose .pdp-data is a running dev server's data
+// directory, as in the repository after `make run`: the commands the
+// docs show run there with their defaults.
+type devDir struct {
+	dir string
+}
+
+func newDevDir(t *testing.T) *devDir {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := &config.Config{Listen: "127.0.0.1:0", DataDir: filepath.Join(dir, config.DefaultDataDir)}
+	cfg.ApplyDefaults()
+	srv, err := server.New(context.Background(), cfg, server.Options{Dev: true})
+	if err != nil {
+		t.Fatalf("server.New: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	// A few decisions, for the audit commands to find.
+	for _, tool := range []string{"lookup_product", "generate_qr_url", "no_such_tool"} {
+		body := `{"resource": "` + srv.URL() + `/mcp", "message": {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "` + tool + `"}}}`
+		resp, err := http.Post(srv.URL()+"/v1/decide", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	return &devDir{dir: dir}
+}
+
+// run runs args in the dev directory, bounded in time.
+func (d *devDir) run(t *testing.T, args []string) (int, string) {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chdir(d.dir); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = os.Chdir(wd) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	code := run(ctx, args, &out, &out)
+	if ctx.Err() != nil {
+		return -1, "timed out after 20 s\n" + out.String()
+	}
+	return code, out.String()
 }
 
 // runDir is where runIn runs args: a new directory for pdp init, the
