@@ -7,6 +7,8 @@ import (
 	"io"
 	"sort"
 	"strings"
+
+	"github.com/mcp-pdp/pdp/internal/catalog"
 )
 
 // parseFlags parses args into fs with the habits of OPA's and NATS's
@@ -75,17 +77,13 @@ func flagHint(fs *flag.FlagSet, err error) string {
 	var names []string
 	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
 	sort.Strings(names)
-	best, bestD := "", 3 // at most two edits away, or a prefix
-	for _, n := range names {
-		d := editDistance(name, n)
-		if len(name) < 3 {
-			d = 3 // a letter or two: anything is near
-		}
-		if len(name) >= 2 && strings.HasPrefix(n, name) {
-			d = min(d, 1)
-		}
-		if d < bestD {
-			best, bestD = n, d
+	best := ""
+	if len(name) >= 3 { // a letter or two: anything is near
+		best = catalog.Nearest(name, names, 2)
+	}
+	for _, n := range names { // or one it begins
+		if best == "" && len(name) >= 2 && strings.HasPrefix(n, name) {
+			best = n
 		}
 	}
 	out := "unknown flag " + dashed(name)
@@ -107,25 +105,4 @@ func dashed(name string) string {
 		return "-" + name
 	}
 	return "--" + name
-}
-
-// editDistance is the Levenshtein distance of a and b (short strings).
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -94,7 +94,7 @@ func join(path []string, more ...string) []string {
 // misspelt reports keys of obj that look like a misspelling of a known key.
 func (v *validator) misspelt(path []string, obj map[string]any, known []string) {
 	for _, k := range sortedKeys(obj) {
-		if s := suggest(k, known); s != "" {
+		if s := Suggest(k, known); s != "" {
 			v.add(join(path, k), false, "", "unknown key %q: did you mean %q?", k, s)
 		}
 	}
@@ -425,11 +425,12 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// suggest returns the known key that k looks like a misspelling of: equal
-// but for case, one edit away (a swap of two neighbours is one edit), or
-// two for keys of eight characters and more (scope_implys). It returns ""
-// for known keys.
-func suggest(k string, known []string) string {
+// Suggest returns the known name that k looks like a misspelling of:
+// equal but for case, one edit away (a swap of two neighbours is one
+// edit) for names of four characters and more, or two for names of eight
+// and more (scope_implys). It returns "" for known names and when none is
+// near. `pdp check` names catalog keys with it, the CLI its flags.
+func Suggest(k string, known []string) string {
 	if contains(known, k) {
 		return ""
 	}
@@ -440,12 +441,19 @@ func suggest(k string, known []string) string {
 	case len(k) >= 4:
 		maxD = 1
 	}
+	return Nearest(k, known, maxD)
+}
+
+// Nearest returns the name of known equal to k but for case, else the
+// nearest at most maxEdits edits away (a swap of two neighbours is one
+// edit), else "".
+func Nearest(k string, known []string, maxEdits int) string {
 	for _, c := range known {
 		if strings.EqualFold(k, c) {
 			return c
 		}
 	}
-	best, bestD := "", maxD+1
+	best, bestD := "", maxEdits+1
 	for _, c := range known {
 		if d := editDistance(k, c); d < bestD {
 			best, bestD = c, d
