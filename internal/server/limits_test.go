@@ -53,24 +53,60 @@ func limitedPolicy(t *testing.T) string {
 `)
 }
 
+// hCounting is a PDP with the limited policy and audit on, hence the
+// quota counters, on an embedded NATS of its own.
+type hCounting struct {
+	base string
+	iss  *devissuertest.Server
+	nats *natstest.Server
+	c    *http.Client
+}
+
+// hStartCounting starts it; edit (may be nil) changes the configuration
+// first (cfg.Policy.Path is the limited policy's directory).
+func hStartCounting(t *testing.T, edit func(*config.Config)) *hCounting {
+	t.Helper()
+	h := &hCounting{iss: devissuertest.New(t, "ES256"), nats: natstest.Start(t), c: &http.Client{Timeout: 10 * time.Second}}
+	cfg := hConfig(t, h.iss)
+	cfg.Policy.Path = limitedPolicy(t)
+	cfg.Audit = config.Audit{NATS: config.NATS{URL: h.nats.URL()}}
+	if edit != nil {
+		edit(cfg)
+	}
+	cfg.ApplyDefaults()
+	h.base = hStart(t, cfg)
+	return h
+}
+
+// token mints a bearer token for sub with the scope qr:generate and the
+// claims extra.
+func (h *hCounting) token(t *testing.T, sub, client string, extra map[string]any) string {
+	return "Bearer " + h.iss.Mint(t, devissuer.MintOptions{Subject: sub, ClientID: client, Audience: []string{hResource}, Scopes: []string{"qr:generate"}, Extra: extra})
+}
+
+// decide decides a tools/call of tool for authz; while the counter stream
+// is not made yet (503: it is made in the background at start), it asks
+// again.
+func (h *hCounting) decide(t *testing.T, authz, tool string) map[string]any {
+	t.Helper()
+	var out map[string]any
+	testkit.WaitFor(t, "the counter stream", func() bool {
+		var err error
+		_, out, err = hPost(t, h.c, h.base+"/v1/decide", nil, hCallBody(authz, tool))
+		return err == nil && out["http_status"] != float64(503)
+	})
+	return out
+}
+
 // TestRateLimitEndToEnd: a catalog's rate limit through the running PDP:
 // within the burst allowed, then 429 with Retry-After and the in-band
 // forms, for that client only; the limited decision is one audit event
 // with outcome limited and the limit. A quota is counted in JetStream
 // across the subject's clients and refused, limited, once spent.
 func TestRateLimitEndToEnd(t *testing.T) {
-	iss := devissuertest.New(t, "ES256")
-	srv := natstest.Start(t)
-	cfg := hConfig(t, iss)
-	cfg.Policy.Path = limitedPolicy(t)
-	cfg.Audit = config.Audit{NATS: config.NATS{URL: srv.URL()}}
-	cfg.ApplyDefaults()
-	base := hStart(t, cfg)
-	c := &http.Client{Timeout: 10 * time.Second}
-	mint := func(client string) string {
-		return "Bearer " + iss.Mint(t, devissuer.MintOptions{Subject: "alice", ClientID: client, Audience: []string{hResource}, Scopes: []string{"qr:generate"}})
-	}
-	agent7, agent8 := mint("agent-7"), mint("agent-8")
+	h := hStartCounting(t, nil)
+	base, c, srv := h.base, h.c, h.nats
+	agent7, agent8 := h.token(t, "alice", "agent-7", nil), h.token(t, "alice", "agent-8", nil)
 	decide := func(authz, tool string) map[string]any {
 		t.Helper()
 		status, out, err := hPost(t, c, base+"/v1/decide", nil, hCallBody(authz, tool))
@@ -105,12 +141,7 @@ func TestRateLimitEndToEnd(t *testing.T) {
 		if i%2 == 1 {
 			tok = agent8
 		}
-		var q map[string]any
-		testkit.WaitFor(t, "the counter stream", func() bool { // created in the background
-			q = decide(tok, "generate_qr_url")
-			return q["http_status"] != float64(503)
-		})
-		if q["allow"] != true {
+		if q := h.decide(t, tok, "generate_qr_url"); q["allow"] != true {
 			t.Fatalf("quota call %d: %v", i+1, q)
 		}
 	}
@@ -148,7 +179,7 @@ func TestRateLimitEndToEnd(t *testing.T) {
 	testkit.WaitFor(t, "the limited decision's audit event", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = auditsink.Read(ctx, js, cfg.Audit.Stream, cfg.Audit.SubjectPrefix, auditsink.Filter{}, false, func(e *auditsink.Event) error {
+		_ = auditsink.Read(ctx, js, auditsink.DefaultStream, auditsink.DefaultSubjectPrefix, auditsink.Filter{}, false, func(e *auditsink.Event) error {
 			if e.ID == limitedID {
 				ev = e
 			}
@@ -317,21 +348,15 @@ func hMetric(t *testing.T, c *http.Client, base, name string) (float64, bool) {
 // window for the pro plan, so a free caller is refused (the policy's
 // reason) two calls early and a pro caller spends the quota.
 func TestQuotaBudgetInInput(t *testing.T) {
-	iss := devissuertest.New(t, "ES256")
-	srv := natstest.Start(t)
-	cfg := hConfig(t, iss)
-	cfg.Policy.Path = limitedPolicy(t)
-	testkit.WriteFile(t, filepath.Join(cfg.Policy.Path, "budget.rego"), `package mcp.authz
+	h := hStartCounting(t, func(cfg *config.Config) {
+		testkit.WriteFile(t, filepath.Join(cfg.Policy.Path, "budget.rego"), `package mcp.authz
 
 deny contains "the last 2 calls of the day are kept for the pro plan" if {
 	input.budget.quota.remaining <= 2
 	input.token.claims.plan != "pro"
 }
 `)
-	cfg.Audit = config.Audit{NATS: config.NATS{URL: srv.URL()}}
-	cfg.ApplyDefaults()
-	base := hStart(t, cfg)
-	c := &http.Client{Timeout: 10 * time.Second}
+	})
 	for _, tc := range []struct {
 		sub, plan string
 		want      []string // outcomes of 6 calls
@@ -339,15 +364,9 @@ deny contains "the last 2 calls of the day are kept for the pro plan" if {
 		{"free-user", "free", []string{"allow", "allow", "allow", "deny", "deny", "deny"}},
 		{"pro-user", "pro", []string{"allow", "allow", "allow", "allow", "allow", "limited"}},
 	} {
-		tok := "Bearer " + iss.Mint(t, devissuer.MintOptions{Subject: tc.sub, ClientID: "agent", Audience: []string{hResource},
-			Scopes: []string{"qr:generate"}, Extra: map[string]any{"plan": tc.plan}})
+		tok := h.token(t, tc.sub, "agent", map[string]any{"plan": tc.plan})
 		for i, want := range tc.want {
-			var out map[string]any
-			testkit.WaitFor(t, "the counter stream", func() bool { // created in the background
-				var err error
-				_, out, err = hPost(t, c, base+"/v1/decide", nil, hCallBody(tok, "generate_qr_url"))
-				return err == nil && out["http_status"] != float64(503)
-			})
+			out := h.decide(t, tok, "generate_qr_url")
 			if out["outcome"] != want {
 				t.Fatalf("%s call %d: %v, want %s", tc.sub, i+1, out, want)
 			}
@@ -426,16 +445,9 @@ func TestSharedRateAcrossReplicas(t *testing.T) {
 // uncounted, and the audit spool keeps them) and counted once NATS is
 // back: a quota of 5 with one call before and 2 such calls has 2 left.
 func TestQuotaAllowedWhileNATSIsAway(t *testing.T) {
-	iss := devissuertest.New(t, "ES256")
-	srv := natstest.Start(t)
-	cfg := hConfig(t, iss)
-	cfg.Policy.Path = limitedPolicy(t)
-	cfg.Resources[0].OnCounterUnavailable = "allow"
-	cfg.Audit = config.Audit{NATS: config.NATS{URL: srv.URL()}}
-	cfg.ApplyDefaults()
-	base := hStart(t, cfg)
-	c := &http.Client{Timeout: 10 * time.Second}
-	tok := "Bearer " + iss.Mint(t, devissuer.MintOptions{Subject: "alice", ClientID: "agent", Audience: []string{hResource}, Scopes: []string{"qr:generate"}})
+	h := hStartCounting(t, func(cfg *config.Config) { cfg.Resources[0].OnCounterUnavailable = "allow" })
+	base, c, srv := h.base, h.c, h.nats
+	tok := h.token(t, "alice", "agent", nil)
 	decide := func() map[string]any {
 		t.Helper()
 		_, out, err := hPost(t, c, base+"/v1/decide", nil, hCallBody(tok, "generate_qr_url"))
@@ -487,28 +499,14 @@ func TestQuotaAllowedWhileNATSIsAway(t *testing.T) {
 // often it is asked; a malformed token or one naming another resource is
 // refused; a call without a quota has no token.
 func TestRefund(t *testing.T) {
-	iss := devissuertest.New(t, "ES256")
-	srv := natstest.Start(t)
-	cfg := hConfig(t, iss)
-	cfg.Policy.Path = limitedPolicy(t)
-	cfg.Audit = config.Audit{NATS: config.NATS{URL: srv.URL()}}
-	cfg.ApplyDefaults()
-	base := hStart(t, cfg)
-	c := &http.Client{Timeout: 10 * time.Second}
+	h := hStartCounting(t, nil)
+	base, c := h.base, h.c
 	client, err := pep.NewClient(base, pep.ClientOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := "Bearer " + iss.Mint(t, devissuer.MintOptions{Subject: "alice", ClientID: "agent", Audience: []string{hResource}, Scopes: []string{"qr:generate"}})
-	decide := func(tool string) map[string]any {
-		t.Helper()
-		var out map[string]any
-		testkit.WaitFor(t, "the counter stream", func() bool { // created in the background
-			_, out, err = hPost(t, c, base+"/v1/decide", nil, hCallBody(tok, tool))
-			return err == nil && out["http_status"] != float64(503)
-		})
-		return out
-	}
+	tok := h.token(t, "alice", "agent", nil)
+	decide := func(tool string) map[string]any { t.Helper(); return h.decide(t, tok, tool) }
 	var refunds []string
 	for i := range 5 {
 		out := decide("generate_qr_url")
