@@ -36,30 +36,9 @@ import (
 func startDevServe(t *testing.T, args ...string) (base, dataDir string, stderr *testkit.SyncBuffer) {
 	t.Helper()
 	dataDir = t.TempDir()
-	stderr = &testkit.SyncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() {
-		done <- run(ctx, append([]string{"serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir", dataDir}, args...), &bytes.Buffer{}, stderr)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("pdp serve exited %d:\n%s", code, stderr.String())
-			}
-		case <-time.After(testkit.WaitTimeout):
-			t.Error("pdp serve did not stop")
-		}
-	})
+	stderr, alive := startPDP(t, append([]string{"serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir", dataDir}, args...))
 	testkit.WaitFor(t, "pdp serve --dev to be ready", func() bool {
-		select {
-		case code := <-done:
-			done <- code
-			t.Fatalf("pdp serve exited %d at start:\n%s", code, stderr.String())
-		default:
-		}
+		alive()
 		iss, err := devissuer.Load(filepath.Join(dataDir, server.DevIssuerFile))
 		if err != nil {
 			return false

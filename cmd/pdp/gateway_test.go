@@ -163,32 +163,10 @@ func connectGoSDK(t *testing.T, endpoint, authz string, stderr *testkit.SyncBuff
 func startDevGateway(t *testing.T, args ...string) (endpoint, dataDir string, stderr *testkit.SyncBuffer) {
 	t.Helper()
 	dataDir = t.TempDir()
-	stderr = &testkit.SyncBuffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	go func() {
-		// args last: they may end with "-- command...".
-		done <- run(ctx, append([]string{"gateway", "--dev", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--data-dir", dataDir}, args...),
-			&bytes.Buffer{}, stderr)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("pdp gateway exited %d:\n%s", code, stderr.String())
-			}
-		case <-time.After(testkit.WaitTimeout):
-			t.Error("pdp gateway did not stop")
-		}
-	})
+	// args last: they may end with "-- command...".
+	stderr, alive := startPDP(t, append([]string{"gateway", "--dev", "--listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--data-dir", dataDir}, args...))
 	testkit.WaitFor(t, "the dev gateway to start", func() bool {
-		select {
-		case code := <-done:
-			done <- code
-			t.Fatalf("pdp gateway exited %d at start:\n%s", code, stderr.String())
-		default:
-		}
+		alive()
 		b, err := os.ReadFile(filepath.Join(dataDir, server.DevResourceFile))
 		endpoint = strings.TrimSpace(string(b))
 		if err != nil || endpoint == "" {
@@ -250,4 +228,36 @@ func TestGatewayDevStdioIdentity(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startPDP runs `pdp args...` in-process until the test ends, when it
+// must stop and exit 0; it returns the command's stderr and alive, which
+// fails the test if the command has exited already (call it while
+// waiting for it to be ready).
+func startPDP(t *testing.T, args []string) (stderr *testkit.SyncBuffer, alive func()) {
+	t.Helper()
+	stderr = &testkit.SyncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, args, &bytes.Buffer{}, stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("pdp %s exited %d:\n%s", args[0], code, stderr.String())
+			}
+		case <-time.After(testkit.WaitTimeout):
+			t.Errorf("pdp %s did not stop", args[0])
+		}
+	})
+	alive = func() {
+		select {
+		case code := <-done:
+			done <- code
+			t.Fatalf("pdp %s exited %d at start:\n%s", args[0], code, stderr.String())
+		default:
+		}
+	}
+	return stderr, alive
 }
