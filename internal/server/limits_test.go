@@ -565,6 +565,26 @@ func TestRefund(t *testing.T) {
 	if v, _ := hMetric(t, c, base, `pdp_refunds_total{result="refunded"}`); v != 1 {
 		t.Fatalf("pdp_refunds_total refunded = %v", v)
 	}
+
+	// A refund into a window that counted nothing (its call made 40 days
+	// ago, in another month): 409, and the counter is left as it was.
+	var claims map[string]any
+	if err := json.Unmarshal(raw, &claims); err != nil {
+		t.Fatal(err)
+	}
+	claims["w"], claims["d"] = time.Now().Add(-40*24*time.Hour).UnixMilli(), "old-decision"
+	old, _ := json.Marshal(claims)
+	_, err = client.Refund(ctx, "r1."+base64.RawURLEncoding.EncodeToString(old), "")
+	var re *pep.RequestError
+	if !errors.As(err, &re) || re.Status != 409 || re.Code != "nothing_to_refund" {
+		t.Fatalf("a refund into an empty window: %v, want 409 nothing_to_refund", err)
+	}
+	// The counters out of reach: 503, try again.
+	h.nats.Stop()
+	_, err = client.Refund(ctx, refunds[2], "")
+	if !errors.As(err, &re) || re.Status != 503 || re.Code != "counters_unavailable" {
+		t.Fatalf("a refund with NATS down: %v, want 503 counters_unavailable", err)
+	}
 }
 
 // hFitsSchema checks a /v1/decide answer against pep/decide.schema.json
