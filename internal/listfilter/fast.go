@@ -63,6 +63,11 @@ func parseFast(class decision.Method, result []byte, valid bool) (*List, bool) {
 	if !ok || !found || jsonfast.SkipSpace(result, end) != len(result) {
 		return nil, false
 	}
+	if len(l.Items) == 0 {
+		// An empty list keeps none of the room made for its items, and is
+		// then the List encoding/json's path gives (nil slices).
+		l.raws, l.heads, l.Items = nil, nil, nil
+	}
 	return l, true
 }
 
